@@ -1,0 +1,27 @@
+/* cli/cli.h - what the subcommands of bluearrow share */
+#ifndef BLUEARROW_CLI_H
+#define BLUEARROW_CLI_H
+
+#include "bluearrow/err.h"
+
+struct cli_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv); /* argv[0] is the subcommand name; returns an exit code */
+	const char *summary;               /* one line for `bluearrow help` */
+	const char *usage;                 /* full text for `bluearrow help CMD` and CMD --help */
+};
+
+/* The subcommand table (main.c); ends with a NULL name. */
+extern const struct cli_cmd cli_cmds[];
+
+/* "bluearrow" or the name the program was invoked as; for messages. */
+extern const char *cli_progname;
+
+/* Prints "bluearrow: <err text>" on stderr and returns the error's exit code (EX_SOFTWARE if unset). */
+int cli_fail(const struct ba_err *err);
+/* Prints "bluearrow CMD: <message>" and a hint to --help on stderr; returns EX_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the usage text of cmd on stdout; returns 0. */
+int cli_print_usage(const char *cmd);
+
+#endif

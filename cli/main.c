@@ -1,0 +1,108 @@
+/* cli/main.c - bluearrow: dispatches subcommands (libgit2 src/cli style) */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bluearrow/version.h"
+#include "cli.h"
+
+const char *cli_progname = "bluearrow";
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+const struct cli_cmd cli_cmds[] = {
+	{ "help", cmd_help, "show help for bluearrow or one of its commands",
+	  "usage: bluearrow help [COMMAND]\n" },
+	{ "version", cmd_version, "print the version",
+	  "usage: bluearrow version\n" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static const struct cli_cmd *find_cmd(const char *name)
+{
+	for (const struct cli_cmd *c = cli_cmds; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+int cli_fail(const struct ba_err *err)
+{
+	fprintf(stderr, "%s: %s\n", cli_progname, err->text[0] ? err->text : "unknown error");
+	return err->code ? err->code : EX_SOFTWARE;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s %s: ", cli_progname, cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see '%s help %s')\n", cli_progname, cmd);
+	return EX_USAGE;
+}
+
+int cli_print_usage(const char *cmd)
+{
+	const struct cli_cmd *c = find_cmd(cmd);
+	if (c)
+		fputs(c->usage, stdout);
+	return 0;
+}
+
+static void print_overview(FILE *f)
+{
+	fprintf(f, "usage: bluearrow [--version] [--help] COMMAND [ARGS]\n\n"
+	           "bluearrow builds and submits Internet mail.\n\ncommands:\n");
+	for (const struct cli_cmd *c = cli_cmds; c->name; c++)
+		fprintf(f, "   %-10s %s\n", c->name, c->summary);
+	fprintf(f, "\nSee 'bluearrow help COMMAND' for the options of one command.\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_overview(stdout);
+		return 0;
+	}
+	const struct cli_cmd *c = find_cmd(argv[1]);
+	if (!c) {
+		fprintf(stderr, "bluearrow help: unknown command '%s'\n", argv[1]);
+		return EX_USAGE;
+	}
+	fputs(c->usage, stdout);
+	return 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("bluearrow %s\n", BA_VERSION);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_overview(stderr);
+		return EX_USAGE;
+	}
+	const char *name = argv[1];
+	if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0)
+		return cmd_version(0, NULL);
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+		return cmd_help(1, argv);
+	const struct cli_cmd *c = find_cmd(name);
+	if (!c) {
+		fprintf(stderr, "bluearrow: '%s' is not a bluearrow command (see 'bluearrow --help')\n",
+		        name);
+		return EX_USAGE;
+	}
+	for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0)
+			return cli_print_usage(name);
+	return c->run(argc - 1, argv + 1);
+}

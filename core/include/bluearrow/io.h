@@ -1,0 +1,176 @@
+/* bluearrow/io.h - reader, writer and stream interfaces; fd and memory implementations
+ *
+ * Everything that moves bytes in core does it through these small vtables so
+ * that encoders, the MIME writer and the SMTP engine stream: no stage holds a
+ * whole message or attachment.  An implementation embeds the base struct as
+ * its first member and points it at its ops table.
+ *
+ * Deadlines are absolute times on the monotonic clock in milliseconds (see
+ * ba_now_ms()); 0 means "no deadline".  A deadline rather than a timeout per
+ * read means a peer trickling one byte at a time cannot stretch an exchange.
+ */
+#ifndef BLUEARROW_IO_H
+#define BLUEARROW_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bluearrow/buf.h"
+#include "bluearrow/err.h"
+
+/* Monotonic clock in milliseconds. */
+int64_t ba_now_ms(void);
+/* ba_now_ms() + timeout_ms, or 0 (no deadline) when timeout_ms <= 0. */
+int64_t ba_deadline(int timeout_ms);
+
+/* ---- readers ------------------------------------------------------------ */
+
+typedef struct ba_reader ba_reader;
+struct ba_reader_ops {
+	/* Reads up to n (> 0) bytes into p.  Returns the count (> 0), 0 at end of input, -1 on error. */
+	ssize_t (*read)(ba_reader *r, void *p, size_t n, struct ba_err *err);
+};
+struct ba_reader {
+	const struct ba_reader_ops *ops;
+};
+
+static inline ssize_t ba_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
+{
+	return r->ops->read(r, p, n, err);
+}
+/* Reads until n bytes or end of input; returns the count (< n only at end), -1 on error. */
+ssize_t ba_read_full(ba_reader *r, void *p, size_t n, struct ba_err *err);
+
+/* Reads from a file descriptor (not closed by the reader).  name is borrowed, used in errors. */
+struct ba_fd_reader {
+	ba_reader base;
+	int fd;
+	const char *name;
+};
+void ba_fd_reader_init(struct ba_fd_reader *r, int fd, const char *name);
+
+/* Reads from memory (borrowed for the reader's life). */
+struct ba_mem_reader {
+	ba_reader base;
+	const unsigned char *p;
+	size_t len, off;
+};
+void ba_mem_reader_init(struct ba_mem_reader *r, const void *p, size_t len);
+
+/*
+ * Bounded line reader over a ba_reader.  ba_linereader_next() returns the
+ * next piece of input of at most max bytes: a whole line including its LF
+ * (and the CR before it, if any), or, when a line is longer than max, its
+ * first max bytes (the piece does not end in LF; the rest follows as the
+ * next piece), or the last unterminated line at end of input.  Memory use
+ * is bounded by max.
+ */
+struct ba_linereader {
+	ba_reader *in;
+	unsigned char *buf;
+	size_t size, start, end, max;
+	int eof;
+};
+/* Allocates the buffer.  Returns 0, or -1 (EX_OSERR) on out of memory. */
+int ba_linereader_init(struct ba_linereader *lr, ba_reader *in, size_t max, struct ba_err *err);
+/* 1 with *line (borrowed until the next call) and *len set; 0 at end of input; -1 on error. */
+int ba_linereader_next(struct ba_linereader *lr, const char **line, size_t *len, struct ba_err *err);
+/* Bytes buffered but not yet returned, for a caller that switches to raw reading. */
+size_t ba_linereader_buffered(const struct ba_linereader *lr, const char **p);
+void ba_linereader_release(struct ba_linereader *lr);
+
+/* ---- writers ------------------------------------------------------------ */
+
+typedef struct ba_writer ba_writer;
+struct ba_writer_ops {
+	/* Writes all n bytes (buffering allowed).  Returns 0 or -1. */
+	int (*write)(ba_writer *w, const void *p, size_t n, struct ba_err *err);
+	/* Pushes buffered bytes downstream.  May be NULL (nothing buffered). */
+	int (*flush)(ba_writer *w, struct ba_err *err);
+};
+struct ba_writer {
+	const struct ba_writer_ops *ops;
+};
+
+static inline int ba_write(ba_writer *w, const void *p, size_t n, struct ba_err *err)
+{
+	return n ? w->ops->write(w, p, n, err) : 0;
+}
+int ba_write_str(ba_writer *w, const char *s, struct ba_err *err);
+int ba_flush(ba_writer *w, struct ba_err *err);
+
+/* Buffered writer to a file descriptor (not closed).  name is borrowed, used in errors. */
+#define BA_FD_WRITER_BUF 65536
+struct ba_fd_writer {
+	ba_writer base;
+	int fd;
+	const char *name;
+	size_t len;
+	unsigned char buf[BA_FD_WRITER_BUF];
+};
+void ba_fd_writer_init(struct ba_fd_writer *w, int fd, const char *name);
+
+/* Appends to a ba_buf (borrowed); fails with EX_DATAERR when the buffer's cap is reached. */
+struct ba_buf_writer {
+	ba_writer base;
+	struct ba_buf *buf;
+};
+void ba_buf_writer_init(struct ba_buf_writer *w, struct ba_buf *buf);
+
+/* Counts bytes and discards them. */
+struct ba_count_writer {
+	ba_writer base;
+	uint64_t count;
+};
+void ba_count_writer_init(struct ba_count_writer *w);
+
+/* ---- streams (bidirectional: sockets, TLS sessions) --------------------- */
+
+typedef struct ba_stream ba_stream;
+struct ba_stream_ops {
+	/*
+	 * Reads what is available, at most n bytes, waiting no later than
+	 * deadline.  Returns the count (> 0), 0 when the peer closed, -1 on
+	 * error (EX_TEMPFAIL when the deadline passed, EX_IOERR otherwise).
+	 */
+	ssize_t (*read)(ba_stream *s, void *p, size_t n, int64_t deadline, struct ba_err *err);
+	/* Writes all n bytes before deadline.  Returns 0 or -1 (as read). */
+	int (*write)(ba_stream *s, const void *p, size_t n, int64_t deadline, struct ba_err *err);
+	/* Bytes already received and readable without waiting (e.g. decrypted TLS data). May be NULL. */
+	size_t (*pending)(ba_stream *s);
+	/* Closes and frees.  */
+	void (*free)(ba_stream *s);
+};
+struct ba_stream {
+	const struct ba_stream_ops *ops;
+};
+
+static inline ssize_t ba_stream_read(ba_stream *s, void *p, size_t n, int64_t deadline,
+                                     struct ba_err *err)
+{
+	return s->ops->read(s, p, n, deadline, err);
+}
+static inline int ba_stream_write(ba_stream *s, const void *p, size_t n, int64_t deadline,
+                                  struct ba_err *err)
+{
+	return s->ops->write(s, p, n, deadline, err);
+}
+static inline size_t ba_stream_pending(ba_stream *s)
+{
+	return s->ops->pending ? s->ops->pending(s) : 0;
+}
+/* Closes and frees the stream; NULL is a no-op. */
+void ba_stream_free(ba_stream *s);
+
+/*
+ * A stream over a connected file descriptor (socket, socketpair, pipe
+ * pair).  Takes ownership of the descriptors: ba_stream_free() closes them
+ * (once, if rfd == wfd).  The descriptors are made non-blocking.  Returns
+ * NULL on out of memory (and closes the descriptors).
+ */
+ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name);
+/* The descriptor of a stream made by ba_fd_stream_new(), or -1 for another kind. */
+int ba_fd_stream_fd(ba_stream *s);
+
+#endif

@@ -1,0 +1,354 @@
+/* io.c - readers, writers and streams over file descriptors and memory */
+#include "bluearrow/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t ba_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ba_deadline(int timeout_ms)
+{
+	return timeout_ms > 0 ? ba_now_ms() + timeout_ms : 0;
+}
+
+ssize_t ba_read_full(ba_reader *r, void *p, size_t n, struct ba_err *err)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = ba_read(r, (unsigned char *)p + got, n - got, err);
+		if (k < 0)
+			return -1;
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
+}
+
+/* ---- fd reader ---- */
+
+static ssize_t fd_reader_read(ba_reader *base, void *p, size_t n, struct ba_err *err)
+{
+	struct ba_fd_reader *r = (struct ba_fd_reader *)base;
+	for (;;) {
+		ssize_t k = read(r->fd, p, n);
+		if (k >= 0)
+			return k;
+		if (errno != EINTR)
+			return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", r->name, strerror(errno));
+	}
+}
+
+static const struct ba_reader_ops fd_reader_ops = { fd_reader_read };
+
+void ba_fd_reader_init(struct ba_fd_reader *r, int fd, const char *name)
+{
+	r->base.ops = &fd_reader_ops;
+	r->fd = fd;
+	r->name = name ? name : "input";
+}
+
+/* ---- memory reader ---- */
+
+static ssize_t mem_reader_read(ba_reader *base, void *p, size_t n, struct ba_err *err)
+{
+	struct ba_mem_reader *r = (struct ba_mem_reader *)base;
+	(void)err;
+	size_t left = r->len - r->off;
+	if (n > left)
+		n = left;
+	if (n)
+		memcpy(p, r->p + r->off, n);
+	r->off += n;
+	return (ssize_t)n;
+}
+
+static const struct ba_reader_ops mem_reader_ops = { mem_reader_read };
+
+void ba_mem_reader_init(struct ba_mem_reader *r, const void *p, size_t len)
+{
+	r->base.ops = &mem_reader_ops;
+	r->p = p;
+	r->len = len;
+	r->off = 0;
+}
+
+/* ---- bounded line reader ---- */
+
+int ba_linereader_init(struct ba_linereader *lr, ba_reader *in, size_t max, struct ba_err *err)
+{
+	memset(lr, 0, sizeof(*lr));
+	if (max == 0)
+		BA_BUG("line reader with max 0");
+	lr->in = in;
+	lr->max = max;
+	/* room for one full piece plus a read's worth, so reads stay large */
+	lr->size = max + 16384;
+	lr->buf = malloc(lr->size);
+	if (!lr->buf)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
+int ba_linereader_next(struct ba_linereader *lr, const char **line, size_t *len, struct ba_err *err)
+{
+	size_t scanned = 0;
+	for (;;) {
+		size_t avail = lr->end - lr->start;
+		size_t lim = avail < lr->max ? avail : lr->max;
+		unsigned char *s = lr->buf + lr->start;
+		unsigned char *nl = lim > scanned ? memchr(s + scanned, '\n', lim - scanned) : NULL;
+		if (nl || avail >= lr->max || (lr->eof && avail)) {
+			size_t n = nl ? (size_t)(nl - s) + 1 : lim;
+			*line = (const char *)s;
+			*len = n;
+			lr->start += n;
+			return 1;
+		}
+		if (lr->eof)
+			return 0;
+		scanned = lim;
+		if (lr->start && lr->end == lr->size) {
+			memmove(lr->buf, lr->buf + lr->start, avail);
+			lr->end = avail;
+			lr->start = 0;
+		} else if (lr->start == lr->end) {
+			lr->start = lr->end = 0;
+		}
+		ssize_t k = ba_read(lr->in, lr->buf + lr->end, lr->size - lr->end, err);
+		if (k < 0)
+			return -1;
+		if (k == 0)
+			lr->eof = 1;
+		lr->end += (size_t)k;
+	}
+}
+
+size_t ba_linereader_buffered(const struct ba_linereader *lr, const char **p)
+{
+	*p = (const char *)lr->buf + lr->start;
+	return lr->end - lr->start;
+}
+
+void ba_linereader_release(struct ba_linereader *lr)
+{
+	free(lr->buf);
+	lr->buf = NULL;
+	lr->start = lr->end = lr->size = 0;
+}
+
+/* ---- writers ---- */
+
+int ba_write_str(ba_writer *w, const char *s, struct ba_err *err)
+{
+	return ba_write(w, s, strlen(s), err);
+}
+
+int ba_flush(ba_writer *w, struct ba_err *err)
+{
+	return w->ops->flush ? w->ops->flush(w, err) : 0;
+}
+
+static int write_all_fd(int fd, const unsigned char *p, size_t n, const char *name,
+                        struct ba_err *err)
+{
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return ba_err_set(err, EX_IOERR, "cannot write '%s': %s", name, strerror(errno));
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int fd_writer_flush(ba_writer *base, struct ba_err *err)
+{
+	struct ba_fd_writer *w = (struct ba_fd_writer *)base;
+	size_t n = w->len;
+	w->len = 0;
+	return write_all_fd(w->fd, w->buf, n, w->name, err);
+}
+
+static int fd_writer_write(ba_writer *base, const void *p, size_t n, struct ba_err *err)
+{
+	struct ba_fd_writer *w = (struct ba_fd_writer *)base;
+	if (w->len + n <= sizeof(w->buf)) {
+		memcpy(w->buf + w->len, p, n);
+		w->len += n;
+		return 0;
+	}
+	if (fd_writer_flush(base, err) < 0)
+		return -1;
+	if (n >= sizeof(w->buf))
+		return write_all_fd(w->fd, p, n, w->name, err);
+	memcpy(w->buf, p, n);
+	w->len = n;
+	return 0;
+}
+
+static const struct ba_writer_ops fd_writer_ops = { fd_writer_write, fd_writer_flush };
+
+void ba_fd_writer_init(struct ba_fd_writer *w, int fd, const char *name)
+{
+	w->base.ops = &fd_writer_ops;
+	w->fd = fd;
+	w->name = name ? name : "output";
+	w->len = 0;
+}
+
+static int buf_writer_write(ba_writer *base, const void *p, size_t n, struct ba_err *err)
+{
+	struct ba_buf_writer *w = (struct ba_buf_writer *)base;
+	if (ba_buf_add(w->buf, p, n) < 0)
+		return ba_err_set(err, EX_DATAERR, "output too large (limit %zu bytes)", w->buf->cap);
+	return 0;
+}
+
+static const struct ba_writer_ops buf_writer_ops = { buf_writer_write, NULL };
+
+void ba_buf_writer_init(struct ba_buf_writer *w, struct ba_buf *buf)
+{
+	w->base.ops = &buf_writer_ops;
+	w->buf = buf;
+}
+
+static int count_writer_write(ba_writer *base, const void *p, size_t n, struct ba_err *err)
+{
+	(void)p;
+	(void)err;
+	((struct ba_count_writer *)base)->count += n;
+	return 0;
+}
+
+static const struct ba_writer_ops count_writer_ops = { count_writer_write, NULL };
+
+void ba_count_writer_init(struct ba_count_writer *w)
+{
+	w->base.ops = &count_writer_ops;
+	w->count = 0;
+}
+
+/* ---- fd stream ---- */
+
+struct fd_stream {
+	ba_stream base;
+	int rfd, wfd;
+	char name[64];
+};
+
+/* Waits for fd to become ready for events before deadline. Returns 0, or -1 with err set. */
+static int wait_fd(int fd, short events, int64_t deadline, const char *name, struct ba_err *err)
+{
+	for (;;) {
+		int timeout = -1;
+		if (deadline) {
+			int64_t left = deadline - ba_now_ms();
+			if (left <= 0)
+				return ba_err_set(err, EX_TEMPFAIL, "%s: timed out", name);
+			timeout = left > 60000 ? 60000 : (int)left;
+		}
+		struct pollfd pfd = { fd, events, 0 };
+		int r = poll(&pfd, 1, timeout);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return ba_err_set(err, EX_IOERR, "%s: poll: %s", name, strerror(errno));
+	}
+}
+
+static ssize_t fd_stream_read(ba_stream *base, void *p, size_t n, int64_t deadline,
+                              struct ba_err *err)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+	for (;;) {
+		ssize_t k = read(s->rfd, p, n);
+		if (k >= 0)
+			return k;
+		if (errno == EINTR)
+			continue;
+		if (errno == ECONNRESET)
+			return ba_err_set(err, EX_IOERR, "%s: connection reset by peer", s->name);
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return ba_err_set(err, EX_IOERR, "%s: read: %s", s->name, strerror(errno));
+		if (wait_fd(s->rfd, POLLIN, deadline, s->name, err) < 0)
+			return -1;
+	}
+}
+
+static int fd_stream_write(ba_stream *base, const void *p, size_t n, int64_t deadline,
+                           struct ba_err *err)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+	const unsigned char *q = p;
+	while (n) {
+		ssize_t k = write(s->wfd, q, n);
+		if (k >= 0) {
+			q += k;
+			n -= (size_t)k;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return ba_err_set(err, EX_IOERR, "%s: write: %s", s->name, strerror(errno));
+		if (wait_fd(s->wfd, POLLOUT, deadline, s->name, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void fd_stream_free(ba_stream *base)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+	close(s->rfd);
+	if (s->wfd != s->rfd)
+		close(s->wfd);
+	free(s);
+}
+
+static const struct ba_stream_ops fd_stream_ops = { fd_stream_read, fd_stream_write, NULL,
+	                                            fd_stream_free };
+
+ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
+{
+	struct fd_stream *s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(rfd);
+		if (wfd != rfd)
+			close(wfd);
+		return NULL;
+	}
+	s->base.ops = &fd_stream_ops;
+	s->rfd = rfd;
+	s->wfd = wfd;
+	snprintf(s->name, sizeof(s->name), "%s", name ? name : "connection");
+	fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
+	fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+	return &s->base;
+}
+
+int ba_fd_stream_fd(ba_stream *s)
+{
+	return s && s->ops == &fd_stream_ops ? ((struct fd_stream *)s)->rfd : -1;
+}
+
+void ba_stream_free(ba_stream *s)
+{
+	if (s)
+		s->ops->free(s);
+}
