@@ -1,0 +1,135 @@
+/* bluearrow/encode.h - transfer and header encodings, streaming and I/O-free
+ *
+ * base64 (RFC 2045 §6.8, RFC 4648 §4), quoted-printable (RFC 2045 §6.7),
+ * RFC 2047 encoded-words for header text, RFC 2231 parameter values.  The
+ * body encoders are writer filters: bytes written to them come out encoded on
+ * the downstream writer, in bounded memory whatever the size.  The header
+ * encoders append to a ba_buf and fold lines themselves.
+ *
+ * eol arguments are "\n" or "\r\n": the line ending the output uses.
+ */
+#ifndef BLUEARROW_ENCODE_H
+#define BLUEARROW_ENCODE_H
+
+#include <stddef.h>
+
+#include "bluearrow/buf.h"
+#include "bluearrow/err.h"
+#include "bluearrow/io.h"
+
+/* ---- UTF-8 -------------------------------------------------------------- */
+
+/*
+ * 1 if s[0..n) is well-formed UTF-8 (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), else 0 and the offset of the first bad byte in
+ * *bad (if bad is not NULL).
+ */
+int ba_utf8_valid(const char *s, size_t n, size_t *bad);
+
+/* ---- base64 --------------------------------------------------------------- */
+
+/* Appends the base64 of p[0..n) to out, one line, with padding.  0 or -1 (out failed). */
+int ba_base64_encode(struct ba_buf *out, const void *p, size_t n);
+/*
+ * Appends the decoded bytes of s[0..n) to out.  Accepts padding, ignores
+ * CR, LF and spaces; anything else is an error (-1, EX_DATAERR).
+ */
+int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err);
+
+/*
+ * Streaming base64 encoder: a ba_writer that encodes what is written to it
+ * into lines of line_len characters (76 per RFC 2045; 0 = no line breaks)
+ * each ended by eol, and writes them to out (borrowed).  Output is batched
+ * in an internal buffer.  ba_b64_writer_finish() encodes the last bytes with
+ * padding, ends the last line with eol (if any output), and flushes the
+ * internal buffer to out (it does not flush out itself).
+ */
+struct ba_b64_writer {
+	ba_writer base;
+	ba_writer *out;
+	const char *eol;
+	size_t eol_len, line_len, col, npend, olen;
+	unsigned char pend[3];
+	unsigned char obuf[16384];
+};
+void ba_b64_writer_init(struct ba_b64_writer *w, ba_writer *out, const char *eol, size_t line_len);
+int ba_b64_writer_finish(struct ba_b64_writer *w, struct ba_err *err);
+
+/* ---- quoted-printable ----------------------------------------------------- */
+
+enum ba_qp_flags {
+	/* Input is text: CRLF or LF in the input is a hard line break, written as eol.
+	 * Without it every CR and LF is encoded (=0D, =0A). */
+	BA_QP_TEXT = 1 << 0,
+};
+
+/*
+ * Streaming quoted-printable encoder (RFC 2045 §6.7): lines of at most 76
+ * characters with soft breaks ("=" eol), trailing space and tab encoded,
+ * "=" and non-ASCII and controls encoded, and lines that start with "From "
+ * or "." protected by encoding their first character, so no mail system on
+ * the path can alter them.  ba_qp_writer_finish() ends the output and flushes
+ * to out (borrowed); it does not flush out itself.
+ */
+struct ba_qp_writer {
+	ba_writer base;
+	ba_writer *out;
+	const char *eol;
+	unsigned flags;
+	size_t eol_len, olen;
+	unsigned char line[80];   /* the pending output line */
+	size_t line_len;
+	int pending_cr;           /* a CR seen, waiting for LF (BA_QP_TEXT) */
+	unsigned char hold[8];    /* input not yet decided (start-of-line "From ", trailing space) */
+	size_t nhold;
+	unsigned char obuf[16384];
+};
+void ba_qp_writer_init(struct ba_qp_writer *w, ba_writer *out, const char *eol, unsigned flags);
+int ba_qp_writer_finish(struct ba_qp_writer *w, struct ba_err *err);
+/* Appends the decoding of s[0..n) to out (soft breaks removed).  -1 with EX_DATAERR on malformed input. */
+int ba_qp_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err);
+
+/* ---- RFC 2047 encoded-words --------------------------------------------- */
+
+enum ba_rfc2047_flags {
+	/* text is a phrase (a display name): encoded-words use the restricted
+	 * character set of RFC 2047 §5(3), and ASCII text that needs it is quoted */
+	BA_RFC2047_PHRASE = 1 << 0,
+};
+
+/*
+ * Appends UTF-8 text (validated: invalid UTF-8 is EX_DATAERR) to out as the
+ * body of a header field whose line is already *col characters long (e.g.
+ * strlen("Subject: ")).  Printable ASCII that needs no encoding is written as
+ * is; otherwise RFC 2047 encoded-words (charset utf-8, B or Q, whichever is
+ * shorter), each at most 75 characters and never splitting a UTF-8 sequence.
+ * Lines are folded (eol + one space) so that no line exceeds 78 characters
+ * where white space or word boundaries allow; *col is updated to the column
+ * after the last character written.  Controls (CR, LF, ...) in text are
+ * encoded, never written raw.  Returns 0 or -1.
+ */
+int ba_rfc2047_encode(struct ba_buf *out, const char *text, size_t n, size_t *col,
+                      const char *eol, unsigned flags, struct ba_err *err);
+/*
+ * Appends the decoding of a header field body (unfolded) to out as UTF-8:
+ * encoded-words in utf-8, us-ascii or iso-8859-1 are decoded, white space
+ * between adjacent encoded-words dropped (§6.2).  Malformed words are kept
+ * as they are.  Returns 0, or -1 if out failed or a word's charset is unknown
+ * (EX_DATAERR).
+ */
+int ba_rfc2047_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err);
+
+/* ---- RFC 2231 parameters -------------------------------------------------- */
+
+/*
+ * Appends ";" and a MIME parameter name=value to out, folding before it
+ * (eol + space) when the line would pass 78 characters; *col is the current
+ * column and is updated.  ASCII values are written as a token or a quoted
+ * string; a non-ASCII (UTF-8, validated) or very long value is written with
+ * RFC 2231 extended syntax: name*=utf-8''%XX... split into continuations
+ * name*0*=, name*1*=... each fitting a 78-character line.  Returns 0 or -1.
+ */
+int ba_rfc2231_param(struct ba_buf *out, const char *name, const char *value, size_t *col,
+                     const char *eol, struct ba_err *err);
+
+#endif
