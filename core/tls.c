@@ -406,7 +406,8 @@ static int handshake(struct tls_stream *t, struct ba_err *err)
 	if (r == 0)
 		return 0;
 	t->broken = 1;
-	if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && t->vfail[0])
+	if ((r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || r == GNUTLS_E_CERTIFICATE_ERROR) &&
+	    t->vfail[0])
 		return ba_err_set(err, EX_UNAVAILABLE, "TLS certificate of '%s' not accepted: %s",
 		                  t->host, t->vfail);
 	if ((r == GNUTLS_E_PUSH_ERROR || r == GNUTLS_E_PULL_ERROR) && t->ioerr.code) {
