@@ -76,8 +76,8 @@ static int connect_unix(ba_stream **out, const struct ba_net_params *p, int time
 	int e = connect_deadline(fd, (struct sockaddr *)&sun, sizeof(sun), ba_deadline(timeout_ms));
 	if (e) {
 		close(fd);
-		return ba_err_set(err, e == ENOENT ? EX_UNAVAILABLE : EX_TEMPFAIL,
-		                  "cannot connect to '%s': %s", p->host, connect_reason(e));
+		return ba_err_set(err, EX_TEMPFAIL, "cannot connect to '%s': %s", p->host,
+		                  connect_reason(e));
 	}
 	*out = ba_fd_stream_new(fd, fd, p->host);
 	if (!*out)
@@ -273,6 +273,14 @@ int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err
 
 	const char *chost = p->proxy_host ? p->proxy_host : p->host;
 	unsigned cport = p->proxy_host ? p->proxy_port : p->port;
+	/* "[2001:db8::1]" as URLs write it: getaddrinfo wants the bare literal */
+	char bare[256];
+	size_t hl = strlen(chost);
+	if (hl > 2 && hl < sizeof(bare) && chost[0] == '[' && chost[hl - 1] == ']') {
+		memcpy(bare, chost + 1, hl - 2);
+		bare[hl - 2] = 0;
+		chost = bare;
+	}
 	int fd = -1;
 	if (connect_tcp(&fd, chost, cport, p->source_ip, timeout_ms, p->log, err) < 0) {
 		if (p->proxy_host)

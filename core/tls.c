@@ -449,6 +449,11 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	t->p = p;
 	t->info = info;
 	snprintf(t->host, sizeof(t->host), "%s", p->host ? p->host : "");
+	size_t hl = strlen(t->host);
+	if (hl > 2 && t->host[0] == '[' && t->host[hl - 1] == ']') {
+		memmove(t->host, t->host + 1, hl - 2); /* "[::1]" -> "::1" */
+		t->host[hl - 2] = 0;
+	}
 	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
 	if (p->certcheck && p->fingerprint) {
 		if (parse_pin(t->pin, p->fingerprint, err) < 0)

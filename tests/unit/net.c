@@ -102,6 +102,13 @@ static void test_net__tcp_ipv6(void **state)
 	exchange(s, peer);
 	ba_stream_free(s);
 	close(peer);
+	/* the bracketed form of URLs */
+	p.host = "[::1]";
+	assert_int_equal(ba_net_connect(&s, &p, &err), 0);
+	peer = accept(lfd, NULL, NULL);
+	exchange(s, peer);
+	ba_stream_free(s);
+	close(peer);
 	close(lfd);
 }
 
@@ -234,6 +241,7 @@ static void test_net__unix_socket(void **state)
 	unlink(path);
 
 	assert_int_equal(ba_net_connect(&s, &p, &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
 	char want[200];
 	snprintf(want, sizeof(want), "cannot connect to '%s': No such file or directory", path);
 	assert_string_equal(err.text, want);
