@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
+#include "bluearrow/net.h"
 #include "bluearrow/tls.h"
 
 /* ---- certificates ---- */
@@ -322,6 +325,22 @@ static int run(const struct cert *c, struct ba_tls_params *p, struct ba_tls_info
 		free(out);
 		free(back);
 		if (svout) {
+			/* decrypted bytes not yet read are pending; then a read times out */
+			char small[16];
+			assert_int_equal(ba_stream_write(s, "0123456789", 10, ba_deadline(5000), err),
+			                 0);
+			assert_int_equal(ba_stream_read(s, small, 3, ba_deadline(5000), err), 3);
+			assert_int_equal(ba_stream_pending(s), 7);
+			assert_int_equal(ba_stream_read(s, small, sizeof(small), ba_deadline(5000), err),
+			                 7);
+			assert_memory_equal(small, "3456789", 7);
+			assert_int_equal(ba_stream_pending(s), 0);
+			int64_t r0 = ba_now_ms();
+			assert_int_equal(ba_stream_read(s, small, sizeof(small), ba_deadline(200), err),
+			                 -1);
+			assert_int_equal(err->code, EX_TEMPFAIL);
+			assert_true(ba_now_ms() - r0 < 1000);
+			ba_err_clear(err);
 			struct ba_buf cb = BA_BUF_INIT;
 			const char *type = NULL;
 			assert_int_equal(ba_tls_channel_binding(s, &cb, &type), 0);
@@ -510,6 +529,40 @@ static void test_tls__config_errors(void **state)
 	assert_int_equal(err.code, EX_CONFIG);
 }
 
+/* The whole path the engine takes: ba_net_connect over loopback TCP, then TLS. */
+static void test_tls__over_net_connect(void **state)
+{
+	(void)state;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, len), 0);
+	assert_int_equal(listen(lfd, 5), 0);
+	getsockname(lfd, (struct sockaddr *)&sin, &len);
+	struct ba_net_params np = { .host = "localhost", .port = ntohs(sin.sin_port),
+		                    .timeout_ms = 2000 };
+	struct ba_err err = BA_ERR_INIT;
+	ba_stream *in = NULL, *s = NULL;
+	assert_int_equal(ba_net_connect(&in, &np, &err), 0);
+	struct server sv = { .cert = &certs[C_GOOD] };
+	sv.fd = accept(lfd, NULL, NULL);
+	assert_true(sv.fd >= 0);
+	assert_int_equal(pthread_create(&sv.thread, NULL, server_main, &sv), 0);
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1,
+		                   .timeout_ms = 5000 };
+	assert_int_equal(ba_tls_start(&s, in, &p, NULL, &err), 0);
+	assert_true(ba_tls_is_tls(s));
+	char buf[64];
+	assert_int_equal(ba_stream_write(s, "EHLO x\r\n", 8, ba_deadline(2000), &err), 0);
+	assert_int_equal(ba_stream_read(s, buf, sizeof(buf), ba_deadline(2000), &err), 8);
+	assert_memory_equal(buf, "EHLO x\r\n", 8);
+	ba_stream_free(s);
+	pthread_join(sv.thread, NULL);
+	assert_string_equal(sv.sni, "localhost");
+	close(lfd);
+}
+
 static void *silent_main(void *arg)
 {
 	int fd = *(int *)arg;
@@ -587,6 +640,7 @@ int main(void)
 		cmocka_unit_test(test_tls__pinning),
 		cmocka_unit_test(test_tls__client_certificate),
 		cmocka_unit_test(test_tls__config_errors),
+		cmocka_unit_test(test_tls__over_net_connect),
 		cmocka_unit_test(test_tls__handshake_timeout),
 		cmocka_unit_test(test_tls__not_tls),
 		cmocka_unit_test(test_tls__timing),
