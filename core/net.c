@@ -268,8 +268,12 @@ int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err
 	if (!p->host || !*p->host)
 		return ba_err_set(err, EX_CONFIG, "no host given");
 	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : NET_DEFAULT_TIMEOUT_MS;
-	if (p->host[0] == '/' && !p->proxy_host)
+	if (p->host[0] == '/') {
+		if (p->proxy_host)
+			return ba_err_set(err, EX_CONFIG, "unix socket '%s' cannot be reached "
+			                  "through a SOCKS5 proxy", p->host);
 		return connect_unix(out, p, timeout_ms, err);
+	}
 
 	const char *chost = p->proxy_host ? p->proxy_host : p->host;
 	unsigned cport = p->proxy_host ? p->proxy_port : p->port;

@@ -81,6 +81,24 @@ static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
 	return 1;
 }
 
+/*
+ * gnutls_strerror() in the style of our messages: "An unexpected TLS packet
+ * was received." becomes "an unexpected TLS packet was received".
+ */
+static const char *tls_strerror(int r)
+{
+	static _Thread_local char buf[160];
+	if (r == GNUTLS_E_UNEXPECTED_PACKET || r == GNUTLS_E_UNSUPPORTED_VERSION_PACKET)
+		return "the server does not speak TLS or sent unexpected data";
+	snprintf(buf, sizeof(buf), "%s", gnutls_strerror(r));
+	size_t n = strlen(buf);
+	if (n && buf[n - 1] == '.')
+		buf[n - 1] = 0;
+	if (buf[0] >= 'A' && buf[0] <= 'Z' && buf[1] >= 'a' && buf[1] <= 'z')
+		buf[0] = (char)(buf[0] - 'A' + 'a');
+	return buf;
+}
+
 /* ---- certificate facts ---- */
 
 static void hex_colon(char *out, size_t outsz, const unsigned char *p, size_t n)
@@ -248,7 +266,7 @@ static int verify_cb(gnutls_session_t sess)
 	int r = gnutls_certificate_verify_peers(sess, data, 2, &status);
 	if (r < 0) {
 		char buf[200];
-		snprintf(buf, sizeof(buf), "cannot verify certificate: %s", gnutls_strerror(r));
+		snprintf(buf, sizeof(buf), "cannot verify certificate: %s", tls_strerror(r));
 		set_vfail(t, buf, md);
 		return -1;
 	}
@@ -309,13 +327,13 @@ static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p
 {
 	int r = gnutls_certificate_allocate_credentials(&t->cred);
 	if (r < 0)
-		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", gnutls_strerror(r));
+		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
 	if (p->certcheck && !t->have_pin) {
 		if (!p->trust_file || strcmp(p->trust_file, "system") == 0) {
 			r = gnutls_certificate_set_x509_system_trust(t->cred);
 			if (r < 0)
 				return ba_err_set(err, EX_CONFIG, "cannot load the system trust store: "
-				                  "%s", gnutls_strerror(r));
+				                  "%s", tls_strerror(r));
 			if (r == 0)
 				return ba_err_set(err, EX_CONFIG, "the system trust store is empty; set "
 				                  "tls_trust_file or tls_fingerprint");
@@ -324,7 +342,7 @@ static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p
 			                                           GNUTLS_X509_FMT_PEM);
 			if (r < 0)
 				return ba_err_set(err, EX_CONFIG, "cannot load trust file '%s': %s",
-				                  p->trust_file, gnutls_strerror(r));
+				                  p->trust_file, tls_strerror(r));
 			if (r == 0)
 				return ba_err_set(err, EX_CONFIG, "trust file '%s' holds no certificate",
 				                  p->trust_file);
@@ -334,7 +352,7 @@ static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p
 			                                         GNUTLS_X509_FMT_PEM);
 			if (r < 0)
 				return ba_err_set(err, EX_CONFIG, "cannot load CRL file '%s': %s",
-				                  p->crl_file, gnutls_strerror(r));
+				                  p->crl_file, tls_strerror(r));
 		}
 	}
 	if (p->cert_file || p->key_file) {
@@ -345,7 +363,7 @@ static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p
 		                                         GNUTLS_X509_FMT_PEM);
 		if (r < 0)
 			return ba_err_set(err, EX_CONFIG, "cannot load client certificate '%s' with key "
-			                  "'%s': %s", p->cert_file, p->key_file, gnutls_strerror(r));
+			                  "'%s': %s", p->cert_file, p->key_file, tls_strerror(r));
 	}
 	if (p->certcheck)
 		gnutls_certificate_set_verify_function(t->cred, verify_cb);
@@ -356,7 +374,7 @@ static int setup_session(struct tls_stream *t, const struct ba_tls_params *p, st
 {
 	int r = gnutls_init(&t->sess, GNUTLS_CLIENT);
 	if (r < 0)
-		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", gnutls_strerror(r));
+		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
 	gnutls_session_set_ptr(t->sess, t);
 	const char *prio = p->priorities ? p->priorities : "NORMAL";
 	const char *errpos = NULL;
@@ -366,16 +384,16 @@ static int setup_session(struct tls_stream *t, const struct ba_tls_params *p, st
 		                  "('%s')", prio, (int)(errpos - prio) + 1, errpos);
 	if (r < 0)
 		return ba_err_set(err, EX_CONFIG, "invalid TLS priorities '%s': %s", prio,
-		                  gnutls_strerror(r));
+		                  tls_strerror(r));
 	r = gnutls_credentials_set(t->sess, GNUTLS_CRD_CERTIFICATE, t->cred);
 	if (r < 0)
-		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", gnutls_strerror(r));
+		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
 	/* RFC 6066 §3: SNI carries DNS names only, never address literals */
 	if (t->host[0] && !is_ip_literal(t->host)) {
 		r = gnutls_server_name_set(t->sess, GNUTLS_NAME_DNS, t->host, strlen(t->host));
 		if (r < 0)
 			return ba_err_set(err, EX_CONFIG, "cannot use '%s' as TLS server name: %s",
-			                  t->host, gnutls_strerror(r));
+			                  t->host, tls_strerror(r));
 	}
 	if (p->min_dh_bits > 0)
 		gnutls_dh_set_prime_bits(t->sess, (unsigned)p->min_dh_bits);
@@ -424,7 +442,7 @@ static int handshake(struct tls_stream *t, struct ba_err *err)
 		return ba_err_set(err, EX_UNAVAILABLE, "TLS handshake with '%s' failed: the server "
 		                  "closed the connection", t->host);
 	return ba_err_set(err, EX_UNAVAILABLE, "TLS handshake with '%s' failed: %s", t->host,
-	                  gnutls_strerror(r));
+	                  tls_strerror(r));
 }
 
 int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *p,
@@ -437,7 +455,7 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	if (init_rc < 0) {
 		ba_stream_free(inner);
 		return ba_err_set(err, EX_OSERR, "cannot initialise GnuTLS: %s",
-		                  gnutls_strerror(init_rc));
+		                  tls_strerror(init_rc));
 	}
 	struct tls_stream *t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -455,6 +473,10 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 		t->host[hl - 2] = 0;
 	}
 	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
+	if (p->certcheck && !p->fingerprint && !t->host[0]) {
+		ba_err_set(err, EX_CONFIG, "no host name to verify the TLS certificate against");
+		goto fail;
+	}
 	if (p->certcheck && p->fingerprint) {
 		if (parse_pin(t->pin, p->fingerprint, err) < 0)
 			goto fail;
@@ -511,7 +533,7 @@ static ssize_t tls_read(ba_stream *base, void *p, size_t n, int64_t deadline, st
 			return ba_err_prefix(err, "TLS: ");
 		}
 		return ba_err_set(err, EX_IOERR, "%s: TLS read failed: %s", t->host,
-		                  gnutls_strerror((int)r));
+		                  tls_strerror((int)r));
 	}
 }
 
@@ -541,7 +563,7 @@ static int tls_write(ba_stream *base, const void *p, size_t n, int64_t deadline,
 			return ba_err_prefix(err, "TLS: ");
 		}
 		return ba_err_set(err, EX_IOERR, "%s: TLS write failed: %s", t->host,
-		                  gnutls_strerror((int)r));
+		                  tls_strerror((int)r));
 	}
 	return 0;
 }

@@ -594,6 +594,52 @@ static void test_tls__handshake_timeout(void **state)
 	close(sp[1]);
 }
 
+static void *closing_main(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[4096];
+	if (read(fd, buf, sizeof(buf)) > 0)
+		shutdown(fd, SHUT_RDWR); /* read the ClientHello, then hang up */
+	return NULL;
+}
+
+static void *plaintext_main(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[4096];
+	if (read(fd, buf, sizeof(buf)) > 0 &&
+	    write(fd, "220 mail.example.test ESMTP ready\r\n", 35) == 35)
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+	return NULL;
+}
+
+static void test_tls__peer_not_speaking_tls(void **state)
+{
+	(void)state;
+	void *(*fns[2])(void *) = { closing_main, plaintext_main };
+	const char *want[2] = { "TLS handshake with 'localhost' failed: the server closed the "
+		                "connection", "TLS handshake with 'localhost' failed: " };
+	for (int i = 0; i < 2; i++) {
+		int sp[2];
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+		pthread_t th;
+		pthread_create(&th, NULL, fns[i], &sp[1]);
+		ba_stream *in = ba_fd_stream_new(sp[0], sp[0], "peer");
+		struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file,
+			                   .certcheck = 1, .timeout_ms = 2000 };
+		struct ba_err err = BA_ERR_INIT;
+		ba_stream *s = NULL;
+		assert_int_equal(ba_tls_start(&s, in, &p, NULL, &err), -1);
+		assert_int_equal(err.code, EX_UNAVAILABLE);
+		print_message("%s\n", err.text);
+		if (strncmp(err.text, want[i], strlen(want[i])) != 0)
+			fail_msg("'%s' does not start with '%s'", err.text, want[i]);
+		pthread_join(th, NULL);
+		close(sp[1]);
+	}
+}
+
 static void test_tls__not_tls(void **state)
 {
 	(void)state;
@@ -642,6 +688,7 @@ int main(void)
 		cmocka_unit_test(test_tls__config_errors),
 		cmocka_unit_test(test_tls__over_net_connect),
 		cmocka_unit_test(test_tls__handshake_timeout),
+		cmocka_unit_test(test_tls__peer_not_speaking_tls),
 		cmocka_unit_test(test_tls__not_tls),
 		cmocka_unit_test(test_tls__timing),
 	};
