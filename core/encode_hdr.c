@@ -4,6 +4,8 @@
  */
 #include "bluearrow/encode.h"
 
+#include <errno.h>
+#include <iconv.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -304,25 +306,7 @@ done:
 
 /* ---- RFC 2047 decoding ------------------------------------------------------ */
 
-enum cs { CS_UTF8, CS_ASCII, CS_LATIN1 };
-
-static int charset_of(const char *s, size_t n, enum cs *cs)
-{
-	static const struct { const char *name; enum cs cs; } known[] = {
-		{ "utf-8", CS_UTF8 }, { "utf8", CS_UTF8 }, { "us-ascii", CS_ASCII },
-		{ "ascii", CS_ASCII }, { "iso-8859-1", CS_LATIN1 }, { "latin1", CS_LATIN1 },
-	};
-	const char *star = memchr(s, '*', n); /* RFC 2231 §5 language suffix */
-	if (star)
-		n = (size_t)(star - s);
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-		if (strlen(known[i].name) == n && strncasecmp(s, known[i].name, n) == 0) {
-			*cs = known[i].cs;
-			return 0;
-		}
-	}
-	return -1;
-}
+#define CHARSET_MAX 40
 
 static int hexv(unsigned char c)
 {
@@ -332,140 +316,194 @@ static int hexv(unsigned char c)
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/*
- * Parses tok[0..n) as one encoded-word (§2): "=?" charset "?" B|Q "?" text
- * "?=".  Appends the raw decoded bytes to raw.  Returns 1 (decoded), 0 (not
- * an encoded-word or malformed: keep it as it is), -1 unknown charset.
- */
-static int decode_word(struct ba_buf *raw, enum cs *cs, const char *tok, size_t n)
+static int is_wsp(char c)
 {
-	if (n < 8 || tok[0] != '=' || tok[1] != '?' || tok[n - 2] != '?' || tok[n - 1] != '=')
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+struct ew {
+	char charset[CHARSET_MAX + 1];
+	char kind;          /* 'b' or 'q' */
+	const char *text;
+	size_t textlen;
+};
+
+/*
+ * Parses an encoded-word (§2: "=?" charset "?" B|Q "?" encoded-text "?=")
+ * at s[0..n).  Returns its length, or 0 if there is none.  The charset may
+ * carry an RFC 2231 §5 language suffix ("*en"), which is dropped.
+ */
+static size_t ew_parse(struct ew *w, const char *s, size_t n)
+{
+	size_t i = 2, cs;
+	if (n < 8 || s[0] != '=' || s[1] != '?')
 		return 0;
-	const char *cend = memchr(tok + 2, '?', n - 4);
-	if (!cend || cend + 3 > tok + n - 2 || cend[2] != '?')
+	while (i < n && s[i] != '?' && !is_wsp(s[i]))
+		i++;
+	cs = i - 2;
+	if (i + 2 >= n || s[i] != '?' || cs == 0 || s[i + 2] != '?')
 		return 0;
-	const char *t = cend + 3, *tend = tok + n - 2;
-	if (memchr(t, '?', (size_t)(tend - t)))
+	w->kind = (char)(s[i + 1] | 0x20);
+	if (w->kind != 'b' && w->kind != 'q')
 		return 0;
-	char kind = (char)(cend[1] | 0x20);
-	if (kind != 'b' && kind != 'q')
+	const char *star = memchr(s + 2, '*', cs);
+	if (star)
+		cs = (size_t)(star - s - 2);
+	if (cs > CHARSET_MAX)
 		return 0;
-	if (charset_of(tok + 2, (size_t)(cend - tok - 2), cs) < 0)
-		return -1;
+	memcpy(w->charset, s + 2, cs);
+	w->charset[cs] = '\0';
+	i += 3;
+	w->text = s + i;
+	while (i < n && s[i] != '?' && !is_wsp(s[i]))
+		i++;
+	if (i + 1 >= n || s[i] != '?' || s[i + 1] != '=')
+		return 0;
+	w->textlen = (size_t)(s + i - w->text);
+	return i + 2;
+}
+
+/* Decodes the text of w into raw.  0, or -1 when malformed (raw unchanged). */
+static int ew_decode(struct ba_buf *raw, const struct ew *w)
+{
 	size_t mark = raw->len;
-	if (kind == 'b') {
-		if (ba_base64_decode(raw, t, (size_t)(tend - t), NULL) < 0) {
-			ba_buf_truncate(raw, mark);
-			return 0;
-		}
-		return 1;
-	}
-	for (const char *q = t; q < tend; q++) {
+	if (w->kind == 'b')
+		return ba_base64_decode(raw, w->text, w->textlen, NULL);
+	for (size_t k = 0; k < w->textlen; k++) {
+		const char *q = w->text + k;
 		if (*q == '_') {
-			ba_buf_addch(raw, ' ');
+			ba_buf_addch(raw, ' '); /* §4.2 (2) */
 		} else if (*q == '=') {
-			int hi = q + 2 < tend ? hexv((unsigned char)q[1]) : -1;
+			int hi = k + 2 < w->textlen ? hexv((unsigned char)q[1]) : -1;
 			int lo = hi >= 0 ? hexv((unsigned char)q[2]) : -1;
 			if (lo < 0) {
 				ba_buf_truncate(raw, mark);
-				return 0;
+				return -1;
 			}
 			ba_buf_addch(raw, hi << 4 | lo);
-			q += 2;
+			k += 2;
 		} else {
 			ba_buf_addch(raw, *q);
 		}
 	}
-	return 1;
+	return 0;
 }
 
-/* Appends decoded bytes in charset cs as UTF-8; bytes that are not valid become U+FFFD. */
-static void flush_raw(struct ba_buf *out, struct ba_buf *raw, enum cs cs)
+/*
+ * Appends the bytes of raw, in charset cs, to out as UTF-8; bytes that are
+ * not valid in the charset become U+FFFD.  utf-8, us-ascii and iso-8859-1
+ * are converted here, any other charset by iconv(3).  -1 if the charset is
+ * unknown to iconv.
+ */
+/* Converts raw from charset cs to UTF-8 with iconv(3); undecodable bytes become U+FFFD. */
+static int iconv_to_utf8(struct ba_buf *out, struct ba_buf *raw, const char *cs)
+{
+	iconv_t cd = iconv_open("UTF-8", cs);
+	if (cd == (iconv_t)-1)
+		return -1;
+	char *in = raw->data, obuf[256];
+	size_t inleft = raw->len;
+	while (inleft) {
+		char *o = obuf;
+		size_t oleft = sizeof(obuf);
+		size_t r = iconv(cd, &in, &inleft, &o, &oleft);
+		ba_buf_add(out, obuf, (size_t)(o - obuf));
+		if (r == (size_t)-1 && errno != E2BIG) {
+			ba_buf_addstr(out, "\xEF\xBF\xBD"); /* EILSEQ or EINVAL: skip a byte */
+			in++;
+			inleft--;
+			iconv(cd, NULL, NULL, NULL, NULL);
+		}
+	}
+	iconv_close(cd);
+	return 0;
+}
+
+static int flush_raw(struct ba_buf *out, struct ba_buf *raw, const char *cs)
 {
 	const unsigned char *p = (const unsigned char *)raw->data;
 	size_t i = 0, n = raw->len, bad;
-	while (i < n) {
-		if (cs == CS_LATIN1 && p[i] >= 0x80) {
-			ba_buf_addch(out, 0xC0 | p[i] >> 6);
-			ba_buf_addch(out, 0x80 | (p[i] & 0x3F));
-			i++;
-			continue;
-		}
-		if (cs == CS_UTF8 && !ba_utf8_valid((const char *)p + i, n - i, &bad)) {
+	int rc = 0;
+	if (!strcasecmp(cs, "utf-8") || !strcasecmp(cs, "utf8")) {
+		while (i < n && !ba_utf8_valid((const char *)p + i, n - i, &bad)) {
 			ba_buf_add(out, p + i, bad);
 			ba_buf_addstr(out, "\xEF\xBF\xBD");
 			i += bad + 1;
-			continue;
 		}
-		if (cs == CS_UTF8) {
-			ba_buf_add(out, p + i, n - i);
-			break;
+		ba_buf_add(out, p + i, n - i);
+	} else if (!strcasecmp(cs, "us-ascii") || !strcasecmp(cs, "iso-8859-1") ||
+	           !strcasecmp(cs, "latin1")) {
+		int latin1 = cs[0] != 'u' && cs[0] != 'U';
+		for (; i < n; i++) {
+			if (p[i] < 0x80) {
+				ba_buf_addch(out, p[i]);
+			} else if (latin1) {
+				ba_buf_addch(out, 0xC0 | p[i] >> 6);
+				ba_buf_addch(out, 0x80 | (p[i] & 0x3F));
+			} else {
+				ba_buf_addstr(out, "\xEF\xBF\xBD");
+			}
 		}
-		if (p[i] >= 0x80)
-			ba_buf_addstr(out, "\xEF\xBF\xBD");
-		else
-			ba_buf_addch(out, p[i]);
-		i++;
+	} else {
+		rc = iconv_to_utf8(out, raw, cs);
 	}
 	ba_buf_reset(raw);
+	return rc;
 }
 
 int ba_rfc2047_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err)
 {
 	struct ba_buf raw = BA_BUF_INIT;
-	enum cs cs = CS_UTF8, rawcs = CS_UTF8;
-	size_t i = 0, ws = 0, wslen = 0;
+	char rawcs[CHARSET_MAX + 1] = "";
+	size_t i = 0, lit = 0; /* s[lit..i) is text not yet copied */
 	int prev_word = 0, rc = 0;
+	struct ew w;
 	while (i < n) {
-		size_t j = i;
-		while (j < n && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n'))
-			j++;
-		ws = i;
-		wslen = j - i;
-		if (j == n)
-			break;
-		i = j;
-		while (j < n && !(s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n'))
-			j++;
+		size_t len;
+		/* an encoded-word is delimited by white space, or by the parentheses of a
+		 * comment (§5(2)); the text between two of them is dropped if it is all
+		 * white space (§6.2) */
+		if (s[i] != '=' || (i > 0 && !is_wsp(s[i - 1]) && s[i - 1] != '(') ||
+		    !(len = ew_parse(&w, s + i, n - i)) ||
+		    (i + len < n && !is_wsp(s[i + len]) && s[i + len] != ')')) {
+			i++;
+			continue;
+		}
+		int between_ws = prev_word;
+		for (size_t k = lit; k < i && between_ws; k++)
+			between_ws = is_wsp(s[k]);
 		size_t mark = raw.len;
-		int r = decode_word(&raw, &cs, s + i, j - i);
-		if (r < 0) {
-			rc = ba_err_set(err, EX_DATAERR, "unknown charset in encoded-word '%.*s'",
-			                (int)(j - i > 80 ? 80 : j - i), s + i);
-			goto out;
+		if (ew_decode(&raw, &w) < 0) {
+			i++;
+			continue; /* malformed: kept as it is */
 		}
-		if (r == 1) {
-			if (prev_word && cs != rawcs) {
-				/* a charset change: flush what came before */
-				struct ba_buf tail = BA_BUF_INIT;
-				ba_buf_add(&tail, raw.data + mark, raw.len - mark);
-				ba_buf_truncate(&raw, mark);
-				flush_raw(out, &raw, rawcs);
-				ba_buf_add(&raw, tail.data, tail.len);
-				ba_buf_release(&tail);
-			}
-			if (!prev_word)
-				ba_buf_add(out, s + ws, wslen); /* §6.2: dropped only between words */
-			rawcs = cs;
-			prev_word = 1;
-		} else {
-			if (prev_word)
-				flush_raw(out, &raw, rawcs);
-			ba_buf_add(out, s + ws, wslen);
-			ba_buf_add(out, s + i, j - i);
-			prev_word = 0;
+		if (!between_ws || strcasecmp(rawcs, w.charset) != 0) {
+			/* flush what came before, then the literal text */
+			struct ba_buf tail = BA_BUF_INIT;
+			ba_buf_add(&tail, raw.data + mark, raw.len - mark);
+			ba_buf_truncate(&raw, mark);
+			if (raw.len && flush_raw(out, &raw, rawcs) < 0)
+				goto unknown;
+			if (!between_ws)
+				ba_buf_add(out, s + lit, i - lit);
+			ba_buf_add(&raw, tail.data, tail.len);
+			ba_buf_release(&tail);
+			memcpy(rawcs, w.charset, sizeof(rawcs));
 		}
-		i = j;
-		wslen = 0;
+		prev_word = 1;
+		i += len;
+		lit = i;
 	}
-	if (prev_word)
-		flush_raw(out, &raw, rawcs);
-	ba_buf_add(out, s + ws, wslen);
+	if (raw.len && flush_raw(out, &raw, rawcs) < 0)
+		goto unknown;
+	ba_buf_add(out, s + lit, n - lit);
 	if (ba_buf_failed(out) || ba_buf_failed(&raw))
 		rc = ba_err_set(err, EX_DATAERR, "decoded header too large");
-out:
 	ba_buf_release(&raw);
 	return rc;
+unknown:
+	ba_buf_release(&raw);
+	return ba_err_set(err, EX_DATAERR, "unknown charset '%s' in encoded-word", rawcs);
 }
 
 /* ---- RFC 2231 parameters ----------------------------------------------------- */
