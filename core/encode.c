@@ -183,7 +183,7 @@ static int b64w_flush_obuf(struct ba_b64_writer *w, struct ba_err *err)
 static void b64w_char(struct ba_b64_writer *w, unsigned char c)
 {
 	w->obuf[w->olen++] = c;
-	if (w->line_len && ++w->col == w->line_len) {
+	if (++w->col == w->line_len) {
 		memcpy(w->obuf + w->olen, w->eol, w->eol_len);
 		w->olen += w->eol_len;
 		w->col = 0;
@@ -215,7 +215,7 @@ static int b64w_put(struct ba_b64_writer *w, const unsigned char *p, size_t ngro
 			w->olen += 4 * k;
 			p += 3 * k;
 			ngroups -= k;
-			if (w->line_len && (w->col += 4 * k) == w->line_len) {
+			if ((w->col += 4 * k) == w->line_len) {
 				memcpy(w->obuf + w->olen, w->eol, w->eol_len);
 				w->olen += w->eol_len;
 				w->col = 0;
