@@ -138,8 +138,10 @@ int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err 
 	for (size_t i = 0; i < n; i++) {
 		int v = b64_value(p[i]);
 		if (v >= 0) {
-			if (pad)
+			if (pad) {
+				o0[0] = '\0'; /* out is unchanged on failure */
 				return ba_err_set(err, EX_DATAERR, "base64 data after padding at offset %zu", i);
+			}
 			acc = acc << 6 | (uint32_t)v;
 			if (++nb == 4) {
 				o[0] = (unsigned char)(acc >> 16);
@@ -151,15 +153,20 @@ int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err 
 			}
 		} else if (v == B64_PAD) {
 			/* padding completes a group of 2 or 3 characters (RFC 4648 §4) */
-			if (nb < 2 || nb + ++pad > 4)
+			if (nb < 2 || nb + ++pad > 4) {
+				o0[0] = '\0';
 				return ba_err_set(err, EX_DATAERR, "misplaced base64 padding at offset %zu", i);
+			}
 		} else if (v == B64_BAD) {
+			o0[0] = '\0';
 			return ba_err_set(err, EX_DATAERR, "invalid base64 character 0x%02x at offset %zu",
 			                  p[i], i);
 		}
 	}
-	if (nb == 1 || (pad && nb + pad != 4))
+	if (nb == 1 || (pad && nb + pad != 4)) {
+		o0[0] = '\0';
 		return ba_err_set(err, EX_DATAERR, "truncated base64 data");
+	}
 	if (nb == 2) {
 		*o++ = (unsigned char)(acc >> 4);
 	} else if (nb == 3) {

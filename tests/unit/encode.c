@@ -135,9 +135,11 @@ static void test_encode__base64_decode_lenient_and_errors(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ba_buf_reset(&b);
 		ba_err_clear(&err);
+		ba_buf_addstr(&b, "keep");
 		if (ba_base64_decode(&b, bad[i], strlen(bad[i]), &err) != -1)
 			fail_msg("'%s' decoded", bad[i]);
 		assert_int_equal(err.code, EX_DATAERR);
+		assert_string_equal(ba_buf_str(&b), "keep"); /* unchanged, still terminated */
 	}
 	ba_buf_release(&b);
 }
