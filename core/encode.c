@@ -6,6 +6,7 @@
  */
 #include "bluearrow/encode.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -60,20 +61,36 @@ invalid:
 static const char b64_alphabet[65] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* two base64 characters for each 12-bit value, built once (pthread_once) */
+static uint16_t b64_pairs[4096];
+static pthread_once_t b64_pairs_once = PTHREAD_ONCE_INIT;
+
+static void b64_pairs_init(void)
+{
+	for (unsigned i = 0; i < 4096; i++) {
+		unsigned char two[2] = { (unsigned char)b64_alphabet[i >> 6],
+		                         (unsigned char)b64_alphabet[i & 63] };
+		memcpy(&b64_pairs[i], two, 2);
+	}
+}
+
+static void b64_pairs_ready(void)
+{
+	pthread_once(&b64_pairs_once, b64_pairs_init);
+}
+
 /*
  * Encodes ngroups whole 3-byte groups of p into o (4 * ngroups bytes).  The
- * hot loop of the streaming encoder: a 64-entry table, one 24-bit load per
- * group, no calls.
+ * hot loop of the streaming encoder: one 24-bit load and two lookups in the
+ * 12-bit pair table per group, no calls.
  */
 static void b64_groups(unsigned char *restrict o, const unsigned char *restrict p, size_t ngroups)
 {
-	const char *a = b64_alphabet;
+	const uint16_t *pairs = b64_pairs; /* callers ran b64_pairs_ready() */
 	for (size_t i = 0; i < ngroups; i++) {
 		uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-		o[0] = (unsigned char)a[v >> 18];
-		o[1] = (unsigned char)a[(v >> 12) & 63];
-		o[2] = (unsigned char)a[(v >> 6) & 63];
-		o[3] = (unsigned char)a[v & 63];
+		memcpy(o, &pairs[v >> 12], 2);
+		memcpy(o + 2, &pairs[v & 0xFFF], 2);
 		p += 3;
 		o += 4;
 	}
@@ -98,6 +115,7 @@ int ba_base64_encode(struct ba_buf *out, const void *vp, size_t n)
 	size_t olen = 4 * (groups + (rest != 0));
 	if (ba_buf_grow(out, olen) < 0)
 		return -1;
+	b64_pairs_ready();
 	unsigned char *o = (unsigned char *)out->data + out->len;
 	b64_groups(o, p, groups);
 	if (rest)
@@ -275,6 +293,7 @@ void ba_b64_writer_init(struct ba_b64_writer *w, ba_writer *out, const char *eol
 {
 	if (!eol || (strcmp(eol, "\n") != 0 && strcmp(eol, "\r\n") != 0))
 		BA_BUG("ba_b64_writer_init: eol must be \"\\n\" or \"\\r\\n\"");
+	b64_pairs_ready();
 	w->base.ops = &b64w_ops;
 	w->out = out;
 	w->eol = eol;
