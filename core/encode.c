@@ -458,6 +458,12 @@ static int qpw_drain(struct ba_qp_writer *w, int term, struct ba_err *err)
 
 static int qpw_hold(struct ba_qp_writer *w, unsigned c, struct ba_err *err)
 {
+	if (!w->nhold && qp_certain(w, c)) { /* the common case: no need to wait */
+		if (qpw_room(w, err) < 0)
+			return -1;
+		qpw_place(w, c, 0, 0);
+		return 0;
+	}
 	w->hold[w->nhold++] = (unsigned char)c;
 	return qpw_drain(w, QP_MORE, err);
 }
