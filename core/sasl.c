@@ -466,7 +466,12 @@ static int step_xoauth2(ba_sasl *s, struct ba_buf *out, struct ba_err *err)
 		return 0; /* the challenge is a JSON error: answer empty, the server then fails */
 	if (reserve(out, strlen(s->user) + strlen(s->password) + 24, err) < 0)
 		return -1;
-	ba_buf_addf(out, "user=%s\001auth=Bearer %s\001\001", s->user, s->password);
+	/* addstr, not addf: ba_buf_vaddf() formats through a stack buffer it does not wipe */
+	ba_buf_addstr(out, "user=");
+	ba_buf_addstr(out, s->user);
+	ba_buf_addstr(out, "\001auth=Bearer ");
+	ba_buf_addstr(out, s->password);
+	ba_buf_addstr(out, "\001\001");
 	return 0;
 }
 
@@ -488,7 +493,9 @@ static int step_oauthbearer(ba_sasl *s, struct ba_buf *out, struct ba_err *err)
 		ba_buf_addf(out, "host=%s\001", s->host);
 	if (s->port)
 		ba_buf_addf(out, "port=%u\001", s->port);
-	ba_buf_addf(out, "auth=Bearer %s\001\001", s->password);
+	ba_buf_addstr(out, "auth=Bearer "); /* not addf: see step_xoauth2() */
+	ba_buf_addstr(out, s->password);
+	ba_buf_addstr(out, "\001\001");
 	return 0;
 }
 
@@ -573,7 +580,7 @@ static int scram_first(ba_sasl *s, struct ba_buf *out, struct ba_err *err)
 struct server_first {
 	const char *nonce;
 	size_t nonce_len;
-	unsigned char salt[256];
+	unsigned char salt[256];      /* real salts are 12..64 bytes; longer is refused */
 	size_t salt_len;
 	unsigned long iter;
 };
