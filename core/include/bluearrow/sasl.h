@@ -78,6 +78,8 @@ struct ba_sasl_params {
 	/*
 	 * With a non-PLUS SCRAM, cb_data given means "the client could bind but
 	 * the server offered no -PLUS": the gs2 flag is then "y" (RFC 5802 §6).
+	 * Pass it so only when the server's list lacks -PLUS: a server that has
+	 * -PLUS rightly takes "y" for a downgrade attack and fails the exchange.
 	 */
 	/* test hook: fixed client nonce for SCRAM (RFC vectors, 1..63 printable
 	 * characters other than ","); NULL = 18 random bytes from gnutls_rnd(), in base64 */
@@ -115,9 +117,9 @@ int ba_sasl_has_initial(const ba_sasl *s);
  *  XOAUTH2: the initial response; to the (JSON error) challenge an empty one.
  *  OAUTHBEARER: the initial response; to the error challenge "\x01" (RFC 7628 §3.2.3).
  * Returns 0, or -1: EX_PROTOCOL when the challenge is malformed or
- * unexpected (e.g. a second challenge to PLAIN, a SCRAM server nonce that
- * does not extend ours, a bad salt, an iteration count outside 1..1000000,
- * or a server-final e= error), EX_NOPERM when the server's SCRAM signature
+ * unexpected (e.g. a second challenge to PLAIN, one over 8192 bytes, a
+ * SCRAM server nonce that does not extend ours, a bad salt, an iteration
+ * count outside 1..1000000, or a server-final e= error), EX_NOPERM when the server's SCRAM signature
  * does not verify (the server is not who it claims), EX_OSERR when out of
  * memory or out of randomness.  After a failure the exchange is over: every
  * later step fails with EX_PROTOCOL.  A NULL challenge other than as the
@@ -127,7 +129,8 @@ int ba_sasl_step(ba_sasl *s, const unsigned char *challenge, size_t len, struct 
                  struct ba_err *err);
 /*
  * Called on 235: for SCRAM, 1 only if the server's final message was seen
- * and verified (a 235 without it is a failure, RFC 5802 §5); 1 for others.
+ * and verified (a 235 without it is a failure, RFC 5802 §5); 1 for others;
+ * 0 for any mechanism once a step has failed.  Cannot fail.
  */
 int ba_sasl_done(const ba_sasl *s);
 /* Wipes and frees; NULL is a no-op. */
