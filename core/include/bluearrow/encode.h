@@ -67,9 +67,14 @@ enum ba_qp_flags {
  * Streaming quoted-printable encoder (RFC 2045 §6.7): lines of at most 76
  * characters with soft breaks ("=" eol), trailing space and tab encoded,
  * "=" and non-ASCII and controls encoded, and lines that start with "From "
- * or "." protected by encoding their first character, so no mail system on
- * the path can alter them.  ba_qp_writer_finish() ends the output and flushes
- * to out (borrowed); it does not flush out itself.
+ * or "." protected by encoding their first character (=46, =2E), so no mail
+ * system on the path can alter them.  The output depends only on the bytes
+ * written, never on how they were split across writes (at most 5 input bytes
+ * are held back to decide).  ba_qp_writer_finish() ends the output: when the
+ * input did not end with a hard line break the last line gets a soft break
+ * ("=" eol), so the output always ends with eol (or is empty) and decodes to
+ * exactly the input.  It flushes to out (borrowed); it does not flush out
+ * itself.  The writer's flush op pushes the encoded bytes decided so far.
  */
 struct ba_qp_writer {
 	ba_writer base;
@@ -77,10 +82,9 @@ struct ba_qp_writer {
 	const char *eol;
 	unsigned flags;
 	size_t eol_len, olen;
-	unsigned char line[80];   /* the pending output line */
-	size_t line_len;
+	size_t col;               /* characters on the current output line */
 	int pending_cr;           /* a CR seen, waiting for LF (BA_QP_TEXT) */
-	unsigned char hold[8];    /* input not yet decided (start-of-line "From ", trailing space) */
+	unsigned char hold[8];    /* input not yet decided ("From " prefix, trailing space) */
 	size_t nhold;
 	unsigned char obuf[16384];
 };
