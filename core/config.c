@@ -639,7 +639,7 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		a->proxy_port = *v ? (unsigned)num : 0;
 		break;
 	case K_STR:
-		if (kd->key == BA_KEY_PASSWORD && *v && check_private(ps) < 0)
+		if (kd->key == BA_KEY_PASSWORD && *v && (rc = check_private(ps)) < 0)
 			goto out;
 		rc = set_str(a, kd->key, *v ? v : NULL);
 		break;
