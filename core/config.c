@@ -294,6 +294,8 @@ int ba_config_account_check(const struct ba_account *a, struct ba_err *err)
 	else if (a->tls && a->tls_certcheck && a->tls_fingerprint_len == 0 &&
 	         (!a->tls_trust_file || !*a->tls_trust_file))
 		what = "tls requires tls_trust_file, tls_fingerprint or tls_certcheck off";
+	else if (a->tls_crl_file && (!a->tls_trust_file || !*a->tls_trust_file))
+		what = "tls_crl_file requires tls_trust_file";
 	if (what)
 		return ba_err_set(err, EX_CONFIG, "account '%s' (%s:%u): %s", a->name, a->file,
 		                  a->line, what);
