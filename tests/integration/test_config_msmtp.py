@@ -313,3 +313,15 @@ def test_usage_errors(env):
     assert r.returncode == 64
     r = subprocess.run([BLUEARROW, "config", "--help"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "bluearrow config show" in r.stdout
+
+
+def test_man_page_documents_every_key():
+    import re
+    src = os.environ.get("BA_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+    code = open(os.path.join(src, "core/config.c")).read()
+    keys = re.findall(r'\{ "([a-z_0-9]+)", BA_KEY_', code)
+    assert len(keys) > 45
+    man = open(os.path.join(src, "man/bluearrowrc.5")).read()
+    for k in keys:
+        assert re.search(r"^\.B[IR]? " + re.escape(k) + r"\b", man, re.M), \
+            f"{k} is not in bluearrowrc.5"
