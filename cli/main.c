@@ -16,6 +16,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "usage: bluearrow help [COMMAND]\n" },
 	{ "version", cmd_version, "print the version",
 	  "usage: bluearrow version\n" },
+	{ "compose", cli_cmd_compose, "build a message from options and print it",
+	  cli_compose_usage },
 	{ NULL, NULL, NULL, NULL },
 };
 
