@@ -520,6 +520,9 @@ int ba_msg_add_header(ba_msg *m, const char *field, struct ba_err *err)
 	const char *v = colon + 1;
 	while (*v == ' ' || *v == '\t')
 		v++;
+	size_t vlen = strlen(v);
+	while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+		vlen--; /* trailing white space would end a header line */
 	struct ba_buf what = BA_BUF_INIT;
 	ba_buf_addf(&what, "header '%.*s'", (int)nlen, field);
 	int rc = check_text(ba_buf_str(&what), v, err);
@@ -532,7 +535,7 @@ int ba_msg_add_header(ba_msg *m, const char *field, struct ba_err *err)
 	m->extra = x;
 	x = &m->extra[m->nextra];
 	x->name = malloc(nlen + 1);
-	x->value = dupstr(v);
+	x->value = malloc(vlen + 1);
 	if (!x->name || !x->value) {
 		free(x->name);
 		free(x->value);
@@ -540,6 +543,8 @@ int ba_msg_add_header(ba_msg *m, const char *field, struct ba_err *err)
 	}
 	memcpy(x->name, field, nlen);
 	x->name[nlen] = '\0';
+	memcpy(x->value, v, vlen);
+	x->value[vlen] = '\0';
 	m->nextra++;
 	return 0;
 }
