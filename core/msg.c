@@ -300,54 +300,57 @@ static int add_list(struct addrs **dst, const char *field, const char *list,
 	return 0;
 }
 
-/* Writes the list, one mailbox per folded line when they do not fit on one. */
+/* Renders one mailbox as if it started at column *c; *c is updated. */
+static int render_mailbox(struct ba_buf *one, const struct mailbox *mb, size_t *c,
+                          const char *eol, struct ba_err *err)
+{
+	ba_buf_reset(one);
+	if (mb->name) {
+		if (ba_rfc2047_encode(one, mb->name, strlen(mb->name), c, eol, BA_RFC2047_PHRASE,
+		                      err) < 0)
+			return -1;
+		size_t n = strlen(mb->spec) + 3;
+		if (*c + n > FOLD_COL) { /* fold between the phrase and the angle-addr (CFWS) */
+			ba_buf_addstr(one, eol);
+			*c = 0;
+		}
+		ba_buf_addf(one, " <%s>", mb->spec);
+		*c += n;
+	} else {
+		ba_buf_addstr(one, mb->spec);
+		*c += strlen(mb->spec);
+	}
+	return ba_buf_failed(one) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+}
+
+/* Writes the list, folding between mailboxes when the next does not fit the line. */
 static int addr_list_format(struct ba_buf *h, const struct addrs *l, size_t *col,
                             const char *eol, struct ba_err *err)
 {
 	struct ba_buf one = BA_BUF_INIT;
-	for (size_t i = 0; i < l->n; i++) {
-		ba_buf_reset(&one);
-		size_t c = 1;
-		if (l->v[i].name) {
-			if (ba_rfc2047_encode(&one, l->v[i].name, strlen(l->v[i].name), &c, eol,
-			                      BA_RFC2047_PHRASE, err) < 0) {
-				ba_buf_release(&one);
-				return -1;
-			}
-			ba_buf_addch(&one, ' ');
-			c++;
-		}
-		ba_buf_addf(&one, l->v[i].name ? "<%s>" : "%s", l->v[i].spec);
-		c += strlen(l->v[i].spec) + (l->v[i].name ? 2 : 0);
-		if (i)
+	int rc = 0;
+	for (size_t i = 0; i < l->n && rc == 0; i++) {
+		size_t c = *col + (i ? 2 : 0);
+		if ((rc = render_mailbox(&one, &l->v[i], &c, eol, err)) < 0)
+			break;
+		if (i) {
 			ba_buf_addch(h, ',');
-		int multiline = strstr(ba_buf_str(&one), eol) != NULL;
-		if (i && (multiline || *col + 2 + one.len > FOLD_COL)) {
-			ba_buf_addstr(h, eol);
-			ba_buf_addch(h, ' ');
-			*col = 1;
-			if (multiline) { /* re-encode for the new column */
-				ba_buf_reset(&one);
+			if (c > FOLD_COL || strstr(ba_buf_str(&one), eol)) {
+				/* start the mailbox on a line of its own */
+				ba_buf_addstr(h, eol);
 				c = 1;
-				if (ba_rfc2047_encode(&one, l->v[i].name, strlen(l->v[i].name), &c, eol,
-				                      BA_RFC2047_PHRASE, err) < 0) {
-					ba_buf_release(&one);
-					return -1;
-				}
-				ba_buf_addf(&one, " <%s>", l->v[i].spec);
-				c += strlen(l->v[i].spec) + 3;
+				if ((rc = render_mailbox(&one, &l->v[i], &c, eol, err)) < 0)
+					break;
 			}
-		} else if (i) {
 			ba_buf_addch(h, ' ');
-			(*col) += 2;
 		}
 		ba_buf_add(h, one.data, one.len);
-		*col = multiline ? c : *col + one.len;
+		*col = c;
 	}
 	ba_buf_release(&one);
-	if (ba_buf_failed(h))
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	return 0;
+	if (rc == 0 && ba_buf_failed(h))
+		rc = ba_err_set(err, EX_OSERR, "out of memory");
+	return rc;
 }
 
 static size_t count(const struct addrs *l)
