@@ -459,6 +459,7 @@ struct scan {
 	/* UTF-8 (RFC 3629 §4) */
 	int u_need;
 	uint32_t u_cp, u_min;
+	uint64_t u_start;       /* offset of the sequence being read */
 	int utf8_bad;
 	uint64_t utf8_bad_off;
 };
@@ -484,6 +485,7 @@ static void scan_utf8(struct scan *s, unsigned char c, uint64_t off)
 	}
 	if (c < 0x80)
 		return;
+	s->u_start = off;
 	if (c >= 0xC2 && c <= 0xDF) {
 		s->u_need = 1, s->u_cp = c & 0x1F, s->u_min = 0x80;
 	} else if (c >= 0xE0 && c <= 0xEF) {
@@ -496,7 +498,7 @@ static void scan_utf8(struct scan *s, unsigned char c, uint64_t off)
 	return;
 bad:
 	s->utf8_bad = 1;
-	s->utf8_bad_off = off;
+	s->utf8_bad_off = s->u_start; (void)off;
 }
 
 static void scan_chunk(struct scan *s, const unsigned char *p, size_t n)
@@ -555,7 +557,7 @@ static void scan_end(struct scan *s)
 	s->prev_cr = 0;
 	if (s->u_need && !s->utf8_bad) {
 		s->utf8_bad = 1;
-		s->utf8_bad_off = s->total;
+		s->utf8_bad_off = s->u_start;
 	}
 }
 
