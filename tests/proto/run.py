@@ -243,6 +243,7 @@ class ScriptServer:
                 line = self._readline().decode("utf-8", "replace")
                 if not match(val, line):
                     self.errors.append("step %d: expected C: %s, got %r" % (i + 1, val, line))
+                    self.stop = True     # close at once: the dialogue is off script
                     return
             elif kind == "DATA":
                 self._read_data()
@@ -250,6 +251,7 @@ class ScriptServer:
                 if self.buf:
                     self.errors.append("client sent %r after STARTTLS before the TLS handshake"
                                        % self.buf[:100])
+                    self.stop = True
                     return
                 ctx = self.certs.server_context(val or "server")
                 try:
