@@ -7,3 +7,5 @@ FaultServer  hostile and broken servers (stall, garbage, injection, bad certs...
 """
 from .record import AuthAttempt, Chunk, Conn, Rcpt, Txn, rcpt_param  # noqa: F401
 from .smtp import SMTPServer, default_rcpt_rule, DEFAULT_USERS  # noqa: F401
+from .raw import RawServer  # noqa: F401,E402
+from .faults import FaultServer, KINDS as FAULT_KINDS  # noqa: F401,E402
