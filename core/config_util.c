@@ -255,8 +255,10 @@ int ba_config_expand(struct ba_buf *out, const char *value, unsigned flags, stru
 static void add_value(struct ba_buf *out, const char *v)
 {
 	size_t n = strlen(v);
+	/* a final CR would be taken for a CR LF line end */
 	int quote = n == 0 || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' ||
-	            v[n - 1] == '\t' || (n >= 2 && v[0] == '"' && v[n - 1] == '"');
+	            v[n - 1] == '\t' || v[n - 1] == '\r' ||
+	            (n >= 2 && v[0] == '"' && v[n - 1] == '"');
 	if (quote)
 		ba_buf_addf(out, "\"%s\"", v);
 	else

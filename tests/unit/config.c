@@ -473,6 +473,15 @@ static void test_config__format_round_trip(void **state)
 	ba_buf_release(&out);
 	ba_config_free(back);
 	ba_config_free(cfg);
+
+	/* found by fuzz_config: a value ending in CR must be quoted to survive */
+	cfg = parse_ok("account a\nhost h\r\r\n");
+	assert_string_equal(acc(cfg, "a")->host, "h\r");
+	ba_buf_init(&out, 0);
+	ba_config_format_account(&out, acc(cfg, "a"));
+	assert_non_null(strstr(ba_buf_str(&out), "\nhost \"h\r\"\n"));
+	ba_buf_release(&out);
+	ba_config_free(cfg);
 }
 
 static char tmpdir[64];
