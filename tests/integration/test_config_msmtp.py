@@ -325,3 +325,15 @@ def test_man_page_documents_every_key():
     for k in keys:
         assert re.search(r"^\.B[IR]? " + re.escape(k) + r"\b", man, re.M), \
             f"{k} is not in bluearrowrc.5"
+
+
+@pytest.mark.skipif(MSMTP is None, reason="msmtp is not installed")
+@pytest.mark.parametrize("sender", ["joe_smith@freemail.example", "SMITHJOE@isp.example",
+                                    "nobody@example.org"])
+def test_from_chooses_the_account_msmtp_chooses(sample, env, sender):
+    m = subprocess.run([MSMTP, "-C", sample, "-f", sender, "--pretend", "--", "x@y"],
+                       capture_output=True, text=True, env=env, check=True)
+    host = [l for l in m.stdout.splitlines() if l.startswith("host = ")][0][7:]
+    b = subprocess.run([BLUEARROW, "config", "show", "-C", sample, "-f", sender],
+                       capture_output=True, text=True, env=env, check=True)
+    assert f"\nhost {host}\n" in b.stdout
