@@ -17,6 +17,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "usage: bluearrow help [COMMAND]\n" },
 	{ "version", cmd_version, "print the version",
 	  "usage: bluearrow version\n" },
+	{ "compose", cli_cmd_compose, "build a message from options and print it",
+	  cli_compose_usage },
 	{ "config", cmd_config, "check the configuration or show an account's settings",
 	  "usage: bluearrow config check [-C FILE]\n"
 	  "       bluearrow config show [-C FILE] [-a ACCOUNT | -f ADDRESS]\n"
