@@ -520,6 +520,18 @@ static void test_config__password_file_permissions(void **state)
 	chmod(path, 0644);
 	assert_int_equal(ba_config_load(&cfg, path, BA_CONFIG_SYSTEM, &err), 0);
 	ba_config_free(cfg);
+	/* a password that eval produces counts too */
+	write_file(path, "account a\nhost h\neval echo password fromeval\n", 0644);
+	assert_int_equal(ba_config_load(&cfg, path, 0, &err), -1);
+	assert_non_null(strstr(err.text, "must not be readable by group or others"));
+	/* owned by someone else: refused even when private (and even for root) */
+	if (geteuid() == 0) {
+		write_file(path, "account a\nhost h\npassword s3cret\n", 0600);
+		assert_int_equal(chown(path, 65534, (gid_t)-1), 0);
+		assert_int_equal(ba_config_load(&cfg, path, 0, &err), -1);
+		assert_non_null(strstr(err.text, "contains a password and must be owned by you"));
+		assert_int_equal(chown(path, 0, (gid_t)-1), 0);
+	}
 	/* no password, no requirement */
 	write_file(path, "account a\nhost h\npasswordeval echo x\n", 0644);
 	assert_int_equal(ba_config_load(&cfg, path, 0, &err), 0);
