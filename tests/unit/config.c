@@ -600,6 +600,32 @@ static void test_config__expand(void **state)
 	ba_buf_release(&out);
 }
 
+static void test_config__envelope_from(void **state)
+{
+	(void)state;
+	struct ba_buf out = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	setenv("USER", "jo", 1);
+	setenv("HOSTNAME", "box.example", 1);
+	ba_config *cfg = parse_ok("account a\nhost h\nfrom %U@%H\n"
+	                          "account b : a\nauto_from on\nmaildomain example.org\n"
+	                          "account c : a\nauto_from\n"
+	                          "account d\nhost h\n");
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "a"), &err), 0);
+	assert_string_equal(ba_buf_str(&out), "jo@box.example");
+	ba_buf_reset(&out);
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "b"), &err), 0);
+	assert_string_equal(ba_buf_str(&out), "jo@example.org");
+	ba_buf_reset(&out);
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "c"), &err), 0);
+	assert_string_equal(ba_buf_str(&out), "jo");
+	ba_buf_reset(&out);
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "d"), &err), 0);
+	assert_int_equal(out.len, 0);
+	ba_buf_release(&out);
+	ba_config_free(cfg);
+}
+
 static void test_config__run_command(void **state)
 {
 	(void)state;
@@ -671,6 +697,7 @@ int main(void)
 		cmocka_unit_test(test_config__password_file_permissions),
 		cmocka_unit_test(test_config__find_default_path),
 		cmocka_unit_test(test_config__expand),
+		cmocka_unit_test(test_config__envelope_from),
 		cmocka_unit_test(test_config__run_command),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -290,6 +290,17 @@ enum ba_config_expand_flags {
 int ba_config_expand(struct ba_buf *out, const char *value, unsigned flags, struct ba_err *err);
 
 /*
+ * The account's envelope sender as msmtp computes it when no -f overrides
+ * it: with auto_from on, USER@maildomain (just USER when maildomain is
+ * empty or unset); else `from` with %U %H %C %M expanded
+ * (ba_config_expand()).  Appends it to out; appends nothing when neither is
+ * set (the caller decides whether that is an error).
+ * Errors: those of ba_config_expand().
+ */
+int ba_config_envelope_from(struct ba_buf *out, const struct ba_account *acc,
+                            struct ba_err *err);
+
+/*
  * Runs cmd through /bin/sh -c (fork/exec, stdin /dev/null, stderr passed
  * through) and appends the first line of its standard output, without the
  * line end, to out (set a cap; output beyond the first line is read and
