@@ -397,7 +397,8 @@ static void test_config__account_check(void **state)
 	                          "account k\nhost h\ntls_key_file /k\n"
 	                          "account t\nhost h\ntls on\ntls_trust_file\n"
 	                          "account t2 : t\ntls_certcheck off\n"
-	                          "account s\nsocket /run/s\n");
+	                          "account s\nsocket /run/s\n"
+	                          "account g\nhost h\nauth gssapi\n");
 	struct ba_err err = BA_ERR_INIT;
 	assert_null(ba_config_account(cfg, "tmpl", &err));
 	assert_string_equal(err.text, "account 'tmpl' (t.rc:1): host not set");
@@ -406,6 +407,8 @@ static void test_config__account_check(void **state)
 	assert_null(ba_config_account(cfg, "t", &err));
 	assert_non_null(strstr(err.text, "tls requires"));
 	assert_non_null(ba_config_account(cfg, "t2", &err));
+	assert_null(ba_config_account(cfg, "g", &err));
+	assert_non_null(strstr(err.text, "account 'g' (t.rc:14): auth method 'gssapi' is not supported"));
 	assert_non_null(ba_config_account(cfg, "s", &err));
 	ba_config_free(cfg);
 }

@@ -246,9 +246,10 @@ const struct ba_account *ba_config_account_by_from(const ba_config *cfg,
 /*
  * Checks that acc can be used to send, as msmtp does for the account it
  * uses: host (or socket) set, a port for lmtp, tls_key_file and
- * tls_cert_file together, tls_crl_file only with a tls_trust_file, and with
+ * tls_cert_file together, tls_crl_file only with a tls_trust_file, with
  * tls on some way to verify the server (tls_trust_file, tls_fingerprint, or
- * tls_certcheck off).
+ * tls_certcheck off), and an auth method bluearrow implements (msmtp's
+ * digest-md5, gssapi and ntlm are accepted by the parser but refused here).
  * Errors: EX_CONFIG "account 'x' (FILE:LINE): host not set" etc.
  */
 int ba_config_account_check(const struct ba_account *acc, struct ba_err *err);
