@@ -38,6 +38,7 @@ struct tls_stream {
 	struct ba_tls_info *info;  /* during ba_tls_start only */
 	unsigned char pin[32];
 	int have_pin;
+	int shared_cred;           /* cred is the shared system-store one */
 	char vfail[BA_ERR_TEXT_MAX]; /* set by the verify callback */
 	char host[256];
 };
@@ -322,9 +323,76 @@ static int parse_pin(unsigned char out[32], const char *s, struct ba_err *err)
 	return 0;
 }
 
+/*
+ * The system trust store costs milliseconds to load (BENCH.md: ~9 ms), so
+ * sessions that need nothing else share one credentials object, loaded on
+ * first use and kept until ba_tls_cleanup().  GnuTLS credentials may be
+ * shared by sessions once set up.
+ */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static gnutls_certificate_credentials_t shared_cred;
+static unsigned shared_refs;
+
+static int shared_system_cred(gnutls_certificate_credentials_t *out, struct ba_err *err)
+{
+	int rc = 0;
+	pthread_mutex_lock(&shared_lock);
+	if (!shared_cred) {
+		gnutls_certificate_credentials_t c;
+		int r = gnutls_certificate_allocate_credentials(&c);
+		if (r < 0) {
+			rc = ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
+			goto out;
+		}
+		r = gnutls_certificate_set_x509_system_trust(c);
+		if (r <= 0) {
+			gnutls_certificate_free_credentials(c);
+			if (r < 0)
+				rc = ba_err_set(err, EX_CONFIG, "cannot load the system trust store: %s",
+				                tls_strerror(r));
+			else
+				rc = ba_err_set(err, EX_CONFIG, "the system trust store is empty; set "
+				                "tls_trust_file or tls_fingerprint");
+			goto out;
+		}
+		gnutls_certificate_set_verify_function(c, verify_cb);
+		shared_cred = c;
+	}
+	shared_refs++;
+	*out = shared_cred;
+out:
+	pthread_mutex_unlock(&shared_lock);
+	return rc;
+}
+
+static void shared_release(void)
+{
+	pthread_mutex_lock(&shared_lock);
+	shared_refs--;
+	pthread_mutex_unlock(&shared_lock);
+}
+
+void ba_tls_cleanup(void)
+{
+	pthread_mutex_lock(&shared_lock);
+	if (shared_cred && shared_refs == 0) {
+		gnutls_certificate_free_credentials(shared_cred);
+		shared_cred = NULL;
+	}
+	pthread_mutex_unlock(&shared_lock);
+}
+
 static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p,
                              struct ba_err *err)
 {
+	int system = !p->trust_file || strcmp(p->trust_file, "system") == 0;
+	if (p->certcheck && !t->have_pin && system && !p->crl_file && !p->cert_file &&
+	    !p->key_file) {
+		if (shared_system_cred(&t->cred, err) < 0)
+			return -1;
+		t->shared_cred = 1;
+		return 0;
+	}
 	int r = gnutls_certificate_allocate_credentials(&t->cred);
 	if (r < 0)
 		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
@@ -585,7 +653,9 @@ static void tls_free(ba_stream *base)
 		}
 		gnutls_deinit(t->sess);
 	}
-	if (t->cred)
+	if (t->cred && t->shared_cred)
+		shared_release();
+	else if (t->cred)
 		gnutls_certificate_free_credentials(t->cred);
 	ba_stream_free(t->inner);
 	gnutls_memset(t->pin, 0, sizeof(t->pin));
