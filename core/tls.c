@@ -34,7 +34,6 @@ struct tls_stream {
 	struct ba_err ioerr;       /* what the inner stream reported last */
 	int established;
 	int broken;                /* a fatal error: no close_notify on free */
-	const struct ba_tls_params *p; /* during ba_tls_start only */
 	struct ba_tls_info *info;  /* during ba_tls_start only */
 	unsigned char pin[32];
 	int have_pin;
@@ -532,7 +531,6 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	}
 	t->base.ops = &tls_ops;
 	t->inner = inner;
-	t->p = p;
 	t->info = info;
 	snprintf(t->host, sizeof(t->host), "%s", p->host ? p->host : "");
 	size_t hl = strlen(t->host);
@@ -567,7 +565,6 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 		       desc ? desc : "?", p->certcheck ? "" : " (certificate not checked)");
 		gnutls_free(desc);
 	}
-	t->p = NULL;
 	t->info = NULL;
 	*out = &t->base;
 	return 0;
@@ -583,6 +580,7 @@ static ssize_t tls_read(ba_stream *base, void *p, size_t n, int64_t deadline, st
 {
 	struct tls_stream *t = (struct tls_stream *)base;
 	t->deadline = deadline;
+	ba_err_clear(&t->ioerr);
 	for (;;) {
 		ssize_t r = gnutls_record_recv(t->sess, p, n);
 		if (r >= 0)
@@ -615,6 +613,7 @@ static int tls_write(ba_stream *base, const void *p, size_t n, int64_t deadline,
 	struct tls_stream *t = (struct tls_stream *)base;
 	const unsigned char *q = p;
 	t->deadline = deadline;
+	ba_err_clear(&t->ioerr);
 	while (n) {
 		size_t chunk = n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX;
 		ssize_t r = gnutls_record_send(t->sess, q, chunk);
