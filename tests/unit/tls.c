@@ -454,6 +454,27 @@ static void test_tls__failure_classes(void **state)
 	expect_refused(C_GOOD, &p, "certificate is not valid for host '127.0.0.2'");
 }
 
+/* A certificate whose signature bytes were altered after signing. */
+static void test_tls__bad_signature(void **state)
+{
+	(void)state;
+	gnutls_datum_t der;
+	assert_int_equal(gnutls_x509_crt_export2(certs[C_GOOD].crt, GNUTLS_X509_FMT_DER, &der), 0);
+	der.data[der.size - 3] ^= 0x01; /* inside the ECDSA signature's s */
+	struct cert bad = { NULL, certs[C_GOOD].key };
+	assert_int_equal(gnutls_x509_crt_init(&bad.crt), 0);
+	assert_int_equal(gnutls_x509_crt_import(bad.crt, &der, GNUTLS_X509_FMT_DER), 0);
+	gnutls_free(der.data);
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(run(&bad, &p, &info, &err, NULL), -1);
+	assert_int_equal(err.code, EX_UNAVAILABLE);
+	if (!strstr(err.text, ": certificate signature is invalid (SHA256:"))
+		fail_msg("unexpected: %s", err.text);
+	gnutls_x509_crt_deinit(bad.crt);
+}
+
 static void test_tls__certcheck_off(void **state)
 {
 	(void)state;
@@ -692,6 +713,7 @@ int main(void)
 		cmocka_unit_test(test_tls__ip_literal_no_sni),
 		cmocka_unit_test(test_tls__tls12_channel_binding_unique),
 		cmocka_unit_test(test_tls__failure_classes),
+		cmocka_unit_test(test_tls__bad_signature),
 		cmocka_unit_test(test_tls__certcheck_off),
 		cmocka_unit_test(test_tls__pinning),
 		cmocka_unit_test(test_tls__client_certificate),
