@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -551,38 +552,52 @@ static void test_tls__config_errors(void **state)
 	assert_int_equal(err.code, EX_CONFIG);
 }
 
-/* The whole path the engine takes: ba_net_connect over loopback TCP, then TLS. */
+/* The whole path the engine takes: ba_net_connect (loopback TCP, unix socket), then TLS. */
 static void test_tls__over_net_connect(void **state)
 {
 	(void)state;
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, len), 0);
-	assert_int_equal(listen(lfd, 5), 0);
-	getsockname(lfd, (struct sockaddr *)&sin, &len);
-	struct ba_net_params np = { .host = "localhost", .port = ntohs(sin.sin_port),
-		                    .timeout_ms = 2000 };
-	struct ba_err err = BA_ERR_INIT;
-	ba_stream *in = NULL, *s = NULL;
-	assert_int_equal(ba_net_connect(&in, &np, &err), 0);
-	struct server sv = { .cert = &certs[C_GOOD] };
-	sv.fd = accept(lfd, NULL, NULL);
-	assert_true(sv.fd >= 0);
-	assert_int_equal(pthread_create(&sv.thread, NULL, server_main, &sv), 0);
-	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1,
-		                   .timeout_ms = 5000 };
-	assert_int_equal(ba_tls_start(&s, in, &p, NULL, &err), 0);
-	assert_true(ba_tls_is_tls(s));
-	char buf[64];
-	assert_int_equal(ba_stream_write(s, "EHLO x\r\n", 8, ba_deadline(2000), &err), 0);
-	assert_int_equal(ba_stream_read(s, buf, sizeof(buf), ba_deadline(2000), &err), 8);
-	assert_memory_equal(buf, "EHLO x\r\n", 8);
-	ba_stream_free(s);
-	pthread_join(sv.thread, NULL);
-	assert_string_equal(sv.sni, "localhost");
-	close(lfd);
+	char sdir[] = "/tmp/ba-tls-net-XXXXXX", path[64];
+	assert_non_null(mkdtemp(sdir));
+	snprintf(path, sizeof(path), "%s/s", sdir);
+	for (int unix_sock = 0; unix_sock < 2; unix_sock++) {
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		struct ba_net_params np = { .host = "localhost", .timeout_ms = 2000 };
+		int lfd = socket(unix_sock ? AF_UNIX : AF_INET, SOCK_STREAM, 0);
+		if (unix_sock) {
+			memcpy(sun.sun_path, path, strlen(path) + 1);
+			assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+			np.host = path;
+		} else {
+			socklen_t len = sizeof(sin);
+			inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+			assert_int_equal(bind(lfd, (struct sockaddr *)&sin, len), 0);
+			getsockname(lfd, (struct sockaddr *)&sin, &len);
+			np.port = ntohs(sin.sin_port);
+		}
+		assert_int_equal(listen(lfd, 5), 0);
+		struct ba_err err = BA_ERR_INIT;
+		ba_stream *in = NULL, *s = NULL;
+		assert_int_equal(ba_net_connect(&in, &np, &err), 0);
+		struct server sv = { .cert = &certs[C_GOOD] };
+		sv.fd = accept(lfd, NULL, NULL);
+		assert_true(sv.fd >= 0);
+		assert_int_equal(pthread_create(&sv.thread, NULL, server_main, &sv), 0);
+		struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file,
+			                   .certcheck = 1, .timeout_ms = 5000 };
+		assert_int_equal(ba_tls_start(&s, in, &p, NULL, &err), 0);
+		assert_true(ba_tls_is_tls(s));
+		char buf[64];
+		assert_int_equal(ba_stream_write(s, "EHLO x\r\n", 8, ba_deadline(2000), &err), 0);
+		assert_int_equal(ba_stream_read(s, buf, sizeof(buf), ba_deadline(2000), &err), 8);
+		assert_memory_equal(buf, "EHLO x\r\n", 8);
+		ba_stream_free(s);
+		pthread_join(sv.thread, NULL);
+		assert_string_equal(sv.sni, "localhost");
+		close(lfd);
+	}
+	unlink(path);
+	rmdir(sdir);
 }
 
 static void *silent_main(void *arg)
