@@ -537,6 +537,8 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	if (hl > 2 && t->host[0] == '[' && t->host[hl - 1] == ']') {
 		memmove(t->host, t->host + 1, hl - 2); /* "[::1]" -> "::1" */
 		t->host[hl - 2] = 0;
+	} else if (hl > 1 && t->host[hl - 1] == '.') {
+		t->host[hl - 1] = 0; /* RFC 6066 §3: no trailing dot in SNI; RFC 6125 matching */
 	}
 	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
 	if (p->certcheck && !p->fingerprint && !t->host[0]) {

@@ -389,6 +389,12 @@ static void test_tls__good_handshake_and_data(void **state)
 	assert_non_null(strstr(info.not_after, " UTC"));
 	assert_string_equal(sv.sni, "localhost");
 	assert_string_equal((char *)sv.cb, "tls-exporter");
+
+	/* an absolute name: verified and sent without the dot */
+	p.host = "localhost.";
+	memset(&sv, 0, sizeof(sv));
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv), 0);
+	assert_string_equal(sv.sni, "localhost");
 }
 
 static void test_tls__ip_literal_no_sni(void **state)
