@@ -51,6 +51,7 @@ class Case:
         self.lockstep = False
         self.allow_bare = False
         self.stderr_not = []
+        self.tls_silent = False
         self._parse()
 
     def _parse(self):
@@ -95,6 +96,8 @@ class Case:
                 self.data = (self.data or b"") + v.encode() + b"\r\n"
             elif key == "expect-stderr-not":
                 self.stderr_not.append(unescape(vs).decode("latin-1"))
+            elif key == "expect-tls-silent":
+                self.tls_silent = vs == "yes"
             elif key == "expect-lockstep":
                 self.lockstep = vs == "yes"
             elif key == "allow-bare-lf":
@@ -135,6 +138,7 @@ class ScriptServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.received = b""       # everything the client sent (plaintext + TLS layer)
+        self.received_tls = b""   # the part sent inside TLS
         self.log = []             # transcript
         self.errors = []
         self.data = None
@@ -156,6 +160,8 @@ class ScriptServer:
         d = self.conn.recv(65536)
         if d:
             self.received += d
+            if self.tls:
+                self.received_tls += d
             self.log.append("C%s %r" % ("~" if self.tls else ":", d[:300]))
         return d
 
@@ -375,6 +381,8 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
     problems = list(srv.errors)
     if hung:
         problems.append("client did not exit within %gs (hang)" % case.timeout)
+    elif rc < 0:
+        problems.append("client killed by signal %d" % -rc)
     elif case.expect_exit is not None:
         want = case.expect_exit
         if want == "!0":
@@ -382,6 +390,9 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
                 problems.append("exit 0, expected failure")
         elif want != "any" and rc != int(want):
             problems.append("exit %s, expected %s" % (rc, want))
+    if case.tls_silent and srv.received_tls:
+        problems.append("client sent %r inside TLS (it should have refused the certificate)"
+                        % srv.received_tls[:80])
     sent = srv.received.decode("utf-8", "replace")
     for s in case.not_sent:
         if s.lower() in sent.lower():
