@@ -48,6 +48,18 @@ class Txn:
     def accepted_rcpts(self):
         return [r.addr for r in self.rcpts if r.reply.startswith("2")]
 
+    @property
+    def has_8bit(self):
+        """Whether the data has any octet above 127 (8BITMIME/BINARYMIME needed)."""
+        return self.data is not None and any(b > 127 for b in self.data)
+
+    @property
+    def max_line_length(self):
+        """Longest line of the data in octets, CRLF excluded (RFC 5321 4.5.3.1.6: 998)."""
+        if not self.data:
+            return 0
+        return max(len(l) for l in self.data.split(b"\r\n"))
+
     def param(self, name):
         """MAIL parameter value by keyword (case-insensitive); True for a bare
         keyword; None when absent."""

@@ -163,7 +163,8 @@ class RecordingSMTP(SMTP):
             return await self.push(syntaxerr)
         if self.envelope.mail_from is not None:
             return await self.push("503 5.5.1 Error: nested MAIL command")
-        err = self.srv.check_mail_params(params, self._in_tls)
+        err = self.srv.check_mail_params(params, self._in_tls) or \
+            self.srv.check_utf8(address, params)
         if err:
             return await self.push(err)
         if self.srv.mail_reply:
@@ -191,7 +192,8 @@ class RecordingSMTP(SMTP):
         if not address:
             return await self.push("553 5.1.3 Error: malformed address")
         params = rest.split()
-        err = self.srv.check_rcpt_params(params)
+        err = self.srv.check_rcpt_params(params) or \
+            self.srv.check_utf8(address, self.envelope.mail_options)
         if err:
             reply = err
         else:
@@ -423,6 +425,16 @@ class SMTPServer:
                 pass
             else:
                 return "555 5.5.4 MAIL FROM parameter %s not recognized" % k
+        return None
+
+    def check_utf8(self, address, mail_params):
+        """RFC 6531 3.4: a non-ASCII address needs SMTPUTF8 offered and used."""
+        if address.isascii():
+            return None
+        if not self.smtputf8:
+            return "553 5.6.7 non-ASCII address and no SMTPUTF8 offered"
+        if not any(p.upper() == "SMTPUTF8" for p in mail_params):
+            return "553 5.6.7 non-ASCII address without the SMTPUTF8 parameter"
         return None
 
     def check_rcpt_params(self, params):
