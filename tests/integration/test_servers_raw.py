@@ -162,3 +162,11 @@ def test_fault_kinds_documented():
     import servers.faults as f
     for k in FAULT_KINDS:
         assert k in f.__doc__
+
+
+def test_fault_bad_cert_implicit_tls_is_recorded(fault_server, write_config, msmtp):
+    srv = fault_server("bad_cert", cert="untrusted", implicit_tls=True)
+    r, _ = _run(msmtp, write_config, srv, tls=True, tls_starttls=False, host="localhost")
+    assert r.returncode != 0 and b"certificate" in r.stderr.lower()
+    srv.wait_conn_closed()
+    assert srv.conn.client_bytes() == b"" and any("closed" in n for n in srv.conn.notes)

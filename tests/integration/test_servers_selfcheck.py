@@ -244,3 +244,46 @@ def test_7bit_server_refuses_8bitmime_param(smtp_server):
         code, _ = c.docmd("RSET")
         c.sendmail("a@example.test", ["b@example.test"], MSG)
     assert not srv.wait_txn().has_8bit
+
+
+def _read_reply(sock):
+    data = b""
+    while True:
+        data += sock.recv(4096)
+        lines = data.split(b"\r\n")
+        if len(lines) > 1 and any(len(l) >= 4 and l[3:4] == b" " for l in lines[:-1]):
+            return data
+
+
+def test_client_side_starttls_injection_is_recorded(smtp_server, tls_certs):
+    """A client that pipelines EHLO after STARTTLS in clear: the recording shows
+    it before the handshake, and the server discards it (RFC 3207 4.2)."""
+    import socket
+    srv = smtp_server(starttls=True)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    _read_reply(s)
+    s.sendall(b"EHLO c.test\r\n")
+    _read_reply(s)
+    s.sendall(b"STARTTLS\r\nEHLO injected.test\r\n")
+    assert _read_reply(s).startswith(b"220")
+    t = tls_certs.client_context().wrap_socket(s, server_hostname="localhost")
+    t.sendall(b"EHLO c.test\r\n")
+    assert b"250 " in _read_reply(t)
+    t.sendall(b"QUIT\r\n")
+    _read_reply(t)
+    t.close()
+    srv.wait_conn_closed()
+    conn = srv.conn
+    assert conn.plaintext_commands() == ["EHLO", "STARTTLS", "EHLO"]
+    assert conn.client_chunks(tls=False)[-1] == b"STARTTLS\r\nEHLO injected.test\r\n"
+    assert conn.helo == ["EHLO c.test", "EHLO c.test"]     # the injected one was dropped
+
+
+def test_starttls_required_but_not_advertised(smtp_server):
+    srv = smtp_server(require_starttls=True, advertise_starttls=False)
+    with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as c:
+        c.ehlo("c.test")
+        assert not c.has_extn("starttls")
+        code, _ = c.mail("a@example.test")
+        assert code == 530
+    assert srv.txns == []
