@@ -44,16 +44,26 @@ enum ba_sasl_pick_flags {
 };
 /*
  * Picks the strongest mechanism offered in the server's space-separated AUTH
- * list that the flags allow: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS,
- * SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, then PLAIN, LOGIN only when
- * BA_SASL_TLS_ACTIVE (never a cleartext mechanism without TLS); OAUTHBEARER,
- * XOAUTH2 only when BA_SASL_HAVE_TOKEN; EXTERNAL only with HAVE_CERT.
- * Returns BA_SASL_NONE when nothing fits.
+ * list (names compared case-insensitively; server_list is borrowed, NULL
+ * gives NONE) that the flags allow, in this order:
+ *  - EXTERNAL, when BA_SASL_HAVE_CERT and BA_SASL_TLS_ACTIVE;
+ *  - with BA_SASL_HAVE_TOKEN the secret is a bearer token, so only
+ *    OAUTHBEARER, then XOAUTH2, and only when BA_SASL_TLS_ACTIVE (a bearer
+ *    token is as good as a password to an eavesdropper); no password mechanism;
+ *  - otherwise SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS (only with
+ *    BA_SASL_HAVE_CB), SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, then PLAIN,
+ *    LOGIN only when BA_SASL_TLS_ACTIVE (never a cleartext mechanism without TLS).
+ * Returns BA_SASL_NONE when nothing fits.  Cannot fail.
  */
 enum ba_sasl_mech ba_sasl_pick(const char *server_list, unsigned flags);
 
 typedef struct ba_sasl ba_sasl;
 
+/*
+ * All strings are borrowed for the call to ba_sasl_new() (copied), and must
+ * not contain control characters (a minimal SASLprep, RFC 4013: other UTF-8
+ * is passed through unnormalised).
+ */
 struct ba_sasl_params {
 	enum ba_sasl_mech mech;
 	const char *user;      /* borrowed for the call (copied) */
@@ -64,12 +74,25 @@ struct ba_sasl_params {
 	/* tls-exporter (RFC 9266) or tls-unique channel binding data for -PLUS */
 	const unsigned char *cb_data;
 	size_t cb_len;
-	const char *cb_type;   /* "tls-exporter" or "tls-unique" */
-	/* test hook: fixed client nonce for SCRAM (RFC vectors); NULL = random */
+	const char *cb_type;   /* "tls-exporter" or "tls-unique"; NULL = "tls-exporter" */
+	/*
+	 * With a non-PLUS SCRAM, cb_data given means "the client could bind but
+	 * the server offered no -PLUS": the gs2 flag is then "y" (RFC 5802 §6).
+	 * Pass it so only when the server's list lacks -PLUS: a server that has
+	 * -PLUS rightly takes "y" for a downgrade attack and fails the exchange.
+	 */
+	/* test hook: fixed client nonce for SCRAM (RFC vectors, 1..63 printable
+	 * characters other than ","); NULL = 18 random bytes from gnutls_rnd(), in base64 */
 	const char *client_nonce;
 };
 
-/* Creates the state of one exchange.  Errors: EX_USAGE (missing user/password), EX_OSERR. */
+/*
+ * Creates the state of one exchange; the caller frees *out with
+ * ba_sasl_free().  user and password (the token for OAuth2) are required
+ * except for EXTERNAL; -PLUS requires cb_data.  Errors: EX_USAGE (no
+ * mechanism, missing user/password/cb_data, control characters, unknown
+ * cb_type, bad client_nonce), EX_OSERR (out of memory).
+ */
 int ba_sasl_new(ba_sasl **out, const struct ba_sasl_params *p, struct ba_err *err);
 /*
  * 1 if the mechanism sends an initial response with the AUTH command
@@ -78,16 +101,36 @@ int ba_sasl_new(ba_sasl **out, const struct ba_sasl_params *p, struct ba_err *er
 int ba_sasl_has_initial(const ba_sasl *s);
 /*
  * Computes the response to a server challenge (raw bytes, already base64
- * decoded; NULL for the initial response) and appends it to out (raw
- * bytes).  Returns 0, or -1: EX_PROTOCOL when the challenge is malformed or
- * unexpected (e.g. a third challenge to PLAIN), EX_NOPERM when the server's
- * SCRAM signature does not verify (the server is not who it claims).
+ * decoded, untrusted; NULL for the initial response) and appends it to out
+ * (raw bytes; it may be empty, which the engine sends as an empty line).
+ * out holds credentials for PLAIN, LOGIN and the OAuth2 mechanisms: release
+ * it with ba_buf_release_secret().  Room is grown before a secret is
+ * appended, so no copy is left behind by a realloc.
+ *
+ * For a mechanism with an initial response, an empty challenge as the first
+ * step is taken as the server's request for it (RFC 4422 §5).  The steps:
+ *  PLAIN, EXTERNAL: one response; any further challenge is EX_PROTOCOL.
+ *  LOGIN: user, then password, whatever the challenge texts; a third is EX_PROTOCOL.
+ *  CRAM-MD5: one response to a non-empty challenge.
+ *  SCRAM-*: client-first; client-final to server-first; an empty response
+ *    to a verified server-final; then nothing more.
+ *  XOAUTH2: the initial response; to the (JSON error) challenge an empty one.
+ *  OAUTHBEARER: the initial response; to the error challenge "\x01" (RFC 7628 §3.2.3).
+ * Returns 0, or -1: EX_PROTOCOL when the challenge is malformed or
+ * unexpected (e.g. a second challenge to PLAIN, one over 8192 bytes, a
+ * SCRAM server nonce that does not extend ours, a bad salt, an iteration
+ * count outside 1..1000000, or a server-final e= error), EX_NOPERM when the server's SCRAM signature
+ * does not verify (the server is not who it claims), EX_OSERR when out of
+ * memory or out of randomness.  After a failure the exchange is over: every
+ * later step fails with EX_PROTOCOL.  A NULL challenge other than as the
+ * first step of a mechanism with an initial response is a BA_BUG().
  */
 int ba_sasl_step(ba_sasl *s, const unsigned char *challenge, size_t len, struct ba_buf *out,
                  struct ba_err *err);
 /*
  * Called on 235: for SCRAM, 1 only if the server's final message was seen
- * and verified (a 235 without it is a failure, RFC 5802 §5); 1 for others.
+ * and verified (a 235 without it is a failure, RFC 5802 §5); 1 for others;
+ * 0 for any mechanism once a step has failed.  Cannot fail.
  */
 int ba_sasl_done(const ba_sasl *s);
 /* Wipes and frees; NULL is a no-op. */
