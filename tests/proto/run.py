@@ -9,7 +9,6 @@ case's args and stdin, then the expectations checked.  The format is in
 FORMAT.md.  Exit status: 0 when every case passed.
 """
 import argparse
-import fnmatch
 import glob
 import os
 import re

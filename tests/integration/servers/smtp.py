@@ -16,7 +16,6 @@ import asyncio
 import base64
 import binascii
 import socket
-import ssl
 import threading
 import time
 
@@ -112,9 +111,10 @@ class RecordingSMTP(SMTP):
         self.session.host_name = hostname
         s = self.srv
         kw = []
+        # RFC 5321 4.5.3.1.4 allows 512 octets, extensions add to it (RFC 1869 4.1.2)
+        self.command_size_limits["MAIL"] = self.command_size_limits["RCPT"] = 2048
         if s.size is not None:
             kw.append("SIZE %d" % s.size if s.size else "SIZE")
-            self.command_size_limits["MAIL"] = 1024
         if s.eightbitmime:
             kw.append("8BITMIME")
         if s.smtputf8:
