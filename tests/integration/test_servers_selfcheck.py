@@ -287,3 +287,16 @@ def test_starttls_required_but_not_advertised(smtp_server):
         code, _ = c.mail("a@example.test")
         assert code == 530
     assert srv.txns == []
+
+
+@pytest.mark.parametrize("mech", ["xoauth2", "oauthbearer"])
+@pytest.mark.parametrize("token", ["token-123", "expired-token"])
+def test_msmtp_bearer_tokens(smtp_server, write_config, msmtp, mech, token):
+    srv = smtp_server(implicit_tls=True, auth=[mech.upper()])
+    cfg = write_config(srv, tls=True, tls_starttls=False, host="localhost", auth=mech,
+                       user="user", password=token, timeout=3)
+    r = msmtp("-C", cfg, "-f", "a@example.test", "b@example.test", input=MSG_LF)
+    good = token == "token-123"
+    assert (r.returncode == 0) == good, r.stderr + srv.transcript().encode()
+    a = srv.conn.auth[0]
+    assert (a.mechanism, a.user, a.success) == (mech.upper(), "user", good)

@@ -26,6 +26,7 @@ from . import sasl
 from .record import AuthAttempt, Conn, PipelineCheck, Rcpt, Txn
 
 DEFAULT_USERS = {"user": "password", "user@example.test": "secret"}
+DEFAULT_TOKENS = {"user": "token-123", "user@example.test": "ya29.token"}
 
 
 def default_rcpt_rule(addr):
@@ -312,6 +313,50 @@ class RecordingSMTP(SMTP):
     async def auth_SCRAM__SHA__1(self, _, args):
         return await self._scram(args, "sha1", "SCRAM-SHA-1")
 
+    async def _bearer(self, args, mech, parse):
+        """XOAUTH2 (Google's) and OAUTHBEARER (RFC 7628): the token is checked
+        against server.tokens; on failure a 334 with a JSON error is sent first
+        and the client must answer it (empty line, or ^A for OAUTHBEARER)."""
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True).decode("utf-8", "replace")
+            except binascii.Error:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await self._b64_line("")
+            if blob is None:
+                return AuthResult(success=False, handled=True)
+        user, token = parse(blob)
+        ok = user is not None and self.srv.tokens.get(user) == token
+        self._record_auth(mech, user, ok)
+        if ok:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        err = '{"status":"invalid_token","schemes":"bearer","scope":"mail"}'
+        answer = await self.challenge_auth(err, encode_to_b64=True)
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+
+    async def auth_XOAUTH2(self, _, args):
+        def parse(blob):
+            kv = dict(p.split("=", 1) for p in blob.split("\x01") if "=" in p)
+            tok = kv.get("auth", "")
+            return kv.get("user"), tok[7:] if tok.startswith("Bearer ") else None
+        return await self._bearer(args, "XOAUTH2", parse)
+
+    async def auth_OAUTHBEARER(self, _, args):
+        def parse(blob):
+            gs2, _, rest = blob.partition("\x01")
+            user = None
+            for part in gs2.split(","):
+                if part.startswith("a="):
+                    user = part[2:].replace("=2C", ",").replace("=3D", "=")
+            kv = dict(p.split("=", 1) for p in rest.split("\x01") if "=" in p)
+            tok = kv.get("auth", "")
+            return user, tok[7:] if tok.startswith("Bearer ") else None
+        return await self._bearer(args, "OAUTHBEARER", parse)
+
     async def auth_EXTERNAL(self, _, args):
         cert = self.conn.client_cert
         authz = ""
@@ -348,7 +393,8 @@ class SMTPServer:
     def __init__(self, certs=None, *, host="127.0.0.1", hostname="mx.test",
                  starttls=False, implicit_tls=False, require_starttls=False,
                  advertise_starttls=True, cert="server", client_ca=False,
-                 auth=None, users=None, auth_required=False, auth_require_tls=False,
+                 auth=None, users=None, tokens=None, auth_required=False,
+                 auth_require_tls=False,
                  size=None, dsn=False, eightbitmime=True, smtputf8=False,
                  pipelining=True, enhancedstatuscodes=True, extra_ehlo=(),
                  rcpt_rule=default_rcpt_rule, mail_reply=None, data_reply=None,
@@ -360,7 +406,8 @@ class SMTPServer:
         advertise_starttls=False: STARTTLS works but is not in the EHLO reply.
         client_ca: request a client certificate (for EXTERNAL).
         auth: list of mechanisms to offer, from PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1
-          SCRAM-SHA-256 EXTERNAL; users: {user: password} (default DEFAULT_USERS);
+          SCRAM-SHA-256 EXTERNAL XOAUTH2 OAUTHBEARER; users: {user: password}
+          (default DEFAULT_USERS); tokens: {user: bearer token} (DEFAULT_TOKENS);
           auth_require_tls: offer/accept AUTH only inside TLS (default: offered in
           clear too, so a test sees a client that would send it).
         size: None = no SIZE; 0 = "SIZE" without a limit; n = "SIZE n" enforced.
@@ -380,6 +427,7 @@ class SMTPServer:
         self.client_ca = client_ca
         self.auth = list(auth or [])
         self.users = dict(DEFAULT_USERS if users is None else users)
+        self.tokens = dict(DEFAULT_TOKENS if tokens is None else tokens)
         self.auth_required = auth_required
         self.auth_require_tls = auth_require_tls
         self.size = size
@@ -459,7 +507,8 @@ class SMTPServer:
 
     def _factory(self):
         tls_ctx = self._ssl_context() if self.starttls else None
-        names = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "EXTERNAL"}
+        names = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "EXTERNAL",
+                 "XOAUTH2", "OAUTHBEARER"}
         smtp = RecordingSMTP(
             self, hostname=self.hostname, tls_context=tls_ctx,
             require_starttls=self.require_starttls, timeout=self.timeout,
