@@ -14,6 +14,7 @@ Recording is the same as SMTPServer's (record.py): srv.conns, srv.messages,
 srv.wait_txn(), conn.chunks/groups()/bare_cr_lf()/pipelining_violations.
 """
 import base64
+import os
 import socket
 import ssl
 import threading
@@ -136,10 +137,13 @@ class RawServer:
                  pipelining=True, dsn=False, size=None, enhancedstatuscodes=True,
                  starttls=False, implicit_tls=False, require_starttls=False, cert="server",
                  client_ca=False, auth=None, users=None, rcpt_rule=default_rcpt_rule,
-                 lmtp_fail=None, replies=None, extra_ehlo=(), timeout=30, max_line=4096):
+                 lmtp_fail=None, replies=None, extra_ehlo=(), timeout=30, max_line=4096,
+                 unix_path=None):
         """lmtp_fail: {address: reply} for recipients that fail after the data
         (LMTP), e.g. {"c@example.test": "452 4.2.2 mailbox full"}.  Other
-        options as SMTPServer; chunking/binarymime are on by default here."""
+        options as SMTPServer; chunking/binarymime are on by default here.
+        unix_path: listen on this unix-domain socket instead of TCP (LMTP as
+        Dovecot offers it); srv.path is set and srv.port is None."""
         self.certs = certs
         self.host = host
         self.hostname = hostname
@@ -165,6 +169,7 @@ class RawServer:
         self.extra_ehlo = list(extra_ehlo)
         self.timeout = timeout
         self.max_line = max_line
+        self.path = unix_path
         self.conns = []
         self.port = None
         self._sock = None
@@ -175,12 +180,16 @@ class RawServer:
 
     # -- life cycle ------------------------------------------------------------
     def start(self):
-        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._sock = socket.socket(fam, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, 0))
+        if self.path:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.bind(self.path)
+        else:
+            fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            self._sock = socket.socket(fam, socket.SOCK_STREAM)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((self.host, 0))
+            self.port = self._sock.getsockname()[1]
         self._sock.listen(16)
-        self.port = self._sock.getsockname()[1]
         t = threading.Thread(target=self._accept_loop, daemon=True)
         t.start()
         self._threads.append(t)
@@ -194,6 +203,11 @@ class RawServer:
             except OSError:
                 pass
             self._sock.close()
+            if self.path:
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
         for s in list(self._sessions):
             try:
                 s.sock.close()
