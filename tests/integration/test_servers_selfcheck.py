@@ -300,3 +300,14 @@ def test_msmtp_bearer_tokens(smtp_server, write_config, msmtp, mech, token):
     assert (r.returncode == 0) == good, r.stderr + srv.transcript().encode()
     a = srv.conn.auth[0]
     assert (a.mechanism, a.user, a.success) == (mech.upper(), "user", good)
+
+
+# RFC 6066 3 forbids an IP literal as SNI; msmtp 1.8.23 sends it anyway, which
+# shows that the recording sees it (a bluearrow test must expect None there)
+@pytest.mark.parametrize("host,sni", [("localhost", "localhost"), ("127.0.0.1", "127.0.0.1")])
+def test_sni_recorded(smtp_server, raw_server, write_config, msmtp, host, sni):
+    for srv in (smtp_server(starttls=True), raw_server(starttls=True)):
+        cfg = write_config(srv, tls=True, tls_starttls=True, host=host)
+        r = msmtp("-C", cfg, "-f", "a@example.test", "b@example.test", input=MSG_LF)
+        assert r.returncode == 0, r.stderr
+        assert srv.conn.sni == sni

@@ -129,6 +129,7 @@ class Session:
         self.tls = True
         self.conn.tls_version = self.sock.version()
         self.conn.client_cert = self.sock.getpeercert() or None
+        self.conn.sni = getattr(self.sock, "sni_name", None)
 
 
 class RawServer:

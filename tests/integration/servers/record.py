@@ -98,6 +98,7 @@ class Conn:
         self.helo: List[str] = []              # "EHLO name" / "HELO name" / "LHLO name"
         self.tls_version: Optional[str] = None
         self.client_cert: Optional[dict] = None
+        self.sni: Optional[str] = None         # server name the client sent (TLS SNI)
         self.pipelining_violations: List[bytes] = []   # see PipelineCheck
         self.sent_ahead: List[bytes] = []
         self.closed = threading.Event()

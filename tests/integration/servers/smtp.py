@@ -78,6 +78,7 @@ class RecordingSMTP(SMTP):
         if sslobj is not None:
             self.conn.tls_version = sslobj.version()
             self.conn.client_cert = sslobj.getpeercert() or None
+            self.conn.sni = getattr(sslobj, "sni_name", None)
 
     @property
     def _in_tls(self):
