@@ -380,6 +380,9 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
     except subprocess.TimeoutExpired as e:
         hung = True
         rc, err = None, (e.stderr or b"").decode("utf-8", "replace")
+    except OSError as e:
+        srv.sock.close()
+        return False, "FAIL %s: cannot run %s: %s" % (case.name, argv[0], e)
     elapsed = time.monotonic() - t0
     srv.done.wait(2)
     problems = list(srv.errors)
