@@ -112,6 +112,8 @@ struct ba_header_parser {
 	size_t max_total, max_fields, total, line_no;
 	unsigned flags;
 	int state;             /* private */
+	size_t name_len;       /* private: length of the current field's name */
+	unsigned char prev_le; /* private: length of the last line end (1 LF, 2 CRLF) */
 	struct ba_buf line;    /* private: the current, incomplete line */
 	struct ba_buf field;   /* private: the current field, possibly folded */
 };
