@@ -100,6 +100,8 @@ struct tok {
 	int ws_before;    /* CFWS came before this token */
 	size_t off, len;  /* text in the parser's scratch buffer */
 	size_t pos;       /* offset in the input, for errors */
+	size_t gap;       /* offset of the CFWS before it, which ends at pos */
+	int gap_comment;  /* that CFWS held a comment */
 };
 
 struct parser {
@@ -112,6 +114,7 @@ struct parser {
 	size_t ntoks, atoks;
 	struct ba_buf comment; /* content of the last top-level comment seen */
 	int have_comment;
+	unsigned ncomments;
 };
 
 /* Sets the error "invalid address '<input>' at column N: why" and returns -1. */
@@ -212,6 +215,7 @@ static int skip_comment(struct parser *p)
 	if (ba_buf_failed(&p->comment))
 		return oom(p);
 	p->have_comment = 1;
+	p->ncomments++;
 	return 0;
 }
 
@@ -265,7 +269,8 @@ static int read_qstring(struct parser *p)
 	return ba_buf_failed(&p->text) ? oom(p) : 0;
 }
 
-static int push_tok(struct parser *p, enum tok_type t, int ws, size_t off, size_t pos)
+static int push_tok(struct parser *p, enum tok_type t, int ws, size_t off, size_t pos,
+                    size_t gap, int gap_comment)
 {
 	if (p->ntoks == p->atoks) {
 		size_t na = p->atoks ? 2 * p->atoks : 16;
@@ -275,7 +280,7 @@ static int push_tok(struct parser *p, enum tok_type t, int ws, size_t off, size_
 		p->toks = v;
 		p->atoks = na;
 	}
-	p->toks[p->ntoks++] = (struct tok){ t, ws, off, p->text.len - off, pos };
+	p->toks[p->ntoks++] = (struct tok){ t, ws, off, p->text.len - off, pos, gap, gap_comment };
 	return 0;
 }
 
@@ -289,26 +294,29 @@ static int read_words(struct parser *p)
 	p->ntoks = 0;
 	ba_buf_reset(&p->text);
 	for (;;) {
+		size_t gap = p->i;
+		unsigned nc = p->ncomments;
 		int ws = skip_cfws(p);
 		if (ws < 0)
 			return -1;
+		int gc = nc != p->ncomments;
 		int c = peek(p);
 		size_t off = p->text.len, pos = p->i;
 		if (c == '"') {
-			if (read_qstring(p) < 0 || push_tok(p, T_QSTRING, ws, off, pos) < 0)
+			if (read_qstring(p) < 0 || push_tok(p, T_QSTRING, ws, off, pos, gap, gc) < 0)
 				return -1;
 		} else if (c == '.') {
 			p->i++;
 			if (ba_buf_addch(&p->text, '.') < 0)
 				return oom(p);
-			if (push_tok(p, T_DOT, ws, off, pos) < 0)
+			if (push_tok(p, T_DOT, ws, off, pos, gap, gc) < 0)
 				return -1;
 		} else if (c >= 0 && is_atext((unsigned char)c)) {
 			while (p->i < p->n && is_atext((unsigned char)p->s[p->i]))
 				p->i++;
 			if (ba_buf_add(&p->text, p->s + pos, p->i - pos) < 0)
 				return oom(p);
-			if (push_tok(p, T_ATOM, ws, off, pos) < 0)
+			if (push_tok(p, T_ATOM, ws, off, pos, gap, gc) < 0)
 				return -1;
 		} else {
 			return 0;
@@ -370,8 +378,15 @@ static char *phrase_text(struct parser *p, size_t from, size_t to, int *ok)
 			clean_text(&out, p->text.data + t->off, t->len);
 			continue;
 		}
-		if (t->ws_before && (run.len || out.len))
+		if (t->ws_before && run.len && !t->gap_comment) {
+			/* white space inside a run of atoms is kept as it is (unfolded), so
+			 * that what ba_rfc2047_encode() wrote decodes to the same text */
+			for (size_t j = t->gap; j < t->pos; j++)
+				if (is_wsp(p->s[j]))
+					ba_buf_addch(&run, p->s[j]);
+		} else if (t->ws_before && (run.len || out.len)) {
 			ba_buf_addch(run.len ? &run : &out, ' ');
+		}
 		ba_buf_add(&run, p->text.data + t->off, t->len);
 	}
 	ba_buf_release(&run);
@@ -531,6 +546,9 @@ static int read_spec(struct parser *p, struct ba_addr *a)
 	if (peek(p) != '@') {
 		if (!p->ntoks)
 			return p->i < p->n ? unexpected(p, "in address") : perr(p, p->i, "empty address");
+		int c = peek(p);
+		if (c >= 0 && c != ',' && c != ';' && c != '>')
+			return unexpected(p, "in address");
 		return perr(p, p->i, "missing '@domain'");
 	}
 	if (!p->ntoks)
@@ -673,7 +691,7 @@ done:
 static int parse_list(struct ba_addr_list *out, const char *s, size_t n, unsigned flags,
                       struct ba_err *err)
 {
-	struct parser p = { s, n, 0, flags, err, BA_BUF_INIT, NULL, 0, 0, BA_BUF_INIT, 0 };
+	struct parser p = { s, n, 0, flags, err, BA_BUF_INIT, NULL, 0, 0, BA_BUF_INIT, 0, 0 };
 	size_t before = out->n;
 	int rc = 0;
 	for (;;) {
@@ -863,8 +881,9 @@ static int put_phrase(struct ba_buf *out, const char *text, size_t *col, const c
 	return ba_rfc2047_encode(out, text, strlen(text), col, eol, BA_RFC2047_PHRASE, err);
 }
 
-int ba_addr_format(struct ba_buf *out, const struct ba_addr *a, size_t *col, const char *eol,
-                   unsigned flags, struct ba_err *err)
+/* as ba_addr_format(), keeping room for tail characters after the address */
+static int format_one(struct ba_buf *out, const struct ba_addr *a, size_t *col, const char *eol,
+                      unsigned flags, size_t tail, struct ba_err *err)
 {
 	struct ba_buf spec = BA_BUF_INIT;
 	size_t start = out->len, c = *col;
@@ -875,7 +894,7 @@ int ba_addr_format(struct ba_buf *out, const struct ba_addr *a, size_t *col, con
 		if (put_phrase(out, a->display, &c, eol, err) < 0)
 			goto done;
 		/* CFWS before the angle-addr is where a fold may go (RFC 5322 §3.4) */
-		if (c + 2 + spec.len + 1 > FOLD_COL) {
+		if (c + 2 + spec.len + 1 + tail > FOLD_COL) {
 			ba_buf_addstr(out, eol);
 			c = 0;
 		}
@@ -900,6 +919,12 @@ done:
 	return rc;
 }
 
+int ba_addr_format(struct ba_buf *out, const struct ba_addr *a, size_t *col, const char *eol,
+                   unsigned flags, struct ba_err *err)
+{
+	return format_one(out, a, col, eol, flags, 0, err);
+}
+
 /*
  * Appends sep ("," or "") and then the mailbox or group name; with lead
  * after a space or, when the first line would pass 78, after a fold.
@@ -917,12 +942,13 @@ static int put_item(struct ba_buf *out, size_t *col, const char *eol, const char
 		ba_buf_reset(&tmp);
 		if (pass == 1)
 			c = 1;
-		int r = a ? ba_addr_format(&tmp, a, &c, eol, flags, err) :
+		/* room for the ",", ":" or ";" that follows */
+		int r = a ? format_one(&tmp, a, &c, eol, flags, 1, err) :
 		            put_phrase(&tmp, group_name, &c, eol, err);
 		if (r < 0)
 			goto done;
 		size_t fl = first_line(tmp.data ? tmp.data : "", tmp.len);
-		if (pass == 0 && lead && *col > 1 && *col + (size_t)lead + fl > FOLD_COL)
+		if (pass == 0 && lead && *col > 1 && *col + (size_t)lead + fl + 1 > FOLD_COL)
 			continue;
 		if (pass == 1) {
 			ba_buf_addstr(out, eol);
