@@ -942,13 +942,13 @@ static int put_item(struct ba_buf *out, size_t *col, const char *eol, const char
 		ba_buf_reset(&tmp);
 		if (pass == 1)
 			c = 1;
-		/* room for the ",", ":" or ";" that follows */
-		int r = a ? format_one(&tmp, a, &c, eol, flags, 1, err) :
+		/* room for what may follow: ",", ":", or ";," after a group's last member */
+		int r = a ? format_one(&tmp, a, &c, eol, flags, 2, err) :
 		            put_phrase(&tmp, group_name, &c, eol, err);
 		if (r < 0)
 			goto done;
 		size_t fl = first_line(tmp.data ? tmp.data : "", tmp.len);
-		if (pass == 0 && lead && *col > 1 && *col + (size_t)lead + fl + 1 > FOLD_COL)
+		if (pass == 0 && lead && *col > 1 && *col + (size_t)lead + fl + 2 > FOLD_COL)
 			continue;
 		if (pass == 1) {
 			ba_buf_addstr(out, eol);

@@ -516,7 +516,7 @@ static void test_addr__roundtrip_random(void **state)
 		                      "@", ":", ";", ".", "=?", "?=", "é", "김", "日本", "😀",
 		                      "x", "-", "_", "'", "[", "]" };
 	rng_state = 0x12345678;
-	for (int iter = 0; iter < 3000; iter++) {
+	for (int iter = 0; iter < 2000; iter++) {
 		struct ba_addr_list l = BA_ADDR_LIST_INIT;
 		int n = 1 + (int)(rnd() % 4);
 		for (int k = 0; k < n; k++) {
