@@ -733,8 +733,10 @@ int ba_addr_parse_mailbox(struct ba_addr *out, const char *s, size_t n, unsigned
 {
 	struct ba_addr_list l = BA_ADDR_LIST_INIT;
 	memset(out, 0, sizeof *out);
-	if (parse_list(&l, s, n, flags & ~(unsigned)BA_ADDR_EMPTY_GROUPS, err) < 0)
+	if (parse_list(&l, s, n, flags & ~(unsigned)BA_ADDR_EMPTY_GROUPS, err) < 0) {
+		ba_addr_list_release(&l);
 		return -1;
+	}
 	int rc = 0;
 	if (l.n != 1 || l.v[0].group) {
 		char shown[ERR_INPUT_MAX + 1];
