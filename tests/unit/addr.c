@@ -224,6 +224,11 @@ static void test_addr__rfc5322_a6_obsolete(void **state)
 	/* old-style trailing comment as display name; leading/trailing commas */
 	const struct want cm[] = { { "Real Name", "a", "b.test", NULL }, { NULL, "c", "d", NULL } };
 	parse_ok(",a@b.test (Real Name),c@d,", 0, cm, 2);
+	/* a comment before or inside the domain is no display name */
+	const struct want cd[] = { { NULL, "c", "public.example", NULL } };
+	parse_ok("c@(Chris's host.)public.example", 0, cd, 1);
+	parse_ok("c@public(x).example", 0, cd, 1);
+	parse_ok("c(y)@public.example", 0, cd, 1);
 }
 
 /* ---- other input forms ------------------------------------------------- */
