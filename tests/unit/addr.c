@@ -261,6 +261,9 @@ static void test_addr__quoted_literal_utf8(void **state)
 	/* a decoded control character never reaches the caller */
 	const struct want ctl[] = { { "a b", "x", "y", NULL } };
 	parse_ok("=?utf-8?q?a=0Ab?= <x@y>", 0, ctl, 1);
+	/* raw 8-bit text that is no UTF-8 (a Latin-1 display name) becomes U+FFFD */
+	const struct want l1[] = { { "J\xef\xbf\xbdrg", "j", "x.de", NULL } };
+	parse_ok("J\xf6rg <j@x.de>", 0, l1, 1);
 	/* empty input and CFWS only: an empty list */
 	parse_ok("", 0, NULL, 0);
 	parse_ok("  (nothing) ", 0, NULL, 0);
