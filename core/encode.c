@@ -333,24 +333,12 @@ int ba_b64_writer_finish(struct ba_b64_writer *w, struct ba_err *err)
  * plus the soft break "=" (rule 5); an "F" at the start of a line is
  * encoded only when "rom " follows.  So bytes wait in hold[] until enough of
  * what follows is known, and each decision uses only the byte sequence: the
- * output cannot depend on how the input was split across writes.  The fast
- * path in qpw_write() handles bytes whose form is already certain.
+ * output cannot depend on how the input was split across writes.  Bytes
+ * whose form is already certain skip hold[]: qpw_fast() takes runs of them.
  */
 
 #define QP_MAX 76
 static const char qp_hex[] = "0123456789ABCDEF";
-
-/* classes: 0 literal, 1 always encoded, 2 needs the slow path (space, tab, CR, LF) */
-static unsigned char qp_class(unsigned c, unsigned flags)
-{
-	if (c == ' ' || c == '\t')
-		return 2;
-	if ((c == '\r' || c == '\n') && (flags & BA_QP_TEXT))
-		return 2;
-	if (c < 33 || c > 126 || c == '=')
-		return 1;
-	return 0;
-}
 
 static int qpw_flush_obuf(struct ba_qp_writer *w, struct ba_err *err)
 {
@@ -390,11 +378,11 @@ static void qpw_hex(struct ba_qp_writer *w, unsigned c)
  * 1 if byte c must be encoded at column col.  before_break: a hard break
  * follows (rule 3); from: "rom " follows c.
  */
-static int qp_must_encode(unsigned c, size_t col, int before_break, int from, unsigned flags)
+static int qp_must_encode(unsigned c, size_t col, int before_break, int from)
 {
-	if ((c == ' ' || c == '\t'))
+	if (c == ' ' || c == '\t')
 		return before_break;
-	if (qp_class(c, flags & ~(unsigned)BA_QP_TEXT) == 1)
+	if (c < 33 || c > 126 || c == '=') /* rules 1 and 2; CR and LF here are data */
 		return 1;
 	/* a line "From ..." is mangled by mbox (">From"), a line "." ends SMTP DATA
 	 * on a path that forgets dot-stuffing: encode their first character */
@@ -405,10 +393,10 @@ static int qp_must_encode(unsigned c, size_t col, int before_break, int from, un
 static void qpw_place(struct ba_qp_writer *w, unsigned c, int before_break, int from)
 {
 	size_t limit = before_break ? QP_MAX : QP_MAX - 1;
-	int enc = qp_must_encode(c, w->col, before_break, from, w->flags);
+	int enc = qp_must_encode(c, w->col, before_break, from);
 	if (w->col + (enc ? 3 : 1) > limit) {
 		qpw_eol(w, 1);
-		enc = qp_must_encode(c, 0, before_break, from, w->flags);
+		enc = qp_must_encode(c, 0, before_break, from);
 	}
 	if (enc) {
 		qpw_hex(w, c);
@@ -429,7 +417,7 @@ static int qp_certain(const struct ba_qp_writer *w, unsigned c)
 {
 	if (c == ' ' || c == '\t' || (c == 'F' && w->col == 0))
 		return 0;
-	return w->col + (qp_must_encode(c, w->col, 0, 0, w->flags) ? 3 : 1) < QP_MAX;
+	return w->col + (qp_must_encode(c, w->col, 0, 0) ? 3 : 1) < QP_MAX;
 }
 
 /* Places the held bytes whose form is decided; all of them when term != QP_MORE. */

@@ -520,6 +520,11 @@ static void test_encode__rfc2047_decode_rfc_examples(void **state)
 	const char *unk = "=?x-no-such-charset?q?a?=";
 	assert_int_equal(ba_rfc2047_decode(&b, unk, strlen(unk), &err), -1);
 	assert_int_equal(err.code, EX_DATAERR);
+	unk = "=?x-no-such-charset?q?a?= =?utf-8?q?b?=";
+	ba_err_clear(&err);
+	assert_int_equal(ba_rfc2047_decode(&b, unk, strlen(unk), &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_non_null(strstr(err.text, "x-no-such-charset"));
 	ba_buf_release(&b);
 }
 
