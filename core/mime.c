@@ -40,6 +40,7 @@ struct ba_mime_part {
 	/* leaf */
 	enum ba_mime_role role;
 	int fd;                     /* -1 for a memory leaf */
+	off_t start;                /* where the content starts in fd (stdin may be read from) */
 	unsigned char *mem;
 	size_t memlen;
 	char *name;                 /* for errors */
@@ -214,7 +215,8 @@ int ba_mime_fd_new(ba_mime_part **out, int fd, const char *name, enum ba_mime_ro
 		ba_mime_free(p);
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode) || lseek(fd, 0, SEEK_CUR) < 0) {
+	if (!S_ISREG(st.st_mode) || (p->start = lseek(fd, 0, SEEK_CUR)) < 0) {
+		p->start = 0;
 		if (spool(&p->fd, p->name, err) < 0) {
 			ba_mime_free(p);
 			return -1;
@@ -506,7 +508,7 @@ static void scan_utf8(struct scan *s, unsigned char c, uint64_t off)
 	return;
 bad:
 	s->utf8_bad = 1;
-	s->utf8_bad_off = s->u_start; (void)off;
+	s->utf8_bad_off = s->u_start; /* the first byte of the bad sequence */
 }
 
 static void scan_chunk(struct scan *s, const unsigned char *p, size_t n)
@@ -605,7 +607,7 @@ static int leaf_open_reader(ba_mime_part *p, struct ba_fd_reader *fr, struct ba_
 		*r = &mr->base;
 		return 0;
 	}
-	if (lseek(p->fd, 0, SEEK_SET) < 0)
+	if (lseek(p->fd, p->start, SEEK_SET) < 0)
 		return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, strerror(errno));
 	ba_fd_reader_init(fr, p->fd, p->name);
 	*r = &fr->base;

@@ -453,3 +453,18 @@ def test_downgrade_large_part_streams(tmp_path):
 def test_downgrade_refuses_8bit_address_header():
     p = downgrade("From: Jürgen <j@example.org>\nTo: b@example.net\n\nhi\n".encode())
     assert p.returncode == 65 and "From" in p.stderr.decode()
+
+
+def test_stdin_from_file_and_pipe(tmp_path):
+    """--body - and --attach - read standard input, seekable (a file) or not (a pipe)."""
+    f = tmp_path / "in.bin"
+    content = os.urandom(200000)
+    f.write_bytes(content)
+    with open(f, "rb") as stdin:
+        p = subprocess.run([BA, "compose", "--from", FROM, "--to", "r@example.net", "--attach",
+                            "-", "--attach-name", "in.bin"], stdin=stdin, capture_output=True)
+    assert p.returncode == 0, p.stderr
+    assert attachments(parse(p.stdout))[0].get_payload(decode=True) == content
+    p = compose("--from", FROM, "--to", "r@example.net", "--attach", "-", stdin=content)
+    (att,) = attachments(parse(p.stdout))
+    assert att.get_payload(decode=True) == content and att.get_filename() is None
