@@ -6,7 +6,7 @@ _bluearrow()
 	local cur prev words cword
 	_init_completion || return
 
-	local commands="help version compose"
+	local commands="help version compose config"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
@@ -14,6 +14,17 @@ _bluearrow()
 	case ${words[1]} in
 	help)
 		[[ $cword -eq 2 ]] && COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+		;;
+	config)
+		case $prev in
+		-C | --file) _filedir; return ;;
+		-a | --account) return ;;
+		esac
+		if [[ $cword -eq 2 ]]; then
+			COMPREPLY=($(compgen -W "check show list" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "-C --file -a --account" -- "$cur"))
+		fi
 		;;
 	compose)
 		case $prev in

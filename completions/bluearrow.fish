@@ -1,9 +1,13 @@
 # fish completion for bluearrow; install as ~/.config/fish/completions/bluearrow.fish
-set -l commands help version compose
+set -l commands help version compose config
 complete -c bluearrow -f
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a help -d 'show help for bluearrow or one of its commands'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a version -d 'print the version'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a compose -d 'build a message from options and print it'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d "check the configuration or show an account's settings"
+complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list" -a 'check show list'
+complete -c bluearrow -n "__fish_seen_subcommand_from config" -s C -l file -r -F -d 'configuration file'
+complete -c bluearrow -n "__fish_seen_subcommand_from config" -s a -l account -x -d 'account to show'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l help -d 'show the usage'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
 complete -c bluearrow -n "__fish_seen_subcommand_from help" -a "$commands"
