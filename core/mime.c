@@ -1300,7 +1300,15 @@ static int dg_write_header(struct dg *d, const struct dg_header *h, const char *
 			s = e;
 			continue; /* written below */
 		}
-		if (colon && has_8bit(s, (size_t)(e - s))) {
+		if (has_8bit(s, (size_t)(e - s))) {
+			int name_ok = colon && nl > 0;
+			for (size_t i = 0; name_ok && i < nl; i++)
+				name_ok = (unsigned char)s[i] > 32 && (unsigned char)s[i] < 127;
+			if (!name_ok) {
+				rc = ba_err_set(err, EX_DATAERR, "cannot make a header line without a valid "
+				                "field name 7-bit");
+				break;
+			}
 			if (!unstructured(s, nl)) {
 				rc = ba_err_set(err, EX_DATAERR, "cannot make header field '%.*s' 7-bit: "
 				                "it is not plain text (the peer needs SMTPUTF8)",
