@@ -299,6 +299,7 @@ def test_message_ids_unique():
     (["--from", FROM, "--to", "r@example.net", "--attach-type", "text/plain"], 64, "--attach"),
     (["--from", FROM, "--to", "not an address"], 65, "not an address"),
     (["--from", FROM, "--to", "r@"], 65, "r@"),
+    (["--from", FROM, "--to", "jürgen@example.net"], 65, "jürgen@example.net"),
     (["--from", "a@example.org, b@example.org", "--to", "r@example.net"], 65, "from"),
     (["--from", FROM, "--to", "r@example.net", "--subject", "evil\r\nBcc: x@example.net"], 65,
      "subject"),
