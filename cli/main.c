@@ -10,12 +10,30 @@ const char *cli_progname = "bluearrow";
 
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
+int cmd_config(int argc, char **argv); /* config_cmd.c */
 
 const struct cli_cmd cli_cmds[] = {
 	{ "help", cmd_help, "show help for bluearrow or one of its commands",
 	  "usage: bluearrow help [COMMAND]\n" },
 	{ "version", cmd_version, "print the version",
 	  "usage: bluearrow version\n" },
+	{ "compose", cli_cmd_compose, "build a message from options and print it",
+	  cli_compose_usage },
+	{ "config", cmd_config, "check the configuration or show an account's settings",
+	  "usage: bluearrow config check [-C FILE]\n"
+	  "       bluearrow config show [-C FILE] [-a ACCOUNT | -f ADDRESS]\n"
+	  "       bluearrow config list [-C FILE]\n\n"
+	  "   check   load and validate the file; prints the number of accounts and the default\n"
+	  "   show    print the effective settings of ACCOUNT (default: the default account)\n"
+	  "           in msmtprc syntax, the password as <redacted>\n"
+	  "   list    print the account names, one a line\n\n"
+	  "   -C, --file FILE        the configuration file (default: $BLUEARROW_CONFIG,\n"
+	  "                          ~/.config/bluearrow/config, ~/.bluearrowrc, ~/.msmtprc,\n"
+	  "                          ~/.config/msmtp/config, /etc/bluearrow.conf, /etc/msmtprc)\n"
+	  "   -a, --account ACCOUNT  the account to show\n"
+	  "   -f, --from ADDRESS     show the account the envelope sender ADDRESS selects\n"
+	  "                          (its 'from', as msmtp -f does; else the default)\n\n"
+	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -6,6 +6,7 @@
  */
 #include "bluearrow/encode.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -60,20 +61,36 @@ invalid:
 static const char b64_alphabet[65] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* two base64 characters for each 12-bit value, built once (pthread_once) */
+static uint16_t b64_pairs[4096];
+static pthread_once_t b64_pairs_once = PTHREAD_ONCE_INIT;
+
+static void b64_pairs_init(void)
+{
+	for (unsigned i = 0; i < 4096; i++) {
+		unsigned char two[2] = { (unsigned char)b64_alphabet[i >> 6],
+		                         (unsigned char)b64_alphabet[i & 63] };
+		memcpy(&b64_pairs[i], two, 2);
+	}
+}
+
+static void b64_pairs_ready(void)
+{
+	pthread_once(&b64_pairs_once, b64_pairs_init);
+}
+
 /*
  * Encodes ngroups whole 3-byte groups of p into o (4 * ngroups bytes).  The
- * hot loop of the streaming encoder: a 64-entry table, one 24-bit load per
- * group, no calls.
+ * hot loop of the streaming encoder: one 24-bit load and two lookups in the
+ * 12-bit pair table per group, no calls.
  */
 static void b64_groups(unsigned char *restrict o, const unsigned char *restrict p, size_t ngroups)
 {
-	const char *a = b64_alphabet;
+	const uint16_t *pairs = b64_pairs; /* callers ran b64_pairs_ready() */
 	for (size_t i = 0; i < ngroups; i++) {
 		uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-		o[0] = (unsigned char)a[v >> 18];
-		o[1] = (unsigned char)a[(v >> 12) & 63];
-		o[2] = (unsigned char)a[(v >> 6) & 63];
-		o[3] = (unsigned char)a[v & 63];
+		memcpy(o, &pairs[v >> 12], 2);
+		memcpy(o + 2, &pairs[v & 0xFFF], 2);
 		p += 3;
 		o += 4;
 	}
@@ -98,6 +115,7 @@ int ba_base64_encode(struct ba_buf *out, const void *vp, size_t n)
 	size_t olen = 4 * (groups + (rest != 0));
 	if (ba_buf_grow(out, olen) < 0)
 		return -1;
+	b64_pairs_ready();
 	unsigned char *o = (unsigned char *)out->data + out->len;
 	b64_groups(o, p, groups);
 	if (rest)
@@ -138,8 +156,10 @@ int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err 
 	for (size_t i = 0; i < n; i++) {
 		int v = b64_value(p[i]);
 		if (v >= 0) {
-			if (pad)
+			if (pad) {
+				o0[0] = '\0'; /* out is unchanged on failure */
 				return ba_err_set(err, EX_DATAERR, "base64 data after padding at offset %zu", i);
+			}
 			acc = acc << 6 | (uint32_t)v;
 			if (++nb == 4) {
 				o[0] = (unsigned char)(acc >> 16);
@@ -151,15 +171,20 @@ int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err 
 			}
 		} else if (v == B64_PAD) {
 			/* padding completes a group of 2 or 3 characters (RFC 4648 §4) */
-			if (nb < 2 || nb + ++pad > 4)
+			if (nb < 2 || nb + ++pad > 4) {
+				o0[0] = '\0';
 				return ba_err_set(err, EX_DATAERR, "misplaced base64 padding at offset %zu", i);
+			}
 		} else if (v == B64_BAD) {
+			o0[0] = '\0';
 			return ba_err_set(err, EX_DATAERR, "invalid base64 character 0x%02x at offset %zu",
 			                  p[i], i);
 		}
 	}
-	if (nb == 1 || (pad && nb + pad != 4))
+	if (nb == 1 || (pad && nb + pad != 4)) {
+		o0[0] = '\0';
 		return ba_err_set(err, EX_DATAERR, "truncated base64 data");
+	}
 	if (nb == 2) {
 		*o++ = (unsigned char)(acc >> 4);
 	} else if (nb == 3) {
@@ -183,7 +208,7 @@ static int b64w_flush_obuf(struct ba_b64_writer *w, struct ba_err *err)
 static void b64w_char(struct ba_b64_writer *w, unsigned char c)
 {
 	w->obuf[w->olen++] = c;
-	if (w->line_len && ++w->col == w->line_len) {
+	if (++w->col == w->line_len) {
 		memcpy(w->obuf + w->olen, w->eol, w->eol_len);
 		w->olen += w->eol_len;
 		w->col = 0;
@@ -215,7 +240,7 @@ static int b64w_put(struct ba_b64_writer *w, const unsigned char *p, size_t ngro
 			w->olen += 4 * k;
 			p += 3 * k;
 			ngroups -= k;
-			if (w->line_len && (w->col += 4 * k) == w->line_len) {
+			if ((w->col += 4 * k) == w->line_len) {
 				memcpy(w->obuf + w->olen, w->eol, w->eol_len);
 				w->olen += w->eol_len;
 				w->col = 0;
@@ -268,6 +293,7 @@ void ba_b64_writer_init(struct ba_b64_writer *w, ba_writer *out, const char *eol
 {
 	if (!eol || (strcmp(eol, "\n") != 0 && strcmp(eol, "\r\n") != 0))
 		BA_BUG("ba_b64_writer_init: eol must be \"\\n\" or \"\\r\\n\"");
+	b64_pairs_ready();
 	w->base.ops = &b64w_ops;
 	w->out = out;
 	w->eol = eol;
@@ -307,24 +333,12 @@ int ba_b64_writer_finish(struct ba_b64_writer *w, struct ba_err *err)
  * plus the soft break "=" (rule 5); an "F" at the start of a line is
  * encoded only when "rom " follows.  So bytes wait in hold[] until enough of
  * what follows is known, and each decision uses only the byte sequence: the
- * output cannot depend on how the input was split across writes.  The fast
- * path in qpw_write() handles bytes whose form is already certain.
+ * output cannot depend on how the input was split across writes.  Bytes
+ * whose form is already certain skip hold[]: qpw_fast() takes runs of them.
  */
 
 #define QP_MAX 76
 static const char qp_hex[] = "0123456789ABCDEF";
-
-/* classes: 0 literal, 1 always encoded, 2 needs the slow path (space, tab, CR, LF) */
-static unsigned char qp_class(unsigned c, unsigned flags)
-{
-	if (c == ' ' || c == '\t')
-		return 2;
-	if ((c == '\r' || c == '\n') && (flags & BA_QP_TEXT))
-		return 2;
-	if (c < 33 || c > 126 || c == '=')
-		return 1;
-	return 0;
-}
 
 static int qpw_flush_obuf(struct ba_qp_writer *w, struct ba_err *err)
 {
@@ -364,11 +378,11 @@ static void qpw_hex(struct ba_qp_writer *w, unsigned c)
  * 1 if byte c must be encoded at column col.  before_break: a hard break
  * follows (rule 3); from: "rom " follows c.
  */
-static int qp_must_encode(unsigned c, size_t col, int before_break, int from, unsigned flags)
+static int qp_must_encode(unsigned c, size_t col, int before_break, int from)
 {
-	if ((c == ' ' || c == '\t'))
+	if (c == ' ' || c == '\t')
 		return before_break;
-	if (qp_class(c, flags & ~(unsigned)BA_QP_TEXT) == 1)
+	if (c < 33 || c > 126 || c == '=') /* rules 1 and 2; CR and LF here are data */
 		return 1;
 	/* a line "From ..." is mangled by mbox (">From"), a line "." ends SMTP DATA
 	 * on a path that forgets dot-stuffing: encode their first character */
@@ -379,10 +393,10 @@ static int qp_must_encode(unsigned c, size_t col, int before_break, int from, un
 static void qpw_place(struct ba_qp_writer *w, unsigned c, int before_break, int from)
 {
 	size_t limit = before_break ? QP_MAX : QP_MAX - 1;
-	int enc = qp_must_encode(c, w->col, before_break, from, w->flags);
+	int enc = qp_must_encode(c, w->col, before_break, from);
 	if (w->col + (enc ? 3 : 1) > limit) {
 		qpw_eol(w, 1);
-		enc = qp_must_encode(c, 0, before_break, from, w->flags);
+		enc = qp_must_encode(c, 0, before_break, from);
 	}
 	if (enc) {
 		qpw_hex(w, c);
@@ -394,21 +408,33 @@ static void qpw_place(struct ba_qp_writer *w, unsigned c, int before_break, int 
 
 enum { QP_MORE, QP_BREAK, QP_END };
 
+/*
+ * 1 if held byte c can be placed now whatever follows: not white space
+ * (rule 3 needs the next event), not an "F" that starts a line ("From "),
+ * and it fits before column 75 so no break decision depends on what follows.
+ */
+static int qp_certain(const struct ba_qp_writer *w, unsigned c)
+{
+	if (c == ' ' || c == '\t' || (c == 'F' && w->col == 0))
+		return 0;
+	return w->col + (qp_must_encode(c, w->col, 0, 0) ? 3 : 1) < QP_MAX;
+}
+
 /* Places the held bytes whose form is decided; all of them when term != QP_MORE. */
 static int qpw_drain(struct ba_qp_writer *w, int term, struct ba_err *err)
 {
 	static const char from[] = "From ";
 	while (w->nhold) {
 		unsigned c = w->hold[0];
-		int is_from = 0;
+		int is_from = 0, certain = term != QP_MORE || qp_certain(w, c);
 		if (c == 'F') {
 			size_t k = w->nhold < 5 ? w->nhold : 5;
 			int prefix = memcmp(w->hold, from, k) == 0;
-			if (prefix && k < 5 && term == QP_MORE)
+			if (prefix && k < 5 && !certain)
 				return 0; /* wait: could still be "From " */
 			is_from = prefix && k == 5;
 		}
-		if (w->nhold < 2 && term == QP_MORE)
+		if (w->nhold < 2 && !certain)
 			return 0; /* wait for the next byte or break */
 		if (qpw_room(w, err) < 0)
 			return -1;
@@ -420,6 +446,12 @@ static int qpw_drain(struct ba_qp_writer *w, int term, struct ba_err *err)
 
 static int qpw_hold(struct ba_qp_writer *w, unsigned c, struct ba_err *err)
 {
+	if (!w->nhold && qp_certain(w, c)) { /* the common case: no need to wait */
+		if (qpw_room(w, err) < 0)
+			return -1;
+		qpw_place(w, c, 0, 0);
+		return 0;
+	}
 	w->hold[w->nhold++] = (unsigned char)c;
 	return qpw_drain(w, QP_MORE, err);
 }
@@ -453,37 +485,62 @@ static int qpw_byte(struct ba_qp_writer *w, unsigned c, struct ba_err *err)
 	return qpw_hold(w, c, err);
 }
 
+/*
+ * The fast path: nothing held, and each byte's form is certain (not at a
+ * line start, fits before column 75, a space not followed by a line break).
+ * Works on locals: stores through obuf could alias the writer's fields.
+ * Returns the index of the first byte it did not take.
+ */
+static size_t qpw_fast(struct ba_qp_writer *w, const unsigned char *p, size_t i, size_t n)
+{
+	size_t olen = w->olen, col = w->col;
+	unsigned char *o = w->obuf;
+	const size_t lim = sizeof(w->obuf) - 16;
+	const int text = w->flags & BA_QP_TEXT;
+	while (i < n && col && olen < lim) {
+		unsigned c = p[i];
+		if (c - 33u < 94u && c != '=') {
+			if (col >= QP_MAX - 1)
+				break;
+			o[olen++] = (unsigned char)c;
+			col++;
+		} else if (c == ' ' || c == '\t') {
+			if (col >= QP_MAX - 1)
+				break;
+			if (text && (i + 1 >= n || p[i + 1] == '\r' || p[i + 1] == '\n'))
+				break; /* rule 3: maybe trailing */
+			o[olen++] = (unsigned char)c;
+			col++;
+		} else {
+			if ((text && (c == '\r' || c == '\n')) || col + 3 >= QP_MAX)
+				break;
+			o[olen] = '=';
+			o[olen + 1] = (unsigned char)qp_hex[c >> 4];
+			o[olen + 2] = (unsigned char)qp_hex[c & 15];
+			olen += 3;
+			col += 3;
+		}
+		i++;
+	}
+	w->olen = olen;
+	w->col = col;
+	return i;
+}
+
 static int qpw_write(ba_writer *base, const void *vp, size_t n, struct ba_err *err)
 {
 	struct ba_qp_writer *w = (struct ba_qp_writer *)base;
 	const unsigned char *p = vp;
-	unsigned flags = w->flags;
-	for (size_t i = 0; i < n; i++) {
-		unsigned c = p[i];
+	size_t i = 0;
+	while (i < n) {
 		if (w->olen > sizeof(w->obuf) - 16 && qpw_flush_obuf(w, err) < 0)
 			return -1;
-		/* fast path: nothing held, not at a line start, and the byte fits
-		 * before column 75 whatever follows: its form is certain */
-		if (!w->nhold && !w->pending_cr && w->col) {
-			unsigned cls = qp_class(c, flags);
-			if (cls == 0 && w->col < QP_MAX - 1) {
-				w->obuf[w->olen++] = (unsigned char)c;
-				w->col++;
+		if (!w->nhold && !w->pending_cr) {
+			i = qpw_fast(w, p, i, n);
+			if (i == n || w->olen > sizeof(w->obuf) - 16)
 				continue;
-			}
-			if (cls == 1 && w->col + 3 < QP_MAX) {
-				qpw_hex(w, c);
-				continue;
-			}
-			/* a space followed by a byte that is not a line break stays literal */
-			if (cls == 2 && (c == ' ' || c == '\t') && i + 1 < n && w->col < QP_MAX - 1 &&
-			    qp_class(p[i + 1], flags) != 2) {
-				w->obuf[w->olen++] = (unsigned char)c;
-				w->col++;
-				continue;
-			}
 		}
-		if (qpw_byte(w, c, err) < 0)
+		if (qpw_byte(w, p[i++], err) < 0)
 			return -1;
 	}
 	return 0;

@@ -7,9 +7,12 @@
  *   defaults                        following keys become defaults for accounts defined later
  *   account NAME [: PARENT[,...]]   new account: the current defaults, then each parent in order
  *   account default : NAME          the account used when none is named (an account "default")
- *   key value                       value may be "double quoted" with \" and \\ escapes
+ *   key value                       value may be "double quoted" (the outer quotes are
+ *                                   removed, nothing inside is an escape, as in msmtp)
+ *   eval COMMAND                    the line is replaced by the first line COMMAND prints
  *
- * File values (tls_*_file, logfile, aliases, socket...) starting with '~' get
+ * File values (tls_trust_file, tls_crl_file, tls_key_file, tls_cert_file,
+ * logfile, aliases) starting with '~' get
  * $HOME substituted.  Booleans are on|off, and an empty argument means on.
  * Some keys take an empty argument to mean "back to the default" (see
  * bluearrowrc(5) per key).  Every key msmtp 1.8 knows is accepted with
@@ -114,8 +117,9 @@ struct ba_account {
 
 	/* connection */
 	const char *host;           /* required unless socket is set */
-	unsigned port;              /* always resolved: given, else 25 (smtp), 465 (tls on and
-	                               tls_starttls off), 2003 (lmtp) */
+	unsigned port;              /* resolved: given, else 25, or 465 when tls is on and
+	                               tls_starttls off; 0 for lmtp without a port (msmtp has
+	                               no default LMTP port: an error unless socket is set) */
 	const char *source_ip;      /* NULL = none */
 	const char *proxy_host;     /* NULL = no SOCKS5 proxy */
 	unsigned proxy_port;        /* always resolved: given, else 1080 */
@@ -220,9 +224,11 @@ const char *ba_config_path(const ba_config *cfg);
 
 /*
  * The account called name, or for name NULL the default account (the one
- * called "default").  Borrowed from cfg.  Returns NULL and sets err
- * (EX_CONFIG): "no account 'x' in 'FILE'" or "no default account in 'FILE'
- * (add 'account default : NAME' or use -a)".
+ * called "default"), checked with ba_config_account_check() (an account may
+ * be incomplete as long as it is only used as a parent).  Borrowed from cfg.
+ * Returns NULL and sets err (EX_CONFIG): "no account 'x' in 'FILE'", "no
+ * default account in 'FILE' (add 'account default : NAME' or use -a)", or
+ * the check's error.
  */
 const struct ba_account *ba_config_account(const ba_config *cfg, const char *name,
                                            struct ba_err *err);
@@ -231,11 +237,22 @@ const struct ba_account *ba_config_account(const ba_config *cfg, const char *nam
  * msmtp's choice by envelope-from (-f without -a): the first account in
  * file order whose `from` equals envelope_from (case-insensitively), or,
  * when `from` holds a wildcard ('*', '?', '['), matches it as a shell
- * pattern (fnmatch(3), case-insensitively).  NULL when none matches (the
+ * pattern (fnmatch(3), case-sensitively, exactly as msmtp 1.8 does).  NULL when none matches (the
  * caller then uses the default account, as msmtp does).  Borrowed.
  */
 const struct ba_account *ba_config_account_by_from(const ba_config *cfg,
                                                    const char *envelope_from);
+
+/*
+ * Checks that acc can be used to send, as msmtp does for the account it
+ * uses: host (or socket) set, a port for lmtp, tls_key_file and
+ * tls_cert_file together, tls_crl_file only with a tls_trust_file, with
+ * tls on some way to verify the server (tls_trust_file, tls_fingerprint, or
+ * tls_certcheck off), and an auth method bluearrow implements (msmtp's
+ * digest-md5, gssapi and ntlm are accepted by the parser but refused here).
+ * Errors: EX_CONFIG "account 'x' (FILE:LINE): host not set" etc.
+ */
+int ba_config_account_check(const struct ba_account *acc, struct ba_err *err);
 
 /* Number of accounts, and the i-th in file order (i < count), for listing and completion. */
 size_t ba_config_count(const ba_config *cfg);
@@ -268,10 +285,21 @@ enum ba_config_expand_flags {
  * appends the result to out: %H = $HOSTNAME or gethostname(), %C = the
  * canonical name of %H (getaddrinfo AI_CANONNAME, %H when that fails),
  * %M = the first line of /etc/mailname, %U (only with BA_EXPAND_USER) the
- * user name, %% = '%'.  Other '%' sequences are kept as they are.
+ * user name.  Other '%' sequences are kept as they are (as msmtp does).
  * Errors: EX_CONFIG ("cannot read '/etc/mailname': ..."), EX_OSERR.
  */
 int ba_config_expand(struct ba_buf *out, const char *value, unsigned flags, struct ba_err *err);
+
+/*
+ * The account's envelope sender as msmtp computes it when no -f overrides
+ * it: with auto_from on, USER@maildomain (just USER when maildomain is
+ * empty or unset); else `from` with %U %H %C %M expanded
+ * (ba_config_expand()).  Appends it to out; appends nothing when neither is
+ * set (the caller decides whether that is an error).
+ * Errors: those of ba_config_expand().
+ */
+int ba_config_envelope_from(struct ba_buf *out, const struct ba_account *acc,
+                            struct ba_err *err);
 
 /*
  * Runs cmd through /bin/sh -c (fork/exec, stdin /dev/null, stderr passed
