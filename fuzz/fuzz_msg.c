@@ -1,4 +1,4 @@
-/* fuzz/fuzz_mime.c - the message builder (msg + mime) on fuzzed subjects, filenames and bodies
+/* fuzz/fuzz_msg.c - the message builder (msg + mime) on fuzzed subjects, filenames and bodies
  *
  * Input: one byte of options (eol, shape of the body, attachment type), then
  * the subject, the attachment's filename, the body text and the attachment,
