@@ -11,6 +11,7 @@ Every delivered message is compared byte for byte with what was sent (Maildir
 files have LF line ends; Dovecot LMTP puts exactly Return-Path, Delivered-To
 and Received in front, which is asserted too).
 """
+import re
 import time
 import uuid
 
@@ -86,6 +87,7 @@ def read(path):
     ("plain", "user", "password"),
     ("login", "user", "password"),
     ("scram-sha-256", "scram", "secret"),   # only a stored SCRAM-SHA-256 hash on the server
+    ("on", "user", "password"),             # the client picks: the strongest offered
 ])
 def test_submission_starttls_auth(client, dovecot, relay_sink, tls_certs, tmp_path,
                                   mech, user, password):
@@ -102,7 +104,10 @@ def test_submission_starttls_auth(client, dovecot, relay_sink, tls_certs, tmp_pa
     assert t.accepted_rcpts == ["b@y.test", "c@y.test"]
     logins = login_lines(dovecot, user)[before:]
     assert len(logins) == 1, dovecot.log()[-2000:]
-    assert "method=%s" % mech.upper() in logins[0] and ", TLS," in logins[0], logins[0]
+    want = mech.upper()
+    if mech == "on":   # msmtp takes PLAIN once TLS is up; bluearrow the strongest
+        want = "PLAIN" if "auto-plain" in client.quirks else "SCRAM-SHA-256"
+    assert "method=%s," % want in logins[0] and ", TLS," in logins[0], logins[0]
 
 
 def test_submission_wrong_password(client, dovecot, relay_sink, tls_certs, tmp_path):
@@ -168,3 +173,42 @@ def test_lmtp_refused_recipient(client, dovecot, tls_certs, tmp_path):
     assert b"nosuchuser@mx.test" in r.stderr
     time.sleep(0.3)
     assert dovecot.deliveries("user") == before
+
+
+def test_lmtp_bare_line_ends(client, dovecot, tls_certs, tmp_path):
+    """Bare LF and bare CR in the input become CRLF line ends (no smuggled
+    "\\n.\\r\\n" end of data): Dovecot stores exactly the normalised message."""
+    msg, mid = message("bare", b"smuggle\n.\r\nMAIL FROM:<x@y>\r\n\r.\r..\r\nend\n")
+    before = dovecot.deliveries("user")
+    cfg = lmtp_cfg(tmp_path, dovecot, tls_certs)
+    r = client.run("-C", cfg, "-f", "a@x.test", "user@mx.test", input=msg)
+    assert r.returncode == 0, r.stderr
+    got = read(dovecot.wait_delivery("user", before))
+    if "bare-cr" in client.quirks:   # LF made CRLF, bare CR left alone
+        assert split_prepended(got, re.sub(rb"(?<!\r)\n", b"\r\n", msg)) == LMTP_PREPENDED
+        return
+    normalised = re.sub(rb"\r\n|\r|\n", b"\r\n", msg)
+    assert split_prepended(got, normalised) == LMTP_PREPENDED
+
+
+def test_submission_no_auth_in_clear(client, dovecot, relay_sink, tls_certs, tmp_path):
+    """Without TLS Dovecot offers no AUTH (disable_plaintext_auth): the client
+    must fail instead of sending the password or the message.  Dovecot counts
+    a connection whose remote and local addresses are equal as secure, so the
+    client connects from 127.0.0.2 (source_ip)."""
+    msg, mid = message("clear")
+    cfg = submission_cfg(tmp_path, dovecot, tls_certs, tls=False, tls_starttls=None,
+                         source_ip="127.0.0.2")
+    r = client.run("-C", cfg, "-f", "a@x.test", "b@y.test", input=msg)
+    assert r.returncode == client.exit["noauth"], (r.returncode, r.stderr)
+    time.sleep(0.2)
+    assert not any(mid.encode() in t.data for t in relay_sink.messages)
+
+
+def test_submission_untrusted_ca(client, dovecot, relay_sink, tls_certs, tmp_path):
+    msg, mid = message("untrusted")
+    cfg = submission_cfg(tmp_path, dovecot, tls_certs, tls_trust_file=tls_certs.other_ca)
+    r = client.run("-C", cfg, "-f", "a@x.test", "b@y.test", input=msg)
+    assert r.returncode == client.exit["tls"], (r.returncode, r.stderr)
+    time.sleep(0.2)
+    assert not any(mid.encode() in t.data for t in relay_sink.messages)
