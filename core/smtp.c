@@ -258,7 +258,8 @@ static int read_reply(ba_session *s, int more, struct ba_err *err)
 		if (n == 3 || l[3] == ' ')
 			break;
 	}
-	if (!more && s->rend > s->rstart)
+	/* bytes we read, or that the TLS layer already decrypted, must not follow */
+	if (!more && (s->rend > s->rstart || (s->stream && ba_stream_pending(s->stream) > 0)))
 		return ba_err_set(err, EX_PROTOCOL,
 		                  "server sent unexpected data after its %d reply", r->code);
 	const char *t = ba_buf_str(&r->text);
