@@ -424,7 +424,9 @@ static int do_ehlo(ba_session *s, struct ba_err *err)
 		parse_caps(s);
 		return 0;
 	}
-	if (s->r.code >= 500 && !lmtp) {
+	/* HELO can neither upgrade to TLS nor authenticate: not when either is required */
+	int helo_ok = !lmtp && s->p->tls != BA_TLS_STARTTLS && !(s->p->user && *s->p->user);
+	if (s->r.code >= 500 && helo_ok) {
 		/* RFC 5321 §3.2: an old server answers EHLO with 5xx; try HELO */
 		smtp_set_state(s, ST_HELO);
 		if (cmd_exchange(s, err, "HELO %s", helo) < 0)
