@@ -128,6 +128,15 @@ class Certs:
         if client_ca:
             ctx.load_verify_locations(self.ca)
             ctx.verify_mode = ssl.CERT_OPTIONAL
+
+        def note_sni(sslobj, server_name, _ctx):
+            # remembered on the connection's ssl object: conn.sni in the servers
+            try:
+                sslobj.sni_name = server_name
+            except AttributeError:
+                pass
+            return None
+        ctx.sni_callback = note_sni
         return ctx
 
     def client_context(self):

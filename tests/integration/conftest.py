@@ -134,11 +134,14 @@ def bluearrow():
 
 
 def render_config(server=None, certs=None, account="test", **keys):
-    """msmtprc text for one account (also the default).  host/port come from
-    server; True/False become on/off; tls_trust_file defaults to the test CA
+    """msmtprc text for one account (also the default).  host/port (or socket
+    for a unix-domain server) come from server; True/False become on/off; tls_trust_file defaults to the test CA
     when tls is on; timeout defaults to 10 so a broken client cannot hang."""
     vals = {}
-    if server is not None:
+    if server is not None and getattr(server, "path", None):
+        # unix-domain socket; msmtp still wants host and port set (both ignored)
+        vals.update(host="localhost", port=24, socket=server.path)
+    elif server is not None:
         vals["host"] = getattr(server, "host", "127.0.0.1")
         vals["port"] = server.port
     vals["timeout"] = 10

@@ -162,3 +162,21 @@ def test_fault_kinds_documented():
     import servers.faults as f
     for k in FAULT_KINDS:
         assert k in f.__doc__
+
+
+def test_fault_bad_cert_implicit_tls_is_recorded(fault_server, write_config, msmtp):
+    srv = fault_server("bad_cert", cert="untrusted", implicit_tls=True)
+    r, _ = _run(msmtp, write_config, srv, tls=True, tls_starttls=False, host="localhost")
+    assert r.returncode != 0 and b"certificate" in r.stderr.lower()
+    srv.wait_conn_closed()
+    assert srv.conn.client_bytes() == b"" and any("closed" in n for n in srv.conn.notes)
+
+
+def test_lmtp_over_unix_socket(lmtp_server, write_config, msmtp, tmp_path):
+    path = str(tmp_path / "lmtp.sock")
+    srv = lmtp_server(unix_path=path)
+    cfg = write_config(srv, protocol="lmtp", timeout=2)
+    r = msmtp("-C", cfg, "-f", "a@example.test", "b@example.test", input=MSG_LF)
+    assert r.returncode == 0, r.stderr
+    t = srv.wait_txn()
+    assert t.lmtp_replies == ["250 2.0.0 <b@example.test> delivered"] and t.data == MSG

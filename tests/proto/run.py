@@ -9,7 +9,6 @@ case's args and stdin, then the expectations checked.  The format is in
 FORMAT.md.  Exit status: 0 when every case passed.
 """
 import argparse
-import fnmatch
 import glob
 import os
 import re
@@ -51,6 +50,8 @@ class Case:
         self.lockstep = False
         self.allow_bare = False
         self.stderr_not = []
+        self.tls_silent = False
+        self.sni = None
         self._parse()
 
     def _parse(self):
@@ -88,13 +89,17 @@ class Case:
             elif key == "expect-exit":
                 self.expect_exit = vs
             elif key == "expect-not-sent":
-                self.not_sent.append(vs)
+                self.not_sent.append(unescape(vs))
             elif key == "expect-stderr":
                 self.stderr.append(vs)
             elif key == "expect-data":
                 self.data = (self.data or b"") + v.encode() + b"\r\n"
             elif key == "expect-stderr-not":
                 self.stderr_not.append(unescape(vs).decode("latin-1"))
+            elif key == "expect-sni":
+                self.sni = vs
+            elif key == "expect-tls-silent":
+                self.tls_silent = vs == "yes"
             elif key == "expect-lockstep":
                 self.lockstep = vs == "yes"
             elif key == "allow-bare-lf":
@@ -135,6 +140,8 @@ class ScriptServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.received = b""       # everything the client sent (plaintext + TLS layer)
+        self.received_tls = b""   # the part sent inside TLS
+        self.sni = None           # server name indication of the last handshake
         self.log = []             # transcript
         self.errors = []
         self.data = None
@@ -156,6 +163,8 @@ class ScriptServer:
         d = self.conn.recv(65536)
         if d:
             self.received += d
+            if self.tls:
+                self.received_tls += d
             self.log.append("C%s %r" % ("~" if self.tls else ":", d[:300]))
         return d
 
@@ -263,6 +272,7 @@ class ScriptServer:
                     self.stop = True
                     return
                 self.tls = True
+                self.sni = getattr(self.conn, "sni_name", None)
                 self.conn.settimeout(self.case.read_timeout)
                 self.log.append("TLS %s established" % self.conn.version())
             elif kind == "sleep":
@@ -370,11 +380,16 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
     except subprocess.TimeoutExpired as e:
         hung = True
         rc, err = None, (e.stderr or b"").decode("utf-8", "replace")
+    except OSError as e:
+        srv.sock.close()
+        return False, "FAIL %s: cannot run %s: %s" % (case.name, argv[0], e)
     elapsed = time.monotonic() - t0
     srv.done.wait(2)
     problems = list(srv.errors)
     if hung:
         problems.append("client did not exit within %gs (hang)" % case.timeout)
+    elif rc < 0:
+        problems.append("client killed by signal %d" % -rc)
     elif case.expect_exit is not None:
         want = case.expect_exit
         if want == "!0":
@@ -382,10 +397,14 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
                 problems.append("exit 0, expected failure")
         elif want != "any" and rc != int(want):
             problems.append("exit %s, expected %s" % (rc, want))
-    sent = srv.received.decode("utf-8", "replace")
+    if case.sni is not None and (srv.sni or "none") != case.sni:
+        problems.append("SNI %r, expected %s" % (srv.sni, case.sni))
+    if case.tls_silent and srv.received_tls:
+        problems.append("client sent %r inside TLS (it should have refused the certificate)"
+                        % srv.received_tls[:80])
     for s in case.not_sent:
-        if s.lower() in sent.lower():
-            problems.append("client sent %r" % s)
+        if s.lower() in srv.received.lower():
+            problems.append("client sent %r" % s.decode("utf-8", "replace"))
     for s in case.stderr_not:
         if s in err:
             problems.append("stderr contains %r" % s)
@@ -404,6 +423,9 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
     if known and not ok:
         problems.append("known msmtp failure: " + case.msmtp_fails)
         ok = True
+    elif known:
+        tag, ok = "XPASS", False
+        problems.append("msmtp passes: remove the msmtp-fails line")
     out = ["%s %s (%s) %.1fs" % (tag, case.name, case.title, elapsed)]
     if not ok or verbose:
         out += ["    " + x for x in problems]

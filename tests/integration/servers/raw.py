@@ -14,12 +14,12 @@ Recording is the same as SMTPServer's (record.py): srv.conns, srv.messages,
 srv.wait_txn(), conn.chunks/groups()/bare_cr_lf()/pipelining_violations.
 """
 import base64
+import os
 import socket
 import ssl
 import threading
-import time
 
-from .record import AuthAttempt, Conn, Rcpt, Txn
+from .record import AuthAttempt, Conn, Rcpt, Results, Txn
 from .smtp import DEFAULT_USERS, default_rcpt_rule
 
 BARRIERS = ("EHLO", "HELO", "LHLO", "STARTTLS", "AUTH", "DATA", "VRFY", "EXPN", "NOOP",
@@ -128,18 +128,22 @@ class Session:
         self.tls = True
         self.conn.tls_version = self.sock.version()
         self.conn.client_cert = self.sock.getpeercert() or None
+        self.conn.sni = getattr(self.sock, "sni_name", None)
 
 
-class RawServer:
+class RawServer(Results):
     def __init__(self, certs=None, *, host="127.0.0.1", hostname="mx.test", lmtp=False,
                  chunking=True, binarymime=True, eightbitmime=True, smtputf8=False,
                  pipelining=True, dsn=False, size=None, enhancedstatuscodes=True,
                  starttls=False, implicit_tls=False, require_starttls=False, cert="server",
                  client_ca=False, auth=None, users=None, rcpt_rule=default_rcpt_rule,
-                 lmtp_fail=None, replies=None, extra_ehlo=(), timeout=30, max_line=4096):
+                 lmtp_fail=None, replies=None, extra_ehlo=(), timeout=30, max_line=4096,
+                 unix_path=None):
         """lmtp_fail: {address: reply} for recipients that fail after the data
         (LMTP), e.g. {"c@example.test": "452 4.2.2 mailbox full"}.  Other
-        options as SMTPServer; chunking/binarymime are on by default here."""
+        options as SMTPServer; chunking/binarymime are on by default here.
+        unix_path: listen on this unix-domain socket instead of TCP (LMTP as
+        Dovecot offers it); srv.path is set and srv.port is None."""
         self.certs = certs
         self.host = host
         self.hostname = hostname
@@ -165,6 +169,7 @@ class RawServer:
         self.extra_ehlo = list(extra_ehlo)
         self.timeout = timeout
         self.max_line = max_line
+        self.path = unix_path
         self.conns = []
         self.port = None
         self._sock = None
@@ -175,12 +180,16 @@ class RawServer:
 
     # -- life cycle ------------------------------------------------------------
     def start(self):
-        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._sock = socket.socket(fam, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, 0))
+        if self.path:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.bind(self.path)
+        else:
+            fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            self._sock = socket.socket(fam, socket.SOCK_STREAM)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((self.host, 0))
+            self.port = self._sock.getsockname()[1]
         self._sock.listen(16)
-        self.port = self._sock.getsockname()[1]
         t = threading.Thread(target=self._accept_loop, daemon=True)
         t.start()
         self._threads.append(t)
@@ -194,6 +203,11 @@ class RawServer:
             except OSError:
                 pass
             self._sock.close()
+            if self.path:
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
         for s in list(self._sessions):
             try:
                 s.sock.close()
@@ -482,35 +496,3 @@ class RawServer:
             self._finish(s, s.bdat)
         else:
             s.reply("250 2.0.0 %d octets received" % n)
-
-    # -- results (same as SMTPServer) -----------------------------------------
-    @property
-    def txns(self):
-        return [t for c in list(self.conns) for t in c.txns]
-
-    @property
-    def messages(self):
-        return [t for t in self.txns if t.data is not None]
-
-    @property
-    def conn(self):
-        if not self.conns:
-            raise AssertionError("no connection was made")
-        return self.conns[0]
-
-    def wait_txn(self, timeout=10):
-        if not self._txn_done.wait(timeout):
-            raise AssertionError("no message received within %ss; transcript:\n%s"
-                                 % (timeout, self.transcript()))
-        return self.messages[0]
-
-    def wait_conn_closed(self, timeout=10):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.conns and all(c.closed.is_set() for c in self.conns):
-                return True
-            time.sleep(0.01)
-        return False
-
-    def transcript(self):
-        return "\n---\n".join(c.transcript() for c in self.conns)

@@ -16,17 +16,16 @@ import asyncio
 import base64
 import binascii
 import socket
-import ssl
 import threading
-import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, MISSING
 
 from . import loop as _loop
 from . import sasl
-from .record import AuthAttempt, Conn, PipelineCheck, Rcpt, Txn
+from .record import AuthAttempt, Conn, PipelineCheck, Rcpt, Results, Txn
 
 DEFAULT_USERS = {"user": "password", "user@example.test": "secret"}
+DEFAULT_TOKENS = {"user": "token-123", "user@example.test": "ya29.token"}
 
 
 def default_rcpt_rule(addr):
@@ -78,6 +77,7 @@ class RecordingSMTP(SMTP):
         if sslobj is not None:
             self.conn.tls_version = sslobj.version()
             self.conn.client_cert = sslobj.getpeercert() or None
+            self.conn.sni = getattr(sslobj, "sni_name", None)
 
     @property
     def _in_tls(self):
@@ -112,9 +112,10 @@ class RecordingSMTP(SMTP):
         self.session.host_name = hostname
         s = self.srv
         kw = []
+        # RFC 5321 4.5.3.1.4 allows 512 octets, extensions add to it (RFC 1869 4.1.2)
+        self.command_size_limits["MAIL"] = self.command_size_limits["RCPT"] = 2048
         if s.size is not None:
             kw.append("SIZE %d" % s.size if s.size else "SIZE")
-            self.command_size_limits["MAIL"] = 1024
         if s.eightbitmime:
             kw.append("8BITMIME")
         if s.smtputf8:
@@ -163,7 +164,8 @@ class RecordingSMTP(SMTP):
             return await self.push(syntaxerr)
         if self.envelope.mail_from is not None:
             return await self.push("503 5.5.1 Error: nested MAIL command")
-        err = self.srv.check_mail_params(params, self._in_tls)
+        err = self.srv.check_mail_params(params, self._in_tls) or \
+            self.srv.check_utf8(address, params)
         if err:
             return await self.push(err)
         if self.srv.mail_reply:
@@ -191,7 +193,8 @@ class RecordingSMTP(SMTP):
         if not address:
             return await self.push("553 5.1.3 Error: malformed address")
         params = rest.split()
-        err = self.srv.check_rcpt_params(params)
+        err = self.srv.check_rcpt_params(params) or \
+            self.srv.check_utf8(address, self.envelope.mail_options)
         if err:
             reply = err
         else:
@@ -310,6 +313,50 @@ class RecordingSMTP(SMTP):
     async def auth_SCRAM__SHA__1(self, _, args):
         return await self._scram(args, "sha1", "SCRAM-SHA-1")
 
+    async def _bearer(self, args, mech, parse):
+        """XOAUTH2 (Google's) and OAUTHBEARER (RFC 7628): the token is checked
+        against server.tokens; on failure a 334 with a JSON error is sent first
+        and the client must answer it (empty line, or ^A for OAUTHBEARER)."""
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True).decode("utf-8", "replace")
+            except binascii.Error:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await self._b64_line("")
+            if blob is None:
+                return AuthResult(success=False, handled=True)
+        user, token = parse(blob)
+        ok = user is not None and self.srv.tokens.get(user) == token
+        self._record_auth(mech, user, ok)
+        if ok:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        err = '{"status":"invalid_token","schemes":"bearer","scope":"mail"}'
+        answer = await self.challenge_auth(err, encode_to_b64=True)
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+
+    async def auth_XOAUTH2(self, _, args):
+        def parse(blob):
+            kv = dict(p.split("=", 1) for p in blob.split("\x01") if "=" in p)
+            tok = kv.get("auth", "")
+            return kv.get("user"), tok[7:] if tok.startswith("Bearer ") else None
+        return await self._bearer(args, "XOAUTH2", parse)
+
+    async def auth_OAUTHBEARER(self, _, args):
+        def parse(blob):
+            gs2, _, rest = blob.partition("\x01")
+            user = None
+            for part in gs2.split(","):
+                if part.startswith("a="):
+                    user = part[2:].replace("=2C", ",").replace("=3D", "=")
+            kv = dict(p.split("=", 1) for p in rest.split("\x01") if "=" in p)
+            tok = kv.get("auth", "")
+            return user, tok[7:] if tok.startswith("Bearer ") else None
+        return await self._bearer(args, "OAUTHBEARER", parse)
+
     async def auth_EXTERNAL(self, _, args):
         cert = self.conn.client_cert
         authz = ""
@@ -340,13 +387,14 @@ def _text(v):
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
-class SMTPServer:
+class SMTPServer(Results):
     """A recording ESMTP server in the background loop; see module doc."""
 
     def __init__(self, certs=None, *, host="127.0.0.1", hostname="mx.test",
                  starttls=False, implicit_tls=False, require_starttls=False,
                  advertise_starttls=True, cert="server", client_ca=False,
-                 auth=None, users=None, auth_required=False, auth_require_tls=False,
+                 auth=None, users=None, tokens=None, auth_required=False,
+                 auth_require_tls=False,
                  size=None, dsn=False, eightbitmime=True, smtputf8=False,
                  pipelining=True, enhancedstatuscodes=True, extra_ehlo=(),
                  rcpt_rule=default_rcpt_rule, mail_reply=None, data_reply=None,
@@ -358,7 +406,8 @@ class SMTPServer:
         advertise_starttls=False: STARTTLS works but is not in the EHLO reply.
         client_ca: request a client certificate (for EXTERNAL).
         auth: list of mechanisms to offer, from PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1
-          SCRAM-SHA-256 EXTERNAL; users: {user: password} (default DEFAULT_USERS);
+          SCRAM-SHA-256 EXTERNAL XOAUTH2 OAUTHBEARER; users: {user: password}
+          (default DEFAULT_USERS); tokens: {user: bearer token} (DEFAULT_TOKENS);
           auth_require_tls: offer/accept AUTH only inside TLS (default: offered in
           clear too, so a test sees a client that would send it).
         size: None = no SIZE; 0 = "SIZE" without a limit; n = "SIZE n" enforced.
@@ -378,6 +427,7 @@ class SMTPServer:
         self.client_ca = client_ca
         self.auth = list(auth or [])
         self.users = dict(DEFAULT_USERS if users is None else users)
+        self.tokens = dict(DEFAULT_TOKENS if tokens is None else tokens)
         self.auth_required = auth_required
         self.auth_require_tls = auth_require_tls
         self.size = size
@@ -425,6 +475,16 @@ class SMTPServer:
                 return "555 5.5.4 MAIL FROM parameter %s not recognized" % k
         return None
 
+    def check_utf8(self, address, mail_params):
+        """RFC 6531 3.4: a non-ASCII address needs SMTPUTF8 offered and used."""
+        if address.isascii():
+            return None
+        if not self.smtputf8:
+            return "553 5.6.7 non-ASCII address and no SMTPUTF8 offered"
+        if not any(p.upper() == "SMTPUTF8" for p in mail_params):
+            return "553 5.6.7 non-ASCII address without the SMTPUTF8 parameter"
+        return None
+
     def check_rcpt_params(self, params):
         for p in params:
             k, eq, v = p.partition("=")
@@ -447,7 +507,8 @@ class SMTPServer:
 
     def _factory(self):
         tls_ctx = self._ssl_context() if self.starttls else None
-        names = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "EXTERNAL"}
+        names = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "EXTERNAL",
+                 "XOAUTH2", "OAUTHBEARER"}
         smtp = RecordingSMTP(
             self, hostname=self.hostname, tls_context=tls_ctx,
             require_starttls=self.require_starttls, timeout=self.timeout,
@@ -501,39 +562,3 @@ class SMTPServer:
     def _add_conn(self, conn):
         with self._lock:
             self.conns.append(conn)
-
-    # -- results ---------------------------------------------------------------
-    @property
-    def txns(self):
-        """All transactions of all connections, in order."""
-        return [t for c in list(self.conns) for t in c.txns]
-
-    @property
-    def messages(self):
-        """Transactions whose data was accepted (250 after the data)."""
-        return [t for t in self.txns if t.data is not None]
-
-    def wait_txn(self, timeout=10):
-        """Wait until a transaction completed; return the first one."""
-        if not self._txn_done.wait(timeout):
-            raise AssertionError("no message received within %ss; transcript:\n%s"
-                                 % (timeout, self.transcript()))
-        return self.messages[0]
-
-    def wait_conn_closed(self, timeout=10):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.conns and all(c.closed.is_set() for c in self.conns):
-                return True
-            time.sleep(0.01)
-        return False
-
-    @property
-    def conn(self):
-        """The only (or first) connection."""
-        if not self.conns:
-            raise AssertionError("no connection was made")
-        return self.conns[0]
-
-    def transcript(self):
-        return "\n---\n".join(c.transcript() for c in self.conns)
