@@ -10,11 +10,15 @@ const char *cli_progname = "bluearrow";
 
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
+int cmd_sendmail(int argc, char **argv); /* sendmail.c */
 int cmd_config(int argc, char **argv); /* config_cmd.c */
 
 const struct cli_cmd cli_cmds[] = {
 	{ "help", cmd_help, "show help for bluearrow or one of its commands",
 	  "usage: bluearrow help [COMMAND]\n" },
+	{ "sendmail", cmd_sendmail, "submit a message read on standard input",
+	  "usage: bluearrow sendmail [-C FILE] [-a ACCOUNT] [-f FROM] [-v] [--] RCPT...\n"
+	  "  also invoked as 'sendmail' or 'bluearrow-sendmail'; see bluearrow-sendmail(8)\n" },
 	{ "version", cmd_version, "print the version",
 	  "usage: bluearrow version\n" },
 	{ "compose", cli_cmd_compose, "build a message from options and print it",
@@ -104,6 +108,13 @@ static int cmd_version(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* the sendmail personality by name (the build creates these symlinks) */
+	const char *base = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+	base = base ? base + 1 : (argc > 0 && argv[0] ? argv[0] : "");
+	if (strcmp(base, "sendmail") == 0 || strcmp(base, "bluearrow-sendmail") == 0) {
+		cli_progname = base;
+		return cmd_sendmail(argc, argv);
+	}
 	if (argc < 2) {
 		print_overview(stderr);
 		return EX_USAGE;

@@ -281,6 +281,7 @@ static int push_tok(struct parser *p, enum tok_type t, int ws, size_t off, size_
 		p->atoks = na;
 	}
 	p->toks[p->ntoks++] = (struct tok){ t, ws, off, p->text.len - off, pos, gap, gap_comment };
+	p->have_comment = 0; /* only a comment after the last word counts as trailing */
 	return 0;
 }
 
@@ -510,9 +511,9 @@ static int read_literal(struct parser *p, char **out)
 static int read_domain(struct parser *p, char **out)
 {
 	*out = NULL;
-	p->have_comment = 0;
 	if (skip_cfws(p) < 0)
 		return -1;
+	p->have_comment = 0;
 	size_t pos = p->i;
 	if (peek(p) == '[') {
 		if (read_literal(p, out) < 0)
@@ -733,8 +734,10 @@ int ba_addr_parse_mailbox(struct ba_addr *out, const char *s, size_t n, unsigned
 {
 	struct ba_addr_list l = BA_ADDR_LIST_INIT;
 	memset(out, 0, sizeof *out);
-	if (parse_list(&l, s, n, flags & ~(unsigned)BA_ADDR_EMPTY_GROUPS, err) < 0)
+	if (parse_list(&l, s, n, flags & ~(unsigned)BA_ADDR_EMPTY_GROUPS, err) < 0) {
+		ba_addr_list_release(&l);
 		return -1;
+	}
 	int rc = 0;
 	if (l.n != 1 || l.v[0].group) {
 		char shown[ERR_INPUT_MAX + 1];

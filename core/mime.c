@@ -918,6 +918,10 @@ static int write_leaf(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *
 			}
 			if (write_lines(dst, chunk, (size_t)k, eol, &held_cr, err) < 0)
 				goto out;
+		} else if (p->role == BA_MIME_BODY && p->cte == BA_MIME_CTE_BASE64) {
+			/* body text is canonical in base64 too: LF and CRLF become eol */
+			if (write_lines(dst, chunk, (size_t)k, eol, &held_cr, err) < 0)
+				goto out;
 		} else if (ba_write(dst, chunk, (size_t)k, err) < 0) {
 			goto out;
 		}
@@ -926,7 +930,10 @@ static int write_leaf(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *
 		if ((size_t)k < BA_MIME_CHUNK)
 			break;
 	}
-	if (held_cr) {
+	if (held_cr && enc) { /* a bare CR at the very end of encoded text */
+		if (ba_write(dst, "\r", 1, err) < 0)
+			goto out;
+	} else if (held_cr) {
 		ba_err_set(err, EX_DATAERR, "'%s' changed while being read", p->name);
 		goto out;
 	}

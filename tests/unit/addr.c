@@ -224,6 +224,11 @@ static void test_addr__rfc5322_a6_obsolete(void **state)
 	/* old-style trailing comment as display name; leading/trailing commas */
 	const struct want cm[] = { { "Real Name", "a", "b.test", NULL }, { NULL, "c", "d", NULL } };
 	parse_ok(",a@b.test (Real Name),c@d,", 0, cm, 2);
+	/* a comment before or inside the domain is no display name */
+	const struct want cd[] = { { NULL, "c", "public.example", NULL } };
+	parse_ok("c@(Chris's host.)public.example", 0, cd, 1);
+	parse_ok("c@public(x).example", 0, cd, 1);
+	parse_ok("c(y)@public.example", 0, cd, 1);
 }
 
 /* ---- other input forms ------------------------------------------------- */
@@ -256,6 +261,9 @@ static void test_addr__quoted_literal_utf8(void **state)
 	/* a decoded control character never reaches the caller */
 	const struct want ctl[] = { { "a b", "x", "y", NULL } };
 	parse_ok("=?utf-8?q?a=0Ab?= <x@y>", 0, ctl, 1);
+	/* raw 8-bit text that is no UTF-8 (a Latin-1 display name) becomes U+FFFD */
+	const struct want l1[] = { { "J\xef\xbf\xbdrg", "j", "x.de", NULL } };
+	parse_ok("J\xf6rg <j@x.de>", 0, l1, 1);
 	/* empty input and CFWS only: an empty list */
 	parse_ok("", 0, NULL, 0);
 	parse_ok("  (nothing) ", 0, NULL, 0);
