@@ -180,27 +180,6 @@ int ba_route_addr(struct ba_buf *out, int *utf8, ba_route *r, const char *addr,
 	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
 }
 
-/* An unlinked temporary file: nothing of the message is visible by name. */
-static int tmpfile_open(int *fd, struct ba_err *err)
-{
-	const char *dir = getenv("TMPDIR");
-	if (!dir || !*dir)
-		dir = "/tmp";
-#ifdef O_TMPFILE
-	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (*fd >= 0)
-		return 0;
-#endif
-	char path[4096];
-	snprintf(path, sizeof path, "%s/bluearrow-7bit-XXXXXX", dir);
-	*fd = mkstemp(path);
-	if (*fd < 0)
-		return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s", dir,
-		                  strerror(errno));
-	unlink(path);
-	return 0;
-}
-
 int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, int force_7bit,
                   struct ba_result **out, struct ba_err *err)
 {
@@ -212,7 +191,7 @@ int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, i
 	ba_log(r->sp.log, BA_LOG_INFO, "re-encoding the message to 7 bit%s",
 	       force_7bit ? " (a line is over 998 octets)" : " (the server lacks 8BITMIME)");
 	int fd;
-	if (tmpfile_open(&fd, err) < 0)
+	if (ba_tmpfile(&fd, err) < 0)
 		return -1;
 	struct ba_fd_writer *w = malloc(sizeof *w);
 	if (!w) {
