@@ -132,14 +132,22 @@ void ba_header_parser_init(struct ba_header_parser *p, size_t max_total, size_t 
  * the chunk was consumed and more is needed (*consumed == n).  Returns -1
  * on error, naming the line: "line 3: invalid header field name 'Fo o'",
  * "line 2: line longer than 998 octets", "line 4: NUL byte in header",
- * "line 1: continuation line before the first field", "line 1: mbox 'From '
- * line", "line 2: missing ':' in header line '...'", "header larger than N
- * octets", "more than N header fields" (all
- * EX_DATAERR; EX_OSERR on out of memory).  After 1 or -1 further pushes are
- * a BA_BUG().  LF and CRLF line ends are both accepted; a lone CR inside a
- * line is kept as data.  White space between a field name and its colon
- * (obs-optional, RFC 5322 §4.5.3) is accepted and dropped from the name.
- * Results and errors do not depend on how the input is split into chunks.
+ * "line 2: bare CR (not followed by LF) in header", "line 1: continuation
+ * line before the first field", "line 1: mbox 'From ' line", "line 2:
+ * missing ':' in header line '...'", "line 5: header larger than N octets"
+ * (the line holding the first octet past N), "line 7: more than N header
+ * fields" (the line starting field N+1) (all EX_DATAERR; EX_OSERR on out
+ * of memory).  After 1 or -1 further pushes are a BA_BUG().  LF and CRLF
+ * line ends are both accepted.  A CR not followed by LF anywhere in the
+ * header (up to and including the empty line) is an error, never kept as
+ * data (RFC 5322 §2.2: CR and LF only together as CRLF), so every parsed
+ * field passes ba_header_list_append() and ba_header_list_write() never
+ * writes a bare CR.  Only a CR as the very last octet of the input (before
+ * finish) is taken as the line end of a last line without LF.  White space
+ * between a field name and its colon (obs-optional, RFC 5322 §4.5.3) is
+ * accepted and dropped from the name.  Results and errors (text and line
+ * number) do not depend on how the input is split into chunks: when a line
+ * has several faults, the one whose octet comes first is reported.
  */
 int ba_header_parser_push(struct ba_header_parser *p, const char *data, size_t n,
                           size_t *consumed, struct ba_err *err);
