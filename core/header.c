@@ -186,20 +186,25 @@ int ba_header_write_field(struct ba_buf *out, const char *name, const char *valu
 	ba_buf_addstr(out, name);
 	ba_buf_addch(out, ':');
 	size_t col = strlen(name) + 1;
-	if (*value && *value != ' ' && *value != '\t') {
-		ba_buf_addch(out, ' ');
-		col++;
-	}
-	int words = 0; /* words on the current line: folding before the first is useless */
+	/* the space put after the colon counts as the white space before the
+	 * first word: a fold can go there too */
+	int sep = *value && *value != ' ' && *value != '\t';
+	int words = 0; /* words on the current line */
 	const char *p = value;
 	while (*p) {
 		/* a token is white space followed by a word; folds go before the white space */
 		size_t ws = strspn(p, " \t");
 		size_t wl = strcspn(p + ws, " \t");
-		size_t tl = ws + wl;
-		if (ws && wl && words && (col + tl > FOLD_COL || col + tl > BA_HEADER_LINE_MAX)) {
+		size_t tl = (size_t)sep + ws + wl;
+		/* fold at 78 when the line has a word already (folding before the
+		 * first word would not shorten anything), and before any word that
+		 * would pass 998 here: on a line of its own the token fits if
+		 * white space + word <= 998 (RFC 5322 §2.1.1, §2.2.3) */
+		if ((sep || ws) && wl &&
+		    ((words && col + tl > FOLD_COL) || col + tl > BA_HEADER_LINE_MAX)) {
 			ba_buf_addstr(out, eol);
 			col = 0;
+			words = 0;
 		}
 		if (col + tl > BA_HEADER_LINE_MAX) {
 			ba_buf_truncate(out, start);
@@ -207,11 +212,14 @@ int ba_header_write_field(struct ba_buf *out, const char *name, const char *valu
 			                  "header field '%s' has a word too long for a %d-octet line",
 			                  name, BA_HEADER_LINE_MAX);
 		}
-		ba_buf_add(out, p, tl);
+		if (sep)
+			ba_buf_addch(out, ' ');
+		ba_buf_add(out, p, ws + wl);
 		col += tl;
 		if (wl)
 			words++;
-		p += tl;
+		p += ws + wl;
+		sep = 0;
 	}
 	ba_buf_addstr(out, eol);
 	if (ba_buf_failed(out))

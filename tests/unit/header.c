@@ -636,6 +636,58 @@ static void test_header__write_field_folds(void **state)
 	assert_int_equal(ba_header_write_field(&b, "X-Long", word, "\r\n", &err), 0);
 	back = check_field(ba_buf_str(&b), "X-Long", 998);
 	free(back);
+	/* a single word after "Subject: " (9 octets): up to 989 octets on the
+	 * first line; 990..997 go on the next line after a fold (" " + word <=
+	 * 998); 998 and 999 fit nowhere */
+	static const size_t lens[] = { 988, 989, 990, 996, 997, 998, 999 };
+	for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+		size_t len = lens[i];
+		memset(word, 'w', len);
+		word[len] = '\0';
+		ba_buf_reset(&b);
+		int r = ba_header_write_field(&b, "Subject", word, "\r\n", &err);
+		if (len >= 998) {
+			assert_int_equal(r, -1);
+			assert_string_equal(err.text,
+			                    "header field 'Subject' has a word too long for a 998-octet line");
+			assert_int_equal(b.len, 0);
+			continue;
+		}
+		if (r < 0)
+			fail_msg("word of %zu octets: %s", len, err.text);
+		if (len <= 989) {
+			assert_int_equal(b.len, 9 + len + 2);
+			assert_memory_equal(b.data, "Subject: ww", 11);
+		} else {
+			assert_int_equal(b.len, 8 + 2 + 1 + len + 2);
+			assert_memory_equal(b.data, "Subject:\r\n ww", 13);
+		}
+		back = check_field(ba_buf_str(&b), "Subject", 998);
+		assert_string_equal(back, word);
+		free(back);
+	}
+	/* the same after other words, and with the value's own leading space */
+	memset(word, 'w', sizeof word);
+	memcpy(word, "a b ", 4);
+	word[4 + 997] = '\0';
+	ba_buf_reset(&b);
+	assert_int_equal(ba_header_write_field(&b, "Subject", word, "\r\n", &err), 0);
+	assert_memory_equal(b.data, "Subject: a b\r\n ww", 17);
+	back = check_field(ba_buf_str(&b), "Subject", 998);
+	assert_string_equal(back, word);
+	free(back);
+	/* " " + 997 octets: the value's own space carries the fold */
+	ba_buf_reset(&b);
+	assert_int_equal(ba_header_write_field(&b, "Subject", word + 3, "\r\n", &err), 0);
+	assert_memory_equal(b.data, "Subject:\r\n ww", 13);
+	back = check_field(ba_buf_str(&b), "Subject", 998);
+	assert_string_equal(back, word + 4);
+	free(back);
+	word[4 + 997] = 'w';
+	word[4 + 998] = '\0';
+	ba_buf_reset(&b);
+	assert_int_equal(ba_header_write_field(&b, "Subject", word + 3, "\r\n", &err), -1);
+	assert_int_equal(b.len, 0);
 	/* a leading space is kept as the separator; LF line ends on request */
 	ba_buf_reset(&b);
 	assert_int_equal(ba_header_write_field(&b, "X-A", " v", "\n", &err), 0);

@@ -87,10 +87,13 @@ int ba_header_value_valid(const char *value);
  * Appends "name: value" to out, folded: the unstructured value (no CR, LF,
  * NUL: else EX_DATAERR) is broken at white space (eol inserted before a
  * space or tab) so that lines are at most 78 octets where possible and
- * never more than 998; a word that cannot fit 998 octets on a line of its
- * own is EX_DATAERR naming the field.  The line is ended with eol.  A value
- * beginning with white space is written after the colon as is; otherwise a
- * space follows the colon.  Returns 0 or -1.
+ * never more than 998.  A value beginning with white space is written after
+ * the colon as is; otherwise a space follows the colon, and a fold may go
+ * there too: a first word too long for the line of the name goes on the
+ * next line ("Subject:" eol " " word).  A word fits when, on a continuation
+ * line, the white space before it and the word are at most 998 octets
+ * (" " + 997 octets); a longer one is EX_DATAERR naming the field, and out
+ * is left as it was.  The line is ended with eol.  Returns 0 or -1.
  */
 int ba_header_write_field(struct ba_buf *out, const char *name, const char *value,
                           const char *eol, struct ba_err *err);
