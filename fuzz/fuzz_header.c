@@ -1,6 +1,7 @@
 /* fuzz/fuzz_header.c - the incremental header parser on arbitrary input
  *
- * The first byte chooses the chunk size and the flags; the result (fields,
+ * The first byte chooses the chunk size and the flags, the last one the
+ * limits (loose, or small: max_total 8..262, 1..5 fields); the result (fields,
  * where the body starts, error text) must not depend on how the input was
  * split.  Every field parsed is written out again and must parse back the
  * same, and the folding writer must refold an unfolded value to lines of
@@ -24,10 +25,11 @@ struct result {
 	struct ba_err err;
 };
 
-static void run(struct result *r, const char *s, size_t n, size_t step, unsigned flags)
+static void run(struct result *r, const char *s, size_t n, size_t step, unsigned flags,
+                size_t max_total, size_t max_fields)
 {
 	struct ba_header_parser p;
-	ba_header_parser_init(&p, 4096, 64, flags);
+	ba_header_parser_init(&p, max_total, max_fields, flags);
 	size_t off = 0;
 	r->rc = 0;
 	ba_err_clear(&r->err);
@@ -57,9 +59,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t step = 1 + (data[0] >> 1) % 17;
 	const char *s = (const char *)data + 1;
 	size_t n = size - 1;
+	/* the last byte picks the limits: loose, or small enough to be hit */
+	unsigned lim = data[size - 1];
+	size_t max_total = lim & 1 ? 4096 : 8 + lim, max_fields = lim & 2 ? 64 : 1 + lim % 5;
 	struct result whole, parts;
-	run(&whole, s, n, 0, flags);
-	run(&parts, s, n, step, flags);
+	run(&whole, s, n, 0, flags, max_total, max_fields);
+	run(&parts, s, n, step, flags, max_total, max_fields);
 	CHECK(whole.rc == parts.rc);
 	CHECK(!strcmp(whole.err.text, parts.err.text));
 	if (whole.rc >= 0) {
@@ -75,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(ba_header_list_write(&out, &whole.fields, "\r\n", &err) == 0);
 		ba_buf_addstr(&out, "\r\n");
 		struct result again;
-		run(&again, out.data, out.len, 0, 0);
+		run(&again, out.data, out.len, 0, 0, 0, 0);
 		CHECK(again.rc == 1 && again.body == out.len);
 		CHECK(again.fields.n == whole.fields.n);
 		for (size_t i = 0; i < whole.fields.n; i++) {
@@ -92,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						start = j + 1;
 					}
 				struct result one;
-				run(&one, w.data, w.len, 0, 0);
+				run(&one, w.data, w.len, 0, 0, 0, 0);
 				CHECK(one.rc == 0 && one.fields.n == 1);
 				CHECK(ba_header_field_unfold(&u2, &one.fields.v[0], &err) == 0);
 				CHECK(!strcmp(ba_buf_str(&u2), ba_buf_str(&u)));
