@@ -1,0 +1,162 @@
+"""SCRAM-*-PLUS channel binding end to end (RFC 5802 §6, RFC 5929 tls-unique,
+RFC 9266 tls-exporter) and the other non-password mechanisms: EXTERNAL with a
+client certificate, XOAUTH2 and OAUTHBEARER with a bearer token.
+
+The server (servers/sasl.py ScramServer) computes its own binding data from its
+side of the TLS session (servers/chanbind.py) and compares it with the c=
+attribute the client sends, so a client binding the wrong thing, or naming the
+wrong type, fails here.
+"""
+import base64
+
+import pytest
+
+MSG = (b"From: a@x.test\r\nTo: b@y.test\r\nDate: Sun, 29 Nov 2026 00:00:00 +0000\r\n"
+       b"Message-ID: <1@x.test>\r\nSubject: t\r\n\r\nbody\r\n")
+
+EX_NOPERM = 77
+
+
+@pytest.fixture(autouse=True)
+def _built(bluearrow):
+    return bluearrow
+
+
+def run(sendmail, cfg):
+    return sendmail("-C", cfg, "-f", "a@x.test", "b@y.test", input=MSG, timeout=30)
+
+
+def ok(r):
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+
+
+def client_first(conn):
+    """The client-first-message as sent (initial response of AUTH SCRAM-*)."""
+    for line in conn.client_lines():
+        text = line.decode() if isinstance(line, bytes) else line
+        if text.upper().startswith("AUTH SCRAM-"):
+            parts = text.split()
+            assert len(parts) == 3, "no initial response: %r" % text
+            return base64.b64decode(parts[2]).decode()
+    raise AssertionError("no AUTH SCRAM-* sent")
+
+
+def plus_server(smtp_server, **kw):
+    kw.setdefault("auth", ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+    return smtp_server(starttls=True, auth_require_tls=True, **kw)
+
+
+def scram_cfg(write_config, srv, auth=True):
+    return write_config(srv, tls=True, tls_starttls=True, auth=auth, user="user",
+                        password="password")
+
+
+# ---- (a) TLS 1.2: -PLUS chosen, tls-unique verified ---------------------------------
+
+@pytest.mark.parametrize("mech", ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"])
+def test_plus_tls12_tls_unique(mech, smtp_server, write_config, sendmail):
+    plain = mech[:-len("-PLUS")]
+    srv = plus_server(smtp_server, tls_max="1.2", auth=[mech, plain])
+    r = run(sendmail, scram_cfg(write_config, srv))
+    ok(r)
+    conn = srv.conn
+    assert conn.tls_version == "TLSv1.2"
+    tr = conn.scram[0]
+    assert tr.mechanism == mech and tr.error is None
+    # RFC 9266 §3 / tls.h: on TLS 1.2 the binding type is tls-unique
+    assert tr.gs2_flag == "p=tls-unique"
+    assert client_first(conn).startswith("p=tls-unique,,n=user,r=")
+    # what the client bound is the server's own tls-unique (12-byte Finished)
+    assert tr.cb_data == tr.cb_server["tls-unique"] and len(tr.cb_data) == 12
+    assert conn.auth[0].mechanism == mech and conn.auth[0].success
+    assert srv.wait_txn().data == MSG
+
+
+def test_plus_explicit_method(smtp_server, write_config, sendmail):
+    srv = plus_server(smtp_server, tls_max="1.2")
+    ok(run(sendmail, scram_cfg(write_config, srv, auth="scram-sha-256-plus")))
+    assert srv.conn.scram[0].gs2_flag == "p=tls-unique"
+    assert srv.conn.auth[0].success
+
+
+# ---- TLS 1.3: tls-exporter (RFC 9266), never tls-unique ------------------------------
+
+def test_plus_tls13_tls_exporter(smtp_server, write_config, sendmail):
+    srv = plus_server(smtp_server)
+    r = run(sendmail, scram_cfg(write_config, srv))
+    conn = srv.conn
+    assert conn.tls_version == "TLSv1.3"
+    tr = conn.scram[0]
+    # RFC 9266 §3: tls-unique is undefined for TLS 1.3; the client must bind
+    # with tls-exporter (or not use -PLUS at all, which it has no reason to)
+    assert tr.mechanism == "SCRAM-SHA-256-PLUS"
+    assert tr.gs2_flag == "p=tls-exporter"
+    if "tls-exporter" not in tr.cb_server:
+        pytest.skip("this Python/OpenSSL cannot compute tls-exporter on the server side")
+    ok(r)
+    assert tr.cb_data == tr.cb_server["tls-exporter"] and len(tr.cb_data) == 32
+    assert tr.error is None and conn.auth[0].success
+    assert srv.wait_txn().data == MSG
+
+
+# ---- (b) man in the middle: the bindings differ ---------------------------------------
+
+@pytest.mark.parametrize("tls_max", ["1.2", None])
+def test_plus_binding_mismatch_fails(tls_max, smtp_server, write_config, sendmail):
+    srv = plus_server(smtp_server, tls_max=tls_max, scram_cb_corrupt=True)
+    r = run(sendmail, scram_cfg(write_config, srv))
+    assert r.returncode == EX_NOPERM, r.stderr
+    tr = srv.conn.scram[0]
+    if tr.gs2_flag == "p=tls-exporter" and "tls-exporter" not in tr.cb_server:
+        pytest.skip("this Python/OpenSSL cannot compute tls-exporter on the server side")
+    assert tr.gs2_flag.startswith("p=") and tr.error == "channel-bindings-dont-match"
+    assert not srv.conn.auth[0].success
+    assert srv.txns == [] and srv.messages == []
+    # one attempt only: no fallback to the non-PLUS mechanism after a failure
+    assert len(srv.conn.auth) == 1
+
+
+# ---- (c) the server has no -PLUS: "y" (client could bind) ---------------------------
+
+@pytest.mark.parametrize("tls_max", ["1.2", None])
+def test_no_plus_offered_sends_y(tls_max, smtp_server, write_config, sendmail):
+    srv = plus_server(smtp_server, tls_max=tls_max, auth=["SCRAM-SHA-256"])
+    ok(run(sendmail, scram_cfg(write_config, srv)))
+    tr = srv.conn.scram[0]
+    assert tr.mechanism == "SCRAM-SHA-256" and tr.error is None
+    # RFC 5802 §6: supports binding, thinks the server does not: "y"
+    assert tr.gs2_flag == "y"
+    assert client_first(srv.conn).startswith("y,,n=user,r=")
+    assert srv.conn.auth[0].success
+    assert srv.wait_txn().data == MSG
+
+
+def test_plus_offered_but_plain_scram_configured_sends_n(smtp_server, write_config, sendmail):
+    # the user forces SCRAM-SHA-256 although -PLUS is offered: "y" would be a
+    # lie (the client saw -PLUS) and fail at this server; "n" is right
+    srv = plus_server(smtp_server, tls_max="1.2")
+    ok(run(sendmail, scram_cfg(write_config, srv, auth="scram-sha-256")))
+    assert srv.conn.scram[0].gs2_flag == "n"
+    assert srv.conn.auth[0].success
+
+
+def test_no_tls_sends_n(smtp_server, write_config, sendmail):
+    # without TLS there is nothing to bind to: "n" (RFC 5802 §6)
+    srv = smtp_server(auth=["SCRAM-SHA-256"])
+    cfg = write_config(srv, auth="scram-sha-256", user="user", password="password")
+    ok(run(sendmail, cfg))
+    assert srv.conn.scram[0].gs2_flag == "n" and srv.conn.tls_version is None
+
+
+# ---- (d) -PLUS stripped from the list by an attacker: "y" fails -------------------------
+
+@pytest.mark.parametrize("tls_max", ["1.2", None])
+def test_stripped_plus_downgrade_detected(tls_max, smtp_server, write_config, sendmail):
+    srv = plus_server(smtp_server, tls_max=tls_max, auth=["SCRAM-SHA-256"],
+                      scram_cb_supported=True)
+    r = run(sendmail, scram_cfg(write_config, srv))
+    assert r.returncode == EX_NOPERM, r.stderr
+    tr = srv.conn.scram[0]
+    assert tr.gs2_flag == "y" and "downgrade" in tr.error
+    assert not srv.conn.auth[0].success
+    assert srv.txns == [] and srv.messages == []
