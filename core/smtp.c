@@ -674,6 +674,12 @@ static int do_auth(ba_session *s, struct ba_err *err)
 	sp.host = p->host;
 	sp.port = p->port;
 	/*
+	 * EXTERNAL: the identity comes from the certificate; the user is sent as
+	 * the authorization identity (RFC 4422 App. A), as msmtp does
+	 */
+	if (mech == BA_SASL_EXTERNAL)
+		sp.authzid = p->user;
+	/*
 	 * RFC 5802 §6: data for -PLUS ("p="); for plain SCRAM only when the
 	 * server offers no -PLUS at all, so the flag is "y" (a server that has
 	 * -PLUS takes "y" for a downgrade and fails, so "n" then)

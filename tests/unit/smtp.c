@@ -509,6 +509,25 @@ static void test_smtp__scram_channel_binding(void **state)
 	open_fails(forced, &pp, EX_NOPERM, "EHLO client.test\r\nQUIT\r\n", "channel binding");
 }
 
+/* EXTERNAL: the user goes as the authorization identity, as msmtp does (RFC 4422 App. A) */
+static void test_smtp__external_authzid(void **state)
+{
+	(void)state;
+	struct ba_smtp_params pp = params();
+	pp.user = "u";
+	pp.tls = BA_TLS_IMPLICIT;
+	pp.flags = BA_SMTP_CLIENT_CERT;
+	/* chosen by itself with a certificate, although a password mechanism is offered */
+	static const char *const ext[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 AUTH PLAIN EXTERNAL\r\n",
+		"C:AUTH EXTERNAL dQ==\r\n", "S:535 no\r\n", "C:QUIT", NULL
+	};
+	open_fails(ext, &pp, EX_NOPERM, NULL, "535");
+	pp.flags = 0;
+	pp.auth_mech = "external";
+	open_fails(ext, &pp, EX_NOPERM, NULL, "535");
+}
+
 static const struct ba_rcpt two[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
 
 static int send_msg(ba_session *s, const struct ba_envelope *env, const char *body,
@@ -846,6 +865,7 @@ int main(void)
 		cmocka_unit_test(test_smtp__starttls),
 		cmocka_unit_test(test_smtp__auth),
 		cmocka_unit_test(test_smtp__scram_channel_binding),
+		cmocka_unit_test(test_smtp__external_authzid),
 		cmocka_unit_test(test_smtp__pipelined_send),
 		cmocka_unit_test(test_smtp__refused_recipients),
 		cmocka_unit_test(test_smtp__pipelined_refusal_drops),
