@@ -160,3 +160,89 @@ def test_stripped_plus_downgrade_detected(tls_max, smtp_server, write_config, se
     assert tr.gs2_flag == "y" and "downgrade" in tr.error
     assert not srv.conn.auth[0].success
     assert srv.txns == [] and srv.messages == []
+
+
+# ---- EXTERNAL: the TLS client certificate is the credential (RFC 4422 App. A) ----------
+
+def cert_cfg(write_config, srv, tls_certs, **kw):
+    return write_config(srv, tls=True, tls_starttls=True, tls_cert_file=tls_certs.crt("client"),
+                        tls_key_file=tls_certs.key("client"), **kw)
+
+
+def test_external_explicit(smtp_server, write_config, sendmail, tls_certs):
+    srv = smtp_server(starttls=True, client_ca=True, auth=["EXTERNAL", "PLAIN"],
+                      auth_require_tls=True)
+    cfg = cert_cfg(write_config, srv, tls_certs, auth="external", user="user@example.test")
+    r = run(sendmail, cfg)
+    ok(r)
+    conn = srv.conn
+    assert conn.client_cert is not None             # presented in the handshake
+    assert conn.auth[0].mechanism == "EXTERNAL" and conn.auth[0].success
+    assert conn.auth[0].user == "user@example.test"  # the authorization identity
+    assert b"password" not in conn.client_bytes()
+    assert srv.wait_txn().data == MSG
+
+
+def test_external_preferred_with_cert(smtp_server, write_config, sendmail, tls_certs):
+    # auth on, a certificate configured and EXTERNAL offered: no password sent
+    srv = smtp_server(starttls=True, client_ca=True,
+                      auth=["SCRAM-SHA-256", "PLAIN", "EXTERNAL"], auth_require_tls=True)
+    cfg = cert_cfg(write_config, srv, tls_certs, auth=True, user="user", password="password")
+    ok(run(sendmail, cfg))
+    assert [a.mechanism for a in srv.conn.auth] == ["EXTERNAL"]
+    assert srv.conn.auth[0].success and srv.conn.scram == []
+
+
+def test_external_without_cert_fails(smtp_server, write_config, sendmail):
+    # EXTERNAL requested but no certificate: the server sees none and refuses
+    srv = smtp_server(starttls=True, client_ca=True, auth=["EXTERNAL"], auth_require_tls=True)
+    cfg = write_config(srv, tls=True, tls_starttls=True, auth="external",
+                       user="user@example.test", password="x")
+    r = run(sendmail, cfg)
+    assert r.returncode == EX_NOPERM, r.stderr
+    assert srv.txns == []
+    assert all(not a.success for a in srv.conn.auth)
+
+
+# ---- bearer tokens: XOAUTH2 and OAUTHBEARER (RFC 7628) -------------------------------------
+
+@pytest.mark.parametrize("mech", ["OAUTHBEARER", "XOAUTH2"])
+@pytest.mark.parametrize("how", ["password", "passwordeval"])
+def test_bearer_token(mech, how, smtp_server, write_config, sendmail):
+    srv = smtp_server(starttls=True, auth=[mech, "PLAIN"], auth_require_tls=True)
+    secret = {"password": "ya29.token"} if how == "password" else \
+        {"passwordeval": "printf '%s\\n' ya29.token"}
+    cfg = write_config(srv, tls=True, tls_starttls=True, auth=mech.lower(),
+                       user="user@example.test", **secret)
+    ok(run(sendmail, cfg))
+    conn = srv.conn
+    assert conn.auth[0].mechanism == mech and conn.auth[0].success
+    assert conn.auth[0].user == "user@example.test"
+    assert conn.plaintext_commands() == ["EHLO", "STARTTLS"]
+    assert srv.wait_txn().authenticated == "user@example.test"
+
+
+@pytest.mark.parametrize("mech", ["OAUTHBEARER", "XOAUTH2"])
+def test_bearer_bad_token(mech, smtp_server, write_config, sendmail):
+    # the server answers with the RFC 7628 §3.2.2 JSON error in a 334 that the
+    # client must answer (not hang, not resend), then 535: exit 77
+    srv = smtp_server(starttls=True, auth=[mech], auth_require_tls=True)
+    cfg = write_config(srv, tls=True, tls_starttls=True, auth=mech.lower(),
+                       user="user@example.test", password="expired-token")
+    r = run(sendmail, cfg)
+    assert r.returncode == EX_NOPERM, r.stderr
+    conn = srv.conn
+    assert len(conn.auth) == 1 and not conn.auth[0].success
+    assert srv.txns == []
+    assert b"expired-token" not in r.stderr
+
+
+def test_bearer_never_in_clear(smtp_server, write_config, sendmail):
+    # RFC 7628 §5 / RFC 6750 §5.3: a bearer token is never sent without TLS
+    srv = smtp_server(auth=["OAUTHBEARER", "XOAUTH2"])
+    cfg = write_config(srv, auth="oauthbearer", user="user@example.test",
+                       password="ya29.token")
+    r = run(sendmail, cfg)
+    assert r.returncode == EX_NOPERM, r.stderr
+    assert b"ya29.token" not in srv.conn.client_bytes()
+    assert srv.conn.auth == [] and srv.txns == []
