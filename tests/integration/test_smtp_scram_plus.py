@@ -162,6 +162,44 @@ def test_stripped_plus_downgrade_detected(tls_max, smtp_server, write_config, se
     assert srv.txns == [] and srv.messages == []
 
 
+# ---- the server's own RFC 5802 §6 rules (so the failures above are not vacuous) --------
+
+@pytest.mark.parametrize("plus,flag,supports,ok_", [
+    (True, "p=tls-unique", True, True),
+    (True, "p=tls-exporter", True, False),    # type the server cannot bind
+    (True, "n", True, False),                 # -PLUS needs "p="
+    (True, "y", True, False),
+    (False, "p=tls-unique", True, False),     # "p=" with a non-PLUS mechanism
+    (False, "y", True, False),                # downgrade
+    (False, "y", False, True),
+    (False, "n", True, True),
+])
+def test_scram_server_flag_rules(plus, flag, supports, ok_):
+    import base64 as b64
+    import hashlib
+    import hmac
+    from servers.sasl import ScramServer
+    binding = b"0123456789ab"
+    srv = ScramServer({"user": "pencil"}, plus=plus, bindings={"tls-unique": binding},
+                      supports_cb=supports)
+    gs2 = flag + ",,"
+    try:
+        first = srv.first(gs2 + "n=user,r=abc")
+    except ValueError:
+        assert not ok_ and srv.error
+        return
+    a = dict(p.split("=", 1) for p in first.split(","))
+    cbind = gs2.encode() + (binding if flag.startswith("p=") else b"")
+    salted = hashlib.pbkdf2_hmac("sha256", b"pencil", b64.b64decode(a["s"]), int(a["i"]))
+    without = "c=%s,r=%s" % (b64.b64encode(cbind).decode(), a["r"])
+    msg = ",".join(("n=user,r=abc", first, without)).encode()
+    ck = hmac.new(salted, b"Client Key", "sha256").digest()
+    sig = hmac.new(hashlib.sha256(ck).digest(), msg, "sha256").digest()
+    proof = b64.b64encode(bytes(x ^ y for x, y in zip(ck, sig))).decode()
+    user, final = srv.final(without + ",p=" + proof)
+    assert ok_ and user == "user" and final.startswith("v="), (srv.error, final)
+
+
 # ---- EXTERNAL: the TLS client certificate is the credential (RFC 4422 App. A) ----------
 
 def cert_cfg(write_config, srv, tls_certs, **kw):
