@@ -30,6 +30,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "                          ~/.config/msmtp/config, /etc/bluearrow.conf, /etc/msmtprc)\n"
 	  "   -a, --account ACCOUNT  the account to show\n\n"
 	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
+	{ "compose", cli_cmd_compose, "build a message from options and print it",
+	  cli_compose_usage },
 	{ NULL, NULL, NULL, NULL },
 };
 

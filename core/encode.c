@@ -138,8 +138,10 @@ int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err 
 	for (size_t i = 0; i < n; i++) {
 		int v = b64_value(p[i]);
 		if (v >= 0) {
-			if (pad)
+			if (pad) {
+				o0[0] = '\0'; /* out is unchanged on failure */
 				return ba_err_set(err, EX_DATAERR, "base64 data after padding at offset %zu", i);
+			}
 			acc = acc << 6 | (uint32_t)v;
 			if (++nb == 4) {
 				o[0] = (unsigned char)(acc >> 16);
@@ -151,15 +153,20 @@ int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err 
 			}
 		} else if (v == B64_PAD) {
 			/* padding completes a group of 2 or 3 characters (RFC 4648 §4) */
-			if (nb < 2 || nb + ++pad > 4)
+			if (nb < 2 || nb + ++pad > 4) {
+				o0[0] = '\0';
 				return ba_err_set(err, EX_DATAERR, "misplaced base64 padding at offset %zu", i);
+			}
 		} else if (v == B64_BAD) {
+			o0[0] = '\0';
 			return ba_err_set(err, EX_DATAERR, "invalid base64 character 0x%02x at offset %zu",
 			                  p[i], i);
 		}
 	}
-	if (nb == 1 || (pad && nb + pad != 4))
+	if (nb == 1 || (pad && nb + pad != 4)) {
+		o0[0] = '\0';
 		return ba_err_set(err, EX_DATAERR, "truncated base64 data");
+	}
 	if (nb == 2) {
 		*o++ = (unsigned char)(acc >> 4);
 	} else if (nb == 3) {
@@ -183,7 +190,7 @@ static int b64w_flush_obuf(struct ba_b64_writer *w, struct ba_err *err)
 static void b64w_char(struct ba_b64_writer *w, unsigned char c)
 {
 	w->obuf[w->olen++] = c;
-	if (w->line_len && ++w->col == w->line_len) {
+	if (++w->col == w->line_len) {
 		memcpy(w->obuf + w->olen, w->eol, w->eol_len);
 		w->olen += w->eol_len;
 		w->col = 0;
@@ -215,7 +222,7 @@ static int b64w_put(struct ba_b64_writer *w, const unsigned char *p, size_t ngro
 			w->olen += 4 * k;
 			p += 3 * k;
 			ngroups -= k;
-			if (w->line_len && (w->col += 4 * k) == w->line_len) {
+			if ((w->col += 4 * k) == w->line_len) {
 				memcpy(w->obuf + w->olen, w->eol, w->eol_len);
 				w->olen += w->eol_len;
 				w->col = 0;
@@ -394,21 +401,33 @@ static void qpw_place(struct ba_qp_writer *w, unsigned c, int before_break, int 
 
 enum { QP_MORE, QP_BREAK, QP_END };
 
+/*
+ * 1 if held byte c can be placed now whatever follows: not white space
+ * (rule 3 needs the next event), not an "F" that starts a line ("From "),
+ * and it fits before column 75 so no break decision depends on what follows.
+ */
+static int qp_certain(const struct ba_qp_writer *w, unsigned c)
+{
+	if (c == ' ' || c == '\t' || (c == 'F' && w->col == 0))
+		return 0;
+	return w->col + (qp_must_encode(c, w->col, 0, 0, w->flags) ? 3 : 1) < QP_MAX;
+}
+
 /* Places the held bytes whose form is decided; all of them when term != QP_MORE. */
 static int qpw_drain(struct ba_qp_writer *w, int term, struct ba_err *err)
 {
 	static const char from[] = "From ";
 	while (w->nhold) {
 		unsigned c = w->hold[0];
-		int is_from = 0;
+		int is_from = 0, certain = term != QP_MORE || qp_certain(w, c);
 		if (c == 'F') {
 			size_t k = w->nhold < 5 ? w->nhold : 5;
 			int prefix = memcmp(w->hold, from, k) == 0;
-			if (prefix && k < 5 && term == QP_MORE)
+			if (prefix && k < 5 && !certain)
 				return 0; /* wait: could still be "From " */
 			is_from = prefix && k == 5;
 		}
-		if (w->nhold < 2 && term == QP_MORE)
+		if (w->nhold < 2 && !certain)
 			return 0; /* wait for the next byte or break */
 		if (qpw_room(w, err) < 0)
 			return -1;
@@ -453,37 +472,62 @@ static int qpw_byte(struct ba_qp_writer *w, unsigned c, struct ba_err *err)
 	return qpw_hold(w, c, err);
 }
 
+/*
+ * The fast path: nothing held, and each byte's form is certain (not at a
+ * line start, fits before column 75, a space not followed by a line break).
+ * Works on locals: stores through obuf could alias the writer's fields.
+ * Returns the index of the first byte it did not take.
+ */
+static size_t qpw_fast(struct ba_qp_writer *w, const unsigned char *p, size_t i, size_t n)
+{
+	size_t olen = w->olen, col = w->col;
+	unsigned char *o = w->obuf;
+	const size_t lim = sizeof(w->obuf) - 16;
+	const int text = w->flags & BA_QP_TEXT;
+	while (i < n && col && olen < lim) {
+		unsigned c = p[i];
+		if (c - 33u < 94u && c != '=') {
+			if (col >= QP_MAX - 1)
+				break;
+			o[olen++] = (unsigned char)c;
+			col++;
+		} else if (c == ' ' || c == '\t') {
+			if (col >= QP_MAX - 1)
+				break;
+			if (text && (i + 1 >= n || p[i + 1] == '\r' || p[i + 1] == '\n'))
+				break; /* rule 3: maybe trailing */
+			o[olen++] = (unsigned char)c;
+			col++;
+		} else {
+			if ((text && (c == '\r' || c == '\n')) || col + 3 >= QP_MAX)
+				break;
+			o[olen] = '=';
+			o[olen + 1] = (unsigned char)qp_hex[c >> 4];
+			o[olen + 2] = (unsigned char)qp_hex[c & 15];
+			olen += 3;
+			col += 3;
+		}
+		i++;
+	}
+	w->olen = olen;
+	w->col = col;
+	return i;
+}
+
 static int qpw_write(ba_writer *base, const void *vp, size_t n, struct ba_err *err)
 {
 	struct ba_qp_writer *w = (struct ba_qp_writer *)base;
 	const unsigned char *p = vp;
-	unsigned flags = w->flags;
-	for (size_t i = 0; i < n; i++) {
-		unsigned c = p[i];
+	size_t i = 0;
+	while (i < n) {
 		if (w->olen > sizeof(w->obuf) - 16 && qpw_flush_obuf(w, err) < 0)
 			return -1;
-		/* fast path: nothing held, not at a line start, and the byte fits
-		 * before column 75 whatever follows: its form is certain */
-		if (!w->nhold && !w->pending_cr && w->col) {
-			unsigned cls = qp_class(c, flags);
-			if (cls == 0 && w->col < QP_MAX - 1) {
-				w->obuf[w->olen++] = (unsigned char)c;
-				w->col++;
+		if (!w->nhold && !w->pending_cr) {
+			i = qpw_fast(w, p, i, n);
+			if (i == n || w->olen > sizeof(w->obuf) - 16)
 				continue;
-			}
-			if (cls == 1 && w->col + 3 < QP_MAX) {
-				qpw_hex(w, c);
-				continue;
-			}
-			/* a space followed by a byte that is not a line break stays literal */
-			if (cls == 2 && (c == ' ' || c == '\t') && i + 1 < n && w->col < QP_MAX - 1 &&
-			    qp_class(p[i + 1], flags) != 2) {
-				w->obuf[w->olen++] = (unsigned char)c;
-				w->col++;
-				continue;
-			}
 		}
-		if (qpw_byte(w, c, err) < 0)
+		if (qpw_byte(w, p[i++], err) < 0)
 			return -1;
 	}
 	return 0;

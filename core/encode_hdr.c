@@ -245,6 +245,18 @@ static void put_quoted(struct hdr_out *h, const unsigned char *p, size_t n)
 	ba_buf_release(&q);
 }
 
+/* 1 if no line of s[0..n), the first starting at column col, passes 78 characters. */
+static int lines_fit(const char *s, size_t n, size_t col)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\n')
+			col = 0;
+		else if (s[i] != '\r' && ++col > LINE_MAX_COLS)
+			return 0;
+	}
+	return 1;
+}
+
 int ba_rfc2047_encode(struct ba_buf *out, const char *text, size_t n, size_t *col,
                       const char *eol, unsigned flags, struct ba_err *err)
 {
@@ -262,8 +274,14 @@ int ba_rfc2047_encode(struct ba_buf *out, const char *text, size_t n, size_t *co
 		odd_spaces |= i - e > 1;
 	}
 	if ((flags & BA_RFC2047_PHRASE) && !any_enc && (specials || odd_spaces || n == 0)) {
+		size_t mark = out->len;
 		put_quoted(&h, p, n);
-		goto done;
+		if (lines_fit(out->data + mark, out->len - mark, *col))
+			goto done;
+		/* a word too long for a quoted-string line: encoded-words can be split */
+		ba_buf_truncate(out, mark);
+		h.col = *col;
+		h.written = 0;
 	}
 	/* Words are written as they are or, in maximal runs, as encoded-words.
 	 * Leading and trailing spaces go into a run: unfolding and parsers trim
@@ -271,7 +289,9 @@ int ba_rfc2047_encode(struct ba_buf *out, const char *text, size_t n, size_t *co
 	i = 0;
 	while (i < n) {
 		size_t ws = i, we = skip_spaces(p, i, n), e = word_end(p, we, n);
+		/* the first word cannot be folded before: encode it when it does not fit */
 		int enc = word_needs_encoding(p + we, e - we) || (ws == 0 && we > 0) ||
+		          (ws == 0 && h.col + e > LINE_MAX_COLS) || e - ws > LINE_MAX_COLS ||
 		          (skip_spaces(p, e, n) == n && e < n) ||
 		          ((flags & BA_RFC2047_PHRASE) && word_has_special(p + we, e - we));
 		if (!enc) {
@@ -287,7 +307,7 @@ int ba_rfc2047_encode(struct ba_buf *out, const char *text, size_t n, size_t *co
 				re = n;
 				break;
 			}
-			int next = word_needs_encoding(p + nws, ne - nws) ||
+			int next = word_needs_encoding(p + nws, ne - nws) || ne - re > LINE_MAX_COLS ||
 			           (skip_spaces(p, ne, n) == n && ne < n) ||
 			           ((flags & BA_RFC2047_PHRASE) && word_has_special(p + nws, ne - nws));
 			if (!next)

@@ -39,10 +39,13 @@ int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err 
 /*
  * Streaming base64 encoder: a ba_writer that encodes what is written to it
  * into lines of line_len characters (76 per RFC 2045; 0 = no line breaks)
- * each ended by eol, and writes them to out (borrowed).  Output is batched
- * in an internal buffer.  ba_b64_writer_finish() encodes the last bytes with
- * padding, ends the last line with eol (if any output), and flushes the
- * internal buffer to out (it does not flush out itself).
+ * each ended by eol, and writes them to out (borrowed).  A line's eol is
+ * written as soon as the line is full.  Output is batched in the internal
+ * 16 KB buffer, so out sees few large writes.  ba_b64_writer_finish()
+ * encodes the last bytes with padding, ends the last line with eol (if any
+ * output), and flushes the internal buffer to out (it does not flush out
+ * itself).  The writer's flush op pushes the complete groups encoded so far.
+ * Errors are those of out.  eol other than "\n" or "\r\n" is a BA_BUG().
  */
 struct ba_b64_writer {
 	ba_writer base;
@@ -109,16 +112,38 @@ enum ba_rfc2047_flags {
  * shorter), each at most 75 characters and never splitting a UTF-8 sequence.
  * Lines are folded (eol + one space) so that no line exceeds 78 characters
  * where white space or word boundaries allow; *col is updated to the column
- * after the last character written.  Controls (CR, LF, ...) in text are
+ * after the last character written.  Controls (CR, LF, TAB, ...) in text are
  * encoded, never written raw.  Returns 0 or -1.
+ *
+ * Words are separated by spaces.  A word is encoded when it has 8-bit
+ * bytes or controls, contains "=?" (it could be read as an encoded-word),
+ * or cannot fit a folded line (longer than 78 with its spaces, or the first
+ * word when it does not fit after *col); consecutive such words form one
+ * run whose inner spaces are inside the encoded-words, since white space
+ * between encoded-words is dropped by decoders (§6.2).  Leading and
+ * trailing spaces are kept inside encoded-words too, so that
+ * ba_rfc2047_decode() of the unfolded output (white space after the colon
+ * trimmed) gives text back exactly.  A fold may be inserted before the
+ * first encoded-word when *col leaves too little room.
+ *
+ * BA_RFC2047_PHRASE: ASCII text with specials (RFC 5322 §3.2.3) or with
+ * leading, trailing or repeated spaces is written as one quoted-string
+ * ("\" and DQUOTE escaped) if that fits the lines; otherwise words with
+ * specials are encoded along with the 8-bit ones, and Q uses only the
+ * characters of §5(3).
  */
 int ba_rfc2047_encode(struct ba_buf *out, const char *text, size_t n, size_t *col,
                       const char *eol, unsigned flags, struct ba_err *err);
 /*
- * Appends the decoding of a header field body (unfolded) to out as UTF-8:
- * encoded-words in utf-8, us-ascii or iso-8859-1 are decoded, white space
- * between adjacent encoded-words dropped (§6.2).  Malformed words are kept
- * as they are.  Returns 0, or -1 if out failed or a word's charset is unknown
+ * Appends the decoding of a header field body (unfolded) to out as UTF-8.
+ * An encoded-word is recognised when white space, "(" or the start precede
+ * it and white space, ")" or the end follow it (RFC 2047 §5); white space
+ * between adjacent encoded-words is dropped (§6.2), and their bytes are
+ * joined before conversion, so a sequence split across words is mended.
+ * Charsets utf-8, us-ascii and iso-8859-1 are converted directly, others by
+ * iconv(3); bytes invalid in the charset become U+FFFD.  An RFC 2231 §5
+ * language suffix ("utf-8*en") is ignored.  Malformed words are kept as
+ * they are.  Returns 0, or -1 if out failed or a word's charset is unknown
  * (EX_DATAERR).
  */
 int ba_rfc2047_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err);
@@ -129,9 +154,15 @@ int ba_rfc2047_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err
  * Appends ";" and a MIME parameter name=value to out, folding before it
  * (eol + space) when the line would pass 78 characters; *col is the current
  * column and is updated.  ASCII values are written as a token or a quoted
- * string; a non-ASCII (UTF-8, validated) or very long value is written with
- * RFC 2231 extended syntax: name*=utf-8''%XX... split into continuations
- * name*0*=, name*1*=... each fitting a 78-character line.  Returns 0 or -1.
+ * string (DQUOTE and "\" escaped); a value with 8-bit bytes (UTF-8,
+ * validated: EX_DATAERR) or controls is written with RFC 2231 extended
+ * syntax, name*=utf-8''%XX... (attribute-chars of §7 as they are).  When the
+ * parameter does not fit one line it is split into RFC 2231 §3
+ * continuations, each on its own line of at most 78 characters (room kept
+ * for a following ";"): name*0="...", name*1="..." for ASCII, name*0*=
+ * utf-8''..., name*1*=... otherwise, never splitting a UTF-8 sequence or an
+ * escape.  name must be non-empty attribute-chars (else EX_DATAERR).
+ * Returns 0 or -1.
  */
 int ba_rfc2231_param(struct ba_buf *out, const char *name, const char *value, size_t *col,
                      const char *eol, struct ba_err *err);

@@ -1,0 +1,968 @@
+/* mime.c - MIME part tree, content-type detection, transfer-encoding choice, streaming writer
+ *
+ * Why two passes over every leaf: the transfer encoding has to be written in
+ * the part's header before its content, and the right choice (7bit, QP,
+ * base64) depends on all of the content (one long line or one 8-bit byte at
+ * the end changes it).  Holding the content would make memory grow with it,
+ * so the first pass (ba_mime_prepare) reads the leaf in BA_MIME_CHUNK pieces
+ * and keeps only counters; the second (ba_mime_write) reads it again and
+ * streams it through the encoder.
+ */
+#include "bluearrow/mime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <magic.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bluearrow/encode.h"
+
+/* RFC 5322 §2.1.1: a line is at most 998 octets, excluding the CRLF */
+#define LINE_MAX_OCTETS 998
+/* length of the random part of a boundary: 26 characters of 62, about 155 bits */
+#define BOUNDARY_RANDOM 26
+/* every boundary starts with this; see the comment at choose_boundary() */
+#define BOUNDARY_PREFIX "=_"
+
+struct ba_mime_part {
+	/* multipart */
+	int multipart;
+	char *subtype;
+	ba_mime_part *first, *last, *next;
+	char boundary[sizeof(BOUNDARY_PREFIX) + BOUNDARY_RANDOM + 8];
+	/* leaf */
+	enum ba_mime_role role;
+	int fd;                     /* -1 for a memory leaf */
+	unsigned char *mem;
+	size_t memlen;
+	char *name;                 /* for errors */
+	char *filename;             /* shown to the recipient; NULL = none */
+	char *type;                 /* set or detected; NULL before prepare */
+	int type_set;
+	int charset_utf8;
+	int qp_text;                /* QP with hard line breaks */
+	enum ba_mime_cte cte;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static char *dupstr(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = malloc(n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+static const char *eol_of(const struct ba_mime_opts *o)
+{
+	return o && o->eol ? o->eol : "\n";
+}
+
+/* RFC 2045 §5.1 token: printable ASCII except SPACE, CTLs and tspecials */
+static int is_token(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?=", c))
+			return 0;
+	}
+	return 1;
+}
+
+static ba_mime_part *part_alloc(void)
+{
+	ba_mime_part *p = calloc(1, sizeof(*p));
+	if (p)
+		p->fd = -1;
+	return p;
+}
+
+const char *ba_mime_cte_name(enum ba_mime_cte cte)
+{
+	switch (cte) {
+	case BA_MIME_CTE_7BIT: return "7bit";
+	case BA_MIME_CTE_8BIT: return "8bit";
+	case BA_MIME_CTE_QP: return "quoted-printable";
+	case BA_MIME_CTE_BASE64: return "base64";
+	case BA_MIME_CTE_NONE: break;
+	}
+	return "";
+}
+
+const char *ba_mime_part_type(const ba_mime_part *p)
+{
+	return p->type ? p->type : "";
+}
+
+enum ba_mime_cte ba_mime_part_cte(const ba_mime_part *p)
+{
+	return p->cte;
+}
+
+const char *ba_mime_part_boundary(const ba_mime_part *p)
+{
+	return p->boundary;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+/* Copies a non-seekable descriptor into an unlinked temporary file; closes fd. */
+static int spool(int *fdp, const char *name, struct ba_err *err)
+{
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	int tfd;
+	{
+		struct ba_buf path = BA_BUF_INIT;
+		ba_buf_addf(&path, "%s/bluearrow-XXXXXX", dir);
+		if (ba_buf_failed(&path))
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		tfd = mkstemp(path.data);
+		if (tfd >= 0)
+			unlink(path.data);
+		ba_buf_release(&path);
+		if (tfd < 0)
+			return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s",
+			                  dir, strerror(errno));
+	}
+	unsigned char *chunk = malloc(BA_MIME_CHUNK);
+	if (!chunk) {
+		close(tfd);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	struct ba_fd_reader in;
+	struct ba_fd_writer *outw = malloc(sizeof(*outw));
+	int rc = -1;
+	if (!outw) {
+		ba_err_set(err, EX_OSERR, "out of memory");
+		goto done;
+	}
+	ba_fd_reader_init(&in, *fdp, name);
+	ba_fd_writer_init(outw, tfd, "temporary file");
+	for (;;) {
+		ssize_t k = ba_read(&in.base, chunk, BA_MIME_CHUNK, err);
+		if (k < 0)
+			goto done;
+		if (k == 0)
+			break;
+		if (ba_write(&outw->base, chunk, (size_t)k, err) < 0)
+			goto done;
+	}
+	if (ba_flush(&outw->base, err) < 0)
+		goto done;
+	rc = 0;
+done:
+	free(outw);
+	free(chunk);
+	close(*fdp);
+	*fdp = tfd;
+	return rc;
+}
+
+int ba_mime_fd_new(ba_mime_part **out, int fd, const char *name, enum ba_mime_role role,
+                   struct ba_err *err)
+{
+	*out = NULL;
+	ba_mime_part *p = part_alloc();
+	if (!p) {
+		close(fd);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	p->fd = fd;
+	p->role = role;
+	p->name = dupstr(name ? name : "input");
+	if (!p->name) {
+		ba_mime_free(p);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	if (role == BA_MIME_ATTACHMENT && name) {
+		const char *base = strrchr(name, '/');
+		base = base ? base + 1 : name;
+		if (*base && ba_mime_set_filename(p, base, err) < 0) {
+			ba_mime_free(p);
+			return -1;
+		}
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, strerror(errno));
+		ba_mime_free(p);
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		ba_err_set(err, EX_NOINPUT, "cannot read '%s': Is a directory", p->name);
+		ba_mime_free(p);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || lseek(fd, 0, SEEK_CUR) < 0) {
+		if (spool(&p->fd, p->name, err) < 0) {
+			ba_mime_free(p);
+			return -1;
+		}
+	}
+	*out = p;
+	return 0;
+}
+
+int ba_mime_file_new(ba_mime_part **out, const char *path, enum ba_mime_role role,
+                     struct ba_err *err)
+{
+	*out = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ba_err_set(err, errno == ENOENT || errno == EACCES || errno == ENOTDIR ||
+		                       errno == ELOOP ? EX_NOINPUT : EX_IOERR,
+		                  "cannot open '%s': %s", path, strerror(errno));
+	return ba_mime_fd_new(out, fd, path, role, err);
+}
+
+int ba_mime_mem_new(ba_mime_part **out, const void *src, size_t n, const char *name,
+                    enum ba_mime_role role, struct ba_err *err)
+{
+	*out = NULL;
+	ba_mime_part *p = part_alloc();
+	if (!p)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	p->role = role;
+	p->mem = malloc(n ? n : 1);
+	p->name = dupstr(name ? name : "input");
+	if (!p->mem || !p->name) {
+		ba_mime_free(p);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	if (n)
+		memcpy(p->mem, src, n);
+	p->memlen = n;
+	if (role == BA_MIME_ATTACHMENT && name) {
+		const char *base = strrchr(name, '/');
+		base = base ? base + 1 : name;
+		if (*base && ba_mime_set_filename(p, base, err) < 0) {
+			ba_mime_free(p);
+			return -1;
+		}
+	}
+	*out = p;
+	return 0;
+}
+
+int ba_mime_multipart_new(ba_mime_part **out, const char *subtype, struct ba_err *err)
+{
+	*out = NULL;
+	if (!is_token(subtype))
+		return ba_err_set(err, EX_DATAERR, "invalid multipart subtype '%s'", subtype);
+	ba_mime_part *p = part_alloc();
+	if (!p || !(p->subtype = dupstr(subtype))) {
+		free(p);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	p->multipart = 1;
+	*out = p;
+	return 0;
+}
+
+int ba_mime_add(ba_mime_part *parent, ba_mime_part *child, struct ba_err *err)
+{
+	(void)err;
+	if (!parent->multipart)
+		BA_BUG("ba_mime_add to a leaf");
+	child->next = NULL;
+	if (parent->last)
+		parent->last->next = child;
+	else
+		parent->first = child;
+	parent->last = child;
+	return 0;
+}
+
+int ba_mime_set_type(ba_mime_part *p, const char *type, struct ba_err *err)
+{
+	if (p->multipart)
+		BA_BUG("ba_mime_set_type on a multipart");
+	const char *slash = strchr(type, '/');
+	int ok = slash && slash != type;
+	if (ok) {
+		char major[128];
+		size_t n = (size_t)(slash - type);
+		ok = n < sizeof(major);
+		if (ok) {
+			memcpy(major, type, n);
+			major[n] = '\0';
+			ok = is_token(major) && is_token(slash + 1) && strncasecmp(type, "multipart/", 10);
+		}
+	}
+	if (!ok)
+		return ba_err_set(err, EX_DATAERR, "invalid content type '%s' (expected type/subtype)",
+		                  type);
+	char *t = dupstr(type);
+	if (!t)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	for (char *c = t; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	free(p->type);
+	p->type = t;
+	p->type_set = 1;
+	return 0;
+}
+
+int ba_mime_set_filename(ba_mime_part *p, const char *name, struct ba_err *err)
+{
+	size_t n = strlen(name), bad;
+	if (!ba_utf8_valid(name, n, &bad))
+		return ba_err_set(err, EX_DATAERR, "attachment name '%s': invalid utf-8 at byte %zu",
+		                  p->name ? p->name : name, bad);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < 32 || c == 127 || c == '/')
+			return ba_err_set(err, EX_DATAERR,
+			                  "attachment name for '%s' contains a %s",
+			                  p->name ? p->name : "input",
+			                  c == '/' ? "'/'" : "control character");
+	}
+	free(p->filename);
+	p->filename = NULL;
+	if (n && !(p->filename = dupstr(name)))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
+void ba_mime_free(ba_mime_part *p)
+{
+	while (p) {
+		ba_mime_part *next = p->next;
+		ba_mime_free(p->first);
+		if (p->fd >= 0)
+			close(p->fd);
+		free(p->mem);
+		free(p->name);
+		free(p->filename);
+		free(p->type);
+		free(p->subtype);
+		free(p);
+		p = next;
+	}
+}
+
+/* ---- content types ------------------------------------------------------ */
+
+int ba_mime_type_by_ext(struct ba_buf *out, const char *filename, const char *mime_types)
+{
+	const char *dot = filename ? strrchr(filename, '.') : NULL;
+	const char *slash = filename ? strrchr(filename, '/') : NULL;
+	if (!dot || !dot[1] || (slash && slash > dot))
+		return 0;
+	const char *ext = dot + 1;
+	FILE *f = fopen(mime_types ? mime_types : "/etc/mime.types", "re");
+	if (!f)
+		return 0;
+	char line[1024];
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (line[0] == '#' || !strchr(line, '\n'))
+			continue; /* comments, and over-long lines (none in practice) */
+		char *s = line, *type = NULL;
+		while (*s) {
+			while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+				*s++ = '\0';
+			if (!*s)
+				break;
+			char *word = s;
+			while (*s && *s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+				s++;
+			char save = *s;
+			*s = '\0';
+			if (!type)
+				type = word;
+			else if (strcasecmp(word, ext) == 0) {
+				found = 1;
+				break;
+			}
+			*s = save;
+		}
+		if (found && ba_buf_addstr(out, type) < 0)
+			found = -1;
+	}
+	fclose(f);
+	return found;
+}
+
+static magic_t g_magic;
+static pthread_once_t g_magic_once = PTHREAD_ONCE_INIT;
+
+static void magic_init(void)
+{
+	magic_t m = magic_open(MAGIC_MIME_TYPE | MAGIC_ERROR);
+	if (m && magic_load(m, NULL) != 0) {
+		magic_close(m);
+		m = NULL;
+	}
+	g_magic = m;
+}
+
+static int is_generic(const char *t)
+{
+	return !strcmp(t, "application/octet-stream") || !strcmp(t, "text/plain") ||
+	       !strcmp(t, "application/zip") || !strcmp(t, "application/x-empty") ||
+	       !strcmp(t, "inode/x-empty");
+}
+
+int ba_mime_detect_type(struct ba_buf *out, const void *head, size_t n, const char *filename,
+                        const struct ba_mime_opts *o, struct ba_err *err)
+{
+	const char *sniffed = NULL;
+	if (!(o && (o->flags & BA_MIME_NO_SNIFF))) {
+		pthread_once(&g_magic_once, magic_init);
+		if (g_magic)
+			sniffed = magic_buffer(g_magic, head, n);
+	}
+	if (!sniffed || is_generic(sniffed) || !strchr(sniffed, '/')) {
+		size_t before = out->len;
+		int r = ba_mime_type_by_ext(out, filename, o ? o->mime_types : NULL);
+		if (r < 0)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		if (r > 0)
+			return 0;
+		ba_buf_truncate(out, before);
+		if (!sniffed || !strchr(sniffed, '/') || strstr(sniffed, "x-empty"))
+			sniffed = n ? "application/octet-stream" : "text/plain";
+	}
+	if (ba_buf_addstr(out, sniffed) < 0)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
+/* ---- the content scanner ------------------------------------------------ */
+
+/*
+ * Counters over a leaf's content, fed chunk by chunk; everything the choice
+ * of transfer encoding needs, in constant memory.
+ */
+struct scan {
+	uint64_t total, hi, ctl, qp_enc, crlf, cr_bare;
+	size_t line, maxline;
+	int prev_cr;
+	int at_bol;             /* next byte starts a line */
+	size_t bol_match;       /* bytes of "--" BOUNDARY_PREFIX matched at line start */
+	int boundary_like;      /* a line starts with "--" BOUNDARY_PREFIX */
+	/* UTF-8 (RFC 3629 §4) */
+	int u_need;
+	uint32_t u_cp, u_min;
+	uint64_t u_start;       /* offset of the sequence being read */
+	int utf8_bad;
+	uint64_t utf8_bad_off;
+};
+
+static void scan_init(struct scan *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->at_bol = 1;
+}
+
+static void scan_utf8(struct scan *s, unsigned char c, uint64_t off)
+{
+	if (s->utf8_bad)
+		return;
+	if (s->u_need) {
+		if ((c & 0xC0) != 0x80)
+			goto bad;
+		s->u_cp = (s->u_cp << 6) | (c & 0x3F);
+		if (--s->u_need == 0 &&
+		    (s->u_cp < s->u_min || s->u_cp > 0x10FFFF || (s->u_cp >= 0xD800 && s->u_cp <= 0xDFFF)))
+			goto bad;
+		return;
+	}
+	if (c < 0x80)
+		return;
+	s->u_start = off;
+	if (c >= 0xC2 && c <= 0xDF) {
+		s->u_need = 1, s->u_cp = c & 0x1F, s->u_min = 0x80;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		s->u_need = 2, s->u_cp = c & 0x0F, s->u_min = 0x800;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		s->u_need = 3, s->u_cp = c & 0x07, s->u_min = 0x10000;
+	} else {
+		goto bad;
+	}
+	return;
+bad:
+	s->utf8_bad = 1;
+	s->utf8_bad_off = s->u_start; (void)off;
+}
+
+static void scan_chunk(struct scan *s, const unsigned char *p, size_t n)
+{
+	static const char marker[] = "--" BOUNDARY_PREFIX;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = p[i];
+		uint64_t off = s->total + i;
+		if (s->prev_cr) {
+			if (c == '\n')
+				s->crlf++;
+			else
+				s->cr_bare++;
+		}
+		s->prev_cr = c == '\r';
+		if (s->at_bol) {
+			s->at_bol = 0;
+			s->bol_match = 0;
+			s->line = 0;
+		}
+		if (s->bol_match == s->line && s->bol_match < sizeof(marker) - 1) {
+			if (c == (unsigned char)marker[s->bol_match]) {
+				if (++s->bol_match == sizeof(marker) - 1)
+					s->boundary_like = 1;
+			} else {
+				s->bol_match = (size_t)-1;
+			}
+		}
+		if (c == '\n') {
+			s->at_bol = 1;
+			continue;
+		}
+		if (c != '\r')
+			s->line++;
+		if (s->line > s->maxline)
+			s->maxline = s->line;
+		if (c >= 0x80) {
+			s->hi++;
+			s->qp_enc++;
+		} else if ((c < 32 && c != '\t' && c != '\r' && c != '\f') || c == 127) {
+			s->ctl++;
+			s->qp_enc++;
+		} else if (c == '=') {
+			s->qp_enc++;
+		}
+		scan_utf8(s, c, off);
+	}
+	s->total += n;
+}
+
+/* Called at end of input: counts what is only known then. */
+static void scan_end(struct scan *s)
+{
+	if (s->prev_cr)
+		s->cr_bare++;
+	s->prev_cr = 0;
+	if (s->u_need && !s->utf8_bad) {
+		s->utf8_bad = 1;
+		s->utf8_bad_off = s->u_start;
+	}
+}
+
+/* line endings the content uses match eol exactly (or it has none) */
+static int endings_match(const struct scan *s, uint64_t lf, const char *eol)
+{
+	if (s->cr_bare)
+		return 0;
+	if (eol[0] == '\n')
+		return s->crlf == 0;
+	return lf == s->crlf; /* every LF is part of a CRLF */
+}
+
+/* ---- choosing the transfer encoding ------------------------------------- */
+
+static int leaf_open_reader(ba_mime_part *p, struct ba_fd_reader *fr, struct ba_mem_reader *mr,
+                            ba_reader **r, struct ba_err *err)
+{
+	if (p->fd < 0) {
+		ba_mem_reader_init(mr, p->mem, p->memlen);
+		*r = &mr->base;
+		return 0;
+	}
+	if (lseek(p->fd, 0, SEEK_SET) < 0)
+		return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, strerror(errno));
+	ba_fd_reader_init(fr, p->fd, p->name);
+	*r = &fr->base;
+	return 0;
+}
+
+/* Reads a leaf fully through the scanner; counts LFs in *lf.  The first chunk goes to head. */
+static int scan_leaf(ba_mime_part *p, struct scan *s, uint64_t *lf, unsigned char *chunk,
+                     size_t *headlen, struct ba_err *err)
+{
+	struct ba_fd_reader fr;
+	struct ba_mem_reader mr;
+	ba_reader *r;
+	if (leaf_open_reader(p, &fr, &mr, &r, err) < 0)
+		return -1;
+	scan_init(s);
+	*lf = 0;
+	*headlen = 0;
+	/* the first chunk stays in place (for libmagic); the rest go after it */
+	unsigned char *buf = chunk;
+	size_t room = BA_MIME_CHUNK;
+	for (;;) {
+		ssize_t k = ba_read_full(r, buf, room, err);
+		if (k < 0)
+			return -1;
+		if (k == 0)
+			break;
+		scan_chunk(s, buf, (size_t)k);
+		for (const unsigned char *q = buf, *e = buf + k; (q = memchr(q, '\n', (size_t)(e - q)));
+		     q++)
+			(*lf)++;
+		if (buf == chunk) {
+			*headlen = (size_t)k;
+			buf = chunk + BA_MIME_CHUNK;
+		}
+		if ((size_t)k < room)
+			break;
+	}
+	scan_end(s);
+	return 0;
+}
+
+static int choose_cte(ba_mime_part *p, const struct scan *s, uint64_t lf,
+                      const struct ba_mime_opts *o, struct ba_err *err)
+{
+	const char *eol = eol_of(o);
+	int body = p->role == BA_MIME_BODY;
+	int text = body || strncmp(p->type, "text/", 5) == 0;
+	int utf8 = !s->utf8_bad;
+	if (body && !utf8)
+		return ba_err_set(err, EX_DATAERR, "'%s': invalid utf-8 at byte %llu", p->name,
+		                  (unsigned long long)s->utf8_bad_off);
+	p->charset_utf8 = text && utf8;
+	/* body text is canonicalised (LF and CRLF become eol); attachments must already match */
+	int ends_ok = body ? s->cr_bare == 0 : endings_match(s, lf, eol);
+	int lines_ok = s->maxline <= LINE_MAX_OCTETS && !s->boundary_like && ends_ok && !s->ctl;
+	if (lines_ok && s->hi == 0) {
+		p->cte = BA_MIME_CTE_7BIT;
+	} else if (text && lines_ok && utf8 && o && (o->flags & BA_MIME_ALLOW_8BIT)) {
+		p->cte = BA_MIME_CTE_8BIT;
+	} else if (text && (body || ends_ok) && s->qp_enc * 6 <= s->total) {
+		/* mostly ASCII: QP stays readable and is smaller than base64 (2 extra octets
+		 * per encoded one against 1/3 more for all) */
+		p->cte = BA_MIME_CTE_QP;
+		p->qp_text = 1;
+	} else {
+		p->cte = BA_MIME_CTE_BASE64;
+	}
+	return 0;
+}
+
+static int fill_random(const struct ba_mime_opts *o, void *buf, size_t n, struct ba_err *err)
+{
+	if (o && o->random)
+		return o->random(o->random_ctx, buf, n, err);
+	unsigned char *p = buf;
+	while (n) {
+		ssize_t k = getrandom(p, n, 0);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return ba_err_set(err, EX_OSERR, "cannot get random bytes: %s", strerror(errno));
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/*
+ * Why a boundary never occurs in the content (RFC 2046 §5.1.1 requires it):
+ * a delimiter line starts with "--" followed by the boundary, and every
+ * boundary starts with "=_".  Inside a multipart, the lines that are not
+ * delimiters are
+ *   - base64 lines: only A-Z a-z 0-9 + / =, never "-", so never "--";
+ *   - quoted-printable lines: "=" is only ever followed by two hex digits or
+ *     the line end (RFC 2045 §6.7), so "=_" cannot occur at all;
+ *   - 7bit and 8bit lines: the content is scanned in both passes, and a part
+ *     with a line starting "--=_" is never sent unencoded (prepare chooses QP;
+ *     write refuses a file that changed to contain one);
+ *   - part header lines: field names and folded continuations (which start
+ *     with white space) never start with "--";
+ *   - delimiters of nested multiparts: all boundaries have the same length
+ *     and are distinct, so none is a prefix of another.
+ * The random part (about 155 bits) is not needed for the guarantee; it keeps
+ * boundaries unpredictable, as other MUAs do.
+ */
+static int choose_boundary(ba_mime_part *p, ba_mime_part *root, const struct ba_mime_opts *o,
+                           struct ba_err *err);
+
+static int boundary_used(ba_mime_part *t, ba_mime_part *self)
+{
+	for (; t; t = t->next) {
+		if (t != self && t->multipart && t->boundary[0] &&
+		    strcmp(t->boundary, self->boundary) == 0)
+			return 1;
+		if (t->multipart && boundary_used(t->first, self))
+			return 1;
+	}
+	return 0;
+}
+
+static int choose_boundary(ba_mime_part *p, ba_mime_part *root, const struct ba_mime_opts *o,
+                           struct ba_err *err)
+{
+	static const char alphabet[] =
+		"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned char rnd[BOUNDARY_RANDOM];
+		if (fill_random(o, rnd, sizeof(rnd), err) < 0)
+			return -1;
+		size_t n = strlen(BOUNDARY_PREFIX);
+		memcpy(p->boundary, BOUNDARY_PREFIX, n);
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			p->boundary[n++] = alphabet[rnd[i] % 62];
+		p->boundary[n] = '\0';
+		if (!boundary_used(root, p))
+			return 0;
+	}
+	return ba_err_set(err, EX_SOFTWARE, "random source keeps repeating itself");
+}
+
+static int prepare_part(ba_mime_part *p, ba_mime_part *root, const struct ba_mime_opts *o,
+                        unsigned char *chunk, struct ba_err *err)
+{
+	if (p->multipart) {
+		if (!p->first)
+			return ba_err_set(err, EX_SOFTWARE, "empty multipart/%s", p->subtype);
+		if (choose_boundary(p, root, o, err) < 0)
+			return -1;
+		for (ba_mime_part *c = p->first; c; c = c->next)
+			if (prepare_part(c, root, o, chunk, err) < 0)
+				return -1;
+		return 0;
+	}
+	struct scan s;
+	uint64_t lf;
+	size_t headlen;
+	if (scan_leaf(p, &s, &lf, chunk, &headlen, err) < 0)
+		return -1;
+	if (!p->type) {
+		struct ba_buf t = BA_BUF_INIT;
+		if (p->role == BA_MIME_BODY) {
+			ba_buf_addstr(&t, "text/plain");
+		} else if (ba_mime_detect_type(&t, chunk, headlen, p->filename ? p->filename : p->name,
+		                               o, err) < 0) {
+			ba_buf_release(&t);
+			return -1;
+		}
+		p->type = ba_buf_detach(&t, NULL);
+		if (!p->type)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	return choose_cte(p, &s, lf, o, err);
+}
+
+int ba_mime_prepare(ba_mime_part *root, const struct ba_mime_opts *o, struct ba_err *err)
+{
+	/* room for the first chunk (kept for libmagic) and the one being read */
+	unsigned char *chunk = malloc(2 * BA_MIME_CHUNK);
+	if (!chunk)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	int rc = prepare_part(root, root, o, chunk, err);
+	free(chunk);
+	return rc;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Appends the Content-* fields of p to h. */
+static int part_headers(struct ba_buf *h, ba_mime_part *p, const char *eol, struct ba_err *err)
+{
+	size_t col;
+	if (p->multipart) {
+		ba_buf_addf(h, "Content-Type: multipart/%s;", p->subtype);
+		col = strlen("Content-Type: multipart/;") + strlen(p->subtype);
+		/* the boundary is at most 30 characters: it always fits a folded line */
+		if (col + strlen(" boundary=\"\"") + strlen(p->boundary) > 78)
+			ba_buf_addf(h, "%s", eol);
+		ba_buf_addf(h, " boundary=\"%s\"%s", p->boundary, eol);
+	} else {
+		ba_buf_addf(h, "Content-Type: %s", p->type);
+		col = strlen("Content-Type: ") + strlen(p->type);
+		if (p->charset_utf8 && ba_rfc2231_param(h, "charset", "utf-8", &col, eol, err) < 0)
+			return -1;
+		ba_buf_addf(h, "%sContent-Transfer-Encoding: %s%s", eol, ba_mime_cte_name(p->cte), eol);
+		if (p->role == BA_MIME_ATTACHMENT) {
+			ba_buf_addstr(h, "Content-Disposition: attachment");
+			col = strlen("Content-Disposition: attachment");
+			if (p->filename &&
+			    ba_rfc2231_param(h, "filename", p->filename, &col, eol, err) < 0)
+				return -1;
+			ba_buf_addstr(h, eol);
+		}
+	}
+	if (ba_buf_failed(h))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
+/*
+ * Writes unencoded text (7bit, 8bit), turning LF and CRLF into eol.  The
+ * chunk has been scanned and found to fit the chosen encoding; a CR at the
+ * end of a chunk is held back until the next shows whether LF follows.
+ */
+static int write_lines(ba_writer *w, const unsigned char *p, size_t n, const char *eol,
+                       int *held_cr, struct ba_err *err)
+{
+	size_t eol_len = strlen(eol);
+	if (*held_cr && n && p[0] != '\n' && ba_write(w, "\r", 1, err) < 0)
+		return -1;
+	if (n)
+		*held_cr = 0;
+	while (n) {
+		const unsigned char *nl = memchr(p, '\n', n);
+		if (!nl) {
+			size_t k = n;
+			if (p[k - 1] == '\r') {
+				*held_cr = 1;
+				k--;
+			}
+			return ba_write(w, p, k, err);
+		}
+		size_t k = (size_t)(nl - p);
+		size_t t = k && p[k - 1] == '\r' ? k - 1 : k;
+		if (ba_write(w, p, t, err) < 0 || ba_write(w, eol, eol_len, err) < 0)
+			return -1;
+		p = nl + 1;
+		n -= k + 1;
+	}
+	return 0;
+}
+
+/* Encoder state for one leaf, heap-allocated (the encoders carry 16 KB buffers). */
+union encoder {
+	struct ba_b64_writer b64;
+	struct ba_qp_writer qp;
+};
+
+static int write_leaf(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *o,
+                      unsigned char *chunk, int *ends_eol, struct ba_err *err)
+{
+	const char *eol = eol_of(o);
+	struct ba_fd_reader fr;
+	struct ba_mem_reader mr;
+	ba_reader *r;
+	if (leaf_open_reader(p, &fr, &mr, &r, err) < 0)
+		return -1;
+	union encoder *enc = NULL;
+	ba_writer *dst = w;
+	if (p->cte == BA_MIME_CTE_BASE64 || p->cte == BA_MIME_CTE_QP) {
+		enc = malloc(sizeof(*enc));
+		if (!enc)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		if (p->cte == BA_MIME_CTE_BASE64) {
+			ba_b64_writer_init(&enc->b64, w, eol, 76);
+			dst = &enc->b64.base;
+		} else {
+			ba_qp_writer_init(&enc->qp, w, eol, p->qp_text ? BA_QP_TEXT : 0);
+			dst = &enc->qp.base;
+		}
+	}
+	struct scan s;
+	scan_init(&s);
+	uint64_t lf = 0;
+	int held_cr = 0, rc = -1;
+	unsigned char last = '\n';
+	int any = 0;
+	for (;;) {
+		ssize_t k = ba_read_full(r, chunk, BA_MIME_CHUNK, err);
+		if (k < 0)
+			goto out;
+		if (k == 0)
+			break;
+		if (!enc) {
+			scan_chunk(&s, chunk, (size_t)k);
+			for (const unsigned char *q = chunk, *e = chunk + k;
+			     (q = memchr(q, '\n', (size_t)(e - q))); q++)
+				lf++;
+			int still = s.maxline <= LINE_MAX_OCTETS && !s.boundary_like && !s.ctl &&
+			            (p->cte == BA_MIME_CTE_8BIT || s.hi == 0) &&
+			            (p->role == BA_MIME_BODY ? s.cr_bare == 0
+			                                     : endings_match(&s, lf, eol));
+			if (!still) {
+				ba_err_set(err, EX_DATAERR, "'%s' changed while being read", p->name);
+				goto out;
+			}
+			if (write_lines(dst, chunk, (size_t)k, eol, &held_cr, err) < 0)
+				goto out;
+		} else if (ba_write(dst, chunk, (size_t)k, err) < 0) {
+			goto out;
+		}
+		last = chunk[k - 1];
+		any = 1;
+		if ((size_t)k < BA_MIME_CHUNK)
+			break;
+	}
+	if (held_cr) {
+		ba_err_set(err, EX_DATAERR, "'%s' changed while being read", p->name);
+		goto out;
+	}
+	if (p->cte == BA_MIME_CTE_BASE64) {
+		if (ba_b64_writer_finish(&enc->b64, err) < 0)
+			goto out;
+		*ends_eol = 1; /* the encoder ends its last line, and empty output is no line */
+	} else if (p->cte == BA_MIME_CTE_QP) {
+		if (ba_qp_writer_finish(&enc->qp, err) < 0)
+			goto out;
+		*ends_eol = !any || last == '\n';
+	} else {
+		*ends_eol = !any || last == '\n';
+	}
+	rc = 0;
+out:
+	free(enc);
+	return rc;
+}
+
+static int write_part(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *o,
+                      unsigned char *chunk, int *ends_eol, struct ba_err *err)
+{
+	const char *eol = eol_of(o);
+	struct ba_buf h = BA_BUF_INIT;
+	if (part_headers(&h, p, eol, err) < 0) {
+		ba_buf_release(&h);
+		return -1;
+	}
+	ba_buf_addstr(&h, eol);
+	int rc = ba_buf_failed(&h) ? ba_err_set(err, EX_OSERR, "out of memory")
+	                           : ba_write(w, h.data, h.len, err);
+	ba_buf_release(&h);
+	if (rc < 0)
+		return -1;
+	if (!p->multipart)
+		return write_leaf(w, p, o, chunk, ends_eol, err);
+	/* RFC 2046 §5.1.1: the CRLF before a delimiter belongs to the delimiter */
+	for (ba_mime_part *c = p->first; c; c = c->next) {
+		int child_eol;
+		if (ba_write_str(w, "--", err) < 0 || ba_write_str(w, p->boundary, err) < 0 ||
+		    ba_write_str(w, eol, err) < 0 ||
+		    write_part(w, c, o, chunk, &child_eol, err) < 0 || ba_write_str(w, eol, err) < 0)
+			return -1;
+	}
+	if (ba_write_str(w, "--", err) < 0 || ba_write_str(w, p->boundary, err) < 0 ||
+	    ba_write_str(w, "--", err) < 0 || ba_write_str(w, eol, err) < 0)
+		return -1;
+	*ends_eol = 1;
+	return 0;
+}
+
+int ba_mime_write(ba_writer *w, ba_mime_part *root, const struct ba_mime_opts *o,
+                  struct ba_err *err)
+{
+	unsigned char *chunk = malloc(BA_MIME_CHUNK);
+	if (!chunk)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	int ends_eol = 1;
+	int rc = write_part(w, root, o, chunk, &ends_eol, err);
+	/* a message ends with a line break (RFC 5321 §4.1.1.4 needs one before the final dot) */
+	if (rc == 0 && !ends_eol)
+		rc = ba_write_str(w, eol_of(o), err);
+	free(chunk);
+	return rc;
+}
