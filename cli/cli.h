@@ -28,4 +28,8 @@ int cli_print_usage(const char *cmd);
 extern const char cli_compose_usage[];
 int cli_cmd_compose(int argc, char **argv);
 
+/* bluearrow sendmail (sendmail.c); also the program under the names sendmail, bluearrow-sendmail */
+extern const char cli_sendmail_usage[];
+int cli_cmd_sendmail(int argc, char **argv);
+
 #endif

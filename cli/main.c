@@ -32,6 +32,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
 	{ "compose", cli_cmd_compose, "build a message from options and print it",
 	  cli_compose_usage },
+	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
+	  cli_sendmail_usage },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -52,11 +54,14 @@ int cli_fail(const struct ba_err *err)
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "%s %s: ", cli_progname, cmd);
+	if (cmd)
+		fprintf(stderr, "%s %s: ", cli_progname, cmd);
+	else /* a personality (sendmail): the program name is the command */
+		fprintf(stderr, "%s: ", cli_progname);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n(see '%s help %s')\n", cli_progname, cmd);
+	fprintf(stderr, "\n(see 'bluearrow help %s')\n", cmd ? cmd : "sendmail");
 	return EX_USAGE;
 }
 
@@ -100,8 +105,26 @@ static int cmd_version(int argc, char **argv)
 	return 0;
 }
 
+/* The name the program was started as, without its directory. */
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
 int main(int argc, char **argv)
 {
+	/* the sendmail personality under the names callers look for; mailq is sendmail -bp */
+	const char *self = argc > 0 ? base_name(argv[0]) : "";
+	if (strcmp(self, "sendmail") == 0 || strcmp(self, "bluearrow-sendmail") == 0) {
+		cli_progname = self;
+		return cli_cmd_sendmail(argc, argv);
+	}
+	if (strcmp(self, "mailq") == 0) {
+		char *mq[] = { argv[0], "-bp", NULL };
+		cli_progname = self;
+		return cli_cmd_sendmail(2, mq);
+	}
 	if (argc < 2) {
 		print_overview(stderr);
 		return EX_USAGE;
