@@ -54,7 +54,7 @@ static double run(int which, const unsigned char *data, size_t size, size_t tota
 int main(int argc, char **argv)
 {
 	size_t mb = argc > 1 ? strtoul(argv[1], NULL, 10) : 100;
-	size_t size = 4 << 20, total = mb << 20;
+	size_t total = mb << 20, size = total; /* the whole input in memory, not in cache */
 	unsigned char *bin = malloc(size), *text = malloc(size);
 	uint32_t x = 1;
 	if (!bin || !text)

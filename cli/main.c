@@ -17,6 +17,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "usage: bluearrow help [COMMAND]\n" },
 	{ "version", cmd_version, "print the version",
 	  "usage: bluearrow version\n" },
+	{ "compose", cli_cmd_compose, "build a message from options and print it",
+	  cli_compose_usage },
 	{ "config", cmd_config, "check the configuration or show an account's settings",
 	  "usage: bluearrow config check [-C FILE]\n"
 	  "       bluearrow config show [-C FILE] [-a ACCOUNT]\n"
@@ -30,8 +32,6 @@ const struct cli_cmd cli_cmds[] = {
 	  "                          ~/.config/msmtp/config, /etc/bluearrow.conf, /etc/msmtprc)\n"
 	  "   -a, --account ACCOUNT  the account to show\n\n"
 	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
-	{ "compose", cli_cmd_compose, "build a message from options and print it",
-	  cli_compose_usage },
 	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
 	  cli_sendmail_usage },
 	{ NULL, NULL, NULL, NULL },

@@ -6,6 +6,7 @@
  */
 #include "bluearrow/encode.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -60,20 +61,36 @@ invalid:
 static const char b64_alphabet[65] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* two base64 characters for each 12-bit value, built once (pthread_once) */
+static uint16_t b64_pairs[4096];
+static pthread_once_t b64_pairs_once = PTHREAD_ONCE_INIT;
+
+static void b64_pairs_init(void)
+{
+	for (unsigned i = 0; i < 4096; i++) {
+		unsigned char two[2] = { (unsigned char)b64_alphabet[i >> 6],
+		                         (unsigned char)b64_alphabet[i & 63] };
+		memcpy(&b64_pairs[i], two, 2);
+	}
+}
+
+static void b64_pairs_ready(void)
+{
+	pthread_once(&b64_pairs_once, b64_pairs_init);
+}
+
 /*
  * Encodes ngroups whole 3-byte groups of p into o (4 * ngroups bytes).  The
- * hot loop of the streaming encoder: a 64-entry table, one 24-bit load per
- * group, no calls.
+ * hot loop of the streaming encoder: one 24-bit load and two lookups in the
+ * 12-bit pair table per group, no calls.
  */
 static void b64_groups(unsigned char *restrict o, const unsigned char *restrict p, size_t ngroups)
 {
-	const char *a = b64_alphabet;
+	const uint16_t *pairs = b64_pairs; /* callers ran b64_pairs_ready() */
 	for (size_t i = 0; i < ngroups; i++) {
 		uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-		o[0] = (unsigned char)a[v >> 18];
-		o[1] = (unsigned char)a[(v >> 12) & 63];
-		o[2] = (unsigned char)a[(v >> 6) & 63];
-		o[3] = (unsigned char)a[v & 63];
+		memcpy(o, &pairs[v >> 12], 2);
+		memcpy(o + 2, &pairs[v & 0xFFF], 2);
 		p += 3;
 		o += 4;
 	}
@@ -98,6 +115,7 @@ int ba_base64_encode(struct ba_buf *out, const void *vp, size_t n)
 	size_t olen = 4 * (groups + (rest != 0));
 	if (ba_buf_grow(out, olen) < 0)
 		return -1;
+	b64_pairs_ready();
 	unsigned char *o = (unsigned char *)out->data + out->len;
 	b64_groups(o, p, groups);
 	if (rest)
@@ -275,6 +293,7 @@ void ba_b64_writer_init(struct ba_b64_writer *w, ba_writer *out, const char *eol
 {
 	if (!eol || (strcmp(eol, "\n") != 0 && strcmp(eol, "\r\n") != 0))
 		BA_BUG("ba_b64_writer_init: eol must be \"\\n\" or \"\\r\\n\"");
+	b64_pairs_ready();
 	w->base.ops = &b64w_ops;
 	w->out = out;
 	w->eol = eol;
@@ -314,24 +333,12 @@ int ba_b64_writer_finish(struct ba_b64_writer *w, struct ba_err *err)
  * plus the soft break "=" (rule 5); an "F" at the start of a line is
  * encoded only when "rom " follows.  So bytes wait in hold[] until enough of
  * what follows is known, and each decision uses only the byte sequence: the
- * output cannot depend on how the input was split across writes.  The fast
- * path in qpw_write() handles bytes whose form is already certain.
+ * output cannot depend on how the input was split across writes.  Bytes
+ * whose form is already certain skip hold[]: qpw_fast() takes runs of them.
  */
 
 #define QP_MAX 76
 static const char qp_hex[] = "0123456789ABCDEF";
-
-/* classes: 0 literal, 1 always encoded, 2 needs the slow path (space, tab, CR, LF) */
-static unsigned char qp_class(unsigned c, unsigned flags)
-{
-	if (c == ' ' || c == '\t')
-		return 2;
-	if ((c == '\r' || c == '\n') && (flags & BA_QP_TEXT))
-		return 2;
-	if (c < 33 || c > 126 || c == '=')
-		return 1;
-	return 0;
-}
 
 static int qpw_flush_obuf(struct ba_qp_writer *w, struct ba_err *err)
 {
@@ -371,11 +378,11 @@ static void qpw_hex(struct ba_qp_writer *w, unsigned c)
  * 1 if byte c must be encoded at column col.  before_break: a hard break
  * follows (rule 3); from: "rom " follows c.
  */
-static int qp_must_encode(unsigned c, size_t col, int before_break, int from, unsigned flags)
+static int qp_must_encode(unsigned c, size_t col, int before_break, int from)
 {
-	if ((c == ' ' || c == '\t'))
+	if (c == ' ' || c == '\t')
 		return before_break;
-	if (qp_class(c, flags & ~(unsigned)BA_QP_TEXT) == 1)
+	if (c < 33 || c > 126 || c == '=') /* rules 1 and 2; CR and LF here are data */
 		return 1;
 	/* a line "From ..." is mangled by mbox (">From"), a line "." ends SMTP DATA
 	 * on a path that forgets dot-stuffing: encode their first character */
@@ -386,10 +393,10 @@ static int qp_must_encode(unsigned c, size_t col, int before_break, int from, un
 static void qpw_place(struct ba_qp_writer *w, unsigned c, int before_break, int from)
 {
 	size_t limit = before_break ? QP_MAX : QP_MAX - 1;
-	int enc = qp_must_encode(c, w->col, before_break, from, w->flags);
+	int enc = qp_must_encode(c, w->col, before_break, from);
 	if (w->col + (enc ? 3 : 1) > limit) {
 		qpw_eol(w, 1);
-		enc = qp_must_encode(c, 0, before_break, from, w->flags);
+		enc = qp_must_encode(c, 0, before_break, from);
 	}
 	if (enc) {
 		qpw_hex(w, c);
@@ -410,7 +417,7 @@ static int qp_certain(const struct ba_qp_writer *w, unsigned c)
 {
 	if (c == ' ' || c == '\t' || (c == 'F' && w->col == 0))
 		return 0;
-	return w->col + (qp_must_encode(c, w->col, 0, 0, w->flags) ? 3 : 1) < QP_MAX;
+	return w->col + (qp_must_encode(c, w->col, 0, 0) ? 3 : 1) < QP_MAX;
 }
 
 /* Places the held bytes whose form is decided; all of them when term != QP_MORE. */
@@ -439,6 +446,12 @@ static int qpw_drain(struct ba_qp_writer *w, int term, struct ba_err *err)
 
 static int qpw_hold(struct ba_qp_writer *w, unsigned c, struct ba_err *err)
 {
+	if (!w->nhold && qp_certain(w, c)) { /* the common case: no need to wait */
+		if (qpw_room(w, err) < 0)
+			return -1;
+		qpw_place(w, c, 0, 0);
+		return 0;
+	}
 	w->hold[w->nhold++] = (unsigned char)c;
 	return qpw_drain(w, QP_MORE, err);
 }

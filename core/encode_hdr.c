@@ -502,8 +502,10 @@ int ba_rfc2047_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err
 			struct ba_buf tail = BA_BUF_INIT;
 			ba_buf_add(&tail, raw.data + mark, raw.len - mark);
 			ba_buf_truncate(&raw, mark);
-			if (raw.len && flush_raw(out, &raw, rawcs) < 0)
+			if (raw.len && flush_raw(out, &raw, rawcs) < 0) {
+				ba_buf_release(&tail);
 				goto unknown;
+			}
 			if (!between_ws)
 				ba_buf_add(out, s + lit, i - lit);
 			ba_buf_add(&raw, tail.data, tail.len);

@@ -450,7 +450,7 @@ int ba_mime_detect_type(struct ba_buf *out, const void *head, size_t n, const ch
  * of transfer encoding needs, in constant memory.
  */
 struct scan {
-	uint64_t total, hi, ctl, qp_enc, crlf, cr_bare;
+	uint64_t total, hi, ctl, qp_enc, crlf, cr_bare, lf;
 	size_t line, maxline;
 	int prev_cr;
 	int at_bol;             /* next byte starts a line */
@@ -505,6 +505,21 @@ static void scan_chunk(struct scan *s, const unsigned char *p, size_t n)
 {
 	static const char marker[] = "--" BOUNDARY_PREFIX;
 	for (size_t i = 0; i < n; i++) {
+		/* fast path: a run of printable ASCII other than "=" in the middle of a
+		 * line only makes the line longer */
+		if (!s->prev_cr && !s->at_bol && !s->u_need && s->bol_match != s->line) {
+			size_t j = i;
+			while (j < n && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '=')
+				j++;
+			if (j > i) {
+				s->line += j - i;
+				if (s->line > s->maxline)
+					s->maxline = s->line;
+				if (j == n)
+					break;
+				i = j;
+			}
+		}
 		unsigned char c = p[i];
 		uint64_t off = s->total + i;
 		if (s->prev_cr) {
@@ -528,6 +543,7 @@ static void scan_chunk(struct scan *s, const unsigned char *p, size_t n)
 			}
 		}
 		if (c == '\n') {
+			s->lf++;
 			s->at_bol = 1;
 			continue;
 		}
@@ -562,13 +578,13 @@ static void scan_end(struct scan *s)
 }
 
 /* line endings the content uses match eol exactly (or it has none) */
-static int endings_match(const struct scan *s, uint64_t lf, const char *eol)
+static int endings_match(const struct scan *s, const char *eol)
 {
 	if (s->cr_bare)
 		return 0;
 	if (eol[0] == '\n')
 		return s->crlf == 0;
-	return lf == s->crlf; /* every LF is part of a CRLF */
+	return s->lf == s->crlf; /* every LF is part of a CRLF */
 }
 
 /* ---- choosing the transfer encoding ------------------------------------- */
@@ -588,9 +604,31 @@ static int leaf_open_reader(ba_mime_part *p, struct ba_fd_reader *fr, struct ba_
 	return 0;
 }
 
-/* Reads a leaf fully through the scanner; counts LFs in *lf.  The first chunk goes to head. */
-static int scan_leaf(ba_mime_part *p, struct scan *s, uint64_t *lf, unsigned char *chunk,
-                     size_t *headlen, struct ba_err *err)
+static int leaf_type(ba_mime_part *p, const unsigned char *head, size_t n,
+                     const struct ba_mime_opts *o, struct ba_err *err)
+{
+	if (p->type)
+		return 0;
+	struct ba_buf t = BA_BUF_INIT;
+	if (p->role == BA_MIME_BODY) {
+		ba_buf_addstr(&t, "text/plain");
+	} else if (ba_mime_detect_type(&t, head, n, p->filename ? p->filename : p->name, o,
+	                               err) < 0) {
+		ba_buf_release(&t);
+		return -1;
+	}
+	p->type = ba_buf_detach(&t, NULL);
+	return p->type ? 0 : ba_err_set(err, EX_OSERR, "out of memory");
+}
+
+/*
+ * The first pass: reads a leaf through the scanner, detecting its type from
+ * the first chunk.  Returns 1 when the first chunk settles the encoding
+ * (binary content in a non-text attachment can only be base64), so the rest
+ * need not be read twice; 0 after reading everything; -1 on error.
+ */
+static int scan_leaf(ba_mime_part *p, struct scan *s, unsigned char *chunk,
+                     const struct ba_mime_opts *o, struct ba_err *err)
 {
 	struct ba_fd_reader fr;
 	struct ba_mem_reader mr;
@@ -598,33 +636,26 @@ static int scan_leaf(ba_mime_part *p, struct scan *s, uint64_t *lf, unsigned cha
 	if (leaf_open_reader(p, &fr, &mr, &r, err) < 0)
 		return -1;
 	scan_init(s);
-	*lf = 0;
-	*headlen = 0;
-	/* the first chunk stays in place (for libmagic); the rest go after it */
-	unsigned char *buf = chunk;
-	size_t room = BA_MIME_CHUNK;
-	for (;;) {
-		ssize_t k = ba_read_full(r, buf, room, err);
+	ssize_t k = ba_read_full(r, chunk, BA_MIME_CHUNK, err);
+	if (k < 0)
+		return -1;
+	scan_chunk(s, chunk, (size_t)k);
+	if (leaf_type(p, chunk, (size_t)k, o, err) < 0)
+		return -1;
+	if (p->role == BA_MIME_ATTACHMENT && strncmp(p->type, "text/", 5) != 0 &&
+	    (s->hi || s->ctl))
+		return 1;
+	while ((size_t)k == BA_MIME_CHUNK) {
+		k = ba_read_full(r, chunk, BA_MIME_CHUNK, err);
 		if (k < 0)
 			return -1;
-		if (k == 0)
-			break;
-		scan_chunk(s, buf, (size_t)k);
-		for (const unsigned char *q = buf, *e = buf + k; (q = memchr(q, '\n', (size_t)(e - q)));
-		     q++)
-			(*lf)++;
-		if (buf == chunk) {
-			*headlen = (size_t)k;
-			buf = chunk + BA_MIME_CHUNK;
-		}
-		if ((size_t)k < room)
-			break;
+		scan_chunk(s, chunk, (size_t)k);
 	}
 	scan_end(s);
 	return 0;
 }
 
-static int choose_cte(ba_mime_part *p, const struct scan *s, uint64_t lf,
+static int choose_cte(ba_mime_part *p, const struct scan *s,
                       const struct ba_mime_opts *o, struct ba_err *err)
 {
 	const char *eol = eol_of(o);
@@ -636,7 +667,7 @@ static int choose_cte(ba_mime_part *p, const struct scan *s, uint64_t lf,
 		                  (unsigned long long)s->utf8_bad_off);
 	p->charset_utf8 = text && utf8;
 	/* body text is canonicalised (LF and CRLF become eol); attachments must already match */
-	int ends_ok = body ? s->cr_bare == 0 : endings_match(s, lf, eol);
+	int ends_ok = body ? s->cr_bare == 0 : endings_match(s, eol);
 	int lines_ok = s->maxline <= LINE_MAX_OCTETS && !s->boundary_like && ends_ok && !s->ctl;
 	if (lines_ok && s->hi == 0) {
 		p->cte = BA_MIME_CTE_7BIT;
@@ -738,30 +769,20 @@ static int prepare_part(ba_mime_part *p, ba_mime_part *root, const struct ba_mim
 		return 0;
 	}
 	struct scan s;
-	uint64_t lf;
-	size_t headlen;
-	if (scan_leaf(p, &s, &lf, chunk, &headlen, err) < 0)
+	int r = scan_leaf(p, &s, chunk, o, err);
+	if (r < 0)
 		return -1;
-	if (!p->type) {
-		struct ba_buf t = BA_BUF_INIT;
-		if (p->role == BA_MIME_BODY) {
-			ba_buf_addstr(&t, "text/plain");
-		} else if (ba_mime_detect_type(&t, chunk, headlen, p->filename ? p->filename : p->name,
-		                               o, err) < 0) {
-			ba_buf_release(&t);
-			return -1;
-		}
-		p->type = ba_buf_detach(&t, NULL);
-		if (!p->type)
-			return ba_err_set(err, EX_OSERR, "out of memory");
+	if (r == 1) {
+		p->cte = BA_MIME_CTE_BASE64;
+		p->charset_utf8 = 0;
+		return 0;
 	}
-	return choose_cte(p, &s, lf, o, err);
+	return choose_cte(p, &s, o, err);
 }
 
 int ba_mime_prepare(ba_mime_part *root, const struct ba_mime_opts *o, struct ba_err *err)
 {
-	/* room for the first chunk (kept for libmagic) and the one being read */
-	unsigned char *chunk = malloc(2 * BA_MIME_CHUNK);
+	unsigned char *chunk = malloc(BA_MIME_CHUNK);
 	if (!chunk)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	int rc = prepare_part(root, root, o, chunk, err);
@@ -866,7 +887,6 @@ static int write_leaf(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *
 	}
 	struct scan s;
 	scan_init(&s);
-	uint64_t lf = 0;
 	int held_cr = 0, rc = -1;
 	unsigned char last = '\n';
 	int any = 0;
@@ -878,13 +898,10 @@ static int write_leaf(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *
 			break;
 		if (!enc) {
 			scan_chunk(&s, chunk, (size_t)k);
-			for (const unsigned char *q = chunk, *e = chunk + k;
-			     (q = memchr(q, '\n', (size_t)(e - q))); q++)
-				lf++;
 			int still = s.maxline <= LINE_MAX_OCTETS && !s.boundary_like && !s.ctl &&
 			            (p->cte == BA_MIME_CTE_8BIT || s.hi == 0) &&
 			            (p->role == BA_MIME_BODY ? s.cr_bare == 0
-			                                     : endings_match(&s, lf, eol));
+			                                     : endings_match(&s, eol));
 			if (!still) {
 				ba_err_set(err, EX_DATAERR, "'%s' changed while being read", p->name);
 				goto out;

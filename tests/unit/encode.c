@@ -415,6 +415,57 @@ static void test_encode__qp_chunk_independent_roundtrip(void **state)
 	}
 }
 
+static void test_encode__writers_flush_and_errors(void **state)
+{
+	(void)state;
+	static struct ba_b64_writer bw;
+	static struct ba_qp_writer qw;
+	struct ba_buf b = BA_BUF_INIT;
+	struct ba_buf_writer out;
+	struct ba_err err = BA_ERR_INIT;
+	ba_buf_writer_init(&out, &b);
+	/* flush pushes the whole groups encoded so far, keeps the partial one */
+	ba_b64_writer_init(&bw, &out.base, "\n", 76);
+	assert_int_equal(ba_write(&bw.base, "foobarfo", 8, &err), 0);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(ba_flush(&bw.base, &err), 0);
+	assert_string_equal(ba_buf_str(&b), "Zm9vYmFy");
+	assert_int_equal(ba_b64_writer_finish(&bw, &err), 0);
+	assert_string_equal(ba_buf_str(&b), "Zm9vYmFyZm8=\n");
+	/* QP flush: the decided bytes; a trailing space waits for what follows */
+	ba_buf_reset(&b);
+	ba_qp_writer_init(&qw, &out.base, "\n", BA_QP_TEXT);
+	assert_int_equal(ba_write(&qw.base, "ab ", 3, &err), 0);
+	assert_int_equal(ba_flush(&qw.base, &err), 0);
+	assert_string_equal(ba_buf_str(&b), "ab");
+	assert_int_equal(ba_write(&qw.base, "\n", 1, &err), 0);
+	assert_int_equal(ba_qp_writer_finish(&qw, &err), 0);
+	assert_string_equal(ba_buf_str(&b), "ab=20\n");
+	/* a failing downstream writer fails the encoder */
+	struct ba_buf small;
+	ba_buf_init(&small, 100);
+	ba_buf_writer_init(&out, &small);
+	unsigned char big[20000];
+	memset(big, 'x', sizeof(big));
+	ba_b64_writer_init(&bw, &out.base, "\r\n", 76);
+	int rc = ba_write(&bw.base, big, sizeof(big), &err);
+	if (rc == 0)
+		rc = ba_b64_writer_finish(&bw, &err);
+	assert_int_equal(rc, -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	ba_buf_release(&small);
+	ba_buf_init(&small, 100);
+	ba_err_clear(&err);
+	ba_qp_writer_init(&qw, &out.base, "\r\n", 0);
+	rc = ba_write(&qw.base, big, sizeof(big), &err);
+	if (rc == 0)
+		rc = ba_qp_writer_finish(&qw, &err);
+	assert_int_equal(rc, -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	ba_buf_release(&small);
+	ba_buf_release(&b);
+}
+
 /* ---- RFC 2047 ------------------------------------------------------------ */
 
 static void expect_2047_decode(const char *in, const char *want)
@@ -469,6 +520,11 @@ static void test_encode__rfc2047_decode_rfc_examples(void **state)
 	const char *unk = "=?x-no-such-charset?q?a?=";
 	assert_int_equal(ba_rfc2047_decode(&b, unk, strlen(unk), &err), -1);
 	assert_int_equal(err.code, EX_DATAERR);
+	unk = "=?x-no-such-charset?q?a?= =?utf-8?q?b?=";
+	ba_err_clear(&err);
+	assert_int_equal(ba_rfc2047_decode(&b, unk, strlen(unk), &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_non_null(strstr(err.text, "x-no-such-charset"));
 	ba_buf_release(&b);
 }
 
@@ -790,6 +846,7 @@ int main(void)
 		cmocka_unit_test(test_encode__qp_rfc2045_rules),
 		cmocka_unit_test(test_encode__qp_decode),
 		cmocka_unit_test(test_encode__qp_chunk_independent_roundtrip),
+		cmocka_unit_test(test_encode__writers_flush_and_errors),
 		cmocka_unit_test(test_encode__rfc2047_decode_rfc_examples),
 		cmocka_unit_test(test_encode__rfc2047_encode_words),
 		cmocka_unit_test(test_encode__rfc2047_long_cjk_emoji_subject),

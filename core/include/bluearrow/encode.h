@@ -31,8 +31,10 @@ int ba_utf8_valid(const char *s, size_t n, size_t *bad);
 /* Appends the base64 of p[0..n) to out, one line, with padding.  0 or -1 (out failed). */
 int ba_base64_encode(struct ba_buf *out, const void *p, size_t n);
 /*
- * Appends the decoded bytes of s[0..n) to out.  Accepts padding, ignores
- * CR, LF and spaces; anything else is an error (-1, EX_DATAERR).
+ * Appends the decoded bytes of s[0..n) to out.  Accepts padding (and its
+ * absence: a last group of 2 or 3 characters), ignores CR, LF, space and
+ * tab; anything else, misplaced padding, data after padding or a dangling
+ * single character is an error (-1, EX_DATAERR) and leaves out unchanged.
  */
 int ba_base64_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err);
 
@@ -93,7 +95,13 @@ struct ba_qp_writer {
 };
 void ba_qp_writer_init(struct ba_qp_writer *w, ba_writer *out, const char *eol, unsigned flags);
 int ba_qp_writer_finish(struct ba_qp_writer *w, struct ba_err *err);
-/* Appends the decoding of s[0..n) to out (soft breaks removed).  -1 with EX_DATAERR on malformed input. */
+/*
+ * Appends the decoding of s[0..n) to out: soft breaks removed, hard line
+ * breaks kept as they are (CRLF or LF), white space at the end of a line
+ * removed (added in transport, RFC 2045 §6.7 rule 3), lowercase hex
+ * accepted.  -1 with EX_DATAERR on "=" not followed by two hex digits or a
+ * line break.
+ */
 int ba_qp_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err);
 
 /* ---- RFC 2047 encoded-words --------------------------------------------- */
