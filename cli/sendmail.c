@@ -314,11 +314,12 @@ static int deliver(struct sm_args *a)
 			goto out;
 		}
 	}
-	for (size_t k = 0; k < in.nrcpt; k++)
-		if (push_rcpt(&rcpt, &nrcpt, in.rcpt[k]) < 0)
-			goto oom;
+	/* the arguments' recipients first, then the header's (msmtp's order) */
 	for (size_t k = 0; k < a->nrcpt; k++)
 		if (push_rcpt(&rcpt, &nrcpt, a->rcpt[k]) < 0)
+			goto oom;
+	for (size_t k = 0; k < in.nrcpt; k++)
+		if (push_rcpt(&rcpt, &nrcpt, in.rcpt[k]) < 0)
 			goto oom;
 	if (cli_expand_aliases(&acct, &rcpt, &nrcpt, &err) < 0) {
 		code = fail(&err);

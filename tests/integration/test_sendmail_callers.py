@@ -1,0 +1,195 @@
+"""The sendmail personality as Debian 12's callers run it: each daemon's exact
+flag set replayed against a real (aiosmtpd) server, and the message checked
+byte for byte on arrival; Bcc must never leak and must still be a recipient.
+
+SUT_SENDMAIL=msmtp runs the same cases against msmtp (the cases that rely on
+sendmail's lone-dot rule, which msmtp does not implement, are marked)."""
+import os
+
+import pytest
+
+from conftest import sut_sendmail_cmd
+
+SUT_IS_MSMTP = os.path.basename(sut_sendmail_cmd()[0]) == "msmtp"
+
+HDR = (b"From: Cron Daemon <root@host.example.test>\n"
+       b"Date: Sun, 29 Nov 2026 00:00:00 +0000\n"
+       b"Message-ID: <cron.1@host.example.test>\n")
+
+
+def crlf(b):
+    return b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+# (name, flags before the recipients, recipients, headers after HDR, -t?, bcc?)
+CALLERS = [
+    ("debian-cron", ["-FCronDaemon", "-i", "-B8BITMIME", "-oem"], ["root"],
+     b"To: root\nSubject: Cron <root@host> run-parts\n", False),
+    ("cronie", ["-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root@host.example.test"], [],
+     b"To: admin@example.test\nBcc: audit@example.test\nSubject: Cron <root@host> job\n", True),
+    ("vixie-cron", ["-FCronDaemon", "-odi", "-oem", "-oi", "-t"], [],
+     b"To: admin@example.test\nSubject: Cron <root@host> job\n", True),
+    ("busybox-crond", ["-t", "-oem", "-i"], [],
+     b"To: admin@example.test\nBcc: audit@example.test\nSubject: cron\n", True),
+    ("anacron", ["-FAnacron", "-odi"], ["admin@example.test"],
+     b"To: admin@example.test\nSubject: Anacron job 'cron.daily'\n", False),
+    ("atd", ["-i"], ["root"],
+     b"Subject: Output from your job 7\nTo: root\n", False),
+    ("systemd-cron", ["-i", "-B8BITMIME"], ["admin@example.test"],
+     b"To: admin@example.test\nSubject: [host] result of cron-daily.service\n", False),
+    ("php-mail", ["-t", "-i"], [],
+     b"To: user@example.test\nCc: copy@example.test\nBcc: secret@example.test\nSubject: PHP\n", True),
+    ("unattended-upgrades", ["-oi", "-t"], [],
+     b"To: admin@example.test\nSubject: unattended-upgrades result for host: SUCCESS\n", True),
+    ("mdadm-logwatch-sudo", ["-t"], [],
+     b"To: root@example.test\nBcc: hidden@example.test\nSubject: *** SECURITY information ***\n", True),
+    ("fail2ban", ["-f", "fail2ban@host.example.test"], ["admin@example.test"],
+     b"To: admin@example.test\nSubject: [Fail2Ban] sshd: banned 192.0.2.1\n", False),
+    ("bsd-mailx-smartd", ["-i", "-t"], [],
+     b"To: root@example.test\nSubject: SMART error (FailedReadSmartSelfTest) detected\n", True),
+    ("git-send-email", ["-f", "dev@example.test", "-i"], ["list@example.test", "cc@example.test"],
+     b"To: list@example.test\nCc: cc@example.test\nSubject: [PATCH 1/3] fix\n", False),
+    ("mutt", ["-oem", "-oi", "--"], ["friend@example.test", "bcc-me@example.test"],
+     b"To: friend@example.test\nSubject: hi\n", False),
+    ("s-nail", ["-i", "--"], ["friend@example.test"],
+     b"To: friend@example.test\nSubject: hi\n", False),
+]
+
+BODY = (b"\nline one\n.\n..leading dots\n.x\nend of report\n")
+
+
+def aliases_file(tmp_path):
+    p = tmp_path / "aliases"
+    p.write_text("root: admin@example.test\n")
+    return str(p)
+
+
+@pytest.mark.parametrize("name,flags,rcpts,hdr,t", CALLERS, ids=[c[0] for c in CALLERS])
+def test_caller(name, flags, rcpts, hdr, t, smtp_server, write_config, sendmail, tmp_path):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="root@host.example.test", aliases=aliases_file(tmp_path))
+    msg = HDR + hdr + BODY
+    # callers without -i (vixie-cron, mdadm) never send a lone "." line: sendmail would end there
+    dots_end = "-i" not in flags and "-oi" not in flags
+    if dots_end:
+        msg = msg.replace(b"\n.\n", b"\n")
+    r = sendmail("-C", cfg, *flags, *rcpts, input=msg)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"" and r.stderr == b"", "sendmail must be silent on success"
+    txn = srv.wait_txn()
+    # envelope: -f if given, else the account's from
+    want_from = flags[flags.index("-f") + 1] if "-f" in flags else "root@host.example.test"
+    assert txn.mail_from == want_from
+    want_rcpts = []
+    if t:
+        for line in hdr.split(b"\n"):
+            k, _, v = line.partition(b":")
+            if k in (b"To", b"Cc", b"Bcc"):
+                want_rcpts.append(v.strip().decode())
+    want_rcpts += [("admin@example.test" if a == "root" else a) for a in rcpts]
+    assert txn.accepted_rcpts == want_rcpts
+    # the message: unchanged but for the Bcc field (and line ends on the wire)
+    want = b"".join(l + b"\n" for l in msg.split(b"\n")[:-1] if not l.startswith(b"Bcc:"))
+    assert txn.data == crlf(want)
+    assert b"Bcc" not in txn.data and b"audit@" not in txn.data and b"secret@" not in txn.data
+    assert srv.conn.bare_cr_lf() == []
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="msmtp reads to the end of input without -i")
+def test_lone_dot_ends_input_without_i(smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    msg = HDR + b"To: b@example.test\nSubject: s\n\nkept\n.\ndropped\n"
+    r = sendmail("-C", cfg, "-t", input=msg)
+    assert r.returncode == 0, r.stderr
+    assert srv.wait_txn().data == crlf(HDR + b"To: b@example.test\nSubject: s\n\nkept\n")
+
+
+def test_generated_from_uses_full_name(smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="root@host.example.test")
+    r = sendmail("-C", cfg, "-FCronDaemon", "-i", "admin@example.test",
+                 input=b"Subject: x\n\nbody\n")
+    assert r.returncode == 0, r.stderr
+    data = srv.wait_txn().data
+    assert data.startswith(b"From: CronDaemon <root@host.example.test>\r\nDate: ")
+    assert b"\r\nMessage-ID: <" in data
+
+
+@pytest.mark.parametrize("opt,val", [("-f", "a@x.test\r\nRCPT TO:<evil@x.test>"),
+                                     ("-f", "a@x.test\nBcc: evil@x.test"),
+                                     ("-F", "Name\r\nBcc: evil@x.test"),
+                                     ("-F", "Name\x1b[31m"),
+                                     ("-N", "success\r\nRSET"),
+                                     ("-R", "full\nX"),
+                                     ("-V", "id\r\nRSET")])
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="msmtp passes these to the server")
+def test_injection_refused(opt, val, smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, opt, val, "b@example.test", input=b"Subject: x\n\nbody\n")
+    assert r.returncode == 64, r.stderr
+    assert srv.txns == [] and srv.conns == []
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="bluearrow's refusals")
+@pytest.mark.parametrize("args", [["-X", "/tmp/ba-x.log"], ["-X/tmp/ba-x.log"],
+                                  ["-OQueueDirectory=/tmp"], ["-bs"], ["-bd"], ["-bv"],
+                                  ["-q1h"], ["--no-such-option"], ["-Z"]])
+def test_dangerous_flags_refused(args, smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, *args, "b@example.test", input=b"Subject: x\n\nbody\n")
+    assert r.returncode == 64, r.stderr
+    assert not os.path.exists("/tmp/ba-x.log")
+    assert srv.conns == []
+    assert len(r.stderr.splitlines()) <= 2
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="bluearrow's queue options")
+def test_queue_options(sendmail):
+    r = sendmail("-bp")
+    assert r.returncode == 0 and r.stdout == b"Mail queue is empty\n"
+    r = sendmail("-q")
+    assert r.returncode == 0 and r.stdout == b"" and r.stderr == b""
+
+
+def test_dash_args_are_never_recipients(smtp_server, write_config, sendmail):
+    """Before "--" an argument starting with '-' is an option; after it, data."""
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, "-i", "b@example.test", "-t", input=HDR + b"To: c@example.test\n\nx\n")
+    assert r.returncode == 0, r.stderr
+    # argument recipients first, then the header ones, as msmtp orders them
+    assert srv.wait_txn().accepted_rcpts == ["b@example.test", "c@example.test"]
+
+
+def test_no_recipients_is_usage_error(smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, "-t", "-i", input=b"Subject: none\n\nx\n")
+    assert r.returncode == 64
+    assert srv.conns == []
+
+
+def test_failure_names_account_server_and_reply(smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, "-i", "reject-me@example.test", input=HDR + b"\nx\n")
+    # bluearrow: every recipient refused permanently is EX_NOUSER (67); msmtp says EX_DATAERR
+    assert r.returncode == (65 if SUT_IS_MSMTP else 67), r.stderr
+    err = r.stderr.decode()
+    if not SUT_IS_MSMTP:
+        assert len(err.splitlines()) == 1
+        assert "test" in err and "127.0.0.1" in err and "550" in err
+    assert srv.txns == [] or srv.txns[0].data is None
+
+
+def test_big_message_spools_and_arrives(smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    body = b"".join(b"%08d 0123456789abcdefghijklmnopqrstuvwxyz\n" % i for i in range(80000))
+    msg = HDR + b"To: b@example.test\nSubject: big\n\n" + body
+    r = sendmail("-C", cfg, "-t", "-i", input=msg, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert srv.wait_txn(timeout=60).data == crlf(msg)
