@@ -12,9 +12,10 @@ int cmd_config(int argc, char **argv);
 struct config_opts {
 	const char *file;
 	const char *account;
+	const char *from;
 };
 
-/* -C FILE, -CFILE, --file=FILE, --file FILE; -a ACCOUNT likewise (--account). */
+/* -C FILE, -CFILE, --file=FILE, --file FILE; -a ACCOUNT, -f ADDRESS likewise. */
 static int parse_opts(struct config_opts *o, int argc, char **argv, int allow_account)
 {
 	for (int i = 2; i < argc; i++) {
@@ -28,6 +29,10 @@ static int parse_opts(struct config_opts *o, int argc, char **argv, int allow_ac
 		           (strncmp(s, "-a", 2) == 0 || strncmp(s, "--account", 9) == 0)) {
 			dst = &o->account;
 			val = s[1] == 'a' ? s + 2 : s + 9;
+		} else if (allow_account &&
+		           (strncmp(s, "-f", 2) == 0 || strncmp(s, "--from", 6) == 0)) {
+			dst = &o->from;
+			val = s[1] == 'f' ? s + 2 : s + 6;
 		} else {
 			return cli_usage_error("config", "unknown argument '%s'", s);
 		}
@@ -86,12 +91,16 @@ static int config_check(ba_config *cfg)
 	return 0;
 }
 
-static int config_show(ba_config *cfg, const char *account)
+static int config_show(ba_config *cfg, const struct config_opts *o)
 {
 	struct ba_err err = BA_ERR_INIT;
 	struct ba_buf out = BA_BUF_INIT;
-	const struct ba_account *a = ba_config_account(cfg, account, &err);
-	if (!a)
+	const struct ba_account *a = NULL;
+	/* as the sendmail personality chooses: -a, else the account of -f, else default */
+	if (!o->account && o->from && (a = ba_config_account_by_from(cfg, o->from)) &&
+	    ba_config_account_check(a, &err) < 0)
+		return cli_fail(&err);
+	if (!a && !(a = ba_config_account(cfg, o->account, &err)))
 		return cli_fail(&err);
 	if (ba_config_format_account(&out, a) < 0) {
 		ba_buf_release(&out);
@@ -105,7 +114,7 @@ static int config_show(ba_config *cfg, const char *account)
 
 int cmd_config(int argc, char **argv)
 {
-	struct config_opts o = { NULL, NULL };
+	struct config_opts o = { NULL, NULL, NULL };
 	struct ba_err err = BA_ERR_INIT;
 	ba_config *cfg = NULL;
 	int rc;
@@ -121,7 +130,7 @@ int cmd_config(int argc, char **argv)
 	if (load(&cfg, &o, &err) < 0)
 		return cli_fail(&err);
 	if (is_show) {
-		rc = config_show(cfg, o.account);
+		rc = config_show(cfg, &o);
 	} else if (strcmp(sub, "check") == 0) {
 		rc = config_check(cfg);
 	} else {

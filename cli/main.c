@@ -21,7 +21,7 @@ const struct cli_cmd cli_cmds[] = {
 	  cli_compose_usage },
 	{ "config", cmd_config, "check the configuration or show an account's settings",
 	  "usage: bluearrow config check [-C FILE]\n"
-	  "       bluearrow config show [-C FILE] [-a ACCOUNT]\n"
+	  "       bluearrow config show [-C FILE] [-a ACCOUNT | -f ADDRESS]\n"
 	  "       bluearrow config list [-C FILE]\n\n"
 	  "   check   load and validate the file; prints the number of accounts and the default\n"
 	  "   show    print the effective settings of ACCOUNT (default: the default account)\n"
@@ -30,7 +30,9 @@ const struct cli_cmd cli_cmds[] = {
 	  "   -C, --file FILE        the configuration file (default: $BLUEARROW_CONFIG,\n"
 	  "                          ~/.config/bluearrow/config, ~/.bluearrowrc, ~/.msmtprc,\n"
 	  "                          ~/.config/msmtp/config, /etc/bluearrow.conf, /etc/msmtprc)\n"
-	  "   -a, --account ACCOUNT  the account to show\n\n"
+	  "   -a, --account ACCOUNT  the account to show\n"
+	  "   -f, --from ADDRESS     show the account the envelope sender ADDRESS selects\n"
+	  "                          (its 'from', as msmtp -f does; else the default)\n\n"
 	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
 	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
 	  cli_sendmail_usage },

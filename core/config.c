@@ -296,6 +296,14 @@ int ba_config_account_check(const struct ba_account *a, struct ba_err *err)
 		what = "tls requires tls_trust_file, tls_fingerprint or tls_certcheck off";
 	else if (a->tls_crl_file && (!a->tls_trust_file || !*a->tls_trust_file))
 		what = "tls_crl_file requires tls_trust_file";
+	else if (a->auth_method && (strcmp(a->auth_method, "digest-md5") == 0 ||
+	                            strcmp(a->auth_method, "gssapi") == 0 ||
+	                            strcmp(a->auth_method, "ntlm") == 0))
+		/* msmtp knows them (through GNU SASL); we do not: say so before connecting */
+		return ba_err_set(err, EX_CONFIG,
+		                  "account '%s' (%s:%u): auth method '%s' is not supported by "
+		                  "bluearrow (use 'auth on', or scram-sha-256, plain, "
+		                  "oauthbearer...)", a->name, a->file, a->line, a->auth_method);
 	if (what)
 		return ba_err_set(err, EX_CONFIG, "account '%s' (%s:%u): %s", a->name, a->file,
 		                  a->line, what);

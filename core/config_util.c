@@ -249,14 +249,31 @@ int ba_config_expand(struct ba_buf *out, const char *value, unsigned flags, stru
 	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
 }
 
+int ba_config_envelope_from(struct ba_buf *out, const struct ba_account *acc,
+                            struct ba_err *err)
+{
+	if (acc->auto_from) {
+		/* msmtp's obsolete auto_from replaces from */
+		add_user(out);
+		if (acc->maildomain && *acc->maildomain)
+			ba_buf_addf(out, "@%s", acc->maildomain);
+		return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+	}
+	if (!acc->from)
+		return 0;
+	return ba_config_expand(out, acc->from, BA_EXPAND_USER, err);
+}
+
 /* ---- printing ---------------------------------------------------------- */
 
 /* A value as msmtp reads it back: quoted when blanks at either end or quotes would be eaten. */
 static void add_value(struct ba_buf *out, const char *v)
 {
 	size_t n = strlen(v);
+	/* a final CR would be taken for a CR LF line end */
 	int quote = n == 0 || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' ||
-	            v[n - 1] == '\t' || (n >= 2 && v[0] == '"' && v[n - 1] == '"');
+	            v[n - 1] == '\t' || v[n - 1] == '\r' ||
+	            (n >= 2 && v[0] == '"' && v[n - 1] == '"');
 	if (quote)
 		ba_buf_addf(out, "\"%s\"", v);
 	else

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -248,6 +250,7 @@ void ba_count_writer_init(struct ba_count_writer *w)
 struct fd_stream {
 	ba_stream base;
 	int rfd, wfd;
+	int is_sock; /* wfd is a socket: write with MSG_NOSIGNAL */
 	char name[64];
 };
 
@@ -296,7 +299,8 @@ static int fd_stream_write(ba_stream *base, const void *p, size_t n, int64_t dea
 	struct fd_stream *s = (struct fd_stream *)base;
 	const unsigned char *q = p;
 	while (n) {
-		ssize_t k = write(s->wfd, q, n);
+		/* a socket peer that went away must give EPIPE, not kill the process */
+		ssize_t k = s->is_sock ? send(s->wfd, q, n, MSG_NOSIGNAL) : write(s->wfd, q, n);
 		if (k >= 0) {
 			q += k;
 			n -= (size_t)k;
@@ -339,6 +343,8 @@ ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "connection");
 	fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
 	fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+	struct stat st;
+	s->is_sock = fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode);
 	return &s->base;
 }
 

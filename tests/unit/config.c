@@ -397,7 +397,8 @@ static void test_config__account_check(void **state)
 	                          "account k\nhost h\ntls_key_file /k\n"
 	                          "account t\nhost h\ntls on\ntls_trust_file\n"
 	                          "account t2 : t\ntls_certcheck off\n"
-	                          "account s\nsocket /run/s\n");
+	                          "account s\nsocket /run/s\n"
+	                          "account g\nhost h\nauth gssapi\n");
 	struct ba_err err = BA_ERR_INIT;
 	assert_null(ba_config_account(cfg, "tmpl", &err));
 	assert_string_equal(err.text, "account 'tmpl' (t.rc:1): host not set");
@@ -406,6 +407,8 @@ static void test_config__account_check(void **state)
 	assert_null(ba_config_account(cfg, "t", &err));
 	assert_non_null(strstr(err.text, "tls requires"));
 	assert_non_null(ba_config_account(cfg, "t2", &err));
+	assert_null(ba_config_account(cfg, "g", &err));
+	assert_non_null(strstr(err.text, "account 'g' (t.rc:14): auth method 'gssapi' is not supported"));
 	assert_non_null(ba_config_account(cfg, "s", &err));
 	ba_config_free(cfg);
 }
@@ -473,6 +476,15 @@ static void test_config__format_round_trip(void **state)
 	ba_buf_release(&out);
 	ba_config_free(back);
 	ba_config_free(cfg);
+
+	/* found by fuzz_config: a value ending in CR must be quoted to survive */
+	cfg = parse_ok("account a\nhost h\r\r\n");
+	assert_string_equal(acc(cfg, "a")->host, "h\r");
+	ba_buf_init(&out, 0);
+	ba_config_format_account(&out, acc(cfg, "a"));
+	assert_non_null(strstr(ba_buf_str(&out), "\nhost \"h\r\"\n"));
+	ba_buf_release(&out);
+	ba_config_free(cfg);
 }
 
 static char tmpdir[64];
@@ -511,6 +523,18 @@ static void test_config__password_file_permissions(void **state)
 	chmod(path, 0644);
 	assert_int_equal(ba_config_load(&cfg, path, BA_CONFIG_SYSTEM, &err), 0);
 	ba_config_free(cfg);
+	/* a password that eval produces counts too */
+	write_file(path, "account a\nhost h\neval echo password fromeval\n", 0644);
+	assert_int_equal(ba_config_load(&cfg, path, 0, &err), -1);
+	assert_non_null(strstr(err.text, "must not be readable by group or others"));
+	/* owned by someone else: refused even when private (and even for root) */
+	if (geteuid() == 0) {
+		write_file(path, "account a\nhost h\npassword s3cret\n", 0600);
+		assert_int_equal(chown(path, 65534, (gid_t)-1), 0);
+		assert_int_equal(ba_config_load(&cfg, path, 0, &err), -1);
+		assert_non_null(strstr(err.text, "contains a password and must be owned by you"));
+		assert_int_equal(chown(path, 0, (gid_t)-1), 0);
+	}
 	/* no password, no requirement */
 	write_file(path, "account a\nhost h\npasswordeval echo x\n", 0644);
 	assert_int_equal(ba_config_load(&cfg, path, 0, &err), 0);
@@ -577,6 +601,32 @@ static void test_config__expand(void **state)
 	assert_int_equal(ba_config_expand(&out, "%U@x", 0, &err), 0);
 	assert_string_equal(ba_buf_str(&out), "%U@x");
 	ba_buf_release(&out);
+}
+
+static void test_config__envelope_from(void **state)
+{
+	(void)state;
+	struct ba_buf out = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	setenv("USER", "jo", 1);
+	setenv("HOSTNAME", "box.example", 1);
+	ba_config *cfg = parse_ok("account a\nhost h\nfrom %U@%H\n"
+	                          "account b : a\nauto_from on\nmaildomain example.org\n"
+	                          "account c : a\nauto_from\n"
+	                          "account d\nhost h\n");
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "a"), &err), 0);
+	assert_string_equal(ba_buf_str(&out), "jo@box.example");
+	ba_buf_reset(&out);
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "b"), &err), 0);
+	assert_string_equal(ba_buf_str(&out), "jo@example.org");
+	ba_buf_reset(&out);
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "c"), &err), 0);
+	assert_string_equal(ba_buf_str(&out), "jo");
+	ba_buf_reset(&out);
+	assert_int_equal(ba_config_envelope_from(&out, acc(cfg, "d"), &err), 0);
+	assert_int_equal(out.len, 0);
+	ba_buf_release(&out);
+	ba_config_free(cfg);
 }
 
 static void test_config__run_command(void **state)
@@ -650,6 +700,7 @@ int main(void)
 		cmocka_unit_test(test_config__password_file_permissions),
 		cmocka_unit_test(test_config__find_default_path),
 		cmocka_unit_test(test_config__expand),
+		cmocka_unit_test(test_config__envelope_from),
 		cmocka_unit_test(test_config__run_command),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

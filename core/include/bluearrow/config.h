@@ -246,9 +246,10 @@ const struct ba_account *ba_config_account_by_from(const ba_config *cfg,
 /*
  * Checks that acc can be used to send, as msmtp does for the account it
  * uses: host (or socket) set, a port for lmtp, tls_key_file and
- * tls_cert_file together, tls_crl_file only with a tls_trust_file, and with
+ * tls_cert_file together, tls_crl_file only with a tls_trust_file, with
  * tls on some way to verify the server (tls_trust_file, tls_fingerprint, or
- * tls_certcheck off).
+ * tls_certcheck off), and an auth method bluearrow implements (msmtp's
+ * digest-md5, gssapi and ntlm are accepted by the parser but refused here).
  * Errors: EX_CONFIG "account 'x' (FILE:LINE): host not set" etc.
  */
 int ba_config_account_check(const struct ba_account *acc, struct ba_err *err);
@@ -288,6 +289,17 @@ enum ba_config_expand_flags {
  * Errors: EX_CONFIG ("cannot read '/etc/mailname': ..."), EX_OSERR.
  */
 int ba_config_expand(struct ba_buf *out, const char *value, unsigned flags, struct ba_err *err);
+
+/*
+ * The account's envelope sender as msmtp computes it when no -f overrides
+ * it: with auto_from on, USER@maildomain (just USER when maildomain is
+ * empty or unset); else `from` with %U %H %C %M expanded
+ * (ba_config_expand()).  Appends it to out; appends nothing when neither is
+ * set (the caller decides whether that is an error).
+ * Errors: those of ba_config_expand().
+ */
+int ba_config_envelope_from(struct ba_buf *out, const struct ba_account *acc,
+                            struct ba_err *err);
 
 /*
  * Runs cmd through /bin/sh -c (fork/exec, stdin /dev/null, stderr passed

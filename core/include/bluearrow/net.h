@@ -9,7 +9,7 @@
 struct ba_net_params {
 	const char *host;        /* name or address literal; a path starting with '/' = unix socket */
 	unsigned port;
-	const char *source_ip;   /* optional local address to bind */
+	const char *source_ip;   /* optional local address to bind (numeric literal) */
 	const char *proxy_host;  /* optional SOCKS5 proxy (RFC 1928), no auth; the proxy resolves host */
 	unsigned proxy_port;
 	int timeout_ms;          /* connect deadline per address and for the proxy exchange; <= 0: 60 s */
@@ -17,13 +17,29 @@ struct ba_net_params {
 };
 
 /*
- * Connects to p->host:p->port, trying every address getaddrinfo returns in
- * order until one answers, each within the timeout; with TCP_NODELAY set
- * (the engine batches its writes, so Nagle only adds delay).  On success
- * *out is a stream the caller frees with ba_stream_free().  Errors:
- * EX_NOHOST (name does not resolve), EX_TEMPFAIL (timeout, refused,
- * unreachable: every address failed; the text names the host, port and
- * the last reason), EX_OSERR, EX_PROTOCOL (SOCKS5 proxy refused).
+ * Connects to p->host:p->port, trying every address getaddrinfo returns
+ * (AF_UNSPEC: IPv6 and IPv4) in order until one answers, each within the
+ * timeout; with TCP_NODELAY set (the engine batches its writes, so Nagle
+ * only adds delay).  host may be an address literal, also "[2001:db8::1]".
+ * A host starting with '/' is the path of a unix-domain stream socket
+ * (port and source_ip are ignored).  With proxy_host, the TCP connection
+ * goes to the proxy, which is asked with a SOCKS5 CONNECT for host as a
+ * DOMAINNAME (RFC 1928 §5), so the proxy resolves it; the timeout covers
+ * the whole proxy exchange as well.  All pointers in *p are borrowed for the
+ * call.  On success *out is a stream the caller frees with ba_stream_free().
+ *
+ * Errors:
+ *  EX_NOHOST    the name does not resolve ("cannot resolve 'x': ...")
+ *  EX_TEMPFAIL  every address failed, or DNS is temporarily unavailable;
+ *               "cannot connect to 'x' port 25: connection refused" (the
+ *               last reason: connection refused, timed out, network/host
+ *               unreachable); a SOCKS5 reply 3-6 (unreachable, refused, TTL)
+ *  EX_PROTOCOL  the SOCKS5 proxy refused otherwise (ruleset, unsupported) or
+ *               spoke something else: "SOCKS5 proxy 'p' port 1080 cannot
+ *               connect to 'x' port 25: connection not allowed by ruleset"
+ *  EX_CONFIG    source_ip is not a usable numeric address for any of the
+ *               destination's families; host too long for SOCKS5 (255)
+ *  EX_OSERR     sockets cannot be created, bind failed, out of memory
  */
 int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err *err);
 

@@ -26,10 +26,12 @@ enum ba_secret_source {
  * Resolves the password of acc and appends it to out (which should be empty;
  * release it with ba_buf_release_secret()).  *source (may be NULL) says where
  * it came from.  Not finding one is not an error (BA_SECRET_NONE).
- * Errors: passwordeval fails to run (EX_OSERR), exits non-zero or prints
- * nothing (EX_CONFIG, "account 'x': passwordeval command failed ..." /
- * "... printed no password"); a netrc file that cannot be parsed or is
- * readable by others (EX_CONFIG).
+ * Errors: passwordeval cannot run (EX_OSERR), exits non-zero or is killed
+ * (EX_CONFIG, "account 'x': passwordeval: command 'CMD' failed with exit
+ * status N"), prints nothing ("account 'x': passwordeval command 'CMD'
+ * printed no password"); ~/.netrc unreadable, or readable by group or
+ * others while holding the password found (EX_CONFIG).  An unreadable
+ * /etc/netrc is skipped.
  */
 int ba_secret_password(struct ba_buf *out, enum ba_secret_source *source,
                        const struct ba_account *acc, struct ba_err *err);

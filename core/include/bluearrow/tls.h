@@ -2,8 +2,15 @@
  *
  * Verification is GnuTLS's own (gnutls_certificate_verify_peers with the
  * host name): chain to a trusted root, CA flags, validity dates, host name or
- * IP address, and the TLS server key purpose.  The system trust store is
- * loaded only when a handshake needs it and no trust file is given.
+ * IP address (RFC 6125), and the TLS server key purpose.  It runs inside the
+ * handshake, so a refused certificate ends it with an alert.  The system
+ * trust store (~9 ms to load) is loaded only when certcheck is on and
+ * neither a trust file nor a fingerprint is given.
+ *
+ * The session reads and writes through the inner ba_stream, so TLS works
+ * over TCP, unix sockets and SOCKS5 alike; the handshake uses its own
+ * deadline, later reads and writes the deadline passed to each call.  Large
+ * writes go out as full 16 KB records, encrypted from the caller's buffer.
  */
 #ifndef BLUEARROW_TLS_H
 #define BLUEARROW_TLS_H
@@ -16,14 +23,18 @@
 #include "bluearrow/log.h"
 
 struct ba_tls_params {
-	const char *host;          /* the name to verify and send as SNI (SNI only for DNS names) */
+	const char *host;          /* the name to verify (an A-label) and send as SNI; SNI only
+	                              for DNS names, never for IPv4/IPv6 literals ("[::1]" ok) */
 	const char *trust_file;    /* PEM CA bundle; NULL = system trust store; "system" too */
 	const char *crl_file;      /* optional PEM CRL */
-	const char *fingerprint;   /* optional pin: "SHA256:AB:CD..." or hex; replaces CA verification */
+	const char *fingerprint;   /* optional pin: "SHA256:AB:CD..." or 64 hex digits, colons
+	                              optional: SHA-256 of the leaf's DER; replaces CA, date and
+	                              host checks */
 	const char *cert_file;     /* optional client certificate (PEM) */
 	const char *key_file;      /* its key (PEM) */
 	const char *priorities;    /* GnuTLS priority string; NULL = "NORMAL" */
-	int certcheck;             /* 0 = do not verify (tls_certcheck off); the caller warns */
+	int certcheck;             /* 0 = do not verify at all, pin included (tls_certcheck off);
+	                              the caller warns */
 	int min_dh_bits;           /* 0 = GnuTLS default */
 	int timeout_ms;            /* handshake deadline; <= 0: 60 s */
 	const struct ba_log *log;  /* optional */
@@ -41,15 +52,28 @@ struct ba_tls_info {
 };
 
 /*
- * Performs a TLS handshake over inner and verifies the peer as *p requires.
- * Takes ownership of inner, also on failure.  On success *out is the
- * encrypted stream (free with ba_stream_free()); if info is not NULL it is
- * filled (also on a verification failure, so the caller can show the
- * fingerprint).  Errors: EX_UNAVAILABLE for a handshake or verification
- * failure, with one reason per cause: "certificate has expired", "certificate
- * is not valid for host 'x'", "certificate issuer is unknown", ... and the
- * fingerprint in the text; EX_TEMPFAIL for a timeout; EX_CONFIG for unusable
- * trust/cert/key files or priorities.
+ * Performs a TLS handshake over inner and verifies the peer as *p requires
+ * (*p is borrowed for the call).  Takes ownership of inner, also on
+ * failure.  On success *out is the encrypted stream (free with
+ * ba_stream_free(), which sends close_notify); its pending op reports
+ * decrypted bytes not yet read.  If info is not NULL it is filled (also on
+ * a verification failure, so the caller can show the fingerprint).
+ *
+ * Errors:
+ *  EX_UNAVAILABLE  handshake or verification failure.  Verification texts:
+ *    "TLS certificate of 'h' not accepted: <reason> (SHA256:AB:..; to trust
+ *    this certificate, set tls_fingerprint SHA256:AB:..)" with one reason per
+ *    cause: "certificate has expired", "certificate is not yet valid",
+ *    "certificate is not valid for host 'h'", "certificate issuer is
+ *    unknown", "certificate is self-signed and not trusted", "certificate
+ *    has been revoked", "certificate is not meant for a TLS server (key
+ *    purpose)", "certificate signature is invalid", "certificate does not
+ *    match tls_fingerprint", ...
+ *  EX_TEMPFAIL     the handshake deadline passed
+ *  EX_CONFIG       unusable trust, CRL, certificate or key files, a bad pin,
+ *                  or priorities ("invalid TLS priorities 'x' at position 8
+ *                  ('+BOGUS')")
+ *  EX_OSERR        GnuTLS could not be initialised, out of memory
  */
 int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *p,
                  struct ba_tls_info *info, struct ba_err *err);

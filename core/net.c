@@ -1,0 +1,309 @@
+/* net.c - connections with deadlines: TCP (IPv6/IPv4), unix sockets, SOCKS5 (RFC 1928) */
+#include "bluearrow/net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define NET_DEFAULT_TIMEOUT_MS 60000
+
+static void set_nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Short reason for a connect errno, as the error text shows it. */
+static const char *connect_reason(int e)
+{
+	switch (e) {
+	case ECONNREFUSED: return "connection refused";
+	case ETIMEDOUT: return "timed out";
+	case ENETUNREACH: return "network unreachable";
+	case EHOSTUNREACH: return "host unreachable";
+	default: return strerror(e);
+	}
+}
+
+/*
+ * Non-blocking connect of fd to addr, finished before deadline.  Returns 0,
+ * or an errno value (ETIMEDOUT when the deadline passed).
+ */
+static int connect_deadline(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline)
+{
+	set_nonblock(fd);
+	if (connect(fd, addr, len) == 0)
+		return 0;
+	if (errno != EINPROGRESS && errno != EINTR)
+		return errno;
+	for (;;) {
+		int64_t left = deadline - ba_now_ms();
+		if (left <= 0)
+			return ETIMEDOUT;
+		struct pollfd pfd = { fd, POLLOUT, 0 };
+		int r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (r < 0 && errno != EINTR)
+			return errno;
+		if (r > 0)
+			break;
+	}
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		return errno;
+	return soerr;
+}
+
+static int connect_unix(ba_stream **out, const struct ba_net_params *p, int timeout_ms,
+                        struct ba_err *err)
+{
+	struct sockaddr_un sun;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(p->host) >= sizeof(sun.sun_path))
+		return ba_err_set(err, EX_CONFIG, "unix socket path too long: '%s'", p->host);
+	memcpy(sun.sun_path, p->host, strlen(p->host) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return ba_err_set(err, EX_OSERR, "cannot create socket: %s", strerror(errno));
+	int e = connect_deadline(fd, (struct sockaddr *)&sun, sizeof(sun), ba_deadline(timeout_ms));
+	if (e) {
+		close(fd);
+		return ba_err_set(err, EX_TEMPFAIL, "cannot connect to '%s': %s", p->host,
+		                  connect_reason(e));
+	}
+	*out = ba_fd_stream_new(fd, fd, p->host);
+	if (!*out)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
+/* Resolves source_ip (a numeric address) for binding to a socket of family. */
+static int bind_source(int fd, int family, const char *source_ip, struct ba_err *err)
+{
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+	int r = getaddrinfo(source_ip, NULL, &hints, &res);
+	if (r != 0)
+		return ba_err_set(err, EX_CONFIG, "source address '%s' does not fit a %s connection",
+		                  source_ip, family == AF_INET6 ? "IPv6" : "IPv4");
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
+		int e = errno;
+		freeaddrinfo(res);
+		return ba_err_set(err, EX_OSERR, "cannot bind to source address '%s': %s", source_ip,
+		                  strerror(e));
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* TCP connect to host:port, every address in turn. On success *fdp is a connected socket. */
+static int connect_tcp(int *fdp, const char *host, unsigned port, const char *source_ip,
+                       int timeout_ms, const struct ba_log *log, struct ba_err *err)
+{
+	struct addrinfo hints, *res = NULL;
+	char service[16];
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_ADDRCONFIG;
+	snprintf(service, sizeof(service), "%u", port);
+	int r = getaddrinfo(host, service, &hints, &res);
+	if (r == EAI_SYSTEM)
+		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, strerror(errno));
+	if (r == EAI_AGAIN)
+		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': %s", host, gai_strerror(r));
+	if (r != 0)
+		return ba_err_set(err, EX_NOHOST, "cannot resolve '%s': %s", host, gai_strerror(r));
+
+	const char *last = "no usable address";
+	int attempts = 0;
+	struct ba_err bind_err = BA_ERR_INIT;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		char addr[64] = "?";
+		getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			last = strerror(errno);
+			continue;
+		}
+		if (source_ip) {
+			if (bind_source(fd, ai->ai_family, source_ip, &bind_err) < 0) {
+				ba_log(log, BA_LOG_DEBUG, "skipping %s: %s", addr, bind_err.text);
+				close(fd);
+				continue;
+			}
+		}
+		ba_log(log, BA_LOG_DEBUG, "connecting to %s port %u", addr, port);
+		attempts++;
+		int e = connect_deadline(fd, ai->ai_addr, ai->ai_addrlen, ba_deadline(timeout_ms));
+		if (e == 0) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			freeaddrinfo(res);
+			*fdp = fd;
+			return 0;
+		}
+		close(fd);
+		last = connect_reason(e);
+		ba_log(log, BA_LOG_DEBUG, "cannot connect to %s port %u: %s", addr, port, last);
+	}
+	freeaddrinfo(res);
+	if (!attempts && bind_err.code) {
+		if (err)
+			*err = bind_err;
+		return -1;
+	}
+	return ba_err_set(err, EX_TEMPFAIL, "cannot connect to '%s' port %u: %s", host, port, last);
+}
+
+/* RFC 1928 §6 reply codes. */
+static const char *socks_reply_text(unsigned char rep)
+{
+	static const char *const text[] = {
+		"succeeded",
+		"general SOCKS server failure",
+		"connection not allowed by ruleset",
+		"network unreachable",
+		"host unreachable",
+		"connection refused",
+		"TTL expired",
+		"command not supported",
+		"address type not supported",
+	};
+	return rep < sizeof(text) / sizeof(text[0]) ? text[rep] : "unknown reply code";
+}
+
+static int read_exact(ba_stream *s, void *p, size_t n, int64_t deadline, const char *what,
+                      struct ba_err *err)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = ba_stream_read(s, (unsigned char *)p + got, n - got, deadline, err);
+		if (k < 0)
+			return ba_err_prefix(err, "%s: ", what);
+		if (k == 0)
+			return ba_err_set(err, EX_PROTOCOL, "%s: connection closed", what);
+		got += (size_t)k;
+	}
+	return 0;
+}
+
+/* SOCKS5 greeting and CONNECT with a DOMAINNAME address (RFC 1928 §3, §4, §5, §6). */
+static int socks5_handshake(ba_stream *s, const struct ba_net_params *p, int timeout_ms,
+                            struct ba_err *err)
+{
+	char what[300];
+	snprintf(what, sizeof(what), "SOCKS5 proxy '%s' port %u", p->proxy_host, p->proxy_port);
+	int64_t deadline = ba_deadline(timeout_ms);
+	size_t hlen = strlen(p->host);
+	if (hlen == 0 || hlen > 255)
+		return ba_err_set(err, EX_CONFIG, "host name '%s' cannot be sent to a SOCKS5 proxy",
+		                  p->host);
+	/* §3: version 5, one method, 0x00 = no authentication required */
+	static const unsigned char hello[3] = { 5, 1, 0 };
+	if (ba_stream_write(s, hello, sizeof(hello), deadline, err) < 0)
+		return ba_err_prefix(err, "%s: ", what);
+	unsigned char rep[4];
+	if (read_exact(s, rep, 2, deadline, what, err) < 0)
+		return -1;
+	if (rep[0] != 5)
+		return ba_err_set(err, EX_PROTOCOL, "%s: not a SOCKS5 server", what);
+	if (rep[1] != 0)
+		return ba_err_set(err, EX_PROTOCOL, "%s: requires authentication, which is not "
+		                  "supported", what);
+	/* §4: CONNECT, ATYP 3 = DOMAINNAME, so the proxy resolves the name */
+	unsigned char req[4 + 1 + 255 + 2];
+	size_t n = 0;
+	req[n++] = 5;
+	req[n++] = 1;
+	req[n++] = 0;
+	req[n++] = 3;
+	req[n++] = (unsigned char)hlen;
+	memcpy(req + n, p->host, hlen);
+	n += hlen;
+	req[n++] = (unsigned char)(p->port >> 8);
+	req[n++] = (unsigned char)(p->port & 0xff);
+	if (ba_stream_write(s, req, n, deadline, err) < 0)
+		return ba_err_prefix(err, "%s: ", what);
+	if (read_exact(s, rep, 4, deadline, what, err) < 0)
+		return -1;
+	if (rep[0] != 5)
+		return ba_err_set(err, EX_PROTOCOL, "%s: malformed reply", what);
+	if (rep[1] != 0) {
+		int code = rep[1] == 4 || rep[1] == 5 || rep[1] == 6 || rep[1] == 3 ? EX_TEMPFAIL
+		                                                                     : EX_PROTOCOL;
+		return ba_err_set(err, code, "%s cannot connect to '%s' port %u: %s", what, p->host,
+		                  p->port, socks_reply_text(rep[1]));
+	}
+	/* §6: skip BND.ADDR and BND.PORT */
+	size_t skip;
+	unsigned char buf[256 + 2];
+	switch (rep[3]) {
+	case 1: skip = 4 + 2; break;
+	case 4: skip = 16 + 2; break;
+	case 3:
+		if (read_exact(s, buf, 1, deadline, what, err) < 0)
+			return -1;
+		skip = (size_t)buf[0] + 2;
+		break;
+	default: return ba_err_set(err, EX_PROTOCOL, "%s: malformed reply address", what);
+	}
+	return read_exact(s, buf, skip, deadline, what, err);
+}
+
+int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err *err)
+{
+	*out = NULL;
+	if (!p->host || !*p->host)
+		return ba_err_set(err, EX_CONFIG, "no host given");
+	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : NET_DEFAULT_TIMEOUT_MS;
+	if (p->host[0] == '/') {
+		if (p->proxy_host)
+			return ba_err_set(err, EX_CONFIG, "unix socket '%s' cannot be reached "
+			                  "through a SOCKS5 proxy", p->host);
+		return connect_unix(out, p, timeout_ms, err);
+	}
+
+	const char *chost = p->proxy_host ? p->proxy_host : p->host;
+	unsigned cport = p->proxy_host ? p->proxy_port : p->port;
+	/* "[2001:db8::1]" as URLs write it: getaddrinfo wants the bare literal */
+	char bare[256];
+	size_t hl = strlen(chost);
+	if (hl > 2 && hl < sizeof(bare) && chost[0] == '[' && chost[hl - 1] == ']') {
+		memcpy(bare, chost + 1, hl - 2);
+		bare[hl - 2] = 0;
+		chost = bare;
+	}
+	int fd = -1;
+	if (connect_tcp(&fd, chost, cport, p->source_ip, timeout_ms, p->log, err) < 0) {
+		if (p->proxy_host)
+			ba_err_prefix(err, "SOCKS5 proxy: ");
+		return -1;
+	}
+	char name[300];
+	snprintf(name, sizeof(name), "%s", p->host);
+	ba_stream *s = ba_fd_stream_new(fd, fd, name);
+	if (!s)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (p->proxy_host) {
+		ba_log(p->log, BA_LOG_DEBUG, "asking SOCKS5 proxy %s for %s port %u", p->proxy_host,
+		       p->host, p->port);
+		if (socks5_handshake(s, p, timeout_ms, err) < 0) {
+			ba_stream_free(s);
+			return -1;
+		}
+	}
+	*out = s;
+	return 0;
+}

@@ -1,0 +1,624 @@
+/* tls.c - GnuTLS client sessions over any ba_stream
+ *
+ * GnuTLS reads and writes through push/pull callbacks over the inner
+ * stream, so TLS works the same over TCP, unix sockets and SOCKS5.  The
+ * callbacks use the deadline stored in the session: the handshake's, then
+ * the one passed to each read or write.  Verification runs inside the
+ * handshake (a verify callback), so a bad certificate is refused with an
+ * alert before any application data.
+ */
+#include "bluearrow/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#define TLS_DEFAULT_TIMEOUT_MS 60000
+#define TLS_RECORD_MAX 16384
+#define TLS_BYE_TIMEOUT_MS 1000
+
+struct tls_stream {
+	ba_stream base;
+	ba_stream *inner;
+	gnutls_session_t sess;
+	gnutls_certificate_credentials_t cred;
+	int64_t deadline;          /* for the push/pull callbacks */
+	struct ba_err ioerr;       /* what the inner stream reported last */
+	int established;
+	int broken;                /* a fatal error: no close_notify on free */
+	const struct ba_tls_params *p; /* during ba_tls_start only */
+	struct ba_tls_info *info;  /* during ba_tls_start only */
+	unsigned char pin[32];
+	int have_pin;
+	char vfail[BA_ERR_TEXT_MAX]; /* set by the verify callback */
+	char host[256];
+};
+
+static const struct ba_stream_ops tls_ops;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_rc;
+
+static void global_init(void)
+{
+	init_rc = gnutls_global_init();
+}
+
+/* ---- transport over the inner stream ---- */
+
+static ssize_t tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct tls_stream *t = ptr;
+	if (ba_stream_write(t->inner, data, len, t->deadline, &t->ioerr) < 0) {
+		gnutls_transport_set_errno(t->sess, EIO);
+		return -1;
+	}
+	return (ssize_t)len;
+}
+
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct tls_stream *t = ptr;
+	ssize_t k = ba_stream_read(t->inner, data, len, t->deadline, &t->ioerr);
+	if (k < 0)
+		gnutls_transport_set_errno(t->sess, EIO);
+	return k;
+}
+
+/* The pull above blocks until the deadline itself; GnuTLS's own timers are off. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
+{
+	(void)ptr;
+	(void)ms;
+	return 1;
+}
+
+/*
+ * gnutls_strerror() in the style of our messages: "An unexpected TLS packet
+ * was received." becomes "an unexpected TLS packet was received".
+ */
+static const char *tls_strerror(int r)
+{
+	static _Thread_local char buf[160];
+	if (r == GNUTLS_E_UNEXPECTED_PACKET || r == GNUTLS_E_UNSUPPORTED_VERSION_PACKET)
+		return "the server does not speak TLS or sent unexpected data";
+	snprintf(buf, sizeof(buf), "%s", gnutls_strerror(r));
+	size_t n = strlen(buf);
+	if (n && buf[n - 1] == '.')
+		buf[n - 1] = 0;
+	if (buf[0] >= 'A' && buf[0] <= 'Z' && buf[1] >= 'a' && buf[1] <= 'z')
+		buf[0] = (char)(buf[0] - 'A' + 'a');
+	return buf;
+}
+
+/* ---- certificate facts ---- */
+
+static void hex_colon(char *out, size_t outsz, const unsigned char *p, size_t n)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 3 < outsz; i++)
+		o += (size_t)snprintf(out + o, outsz - o, i ? ":%02X" : "%02X", p[i]);
+	out[o] = 0;
+}
+
+static void fmt_time(char *out, size_t outsz, time_t t)
+{
+	struct tm tm;
+	if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
+	    !strftime(out, outsz, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(out, outsz, "?");
+}
+
+static void copy_datum(char *out, size_t outsz, gnutls_datum_t *d)
+{
+	snprintf(out, outsz, "%.*s", (int)d->size, d->data ? (const char *)d->data : "");
+	gnutls_free(d->data);
+	d->data = NULL;
+}
+
+/* SHA-256 of the peer's leaf certificate (DER). Returns 0, or -1 when the peer sent none. */
+static int peer_sha256(gnutls_session_t sess, unsigned char md[32])
+{
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(sess, &n);
+	size_t sz = 32;
+	if (!certs || n == 0)
+		return -1;
+	if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &certs[0], md, &sz) < 0 || sz != 32)
+		return -1;
+	return 0;
+}
+
+/* Fills what the leaf certificate tells (subject, issuer, dates, fingerprint). */
+static void fill_cert_info(gnutls_session_t sess, struct ba_tls_info *info)
+{
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(sess, &n);
+	unsigned char md[32];
+	if (!certs || n == 0)
+		return;
+	if (peer_sha256(sess, md) == 0)
+		hex_colon(info->sha256, sizeof(info->sha256), md, sizeof(md));
+	gnutls_x509_crt_t crt;
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return;
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0) {
+		gnutls_datum_t d = { NULL, 0 };
+		if (gnutls_x509_crt_get_dn3(crt, &d, 0) == 0)
+			copy_datum(info->subject, sizeof(info->subject), &d);
+		if (gnutls_x509_crt_get_issuer_dn3(crt, &d, 0) == 0)
+			copy_datum(info->issuer, sizeof(info->issuer), &d);
+		fmt_time(info->not_before, sizeof(info->not_before),
+		         gnutls_x509_crt_get_activation_time(crt));
+		fmt_time(info->not_after, sizeof(info->not_after),
+		         gnutls_x509_crt_get_expiration_time(crt));
+	}
+	gnutls_x509_crt_deinit(crt);
+}
+
+/* 1 if the leaf certificate names itself as issuer. */
+static int peer_self_signed(gnutls_session_t sess)
+{
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(sess, &n);
+	gnutls_x509_crt_t crt;
+	int self = 0;
+	if (!certs || n == 0 || gnutls_x509_crt_init(&crt) < 0)
+		return 0;
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0)
+		self = gnutls_x509_crt_check_issuer(crt, crt) != 0;
+	gnutls_x509_crt_deinit(crt);
+	return self;
+}
+
+/* One reason per verification status, the most fundamental first. */
+static const char *status_reason(struct tls_stream *t, unsigned status, char *buf, size_t bufsz)
+{
+	if (status & GNUTLS_CERT_REVOKED)
+		return "certificate has been revoked";
+	if (status & GNUTLS_CERT_SIGNER_NOT_FOUND)
+		return peer_self_signed(t->sess) ? "certificate is self-signed and not trusted"
+		                                 : "certificate issuer is unknown";
+	if (status & GNUTLS_CERT_SIGNER_NOT_CA)
+		return "certificate issuer is not a CA";
+	if (status & GNUTLS_CERT_SIGNATURE_FAILURE)
+		return "certificate signature is invalid";
+	if (status & GNUTLS_CERT_INSECURE_ALGORITHM)
+		return "certificate is signed with an insecure algorithm";
+	if (status & GNUTLS_CERT_EXPIRED)
+		return "certificate has expired";
+	if (status & GNUTLS_CERT_NOT_ACTIVATED)
+		return "certificate is not yet valid";
+	if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
+		return "certificate is not meant for a TLS server (key purpose)";
+	if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
+		snprintf(buf, bufsz, "certificate is not valid for host '%s'", t->host);
+		return buf;
+	}
+	if (status & GNUTLS_CERT_MISSING_OCSP_STATUS)
+		return "certificate requires OCSP status, which the server did not send";
+	gnutls_datum_t d = { NULL, 0 };
+	if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &d, 0) == 0) {
+		snprintf(buf, bufsz, "%.*s", (int)d.size, (const char *)d.data);
+		gnutls_free(d.data);
+		return buf;
+	}
+	return "certificate verification failed";
+}
+
+/* Constant time: the pin is not secret, but there is no reason to leak timing either. */
+static int pin_equal(const unsigned char *a, const unsigned char *b, size_t n)
+{
+	unsigned char diff = 0;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	return diff == 0;
+}
+
+static void set_vfail(struct tls_stream *t, const char *reason, const unsigned char *md)
+{
+	char fp[100] = "";
+	if (md) {
+		hex_colon(fp, sizeof(fp), md, 32);
+		snprintf(t->vfail, sizeof(t->vfail),
+		         "%s (SHA256:%s; to trust this certificate, set tls_fingerprint "
+		         "SHA256:%s)", reason, fp, fp);
+	} else {
+		snprintf(t->vfail, sizeof(t->vfail), "%s", reason);
+	}
+}
+
+/* GnuTLS calls this during the handshake, after the server's Certificate. */
+static int verify_cb(gnutls_session_t sess)
+{
+	struct tls_stream *t = gnutls_session_get_ptr(sess);
+	unsigned char md[32];
+	int have_md = peer_sha256(sess, md) == 0;
+	if (t->info)
+		fill_cert_info(sess, t->info);
+	if (!have_md) {
+		set_vfail(t, "the server sent no certificate", NULL);
+		return -1;
+	}
+	if (t->have_pin) {
+		if (!pin_equal(md, t->pin, sizeof(md))) {
+			set_vfail(t, "certificate does not match tls_fingerprint", md);
+			return -1;
+		}
+		return 0;
+	}
+	/* RFC 6125 name or IP check and the server key purpose, by GnuTLS */
+	gnutls_typed_vdata_st data[2];
+	memset(data, 0, sizeof(data));
+	data[0].type = GNUTLS_DT_DNS_HOSTNAME;
+	data[0].data = (unsigned char *)t->host;
+	data[1].type = GNUTLS_DT_KEY_PURPOSE_OID;
+	data[1].data = (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER;
+	unsigned status = 0;
+	int r = gnutls_certificate_verify_peers(sess, data, 2, &status);
+	if (r < 0) {
+		char buf[200];
+		snprintf(buf, sizeof(buf), "cannot verify certificate: %s", tls_strerror(r));
+		set_vfail(t, buf, md);
+		return -1;
+	}
+	if (status) {
+		char buf[400];
+		set_vfail(t, status_reason(t, status, buf, sizeof(buf)), md);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- setup ---- */
+
+static int is_ip_literal(const char *host)
+{
+	unsigned char a[16];
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* "SHA256:AB:CD:..." or plain hex, colons optional. */
+static int parse_pin(unsigned char out[32], const char *s, struct ba_err *err)
+{
+	const char *q = s;
+	size_t n = 0;
+	if (strncasecmp(q, "sha256:", 7) == 0)
+		q += 7;
+	while (*q) {
+		if (*q == ':') {
+			q++;
+			continue;
+		}
+		int hi = hexval((unsigned char)q[0]), lo = hi < 0 ? -1 : hexval((unsigned char)q[1]);
+		if (hi < 0 || lo < 0 || n == 32)
+			return ba_err_set(err, EX_CONFIG, "invalid tls_fingerprint '%s': expected "
+			                  "SHA256:XX:XX:... (32 bytes in hex)", s);
+		out[n++] = (unsigned char)(hi << 4 | lo);
+		q += 2;
+	}
+	if (n != 32)
+		return ba_err_set(err, EX_CONFIG, "invalid tls_fingerprint '%s': expected "
+		                  "SHA256:XX:XX:... (32 bytes in hex)", s);
+	return 0;
+}
+
+static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p,
+                             struct ba_err *err)
+{
+	int r = gnutls_certificate_allocate_credentials(&t->cred);
+	if (r < 0)
+		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
+	if (p->certcheck && !t->have_pin) {
+		if (!p->trust_file || strcmp(p->trust_file, "system") == 0) {
+			r = gnutls_certificate_set_x509_system_trust(t->cred);
+			if (r < 0)
+				return ba_err_set(err, EX_CONFIG, "cannot load the system trust store: "
+				                  "%s", tls_strerror(r));
+			if (r == 0)
+				return ba_err_set(err, EX_CONFIG, "the system trust store is empty; set "
+				                  "tls_trust_file or tls_fingerprint");
+		} else {
+			r = gnutls_certificate_set_x509_trust_file(t->cred, p->trust_file,
+			                                           GNUTLS_X509_FMT_PEM);
+			if (r < 0)
+				return ba_err_set(err, EX_CONFIG, "cannot load trust file '%s': %s",
+				                  p->trust_file, tls_strerror(r));
+			if (r == 0)
+				return ba_err_set(err, EX_CONFIG, "trust file '%s' holds no certificate",
+				                  p->trust_file);
+		}
+		if (p->crl_file) {
+			r = gnutls_certificate_set_x509_crl_file(t->cred, p->crl_file,
+			                                         GNUTLS_X509_FMT_PEM);
+			if (r < 0)
+				return ba_err_set(err, EX_CONFIG, "cannot load CRL file '%s': %s",
+				                  p->crl_file, tls_strerror(r));
+		}
+	}
+	if (p->cert_file || p->key_file) {
+		if (!p->cert_file || !p->key_file)
+			return ba_err_set(err, EX_CONFIG, "a client certificate needs both a "
+			                  "certificate file and a key file");
+		r = gnutls_certificate_set_x509_key_file(t->cred, p->cert_file, p->key_file,
+		                                         GNUTLS_X509_FMT_PEM);
+		if (r < 0)
+			return ba_err_set(err, EX_CONFIG, "cannot load client certificate '%s' with key "
+			                  "'%s': %s", p->cert_file, p->key_file, tls_strerror(r));
+	}
+	if (p->certcheck)
+		gnutls_certificate_set_verify_function(t->cred, verify_cb);
+	return 0;
+}
+
+static int setup_session(struct tls_stream *t, const struct ba_tls_params *p, struct ba_err *err)
+{
+	int r = gnutls_init(&t->sess, GNUTLS_CLIENT);
+	if (r < 0)
+		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
+	gnutls_session_set_ptr(t->sess, t);
+	const char *prio = p->priorities ? p->priorities : "NORMAL";
+	const char *errpos = NULL;
+	r = gnutls_priority_set_direct(t->sess, prio, &errpos);
+	if (r == GNUTLS_E_INVALID_REQUEST && errpos)
+		return ba_err_set(err, EX_CONFIG, "invalid TLS priorities '%s' at position %d "
+		                  "('%s')", prio, (int)(errpos - prio) + 1, errpos);
+	if (r < 0)
+		return ba_err_set(err, EX_CONFIG, "invalid TLS priorities '%s': %s", prio,
+		                  tls_strerror(r));
+	r = gnutls_credentials_set(t->sess, GNUTLS_CRD_CERTIFICATE, t->cred);
+	if (r < 0)
+		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
+	/* RFC 6066 §3: SNI carries DNS names only, never address literals */
+	if (t->host[0] && !is_ip_literal(t->host)) {
+		r = gnutls_server_name_set(t->sess, GNUTLS_NAME_DNS, t->host, strlen(t->host));
+		if (r < 0)
+			return ba_err_set(err, EX_CONFIG, "cannot use '%s' as TLS server name: %s",
+			                  t->host, tls_strerror(r));
+	}
+	if (p->min_dh_bits > 0)
+		gnutls_dh_set_prime_bits(t->sess, (unsigned)p->min_dh_bits);
+	gnutls_transport_set_ptr(t->sess, t);
+	gnutls_transport_set_push_function(t->sess, tls_push);
+	gnutls_transport_set_pull_function(t->sess, tls_pull);
+	gnutls_transport_set_pull_timeout_function(t->sess, tls_pull_timeout);
+	gnutls_handshake_set_timeout(t->sess, 0);
+	return 0;
+}
+
+static void fill_session_info(gnutls_session_t sess, struct ba_tls_info *info)
+{
+	const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(sess));
+	snprintf(info->version, sizeof(info->version), "%s", v ? v : "?");
+	char *desc = gnutls_session_get_desc(sess);
+	snprintf(info->cipher, sizeof(info->cipher), "%s", desc ? desc : "?");
+	gnutls_free(desc);
+	fill_cert_info(sess, info);
+}
+
+static int handshake(struct tls_stream *t, struct ba_err *err)
+{
+	int r;
+	do {
+		r = gnutls_handshake(t->sess);
+	} while (r < 0 && !gnutls_error_is_fatal(r));
+	if (r == 0)
+		return 0;
+	t->broken = 1;
+	if ((r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || r == GNUTLS_E_CERTIFICATE_ERROR) &&
+	    t->vfail[0])
+		return ba_err_set(err, EX_UNAVAILABLE, "TLS certificate of '%s' not accepted: %s",
+		                  t->host, t->vfail);
+	if ((r == GNUTLS_E_PUSH_ERROR || r == GNUTLS_E_PULL_ERROR) && t->ioerr.code) {
+		*err = t->ioerr;
+		if (err->code != EX_TEMPFAIL)
+			err->code = EX_UNAVAILABLE;
+		return ba_err_prefix(err, "TLS handshake with '%s' failed: ", t->host);
+	}
+	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+		return ba_err_set(err, EX_UNAVAILABLE, "TLS handshake with '%s' failed: the server "
+		                  "sent alert '%s'", t->host,
+		                  gnutls_alert_get_name(gnutls_alert_get(t->sess)));
+	if (r == GNUTLS_E_PREMATURE_TERMINATION || r == GNUTLS_E_UNEXPECTED_PACKET_LENGTH)
+		return ba_err_set(err, EX_UNAVAILABLE, "TLS handshake with '%s' failed: the server "
+		                  "closed the connection", t->host);
+	return ba_err_set(err, EX_UNAVAILABLE, "TLS handshake with '%s' failed: %s", t->host,
+	                  tls_strerror(r));
+}
+
+int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *p,
+                 struct ba_tls_info *info, struct ba_err *err)
+{
+	*out = NULL;
+	if (info)
+		memset(info, 0, sizeof(*info));
+	pthread_once(&init_once, global_init);
+	if (init_rc < 0) {
+		ba_stream_free(inner);
+		return ba_err_set(err, EX_OSERR, "cannot initialise GnuTLS: %s",
+		                  tls_strerror(init_rc));
+	}
+	struct tls_stream *t = calloc(1, sizeof(*t));
+	if (!t) {
+		ba_stream_free(inner);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	t->base.ops = &tls_ops;
+	t->inner = inner;
+	t->p = p;
+	t->info = info;
+	snprintf(t->host, sizeof(t->host), "%s", p->host ? p->host : "");
+	size_t hl = strlen(t->host);
+	if (hl > 2 && t->host[0] == '[' && t->host[hl - 1] == ']') {
+		memmove(t->host, t->host + 1, hl - 2); /* "[::1]" -> "::1" */
+		t->host[hl - 2] = 0;
+	}
+	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
+	if (p->certcheck && !p->fingerprint && !t->host[0]) {
+		ba_err_set(err, EX_CONFIG, "no host name to verify the TLS certificate against");
+		goto fail;
+	}
+	if (p->certcheck && p->fingerprint) {
+		if (parse_pin(t->pin, p->fingerprint, err) < 0)
+			goto fail;
+		t->have_pin = 1;
+	}
+	if (setup_credentials(t, p, err) < 0 || setup_session(t, p, err) < 0)
+		goto fail;
+	t->deadline = ba_deadline(timeout_ms);
+	ba_log(p->log, BA_LOG_DEBUG, "TLS handshake with %s", t->host);
+	if (handshake(t, err) < 0)
+		goto fail;
+	t->established = 1;
+	if (info) {
+		fill_session_info(t->sess, info);
+		info->verified = p->certcheck ? 1 : 0;
+	}
+	if (ba_log_enabled(p->log, BA_LOG_DEBUG)) {
+		char *desc = gnutls_session_get_desc(t->sess);
+		ba_log(p->log, BA_LOG_DEBUG, "TLS established with %s: %s%s", t->host,
+		       desc ? desc : "?", p->certcheck ? "" : " (certificate not checked)");
+		gnutls_free(desc);
+	}
+	t->p = NULL;
+	t->info = NULL;
+	*out = &t->base;
+	return 0;
+fail:
+	t->broken = 1;
+	tls_ops.free(&t->base);
+	return -1;
+}
+
+/* ---- the stream ---- */
+
+static ssize_t tls_read(ba_stream *base, void *p, size_t n, int64_t deadline, struct ba_err *err)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	t->deadline = deadline;
+	for (;;) {
+		ssize_t r = gnutls_record_recv(t->sess, p, n);
+		if (r >= 0)
+			return r;
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_REHANDSHAKE)
+			continue;
+		/* a server that closes without close_notify after QUIT: SMTP replies are
+		   self-delimiting, so truncation cannot go unnoticed */
+		if (r == GNUTLS_E_PREMATURE_TERMINATION)
+			return 0;
+		if (!gnutls_error_is_fatal((int)r))
+			continue;
+		t->broken = 1;
+		if ((r == GNUTLS_E_PULL_ERROR || r == GNUTLS_E_PUSH_ERROR) && t->ioerr.code) {
+			*err = t->ioerr;
+			return ba_err_prefix(err, "TLS: ");
+		}
+		return ba_err_set(err, EX_IOERR, "%s: TLS read failed: %s", t->host,
+		                  tls_strerror((int)r));
+	}
+}
+
+/*
+ * Hands the caller's buffer to GnuTLS in pieces of at most one record
+ * (RFC 8446 §5.1: 2^14 bytes), each encrypted straight from the buffer.
+ */
+static int tls_write(ba_stream *base, const void *p, size_t n, int64_t deadline,
+                     struct ba_err *err)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	const unsigned char *q = p;
+	t->deadline = deadline;
+	while (n) {
+		size_t chunk = n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX;
+		ssize_t r = gnutls_record_send(t->sess, q, chunk);
+		if (r > 0) {
+			q += r;
+			n -= (size_t)r;
+			continue;
+		}
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+			continue;
+		t->broken = 1;
+		if ((r == GNUTLS_E_PUSH_ERROR || r == GNUTLS_E_PULL_ERROR) && t->ioerr.code) {
+			*err = t->ioerr;
+			return ba_err_prefix(err, "TLS: ");
+		}
+		return ba_err_set(err, EX_IOERR, "%s: TLS write failed: %s", t->host,
+		                  tls_strerror((int)r));
+	}
+	return 0;
+}
+
+static size_t tls_pending(ba_stream *base)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	return gnutls_record_check_pending(t->sess);
+}
+
+static void tls_free(ba_stream *base)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	if (t->sess) {
+		if (t->established && !t->broken) {
+			/* RFC 8446 §6.1 close_notify; do not wait for the peer's */
+			t->deadline = ba_deadline(TLS_BYE_TIMEOUT_MS);
+			gnutls_bye(t->sess, GNUTLS_SHUT_WR);
+		}
+		gnutls_deinit(t->sess);
+	}
+	if (t->cred)
+		gnutls_certificate_free_credentials(t->cred);
+	ba_stream_free(t->inner);
+	gnutls_memset(t->pin, 0, sizeof(t->pin));
+	free(t);
+}
+
+static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free };
+
+int ba_tls_is_tls(ba_stream *s)
+{
+	return s && s->ops == &tls_ops;
+}
+
+int ba_tls_channel_binding(ba_stream *s, struct ba_buf *out, const char **type)
+{
+	if (!ba_tls_is_tls(s))
+		return -1;
+	struct tls_stream *t = (struct tls_stream *)s;
+	gnutls_channel_binding_t cb = GNUTLS_CB_TLS_UNIQUE;
+	const char *name = "tls-unique";
+	/* RFC 9266: tls-unique is undefined for TLS 1.3; use tls-exporter there */
+	if (gnutls_protocol_get_version(t->sess) == GNUTLS_TLS1_3) {
+		cb = GNUTLS_CB_TLS_EXPORTER;
+		name = "tls-exporter";
+	}
+	gnutls_datum_t d = { NULL, 0 };
+	if (gnutls_session_channel_binding(t->sess, cb, &d) < 0)
+		return -1;
+	int r = ba_buf_add(out, d.data, d.size);
+	gnutls_free(d.data);
+	if (r < 0)
+		return -1;
+	if (type)
+		*type = name;
+	return 0;
+}
