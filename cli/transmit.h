@@ -17,4 +17,9 @@ struct cli_transmit_result {
 int cli_transmit(const struct cli_acct *a, const struct cli_delivery *d,
                  struct cli_transmit_result *res, struct ba_err *err);
 
+struct ba_tls_params;
+struct ba_log;
+/* The TLS parameters of an account (borrowed strings); also for `bluearrow check`. */
+void cli_tls_params(struct ba_tls_params *tp, const struct ba_account *acc, const struct ba_log *log);
+
 #endif
