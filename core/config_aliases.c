@@ -212,8 +212,16 @@ int ba_aliases_expand(const ba_aliases *a, char ***v, size_t *n, struct ba_err *
 		if (strchr((*v)[i], '@'))
 			rc = push(&out, &nout, (*v)[i], strlen((*v)[i])) < 0
 			         ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
-		else
+		else {
+			/* msmtp puts each name's expansion in reverse order; the same envelope needs the same */
+			size_t first = nout;
 			rc = expand_one(a, (*v)[i], 0, &out, &nout, err);
+			for (size_t l = first, r = nout; rc == 0 && r > l + 1; l++, r--) {
+				char *t = out[l];
+				out[l] = out[r - 1];
+				out[r - 1] = t;
+			}
+		}
 	}
 	if (rc < 0) {
 		for (size_t i = 0; i < nout; i++)

@@ -35,6 +35,9 @@ void ba_aliases_free(ba_aliases *a);
  * Replaces every local name (no '@') in the array *v of *n malloc'd
  * strings by its expansion, in place and in order; addresses with '@' are
  * kept.  A local name without an entry (and no "default") stays as it is.
+ * The addresses one name expands to come in reverse order (depth first,
+ * then reversed), exactly as msmtp 1.8 orders them, so both send the same
+ * envelope.
  * Errors: EX_CONFIG ("too many levels expanding alias 'x'"), EX_OSERR.
  * On failure *v and *n are still a valid array (possibly partly expanded).
  */
