@@ -126,6 +126,9 @@ static int is_dot_atom(const char *s, size_t n)
 static int check_spec(char **out, const char *s, size_t n, const char *what, struct ba_err *err)
 {
 	const char *at = NULL;
+	if (n > 254) /* RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its brackets */
+		return ba_err_set(err, EX_DATAERR, "%s: '%.40s...': address longer than 254 octets",
+		                  what, s);
 	for (size_t i = 0; i < n; i++)
 		if (s[i] == '@')
 			at = s + i;
