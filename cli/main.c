@@ -34,6 +34,10 @@ const struct cli_cmd cli_cmds[] = {
 	  "   -f, --from ADDRESS     show the account the envelope sender ADDRESS selects\n"
 	  "                          (its 'from', as msmtp -f does; else the default)\n\n"
 	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
+	{ "send", cli_cmd_send, "build a message from options and submit it through an account",
+	  cli_send_usage },
+	{ "check", cli_cmd_check, "test an account: connect, TLS, capabilities, authentication",
+	  cli_check_usage },
 	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
 	  cli_sendmail_usage },
 	{ NULL, NULL, NULL, NULL },
