@@ -120,6 +120,12 @@ SCENARIOS = [
     ("undisclosed-generated", ["-a", "undisclosed", "-t", "-i"],
      b"To: u1@example.test\nBcc: u2@example.test\nSubject: gen\n\nbody\n"),
     ("generated-headers", ["-i", "g@example.test"], b"Subject: bare\n\nbody\n"),
+    ("read-envelope-from", ["--read-envelope-from", "-t", "-i"],
+     b"From: Boss <second@example.test>\nDate: Sun, 29 Nov 2026 00:00:00 +0000\n"
+     b"Message-ID: <ref.1@example.test>\nTo: r@example.test\nSubject: ref\n\nbody\n"),
+    ("resent", ["-t", "-i"],
+     HDR + b"To: orig@example.test\nResent-From: fw@example.test\nResent-To: new@example.test\n"
+     b"Subject: fwd\n\nbody\n"),
 ]
 
 
@@ -149,6 +155,7 @@ def test_same_as_msmtp(name, args, msg, setup):
     (["-t", "-i"], HDR + b"Subject: no recipients\n\nx\n"),          # no recipients: 64
 ])
 def test_same_exit_codes(args, msg, setup):
+    """Failures before anything is sent end the same way."""
     (e1, t1, _, _), (e2, t2, _, err2) = run_both(setup, args, msg)
     assert e1 != 0 and e2 == e1, err2
     assert t1 is None and t2 is None
@@ -161,3 +168,15 @@ def test_connection_refused_same_code_and_log(setup, tmp_path):
     assert e1 == e2 == 75, err2
     assert l1["exitcode"] == l2["exitcode"] == "EX_TEMPFAIL"
     assert "errormsg" in l2 and l1.keys() == l2.keys()
+
+
+def test_verbose_and_log_never_show_the_password(setup):
+    r = subprocess.run([bluearrow_path(), "sendmail", "-C", setup["cfg"], "-v", "-f",
+                        "secret@example.test", "-i", "y@example.test"],
+                       input=HDR + b"\nbody\n", capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert b"AUTH PLAIN" in r.stderr and b"<redacted>" in r.stderr
+    import base64
+    secret = base64.b64encode(b"\0user\0password")
+    for blob in (r.stderr, r.stdout, open(setup["log"], "rb").read()):
+        assert b"password" not in blob.replace(b"password_", b"") and secret not in blob
