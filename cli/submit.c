@@ -57,20 +57,16 @@ int cli_acct_envelope_from(struct cli_acct *a, const char *cmdline_from, struct 
 	ba_buf_reset(&a->from);
 	if (cmdline_from && (acc->allow_from_override || !acc->from)) {
 		ba_buf_addstr(&a->from, cmdline_from);
-	} else if (acc->auto_from) {
-		/* msmtp's obsolete auto_from: USER@maildomain, or USER@host without one */
-		struct ba_buf pat = BA_BUF_INIT;
-		ba_buf_addf(&pat, "%%U@%s", acc->maildomain ? acc->maildomain : "%H");
-		int rc = ba_config_expand(&a->from, ba_buf_str(&pat), BA_EXPAND_USER, err);
-		ba_buf_release(&pat);
-		if (rc < 0)
-			return -1;
-	} else if (acc->from && !has_wildcard(acc->from)) {
-		if (ba_config_expand(&a->from, acc->from, BA_EXPAND_USER, err) < 0)
-			return -1;
+	} else if (!acc->auto_from && acc->from && has_wildcard(acc->from)) {
+		/* a pattern only selects the account (msmtp); it is no address */
+		return ba_err_set(err, EX_USAGE, "account %s from %s: its from is a pattern ('%s'): "
+		                  "give the envelope sender with -f", acc->name, acc->file, acc->from);
 	} else {
-		return ba_err_set(err, EX_CONFIG, "account %s from %s: envelope-from address is missing",
-		                  acc->name, acc->file);
+		if (ba_config_envelope_from(&a->from, acc, err) < 0)
+			return -1;
+		if (!a->from.len)
+			return ba_err_set(err, EX_CONFIG, "account %s from %s: envelope-from address is "
+			                  "missing (set from, or use -f)", acc->name, acc->file);
 	}
 	if (ba_buf_failed(&a->from))
 		return ba_err_set(err, EX_OSERR, "out of memory");

@@ -48,6 +48,8 @@ struct cli_delivery {
 	const char *envid;    /* NULL = none */
 	ba_spool *spool;      /* the message */
 	int verbose;          /* -v: the dialogue on stderr */
+	unsigned smtp_flags;  /* extra enum ba_smtp_flags (hidden bench options) */
+	long repeat;          /* send the message this many times over one session (bench); 0 = 1 */
 };
 
 /*

@@ -36,6 +36,7 @@ struct ba_spool {
 	unsigned char *fbuf;  /* write buffer in front of fd */
 	size_t fbuf_len;
 	uint64_t size, pos;   /* bytes written; read position */
+	uint64_t bare;        /* bare LFs and CRs (each travels as CRLF) */
 	unsigned flags;
 	int prev_cr;
 	size_t line_len;
@@ -90,17 +91,22 @@ static void spool_scan(ba_spool *s, const unsigned char *p, size_t n)
 	unsigned f = s->flags;
 	int prev_cr = s->prev_cr;
 	size_t ll = s->line_len;
+	uint64_t bare = s->bare;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = p[i];
 		if (c == '\n') {
-			if (!prev_cr)
+			if (!prev_cr) {
 				f |= BA_SPOOL_BARE_LF;
+				bare++;
+			}
 			ll = 0;
 			prev_cr = 0;
 			continue;
 		}
-		if (prev_cr)
+		if (prev_cr) {
 			f |= BA_SPOOL_BARE_CR;
+			bare++;
+		}
 		prev_cr = c == '\r';
 		if (c >= 0x80)
 			f |= BA_SPOOL_8BIT;
@@ -112,6 +118,7 @@ static void spool_scan(ba_spool *s, const unsigned char *p, size_t n)
 	s->flags = f;
 	s->prev_cr = prev_cr;
 	s->line_len = ll;
+	s->bare = bare;
 }
 
 static int spool_write(ba_writer *w, const void *p, size_t n, struct ba_err *err)
@@ -239,6 +246,11 @@ ba_reader *ba_spool_reader(ba_spool *s)
 uint64_t ba_spool_size(const ba_spool *s)
 {
 	return s->size;
+}
+
+uint64_t ba_spool_wire_size(const ba_spool *s)
+{
+	return s->size + s->bare + (s->prev_cr ? 1 : 0);
 }
 
 unsigned ba_spool_flags(const ba_spool *s)

@@ -238,6 +238,8 @@ static int read_reply(ba_session *s, int more, struct ba_err *err)
 			ba_buf_release(&b);
 			return -1;
 		}
+		if (memchr(l, '\0', n))
+			return ba_err_set(err, EX_PROTOCOL, "server reply contains a NUL byte");
 		int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
 		if (r->nlines && code != r->code)
 			return ba_err_set(err, EX_PROTOCOL,

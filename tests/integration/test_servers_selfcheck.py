@@ -311,3 +311,13 @@ def test_sni_recorded(smtp_server, raw_server, write_config, msmtp, host, sni):
         r = msmtp("-C", cfg, "-f", "a@example.test", "b@example.test", input=MSG_LF)
         assert r.returncode == 0, r.stderr
         assert srv.conn.sni == sni
+
+
+def test_two_messages_on_two_connections(smtp_server):
+    srv = smtp_server()
+    for i in range(2):
+        with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as c:
+            c.sendmail("a@example.test", ["b%d@example.test" % i], MSG)
+    msgs = srv.wait_messages(2)
+    assert [m.rcpts[0].addr for m in msgs] == ["b0@example.test", "b1@example.test"]
+    assert len(srv.conns) == 2

@@ -51,6 +51,7 @@ class Case:
         self.allow_bare = False
         self.stderr_not = []
         self.tls_silent = False
+        self.sni = None
         self._parse()
 
     def _parse(self):
@@ -95,6 +96,8 @@ class Case:
                 self.data = (self.data or b"") + v.encode() + b"\r\n"
             elif key == "expect-stderr-not":
                 self.stderr_not.append(unescape(vs).decode("latin-1"))
+            elif key == "expect-sni":
+                self.sni = vs
             elif key == "expect-tls-silent":
                 self.tls_silent = vs == "yes"
             elif key == "expect-lockstep":
@@ -138,6 +141,7 @@ class ScriptServer:
         self.port = self.sock.getsockname()[1]
         self.received = b""       # everything the client sent (plaintext + TLS layer)
         self.received_tls = b""   # the part sent inside TLS
+        self.sni = None           # server name indication of the last handshake
         self.log = []             # transcript
         self.errors = []
         self.data = None
@@ -268,6 +272,7 @@ class ScriptServer:
                     self.stop = True
                     return
                 self.tls = True
+                self.sni = getattr(self.conn, "sni_name", None)
                 self.conn.settimeout(self.case.read_timeout)
                 self.log.append("TLS %s established" % self.conn.version())
             elif kind == "sleep":
@@ -375,6 +380,9 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
     except subprocess.TimeoutExpired as e:
         hung = True
         rc, err = None, (e.stderr or b"").decode("utf-8", "replace")
+    except OSError as e:
+        srv.sock.close()
+        return False, "FAIL %s: cannot run %s: %s" % (case.name, argv[0], e)
     elapsed = time.monotonic() - t0
     srv.done.wait(2)
     problems = list(srv.errors)
@@ -389,6 +397,8 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
                 problems.append("exit 0, expected failure")
         elif want != "any" and rc != int(want):
             problems.append("exit %s, expected %s" % (rc, want))
+    if case.sni is not None and (srv.sni or "none") != case.sni:
+        problems.append("SNI %r, expected %s" % (srv.sni, case.sni))
     if case.tls_silent and srv.received_tls:
         problems.append("client sent %r inside TLS (it should have refused the certificate)"
                         % srv.received_tls[:80])

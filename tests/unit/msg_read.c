@@ -244,6 +244,8 @@ static void test_msg_read__spool_to_file(void **state)
 		ba_buf_addf(&in, "line %d \xc3\xa9 bare\rcr\n", i);
 	assert_int_equal(run(&m, ba_buf_str(&in), &o, &err), 0);
 	assert_int_equal(ba_spool_size(m.spool), in.len);
+	/* 20000 bare LFs and 20000 bare CRs, one LF after the header and the blank line */
+	assert_int_equal(ba_spool_wire_size(m.spool), in.len + 40002);
 	unsigned f = ba_spool_flags(m.spool);
 	assert_true(f & BA_SPOOL_8BIT);
 	assert_true(f & BA_SPOOL_BARE_CR);

@@ -151,6 +151,7 @@ static void *peer_main(void *arg)
 	}
 	if (p->fail[0])
 		fprintf(stderr, "peer: %s\n", p->fail);
+	shutdown(p->fd, SHUT_WR); /* the script is over: the client sees the end */
 	if (!p->fail[0] && !p->eof) {
 		/* drain until the client closes so got holds everything sent */
 		while (peer_recv(p) == 0)

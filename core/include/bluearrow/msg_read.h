@@ -75,6 +75,8 @@ ba_writer *ba_spool_writer(ba_spool *s);
 ba_reader *ba_spool_reader(ba_spool *s);
 /* Bytes written so far. */
 uint64_t ba_spool_size(const ba_spool *s);
+/* The size with every bare LF or CR counted as CRLF: what the data phase carries (RFC 1870 SIZE). */
+uint64_t ba_spool_wire_size(const ba_spool *s);
 /* enum ba_spool_flags bits seen so far. */
 unsigned ba_spool_flags(const ba_spool *s);
 

@@ -18,9 +18,8 @@ import os
 import socket
 import ssl
 import threading
-import time
 
-from .record import AuthAttempt, Conn, Rcpt, Txn
+from .record import AuthAttempt, Conn, Rcpt, Results, Txn
 from .smtp import DEFAULT_USERS, default_rcpt_rule
 
 BARRIERS = ("EHLO", "HELO", "LHLO", "STARTTLS", "AUTH", "DATA", "VRFY", "EXPN", "NOOP",
@@ -132,7 +131,7 @@ class Session:
         self.conn.sni = getattr(self.sock, "sni_name", None)
 
 
-class RawServer:
+class RawServer(Results):
     def __init__(self, certs=None, *, host="127.0.0.1", hostname="mx.test", lmtp=False,
                  chunking=True, binarymime=True, eightbitmime=True, smtputf8=False,
                  pipelining=True, dsn=False, size=None, enhancedstatuscodes=True,
@@ -497,35 +496,3 @@ class RawServer:
             self._finish(s, s.bdat)
         else:
             s.reply("250 2.0.0 %d octets received" % n)
-
-    # -- results (same as SMTPServer) -----------------------------------------
-    @property
-    def txns(self):
-        return [t for c in list(self.conns) for t in c.txns]
-
-    @property
-    def messages(self):
-        return [t for t in self.txns if t.data is not None]
-
-    @property
-    def conn(self):
-        if not self.conns:
-            raise AssertionError("no connection was made")
-        return self.conns[0]
-
-    def wait_txn(self, timeout=10):
-        if not self._txn_done.wait(timeout):
-            raise AssertionError("no message received within %ss; transcript:\n%s"
-                                 % (timeout, self.transcript()))
-        return self.messages[0]
-
-    def wait_conn_closed(self, timeout=10):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.conns and all(c.closed.is_set() for c in self.conns):
-                return True
-            time.sleep(0.01)
-        return False
-
-    def transcript(self):
-        return "\n---\n".join(c.transcript() for c in self.conns)

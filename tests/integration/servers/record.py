@@ -224,3 +224,54 @@ class PipelineCheck:
                     u.split(b" ")[0].upper() in self.BARRIERS for u in self.unanswered):
                 self.violations.append(line)
         self.unanswered.append(line)
+
+
+class Results:
+    """Result accessors shared by every server class (needs self.conns and
+    self._txn_done, a threading.Event set when a message is accepted)."""
+
+    @property
+    def txns(self):
+        """All transactions of all connections, in order."""
+        return [t for c in list(self.conns) for t in c.txns]
+
+    @property
+    def messages(self):
+        """Transactions whose data was accepted (2xx after the data)."""
+        return [t for t in self.txns if t.data is not None]
+
+    @property
+    def conn(self):
+        """The first connection."""
+        if not self.conns:
+            raise AssertionError("no connection was made")
+        return self.conns[0]
+
+    def wait_txn(self, timeout=10):
+        """Wait until a message was accepted; return the first one."""
+        if not self._txn_done.wait(timeout):
+            raise AssertionError("no message received within %ss; transcript:\n%s"
+                                 % (timeout, self.transcript()))
+        return self.messages[0]
+
+    def wait_messages(self, n, timeout=10):
+        """Wait until n messages were accepted; return them all."""
+        end = time.monotonic() + timeout
+        while len(self.messages) < n:
+            if time.monotonic() > end:
+                raise AssertionError("%d of %d messages within %ss; transcript:\n%s"
+                                     % (len(self.messages), n, timeout, self.transcript()))
+            time.sleep(0.01)
+        return self.messages
+
+    def wait_conn_closed(self, timeout=10):
+        """Wait until every connection so far is closed."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.conns and all(c.closed.is_set() for c in self.conns):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def transcript(self):
+        return "\n---\n".join(c.transcript() for c in list(self.conns))

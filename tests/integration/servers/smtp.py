@@ -17,13 +17,12 @@ import base64
 import binascii
 import socket
 import threading
-import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, MISSING
 
 from . import loop as _loop
 from . import sasl
-from .record import AuthAttempt, Conn, PipelineCheck, Rcpt, Txn
+from .record import AuthAttempt, Conn, PipelineCheck, Rcpt, Results, Txn
 
 DEFAULT_USERS = {"user": "password", "user@example.test": "secret"}
 DEFAULT_TOKENS = {"user": "token-123", "user@example.test": "ya29.token"}
@@ -388,7 +387,7 @@ def _text(v):
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
-class SMTPServer:
+class SMTPServer(Results):
     """A recording ESMTP server in the background loop; see module doc."""
 
     def __init__(self, certs=None, *, host="127.0.0.1", hostname="mx.test",
@@ -563,39 +562,3 @@ class SMTPServer:
     def _add_conn(self, conn):
         with self._lock:
             self.conns.append(conn)
-
-    # -- results ---------------------------------------------------------------
-    @property
-    def txns(self):
-        """All transactions of all connections, in order."""
-        return [t for c in list(self.conns) for t in c.txns]
-
-    @property
-    def messages(self):
-        """Transactions whose data was accepted (250 after the data)."""
-        return [t for t in self.txns if t.data is not None]
-
-    def wait_txn(self, timeout=10):
-        """Wait until a transaction completed; return the first one."""
-        if not self._txn_done.wait(timeout):
-            raise AssertionError("no message received within %ss; transcript:\n%s"
-                                 % (timeout, self.transcript()))
-        return self.messages[0]
-
-    def wait_conn_closed(self, timeout=10):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.conns and all(c.closed.is_set() for c in self.conns):
-                return True
-            time.sleep(0.01)
-        return False
-
-    @property
-    def conn(self):
-        """The only (or first) connection."""
-        if not self.conns:
-            raise AssertionError("no connection was made")
-        return self.conns[0]
-
-    def transcript(self):
-        return "\n---\n".join(c.transcript() for c in self.conns)
