@@ -196,7 +196,7 @@ int cli_deliver(const struct cli_acct *a, const struct cli_delivery *d)
 	write_log(a, d, &res, &err, code);
 	if (code) {
 		const struct ba_account *acc = a->acc;
-		fprintf(stderr, "%s: account '%s' (%s), server %s", cli_progname, acc->name, acc->file,
+		fprintf(stderr, "%s: account '%s', server %s", cli_progname, acc->name,
 		        acc->socket ? acc->socket : acc->host ? acc->host : "?");
 		if (!acc->socket)
 			fprintf(stderr, ":%u", acc->port);
