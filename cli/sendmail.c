@@ -44,7 +44,7 @@ const char cli_sendmail_usage[] =
 	"-p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -O, -bd, -bs and the\n"
 	"other daemon or database modes.  Exit status: sysexits(3); see bluearrow-sendmail(8).\n";
 
-enum sm_mode { SM_DELIVER, SM_LIST_QUEUE, SM_FLUSH_QUEUE };
+enum sm_mode { SM_DELIVER, SM_LIST_QUEUE, SM_FLUSH_QUEUE, SM_HELP };
 
 struct sm_args {
 	int t, i, verbose, read_env_from;
@@ -84,6 +84,7 @@ static int long_option(struct sm_args *a, const char *s, int *i, int argc, char 
 		{ "file", 1 }, { "account", 1 }, { "dsn-notify", 1 }, { "dsn-return", 1 },
 		/* hidden, for bench/submit: N copies over one session; engine switches */
 		{ "ba-repeat", 1 }, { "ba-no-pipelining", 0 }, { "ba-no-chunking", 0 },
+		{ "help", 0 },
 	};
 	const char *eq = strchr(s, '=');
 	size_t n = eq ? (size_t)(eq - s) : strlen(s);
@@ -111,7 +112,8 @@ static int long_option(struct sm_args *a, const char *s, int *i, int argc, char 
 		case 6: a->ret = val; break;
 		case 7: a->repeat = strtol(val, NULL, 10); break;
 		case 8: a->smtp_flags |= BA_SMTP_NO_PIPELINING; break;
-		default: a->smtp_flags |= BA_SMTP_NO_CHUNKING; break;
+		case 9: a->smtp_flags |= BA_SMTP_NO_CHUNKING; break;
+		default: a->mode = SM_HELP; break;
 		}
 		return 0;
 	}
@@ -389,6 +391,9 @@ int cli_cmd_sendmail(int argc, char **argv)
 			break;
 		case SM_FLUSH_QUEUE:
 			break; /* nothing is ever queued: nothing to flush */
+		case SM_HELP:
+			fputs(cli_sendmail_usage, stdout);
+			break;
 		case SM_DELIVER:
 			signal(SIGPIPE, SIG_IGN); /* a server that closes shows as EPIPE, not a silent death */
 			code = deliver(&a);
