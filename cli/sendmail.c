@@ -287,8 +287,7 @@ static int deliver(struct sm_args *a)
 	int code;
 	memset(&in, 0, sizeof(in));
 	if (cli_acct_open(&acct, a->config, a->account, a->from, &err) < 0) {
-		memset(&acct, 0, sizeof(acct));
-		code = fail(&err);
+		code = fail(&err); /* acct is valid (possibly with a loaded config): released below */
 		goto out;
 	}
 	if (cli_acct_envelope_from(&acct, a->from, &err) < 0 && !a->read_env_from) {
