@@ -918,6 +918,10 @@ static int write_leaf(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *
 			}
 			if (write_lines(dst, chunk, (size_t)k, eol, &held_cr, err) < 0)
 				goto out;
+		} else if (p->role == BA_MIME_BODY && p->cte == BA_MIME_CTE_BASE64) {
+			/* body text is canonical in base64 too: LF and CRLF become eol */
+			if (write_lines(dst, chunk, (size_t)k, eol, &held_cr, err) < 0)
+				goto out;
 		} else if (ba_write(dst, chunk, (size_t)k, err) < 0) {
 			goto out;
 		}
@@ -926,7 +930,10 @@ static int write_leaf(ba_writer *w, ba_mime_part *p, const struct ba_mime_opts *
 		if ((size_t)k < BA_MIME_CHUNK)
 			break;
 	}
-	if (held_cr) {
+	if (held_cr && enc) { /* a bare CR at the very end of encoded text */
+		if (ba_write(dst, "\r", 1, err) < 0)
+			goto out;
+	} else if (held_cr) {
 		ba_err_set(err, EX_DATAERR, "'%s' changed while being read", p->name);
 		goto out;
 	}
@@ -1300,7 +1307,15 @@ static int dg_write_header(struct dg *d, const struct dg_header *h, const char *
 			s = e;
 			continue; /* written below */
 		}
-		if (colon && has_8bit(s, (size_t)(e - s))) {
+		if (has_8bit(s, (size_t)(e - s))) {
+			int name_ok = colon && nl > 0;
+			for (size_t i = 0; name_ok && i < nl; i++)
+				name_ok = (unsigned char)s[i] > 32 && (unsigned char)s[i] < 127;
+			if (!name_ok) {
+				rc = ba_err_set(err, EX_DATAERR, "cannot make a header line without a valid "
+				                "field name 7-bit");
+				break;
+			}
 			if (!unstructured(s, nl)) {
 				rc = ba_err_set(err, EX_DATAERR, "cannot make header field '%.*s' 7-bit: "
 				                "it is not plain text (the peer needs SMTPUTF8)",

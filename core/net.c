@@ -116,7 +116,6 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
 	snprintf(service, sizeof(service), "%u", port);
 	int r = getaddrinfo(host, service, &hints, &res);
 	if (r == EAI_SYSTEM)

@@ -258,7 +258,8 @@ static int read_reply(ba_session *s, int more, struct ba_err *err)
 		if (n == 3 || l[3] == ' ')
 			break;
 	}
-	if (!more && s->rend > s->rstart)
+	/* bytes we read, or that the TLS layer already decrypted, must not follow */
+	if (!more && (s->rend > s->rstart || (s->stream && ba_stream_pending(s->stream) > 0)))
 		return ba_err_set(err, EX_PROTOCOL,
 		                  "server sent unexpected data after its %d reply", r->code);
 	const char *t = ba_buf_str(&r->text);
@@ -406,7 +407,9 @@ static int do_ehlo(ba_session *s, struct ba_err *err)
 		parse_caps(s);
 		return 0;
 	}
-	if (s->r.code >= 500 && !lmtp) {
+	/* HELO can neither upgrade to TLS nor authenticate: not when either is required */
+	int helo_ok = !lmtp && s->p->tls != BA_TLS_STARTTLS && !(s->p->user && *s->p->user);
+	if (s->r.code >= 500 && helo_ok) {
 		/* RFC 5321 §3.2: an old server answers EHLO with 5xx; try HELO */
 		smtp_set_state(s, ST_HELO);
 		if (cmd_exchange(s, err, "HELO %s", helo) < 0)

@@ -34,10 +34,10 @@ struct tls_stream {
 	struct ba_err ioerr;       /* what the inner stream reported last */
 	int established;
 	int broken;                /* a fatal error: no close_notify on free */
-	const struct ba_tls_params *p; /* during ba_tls_start only */
 	struct ba_tls_info *info;  /* during ba_tls_start only */
 	unsigned char pin[32];
 	int have_pin;
+	int shared_cred;           /* cred is the shared system-store one */
 	char vfail[BA_ERR_TEXT_MAX]; /* set by the verify callback */
 	char host[256];
 };
@@ -322,9 +322,76 @@ static int parse_pin(unsigned char out[32], const char *s, struct ba_err *err)
 	return 0;
 }
 
+/*
+ * The system trust store costs milliseconds to load (BENCH.md: ~9 ms), so
+ * sessions that need nothing else share one credentials object, loaded on
+ * first use and kept until ba_tls_cleanup().  GnuTLS credentials may be
+ * shared by sessions once set up.
+ */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static gnutls_certificate_credentials_t shared_cred;
+static unsigned shared_refs;
+
+static int shared_system_cred(gnutls_certificate_credentials_t *out, struct ba_err *err)
+{
+	int rc = 0;
+	pthread_mutex_lock(&shared_lock);
+	if (!shared_cred) {
+		gnutls_certificate_credentials_t c;
+		int r = gnutls_certificate_allocate_credentials(&c);
+		if (r < 0) {
+			rc = ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
+			goto out;
+		}
+		r = gnutls_certificate_set_x509_system_trust(c);
+		if (r <= 0) {
+			gnutls_certificate_free_credentials(c);
+			if (r < 0)
+				rc = ba_err_set(err, EX_CONFIG, "cannot load the system trust store: %s",
+				                tls_strerror(r));
+			else
+				rc = ba_err_set(err, EX_CONFIG, "the system trust store is empty; set "
+				                "tls_trust_file or tls_fingerprint");
+			goto out;
+		}
+		gnutls_certificate_set_verify_function(c, verify_cb);
+		shared_cred = c;
+	}
+	shared_refs++;
+	*out = shared_cred;
+out:
+	pthread_mutex_unlock(&shared_lock);
+	return rc;
+}
+
+static void shared_release(void)
+{
+	pthread_mutex_lock(&shared_lock);
+	shared_refs--;
+	pthread_mutex_unlock(&shared_lock);
+}
+
+void ba_tls_cleanup(void)
+{
+	pthread_mutex_lock(&shared_lock);
+	if (shared_cred && shared_refs == 0) {
+		gnutls_certificate_free_credentials(shared_cred);
+		shared_cred = NULL;
+	}
+	pthread_mutex_unlock(&shared_lock);
+}
+
 static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p,
                              struct ba_err *err)
 {
+	int system = !p->trust_file || strcmp(p->trust_file, "system") == 0;
+	if (p->certcheck && !t->have_pin && system && !p->crl_file && !p->cert_file &&
+	    !p->key_file) {
+		if (shared_system_cred(&t->cred, err) < 0)
+			return -1;
+		t->shared_cred = 1;
+		return 0;
+	}
 	int r = gnutls_certificate_allocate_credentials(&t->cred);
 	if (r < 0)
 		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
@@ -464,13 +531,14 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	}
 	t->base.ops = &tls_ops;
 	t->inner = inner;
-	t->p = p;
 	t->info = info;
 	snprintf(t->host, sizeof(t->host), "%s", p->host ? p->host : "");
 	size_t hl = strlen(t->host);
 	if (hl > 2 && t->host[0] == '[' && t->host[hl - 1] == ']') {
 		memmove(t->host, t->host + 1, hl - 2); /* "[::1]" -> "::1" */
 		t->host[hl - 2] = 0;
+	} else if (hl > 1 && t->host[hl - 1] == '.') {
+		t->host[hl - 1] = 0; /* RFC 6066 §3: no trailing dot in SNI; RFC 6125 matching */
 	}
 	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
 	if (p->certcheck && !p->fingerprint && !t->host[0]) {
@@ -499,7 +567,6 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 		       desc ? desc : "?", p->certcheck ? "" : " (certificate not checked)");
 		gnutls_free(desc);
 	}
-	t->p = NULL;
 	t->info = NULL;
 	*out = &t->base;
 	return 0;
@@ -515,6 +582,7 @@ static ssize_t tls_read(ba_stream *base, void *p, size_t n, int64_t deadline, st
 {
 	struct tls_stream *t = (struct tls_stream *)base;
 	t->deadline = deadline;
+	ba_err_clear(&t->ioerr);
 	for (;;) {
 		ssize_t r = gnutls_record_recv(t->sess, p, n);
 		if (r >= 0)
@@ -547,6 +615,7 @@ static int tls_write(ba_stream *base, const void *p, size_t n, int64_t deadline,
 	struct tls_stream *t = (struct tls_stream *)base;
 	const unsigned char *q = p;
 	t->deadline = deadline;
+	ba_err_clear(&t->ioerr);
 	while (n) {
 		size_t chunk = n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX;
 		ssize_t r = gnutls_record_send(t->sess, q, chunk);
@@ -585,7 +654,9 @@ static void tls_free(ba_stream *base)
 		}
 		gnutls_deinit(t->sess);
 	}
-	if (t->cred)
+	if (t->cred && t->shared_cred)
+		shared_release();
+	else if (t->cred)
 		gnutls_certificate_free_credentials(t->cred);
 	ba_stream_free(t->inner);
 	gnutls_memset(t->pin, 0, sizeof(t->pin));

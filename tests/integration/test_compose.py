@@ -299,6 +299,7 @@ def test_message_ids_unique():
     (["--from", FROM, "--to", "r@example.net", "--attach-type", "text/plain"], 64, "--attach"),
     (["--from", FROM, "--to", "not an address"], 65, "not an address"),
     (["--from", FROM, "--to", "r@"], 65, "r@"),
+    (["--from", FROM, "--to", "jürgen@example.net"], 65, "jürgen@example.net"),
     (["--from", "a@example.org, b@example.org", "--to", "r@example.net"], 65, "from"),
     (["--from", FROM, "--to", "r@example.net", "--subject", "evil\r\nBcc: x@example.net"], 65,
      "subject"),
@@ -468,3 +469,22 @@ def test_stdin_from_file_and_pipe(tmp_path):
     p = compose("--from", FROM, "--to", "r@example.net", "--attach", "-", stdin=content)
     (att,) = attachments(parse(p.stdout))
     assert att.get_payload(decode=True) == content and att.get_filename() is None
+
+
+def test_groups_and_comments():
+    data = compose("--from", "Jürgen (work) <j@münchen.example>", "--to",
+                   "undisclosed-recipients:;", "--cc",
+                   'Team: a@example.net, "Doe, J" <b@example.net>;', "--bcc",
+                   "x@example.net").stdout
+    check_lines(data)
+    msg = parse(data)
+    assert msg["To"].groups[0].display_name == "undisclosed-recipients"
+    assert msg["To"].addresses == ()
+    team = msg["Cc"].groups[0]
+    assert team.display_name == "Team"
+    assert [a.addr_spec for a in team.addresses] == ["a@example.net", "b@example.net"]
+    assert msg["From"].addresses[0].display_name == "Jürgen"
+    assert b"x@example.net" not in data
+    # a group alone is no recipient
+    p = compose("--from", FROM, "--to", "undisclosed-recipients:;", check=False)
+    assert p.returncode == 64 and p.stdout == b""

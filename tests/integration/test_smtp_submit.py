@@ -382,3 +382,20 @@ def test_bad_certificate(cert, implicit, fault_server, write_config, sendmail):
     assert b"certificate" in r.stderr
     cmds = verbs(srv.conn) if srv.conns else []
     assert "AUTH" not in cmds and "MAIL" not in cmds
+
+
+def test_lmtp_unix_socket(lmtp_server, write_config, sendmail, tmp_path):
+    srv = lmtp_server(unix_path=str(tmp_path / "lmtp.sock"))
+    cfg = write_config(srv, protocol="lmtp")
+    ok(run(sendmail, cfg, "b@y.test", "c@y.test"))
+    txn = srv.wait_txn()
+    assert txn.data == MSG and len(txn.lmtp_replies) == 2
+
+
+def test_many_messages_one_session(smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv)
+    ok(run(sendmail, cfg, args=("--ba-repeat", "5")))
+    srv.wait_messages(5)
+    assert len(srv.conns) == 1
+    assert all(t.data == MSG for t in srv.txns)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bluearrow/encode.h"
 #include "bluearrow/mime.h"
 
 static int counter_random(void *ctx, void *p, size_t n, struct ba_err *err)
@@ -210,6 +211,33 @@ static void test_mime__writes_multipart(void **state)
 	ba_mime_free(root);
 }
 
+/* Found by fuzz/fuzz_mime: a body sent as base64 kept its CRLF line ends under an LF eol */
+static void test_mime__base64_body_is_canonical(void **state)
+{
+	(void)state;
+	/* Korean text (mostly non-ASCII: base64), CRLF and LF mixed, a bare CR kept, ending in CR */
+	static const char in[] = "\xed\x95\x9c\r\n\xea\xb5\xad\n\xec\x96\xb4\rx\r";
+	static const char want[] = "\xed\x95\x9c\n\xea\xb5\xad\n\xec\x96\xb4\rx\r";
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_mime_opts o = { "\n", BA_MIME_NO_SNIFF, zero_random, NULL, NULL };
+	struct ba_buf out = BA_BUF_INIT, dec = BA_BUF_INIT;
+	struct ba_buf_writer w;
+	ba_mime_part *p;
+	assert_int_equal(ba_mime_mem_new(&p, in, sizeof(in) - 1, NULL, BA_MIME_BODY, &err), 0);
+	assert_int_equal(ba_mime_prepare(p, &o, &err), 0);
+	assert_int_equal(ba_mime_part_cte(p), BA_MIME_CTE_BASE64);
+	ba_buf_writer_init(&w, &out);
+	assert_int_equal(ba_mime_write(&w.base, p, &o, &err), 0);
+	const char *body = strstr(ba_buf_str(&out), "\n\n");
+	assert_non_null(body);
+	assert_int_equal(ba_base64_decode(&dec, body + 2, strlen(body + 2), &err), 0);
+	assert_int_equal(dec.len, sizeof(want) - 1);
+	assert_memory_equal(dec.data, want, dec.len);
+	ba_buf_release(&dec);
+	ba_buf_release(&out);
+	ba_mime_free(p);
+}
+
 static void test_mime__boundaries_distinct(void **state)
 {
 	(void)state;
@@ -313,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_mime__set_type_and_filename_validate),
 		cmocka_unit_test(test_mime__missing_file),
 		cmocka_unit_test(test_mime__writes_multipart),
+		cmocka_unit_test(test_mime__base64_body_is_canonical),
 		cmocka_unit_test(test_mime__boundaries_distinct),
 		cmocka_unit_test(test_mime__file_changed_between_passes),
 		cmocka_unit_test(test_mime__pipe_is_spooled),

@@ -87,6 +87,29 @@ static void test_net__tcp_ipv4_with_nodelay(void **state)
 	close(lfd);
 }
 
+/* A peer that went away gives an error, not SIGPIPE (the stream writes with MSG_NOSIGNAL). */
+static void test_net__write_to_closed_peer(void **state)
+{
+	(void)state;
+	unsigned port;
+	int lfd = listen_on("127.0.0.1", &port, 5);
+	struct ba_net_params p = { .host = "127.0.0.1", .port = port, .timeout_ms = 2000 };
+	struct ba_err err = BA_ERR_INIT;
+	ba_stream *s = NULL;
+	assert_int_equal(ba_net_connect(&s, &p, &err), 0);
+	close(accept(lfd, NULL, NULL));
+	char buf[4096] = { 0 };
+	int r = 0;
+	for (int i = 0; i < 100 && r == 0; i++) {
+		r = ba_stream_write(s, buf, sizeof(buf), ba_deadline(2000), &err);
+		usleep(1000);
+	}
+	assert_int_equal(r, -1);
+	assert_int_equal(err.code, EX_IOERR);
+	ba_stream_free(s);
+	close(lfd);
+}
+
 static void test_net__tcp_ipv6(void **state)
 {
 	(void)state;
@@ -374,6 +397,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_net__tcp_ipv4_with_nodelay),
+		cmocka_unit_test(test_net__write_to_closed_peer),
 		cmocka_unit_test(test_net__tcp_ipv6),
 		cmocka_unit_test(test_net__tries_every_address),
 		cmocka_unit_test(test_net__refused_names_host_and_port),

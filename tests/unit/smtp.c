@@ -337,6 +337,17 @@ static void test_smtp__helo_fallback(void **state)
 	ba_session_free(s);
 	peer_end(p);
 	peer_free(p);
+	/* found by fuzz/fuzz_smtp: no HELO when TLS or AUTH is required (it can do neither) */
+	static const char *const refused[] = {
+		GREET, "C:EHLO client.test\r\n", "S:502 what\r\n", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	pp.tls = BA_TLS_STARTTLS;
+	pp.tls_start = fake_tls;
+	open_fails(refused, &pp, EX_UNAVAILABLE, "EHLO client.test\r\nQUIT\r\n", "refused EHLO");
+	pp = params();
+	pp.user = "u";
+	pp.password = "p";
+	open_fails(refused, &pp, EX_UNAVAILABLE, "EHLO client.test\r\nQUIT\r\n", "refused EHLO");
 }
 
 static void test_smtp__starttls(void **state)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -190,6 +191,7 @@ static int teardown_certs(void **state)
 	(void)state;
 	for (int i = 0; i < C_COUNT; i++)
 		free_cert(&certs[i]);
+	ba_tls_cleanup();
 	unlink(ca_file);
 	unlink(crl_file);
 	unlink(client_crt);
@@ -387,6 +389,12 @@ static void test_tls__good_handshake_and_data(void **state)
 	assert_non_null(strstr(info.not_after, " UTC"));
 	assert_string_equal(sv.sni, "localhost");
 	assert_string_equal((char *)sv.cb, "tls-exporter");
+
+	/* an absolute name: verified and sent without the dot */
+	p.host = "localhost.";
+	memset(&sv, 0, sizeof(sv));
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv), 0);
+	assert_string_equal(sv.sni, "localhost");
 }
 
 static void test_tls__ip_literal_no_sni(void **state)
@@ -451,6 +459,27 @@ static void test_tls__failure_classes(void **state)
 	p.crl_file = NULL;
 	p.host = "127.0.0.2";
 	expect_refused(C_GOOD, &p, "certificate is not valid for host '127.0.0.2'");
+}
+
+/* A certificate whose signature bytes were altered after signing. */
+static void test_tls__bad_signature(void **state)
+{
+	(void)state;
+	gnutls_datum_t der;
+	assert_int_equal(gnutls_x509_crt_export2(certs[C_GOOD].crt, GNUTLS_X509_FMT_DER, &der), 0);
+	der.data[der.size - 3] ^= 0x01; /* inside the ECDSA signature's s */
+	struct cert bad = { NULL, certs[C_GOOD].key };
+	assert_int_equal(gnutls_x509_crt_init(&bad.crt), 0);
+	assert_int_equal(gnutls_x509_crt_import(bad.crt, &der, GNUTLS_X509_FMT_DER), 0);
+	gnutls_free(der.data);
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(run(&bad, &p, &info, &err, NULL), -1);
+	assert_int_equal(err.code, EX_UNAVAILABLE);
+	if (!strstr(err.text, ": certificate signature is invalid (SHA256:"))
+		fail_msg("unexpected: %s", err.text);
+	gnutls_x509_crt_deinit(bad.crt);
 }
 
 static void test_tls__certcheck_off(void **state)
@@ -529,38 +558,52 @@ static void test_tls__config_errors(void **state)
 	assert_int_equal(err.code, EX_CONFIG);
 }
 
-/* The whole path the engine takes: ba_net_connect over loopback TCP, then TLS. */
+/* The whole path the engine takes: ba_net_connect (loopback TCP, unix socket), then TLS. */
 static void test_tls__over_net_connect(void **state)
 {
 	(void)state;
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, len), 0);
-	assert_int_equal(listen(lfd, 5), 0);
-	getsockname(lfd, (struct sockaddr *)&sin, &len);
-	struct ba_net_params np = { .host = "localhost", .port = ntohs(sin.sin_port),
-		                    .timeout_ms = 2000 };
-	struct ba_err err = BA_ERR_INIT;
-	ba_stream *in = NULL, *s = NULL;
-	assert_int_equal(ba_net_connect(&in, &np, &err), 0);
-	struct server sv = { .cert = &certs[C_GOOD] };
-	sv.fd = accept(lfd, NULL, NULL);
-	assert_true(sv.fd >= 0);
-	assert_int_equal(pthread_create(&sv.thread, NULL, server_main, &sv), 0);
-	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1,
-		                   .timeout_ms = 5000 };
-	assert_int_equal(ba_tls_start(&s, in, &p, NULL, &err), 0);
-	assert_true(ba_tls_is_tls(s));
-	char buf[64];
-	assert_int_equal(ba_stream_write(s, "EHLO x\r\n", 8, ba_deadline(2000), &err), 0);
-	assert_int_equal(ba_stream_read(s, buf, sizeof(buf), ba_deadline(2000), &err), 8);
-	assert_memory_equal(buf, "EHLO x\r\n", 8);
-	ba_stream_free(s);
-	pthread_join(sv.thread, NULL);
-	assert_string_equal(sv.sni, "localhost");
-	close(lfd);
+	char sdir[] = "/tmp/ba-tls-net-XXXXXX", path[64];
+	assert_non_null(mkdtemp(sdir));
+	snprintf(path, sizeof(path), "%s/s", sdir);
+	for (int unix_sock = 0; unix_sock < 2; unix_sock++) {
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		struct ba_net_params np = { .host = "localhost", .timeout_ms = 2000 };
+		int lfd = socket(unix_sock ? AF_UNIX : AF_INET, SOCK_STREAM, 0);
+		if (unix_sock) {
+			memcpy(sun.sun_path, path, strlen(path) + 1);
+			assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+			np.host = path;
+		} else {
+			socklen_t len = sizeof(sin);
+			inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+			assert_int_equal(bind(lfd, (struct sockaddr *)&sin, len), 0);
+			getsockname(lfd, (struct sockaddr *)&sin, &len);
+			np.port = ntohs(sin.sin_port);
+		}
+		assert_int_equal(listen(lfd, 5), 0);
+		struct ba_err err = BA_ERR_INIT;
+		ba_stream *in = NULL, *s = NULL;
+		assert_int_equal(ba_net_connect(&in, &np, &err), 0);
+		struct server sv = { .cert = &certs[C_GOOD] };
+		sv.fd = accept(lfd, NULL, NULL);
+		assert_true(sv.fd >= 0);
+		assert_int_equal(pthread_create(&sv.thread, NULL, server_main, &sv), 0);
+		struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file,
+			                   .certcheck = 1, .timeout_ms = 5000 };
+		assert_int_equal(ba_tls_start(&s, in, &p, NULL, &err), 0);
+		assert_true(ba_tls_is_tls(s));
+		char buf[64];
+		assert_int_equal(ba_stream_write(s, "EHLO x\r\n", 8, ba_deadline(2000), &err), 0);
+		assert_int_equal(ba_stream_read(s, buf, sizeof(buf), ba_deadline(2000), &err), 8);
+		assert_memory_equal(buf, "EHLO x\r\n", 8);
+		ba_stream_free(s);
+		pthread_join(sv.thread, NULL);
+		assert_string_equal(sv.sni, "localhost");
+		close(lfd);
+	}
+	unlink(path);
+	rmdir(sdir);
 }
 
 static void *silent_main(void *arg)
@@ -654,24 +697,33 @@ static void test_tls__not_tls(void **state)
 	close(sp[1]);
 }
 
-/* Not an assertion: prints the cost of a handshake with a trust file and with the system store. */
+/*
+ * Prints the cost of ba_tls_start() with a trust file, with the system store
+ * loaded afresh, and with the system store shared by earlier sessions.  The
+ * test CA is in no system store, so those handshakes fail, as they must.
+ */
 static void test_tls__timing(void **state)
 {
 	(void)state;
 	const int n = 20;
-	for (int mode = 0; mode < 2; mode++) {
+	static const char *const names[3] = { "a trust file", "the system store, loaded afresh",
+		                               "the system store, shared" };
+	for (int mode = 0; mode < 3; mode++) {
 		long total = 0;
 		for (int i = 0; i < n; i++) {
 			struct ba_tls_params p = { .host = "localhost", .certcheck = 1,
 				                   .trust_file = mode ? NULL : ca_file };
 			struct ba_err err = BA_ERR_INIT;
+			if (mode == 1)
+				ba_tls_cleanup();
 			int r = run(&certs[C_GOOD], &p, NULL, &err, NULL);
-			/* the test CA is not in the system store */
 			assert_int_equal(r, mode ? -1 : 0);
+			if (mode)
+				assert_non_null(strstr(err.text, "certificate issuer is unknown"));
 			total += last_start_us;
 		}
-		print_message("ba_tls_start over a socketpair with %s: %.2f ms\n",
-		              mode ? "the system store" : "a trust file", (double)total / n / 1000);
+		print_message("ba_tls_start over a socketpair with %s: %.2f ms\n", names[mode],
+		              (double)total / n / 1000);
 	}
 }
 
@@ -682,6 +734,7 @@ int main(void)
 		cmocka_unit_test(test_tls__ip_literal_no_sni),
 		cmocka_unit_test(test_tls__tls12_channel_binding_unique),
 		cmocka_unit_test(test_tls__failure_classes),
+		cmocka_unit_test(test_tls__bad_signature),
 		cmocka_unit_test(test_tls__certcheck_off),
 		cmocka_unit_test(test_tls__pinning),
 		cmocka_unit_test(test_tls__client_certificate),

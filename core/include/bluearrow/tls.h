@@ -88,4 +88,12 @@ int ba_tls_channel_binding(ba_stream *s, struct ba_buf *out, const char **type);
 /* 1 if s is a stream made by ba_tls_start(). */
 int ba_tls_is_tls(ba_stream *s);
 
+/*
+ * Sessions that verify against the system trust store alone (no CRL, no
+ * client certificate) share one copy of it, loaded on first use and kept for
+ * later connections.  This frees it when no session uses it (optional, at
+ * exit, for leak checkers).
+ */
+void ba_tls_cleanup(void);
+
 #endif
