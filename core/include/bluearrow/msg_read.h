@@ -25,6 +25,15 @@
  * ever visible in the file system and nothing is left behind on a crash.
  * Kept header lines and the body are copied byte for byte (line ends
  * included); generated lines use the line end of the input's first line.
+ *
+ * Why not header.h's parser and addr.h here: the input is read line by line
+ * because sendmail's lone-dot rule applies to header lines too, and every
+ * kept byte must be copied unchanged; and -t must accept what msmtp accepts
+ * in To/Cc/Bcc, notably local names without a domain ("To: root"), which the
+ * `aliases` file maps afterwards but which are no RFC 5322 addr-spec (addr.h
+ * rightly refuses them).  ba_msg_addr_list() is therefore a lenient scanner
+ * that only extracts the envelope addresses; the engine and route validate
+ * each address before it is sent (ba_addr_spec_valid, IDN).
  */
 #ifndef BLUEARROW_MSG_READ_H
 #define BLUEARROW_MSG_READ_H
