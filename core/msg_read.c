@@ -285,6 +285,11 @@ int ba_msg_addr_list(char ***v, size_t *n, const char *field, const char *body, 
 	int in_angle = 0, got_angle = 0, in_group = 0, rc = 0;
 	for (size_t i = 0; i <= len && rc == 0; i++) {
 		char c = i < len ? body[i] : ',';
+		if (((unsigned char)c < 32 && c != ' ' && c != '\t' && c != '\r' && c != '\n') || c == 127) {
+			/* a NUL or control would cut or smuggle an envelope address */
+			rc = ba_err_set(err, EX_DATAERR, "%s: control character in an address", field);
+			break;
+		}
 		if (i < len && c == '(') { /* comment, nested, with quoted-pairs (§3.2.2) */
 			int depth = 0;
 			for (; i < len; i++) {

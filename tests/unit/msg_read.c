@@ -292,6 +292,9 @@ static void test_msg_read__addr_list(void **state)
 	assert_int_equal(err.code, EX_DATAERR);
 	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "x\"y", 3, &err), -1);
 	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "a>", 2, &err), -1);
+	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "a@b, \0", 6, &err), -1);
+	assert_non_null(strstr(err.text, "control character"));
+	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "a\x1b@b", 5, &err), -1);
 	for (size_t i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
