@@ -205,3 +205,20 @@ def test_man_page_documents_every_flag():
              "-bv", "-bi", "--", "--file", "--account", "--from", "--read-recipients"]
     for f in flags:
         assert f.replace("-", "\\-") in man, f
+
+
+def test_8bit_and_long_lines_are_reencoded(smtp_server, write_config, sendmail):
+    """A cron job's UTF-8 output to a server without 8BITMIME, and a line over 998 octets:
+    both arrive re-encoded (7 bit, lines <= 998) and decode to the original text."""
+    import email
+    import email.policy
+    srv = smtp_server(eightbitmime=False)
+    cfg = write_config(srv, from_="root@example.test")
+    text = "Grüße aus cron: 5 € \n" + "x" * 3000 + "\n.\nend\n"
+    msg = HDR + b"To: a@example.test\nSubject: out\n\n" + text.encode()
+    r = sendmail("-C", cfg, "-t", "-i", input=msg)
+    assert r.returncode == 0, r.stderr
+    txn = srv.wait_txn()
+    assert not txn.has_8bit and txn.max_line_length <= 998
+    m = email.message_from_bytes(txn.data, policy=email.policy.default)
+    assert m.get_payload(decode=True).replace(b"\r\n", b"\n") == text.encode()
