@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "bluearrow/log.h"
-#include "bluearrow/mime.h"
 #include "bluearrow/msg_read.h"
 #include "bluearrow/route.h"
 #include "bluearrow/smtp.h"
@@ -42,27 +41,6 @@ void cli_tls_params(struct ba_tls_params *tp, const struct ba_account *acc, cons
 	tp->log = log;
 }
 
-/*
- * Writes a 7-bit rendering of the spooled message into a new spool
- * (ba_mime_downgrade: 8-bit or over-long leaves re-encoded, 8-bit header
- * text RFC 2047-encoded), for a server without 8BITMIME or a message with
- * lines over 998 octets (DESIGN.md invariant 5: re-encoded, never sent broken).
- */
-static int downgrade(ba_spool **out, ba_spool *in, struct ba_err *err)
-{
-	struct ba_mime_opts mo;
-	memset(&mo, 0, sizeof(mo));
-	mo.eol = "\r\n";
-	if (ba_spool_new(out, 0, NULL, err) < 0)
-		return -1;
-	if (ba_mime_downgrade(ba_spool_writer(*out), ba_spool_reader(in), &mo, err) < 0) {
-		ba_spool_free(*out);
-		*out = NULL;
-		return ba_err_prefix(err, "cannot re-encode the message to 7 bit: ");
-	}
-	return 0;
-}
-
 int cli_transmit(const struct cli_acct *a, const struct cli_delivery *d,
                  struct cli_transmit_result *res, struct ba_err *err)
 {
@@ -75,23 +53,8 @@ int cli_transmit(const struct cli_acct *a, const struct cli_delivery *d,
 	ba_route *r = NULL;
 	int rc = -1, utf8 = 0;
 
-	ba_spool *body = d->spool, *seven = NULL;
-	/* lines over 998 octets (RFC 5322 §2.1.1) cannot travel as they are: re-encode first */
-	if ((ba_spool_flags(body) & BA_SPOOL_LONG_LINE) && downgrade(&seven, body, err) < 0)
-		return -1;
-	if (seven)
-		body = seven;
 	if (ba_route_open(&r, acc, &ro, err) < 0)
 		goto out;
-	if ((ba_spool_flags(body) & BA_SPOOL_8BIT) &&
-	    !(ba_session_caps(ba_route_session(r)) & BA_CAP_8BITMIME)) {
-		/* the server lacks 8BITMIME (RFC 6152): 8-bit parts become quoted-printable/base64 */
-		ba_spool *s7 = NULL;
-		if (downgrade(&s7, body, err) < 0)
-			goto out;
-		ba_spool_free(seven);
-		body = seven = s7;
-	}
 	rb = calloc(d->nrcpt ? d->nrcpt : 1, sizeof(*rb));
 	rcpts = calloc(d->nrcpt ? d->nrcpt : 1, sizeof(*rcpts));
 	if (!rb || !rcpts) {
@@ -117,14 +80,16 @@ int cli_transmit(const struct cli_acct *a, const struct cli_delivery *d,
 	env.from = ba_buf_str(&from);
 	env.rcpts = rcpts;
 	env.nrcpts = d->nrcpt;
-	env.size = ba_spool_wire_size(body);
-	env.body = ba_spool_flags(body) & BA_SPOOL_8BIT ? BA_BODY_8BITMIME : BA_BODY_7BIT;
+	env.size = ba_spool_wire_size(d->spool);
+	env.body = ba_spool_flags(d->spool) & BA_SPOOL_8BIT ? BA_BODY_8BITMIME : BA_BODY_7BIT;
+	/* route re-encodes to 7 bit for a server without 8BITMIME, and for lines over 998 octets */
+	int force_7bit = (ba_spool_flags(d->spool) & BA_SPOOL_LONG_LINE) != 0;
 	env.smtputf8 = utf8;
 	env.ret = ret == BA_DSN_RET_FULL ? BA_RET_FULL : ret == BA_DSN_RET_HDRS ? BA_RET_HDRS : BA_RET_NONE;
 	env.envid = d->envid;
 	for (long n = 0; n < (d->repeat > 0 ? d->repeat : 1); n++) {
 		struct ba_result *result = NULL;
-		int s = ba_session_send(ba_route_session(r), &env, ba_spool_reader(body), &result, err);
+		int s = ba_route_send(r, &env, ba_spool_reader(d->spool), force_7bit, &result, err);
 		ba_buf_reset(&res->smtp_msg);
 		res->smtp_code = 0;
 		if (result && result->code) {
@@ -151,6 +116,5 @@ out:
 	free(rcpts);
 	ba_buf_release(&from);
 	ba_route_free(r);
-	ba_spool_free(seven);
 	return rc;
 }

@@ -1,11 +1,16 @@
 /* route.c - account -> connection, TLS and session (layer 4: the one join) */
 #include "bluearrow/route.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <idn2.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 
+#include "bluearrow/mime.h"
 #include "bluearrow/net.h"
 #include "bluearrow/secret.h"
 #include "bluearrow/tls.h"
@@ -173,6 +178,69 @@ int ba_route_addr(struct ba_buf *out, int *utf8, ba_route *r, const char *addr,
 	ba_buf_addstr(out, ascii);
 	idn2_free(ascii);
 	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+}
+
+/* An unlinked temporary file: nothing of the message is visible by name. */
+static int tmpfile_open(int *fd, struct ba_err *err)
+{
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+#ifdef O_TMPFILE
+	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (*fd >= 0)
+		return 0;
+#endif
+	char path[4096];
+	snprintf(path, sizeof path, "%s/bluearrow-7bit-XXXXXX", dir);
+	*fd = mkstemp(path);
+	if (*fd < 0)
+		return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s", dir,
+		                  strerror(errno));
+	unlink(path);
+	return 0;
+}
+
+int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, int force_7bit,
+                  struct ba_result **out, struct ba_err *err)
+{
+	*out = NULL;
+	unsigned caps = ba_session_caps(r->session);
+	if (!force_7bit && (env->body != BA_BODY_8BITMIME || (caps & BA_CAP_8BITMIME)))
+		return ba_session_send(r->session, env, body, out, err);
+	/* DESIGN.md invariant 5: re-encode rather than send 8-bit to a 7-bit server */
+	ba_log(r->sp.log, BA_LOG_INFO, "re-encoding the message to 7 bit%s",
+	       force_7bit ? " (a line is over 998 octets)" : " (the server lacks 8BITMIME)");
+	int fd;
+	if (tmpfile_open(&fd, err) < 0)
+		return -1;
+	struct ba_fd_writer *w = malloc(sizeof *w);
+	if (!w) {
+		close(fd);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	ba_fd_writer_init(w, fd, "temporary file");
+	struct ba_mime_opts mo = { 0 };
+	mo.eol = "\r\n";
+	int rc = -1;
+	off_t size;
+	if (ba_mime_downgrade(&w->base, body, &mo, err) < 0 || ba_flush(&w->base, err) < 0)
+		goto out;
+	size = lseek(fd, 0, SEEK_CUR);
+	if (size < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		ba_err_set(err, EX_IOERR, "cannot rewind the temporary file: %s", strerror(errno));
+		goto out;
+	}
+	struct ba_envelope e7 = *env;
+	e7.body = BA_BODY_7BIT;
+	e7.size = (uint64_t)size;
+	struct ba_fd_reader fr;
+	ba_fd_reader_init(&fr, fd, "temporary file");
+	rc = ba_session_send(r->session, &e7, &fr.base, out, err);
+out:
+	free(w);
+	close(fd);
+	return rc;
 }
 
 void ba_route_free(ba_route *r)

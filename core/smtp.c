@@ -103,6 +103,24 @@ static void smtp_kill(ba_session *s)
 	smtp_set_state(s, ST_DEAD);
 }
 
+/* A broken connection is a temporary failure (the message can be retried), not a local I/O error. */
+static int conn_lost(struct ba_err *err)
+{
+	if (err && err->code == EX_IOERR) {
+		err->code = EX_TEMPFAIL;
+		ba_err_prefix(err, "connection to the server lost: ");
+	}
+	return -1;
+}
+
+/* Writes to the server before the per-write deadline. */
+static int stream_write(ba_session *s, const void *p, size_t n, struct ba_err *err)
+{
+	if (ba_stream_write(s->stream, p, n, ba_deadline(s->timeout_ms), err) < 0)
+		return conn_lost(err);
+	return 0;
+}
+
 /* The reply's text, cleaned and on one line, for errors and results. */
 static void reply_clean(const struct reply *r, struct ba_buf *out)
 {
@@ -176,7 +194,7 @@ static int read_line(ba_session *s, const char **line, size_t *len, int64_t dead
 		if (k < 0) {
 			if (err && err->code == EX_TEMPFAIL)
 				ba_err_prefix(err, "no complete reply from the server in time: ");
-			return -1;
+			return conn_lost(err);
 		}
 		if (k == 0)
 			return ba_err_set(err, EX_TEMPFAIL, "the server closed the connection");
@@ -314,8 +332,7 @@ static int cmd_flush(ba_session *s, struct ba_err *err)
 		return 0;
 	if (!s->stream)
 		return ba_err_set(err, EX_TEMPFAIL, "connection to the server is closed");
-	int rc = ba_stream_write(s->stream, s->wbuf.data, s->wbuf.len, ba_deadline(s->timeout_ms),
-	                         err);
+	int rc = stream_write(s, s->wbuf.data, s->wbuf.len, err);
 	ba_buf_reset(&s->wbuf);
 	if (rc < 0)
 		smtp_kill(s);
@@ -487,7 +504,7 @@ static int auth_send_line(ba_session *s, const char *prefix, const struct ba_buf
 		ba_log(s->p->log, BA_LOG_PROTO, "--> %s<redacted>", prefix);
 	else
 		ba_log(s->p->log, BA_LOG_PROTO, "--> <redacted>");
-	int rc = ba_stream_write(s->stream, line.data, line.len, ba_deadline(s->timeout_ms), err);
+	int rc = stream_write(s, line.data, line.len, err);
 	ba_buf_release_secret(&line);
 	if (rc < 0)
 		smtp_kill(s);
@@ -1078,7 +1095,7 @@ static int data_write(ba_session *s, size_t keep, struct ba_err *err)
 	if (s->dbuf.len <= keep)
 		return 0;
 	size_t n = s->dbuf.len - keep;
-	if (ba_stream_write(s->stream, s->dbuf.data, n, ba_deadline(s->timeout_ms), err) < 0)
+	if (stream_write(s, s->dbuf.data, n, err) < 0)
 		return -1;
 	ba_buf_consume(&s->dbuf, n);
 	return 0;
@@ -1117,8 +1134,7 @@ static int bdat_chunk(ba_session *s, int last, struct ba_err *err)
 	int h = snprintf(hdr, sizeof hdr, "BDAT %zu%s\r\n", n, last ? " LAST" : "");
 	ba_log(s->p->log, BA_LOG_PROTO, "--> %.*s <%zu bytes>", h - 2, hdr, n);
 	memcpy(s->dbuf.data + BDAT_HDR - h, hdr, (size_t)h);
-	if (ba_stream_write(s->stream, s->dbuf.data + BDAT_HDR - h, n + (size_t)h,
-	                    ba_deadline(s->timeout_ms), err) < 0)
+	if (stream_write(s, s->dbuf.data + BDAT_HDR - h, n + (size_t)h, err) < 0)
 		return -1;
 	ba_buf_truncate(&s->dbuf, BDAT_HDR);
 	return 0;

@@ -48,6 +48,19 @@ ba_session *ba_route_session(ba_route *r);
 int ba_route_addr(struct ba_buf *out, int *utf8, ba_route *r, const char *addr,
                   struct ba_err *err);
 
+/*
+ * Sends one message over the route's session (ba_session_send()), first
+ * rendering it 7-bit with ba_mime_downgrade() when it needs that: env->body
+ * is BA_BODY_8BITMIME and the server lacks 8BITMIME, or force_7bit is set
+ * (a line over 998 octets).  The rendering streams into an unlinked
+ * temporary file (bounded memory) and goes out as BA_BODY_7BIT with its own
+ * size.  body is read once.  Results and errors as ba_session_send(), plus
+ * those of ba_mime_downgrade() (EX_DATAERR: 8-bit text in a structured
+ * header) and EX_CANTCREAT for the temporary file.
+ */
+int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, int force_7bit,
+                  struct ba_result **out, struct ba_err *err);
+
 /* QUITs, closes and frees; wipes the password.  NULL is a no-op. */
 void ba_route_free(ba_route *r);
 
