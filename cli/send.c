@@ -91,7 +91,7 @@ int cli_cmd_send(int argc, char **argv)
 	const char *from = ba_msg_from(m);
 	if (cli_acct_open(&acct, file, account, from, &err) < 0 ||
 	    cli_acct_envelope_from(&acct, from, &err) < 0 ||
-	    ba_spool_new(&spool, 0, NULL, &err) < 0) {
+	    ba_spool_new(&spool, 0, &err) < 0) {
 		code = cli_fail(&err);
 		goto out;
 	}

@@ -1,9 +1,7 @@
 /* msg_read.c - read a given message (sendmail input): header rewrite, -t, Bcc, spool */
-#define _GNU_SOURCE /* O_TMPFILE */
 #include "bluearrow/msg_read.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +30,6 @@ struct ba_spool {
 	unsigned char *mem;   /* first mem_max bytes */
 	size_t mem_len, mem_max;
 	int fd;               /* unlinked temporary file for the rest, or -1 */
-	char *tmpdir;
 	unsigned char *fbuf;  /* write buffer in front of fd */
 	size_t fbuf_len;
 	uint64_t size, pos;   /* bytes written; read position */
@@ -43,30 +40,10 @@ struct ba_spool {
 	int reading;
 };
 
+/* The overflow file: unlinked from the start (io.h ba_tmpfile), so nothing partial is visible. */
 static int spool_open_file(ba_spool *s, struct ba_err *err)
 {
-	const char *dir = s->tmpdir;
-#ifdef O_TMPFILE
-	/* O_TMPFILE: the file never has a name, so nothing partial is ever visible */
-	s->fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
-	if (s->fd >= 0)
-		return 0;
-#endif
-	struct ba_buf path = BA_BUF_INIT;
-	ba_buf_addf(&path, "%s/bluearrow-spool-XXXXXX", dir);
-	if (ba_buf_failed(&path))
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	s->fd = mkstemp(path.data);
-	if (s->fd < 0) {
-		int e = errno;
-		ba_buf_release(&path);
-		return ba_err_set(err, EX_CANTCREAT, "cannot create a spool file in '%s': %s", dir,
-		                  strerror(e));
-	}
-	unlink(path.data);
-	(void)fcntl(s->fd, F_SETFD, FD_CLOEXEC);
-	ba_buf_release(&path);
-	return 0;
+	return ba_tmpfile(&s->fd, err);
 }
 
 static int spool_flush_file(ba_spool *s, struct ba_err *err)
@@ -77,8 +54,8 @@ static int spool_flush_file(ba_spool *s, struct ba_err *err)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			return ba_err_set(err, EX_IOERR, "cannot write the spool file in '%s': %s",
-			                  s->tmpdir, strerror(errno));
+			return ba_err_set(err, EX_IOERR, "cannot write the spool file: %s",
+			                  strerror(errno));
 		off += (size_t)k;
 	}
 	s->fbuf_len = 0;
@@ -189,18 +166,12 @@ static ssize_t spool_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
 static const struct ba_writer_ops spool_writer_ops = { spool_write, NULL };
 static const struct ba_reader_ops spool_reader_ops = { spool_read };
 
-int ba_spool_new(ba_spool **out, size_t mem_max, const char *tmpdir, struct ba_err *err)
+int ba_spool_new(ba_spool **out, size_t mem_max, struct ba_err *err)
 {
 	*out = NULL;
 	ba_spool *s = calloc(1, sizeof(*s));
-	if (!tmpdir || !*tmpdir)
-		tmpdir = getenv("TMPDIR");
-	if (!tmpdir || !*tmpdir)
-		tmpdir = "/tmp";
-	if (!s || !(s->tmpdir = strdup(tmpdir))) {
-		free(s);
+	if (!s)
 		return ba_err_set(err, EX_OSERR, "out of memory");
-	}
 	s->w.base.ops = &spool_writer_ops;
 	s->w.s = s;
 	s->r.base.ops = &spool_reader_ops;
@@ -219,7 +190,6 @@ void ba_spool_free(ba_spool *s)
 		close(s->fd);
 	free(s->mem);
 	free(s->fbuf);
-	free(s->tmpdir);
 	free(s);
 }
 
@@ -687,7 +657,7 @@ int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_rea
 	int dots = !(o->flags & BA_MSG_READ_DOTS_ARE_DATA);
 	if (ba_linereader_init(&lr, in, 8192, err) < 0)
 		goto done;
-	if (ba_spool_new(&out->spool, o->mem_max, o->tmpdir, err) < 0)
+	if (ba_spool_new(&out->spool, o->mem_max, err) < 0)
 		goto done_lr;
 	if (read_header(&h, &lr, o, &first, &body_at_start, &ended, &crlf, err) < 0 || collect(out, &h, o, err) < 0 ||
 	    generate(&gen, out, &h, o, crlf ? "\r\n" : "\n", err) < 0)

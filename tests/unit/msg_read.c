@@ -264,9 +264,10 @@ static void test_msg_read__spool_to_file(void **state)
 	assert_int_equal(ba_spool_size(m.spool), in.len);
 	ba_msg_read_release(&m);
 	/* a spool directory that does not exist */
-	o.tmpdir = "/nonexistent/dir";
+	setenv("TMPDIR", "/nonexistent/dir", 1);
 	assert_int_equal(run(&m, ba_buf_str(&in), &o, &err), -1);
 	assert_int_equal(err.code, EX_CANTCREAT);
+	unsetenv("TMPDIR");
 	ba_buf_release(&in);
 }
 

@@ -63,11 +63,11 @@ enum ba_spool_flags {
 
 /*
  * Creates an empty spool keeping up to mem_max bytes (0 = 1 MB) in memory;
- * beyond that it writes to an unlinked file in tmpdir (borrowed for the
- * call; NULL = $TMPDIR, else /tmp), created on first need.
+ * beyond that it writes to an unlinked file in $TMPDIR (else /tmp, see
+ * ba_tmpfile() in io.h), created on first need.
  * Errors: EX_OSERR.  Free with ba_spool_free().
  */
-int ba_spool_new(ba_spool **out, size_t mem_max, const char *tmpdir, struct ba_err *err);
+int ba_spool_new(ba_spool **out, size_t mem_max, struct ba_err *err);
 /* NULL is a no-op.  Closes the temporary file (its space is freed: it has no name). */
 void ba_spool_free(ba_spool *s);
 /*
@@ -110,7 +110,6 @@ struct ba_msg_read_opts {          /* zero = defaults */
 	const char *from_name;         /* its display name (UTF-8, -F); NULL = none; borrowed */
 	size_t header_max;             /* bound on the header block; 0 = 1 MB */
 	size_t mem_max;                /* spool memory; 0 = 1 MB */
-	const char *tmpdir;            /* spool directory; NULL = $TMPDIR or /tmp */
 	struct ba_msg_opts msg;        /* clock and random source for Date and Message-ID */
 };
 
