@@ -70,6 +70,13 @@ undisclosed_recipients on
 set_from_header on
 maildomain example.test
 
+account subst : plain
+from %U@client.example.test
+
+account auto : plain
+auto_from on
+maildomain auto.example.test
+
 account default : plain
 """.format(log=log, aliases=aliases, p1=plain.port, p2=secure.port, p3=undis.port,
            ca=tls_certs.ca)
@@ -123,6 +130,10 @@ SCENARIOS = [
     ("read-envelope-from", ["--read-envelope-from", "-t", "-i"],
      b"From: Boss <second@example.test>\nDate: Sun, 29 Nov 2026 00:00:00 +0000\n"
      b"Message-ID: <ref.1@example.test>\nTo: r@example.test\nSubject: ref\n\nbody\n"),
+    ("from-substitution", ["-a", "subst", "-i", "s@example.test"],
+     b"Subject: %U\nDate: Sun, 29 Nov 2026 00:00:00 +0000\nMessage-ID: <u@x.test>\n\nb\n"),
+    ("auto-from", ["-a", "auto", "-i", "s@example.test"],
+     b"Subject: auto\nDate: Sun, 29 Nov 2026 00:00:00 +0000\nMessage-ID: <v@x.test>\n\nb\n"),
     ("resent", ["-t", "-i"],
      HDR + b"To: orig@example.test\nResent-From: fw@example.test\nResent-To: new@example.test\n"
      b"Subject: fwd\n\nbody\n"),
