@@ -1,5 +1,5 @@
-"""msmtp and bluearrow side by side: one msmtprc with 26 of msmtp's keys and
-three accounts, used unchanged by both.  For each scenario both programs send
+"""msmtp and bluearrow side by side: one msmtprc with 28 of msmtp's keys and
+five accounts, used unchanged by both.  For each scenario both programs send
 to the same servers; the envelope, the transmitted message (modulo generated
 Date/Message-ID), the exit code and the logfile line's fields must agree."""
 import os
@@ -27,7 +27,7 @@ def setup(smtp_server, tmp_path, tls_certs):
     aliases = tmp_path / "aliases"
     aliases.write_text("# local names\nroot: admin@example.test, ops\nops: ops1@example.test\n")
     log = tmp_path / "msmtp.log"
-    text = """# 26 msmtp keys, 3 accounts, inheritance
+    text = """# 28 msmtp keys, 5 accounts, inheritance
 defaults
 timeout 10
 domain client.example.test
