@@ -222,3 +222,27 @@ def test_8bit_and_long_lines_are_reencoded(smtp_server, write_config, sendmail):
     assert not txn.has_8bit and txn.max_line_length <= 998
     m = email.message_from_bytes(txn.data, policy=email.policy.default)
     assert m.get_payload(decode=True).replace(b"\r\n", b"\n") == text.encode()
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="msmtp has no -V")
+def test_dsn_options_reach_the_server(smtp_server, write_config, sendmail):
+    srv = smtp_server(dsn=True)
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, "-i", "-N", "success,failure", "-R", "hdrs", "-V", "env-42",
+                 "b@example.test", input=HDR + b"\nx\n")
+    assert r.returncode == 0, r.stderr
+    txn = srv.wait_txn()
+    assert str(txn.param("RET")).upper() == "HDRS" and txn.param("ENVID") == "env-42"
+    notify = [p for p in txn.rcpts[0].params if p.upper().startswith("NOTIFY=")]
+    assert notify and set(notify[0].split("=", 1)[1].upper().split(",")) == {"SUCCESS", "FAILURE"}
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="bluearrow's partial_delivery extension")
+def test_partial_delivery_reports_refused(smtp_server, write_config, sendmail):
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test", partial_delivery=True)
+    r = sendmail("-C", cfg, "-i", "ok@example.test", "reject-x@example.test",
+                 input=HDR + b"\nx\n")
+    assert r.returncode == 0, r.stderr
+    assert srv.wait_txn().accepted_rcpts == ["ok@example.test"]
+    assert b"reject-x@example.test" in r.stderr and b"550" in r.stderr
