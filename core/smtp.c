@@ -78,6 +78,7 @@ struct ba_session {
 	char auth_used[32];
 	int auth_sent;         /* credentials went out on this connection */
 	int need_rset;         /* a transaction is open and must be reset */
+	int desync;            /* the server sent more than a refusal: send nothing more */
 	unsigned char *rbuf;   /* received, not yet consumed: rbuf[rstart..rend) */
 	size_t rstart, rend, rsize;
 	struct ba_buf wbuf;    /* commands waiting to be written */
@@ -116,6 +117,8 @@ static int conn_lost(struct ba_err *err)
 /* Writes to the server before the per-write deadline. */
 static int stream_write(ba_session *s, const void *p, size_t n, struct ba_err *err)
 {
+	if (s->desync)
+		return ba_err_set(err, EX_PROTOCOL, "server sent unexpected data after a refusal");
 	if (ba_stream_write(s->stream, p, n, ba_deadline(s->timeout_ms), err) < 0)
 		return conn_lost(err);
 	return 0;
@@ -277,9 +280,18 @@ static int read_reply(ba_session *s, int more, struct ba_err *err)
 			break;
 	}
 	/* bytes we read, or that the TLS layer already decrypted, must not follow */
-	if (!more && (s->rend > s->rstart || (s->stream && ba_stream_pending(s->stream) > 0)))
-		return ba_err_set(err, EX_PROTOCOL,
-		                  "server sent unexpected data after its %d reply", r->code);
+	if (!more && (s->rend > s->rstart || (s->stream && ba_stream_pending(s->stream) > 0))) {
+		if (r->code < 400)
+			return ba_err_set(err, EX_PROTOCOL,
+			                  "server sent unexpected data after its %d reply", r->code);
+		/*
+		 * A refusal followed by more (typically "421 closing") still says
+		 * why; act on it, but never send another byte: the dialogue is out
+		 * of step.
+		 */
+		s->desync = 1;
+		s->rstart = s->rend = 0;
+	}
 	const char *t = ba_buf_str(&r->text);
 	const char *nl = memchr(t, '\n', r->text.len);
 	parse_enhanced(t, nl ? (size_t)(nl - t) : r->text.len, r->code, r->enhanced);
@@ -751,7 +763,7 @@ void ba_session_free(ba_session *s)
 {
 	if (!s)
 		return;
-	if (s->stream && s->state != ST_DEAD && s->state != ST_INIT) {
+	if (s->stream && s->state != ST_DEAD && s->state != ST_INIT && !s->desync) {
 		struct ba_err ignored = BA_ERR_INIT;
 		smtp_set_state(s, ST_QUIT);
 		if (cmd_add(s, 0, &ignored, "QUIT") == 0 && cmd_flush(s, &ignored) == 0) {
