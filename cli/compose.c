@@ -293,3 +293,27 @@ fail:
 	args_release(&a);
 	return cli_fail(&err);
 }
+
+int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv)
+{
+	struct compose_args a;
+	memset(&a, 0, sizeof(a));
+	*out = NULL;
+	int rc = parse_args(&a, argc, argv);
+	if (rc) {
+		args_release(&a);
+		return rc;
+	}
+	struct ba_err err = BA_ERR_INIT;
+	memset(o, 0, sizeof(*o));
+	o->mime.eol = a.crlf ? "\r\n" : "\n";
+	o->mime.flags = a.eightbit ? BA_MIME_ALLOW_8BIT : 0;
+	if (ba_msg_new(out, &err) < 0 || build_msg(*out, &a, &err) < 0) {
+		ba_msg_free(*out);
+		*out = NULL;
+		args_release(&a);
+		return cli_fail(&err);
+	}
+	args_release(&a);
+	return 0;
+}
