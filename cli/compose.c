@@ -283,6 +283,11 @@ int cli_cmd_compose(int argc, char **argv)
 	ba_fd_writer_init(out, STDOUT_FILENO, "standard output");
 	if (ba_msg_write(m, &out->base, &o, &err) < 0)
 		goto fail;
+	/* The printed message cannot carry them (RFC 5322 §3.6.3, kept blind): say so, or a
+	 * pipe into `sendmail -t` would drop them without a word. */
+	if (a.nbcc)
+		fprintf(stderr, "bluearrow compose: note: Bcc recipients are not written into the "
+		                "message; give them to sendmail as arguments, or use 'bluearrow send'\n");
 	ba_msg_free(m);
 	free(out);
 	args_release(&a);
