@@ -258,48 +258,8 @@ static int build_msg(ba_msg *m, const struct compose_args *a, struct ba_err *err
 }
 
 
-int cli_cmd_compose(int argc, char **argv)
-{
-	struct compose_args a;
-	memset(&a, 0, sizeof(a));
-	int rc = parse_args(&a, argc, argv);
-	if (rc) {
-		args_release(&a);
-		return rc;
-	}
-	struct ba_err err = BA_ERR_INIT;
-	ba_msg *m = NULL;
-	struct ba_fd_writer *out = malloc(sizeof(*out));
-	if (!out || ba_msg_new(&m, &err) < 0) {
-		ba_err_set(&err, EX_OSERR, "out of memory");
-		goto fail;
-	}
-	if (build_msg(m, &a, &err) < 0)
-		goto fail;
-	struct ba_msg_opts o;
-	memset(&o, 0, sizeof(o));
-	o.mime.eol = a.crlf ? "\r\n" : "\n";
-	o.mime.flags = a.eightbit ? BA_MIME_ALLOW_8BIT : 0;
-	ba_fd_writer_init(out, STDOUT_FILENO, "standard output");
-	if (ba_msg_write(m, &out->base, &o, &err) < 0)
-		goto fail;
-	/* The printed message cannot carry them (RFC 5322 §3.6.3, kept blind): say so, or a
-	 * pipe into `sendmail -t` would drop them without a word. */
-	if (a.nbcc)
-		fprintf(stderr, "bluearrow compose: note: Bcc recipients are not written into the "
-		                "message; give them to sendmail as arguments, or use 'bluearrow send'\n");
-	ba_msg_free(m);
-	free(out);
-	args_release(&a);
-	return 0;
-fail:
-	ba_msg_free(m);
-	free(out);
-	args_release(&a);
-	return cli_fail(&err);
-}
-
-int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv)
+/* Parses the options and builds the message; *nbcc is the number of --bcc options. */
+static int compose_build(ba_msg **out, struct ba_msg_opts *o, size_t *nbcc, int argc, char **argv)
 {
 	struct compose_args a;
 	memset(&a, 0, sizeof(a));
@@ -313,6 +273,7 @@ int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv
 	memset(o, 0, sizeof(*o));
 	o->mime.eol = a.crlf ? "\r\n" : "\n";
 	o->mime.flags = a.eightbit ? BA_MIME_ALLOW_8BIT : 0;
+	*nbcc = a.nbcc;
 	if (ba_msg_new(out, &err) < 0 || build_msg(*out, &a, &err) < 0) {
 		ba_msg_free(*out);
 		*out = NULL;
@@ -320,5 +281,39 @@ int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv
 		return cli_fail(&err);
 	}
 	args_release(&a);
+	return 0;
+}
+
+int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv)
+{
+	size_t nbcc;
+	return compose_build(out, o, &nbcc, argc, argv);
+}
+
+int cli_cmd_compose(int argc, char **argv)
+{
+	ba_msg *m;
+	struct ba_msg_opts o;
+	size_t nbcc;
+	int rc = compose_build(&m, &o, &nbcc, argc, argv);
+	if (rc)
+		return rc;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_fd_writer *out = malloc(sizeof(*out));
+	if (!out) {
+		rc = ba_err_set(&err, EX_OSERR, "out of memory");
+	} else {
+		ba_fd_writer_init(out, STDOUT_FILENO, "standard output");
+		rc = ba_msg_write(m, &out->base, &o, &err);
+	}
+	ba_msg_free(m);
+	free(out);
+	if (rc < 0)
+		return cli_fail(&err);
+	/* The printed message cannot carry them (RFC 5322 §3.6.3, kept blind): say so, or a
+	 * pipe into `sendmail -t` would drop them without a word. */
+	if (nbcc)
+		fprintf(stderr, "bluearrow compose: note: Bcc recipients are not written into the "
+		                "message; give them to sendmail as arguments, or use 'bluearrow send'\n");
 	return 0;
 }
