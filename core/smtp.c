@@ -408,9 +408,18 @@ static void parse_caps(ba_session *s)
 			s->caps |= BA_CAP_STARTTLS;
 		} else if (word_is(l, wn, "AUTH") && !(s->caps & BA_CAP_AUTH)) {
 			/* "AUTH=" is the pre-standard form some servers add; the first one wins */
+			/*
+			 * Kept cleaned: the list is shown in error texts, and server
+			 * text is data (issue 3, property 8).  Mechanism names are
+			 * upper-case letters, digits, "-" and "_" (RFC 4422 §3.1), so
+			 * cleaning never changes a real one.
+			 */
+			struct ba_buf b;
+			ba_buf_init(&b, an + 1);
+			ba_log_clean(&b, arg, an);
 			s->caps |= BA_CAP_AUTH;
 			free(s->auth_list);
-			s->auth_list = strndup(arg, an);
+			s->auth_list = ba_buf_detach(&b, NULL);
 		}
 		l = le;
 	}
