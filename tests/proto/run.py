@@ -125,8 +125,10 @@ def unescape(s):
 
 
 def match(pattern, line):
-    """'*' matches anything (also nothing); case-insensitive like SMTP verbs."""
-    rx = ".*".join(re.escape(p) for p in pattern.split("*"))
+    """'*' matches anything (also nothing), '\\*' a literal '*' (the SASL
+    cancel line); case-insensitive like SMTP verbs."""
+    rx = r"\*".join(".*".join(re.escape(p) for p in part.split("*"))
+                     for part in pattern.split("\\*"))
     return re.fullmatch(rx, line, re.I | re.S) is not None
 
 
