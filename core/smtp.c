@@ -194,13 +194,21 @@ static int read_line(ba_session *s, const char **line, size_t *len, int64_t dead
 			return ba_err_set(err, EX_TEMPFAIL, "connection to the server is closed");
 		ssize_t k = ba_stream_read(s->stream, s->rbuf + s->rend, s->rsize - s->rend, deadline,
 		                           err);
+		/*
+		 * A reply that did not come leaves the dialogue out of step: hang
+		 * up rather than send QUIT and wait a second timeout for its reply
+		 * (issue 3, property 7: nothing holds the client past `timeout`).
+		 */
 		if (k < 0) {
 			if (err && err->code == EX_TEMPFAIL)
 				ba_err_prefix(err, "no complete reply from the server in time: ");
+			smtp_kill(s);
 			return conn_lost(err);
 		}
-		if (k == 0)
+		if (k == 0) {
+			smtp_kill(s);
 			return ba_err_set(err, EX_TEMPFAIL, "the server closed the connection");
+		}
 		s->rend += (size_t)k;
 	}
 }
