@@ -1272,9 +1272,13 @@ static int check_envelope(ba_session *s, const struct ba_envelope *env, int *utf
 	int have_utf8 = !!(s->caps & BA_CAP_SMTPUTF8);
 	if (addr_check(env->from, have_utf8, "sender", err) < 0)
 		return -1;
-	for (size_t i = 0; i < env->nrcpts; i++)
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		/* RFC 5321 §4.1.1.3: only the reverse-path may be null, never "RCPT TO:<>" */
+		if (!env->rcpts[i].addr[0])
+			return ba_err_set(err, EX_DATAERR, "empty recipient address");
 		if (addr_check(env->rcpts[i].addr, have_utf8, "recipient", err) < 0)
 			return -1;
+	}
 	if (*utf8 && !have_utf8)
 		return ba_err_set(err, EX_DATAERR,
 		                  "message needs SMTPUTF8, which the server does not offer");
