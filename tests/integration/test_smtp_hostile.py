@@ -113,7 +113,8 @@ def _body_at(offset, tail):
     return body + tail
 
 
-@pytest.mark.parametrize("offset", [65535, 65536, 1048575, 1048576])
+@pytest.mark.parametrize("chunking", [False, True])
+@pytest.mark.parametrize("offset", [65535, 65536, 524287, 524288, 1048575, 1048576])
 @pytest.mark.parametrize("tail,want", [
     (b"\r.\r\nend\n", b"\r\n.\r\nend\r\n"),          # bare CR, then a lone dot line
     (b"\r\n.\r\nend\n", b"\r\n.\r\nend\r\n"),        # CRLF split at the boundary
@@ -121,8 +122,8 @@ def _body_at(offset, tail):
     (b".\r", b".\r\n"),                              # dot line ending in a bare CR at EOF
 ])
 def test_boundaries_cannot_end_data_early(raw_server, write_config, sendmail, offset, tail,
-                                          want):
-    srv = raw_server(chunking=False)
+                                          want, chunking):
+    srv = raw_server(chunking=chunking)
     cfg = write_config(srv, tls=False)
     body = _body_at(offset, tail)
     r = sendmail("-C", cfg, "-f", "a@x.test", "b@y.test", input=body)
@@ -130,7 +131,8 @@ def test_boundaries_cannot_end_data_early(raw_server, write_config, sendmail, of
     txn = srv.wait_txn()
     expect = body[:offset].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + want
     assert txn.data == expect
-    assert srv.conns[0].bare_cr_lf() == []
+    if not chunking:   # BDAT chunks are counted, not scanned for line ends
+        assert srv.conns[0].bare_cr_lf() == []
 
 
 def test_empty_message(raw_server, write_config, sendmail):
@@ -138,3 +140,27 @@ def test_empty_message(raw_server, write_config, sendmail):
     r = sendmail("-C", write_config(srv, tls=False), "-f", "a@x.test", "b@y.test", input=b"")
     assert r.returncode == 0, r.stderr
     assert srv.wait_txn().data == b""
+
+
+class EarlyDone(RawServer):
+    """Answers the first (non-LAST) BDAT chunk with its 250 and, in the same
+    write, a "250 queued" as if the message were complete."""
+
+    def cmd_BDAT(self, s, arg):
+        parts = arg.split()
+        s.read_exact(int(parts[0]))
+        if len(parts) == 2:
+            return s.reply("250 2.0.0 queued")
+        s.send(b"250 2.0.0 chunk received\r\n250 2.0.0 queued\r\n")
+
+
+def test_bdat_extra_reply_before_last(tls_certs, write_config, sendmail):
+    srv = EarlyDone(certs=tls_certs, chunking=True).start()
+    try:
+        body = MSG + (b"x" * 70 + b"\n") * 10000       # over one 512 KB chunk
+        r = sendmail("-C", write_config(srv, tls=False), "-f", "a@x.test", "b@y.test",
+                     input=body)
+        assert r.returncode == 76, r.stderr
+        assert b"unexpected data" in r.stderr
+    finally:
+        srv.stop()
