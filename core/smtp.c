@@ -441,6 +441,13 @@ static void forget_caps(ba_session *s)
 	s->auth_list = NULL;
 }
 
+/* Authentication is configured: a user, or EXTERNAL, whose identity is the client certificate. */
+static int auth_wanted(const struct ba_smtp_params *p)
+{
+	return (p->user && *p->user) ||
+	       (p->auth_mech && ba_sasl_mech_from_name(p->auth_mech) == BA_SASL_EXTERNAL);
+}
+
 static int do_ehlo(ba_session *s, struct ba_err *err)
 {
 	const char *helo = s->p->helo && *s->p->helo ? s->p->helo : "localhost";
@@ -454,7 +461,7 @@ static int do_ehlo(ba_session *s, struct ba_err *err)
 		return 0;
 	}
 	/* HELO can neither upgrade to TLS nor authenticate: not when either is required */
-	int helo_ok = !lmtp && s->p->tls != BA_TLS_STARTTLS && !(s->p->user && *s->p->user);
+	int helo_ok = !lmtp && s->p->tls != BA_TLS_STARTTLS && !auth_wanted(s->p);
 	if (s->r.code >= 500 && helo_ok) {
 		/* RFC 5321 §3.2: an old server answers EHLO with 5xx; try HELO */
 		smtp_set_state(s, ST_HELO);
@@ -708,7 +715,7 @@ static int session_start(ba_session *s, struct ba_err *err)
 		return -1;
 	if (p->tls == BA_TLS_STARTTLS && do_starttls(s, err) < 0)
 		return -1;
-	if (p->user && *p->user && do_auth(s, err) < 0)
+	if (auth_wanted(p) && do_auth(s, err) < 0)
 		return -1;
 	smtp_set_state(s, ST_READY);
 	return 0;
