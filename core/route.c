@@ -82,18 +82,17 @@ static int route_params(ba_route *r, const struct ba_account *acc, const struct 
 		sp->flags |= BA_SMTP_PARTIAL_DELIVERY;
 	if (acc->tls_cert_file)
 		sp->flags |= BA_SMTP_CLIENT_CERT;
-	int external = acc->auth && acc->auth_method && strcasecmp(acc->auth_method, "external") == 0;
-	if (external) {
-		/* RFC 4422 Appendix A: the identity is the client certificate; no password */
-		sp->user = acc->user;
-		sp->auth_mech = acc->auth_method;
-	} else if (acc->auth) {
+	if (acc->auth) {
 		enum ba_secret_source src;
-		if (!acc->user || !*acc->user)
+		/*
+		 * EXTERNAL: the credential is the TLS client certificate (RFC 4422
+		 * App. A); no password, and the user (the authorization identity) is
+		 * optional
+		 */
+		int external = acc->auth_method && strcasecmp(acc->auth_method, "external") == 0;
+		if (!external && (!acc->user || !*acc->user))
 			return ba_err_set(err, EX_CONFIG, "account '%s': auth is on but user is not set",
 			                  acc->name);
-		/* EXTERNAL: the credential is the TLS client certificate (RFC 4422 App. A) */
-		int external = acc->auth_method && strcasecmp(acc->auth_method, "external") == 0;
 		if (external)
 			src = BA_SECRET_NONE;
 		else if (ba_secret_password(&r->password, &src, acc, err) < 0)
