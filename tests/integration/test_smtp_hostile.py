@@ -126,7 +126,7 @@ def test_boundaries_cannot_end_data_early(raw_server, write_config, sendmail, of
     srv = raw_server(chunking=chunking)
     cfg = write_config(srv, tls=False)
     body = _body_at(offset, tail)
-    r = sendmail("-C", cfg, "-f", "a@x.test", "b@y.test", input=body)
+    r = sendmail("-i", "-C", cfg, "-f", "a@x.test", "b@y.test", input=body)
     assert r.returncode == 0, r.stderr
     txn = srv.wait_txn()
     expect = body[:offset].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + want
@@ -137,9 +137,13 @@ def test_boundaries_cannot_end_data_early(raw_server, write_config, sendmail, of
 
 def test_empty_message(raw_server, write_config, sendmail):
     srv = raw_server(chunking=False)
-    r = sendmail("-C", write_config(srv, tls=False), "-f", "a@x.test", "b@y.test", input=b"")
+    r = sendmail("-i", "-C", write_config(srv, tls=False), "-f", "a@x.test", "b@y.test",
+                 input=b"")
     assert r.returncode == 0, r.stderr
-    assert srv.wait_txn().data == b""
+    data = srv.wait_txn().data
+    # sendmail adds the header fields a message must have (RFC 5322 §3.6); nothing else
+    assert data == b"" or (data.endswith(b"\r\n") and b"\r\n\r\n" not in data[:-2]), data
+    assert srv.conns[0].bare_cr_lf() == []
 
 
 class EarlyDone(RawServer):
