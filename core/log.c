@@ -58,6 +58,16 @@ static size_t utf8_printable_len(const unsigned char *s, size_t n)
 	if ((len == 2 && cp < 0xa0) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
 	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
 		return 0;
+	/*
+	 * Invisible format characters that change how a terminal shows the
+	 * text around them: bidi marks, embeddings, overrides and isolates
+	 * (Unicode UAX #9; CVE-2021-42574), zero-width characters, line and
+	 * paragraph separators, the BOM, interlinear annotations.
+	 */
+	if (cp == 0x061c || (cp >= 0x200b && cp <= 0x200f) ||
+	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff ||
+	    (cp >= 0xfff9 && cp <= 0xfffb))
+		return 0;
 	return len;
 }
 

@@ -84,11 +84,15 @@ static int route_params(ba_route *r, const struct ba_account *acc, const struct 
 		sp->flags |= BA_SMTP_CLIENT_CERT;
 	if (acc->auth) {
 		enum ba_secret_source src;
-		if (!acc->user || !*acc->user)
+		/*
+		 * EXTERNAL: the credential is the TLS client certificate (RFC 4422
+		 * App. A); no password, and the user (the authorization identity) is
+		 * optional
+		 */
+		int external = acc->auth_method && strcasecmp(acc->auth_method, "external") == 0;
+		if (!external && (!acc->user || !*acc->user))
 			return ba_err_set(err, EX_CONFIG, "account '%s': auth is on but user is not set",
 			                  acc->name);
-		/* EXTERNAL: the credential is the TLS client certificate (RFC 4422 App. A) */
-		int external = acc->auth_method && strcasecmp(acc->auth_method, "external") == 0;
 		if (external)
 			src = BA_SECRET_NONE;
 		else if (ba_secret_password(&r->password, &src, acc, err) < 0)

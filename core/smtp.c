@@ -194,13 +194,21 @@ static int read_line(ba_session *s, const char **line, size_t *len, int64_t dead
 			return ba_err_set(err, EX_TEMPFAIL, "connection to the server is closed");
 		ssize_t k = ba_stream_read(s->stream, s->rbuf + s->rend, s->rsize - s->rend, deadline,
 		                           err);
+		/*
+		 * A reply that did not come leaves the dialogue out of step: hang
+		 * up rather than send QUIT and wait a second timeout for its reply
+		 * (issue 3, property 7: nothing holds the client past `timeout`).
+		 */
 		if (k < 0) {
 			if (err && err->code == EX_TEMPFAIL)
 				ba_err_prefix(err, "no complete reply from the server in time: ");
+			smtp_kill(s);
 			return conn_lost(err);
 		}
-		if (k == 0)
+		if (k == 0) {
+			smtp_kill(s);
 			return ba_err_set(err, EX_TEMPFAIL, "the server closed the connection");
+		}
 		s->rend += (size_t)k;
 	}
 }
@@ -408,9 +416,18 @@ static void parse_caps(ba_session *s)
 			s->caps |= BA_CAP_STARTTLS;
 		} else if (word_is(l, wn, "AUTH") && !(s->caps & BA_CAP_AUTH)) {
 			/* "AUTH=" is the pre-standard form some servers add; the first one wins */
+			/*
+			 * Kept cleaned: the list is shown in error texts, and server
+			 * text is data (issue 3, property 8).  Mechanism names are
+			 * upper-case letters, digits, "-" and "_" (RFC 4422 §3.1), so
+			 * cleaning never changes a real one.
+			 */
+			struct ba_buf b;
+			ba_buf_init(&b, an + 1);
+			ba_log_clean(&b, arg, an);
 			s->caps |= BA_CAP_AUTH;
 			free(s->auth_list);
-			s->auth_list = strndup(arg, an);
+			s->auth_list = ba_buf_detach(&b, NULL);
 		}
 		l = le;
 	}
@@ -422,6 +439,13 @@ static void forget_caps(ba_session *s)
 	s->size_max = 0;
 	free(s->auth_list);
 	s->auth_list = NULL;
+}
+
+/* Authentication is configured: a user, or EXTERNAL, whose identity is the client certificate. */
+static int auth_wanted(const struct ba_smtp_params *p)
+{
+	return (p->user && *p->user) ||
+	       (p->auth_mech && ba_sasl_mech_from_name(p->auth_mech) == BA_SASL_EXTERNAL);
 }
 
 static int do_ehlo(ba_session *s, struct ba_err *err)
@@ -437,7 +461,7 @@ static int do_ehlo(ba_session *s, struct ba_err *err)
 		return 0;
 	}
 	/* HELO can neither upgrade to TLS nor authenticate: not when either is required */
-	int helo_ok = !lmtp && s->p->tls != BA_TLS_STARTTLS && !(s->p->user && *s->p->user);
+	int helo_ok = !lmtp && s->p->tls != BA_TLS_STARTTLS && !auth_wanted(s->p);
 	if (s->r.code >= 500 && helo_ok) {
 		/* RFC 5321 §3.2: an old server answers EHLO with 5xx; try HELO */
 		smtp_set_state(s, ST_HELO);
@@ -719,7 +743,7 @@ static int session_start(ba_session *s, struct ba_err *err)
 		return -1;
 	if (p->tls == BA_TLS_STARTTLS && do_starttls(s, err) < 0)
 		return -1;
-	if (p->user && *p->user && do_auth(s, err) < 0)
+	if (auth_wanted(p) && do_auth(s, err) < 0)
 		return -1;
 	smtp_set_state(s, ST_READY);
 	return 0;
@@ -1283,9 +1307,13 @@ static int check_envelope(ba_session *s, const struct ba_envelope *env, int *utf
 	int have_utf8 = !!(s->caps & BA_CAP_SMTPUTF8);
 	if (addr_check(env->from, have_utf8, "sender", err) < 0)
 		return -1;
-	for (size_t i = 0; i < env->nrcpts; i++)
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		/* RFC 5321 §4.1.1.3: only the reverse-path may be null, never "RCPT TO:<>" */
+		if (!env->rcpts[i].addr[0])
+			return ba_err_set(err, EX_DATAERR, "empty recipient address");
 		if (addr_check(env->rcpts[i].addr, have_utf8, "recipient", err) < 0)
 			return -1;
+	}
 	if (*utf8 && !have_utf8)
 		return ba_err_set(err, EX_DATAERR,
 		                  "message needs SMTPUTF8, which the server does not offer");

@@ -11,6 +11,9 @@ leaf is signed by the test CA unless its name says otherwise:
   untrusted     localhost..., but signed by the other CA
   clientonly    localhost...; extendedKeyUsage clientAuth only
   client        a client certificate (CN=client.test, user@example.test) for EXTERNAL
+  dnsonly       only the DNS name localhost (no address): not valid for 127.0.0.1
+  ipasdns       127.0.0.1 and ::1 written as DNS names, not iPAddress entries (misissued)
+  ipcnonly      CN=127.0.0.1 and no subjectAltName at all
 
 Each leaf X has X.crt (leaf only), X.key and X.chain (leaf + issuer).  ca.crt is
 the trust file to give a client; other-ca.crt the untrusted CA.  Keys are ECDSA
@@ -27,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 LEAVES = ("server", "expired", "notyet", "wronghost", "untrusted",
-          "clientonly", "client")
+          "clientonly", "client", "dnsonly", "ipasdns", "ipcnonly")
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -43,6 +46,9 @@ def _name(cn):
 def _san(names):
     out = []
     for n in names:
+        if n.startswith("dns:"):        # an address written as a DNS name (misissued)
+            out.append(x509.DNSName(n[4:]))
+            continue
         try:
             out.append(x509.IPAddress(ipaddress.ip_address(n)))
         except ValueError:
@@ -169,6 +175,10 @@ def make_certs(directory):
                        now - day, now + 365 * day),
         "client": (ca_key, ca, "client.test", (), [ExtendedKeyUsageOID.CLIENT_AUTH],
                    now - day, now + 365 * day),
+        "dnsonly": (ca_key, ca, "localhost", ("localhost",), srv, now - day, now + 365 * day),
+        "ipasdns": (ca_key, ca, "127.0.0.1", ("dns:127.0.0.1", "dns:::1"), srv, now - day,
+                    now + 365 * day),
+        "ipcnonly": (ca_key, ca, "127.0.0.1", (), srv, now - day, now + 365 * day),
     }
     certs = Certs(directory)
     with open(certs.ca, "wb") as f:

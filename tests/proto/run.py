@@ -95,7 +95,8 @@ class Case:
             elif key == "expect-data":
                 self.data = (self.data or b"") + v.encode() + b"\r\n"
             elif key == "expect-stderr-not":
-                self.stderr_not.append(unescape(vs).decode("latin-1"))
+                # bytes: compared with the raw stderr, so "\xc2\x9b" means U+009B
+                self.stderr_not.append(unescape(vs))
             elif key == "expect-sni":
                 self.sni = vs
             elif key == "expect-tls-silent":
@@ -125,8 +126,10 @@ def unescape(s):
 
 
 def match(pattern, line):
-    """'*' matches anything (also nothing); case-insensitive like SMTP verbs."""
-    rx = ".*".join(re.escape(p) for p in pattern.split("*"))
+    """'*' matches anything (also nothing), '\\*' a literal '*' (the SASL
+    cancel line); case-insensitive like SMTP verbs."""
+    rx = r"\*".join(".*".join(re.escape(p) for p in part.split("*"))
+                     for part in pattern.split("\\*"))
     return re.fullmatch(rx, line, re.I | re.S) is not None
 
 
@@ -376,14 +379,15 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
     hung = False
     try:
         p = subprocess.run(argv, input=stdin, capture_output=True, timeout=case.timeout)
-        rc, err = p.returncode, p.stderr.decode("utf-8", "replace")
+        rc, err_raw = p.returncode, p.stderr
     except subprocess.TimeoutExpired as e:
         hung = True
-        rc, err = None, (e.stderr or b"").decode("utf-8", "replace")
+        rc, err_raw = None, e.stderr or b""
     except OSError as e:
         srv.sock.close()
         return False, "FAIL %s: cannot run %s: %s" % (case.name, argv[0], e)
     elapsed = time.monotonic() - t0
+    err = err_raw.decode("utf-8", "replace")
     srv.done.wait(2)
     problems = list(srv.errors)
     if hung:
@@ -406,7 +410,7 @@ def run_case(case, certs, sut=None, workdir=None, verbose=False):
         if s.lower() in srv.received.lower():
             problems.append("client sent %r" % s.decode("utf-8", "replace"))
     for s in case.stderr_not:
-        if s in err:
+        if s in err_raw:
             problems.append("stderr contains %r" % s)
     if not case.allow_bare:
         bad = re.search(rb"\r(?!\n)|(?<!\r)\n", srv.received)

@@ -28,6 +28,19 @@ static void test_log__clean_controls_and_c1(void **state)
 	ba_buf_release(&b);
 }
 
+static void test_log__clean_bidi_and_invisible(void **state)
+{
+	(void)state;
+	struct ba_buf b = BA_BUF_INIT;
+	/* U+202E RLO, U+2066 LRI, U+2028 LINE SEPARATOR, U+200B ZWSP, U+FEFF BOM, U+061C ALM;
+	   U+2030 (per mille) and U+201C (quotation mark) around them stay */
+	const char in[] = "a\xe2\x80\xae" "b\xe2\x81\xa6" "c\xe2\x80\xa8" "d\xe2\x80\x8b"
+	                  "e\xef\xbb\xbf" "f\xd8\x9c" "g\xe2\x80\xb0\xe2\x80\x9c";
+	assert_int_equal(ba_log_clean(&b, in, sizeof(in) - 1), 0);
+	assert_string_equal(ba_buf_str(&b), "a???b???c???d???e???f??g\xe2\x80\xb0\xe2\x80\x9c");
+	ba_buf_release(&b);
+}
+
 static void test_log__rejects_overlong_utf8(void **state)
 {
 	(void)state;
@@ -73,6 +86,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log__clean_controls_and_c1),
+		cmocka_unit_test(test_log__clean_bidi_and_invisible),
 		cmocka_unit_test(test_log__rejects_overlong_utf8),
 		cmocka_unit_test(test_log__level_filter),
 		cmocka_unit_test(test_log__redact_auth),

@@ -754,6 +754,12 @@ static void test_smtp__envelope_checks(void **state)
 		assert_int_equal(err.code, EX_DATAERR);
 		ba_result_free(res);
 	}
+	/* RFC 5321 §4.1.1.3: a null reverse-path is fine, a null forward-path is not */
+	struct ba_rcpt empty = { "", 0, NULL };
+	struct ba_envelope enve = { "", &empty, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	assert_int_equal(send_msg(s, &enve, "x", &res, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	ba_result_free(res);
 	struct ba_rcpt u = { "j\xc3\xb6rg@x", 0, NULL };
 	struct ba_envelope envu = { "me@x", &u, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
 	assert_int_equal(send_msg(s, &envu, "x", &res, &err), -1);

@@ -39,7 +39,8 @@ void ba_log(const struct ba_log *log, enum ba_log_level level, const char *fmt, 
  * Appends a printable copy of untrusted text (a server reply, a file name)
  * to out: printable ASCII and well-formed UTF-8 above U+009F are kept; C0
  * controls, DEL, C1 controls (raw 0x80-0x9F bytes and their UTF-8 forms),
- * and malformed UTF-8 become '?'.  Escape sequences are thereby defused (the
+ * invisible format characters (bidi controls, zero-width characters, line
+ * and paragraph separators, BOM) and malformed UTF-8 become '?'.  Escape sequences are thereby defused (the
  * ESC is gone).  Returns 0, or -1 if out has failed.
  */
 int ba_log_clean(struct ba_buf *out, const char *s, size_t n);
