@@ -172,8 +172,9 @@ static int parse_args(struct compose_args *a, int argc, char **argv)
 static int open_leaf(ba_mime_part **out, const char *path, enum ba_mime_role role,
                      struct ba_err *err)
 {
-	if (strcmp(path, "-") == 0)
-		return ba_mime_fd_new(out, dup(STDIN_FILENO), "standard input", role, err);
+	if (strcmp(path, "-") == 0) /* no file name to show unless --attach-name gives one */
+		return ba_mime_fd_new(out, dup(STDIN_FILENO), "standard input", role, err) < 0 ? -1
+		       : ba_mime_set_filename(*out, "", err);
 	return ba_mime_file_new(out, path, role, err);
 }
 

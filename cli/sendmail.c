@@ -276,7 +276,7 @@ static int submit(const struct opts *o, const struct ba_account *acc, const char
 		struct ba_result *res = NULL;
 		if (spool_rewind(sp, err) < 0)
 			goto out;
-		int s = ba_session_send(ba_route_session(r), &env, &sp->base, &res, err);
+		int s = ba_route_send(r, &env, &sp->base, &res, err);
 		if (s == 0)
 			report_refused(res);
 		ba_result_free(res);

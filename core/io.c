@@ -1,4 +1,5 @@
 /* io.c - readers, writers and streams over file descriptors and memory */
+#define _GNU_SOURCE /* O_TMPFILE */
 #include "bluearrow/io.h"
 
 #include <errno.h>
@@ -36,6 +37,32 @@ ssize_t ba_read_full(ba_reader *r, void *p, size_t n, struct ba_err *err)
 		got += (size_t)k;
 	}
 	return (ssize_t)got;
+}
+
+int ba_tmpfile(int *fd, struct ba_err *err)
+{
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	int f = -1;
+#ifdef O_TMPFILE
+	f = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+#endif
+	if (f < 0) { /* no O_TMPFILE here (old kernel, some file systems) */
+		struct ba_buf path = BA_BUF_INIT;
+		ba_buf_addf(&path, "%s/bluearrow-XXXXXX", dir);
+		if (ba_buf_failed(&path))
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		f = mkstemp(path.data);
+		if (f >= 0)
+			unlink(path.data);
+		ba_buf_release(&path);
+	}
+	if (f < 0)
+		return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s", dir,
+		                  strerror(errno));
+	*fd = f;
+	return 0;
 }
 
 /* ---- fd reader ---- */

@@ -40,6 +40,7 @@ struct ba_mime_part {
 	/* leaf */
 	enum ba_mime_role role;
 	int fd;                     /* -1 for a memory leaf */
+	off_t start;                /* where the content starts in fd (stdin may be read from) */
 	unsigned char *mem;
 	size_t memlen;
 	char *name;                 /* for errors */
@@ -118,25 +119,33 @@ const char *ba_mime_part_boundary(const ba_mime_part *p)
 /* ---- construction ------------------------------------------------------- */
 
 /* Copies a non-seekable descriptor into an unlinked temporary file; closes fd. */
-static int spool(int *fdp, const char *name, struct ba_err *err)
+/* An unlinked temporary file in $TMPDIR (or /tmp), for content that must be read twice. */
+static int make_tmpfile(int *out, struct ba_err *err)
 {
 	const char *dir = getenv("TMPDIR");
 	if (!dir || !*dir)
 		dir = "/tmp";
-	int tfd;
-	{
-		struct ba_buf path = BA_BUF_INIT;
-		ba_buf_addf(&path, "%s/bluearrow-XXXXXX", dir);
-		if (ba_buf_failed(&path))
-			return ba_err_set(err, EX_OSERR, "out of memory");
-		tfd = mkstemp(path.data);
-		if (tfd >= 0)
-			unlink(path.data);
-		ba_buf_release(&path);
-		if (tfd < 0)
-			return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s",
-			                  dir, strerror(errno));
-	}
+	struct ba_buf path = BA_BUF_INIT;
+	ba_buf_addf(&path, "%s/bluearrow-XXXXXX", dir);
+	if (ba_buf_failed(&path))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	int fd = mkstemp(path.data);
+	if (fd >= 0)
+		unlink(path.data);
+	ba_buf_release(&path);
+	if (fd < 0)
+		return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s", dir,
+		                  strerror(errno));
+	*out = fd;
+	return 0;
+}
+
+/* Copies a non-seekable descriptor into an unlinked temporary file; closes fd. */
+static int spool(int *fdp, const char *name, struct ba_err *err)
+{
+	int tfd = -1;
+	if (make_tmpfile(&tfd, err) < 0)
+		return -1;
 	unsigned char *chunk = malloc(BA_MIME_CHUNK);
 	if (!chunk) {
 		close(tfd);
@@ -206,7 +215,8 @@ int ba_mime_fd_new(ba_mime_part **out, int fd, const char *name, enum ba_mime_ro
 		ba_mime_free(p);
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode) || lseek(fd, 0, SEEK_CUR) < 0) {
+	if (!S_ISREG(st.st_mode) || (p->start = lseek(fd, 0, SEEK_CUR)) < 0) {
+		p->start = 0;
 		if (spool(&p->fd, p->name, err) < 0) {
 			ba_mime_free(p);
 			return -1;
@@ -498,7 +508,7 @@ static void scan_utf8(struct scan *s, unsigned char c, uint64_t off)
 	return;
 bad:
 	s->utf8_bad = 1;
-	s->utf8_bad_off = s->u_start; (void)off;
+	s->utf8_bad_off = s->u_start; /* the first byte of the bad sequence */
 }
 
 static void scan_chunk(struct scan *s, const unsigned char *p, size_t n)
@@ -597,7 +607,7 @@ static int leaf_open_reader(ba_mime_part *p, struct ba_fd_reader *fr, struct ba_
 		*r = &mr->base;
 		return 0;
 	}
-	if (lseek(p->fd, 0, SEEK_SET) < 0)
+	if (lseek(p->fd, p->start, SEEK_SET) < 0)
 		return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, strerror(errno));
 	ba_fd_reader_init(fr, p->fd, p->name);
 	*r = &fr->base;
@@ -988,5 +998,580 @@ int ba_mime_write(ba_writer *w, ba_mime_part *root, const struct ba_mime_opts *o
 	if (rc == 0 && !ends_eol)
 		rc = ba_write_str(w, eol_of(o), err);
 	free(chunk);
+	return rc;
+}
+
+/* ---- 8-bit downgrade ------------------------------------------------------
+ *
+ * Reads a message as a stream of lines and writes it back with every leaf
+ * that is not 7-bit clean (8bit or binary content, or lines over 998
+ * octets) re-encoded: quoted-printable for text, base64 otherwise (RFC 6152
+ * §3 leaves the conversion to the client; RFC 2045 §6 gives the encodings).
+ * A leaf's body is held in a spool (memory up to DG_SPOOL_MEM, then an
+ * unlinked temporary file) until its end is seen, because its header, which
+ * comes first, must name the encoding chosen from all of its content.
+ */
+
+#define DG_LINE_MAX 4096
+#define DG_HEADER_MAX (1024 * 1024)
+#define DG_SPOOL_MEM (256 * 1024)
+#define DG_DEPTH_MAX 32
+
+struct dg_spool {
+	unsigned char *mem;
+	size_t len;   /* bytes in mem (all of them while fd < 0; not yet written otherwise) */
+	int fd;
+};
+
+static int dg_spool_flush(struct dg_spool *sp, struct ba_err *err)
+{
+	size_t off = 0;
+	while (off < sp->len) {
+		ssize_t k = write(sp->fd, sp->mem + off, sp->len - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return ba_err_set(err, EX_IOERR, "cannot write a temporary file: %s",
+			                  strerror(errno));
+		off += (size_t)k;
+	}
+	sp->len = 0;
+	return 0;
+}
+
+static int dg_spool_add(struct dg_spool *sp, const void *p, size_t n, struct ba_err *err)
+{
+	if (!sp->mem && !(sp->mem = malloc(DG_SPOOL_MEM)))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (sp->len + n > DG_SPOOL_MEM) {
+		if (sp->fd < 0 && make_tmpfile(&sp->fd, err) < 0)
+			return -1;
+		if (dg_spool_flush(sp, err) < 0)
+			return -1;
+		if (n > DG_SPOOL_MEM) {
+			sp->len = 0;
+			const unsigned char *q = p;
+			while (n) {
+				size_t k = n > DG_SPOOL_MEM ? DG_SPOOL_MEM : n;
+				memcpy(sp->mem, q, k);
+				sp->len = k;
+				if (dg_spool_flush(sp, err) < 0)
+					return -1;
+				q += k;
+				n -= k;
+			}
+			return 0;
+		}
+	}
+	memcpy(sp->mem + sp->len, p, n);
+	sp->len += n;
+	return 0;
+}
+
+static void dg_spool_release(struct dg_spool *sp)
+{
+	free(sp->mem);
+	if (sp->fd >= 0)
+		close(sp->fd);
+	sp->mem = NULL;
+	sp->len = 0;
+	sp->fd = -1;
+}
+
+struct dg {
+	ba_writer *out;
+	const char *eol;
+	const struct ba_mime_opts *o;
+	struct ba_linereader lr;
+	int at_bol;
+	char *bounds[DG_DEPTH_MAX];
+	size_t nb;
+	unsigned char *chunk;
+};
+
+/*
+ * Whether line is a delimiter of an enclosing multipart (RFC 2046 §5.1.1:
+ * "--" boundary, optionally "--", then only transport padding).  Returns the
+ * index in d->bounds (innermost wins) or -1; *close is set for "--b--".
+ */
+static int dg_boundary(const struct dg *d, const char *line, size_t len, int *close)
+{
+	if (!d->at_bol || len < 3 || line[0] != '-' || line[1] != '-')
+		return -1;
+	for (size_t i = d->nb; i-- > 0;) {
+		size_t bl = strlen(d->bounds[i]);
+		if (len - 2 < bl || memcmp(line + 2, d->bounds[i], bl) != 0)
+			continue;
+		size_t k = 2 + bl;
+		*close = len - k >= 2 && line[k] == '-' && line[k + 1] == '-';
+		if (*close)
+			k += 2;
+		while (k < len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' ||
+		                   line[k] == '\n'))
+			k++;
+		if (k == len)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Next piece of input; keeps d->at_bol.  1, 0 at end, -1 on error. */
+static int dg_next(struct dg *d, const char **line, size_t *len, int *bol, struct ba_err *err)
+{
+	int r = ba_linereader_next(&d->lr, line, len, err);
+	if (r <= 0)
+		return r;
+	*bol = d->at_bol;
+	d->at_bol = (*line)[*len - 1] == '\n';
+	return 1;
+}
+
+static size_t strip_eol(const char *line, size_t len)
+{
+	if (len && line[len - 1] == '\n')
+		len--;
+	if (len && line[len - 1] == '\r')
+		len--;
+	return len;
+}
+
+static int has_8bit(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* Header fields whose body is unstructured text (RFC 5322 §3.6.5, §3.6.8; RFC 2045 §8). */
+static int unstructured(const char *name, size_t n)
+{
+	static const char *const names[] = { "Subject", "Comments", "Keywords",
+	                                     "Content-Description", "Thread-Topic", NULL };
+	if (n > 2 && strncasecmp(name, "X-", 2) == 0)
+		return 1;
+	for (const char *const *p = names; *p; p++)
+		if (strlen(*p) == n && strncasecmp(*p, name, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* Lowercased value of parameter param of a Content-Type body, or "" (into out). */
+static void ct_param(const char *v, const char *param, char *out, size_t outsz)
+{
+	size_t pl = strlen(param);
+	out[0] = '\0';
+	for (const char *p = strchr(v, ';'); p; p = strchr(p + 1, ';')) {
+		const char *q = p + 1;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (strncasecmp(q, param, pl) != 0)
+			continue;
+		q += pl;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (*q != '=')
+			continue;
+		q++;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		size_t n = 0;
+		if (*q == '"') {
+			for (q++; *q && *q != '"' && n + 1 < outsz; q++) {
+				if (*q == '\\' && q[1])
+					q++;
+				out[n++] = *q;
+			}
+		} else {
+			while (*q && *q != ';' && *q != ' ' && *q != '\t' && n + 1 < outsz)
+				out[n++] = *q++;
+		}
+		out[n] = '\0';
+		return;
+	}
+}
+
+struct dg_header {
+	struct ba_buf raw;      /* fields, each line ending in "\n", folds kept */
+	char type[128];         /* "text/plain" (lowercase), "" when absent */
+	char cte[32];           /* lowercase, "" when absent */
+	char boundary[128];
+};
+
+/* Unfolded, trimmed body of the field starting at f (a "Name: value\n ..." run). */
+static void field_value(struct ba_buf *v, const char *colon, const char *end)
+{
+	const char *p = colon + 1;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	for (; p < end; p++)
+		if (*p != '\n' && *p != '\r')
+			ba_buf_addch(v, *p);
+	while (v->len && (v->data[v->len - 1] == ' ' || v->data[v->len - 1] == '\t'))
+		ba_buf_truncate(v, v->len - 1);
+}
+
+/* Reads a header up to its blank line (consumed), a delimiter (not consumed: *end_idx) or EOF. */
+static int dg_read_header(struct dg *d, struct dg_header *h, int *end_idx, int *end_close,
+                          int *eof, struct ba_err *err)
+{
+	const char *line;
+	size_t len;
+	int bol;
+	*end_idx = -1;
+	*eof = 0;
+	for (;;) {
+		int r = dg_next(d, &line, &len, &bol, err);
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			*eof = 1;
+			break;
+		}
+		if (bol) {
+			int idx = dg_boundary(d, line, len, end_close);
+			if (idx >= 0) {
+				*end_idx = idx;
+				break;
+			}
+			if (strip_eol(line, len) == 0)
+				break; /* the blank line */
+		}
+		ba_buf_add(&h->raw, line, strip_eol(line, len));
+		if (line[len - 1] == '\n')
+			ba_buf_addch(&h->raw, '\n');
+		if (h->raw.len > DG_HEADER_MAX)
+			return ba_err_set(err, EX_DATAERR, "message header larger than %d octets",
+			                  DG_HEADER_MAX);
+	}
+	if (ba_buf_failed(&h->raw))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (h->raw.len && h->raw.data[h->raw.len - 1] != '\n')
+		ba_buf_addch(&h->raw, '\n');
+	/* find Content-Type and Content-Transfer-Encoding */
+	const char *s = ba_buf_str(&h->raw), *end = s + h->raw.len;
+	while (s < end) {
+		const char *e = s;
+		do {
+			e = memchr(e, '\n', (size_t)(end - e));
+			e = e ? e + 1 : end;
+		} while (e < end && (*e == ' ' || *e == '\t'));
+		const char *colon = memchr(s, ':', (size_t)(e - s));
+		if (colon) {
+			struct ba_buf v = BA_BUF_INIT;
+			field_value(&v, colon, e);
+			size_t nl = (size_t)(colon - s);
+			if (nl == 12 && strncasecmp(s, "Content-Type", 12) == 0) {
+				size_t k = 0;
+				const char *t = ba_buf_str(&v);
+				while (t[k] && t[k] != ';' && t[k] != ' ' && k + 1 < sizeof(h->type)) {
+					h->type[k] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
+					k++;
+				}
+				h->type[k] = '\0';
+				ct_param(t, "boundary", h->boundary, sizeof(h->boundary));
+			} else if (nl == 25 && strncasecmp(s, "Content-Transfer-Encoding", 25) == 0) {
+				size_t k = 0;
+				for (const char *t = ba_buf_str(&v); *t && k + 1 < sizeof(h->cte); t++)
+					if (*t != ' ' && *t != '\t')
+						h->cte[k++] = (char)(*t >= 'A' && *t <= 'Z' ? *t + 32 : *t);
+				h->cte[k] = '\0';
+			}
+			ba_buf_release(&v);
+		}
+		s = e;
+	}
+	return 0;
+}
+
+/*
+ * Writes the header with line endings made eol, 8-bit unstructured fields
+ * RFC 2047-encoded, and Content-Transfer-Encoding replaced by cte (when not
+ * NULL; added if absent).  Ends with the blank line.
+ */
+static int dg_write_header(struct dg *d, const struct dg_header *h, const char *cte,
+                           struct ba_err *err)
+{
+	struct ba_buf o = BA_BUF_INIT;
+	const char *s = ba_buf_str(&h->raw), *end = s + h->raw.len;
+	int rc = 0;
+	while (s < end && rc == 0) {
+		const char *e = s;
+		do {
+			e = memchr(e, '\n', (size_t)(end - e));
+			e = e ? e + 1 : end;
+		} while (e < end && (*e == ' ' || *e == '\t'));
+		const char *colon = memchr(s, ':', (size_t)(e - s));
+		size_t nl = colon ? (size_t)(colon - s) : 0;
+		if (colon && nl == 25 && strncasecmp(s, "Content-Transfer-Encoding", 25) == 0 && cte) {
+			s = e;
+			continue; /* written below */
+		}
+		if (has_8bit(s, (size_t)(e - s))) {
+			int name_ok = colon && nl > 0;
+			for (size_t i = 0; name_ok && i < nl; i++)
+				name_ok = (unsigned char)s[i] > 32 && (unsigned char)s[i] < 127;
+			if (!name_ok) {
+				rc = ba_err_set(err, EX_DATAERR, "cannot make a header line without a valid "
+				                "field name 7-bit");
+				break;
+			}
+			if (!unstructured(s, nl)) {
+				rc = ba_err_set(err, EX_DATAERR, "cannot make header field '%.*s' 7-bit: "
+				                "it is not plain text (the peer needs SMTPUTF8)",
+				                (int)(nl > 60 ? 60 : nl), s);
+				break;
+			}
+			struct ba_buf v = BA_BUF_INIT;
+			field_value(&v, colon, e);
+			size_t col = nl + 2;
+			ba_buf_add(&o, s, nl);
+			ba_buf_addstr(&o, ": ");
+			rc = ba_rfc2047_encode(&o, v.data ? v.data : "", v.len, &col, d->eol, 0, err);
+			ba_buf_release(&v);
+			if (rc < 0) {
+				ba_err_prefix(err, "header field '%.*s': ", (int)(nl > 60 ? 60 : nl), s);
+				break;
+			}
+			ba_buf_addstr(&o, d->eol);
+		} else {
+			for (const char *l = s; l < e;) {
+				const char *nlp = memchr(l, '\n', (size_t)(e - l));
+				ba_buf_add(&o, l, (size_t)(nlp - l));
+				ba_buf_addstr(&o, d->eol);
+				l = nlp + 1;
+			}
+		}
+		s = e;
+	}
+	if (rc == 0) {
+		if (cte)
+			ba_buf_addf(&o, "Content-Transfer-Encoding: %s%s", cte, d->eol);
+		ba_buf_addstr(&o, d->eol);
+		rc = ba_buf_failed(&o) ? ba_err_set(err, EX_OSERR, "out of memory")
+		                       : ba_write(d->out, o.data, o.len, err);
+	}
+	ba_buf_release(&o);
+	return rc;
+}
+
+static int dg_entity(struct dg *d, size_t depth, int *end_idx, int *end_close,
+                     struct ba_err *err);
+
+/* Copies lines (preamble, epilogue) until a delimiter or EOF, made 7-bit ('?' for 8-bit). */
+static int dg_copy_until_boundary(struct dg *d, int *end_idx, int *end_close, struct ba_err *err)
+{
+	const char *line;
+	size_t len;
+	int bol;
+	*end_idx = -1;
+	for (;;) {
+		int r = dg_next(d, &line, &len, &bol, err);
+		if (r <= 0)
+			return r;
+		if (bol && (*end_idx = dg_boundary(d, line, len, end_close)) >= 0)
+			return 0;
+		size_t n = strip_eol(line, len);
+		for (size_t i = 0; i < n; i++) {
+			char c = (unsigned char)line[i] >= 0x80 ? '?' : line[i];
+			if (ba_write(d->out, &c, 1, err) < 0)
+				return -1;
+		}
+		if (n < len && ba_write_str(d->out, d->eol, err) < 0)
+			return -1;
+	}
+}
+
+static int dg_multipart(struct dg *d, struct dg_header *h, size_t depth, int *end_idx,
+                        int *end_close, struct ba_err *err)
+{
+	/* a multipart is 7bit once its parts are (RFC 2045 §6.4) */
+	int fix = !strcmp(h->cte, "8bit") || !strcmp(h->cte, "binary");
+	if (dg_write_header(d, h, fix ? "7bit" : NULL, err) < 0)
+		return -1;
+	if (!(d->bounds[d->nb] = malloc(strlen(h->boundary) + 1)))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	memcpy(d->bounds[d->nb], h->boundary, strlen(h->boundary) + 1);
+	size_t mine = d->nb++;
+	int rc = dg_copy_until_boundary(d, end_idx, end_close, err); /* preamble */
+	while (rc == 0 && *end_idx == (int)mine && !*end_close) {
+		if (ba_write_str(d->out, "--", err) < 0 ||
+		    ba_write_str(d->out, d->bounds[mine], err) < 0 ||
+		    ba_write_str(d->out, d->eol, err) < 0) {
+			rc = -1;
+			break;
+		}
+		rc = dg_entity(d, depth + 1, end_idx, end_close, err);
+	}
+	if (rc == 0) {
+		if (ba_write_str(d->out, "--", err) < 0 ||
+		    ba_write_str(d->out, d->bounds[mine], err) < 0 ||
+		    ba_write_str(d->out, "--", err) < 0 || ba_write_str(d->out, d->eol, err) < 0)
+			rc = -1;
+		else if (*end_idx == (int)mine) /* the close delimiter: an epilogue may follow */
+			rc = dg_copy_until_boundary(d, end_idx, end_close, err);
+	}
+	free(d->bounds[mine]);
+	d->nb = mine;
+	if (*end_idx >= (int)mine)
+		*end_idx = -1; /* cannot happen: our own boundary is handled above */
+	return rc;
+}
+
+static int dg_leaf(struct dg *d, struct dg_header *h, int *end_idx, int *end_close,
+                   struct ba_err *err)
+{
+	struct dg_spool sp = { NULL, 0, -1 };
+	struct scan s;
+	scan_init(&s);
+	const char *line;
+	size_t len;
+	int bol, rc = -1;
+	char held[2];
+	size_t nheld = 0;
+	*end_idx = -1;
+	for (;;) {
+		int r = dg_next(d, &line, &len, &bol, err);
+		if (r < 0)
+			goto out;
+		if (r == 0)
+			break;
+		if (bol && (*end_idx = dg_boundary(d, line, len, end_close)) >= 0)
+			break;
+		/* the line ending before a delimiter belongs to it (RFC 2046 §5.1.1): hold it back */
+		if (nheld && (dg_spool_add(&sp, held, nheld, err) < 0))
+			goto out;
+		scan_chunk(&s, (const unsigned char *)held, nheld);
+		size_t n = strip_eol(line, len);
+		nheld = len - n;
+		memcpy(held, line + n, nheld);
+		if (dg_spool_add(&sp, line, n, err) < 0)
+			goto out;
+		scan_chunk(&s, (const unsigned char *)line, n);
+	}
+	if (*end_idx < 0 && nheld) {
+		if (dg_spool_add(&sp, held, nheld, err) < 0)
+			goto out;
+		scan_chunk(&s, (const unsigned char *)held, nheld);
+	}
+	scan_end(&s);
+	int clean = s.hi == 0 && s.ctl == 0 && s.cr_bare == 0 && s.maxline <= LINE_MAX_OCTETS;
+	const char *cte = NULL;
+	enum ba_mime_cte how = BA_MIME_CTE_7BIT;
+	if (clean) {
+		if (!strcmp(h->cte, "8bit") || !strcmp(h->cte, "binary"))
+			cte = "7bit";
+	} else if (!strcmp(h->cte, "quoted-printable") || !strcmp(h->cte, "base64")) {
+		ba_err_set(err, EX_DATAERR, "a part declared %s contains 8-bit data or long lines",
+		           h->cte);
+		goto out;
+	} else if (!h->type[0] || !strncmp(h->type, "text/", 5)) {
+		cte = "quoted-printable";
+		how = BA_MIME_CTE_QP;
+	} else {
+		cte = "base64";
+		how = BA_MIME_CTE_BASE64;
+	}
+	if (dg_write_header(d, h, cte, err) < 0)
+		goto out;
+	/* the body, from the spool */
+	union encoder *enc = NULL;
+	ba_writer *dst = d->out;
+	if (how != BA_MIME_CTE_7BIT) {
+		if (!(enc = malloc(sizeof(*enc)))) {
+			ba_err_set(err, EX_OSERR, "out of memory");
+			goto out;
+		}
+		if (how == BA_MIME_CTE_QP) {
+			ba_qp_writer_init(&enc->qp, d->out, d->eol, BA_QP_TEXT);
+			dst = &enc->qp.base;
+		} else {
+			ba_b64_writer_init(&enc->b64, d->out, d->eol, 76);
+			dst = &enc->b64.base;
+		}
+	}
+	int held_cr = 0, wrc = 0;
+	if (sp.fd >= 0) {
+		if (dg_spool_flush(&sp, err) < 0 || lseek(sp.fd, 0, SEEK_SET) < 0) {
+			free(enc);
+			goto out;
+		}
+		struct ba_fd_reader fr;
+		ba_fd_reader_init(&fr, sp.fd, "temporary file");
+		ssize_t k;
+		while (wrc == 0 && (k = ba_read(&fr.base, d->chunk, BA_MIME_CHUNK, err)) != 0)
+			wrc = k < 0 ? -1
+			     : enc ? ba_write(dst, d->chunk, (size_t)k, err)
+			           : write_lines(dst, d->chunk, (size_t)k, d->eol, &held_cr, err);
+	} else if (sp.len) {
+		wrc = enc ? ba_write(dst, sp.mem, sp.len, err)
+		          : write_lines(dst, sp.mem, sp.len, d->eol, &held_cr, err);
+	}
+	if (wrc == 0 && how == BA_MIME_CTE_QP)
+		wrc = ba_qp_writer_finish(&enc->qp, err);
+	else if (wrc == 0 && how == BA_MIME_CTE_BASE64)
+		wrc = ba_b64_writer_finish(&enc->b64, err);
+	free(enc);
+	if (wrc < 0)
+		goto out;
+	/* every entity ends with a line ending, which serves the next delimiter */
+	if (*end_idx >= 0 && how != BA_MIME_CTE_BASE64 && ba_write_str(d->out, d->eol, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	dg_spool_release(&sp);
+	return rc;
+}
+
+static int dg_entity(struct dg *d, size_t depth, int *end_idx, int *end_close,
+                     struct ba_err *err)
+{
+	if (depth >= DG_DEPTH_MAX)
+		return ba_err_set(err, EX_DATAERR, "message nested more than %d levels deep",
+		                  DG_DEPTH_MAX);
+	struct dg_header h;
+	memset(&h, 0, sizeof(h));
+	ba_buf_init(&h.raw, 0);
+	int eof, rc;
+	if (dg_read_header(d, &h, end_idx, end_close, &eof, err) < 0) {
+		rc = -1;
+	} else if (*end_idx >= 0 || eof) {
+		/* a part that ends inside its header: write what there is */
+		rc = dg_write_header(d, &h, NULL, err);
+		if (rc == 0 && *end_idx >= 0)
+			rc = ba_write_str(d->out, d->eol, err);
+	} else if (!strncmp(h.type, "multipart/", 10) && h.boundary[0] && d->nb < DG_DEPTH_MAX) {
+		rc = dg_multipart(d, &h, depth, end_idx, end_close, err);
+	} else if (!strcmp(h.type, "message/rfc822") || !strcmp(h.type, "message/global")) {
+		int fix = !strcmp(h.cte, "8bit") || !strcmp(h.cte, "binary");
+		rc = dg_write_header(d, &h, fix ? "7bit" : NULL, err);
+		if (rc == 0)
+			rc = dg_entity(d, depth + 1, end_idx, end_close, err);
+	} else {
+		rc = dg_leaf(d, &h, end_idx, end_close, err);
+	}
+	ba_buf_release(&h.raw);
+	return rc;
+}
+
+int ba_mime_downgrade(ba_writer *out, ba_reader *in, const struct ba_mime_opts *o,
+                      struct ba_err *err)
+{
+	struct dg d;
+	memset(&d, 0, sizeof(d));
+	d.out = out;
+	d.eol = eol_of(o);
+	d.o = o;
+	d.at_bol = 1;
+	if (!(d.chunk = malloc(BA_MIME_CHUNK)))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (ba_linereader_init(&d.lr, in, DG_LINE_MAX, err) < 0) {
+		free(d.chunk);
+		return -1;
+	}
+	int end_idx, end_close;
+	int rc = dg_entity(&d, 0, &end_idx, &end_close, err);
+	ba_linereader_release(&d.lr);
+	free(d.chunk);
 	return rc;
 }

@@ -2,13 +2,13 @@
 #include "bluearrow/msg.h"
 
 #include <errno.h>
-#include <idn2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bluearrow/addr.h"
 #include "bluearrow/encode.h"
 
 /* RFC 5322 §2.1.1 */
@@ -77,19 +77,14 @@ static size_t count(const struct addrs *l);
 
 /* ---- addresses ----------------------------------------------------------
  *
- * A small RFC 5322 §3.4 address-list reader for the compose options: mailbox
- * ("Name <local@domain>", "local@domain"), quoted display names, comments
- * (dropped).  Stopgap until bluearrow/addr.h (layer 1) is merged: then these
- * functions call it.
+ * Parsing and formatting are the addr module's (groups, comments, quoted
+ * and RFC 2047 display names, IDN); msg keeps the addr-specs of each field
+ * in ASCII form (domains as A-labels) for the envelope.
  */
 
-struct mailbox {
-	char *name; /* UTF-8 display name or NULL */
-	char *spec; /* local@domain, domain as A-label */
-};
-
 struct addrs {
-	struct mailbox *v;
+	struct ba_addr_list l; /* the field's entries, empty groups included */
+	char **spec;           /* addr-specs of the entries that are mailboxes */
 	size_t n;
 };
 
@@ -97,260 +92,59 @@ static void addr_list_free(struct addrs *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->v[i].name);
-		free(l->v[i].spec);
-	}
-	free(l->v);
+	ba_addr_list_release(&l->l);
+	for (size_t i = 0; i < l->n; i++)
+		free(l->spec[i]);
+	free(l->spec);
 	free(l);
-}
-
-static int is_atext(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       (c && strchr("!#$%&'*+-/=?^_`{|}~", c)) || c >= 0x80;
-}
-
-/* dot-atom (RFC 5322 §3.2.3), UTF-8 allowed (RFC 6532) */
-static int is_dot_atom(const char *s, size_t n)
-{
-	if (!n || s[0] == '.' || s[n - 1] == '.')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!(is_atext((unsigned char)s[i]) || (s[i] == '.' && s[i + 1] != '.')))
-			return 0;
-	return 1;
-}
-
-/* Checks local@domain; stores it in *out with the domain as an A-label (RFC 5890). */
-static int check_spec(char **out, const char *s, size_t n, const char *what, struct ba_err *err)
-{
-	const char *at = NULL;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] == '@')
-			at = s + i;
-	if (!at)
-		return ba_err_set(err, EX_DATAERR, "%s: '%.*s': missing '@domain'", what, (int)n, s);
-	size_t ln = (size_t)(at - s), dn = n - ln - 1;
-	int quoted = ln >= 2 && s[0] == '"' && s[ln - 1] == '"';
-	if (!(quoted || is_dot_atom(s, ln)))
-		return ba_err_set(err, EX_DATAERR, "%s: '%.*s': invalid local part", what, (int)n, s);
-	for (size_t i = 0; i < ln; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return ba_err_set(err, EX_DATAERR, "%s: '%.*s': non-ASCII local part", what,
-			                  (int)n, s);
-	if (!is_dot_atom(at + 1, dn) || memchr(at + 1, '@', dn))
-		return ba_err_set(err, EX_DATAERR, "%s: '%.*s': invalid domain", what, (int)n, s);
-	char *dom = malloc(dn + 1);
-	if (!dom)
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	memcpy(dom, at + 1, dn);
-	dom[dn] = '\0';
-	char *ascii = NULL;
-	int rc = idn2_to_ascii_8z(dom, &ascii, IDN2_NONTRANSITIONAL);
-	free(dom);
-	if (rc != IDN2_OK)
-		return ba_err_set(err, EX_DATAERR, "%s: '%.*s': invalid domain (%s)", what, (int)n, s,
-		                  idn2_strerror(rc));
-	struct ba_buf b = BA_BUF_INIT;
-	ba_buf_add(&b, s, ln + 1);
-	ba_buf_addstr(&b, ascii);
-	free(ascii);
-	if (!(*out = ba_buf_detach(&b, NULL)))
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	return 0;
-}
-
-/* Skips white space and (nested) comments. */
-static const char *skip_cfws(const char *p)
-{
-	for (;;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p != '(')
-			return p;
-		int depth = 0;
-		do {
-			if (*p == '\\' && p[1])
-				p++;
-			else if (*p == '(')
-				depth++;
-			else if (*p == ')')
-				depth--;
-			p++;
-		} while (*p && depth);
-	}
-}
-
-/* Parses one mailbox ending at ',' or the end; appends it to l. */
-static int parse_mailbox(struct addrs *l, const char **pp, const char *what,
-                         struct ba_err *err)
-{
-	struct ba_buf name = BA_BUF_INIT, spec = BA_BUF_INIT;
-	const char *p = *pp;
-	int angle = 0, rc = -1;
-	while (*(p = skip_cfws(p)) && *p != ',') {
-		if (*p == '"') {
-			const char *q = p + 1;
-			if (name.len)
-				ba_buf_addch(&name, ' ');
-			ba_buf_addch(&spec, '"');
-			while (*q && *q != '"') {
-				if (*q == '\\' && q[1])
-					q++;
-				ba_buf_addch(&name, *q);
-				if (*q == '"' || *q == '\\')
-					ba_buf_addch(&spec, '\\');
-				ba_buf_addch(&spec, *q++);
-			}
-			if (!*q) {
-				ba_err_set(err, EX_DATAERR, "%s: '%s': unterminated quoted string", what, *pp);
-				goto out;
-			}
-			ba_buf_addch(&spec, '"');
-			p = q + 1;
-		} else if (*p == '<') {
-			const char *q = strchr(p, '>');
-			if (!q) {
-				ba_err_set(err, EX_DATAERR, "%s: '%s': missing '>'", what, *pp);
-				goto out;
-			}
-			ba_buf_reset(&spec);
-			ba_buf_add(&spec, p + 1, (size_t)(q - p - 1));
-			angle = 1;
-			p = q + 1;
-		} else {
-			const char *q = p;
-			while (*q && !strchr(" \t,\"<(", *q))
-				q++;
-			if (q == p) {
-				ba_err_set(err, EX_DATAERR, "%s: '%s': unexpected '%c'", what, *pp, *p);
-				goto out;
-			}
-			if (angle) {
-				ba_err_set(err, EX_DATAERR, "%s: '%s': text after '>'", what, *pp);
-				goto out;
-			}
-			if (name.len)
-				ba_buf_addch(&name, ' ');
-			ba_buf_add(&name, p, (size_t)(q - p));
-			ba_buf_add(&spec, p, (size_t)(q - p));
-			p = q;
-		}
-	}
-	if (!spec.len) {
-		ba_err_set(err, EX_DATAERR, "%s: '%s': empty address", what, *pp);
-		goto out;
-	}
-	if (!angle && name.len != spec.len && strchr(ba_buf_str(&spec), '"') == NULL) {
-		ba_err_set(err, EX_DATAERR, "%s: '%s': a display name needs <address>", what, *pp);
-		goto out;
-	}
-	struct mailbox *v = realloc(l->v, (l->n + 1) * sizeof(*v));
-	if (!v) {
-		ba_err_set(err, EX_OSERR, "out of memory");
-		goto out;
-	}
-	l->v = v;
-	struct mailbox *mb = &l->v[l->n];
-	mb->name = NULL;
-	if (check_spec(&mb->spec, spec.data, spec.len, what, err) < 0)
-		goto out;
-	if (angle && name.len) {
-		size_t bad;
-		if (!ba_utf8_valid(name.data, name.len, &bad)) {
-			free(mb->spec);
-			ba_err_set(err, EX_DATAERR, "%s: '%s': invalid utf-8", what, *pp);
-			goto out;
-		}
-		mb->name = ba_buf_detach(&name, NULL);
-	}
-	l->n++;
-	*pp = p;
-	rc = 0;
-out:
-	ba_buf_release(&name);
-	ba_buf_release(&spec);
-	return rc;
 }
 
 static int add_list(struct addrs **dst, const char *field, const char *list,
                     struct ba_err *err)
 {
-	if (!*dst && !(*dst = calloc(1, sizeof(**dst))))
-		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (!*dst) {
+		if (!(*dst = calloc(1, sizeof(**dst))))
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		ba_addr_list_init(&(*dst)->l);
+	}
+	struct addrs *a = *dst;
 	if (check_text(field, list, err) < 0)
 		return -1;
-	const char *p = list;
-	int any = 0;
-	for (;;) {
-		p = skip_cfws(p);
-		if (*p == ',') {
-			p++;
-			continue;
-		}
-		if (!*p)
-			break;
-		if (parse_mailbox(*dst, &p, field, err) < 0)
-			return -1;
-		any = 1;
-	}
-	if (!any)
+	size_t before = a->l.n;
+	if (ba_addr_list_parse(&a->l, list, strlen(list), BA_ADDR_EMPTY_GROUPS, err) < 0)
+		return ba_err_prefix(err, "%s: ", field);
+	if (a->l.n == before)
 		return ba_err_set(err, EX_DATAERR, "%s: '%s': no address", field, list);
+	for (size_t i = before; i < a->l.n; i++) {
+		if (!a->l.v[i].local)
+			continue; /* an empty group ("undisclosed-recipients:;") */
+		struct ba_buf b = BA_BUF_INIT;
+		if (ba_addr_spec_format(&b, &a->l.v[i], BA_ADDR_ASCII, err) < 0) {
+			ba_buf_release(&b);
+			return ba_err_prefix(err, "%s: ", field);
+		}
+		if (b.len > 254) { /* RFC 5321 §4.5.3.1.3: a path is at most 256 octets */
+			ba_buf_release(&b);
+			return ba_err_set(err, EX_DATAERR, "%s: '%.40s...': address longer than 254 "
+			                  "octets", field, list);
+		}
+		char **v = realloc(a->spec, (a->n + 1) * sizeof(*v));
+		if (!v || !(v[a->n] = ba_buf_detach(&b, NULL))) {
+			if (v)
+				a->spec = v;
+			ba_buf_release(&b);
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		}
+		a->spec = v;
+		a->n++;
+	}
 	return 0;
 }
 
-/* Renders one mailbox as if it started at column *c; *c is updated. */
-static int render_mailbox(struct ba_buf *one, const struct mailbox *mb, size_t *c,
-                          const char *eol, struct ba_err *err)
-{
-	ba_buf_reset(one);
-	if (mb->name) {
-		if (ba_rfc2047_encode(one, mb->name, strlen(mb->name), c, eol, BA_RFC2047_PHRASE,
-		                      err) < 0)
-			return -1;
-		size_t n = strlen(mb->spec) + 3;
-		if (*c + n > FOLD_COL) { /* fold between the phrase and the angle-addr (CFWS) */
-			ba_buf_addstr(one, eol);
-			*c = 0;
-		}
-		ba_buf_addf(one, " <%s>", mb->spec);
-		*c += n;
-	} else {
-		ba_buf_addstr(one, mb->spec);
-		*c += strlen(mb->spec);
-	}
-	return ba_buf_failed(one) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
-}
-
-/* Writes the list, folding between mailboxes when the next does not fit the line. */
 static int addr_list_format(struct ba_buf *h, const struct addrs *l, size_t *col,
                             const char *eol, struct ba_err *err)
 {
-	struct ba_buf one = BA_BUF_INIT;
-	int rc = 0;
-	for (size_t i = 0; i < l->n && rc == 0; i++) {
-		size_t c = *col + (i ? 2 : 0);
-		if ((rc = render_mailbox(&one, &l->v[i], &c, eol, err)) < 0)
-			break;
-		if (i) {
-			ba_buf_addch(h, ',');
-			if (c > FOLD_COL || strstr(ba_buf_str(&one), eol)) {
-				/* start the mailbox on a line of its own */
-				ba_buf_addstr(h, eol);
-				c = 1;
-				if ((rc = render_mailbox(&one, &l->v[i], &c, eol, err)) < 0)
-					break;
-			}
-			ba_buf_addch(h, ' ');
-		}
-		ba_buf_add(h, one.data, one.len);
-		*col = c;
-	}
-	ba_buf_release(&one);
-	if (rc == 0 && ba_buf_failed(h))
-		rc = ba_err_set(err, EX_OSERR, "out of memory");
-	return rc;
+	return ba_addr_list_format(h, &l->l, col, eol, BA_ADDR_ASCII, err);
 }
 
 static size_t count(const struct addrs *l)
@@ -362,7 +156,7 @@ int ba_msg_add_from(ba_msg *m, const char *list, struct ba_err *err)
 {
 	if (add_list(&m->from, "from", list, err) < 0)
 		return -1;
-	if (m->from->n != 1)
+	if (m->from->n != 1 || m->from->l.n != 1 || m->from->l.v[0].group)
 		return ba_err_set(err, EX_DATAERR, "from: '%s': exactly one address is needed", list);
 	return 0;
 }
@@ -392,7 +186,7 @@ const char *ba_msg_rcpt(const ba_msg *m, size_t i)
 	const struct addrs *lists[] = { m->to, m->cc, m->bcc };
 	for (size_t l = 0; l < 3; l++) {
 		if (i < count(lists[l]))
-			return lists[l]->v[i].spec;
+			return lists[l]->spec[i];
 		i -= count(lists[l]);
 	}
 	return NULL;
@@ -400,7 +194,7 @@ const char *ba_msg_rcpt(const ba_msg *m, size_t i)
 
 const char *ba_msg_from(const ba_msg *m)
 {
-	return count(m->from) ? m->from->v[0].spec : NULL;
+	return count(m->from) ? m->from->spec[0] : NULL;
 }
 
 /* ---- text fields -------------------------------------------------------- */
@@ -629,23 +423,15 @@ static int make_msgid(struct ba_buf *out, int64_t t, const char *from,
 	ba_buf_addch(out, '.');
 	for (size_t i = 0; i < 16; i++) {
 		size_t bit = i * 5;
-		unsigned v = ((unsigned)rnd[bit / 8] << 8 | (bit / 8 + 1 < sizeof(rnd) ? rnd[bit / 8 + 1] : 0));
+		unsigned v = (unsigned)rnd[bit / 8] << 8 |
+		             (bit / 8 + 1 < sizeof(rnd) ? rnd[bit / 8 + 1] : 0);
 		ba_buf_addch(out, b32[(v >> (11 - bit % 8)) & 31]);
 	}
 	ba_buf_addch(out, '@');
+	/* the From addr-spec is ASCII already (A-labels); a domain literal is no name */
 	const char *at = from ? strrchr(from, '@') : NULL;
-	const char *dom = at && at[1] ? at + 1 : "localhost";
-	char *ascii = NULL;
-	int nonascii = 0;
-	for (const char *c = dom; *c; c++)
-		if ((unsigned char)*c >= 0x80 || *c == '[')
-			nonascii = 1;
-	if (nonascii && idn2_to_ascii_8z(dom, &ascii, IDN2_NONTRANSITIONAL) != IDN2_OK)
-		ascii = NULL;
-	if (nonascii && !ascii)
-		dom = "localhost.invalid"; /* an address literal or a domain that is no IDN */
-	ba_buf_addstr(out, ascii ? ascii : dom);
-	free(ascii);
+	const char *dom = at && at[1] && at[1] != '[' ? at + 1 : "localhost.invalid";
+	ba_buf_addstr(out, dom);
 	ba_buf_addch(out, '>');
 	return 0;
 }
@@ -678,7 +464,7 @@ static void put_ids(struct ba_buf *h, const char *name, const struct ba_buf *ids
 static int put_addrs(struct ba_buf *h, const char *name, const struct addrs *l,
                      const char *eol, struct ba_err *err)
 {
-	if (!l || !l->n)
+	if (!l || !l->l.n)
 		return 0;
 	ba_buf_addf(h, "%s: ", name);
 	size_t col = strlen(name) + 2;

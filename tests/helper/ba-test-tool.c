@@ -5,6 +5,7 @@
  *   ba-test-tool rfc2231 NAME VALUE         a MIME parameter
  *   ba-test-tool mime-type FILE             detected content type
  *   ba-test-tool mime-cte FILE [--attach] [--crlf] [--8bit]   chosen transfer encoding
+ *   ba-test-tool downgrade [--crlf]         7-bit rendering of the message on standard input
  *   ba-test-tool msg [--crlf] [--8bit] [--from A] [--to B] [--subject S] [--body F]
  *                    [--html F] [--attach F]...
  *       a message like `bluearrow compose`, with a fixed clock (2023-11-14 22:13:20
@@ -206,6 +207,18 @@ int main(int argc, char **argv)
 		return cmd_mime(argc, argv);
 	if (!strcmp(cmd, "msg"))
 		return cmd_msg(argc, argv);
+	if (!strcmp(cmd, "downgrade")) {
+		struct ba_mime_opts o = { argc > 2 && !strcmp(argv[2], "--crlf") ? "\r\n" : "\n", 0,
+		                          NULL, NULL, NULL };
+		static struct ba_fd_writer out;
+		struct ba_fd_reader in;
+		ba_fd_writer_init(&out, STDOUT_FILENO, "stdout");
+		ba_fd_reader_init(&in, STDIN_FILENO, "stdin");
+		if (ba_mime_downgrade(&out.base, &in.base, &o, &err) < 0 ||
+		    ba_flush(&out.base, &err) < 0)
+			return fail(&err);
+		return 0;
+	}
 	fprintf(stderr, "ba-test-tool: unknown command '%s'\n", cmd);
 	return 64;
 }

@@ -301,6 +301,7 @@ def test_message_ids_unique():
     (["--from", FROM, "--to", "r@example.net", "--attach-type", "text/plain"], 64, "--attach"),
     (["--from", FROM, "--to", "not an address"], 65, "not an address"),
     (["--from", FROM, "--to", "r@"], 65, "r@"),
+    (["--from", FROM, "--to", "jürgen@example.net"], 65, "jürgen@example.net"),
     (["--from", "a@example.org, b@example.org", "--to", "r@example.net"], 65, "from"),
     (["--from", FROM, "--to", "r@example.net", "--subject", "evil\r\nBcc: x@example.net"], 65,
      "subject"),
@@ -377,3 +378,115 @@ def test_large_attachment_streams(tmp_path):
     (att,) = attachments(msg)
     assert att.get_payload(decode=True) == big.read_bytes()
     assert max(len(l) for l in data.split(b"\n")) <= 998
+
+
+# ---- 8-bit downgrade (ba_mime_downgrade through the test tool) ---------------
+
+TOOL = os.path.join(BUILD, "tests", "ba-test-tool")
+
+
+def downgrade(data, crlf=False):
+    p = subprocess.run([TOOL, "downgrade"] + (["--crlf"] if crlf else []), input=data,
+                       capture_output=True)
+    return p
+
+
+def eight_bit_message(nl=b"\n"):
+    binary = bytes(range(256)) * 40 + b"\r\nend"
+    long_line = ("x" * 1500 + "\n").encode()
+    parts = [
+        (b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n",
+         "Grüße, 안녕하세요\nline two\n".encode()),
+        (b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n"
+         b"Content-Disposition: attachment; filename=b.bin\n", binary),
+        (b"Content-Type: text/plain\n", b"already 7bit\n"),
+        (b"Content-Type: text/plain\n", long_line),
+    ]
+    out = (b"From: a@example.org\nTo: b@example.net\nSubject: " + "Grüße aus Köln".encode() +
+           b"\nX-Note: " + "naïve".encode() + b"\nMIME-Version: 1.0\n"
+           b"Content-Type: multipart/mixed; boundary=\"B1\"\nContent-Transfer-Encoding: 8bit\n\n"
+           b"preamble\n")
+    for head, body in parts:
+        out += b"--B1\n" + head + b"\n" + body + b"\n"
+    out += b"--B1--\n"
+    if nl != b"\n":
+        out = out.replace(b"\n", nl)
+    return out, [p[1] for p in parts]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_downgrade_multipart(crlf):
+    src, bodies = eight_bit_message()
+    p = downgrade(src, crlf)
+    assert p.returncode == 0, p.stderr
+    check_lines(p.stdout, crlf=crlf)
+    msg = parse(p.stdout)
+    assert msg["Subject"] == "Grüße aus Köln"
+    assert msg["X-Note"] == "naïve"
+    leaves = [q for q in msg.walk() if not q.is_multipart()]
+    assert len(leaves) == len(bodies)
+    got = [q.get_payload(decode=True) for q in leaves]
+    norm = (lambda b: b.replace(b"\r\n", b"\n"))
+    assert norm(got[0]) == norm(bodies[0])
+    assert got[1] == bodies[1]          # binary: byte-identical
+    assert norm(got[2]) == bodies[2]
+    assert norm(got[3]) == bodies[3]    # the long line survives, QP-encoded
+    assert leaves[0]["Content-Transfer-Encoding"] == "quoted-printable"
+    assert leaves[1]["Content-Transfer-Encoding"] == "base64"
+    assert leaves[2]["Content-Transfer-Encoding"] is None
+
+
+def test_downgrade_keeps_clean_messages():
+    data = compose("--from", FROM, "--to", "r@example.net", "--subject", "Grüße",
+                   "--body", "-", stdin="Grüße\n".encode()).stdout
+    p = downgrade(data)
+    assert p.returncode == 0 and p.stdout == data
+
+
+def test_downgrade_large_part_streams(tmp_path):
+    body = os.urandom(3 << 20)
+    src = (b"From: a@example.org\nTo: b@example.net\nMIME-Version: 1.0\n"
+           b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n" + body)
+    p = downgrade(src)
+    assert p.returncode == 0, p.stderr
+    msg = parse(p.stdout)
+    assert msg.get_payload(decode=True) == body
+
+
+def test_downgrade_refuses_8bit_address_header():
+    p = downgrade("From: Jürgen <j@example.org>\nTo: b@example.net\n\nhi\n".encode())
+    assert p.returncode == 65 and "From" in p.stderr.decode()
+
+
+def test_stdin_from_file_and_pipe(tmp_path):
+    """--body - and --attach - read standard input, seekable (a file) or not (a pipe)."""
+    f = tmp_path / "in.bin"
+    content = os.urandom(200000)
+    f.write_bytes(content)
+    with open(f, "rb") as stdin:
+        p = subprocess.run([BA, "compose", "--from", FROM, "--to", "r@example.net", "--attach",
+                            "-", "--attach-name", "in.bin"], stdin=stdin, capture_output=True)
+    assert p.returncode == 0, p.stderr
+    assert attachments(parse(p.stdout))[0].get_payload(decode=True) == content
+    p = compose("--from", FROM, "--to", "r@example.net", "--attach", "-", stdin=content)
+    (att,) = attachments(parse(p.stdout))
+    assert att.get_payload(decode=True) == content and att.get_filename() is None
+
+
+def test_groups_and_comments():
+    data = compose("--from", "Jürgen (work) <j@münchen.example>", "--to",
+                   "undisclosed-recipients:;", "--cc",
+                   'Team: a@example.net, "Doe, J" <b@example.net>;', "--bcc",
+                   "x@example.net").stdout
+    check_lines(data)
+    msg = parse(data)
+    assert msg["To"].groups[0].display_name == "undisclosed-recipients"
+    assert msg["To"].addresses == ()
+    team = msg["Cc"].groups[0]
+    assert team.display_name == "Team"
+    assert [a.addr_spec for a in team.addresses] == ["a@example.net", "b@example.net"]
+    assert msg["From"].addresses[0].display_name == "Jürgen"
+    assert b"x@example.net" not in data
+    # a group alone is no recipient
+    p = compose("--from", FROM, "--to", "undisclosed-recipients:;", check=False)
+    assert p.returncode == 64 and p.stdout == b""

@@ -24,6 +24,14 @@ int64_t ba_now_ms(void);
 /* ba_now_ms() + timeout_ms, or 0 (no deadline) when timeout_ms <= 0. */
 int64_t ba_deadline(int timeout_ms);
 
+/*
+ * Creates an unlinked temporary file in $TMPDIR (or /tmp), open for reading
+ * and writing: O_TMPFILE where the file system has it, else mkstemp() and
+ * unlink(), so no partial file is ever visible under a name.  The caller
+ * closes *fd.  Errors: EX_CANTCREAT naming the directory.
+ */
+int ba_tmpfile(int *fd, struct ba_err *err);
+
 /* ---- readers ------------------------------------------------------------ */
 
 typedef struct ba_reader ba_reader;

@@ -178,4 +178,28 @@ int ba_mime_type_by_ext(struct ba_buf *out, const char *filename, const char *mi
 int ba_mime_detect_type(struct ba_buf *out, const void *head, size_t n, const char *filename,
                         const struct ba_mime_opts *o, struct ba_err *err);
 
+/* ---- 8-bit downgrade ------------------------------------------------------ */
+
+/*
+ * Reads a complete message (RFC 5322, possibly MIME, with 8bit or binary
+ * parts, long lines or 8-bit header text) from in and writes an equivalent
+ * 7-bit message to out, with o->eol line endings:
+ *   - leaves that are not 7-bit clean (8-bit octets, NUL or bare CR, lines
+ *     over 998 octets) are re-encoded, quoted-printable for text types (and parts
+ *     without a Content-Type), base64 otherwise, and their
+ *     Content-Transfer-Encoding field replaced; clean leaves are copied;
+ *   - multipart structure (boundaries, preambles, epilogues) and
+ *     message/rfc822 parts are kept; "8bit"/"binary" on them becomes "7bit";
+ *   - 8-bit text in unstructured header fields (Subject, Comments, X-*, ...)
+ *     is RFC 2047-encoded (it must be UTF-8);
+ *   - 8-bit octets in preambles and epilogues (which no MUA shows) become "?".
+ * Memory is bounded: a leaf is held in memory up to 256 KiB, beyond that in
+ * an unlinked temporary file.  Does not flush out.  Errors: EX_DATAERR (8-bit
+ * text in a structured header field, which needs SMTPUTF8; invalid UTF-8 in
+ * one; a part declared quoted-printable or base64 holding 8-bit data; a
+ * header over 1 MiB; nesting deeper than 32), EX_IOERR, EX_CANTCREAT, EX_OSERR.
+ */
+int ba_mime_downgrade(ba_writer *out, ba_reader *in, const struct ba_mime_opts *o,
+                      struct ba_err *err);
+
 #endif

@@ -48,10 +48,14 @@ void ba_msg_free(ba_msg *m);
 
 /*
  * Address fields.  list is an RFC 5322 address list in UTF-8 ("Name
- * <a@b.example>, c@d.example"); each call appends to the field, so the
- * options can be repeated.  From takes exactly one mailbox in all.  Display
- * names are RFC 2047-encoded or quoted as needed when written.
- * Errors: EX_DATAERR with the field name, the input and where it is wrong.
+ * <a@b.example>, c@d.example", groups such as "undisclosed-recipients:;",
+ * comments), parsed by bluearrow/addr.h; each call appends to the field, so
+ * the options can be repeated.  From takes exactly one mailbox, not in a
+ * group.  When written, display names are quoted or RFC 2047-encoded as
+ * needed and domains are A-labels (the output stays 7-bit), folded at 78.
+ * Errors: EX_DATAERR with the field name, the input and where it is wrong
+ * ("to: invalid address 'foo@' at column 5: missing domain"), or for an
+ * address over 254 octets or one whose local part is not ASCII.
  */
 int ba_msg_add_from(ba_msg *m, const char *list, struct ba_err *err);
 int ba_msg_add_to(ba_msg *m, const char *list, struct ba_err *err);

@@ -1,0 +1,153 @@
+/* bluearrow/header.h - header fields: list, incremental bounded parser, folding
+ *
+ * RFC 5322 §2.2 and §3.6.  A header is an ordered list of fields; names are
+ * compared case-insensitively, duplicates are kept in order.  The parser is
+ * I/O-free and incremental: feed it chunks of a message as they arrive; it
+ * tells where the header ends and the body starts.  Everything it returns
+ * is untrusted input, bounded by the limits given at init.
+ */
+#ifndef BLUEARROW_HEADER_H
+#define BLUEARROW_HEADER_H
+
+#include <stddef.h>
+
+#include "bluearrow/buf.h"
+#include "bluearrow/err.h"
+
+/* RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF */
+#define BA_HEADER_LINE_MAX 998
+
+/*
+ * One field.  name is the field name as received (case kept); value is the
+ * field body raw as received: everything after the colon (leading white
+ * space included) up to, not including, the line end of the field's last
+ * line, with folding line ends (CRLF or LF) kept.  Both are malloc'd and
+ * owned by the list.
+ */
+struct ba_header_field {
+	char *name;
+	char *value;
+};
+
+struct ba_header_list {
+	struct ba_header_field *v;
+	size_t n, alloc;
+};
+
+#define BA_HEADER_LIST_INIT { NULL, 0, 0 }
+
+void ba_header_list_init(struct ba_header_list *l);
+/* Frees every field and the array; the list is empty and usable again. */
+void ba_header_list_release(struct ba_header_list *l);
+
+/*
+ * Appends a copy of name and value.  name must pass ba_header_name_valid();
+ * value may hold folds (CRLF or LF followed by space or tab) but no other
+ * CR or LF and no NUL (no header injection).  Errors: EX_DATAERR naming the
+ * field, EX_OSERR.
+ */
+int ba_header_list_append(struct ba_header_list *l, const char *name, const char *value,
+                          struct ba_err *err);
+
+/* First field named name (case-insensitive), or NULL.  Borrowed. */
+const struct ba_header_field *ba_header_list_find(const struct ba_header_list *l,
+                                                  const char *name);
+/*
+ * Next field named name after prev (a pointer into l), or the first one when
+ * prev is NULL; NULL when there is none.  Borrowed.
+ */
+const struct ba_header_field *ba_header_list_next(const struct ba_header_list *l,
+                                                  const char *name,
+                                                  const struct ba_header_field *prev);
+/* Removes every field named name (e.g. "Bcc"); returns how many were removed. */
+size_t ba_header_list_remove(struct ba_header_list *l, const char *name);
+
+/*
+ * Appends the unfolded body of f to out (RFC 5322 §2.2.3: each CRLF or LF
+ * followed by white space is removed), with white space at both ends
+ * trimmed.  Returns 0, or -1 with EX_OSERR when out failed.
+ */
+int ba_header_field_unfold(struct ba_buf *out, const struct ba_header_field *f,
+                           struct ba_err *err);
+
+/*
+ * Appends every field of l to out as "name:value" eol, the line ends inside
+ * values (folds) rewritten as eol.  eol is "\n" or "\r\n".  The empty line
+ * ending the header is not written.  Returns 0 or -1 (EX_OSERR).
+ */
+int ba_header_list_write(struct ba_buf *out, const struct ba_header_list *l, const char *eol,
+                         struct ba_err *err);
+
+/* 1 if name is a valid field name: printable ASCII 33-126 except ':', non-empty (§3.6.8). */
+int ba_header_name_valid(const char *name);
+/* 1 if value has no CR, LF or NUL (a value built by us, before folding), else 0. */
+int ba_header_value_valid(const char *value);
+
+/*
+ * Appends "name: value" to out, folded: the unstructured value (no CR, LF,
+ * NUL: else EX_DATAERR) is broken at white space (eol inserted before a
+ * space or tab) so that lines are at most 78 octets where possible and
+ * never more than 998; a word that cannot fit 998 octets on a line of its
+ * own is EX_DATAERR naming the field.  The line is ended with eol.  A value
+ * beginning with white space is written after the colon as is; otherwise a
+ * space follows the colon.  Returns 0 or -1.
+ */
+int ba_header_write_field(struct ba_buf *out, const char *name, const char *value,
+                          const char *eol, struct ba_err *err);
+
+/* ---- incremental parser ------------------------------------------------ */
+
+enum ba_header_flags {
+	/* a first line "From " (mbox separator) is skipped instead of rejected */
+	BA_HEADER_SKIP_MBOX_FROM = 1 << 0,
+};
+
+/*
+ * State of one parse.  fields receives the parsed fields in order; after the
+ * parse the caller may read it in place or move it out with
+ * ba_header_parser_take().  Other members are private.
+ */
+struct ba_header_parser {
+	struct ba_header_list fields;
+	size_t max_total, max_fields, total, line_no;
+	unsigned flags;
+	int state;             /* private */
+	size_t name_len;       /* private: length of the current field's name */
+	unsigned char prev_le; /* private: length of the last line end (1 LF, 2 CRLF) */
+	struct ba_buf line;    /* private: the current, incomplete line */
+	struct ba_buf field;   /* private: the current field, possibly folded */
+};
+
+/*
+ * Initialises p: at most max_total octets of header (line ends included;
+ * 0 = no limit) and max_fields fields (0 = no limit).  flags:
+ * BA_HEADER_SKIP_MBOX_FROM.  Release with ba_header_parser_release().
+ */
+void ba_header_parser_init(struct ba_header_parser *p, size_t max_total, size_t max_fields,
+                           unsigned flags);
+/*
+ * Feeds data[0..n).  Returns 1 when the header ended (the empty line was
+ * consumed): *consumed is the number of bytes of this chunk that belonged to
+ * the header, so the body starts at data + *consumed.  Returns 0 when all of
+ * the chunk was consumed and more is needed (*consumed == n).  Returns -1
+ * on error, naming the line: "line 3: invalid header field name 'Fo o'",
+ * "line 2: line longer than 998 octets", "line 4: NUL byte in header",
+ * "line 1: continuation line before the first field", "line 1: mbox 'From '
+ * line", "header larger than N octets", "more than N header fields" (all
+ * EX_DATAERR; EX_OSERR on out of memory).  After 1 or -1 further pushes are
+ * a BA_BUG().  LF and CRLF line ends are both accepted; a lone CR inside a
+ * line is kept as data.
+ */
+int ba_header_parser_push(struct ba_header_parser *p, const char *data, size_t n,
+                          size_t *consumed, struct ba_err *err);
+/*
+ * Ends the input (EOF) of a message that had no empty line: completes the
+ * last field (a last line without line end is accepted).  Returns 0 (also
+ * when push had already returned 1) or -1 as push.
+ */
+int ba_header_parser_finish(struct ba_header_parser *p, struct ba_err *err);
+/* Moves the parsed fields into *out (which is overwritten, not released); p keeps none. */
+void ba_header_parser_take(struct ba_header_parser *p, struct ba_header_list *out);
+void ba_header_parser_release(struct ba_header_parser *p);
+
+#endif
