@@ -3,7 +3,8 @@
  * Reads the message on stdin into a spool (the first 1 MB in memory, the
  * rest in an unlinked temporary file, so nothing is visible on disk), scans
  * it on the way (size for SIZE=, 8-bit or not, lines over 998 octets), then
- * submits it through route + the SMTP engine.  Exit codes: see
+ * submits it through route + the SMTP engine (route re-encodes it to 7 bit
+ * when the server lacks 8BITMIME or a line is too long).  Exit codes: see
  * man/bluearrow-sendmail.8 (the class of the error, sysexits.h).
  */
 #include <errno.h>
@@ -276,7 +277,8 @@ static int submit(const struct opts *o, const struct ba_account *acc, const char
 		struct ba_result *res = NULL;
 		if (spool_rewind(sp, err) < 0)
 			goto out;
-		int s = ba_route_send(r, &env, &sp->base, &res, err);
+		/* a line over 998 octets is re-encoded (quoted-printable), never sent */
+		int s = ba_route_send(r, &env, &sp->base, sp->long_line != 0, &res, err);
 		if (s == 0)
 			report_refused(res);
 		ba_result_free(res);
@@ -337,11 +339,6 @@ int cmd_sendmail(int argc, char **argv)
 	}
 	if (spool_fill(&sp, 0, &err) < 0)
 		goto out;
-	if (sp.long_line) {
-		ba_err_set(&err, EX_DATAERR, "line %" PRIu64 " of the message is longer than 998 "
-		           "octets (RFC 5322 §2.1.1); re-encode it", sp.long_line);
-		goto out;
-	}
 	rc = submit(&o, acc, ba_buf_str(&from), &sp, &log, &err);
 out:
 	free(sp.mem);

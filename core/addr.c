@@ -830,11 +830,25 @@ int ba_addr_domain_to_ascii(struct ba_buf *out, const char *domain, struct ba_er
 	return rc < 0 ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
 }
 
+/* 1 if s holds a C0 control or DEL */
+static int has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
 int ba_addr_spec_format(struct ba_buf *out, const struct ba_addr *a, unsigned flags,
                         struct ba_err *err)
 {
 	if (!a->local || !a->domain)
 		BA_BUG("ba_addr_spec_format of an empty group");
+	/* entries made by ba_addr_list_append() are not checked: never let a
+	 * control (CR, LF: header or SMTP command injection) reach the output */
+	if (has_control(a->local) || has_control(a->domain))
+		return ba_err_set(err, EX_DATAERR, "control character in the %s of an address",
+		                  has_control(a->local) ? "local part" : "domain");
 	if ((flags & BA_ADDR_ASCII) && !is_ascii(a->local))
 		/* RFC 6531 §3.2: only SMTPUTF8 carries a UTF-8 local part */
 		return ba_err_set(err, EX_DATAERR,

@@ -265,6 +265,12 @@ static int fail(struct ba_header_parser *p, struct ba_err *err, const char *fmt,
 	return -1;
 }
 
+static int oom_fail(struct ba_header_parser *p, struct ba_err *err)
+{
+	p->state = ST_FAILED;
+	return ba_err_set(err, EX_OSERR, "out of memory");
+}
+
 /* Completes the pending field (if any) and adds it to the list. */
 static int flush_field(struct ba_header_parser *p, struct ba_err *err)
 {
@@ -346,6 +352,42 @@ static int do_line(struct ba_header_parser *p, const char *s, size_t n, size_t l
 	return 0;
 }
 
+/*
+ * Checks the next piece of the current line (take octets, the last one an
+ * LF if lf) for a NUL byte, a line over 998 octets and the total bound.
+ * The error reported is the one whose octet comes first in the input, so
+ * that it does not depend on how the input was split into chunks.
+ */
+static int check_piece(struct ba_header_parser *p, const char *s, size_t take, int lf,
+                       struct ba_err *err)
+{
+	size_t len = take - (lf ? 1 : 0), held = p->line.len, none = (size_t)-1;
+	size_t pos_nul = none, pos_line = none, pos_total = none;
+	const char *z = memchr(s, '\0', len);
+	if (z)
+		pos_nul = (size_t)(z - s);
+	/* RFC 5322 §2.1.1: 998 octets and CR; a 999th octet is fine only if it is
+	 * the CR of the line end */
+	if (held + len > BA_HEADER_LINE_MAX + 1) {
+		pos_line = BA_HEADER_LINE_MAX + 1 - held;
+	} else if (lf && held + len == BA_HEADER_LINE_MAX + 1) {
+		char last = len ? s[len - 1] : p->line.data[held - 1];
+		if (last != '\r')
+			pos_line = len;
+	}
+	if (p->max_total && p->total + take > p->max_total)
+		pos_total = p->max_total - p->total;
+	if (pos_nul != none && pos_nul <= pos_line && pos_nul <= pos_total)
+		return fail(p, err, "NUL byte in header");
+	if (pos_line != none && pos_line <= pos_total)
+		return fail(p, err, "line longer than %d octets", BA_HEADER_LINE_MAX);
+	if (pos_total != none) {
+		p->state = ST_FAILED;
+		return ba_err_set(err, EX_DATAERR, "header larger than %zu octets", p->max_total);
+	}
+	return 0;
+}
+
 int ba_header_parser_push(struct ba_header_parser *p, const char *data, size_t n,
                           size_t *consumed, struct ba_err *err)
 {
@@ -356,19 +398,15 @@ int ba_header_parser_push(struct ba_header_parser *p, const char *data, size_t n
 	while (i < n) {
 		const char *lf = memchr(data + i, '\n', n - i);
 		size_t take = lf ? (size_t)(lf - (data + i)) + 1 : n - i;
-		if (p->max_total && p->total + take > p->max_total) {
-			p->state = ST_FAILED;
-			*consumed = i;
-			return ba_err_set(err, EX_DATAERR, "header larger than %zu octets",
-			                  p->max_total);
-		}
 		if (p->line.len == 0)
 			p->line_no++;
+		if (check_piece(p, data + i, take, lf != NULL, err) < 0) {
+			*consumed = i;
+			return -1;
+		}
 		if (!lf) {
-			if (memchr(data + i, '\0', take))
-				return fail(p, err, "NUL byte in header");
 			if (ba_buf_add(&p->line, data + i, take) < 0)
-				return fail(p, err, "line longer than %d octets", BA_HEADER_LINE_MAX);
+				return oom_fail(p, err);
 			p->total += take;
 			i += take;
 			break;
@@ -378,7 +416,7 @@ int ba_header_parser_push(struct ba_header_parser *p, const char *data, size_t n
 		size_t len = take - 1;
 		if (p->line.len) {
 			if (ba_buf_add(&p->line, s, len) < 0)
-				return fail(p, err, "line longer than %d octets", BA_HEADER_LINE_MAX);
+				return oom_fail(p, err);
 			s = p->line.data;
 			len = p->line.len;
 		}

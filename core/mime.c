@@ -54,15 +54,6 @@ struct ba_mime_part {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static char *dupstr(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
 static const char *eol_of(const struct ba_mime_opts *o)
 {
 	return o && o->eol ? o->eol : "\n";
@@ -119,32 +110,10 @@ const char *ba_mime_part_boundary(const ba_mime_part *p)
 /* ---- construction ------------------------------------------------------- */
 
 /* Copies a non-seekable descriptor into an unlinked temporary file; closes fd. */
-/* An unlinked temporary file in $TMPDIR (or /tmp), for content that must be read twice. */
-static int make_tmpfile(int *out, struct ba_err *err)
-{
-	const char *dir = getenv("TMPDIR");
-	if (!dir || !*dir)
-		dir = "/tmp";
-	struct ba_buf path = BA_BUF_INIT;
-	ba_buf_addf(&path, "%s/bluearrow-XXXXXX", dir);
-	if (ba_buf_failed(&path))
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	int fd = mkstemp(path.data);
-	if (fd >= 0)
-		unlink(path.data);
-	ba_buf_release(&path);
-	if (fd < 0)
-		return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s", dir,
-		                  strerror(errno));
-	*out = fd;
-	return 0;
-}
-
-/* Copies a non-seekable descriptor into an unlinked temporary file; closes fd. */
 static int spool(int *fdp, const char *name, struct ba_err *err)
 {
 	int tfd = -1;
-	if (make_tmpfile(&tfd, err) < 0)
+	if (ba_tmpfile(&tfd, err) < 0)
 		return -1;
 	unsigned char *chunk = malloc(BA_MIME_CHUNK);
 	if (!chunk) {
@@ -191,7 +160,7 @@ int ba_mime_fd_new(ba_mime_part **out, int fd, const char *name, enum ba_mime_ro
 	}
 	p->fd = fd;
 	p->role = role;
-	p->name = dupstr(name ? name : "input");
+	p->name = strdup(name ? name : "input");
 	if (!p->name) {
 		ba_mime_free(p);
 		return ba_err_set(err, EX_OSERR, "out of memory");
@@ -247,7 +216,7 @@ int ba_mime_mem_new(ba_mime_part **out, const void *src, size_t n, const char *n
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	p->role = role;
 	p->mem = malloc(n ? n : 1);
-	p->name = dupstr(name ? name : "input");
+	p->name = strdup(name ? name : "input");
 	if (!p->mem || !p->name) {
 		ba_mime_free(p);
 		return ba_err_set(err, EX_OSERR, "out of memory");
@@ -273,7 +242,7 @@ int ba_mime_multipart_new(ba_mime_part **out, const char *subtype, struct ba_err
 	if (!is_token(subtype))
 		return ba_err_set(err, EX_DATAERR, "invalid multipart subtype '%s'", subtype);
 	ba_mime_part *p = part_alloc();
-	if (!p || !(p->subtype = dupstr(subtype))) {
+	if (!p || !(p->subtype = strdup(subtype))) {
 		free(p);
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	}
@@ -315,7 +284,7 @@ int ba_mime_set_type(ba_mime_part *p, const char *type, struct ba_err *err)
 	if (!ok)
 		return ba_err_set(err, EX_DATAERR, "invalid content type '%s' (expected type/subtype)",
 		                  type);
-	char *t = dupstr(type);
+	char *t = strdup(type);
 	if (!t)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	for (char *c = t; *c; c++)
@@ -343,7 +312,7 @@ int ba_mime_set_filename(ba_mime_part *p, const char *name, struct ba_err *err)
 	}
 	free(p->filename);
 	p->filename = NULL;
-	if (n && !(p->filename = dupstr(name)))
+	if (n && !(p->filename = strdup(name)))
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	return 0;
 }
@@ -1044,7 +1013,7 @@ static int dg_spool_add(struct dg_spool *sp, const void *p, size_t n, struct ba_
 	if (!sp->mem && !(sp->mem = malloc(DG_SPOOL_MEM)))
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	if (sp->len + n > DG_SPOOL_MEM) {
-		if (sp->fd < 0 && make_tmpfile(&sp->fd, err) < 0)
+		if (sp->fd < 0 && ba_tmpfile(&sp->fd, err) < 0)
 			return -1;
 		if (dg_spool_flush(sp, err) < 0)
 			return -1;

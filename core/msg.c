@@ -30,14 +30,6 @@ struct ba_msg {
 	ba_mime_part *body;
 };
 
-static char *dupstr(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
 
 static void addr_list_free(struct addrs *l);
 
@@ -219,7 +211,7 @@ int ba_msg_set_subject(ba_msg *m, const char *subject, struct ba_err *err)
 {
 	if (check_text("subject", subject, err) < 0)
 		return -1;
-	char *s = dupstr(subject);
+	char *s = strdup(subject);
 	if (!s)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	free(m->subject);

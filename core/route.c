@@ -2,10 +2,11 @@
 #include "bluearrow/route.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <idn2.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 
@@ -179,6 +180,48 @@ int ba_route_addr(struct ba_buf *out, int *utf8, ba_route *r, const char *addr,
 	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
 }
 
+int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, int force_7bit,
+                  struct ba_result **out, struct ba_err *err)
+{
+	*out = NULL;
+	unsigned caps = ba_session_caps(r->session);
+	if (!force_7bit && (env->body != BA_BODY_8BITMIME || (caps & BA_CAP_8BITMIME)))
+		return ba_session_send(r->session, env, body, out, err);
+	/* DESIGN.md invariant 5: re-encode rather than send 8-bit to a 7-bit server */
+	ba_log(r->sp.log, BA_LOG_INFO, "re-encoding the message to 7 bit%s",
+	       force_7bit ? " (a line is over 998 octets)" : " (the server lacks 8BITMIME)");
+	int fd;
+	if (ba_tmpfile(&fd, err) < 0)
+		return -1;
+	struct ba_fd_writer *w = malloc(sizeof *w);
+	if (!w) {
+		close(fd);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	ba_fd_writer_init(w, fd, "temporary file");
+	struct ba_mime_opts mo = { 0 };
+	mo.eol = "\r\n";
+	int rc = -1;
+	off_t size;
+	if (ba_mime_downgrade(&w->base, body, &mo, err) < 0 || ba_flush(&w->base, err) < 0)
+		goto out;
+	size = lseek(fd, 0, SEEK_CUR);
+	if (size < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		ba_err_set(err, EX_IOERR, "cannot rewind the temporary file: %s", strerror(errno));
+		goto out;
+	}
+	struct ba_envelope e7 = *env;
+	e7.body = BA_BODY_7BIT;
+	e7.size = (uint64_t)size;
+	struct ba_fd_reader fr;
+	ba_fd_reader_init(&fr, fd, "temporary file");
+	rc = ba_session_send(r->session, &e7, &fr.base, out, err);
+out:
+	free(w);
+	close(fd);
+	return rc;
+}
+
 void ba_route_free(ba_route *r)
 {
 	if (!r)
@@ -187,51 +230,4 @@ void ba_route_free(ba_route *r)
 	ba_buf_release(&r->helo);
 	ba_buf_release_secret(&r->password);
 	free(r);
-}
-
-/* RFC 6152 §3: without 8BITMIME only 7-bit data may be sent; the message is
- * re-encoded rather than refused or sent broken (DESIGN.md invariant 5). */
-static int send_downgraded(ba_route *r, const struct ba_envelope *env, ba_reader *body,
-                           struct ba_result **out, struct ba_err *err)
-{
-	int fd = -1, rc = -1;
-	if (ba_tmpfile(&fd, err) < 0)
-		return -1;
-	struct ba_fd_writer *w = malloc(sizeof(*w));
-	if (!w) {
-		close(fd);
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	}
-	ba_fd_writer_init(w, fd, "temporary file");
-	struct ba_mime_opts mo = { 0 };
-	mo.eol = "\r\n";
-	if (ba_mime_downgrade(&w->base, body, &mo, err) < 0 || ba_flush(&w->base, err) < 0) {
-		ba_err_prefix(err, "cannot re-encode the message to 7 bit: ");
-		goto out;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-		ba_err_set(err, EX_IOERR, "temporary file: %s", strerror(errno));
-		goto out;
-	}
-	ba_log(r->sp.log, BA_LOG_DEBUG, "server lacks 8BITMIME: message re-encoded to 7 bit (%lld octets)",
-	       (long long)st.st_size);
-	struct ba_envelope e7 = *env;
-	e7.body = BA_BODY_7BIT;
-	e7.size = (uint64_t)st.st_size;
-	struct ba_fd_reader rd;
-	ba_fd_reader_init(&rd, fd, "temporary file");
-	rc = ba_session_send(r->session, &e7, &rd.base, out, err);
-out:
-	free(w);
-	close(fd);
-	return rc;
-}
-
-int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body,
-                  struct ba_result **out, struct ba_err *err)
-{
-	if (env->body == BA_BODY_8BITMIME && !(ba_session_caps(r->session) & BA_CAP_8BITMIME))
-		return send_downgraded(r, env, body, out, err);
-	return ba_session_send(r->session, env, body, out, err);
 }

@@ -78,6 +78,7 @@ struct ba_session {
 	char auth_used[32];
 	int auth_sent;         /* credentials went out on this connection */
 	int need_rset;         /* a transaction is open and must be reset */
+	int desync;            /* the server sent more than a refusal: send nothing more */
 	unsigned char *rbuf;   /* received, not yet consumed: rbuf[rstart..rend) */
 	size_t rstart, rend, rsize;
 	struct ba_buf wbuf;    /* commands waiting to be written */
@@ -101,6 +102,26 @@ static void smtp_kill(ba_session *s)
 	ba_stream_free(s->stream);
 	s->stream = NULL;
 	smtp_set_state(s, ST_DEAD);
+}
+
+/* A broken connection is a temporary failure (the message can be retried), not a local I/O error. */
+static int conn_lost(struct ba_err *err)
+{
+	if (err && err->code == EX_IOERR) {
+		err->code = EX_TEMPFAIL;
+		ba_err_prefix(err, "connection to the server lost: ");
+	}
+	return -1;
+}
+
+/* Writes to the server before the per-write deadline. */
+static int stream_write(ba_session *s, const void *p, size_t n, struct ba_err *err)
+{
+	if (s->desync)
+		return ba_err_set(err, EX_PROTOCOL, "server sent unexpected data after a refusal");
+	if (ba_stream_write(s->stream, p, n, ba_deadline(s->timeout_ms), err) < 0)
+		return conn_lost(err);
+	return 0;
 }
 
 /* The reply's text, cleaned and on one line, for errors and results. */
@@ -176,7 +197,7 @@ static int read_line(ba_session *s, const char **line, size_t *len, int64_t dead
 		if (k < 0) {
 			if (err && err->code == EX_TEMPFAIL)
 				ba_err_prefix(err, "no complete reply from the server in time: ");
-			return -1;
+			return conn_lost(err);
 		}
 		if (k == 0)
 			return ba_err_set(err, EX_TEMPFAIL, "the server closed the connection");
@@ -258,9 +279,19 @@ static int read_reply(ba_session *s, int more, struct ba_err *err)
 		if (n == 3 || l[3] == ' ')
 			break;
 	}
-	if (!more && s->rend > s->rstart)
-		return ba_err_set(err, EX_PROTOCOL,
-		                  "server sent unexpected data after its %d reply", r->code);
+	/* bytes we read, or that the TLS layer already decrypted, must not follow */
+	if (!more && (s->rend > s->rstart || (s->stream && ba_stream_pending(s->stream) > 0))) {
+		if (r->code < 400)
+			return ba_err_set(err, EX_PROTOCOL,
+			                  "server sent unexpected data after its %d reply", r->code);
+		/*
+		 * A refusal followed by more (typically "421 closing") still says
+		 * why; act on it, but never send another byte: the dialogue is out
+		 * of step.
+		 */
+		s->desync = 1;
+		s->rstart = s->rend = 0;
+	}
 	const char *t = ba_buf_str(&r->text);
 	const char *nl = memchr(t, '\n', r->text.len);
 	parse_enhanced(t, nl ? (size_t)(nl - t) : r->text.len, r->code, r->enhanced);
@@ -313,8 +344,7 @@ static int cmd_flush(ba_session *s, struct ba_err *err)
 		return 0;
 	if (!s->stream)
 		return ba_err_set(err, EX_TEMPFAIL, "connection to the server is closed");
-	int rc = ba_stream_write(s->stream, s->wbuf.data, s->wbuf.len, ba_deadline(s->timeout_ms),
-	                         err);
+	int rc = stream_write(s, s->wbuf.data, s->wbuf.len, err);
 	ba_buf_reset(&s->wbuf);
 	if (rc < 0)
 		smtp_kill(s);
@@ -486,7 +516,7 @@ static int auth_send_line(ba_session *s, const char *prefix, const struct ba_buf
 		ba_log(s->p->log, BA_LOG_PROTO, "--> %s<redacted>", prefix);
 	else
 		ba_log(s->p->log, BA_LOG_PROTO, "--> <redacted>");
-	int rc = ba_stream_write(s->stream, line.data, line.len, ba_deadline(s->timeout_ms), err);
+	int rc = stream_write(s, line.data, line.len, err);
 	ba_buf_release_secret(&line);
 	if (rc < 0)
 		smtp_kill(s);
@@ -733,7 +763,7 @@ void ba_session_free(ba_session *s)
 {
 	if (!s)
 		return;
-	if (s->stream && s->state != ST_DEAD && s->state != ST_INIT) {
+	if (s->stream && s->state != ST_DEAD && s->state != ST_INIT && !s->desync) {
 		struct ba_err ignored = BA_ERR_INIT;
 		smtp_set_state(s, ST_QUIT);
 		if (cmd_add(s, 0, &ignored, "QUIT") == 0 && cmd_flush(s, &ignored) == 0) {
@@ -1077,7 +1107,7 @@ static int data_write(ba_session *s, size_t keep, struct ba_err *err)
 	if (s->dbuf.len <= keep)
 		return 0;
 	size_t n = s->dbuf.len - keep;
-	if (ba_stream_write(s->stream, s->dbuf.data, n, ba_deadline(s->timeout_ms), err) < 0)
+	if (stream_write(s, s->dbuf.data, n, err) < 0)
 		return -1;
 	ba_buf_consume(&s->dbuf, n);
 	return 0;
@@ -1116,8 +1146,7 @@ static int bdat_chunk(ba_session *s, int last, struct ba_err *err)
 	int h = snprintf(hdr, sizeof hdr, "BDAT %zu%s\r\n", n, last ? " LAST" : "");
 	ba_log(s->p->log, BA_LOG_PROTO, "--> %.*s <%zu bytes>", h - 2, hdr, n);
 	memcpy(s->dbuf.data + BDAT_HDR - h, hdr, (size_t)h);
-	if (ba_stream_write(s->stream, s->dbuf.data + BDAT_HDR - h, n + (size_t)h,
-	                    ba_deadline(s->timeout_ms), err) < 0)
+	if (stream_write(s, s->dbuf.data + BDAT_HDR - h, n + (size_t)h, err) < 0)
 		return -1;
 	ba_buf_truncate(&s->dbuf, BDAT_HDR);
 	return 0;

@@ -389,6 +389,39 @@ static void test_addr__spec_format(void **state)
 	ba_buf_release(&b);
 }
 
+/* entries from ba_addr_list_append() are unchecked: formatting must not let
+ * CR/LF through (header injection "Bcc: ..." or a second SMTP command) */
+static void test_addr__format_refuses_controls(void **state)
+{
+	(void)state;
+	struct ba_addr_list l = BA_ADDR_LIST_INIT;
+	struct ba_buf b = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_addr_list_append(&l, NULL, "a", "b\r\nBcc: evil@x", NULL, &err), 0);
+	size_t col = 4;
+	assert_int_equal(ba_addr_list_format(&b, &l, &col, "\r\n", 0, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_string_equal(err.text, "control character in the domain of an address");
+	assert_null(strchr(ba_buf_str(&b), '\n'));
+	ba_buf_reset(&b);
+	struct ba_addr q = { NULL, "a\r\nRCPT TO:<x@y>", "example.org", NULL };
+	assert_int_equal(ba_addr_spec_format(&b, &q, 0, &err), -1);
+	assert_string_equal(err.text, "control character in the local part of an address");
+	assert_int_equal(b.len, 0);
+	struct ba_addr t = { NULL, "a\tb", "example.org", NULL };
+	assert_int_equal(ba_addr_spec_format(&b, &t, BA_ADDR_ASCII, &err), -1);
+	assert_int_equal(b.len, 0);
+	/* a display name with CR/LF is encoded, never written raw */
+	ba_addr_list_release(&l);
+	assert_int_equal(ba_addr_list_append(&l, "x\r\nBcc: evil@x", "a", "b", NULL, &err), 0);
+	col = 4;
+	assert_int_equal(ba_addr_list_format(&b, &l, &col, "\r\n", 0, &err), 0);
+	assert_null(strstr(ba_buf_str(&b), "Bcc:"));
+	assert_null(strchr(ba_buf_str(&b), '\r'));
+	ba_buf_release(&b);
+	ba_addr_list_release(&l);
+}
+
 /* ---- IDN ----------------------------------------------------------------- */
 
 static void test_addr__idn_vectors(void **state)
@@ -563,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_addr__parse_mailbox),
 		cmocka_unit_test(test_addr__spec_valid),
 		cmocka_unit_test(test_addr__spec_format),
+		cmocka_unit_test(test_addr__format_refuses_controls),
 		cmocka_unit_test(test_addr__idn_vectors),
 		cmocka_unit_test(test_addr__format_forms),
 		cmocka_unit_test(test_addr__format_folds_at_78),

@@ -270,6 +270,16 @@ static void test_header__bounds(void **state)
 			ba_header_parser_release(&p);
 		}
 	}
+	/* the error whose octet comes first wins, however the input is split */
+	memset(line, 'x', sizeof line);
+	memcpy(line, "X-Long: ", 8);
+	line[1100] = '\0';
+	line[1150] = '\n';
+	parse_fails(line, 1151, 0, 0, 0, "line 1: line longer than 998 octets");
+	parse_fails(line, 1151, 1050, 0, 0, "line 1: line longer than 998 octets");
+	parse_fails(line, 1151, 900, 0, 0, "header larger than 900 octets");
+	line[500] = '\0';
+	parse_fails(line, 1151, 0, 0, 0, "line 1: NUL byte in header");
 	/* too many fields, too many octets */
 	struct ba_buf m = BA_BUF_INIT;
 	for (int i = 0; i < 20; i++)

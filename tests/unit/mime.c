@@ -331,6 +331,57 @@ static void test_mime__large_qp_and_base64_stream(void **state)
 	free(s);
 }
 
+static void test_mime__downgrade(void **state)
+{
+	(void)state;
+	const char *in =
+		"Subject: Gr\xc3\xbc\xc3\x9f\xc3\xa9\r\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\r\n"
+		"Content-Transfer-Encoding: 8bit\r\n"
+		"\r\n"
+		"--b\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\n"
+		"Content-Transfer-Encoding: 8bit\r\n"
+		"\r\n"
+		"caf\xc3\xa9\r\n"
+		"--b\r\n"
+		"\r\n"
+		"clean\r\n"
+		"--b--\r\n";
+	struct ba_mem_reader r;
+	ba_mem_reader_init(&r, in, strlen(in));
+	struct ba_buf out = BA_BUF_INIT;
+	struct ba_buf_writer w;
+	ba_buf_writer_init(&w, &out);
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_mime_opts o = { "\n", 0, NULL, NULL, NULL };
+	assert_int_equal(ba_mime_downgrade(&w.base, &r.base, &o, &err), 0);
+	assert_string_equal(ba_buf_str(&out),
+		"Subject: =?utf-8?B?R3LDvMOfw6k=?=\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\n"
+		"Content-Transfer-Encoding: 7bit\n"
+		"\n"
+		"--b\n"
+		"Content-Type: text/plain; charset=utf-8\n"
+		"Content-Transfer-Encoding: quoted-printable\n"
+		"\n"
+		"caf=C3=A9=\n" /* the content ends without a line break: the last is the delimiter's */
+		"\n"
+		"--b\n"
+		"\n"
+		"clean\n"
+		"--b--\n");
+	ba_buf_release(&out);
+	/* 8-bit text in an address field needs SMTPUTF8: refused, not mangled */
+	const char *bad = "From: J\xc3\xbcrgen <j@example.org>\n\nx\n";
+	ba_mem_reader_init(&r, bad, strlen(bad));
+	ba_buf_init(&out, 0);
+	assert_int_equal(ba_mime_downgrade(&w.base, &r.base, &o, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_non_null(strstr(err.text, "From"));
+	ba_buf_release(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +397,7 @@ int main(void)
 		cmocka_unit_test(test_mime__file_changed_between_passes),
 		cmocka_unit_test(test_mime__pipe_is_spooled),
 		cmocka_unit_test(test_mime__large_qp_and_base64_stream),
+		cmocka_unit_test(test_mime__downgrade),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -292,6 +292,9 @@ static void test_smtp__malformed_replies(void **state)
 	open_fails(mixed, &pp, EX_PROTOCOL, "", "changes its code");
 	static const char *const trailing[] = { "S:220 hi\r\n250 extra\r\n", NULL };
 	open_fails(trailing, &pp, EX_PROTOCOL, "", "unexpected data");
+	/* a refusal followed by more: the refusal counts, nothing more is sent */
+	static const char *const refusal[] = { "S:421 busy\r\n421 closing\r\n", NULL };
+	open_fails(refusal, &pp, EX_TEMPFAIL, "", "421 busy");
 	static const char *const closed[] = { "S:220-hi\r\n", "X", NULL };
 	open_fails(closed, &pp, EX_TEMPFAIL, "", "closed");
 	static const char *const refused[] = { "S:554 go away\r\n", "C:QUIT", NULL };

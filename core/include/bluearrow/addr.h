@@ -7,7 +7,13 @@
  * forms of §4.4 (obs-route "<@x,@y:a@b>", obs-phrase with dots, CFWS around
  * the dots of obs-local-part and obs-domain, empty list elements).  UTF-8
  * (RFC 6532) is accepted in local parts, domains and display names, and
- * RFC 2047 encoded-words in display names are decoded to UTF-8.
+ * RFC 2047 encoded-words in display names are decoded to UTF-8.  A display
+ * name that is not valid UTF-8 (raw Latin-1) gets U+FFFD for the bad bytes,
+ * and controls in it become spaces.  The comment after a bare addr-spec
+ * ("a@b (Real Name)", the old style) is taken as its display name.  White
+ * space inside a run of atoms of a display name is kept as it is (so that
+ * what ba_rfc2047_encode() writes reads back exactly); elsewhere CFWS
+ * between words is one space.
  *
  * Everything parsed is untrusted: the strings of a struct ba_addr are
  * well-formed UTF-8 (validated) without NUL, CR or LF, but the local part

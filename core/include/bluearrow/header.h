@@ -133,10 +133,13 @@ void ba_header_parser_init(struct ba_header_parser *p, size_t max_total, size_t 
  * on error, naming the line: "line 3: invalid header field name 'Fo o'",
  * "line 2: line longer than 998 octets", "line 4: NUL byte in header",
  * "line 1: continuation line before the first field", "line 1: mbox 'From '
- * line", "header larger than N octets", "more than N header fields" (all
+ * line", "line 2: missing ':' in header line '...'", "header larger than N
+ * octets", "more than N header fields" (all
  * EX_DATAERR; EX_OSERR on out of memory).  After 1 or -1 further pushes are
  * a BA_BUG().  LF and CRLF line ends are both accepted; a lone CR inside a
- * line is kept as data.
+ * line is kept as data.  White space between a field name and its colon
+ * (obs-optional, RFC 5322 §4.5.3) is accepted and dropped from the name.
+ * Results and errors do not depend on how the input is split into chunks.
  */
 int ba_header_parser_push(struct ba_header_parser *p, const char *data, size_t n,
                           size_t *consumed, struct ba_err *err);

@@ -49,18 +49,16 @@ int ba_route_addr(struct ba_buf *out, int *utf8, ba_route *r, const char *addr,
                   struct ba_err *err);
 
 /*
- * Sends one message over the route's session (ba_session_send) and keeps
- * DESIGN.md invariant 5: when env->body is BA_BODY_8BITMIME and the server
- * does not offer 8BITMIME, the message read from body is first rewritten
- * as an equivalent 7-bit message (ba_mime_downgrade: 8-bit parts
- * re-encoded as quoted-printable or base64) into an unlinked temporary
- * file, and that is sent as 7BIT with SIZE= its new size.  8-bit octets are
- * never sent to such a server.  body is borrowed and read once.
- * On success the caller frees *out with ba_result_free().
- * Errors: those of ba_session_send and ba_mime_downgrade (EX_DATAERR for
- * 8-bit text in a structured header field, which only SMTPUTF8 can carry).
+ * Sends one message over the route's session (ba_session_send()), first
+ * rendering it 7-bit with ba_mime_downgrade() when it needs that: env->body
+ * is BA_BODY_8BITMIME and the server lacks 8BITMIME, or force_7bit is set
+ * (a line over 998 octets).  The rendering streams into an unlinked
+ * temporary file (bounded memory) and goes out as BA_BODY_7BIT with its own
+ * size.  body is read once.  Results and errors as ba_session_send(), plus
+ * those of ba_mime_downgrade() (EX_DATAERR: 8-bit text in a structured
+ * header) and EX_CANTCREAT for the temporary file.
  */
-int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body,
+int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, int force_7bit,
                   struct ba_result **out, struct ba_err *err);
 
 /* QUITs, closes and frees; wipes the password.  NULL is a no-op. */
