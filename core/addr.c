@@ -376,7 +376,7 @@ static char *phrase_text(struct parser *p, size_t from, size_t to, int *ok)
 				break;
 			if (t->ws_before && out.len)
 				ba_buf_addch(&out, ' ');
-			clean_text(&out, p->text.data + t->off, t->len);
+			clean_text(&out, ba_buf_str(&p->text) + t->off, t->len); /* data may be NULL */
 			continue;
 		}
 		if (t->ws_before && run.len && !t->gap_comment) {
