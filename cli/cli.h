@@ -27,5 +27,24 @@ int cli_print_usage(const char *cmd);
 /* bluearrow compose (compose.c) */
 extern const char cli_compose_usage[];
 int cli_cmd_compose(int argc, char **argv);
+struct ba_msg;
+struct ba_msg_opts;
+/*
+ * For `bluearrow send`: parses compose's options (argv[0] is the command
+ * name) and builds the message; *o gets the options to write it with.
+ * Returns 0 (the caller frees *out with ba_msg_free()) or an exit code after
+ * printing the error.
+ */
+int cli_compose_build(struct ba_msg **out, struct ba_msg_opts *o, int argc, char **argv);
+
+/* bluearrow sendmail (sendmail.c); also the program under the names sendmail, bluearrow-sendmail */
+extern const char cli_sendmail_usage[];
+int cli_cmd_sendmail(int argc, char **argv);
+
+/* bluearrow send (send.c) and bluearrow check (check.c) */
+extern const char cli_send_usage[];
+int cli_cmd_send(int argc, char **argv);
+extern const char cli_check_usage[];
+int cli_cmd_check(int argc, char **argv);
 
 #endif

@@ -283,6 +283,11 @@ int cli_cmd_compose(int argc, char **argv)
 	ba_fd_writer_init(out, STDOUT_FILENO, "standard output");
 	if (ba_msg_write(m, &out->base, &o, &err) < 0)
 		goto fail;
+	/* The printed message cannot carry them (RFC 5322 §3.6.3, kept blind): say so, or a
+	 * pipe into `sendmail -t` would drop them without a word. */
+	if (a.nbcc)
+		fprintf(stderr, "bluearrow compose: note: Bcc recipients are not written into the "
+		                "message; give them to sendmail as arguments, or use 'bluearrow send'\n");
 	ba_msg_free(m);
 	free(out);
 	args_release(&a);
@@ -292,4 +297,28 @@ fail:
 	free(out);
 	args_release(&a);
 	return cli_fail(&err);
+}
+
+int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv)
+{
+	struct compose_args a;
+	memset(&a, 0, sizeof(a));
+	*out = NULL;
+	int rc = parse_args(&a, argc, argv);
+	if (rc) {
+		args_release(&a);
+		return rc;
+	}
+	struct ba_err err = BA_ERR_INIT;
+	memset(o, 0, sizeof(*o));
+	o->mime.eol = a.crlf ? "\r\n" : "\n";
+	o->mime.flags = a.eightbit ? BA_MIME_ALLOW_8BIT : 0;
+	if (ba_msg_new(out, &err) < 0 || build_msg(*out, &a, &err) < 0) {
+		ba_msg_free(*out);
+		*out = NULL;
+		args_release(&a);
+		return cli_fail(&err);
+	}
+	args_release(&a);
+	return 0;
 }

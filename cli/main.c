@@ -10,15 +10,11 @@ const char *cli_progname = "bluearrow";
 
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
-int cmd_sendmail(int argc, char **argv); /* sendmail.c */
 int cmd_config(int argc, char **argv); /* config_cmd.c */
 
 const struct cli_cmd cli_cmds[] = {
 	{ "help", cmd_help, "show help for bluearrow or one of its commands",
 	  "usage: bluearrow help [COMMAND]\n" },
-	{ "sendmail", cmd_sendmail, "submit a message read on standard input",
-	  "usage: bluearrow sendmail [-C FILE] [-a ACCOUNT] [-f FROM] [-v] [--] RCPT...\n"
-	  "  also invoked as 'sendmail' or 'bluearrow-sendmail'; see bluearrow-sendmail(8)\n" },
 	{ "version", cmd_version, "print the version",
 	  "usage: bluearrow version\n" },
 	{ "compose", cli_cmd_compose, "build a message from options and print it",
@@ -38,6 +34,12 @@ const struct cli_cmd cli_cmds[] = {
 	  "   -f, --from ADDRESS     show the account the envelope sender ADDRESS selects\n"
 	  "                          (its 'from', as msmtp -f does; else the default)\n\n"
 	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
+	{ "send", cli_cmd_send, "build a message from options and submit it through an account",
+	  cli_send_usage },
+	{ "check", cli_cmd_check, "test an account: connect, TLS, capabilities, authentication",
+	  cli_check_usage },
+	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
+	  cli_sendmail_usage },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -58,11 +60,14 @@ int cli_fail(const struct ba_err *err)
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "%s %s: ", cli_progname, cmd);
+	if (cmd)
+		fprintf(stderr, "%s %s: ", cli_progname, cmd);
+	else /* a personality (sendmail): the program name is the command */
+		fprintf(stderr, "%s: ", cli_progname);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n(see '%s help %s')\n", cli_progname, cmd);
+	fprintf(stderr, "\n(see 'bluearrow help %s')\n", cmd ? cmd : "sendmail");
 	return EX_USAGE;
 }
 
@@ -106,14 +111,25 @@ static int cmd_version(int argc, char **argv)
 	return 0;
 }
 
+/* The name the program was started as, without its directory. */
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
 int main(int argc, char **argv)
 {
-	/* the sendmail personality by name (the build creates these symlinks) */
-	const char *base = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
-	base = base ? base + 1 : (argc > 0 && argv[0] ? argv[0] : "");
-	if (strcmp(base, "sendmail") == 0 || strcmp(base, "bluearrow-sendmail") == 0) {
-		cli_progname = base;
-		return cmd_sendmail(argc, argv);
+	/* the sendmail personality under the names callers look for; mailq is sendmail -bp */
+	const char *self = argc > 0 ? base_name(argv[0]) : "";
+	if (strcmp(self, "sendmail") == 0 || strcmp(self, "bluearrow-sendmail") == 0) {
+		cli_progname = self;
+		return cli_cmd_sendmail(argc, argv);
+	}
+	if (strcmp(self, "mailq") == 0) {
+		char *mq[] = { argv[0], "-bp", NULL };
+		cli_progname = self;
+		return cli_cmd_sendmail(2, mq);
 	}
 	if (argc < 2) {
 		print_overview(stderr);

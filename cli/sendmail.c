@@ -1,351 +1,405 @@
-/* cli/sendmail.c - the minimal sendmail personality: `bluearrow sendmail -C FILE [-f FROM] RCPT...`
+/* cli/sendmail.c - the sendmail personality: `bluearrow sendmail`, `sendmail`, `bluearrow-sendmail`
  *
- * Reads the message on stdin into a spool (the first 1 MB in memory, the
- * rest in an unlinked temporary file, so nothing is visible on disk), scans
- * it on the way (size for SIZE=, 8-bit or not, lines over 998 octets), then
- * submits it through route + the SMTP engine (route re-encodes it to 7 bit
- * when the server lacks 8BITMIME or a line is too long).  Exit codes: see
- * man/bluearrow-sendmail.8 (the class of the error, sysexits.h).
+ * Option syntax is sendmail's (getopt-like: "-ti" groups flags, a value is
+ * attached "-fADDR" or the next argument "-f ADDR"), plus the msmtp long
+ * options people use in scripts.  Every flag real callers pass is either
+ * implemented or a documented no-op (bluearrow-sendmail(8)); flags that
+ * would change files or start daemons (-X, -O, -bd, -bs, ...) are refused.
+ * An argument starting with '-' before "--" is always an option, never a
+ * recipient.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "bluearrow/config.h"
-#include "bluearrow/io.h"
 #include "bluearrow/log.h"
-#include "bluearrow/route.h"
+#include "bluearrow/msg_read.h"
 #include "bluearrow/smtp.h"
 #include "cli.h"
+#include "submit.h"
 
-#define SPOOL_MEM (1024 * 1024)
-#define SPOOL_CHUNK 65536
+const char cli_sendmail_usage[] =
+	"usage: bluearrow sendmail [options] [--] [recipient ...]\n"
+	"       (also installed as 'sendmail' and 'bluearrow-sendmail')\n"
+	"\n"
+	"Reads a message on standard input and submits it through an account of the\n"
+	"msmtp-syntax configuration.  Silent on success.\n"
+	"\n"
+	"  -t                  take recipients from To, Cc, Bcc (Resent-* if present) too\n"
+	"  -i, -oi             a line with a lone '.' does not end the input\n"
+	"  -f ADDR, -r ADDR    envelope sender ('<>' = null sender)\n"
+	"  --read-envelope-from  take the envelope sender from the From field\n"
+	"  -F NAME             full name for a generated From field\n"
+	"  -C FILE             configuration file (msmtp syntax)\n"
+	"  -a ACCOUNT          account to use (default: by sender, else 'default')\n"
+	"  -N DSN              never, or success,failure,delay (RFC 3461 NOTIFY)\n"
+	"  -R full|hdrs        what a DSN returns\n"
+	"  -V ENVID            DSN envelope identifier\n"
+	"  -v                  show the SMTP dialogue on stderr (secrets redacted)\n"
+	"  -bm                 deliver (the default);  -bp  list the queue;  -q  flush it\n"
+	"\n"
+	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -B TYPE, -eX, -h N, -L TAG,\n"
+	"-p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -O, -bd, -bs and the\n"
+	"other daemon or database modes.  Exit status: sysexits(3); see bluearrow-sendmail(8).\n";
 
-struct spool {
-	ba_reader base;
-	unsigned char *mem;
-	size_t memlen, off;
-	int fd;          /* -1 until the message outgrows memory */
-	uint64_t size;   /* bytes as they will travel (LF counted as CRLF) */
-	int eight;       /* has 8-bit bytes */
-	uint64_t line, long_line; /* current line; first line over 998 octets (0 = none) */
-	size_t col;
-	int cr;
+enum sm_mode { SM_DELIVER, SM_LIST_QUEUE, SM_FLUSH_QUEUE, SM_HELP };
+
+struct sm_args {
+	int t, i, verbose, read_env_from;
+	enum sm_mode mode;
+	const char *from, *name, *config, *account, *notify, *ret, *envid;
+	unsigned dsn_notify;
+	int dsn_ret;
+	long repeat;
+	unsigned smtp_flags;
+	char **rcpt; /* pointers into argv */
+	size_t nrcpt;
 };
 
-static int spool_tmpfile(struct spool *sp, struct ba_err *err)
+/* the command name for messages: NULL when running as sendmail / bluearrow-sendmail */
+#define SM (strcmp(cli_progname, "bluearrow") == 0 ? "sendmail" : NULL)
+
+static int take_value(const char **out, const char *rest, int *i, int argc, char **argv, char opt)
 {
-	const char *dir = getenv("TMPDIR");
-	if (!dir || !*dir)
-		dir = "/tmp";
-#ifdef O_TMPFILE
-	sp->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (sp->fd >= 0)
+	if (*rest) {
+		*out = rest;
 		return 0;
-#endif
-	char path[4096];
-	snprintf(path, sizeof path, "%s/bluearrow-spool-XXXXXX", dir);
-	sp->fd = mkstemp(path);
-	if (sp->fd < 0)
-		return ba_err_set(err, EX_CANTCREAT, "cannot create a spool file in '%s': %s", dir,
-		                  strerror(errno));
-	unlink(path);
+	}
+	if (*i + 1 >= argc)
+		return cli_usage_error(SM, "option -%c needs a value", opt);
+	*out = argv[++*i];
 	return 0;
 }
 
-static void spool_scan(struct spool *sp, const unsigned char *p, size_t n)
+/* Long options (msmtp's names for the same things). */
+static int long_option(struct sm_args *a, const char *s, int *i, int argc, char **argv)
 {
-	sp->size += n;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = p[i];
-		if (c == '\n') {
-			if (!sp->cr)
-				sp->size++;
-			sp->col = 0;
-			sp->line++;
-			sp->cr = 0;
+	static const struct {
+		const char *name;
+		int kind; /* 0 = flag, 1 = value */
+	} longs[] = {
+		{ "read-envelope-from", 0 }, { "read-recipients", 0 }, { "from", 1 },
+		{ "file", 1 }, { "account", 1 }, { "dsn-notify", 1 }, { "dsn-return", 1 },
+		/* hidden, for bench/submit: N copies over one session; engine switches */
+		{ "ba-repeat", 1 }, { "ba-no-pipelining", 0 }, { "ba-no-chunking", 0 },
+		{ "help", 0 },
+	};
+	const char *eq = strchr(s, '=');
+	size_t n = eq ? (size_t)(eq - s) : strlen(s);
+	for (size_t k = 0; k < sizeof(longs) / sizeof(longs[0]); k++) {
+		if (strlen(longs[k].name) != n || strncmp(s, longs[k].name, n) != 0)
 			continue;
-		}
-		if (sp->cr) { /* a bare CR becomes a line end */
-			sp->size++;
-			sp->col = 0;
-			sp->line++;
-		}
-		sp->cr = c == '\r';
-		if (sp->cr)
-			continue;
-		sp->eight |= c >= 0x80;
-		if (++sp->col > 998 && !sp->long_line)
-			sp->long_line = sp->line;
-	}
-}
-
-static int spool_fill(struct spool *sp, int in, struct ba_err *err)
-{
-	unsigned char *buf = malloc(SPOOL_CHUNK);
-	sp->mem = malloc(SPOOL_MEM);
-	if (!buf || !sp->mem) {
-		free(buf);
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	}
-	sp->line = 1;
-	for (;;) {
-		ssize_t k = read(in, buf, SPOOL_CHUNK);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			free(buf);
-			return ba_err_set(err, EX_IOERR, "cannot read the message from standard input: %s",
-			                  strerror(errno));
-		}
-		if (k == 0)
-			break;
-		spool_scan(sp, buf, (size_t)k);
-		size_t n = (size_t)k, m = 0;
-		if (sp->memlen < SPOOL_MEM) {
-			m = SPOOL_MEM - sp->memlen < n ? SPOOL_MEM - sp->memlen : n;
-			memcpy(sp->mem + sp->memlen, buf, m);
-			sp->memlen += m;
-		}
-		if (m < n) {
-			if (sp->fd < 0 && spool_tmpfile(sp, err) < 0) {
-				free(buf);
-				return -1;
-			}
-			for (size_t w = m; w < n;) {
-				ssize_t x = write(sp->fd, buf + w, n - w);
-				if (x < 0 && errno == EINTR)
-					continue;
-				if (x < 0) {
-					free(buf);
-					return ba_err_set(err, EX_IOERR, "cannot write the spool file: %s",
-					                  strerror(errno));
-				}
-				w += (size_t)x;
-			}
-		}
-	}
-	free(buf);
-	return 0;
-}
-
-static ssize_t spool_read(ba_reader *base, void *p, size_t n, struct ba_err *err)
-{
-	struct spool *sp = (struct spool *)base;
-	if (sp->off < sp->memlen) {
-		size_t k = sp->memlen - sp->off < n ? sp->memlen - sp->off : n;
-		memcpy(p, sp->mem + sp->off, k);
-		sp->off += k;
-		return (ssize_t)k;
-	}
-	if (sp->fd < 0)
-		return 0;
-	for (;;) {
-		ssize_t k = read(sp->fd, p, n);
-		if (k >= 0)
-			return k;
-		if (errno != EINTR)
-			return ba_err_set(err, EX_IOERR, "cannot read the spool file: %s", strerror(errno));
-	}
-}
-static const struct ba_reader_ops spool_ops = { spool_read };
-
-static int spool_rewind(struct spool *sp, struct ba_err *err)
-{
-	sp->off = 0;
-	if (sp->fd >= 0 && lseek(sp->fd, 0, SEEK_SET) < 0)
-		return ba_err_set(err, EX_IOERR, "cannot rewind the spool file: %s", strerror(errno));
-	return 0;
-}
-
-static void log_stderr(void *ctx, enum ba_log_level level, const char *msg)
-{
-	(void)ctx;
-	if (level >= BA_LOG_PROTO)
-		fprintf(stderr, "%s\n", msg);
-	else
-		fprintf(stderr, "%s: %s%s\n", cli_progname,
-		        level == BA_LOG_WARNING ? "warning: " : "", msg);
-}
-
-struct opts {
-	const char *config, *from, *account;
-	int verbose;
-	long repeat;      /* hidden --ba-repeat N: N copies over one session (benchmarks) */
-	unsigned flags;   /* hidden --ba-no-pipelining, --ba-no-chunking */
-	char **rcpts;
-	int nrcpts;
-};
-
-static int parse_args(struct opts *o, int argc, char **argv)
-{
-	int i = 1;
-	o->repeat = 1;
-	for (; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "--") == 0) {
-			i++;
-			break;
-		}
-		if (a[0] != '-' || !a[1])
-			break;
-		const char **val = NULL;
-		if (strncmp(a, "-C", 2) == 0)
-			val = &o->config;
-		else if (strncmp(a, "-f", 2) == 0)
-			val = &o->from;
-		else if (strncmp(a, "-a", 2) == 0)
-			val = &o->account;
-		if (val) {
-			if (a[2])
-				*val = a + 2;
-			else if (i + 1 < argc)
-				*val = argv[++i];
+		const char *val = NULL;
+		if (longs[k].kind == 1) {
+			if (eq)
+				val = eq + 1;
+			else if (*i + 1 < argc)
+				val = argv[++*i];
 			else
-				return cli_usage_error("sendmail", "option '%s' needs a value", a);
-		} else if (strcmp(a, "-v") == 0) {
-			o->verbose = 1;
-		} else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {
-			/* a lone "." never ends our input (we read to EOF) */
-		} else if (strcmp(a, "--ba-repeat") == 0 && i + 1 < argc) {
-			o->repeat = strtol(argv[++i], NULL, 10);
-		} else if (strcmp(a, "--ba-no-pipelining") == 0) {
-			o->flags |= BA_SMTP_NO_PIPELINING;
-		} else if (strcmp(a, "--ba-no-chunking") == 0) {
-			o->flags |= BA_SMTP_NO_CHUNKING;
-		} else {
-			return cli_usage_error("sendmail", "unknown option '%s'", a);
+				return cli_usage_error(SM, "option --%s needs a value", longs[k].name);
+		} else if (eq) {
+			return cli_usage_error(SM, "option --%s takes no value", longs[k].name);
+		}
+		switch (k) {
+		case 0: a->read_env_from = 1; break;
+		case 1: a->t = 1; break;
+		case 2: a->from = val; break;
+		case 3: a->config = val; break;
+		case 4: a->account = val; break;
+		case 5: a->notify = val; break;
+		case 6: a->ret = val; break;
+		case 7: a->repeat = strtol(val, NULL, 10); break;
+		case 8: a->smtp_flags |= BA_SMTP_NO_PIPELINING; break;
+		case 9: a->smtp_flags |= BA_SMTP_NO_CHUNKING; break;
+		default: a->mode = SM_HELP; break;
+		}
+		return 0;
+	}
+	return cli_usage_error(SM, "unknown option '--%s'", s);
+}
+
+/* -bX: only -bm (deliver) and -bp (list the queue) exist here. */
+static int mode_option(struct sm_args *a, const char *rest)
+{
+	if (strcmp(rest, "m") == 0) {
+		a->mode = SM_DELIVER;
+		return 0;
+	}
+	if (strcmp(rest, "p") == 0) {
+		a->mode = SM_LIST_QUEUE;
+		return 0;
+	}
+	return cli_usage_error(SM, "-b%s is not supported: bluearrow is no daemon and keeps no "
+	                           "alias database (only -bm and -bp)", rest);
+}
+
+/* One argument starting with '-': a group of flags, possibly ending in one with a value. */
+static int short_options(struct sm_args *a, const char *s, int *i, int argc, char **argv)
+{
+	const char *ignored;
+	for (const char *c = s + 1; *c; c++) {
+		const char *rest = c + 1;
+		switch (*c) {
+		case 't': a->t = 1; continue;
+		case 'i': a->i = 1; continue;
+		case 'v': a->verbose = 1; continue;
+		case 'n': case 'm': case 'U': case 'G': continue; /* no aliasing, me too, initial submission, gateway */
+		case 'f': case 'r': return take_value(&a->from, rest, i, argc, argv, *c);
+		case 'F': return take_value(&a->name, rest, i, argc, argv, *c);
+		case 'C': return take_value(&a->config, rest, i, argc, argv, *c);
+		case 'a': return take_value(&a->account, rest, i, argc, argv, *c);
+		case 'N': return take_value(&a->notify, rest, i, argc, argv, *c);
+		case 'R': return take_value(&a->ret, rest, i, argc, argv, *c);
+		case 'V': return take_value(&a->envid, rest, i, argc, argv, *c);
+		case 'B': case 'h': case 'L': case 'p': /* body type, hop count, log tag, protocol */
+			return take_value(&ignored, rest, i, argc, argv, *c);
+		case 'o':
+			if (strcmp(rest, "i") == 0)
+				a->i = 1;
+			else if (!*rest) /* "-o" alone: the option is the next argument */
+				return take_value(&ignored, rest, i, argc, argv, *c);
+			return 0; /* -oem -odi -odb -oQ... : sendmail.cf options, meaningless here */
+		case 'e': case 'd': case 'A': return 0; /* error mode, debug, submission/mta */
+		case 'b': return mode_option(a, rest);
+		case 'q':
+			/* -q flushes once; -q30m would start a queue-runner daemon */
+			if (*rest >= '0' && *rest <= '9')
+				return cli_usage_error(SM, "-q%s: bluearrow runs no queue daemon; use -q", rest);
+			a->mode = SM_FLUSH_QUEUE;
+			return 0;
+		case 'X':
+			return cli_usage_error(SM, "-X (traffic log file) is refused: it writes to an "
+			                           "arbitrary file (CVE-2016-10033); use -v");
+		case 'O':
+			return cli_usage_error(SM, "-O (sendmail.cf option) is refused: set options in the "
+			                           "configuration file");
+		default:
+			return cli_usage_error(SM, "unknown option '-%c' in '%s'", *c, s);
 		}
 	}
-	o->rcpts = argv + i;
-	o->nrcpts = argc - i;
-	if (o->nrcpts < 1)
-		return cli_usage_error("sendmail", "no recipients given");
-	if (o->repeat < 1)
-		o->repeat = 1;
 	return 0;
 }
 
-/* Prints the refused recipients of a partial delivery. */
-static void report_refused(const struct ba_result *res)
+/* -N and -R values (RFC 3461 §4.1, §4.3). */
+static int parse_dsn(struct sm_args *a)
 {
-	for (size_t i = 0; res && i < res->nrcpts; i++)
-		if (!res->rcpts[i].accepted)
-			fprintf(stderr, "%s: recipient '%s' refused: %d %s\n", cli_progname,
-			        res->rcpts[i].addr, res->rcpts[i].code, res->rcpts[i].text);
+	if (a->notify && cli_parse_notify(a->notify, &a->dsn_notify) < 0)
+		return cli_usage_error(SM, "-N: expected 'never' or a list of success,failure,delay, "
+		                           "not '%s'", a->notify);
+	if (a->ret && strcmp(a->ret, "full") == 0)
+		a->dsn_ret = BA_DSN_RET_FULL;
+	else if (a->ret && strcmp(a->ret, "hdrs") == 0)
+		a->dsn_ret = BA_DSN_RET_HDRS;
+	else if (a->ret)
+		return cli_usage_error(SM, "-R: expected 'full' or 'hdrs', not '%s'", a->ret);
+	return 0;
 }
 
-static int submit(const struct opts *o, const struct ba_account *acc, const char *from,
-                  struct spool *sp, const struct ba_log *log, struct ba_err *err)
+static int parse_args(struct sm_args *a, int argc, char **argv)
 {
-	struct ba_route_opts ro = { log, o->flags };
-	ba_route *r;
-	if (ba_route_open(&r, acc, &ro, err) < 0)
+	a->rcpt = calloc((size_t)argc + 1, sizeof(*a->rcpt));
+	if (!a->rcpt)
+		return EX_OSERR;
+	int dashdash = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		int rc = 0;
+		if (dashdash || s[0] != '-' || s[1] == '\0') {
+			if (s[0] == '-' && s[1] == '\0' && !dashdash)
+				continue; /* a lone "-": old sendmail's "read stdin", ignored */
+			a->rcpt[a->nrcpt++] = argv[i];
+			continue;
+		}
+		if (strcmp(s, "--") == 0) {
+			dashdash = 1;
+			continue;
+		}
+		if (s[1] == '-')
+			rc = long_option(a, s + 2, &i, argc, argv);
+		else
+			rc = short_options(a, s, &i, argc, argv);
+		if (rc)
+			return rc;
+	}
+	/* values that go into header fields or SMTP commands: no controls (header/command injection) */
+	const struct {
+		const char *opt, *val;
+	} vals[] = { { "-f", a->from }, { "-F", a->name }, { "-N", a->notify }, { "-R", a->ret },
+	             { "-V", a->envid }, { "-a", a->account }, { "-C", a->config } };
+	for (size_t k = 0; k < sizeof(vals) / sizeof(vals[0]); k++)
+		if (vals[k].val && cli_check_value(SM, vals[k].opt, vals[k].val))
+			return EX_USAGE;
+	for (size_t k = 0; k < a->nrcpt; k++)
+		if (cli_check_value(SM, "recipient", a->rcpt[k]))
+			return EX_USAGE;
+	return 0;
+}
+
+/* "-f <>", "-f ''" and "-f <a@b>" forms; anything else with brackets or blanks is refused. */
+static int normalise_from(const char **from, char **owned)
+{
+	const char *f = *from;
+	size_t n = strlen(f);
+	if (n >= 2 && f[0] == '<' && f[n - 1] == '>') {
+		*owned = strndup(f + 1, n - 2);
+		if (!*owned)
+			return EX_OSERR;
+		*from = f = *owned;
+	}
+	for (const char *c = f; *c; c++)
+		if (*c == '<' || *c == '>' || *c == ' ' || *c == '\t' || *c == ',')
+			return cli_usage_error(SM, "-f: invalid address '%s'", f);
+	return 0;
+}
+
+static int push_rcpt(char ***v, size_t *n, const char *s)
+{
+	char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!nv)
 		return -1;
-	int rc = -1, utf8 = 0;
-	struct ba_buf fromb = BA_BUF_INIT;
-	struct ba_buf *rb = calloc((size_t)o->nrcpts, sizeof *rb);
-	struct ba_rcpt *rc_ = calloc((size_t)o->nrcpts, sizeof *rc_);
-	if (!rb || !rc_) {
-		ba_err_set(err, EX_OSERR, "out of memory");
-		goto out;
-	}
-	if (ba_route_addr(&fromb, &utf8, r, from, err) < 0)
-		goto out;
-	for (int i = 0; i < o->nrcpts; i++) {
-		if (ba_route_addr(&rb[i], &utf8, r, o->rcpts[i], err) < 0)
-			goto out;
-		rc_[i].addr = ba_buf_str(&rb[i]);
-		rc_[i].notify = acc->dsn_notify; /* same bits as enum ba_smtp_notify */
-	}
-	struct ba_envelope env = { 0 };
-	env.from = ba_buf_str(&fromb);
-	env.rcpts = rc_;
-	env.nrcpts = (size_t)o->nrcpts;
-	env.size = sp->size;
-	env.body = sp->eight ? BA_BODY_8BITMIME : BA_BODY_7BIT;
-	env.smtputf8 = utf8;
-	env.ret = acc->dsn_return == BA_DSN_RET_FULL   ? BA_RET_FULL
-	          : acc->dsn_return == BA_DSN_RET_HDRS ? BA_RET_HDRS
-	                                               : BA_RET_NONE;
-	for (long n = 0; n < o->repeat; n++) {
-		struct ba_result *res = NULL;
-		if (spool_rewind(sp, err) < 0)
-			goto out;
-		/* a line over 998 octets is re-encoded (quoted-printable), never sent */
-		int s = ba_route_send(r, &env, &sp->base, sp->long_line != 0, &res, err);
-		if (s == 0)
-			report_refused(res);
-		ba_result_free(res);
-		if (s < 0)
-			goto out;
-	}
-	rc = 0;
-out:
-	for (int i = 0; rb && i < o->nrcpts; i++)
-		ba_buf_release(&rb[i]);
-	free(rb);
-	free(rc_);
-	ba_buf_release(&fromb);
-	ba_route_free(r);
-	return rc;
+	*v = nv;
+	if (!(nv[*n] = strdup(s)))
+		return -1;
+	(*n)++;
+	return 0;
 }
 
-int cmd_sendmail(int argc, char **argv);
-int cmd_sendmail(int argc, char **argv)
+static enum ba_msg_hdr_mode hdr_mode(enum ba_config_header_mode m)
 {
-	struct opts o = { 0 };
-	int rc = parse_args(&o, argc, argv);
-	if (rc)
-		return rc;
-	signal(SIGPIPE, SIG_IGN);
+	return m == BA_HDR_ON ? BA_MSG_HDR_ON : m == BA_HDR_OFF ? BA_MSG_HDR_OFF : BA_MSG_HDR_AUTO;
+}
+
+static int fail(const struct ba_err *err)
+{
+	return cli_fail(err);
+}
+
+/* Reads the message, builds the envelope and submits; returns the exit code. */
+static int deliver(struct sm_args *a)
+{
 	struct ba_err err = BA_ERR_INIT;
-	struct ba_log log = { log_stderr, NULL, o.verbose ? BA_LOG_PROTO : BA_LOG_WARNING };
-	ba_config *cfg = NULL;
-	struct ba_buf path = BA_BUF_INIT, from = BA_BUF_INIT;
-	struct spool sp = { .base = { &spool_ops }, .fd = -1 };
-	rc = -1;
-	unsigned flags = 0;
-	if (o.config) {
-		if (ba_config_load(&cfg, o.config, 0, &err) < 0)
+	struct cli_acct acct;
+	struct ba_msg_input in;
+	char **rcpt = NULL;
+	size_t nrcpt = 0;
+	int code;
+	memset(&in, 0, sizeof(in));
+	if (cli_acct_open(&acct, a->config, a->account, a->from, &err) < 0) {
+		code = fail(&err); /* acct is valid (possibly with a loaded config): released below */
+		goto out;
+	}
+	if (cli_acct_envelope_from(&acct, a->from, &err) < 0 && !a->read_env_from) {
+		code = fail(&err);
+		goto out;
+	}
+	const struct ba_account *acc = acct.acc;
+	struct ba_msg_read_opts o;
+	memset(&o, 0, sizeof(o));
+	o.flags = (a->i ? BA_MSG_READ_DOTS_ARE_DATA : 0) | (a->t ? BA_MSG_READ_RCPT_FROM_HEADERS : 0) |
+	          (acc->remove_bcc_headers ? BA_MSG_READ_REMOVE_BCC : 0) |
+	          (acc->undisclosed_recipients ? BA_MSG_READ_UNDISCLOSED : 0);
+	o.set_from = hdr_mode(acc->set_from_header);
+	o.set_date = hdr_mode(acc->set_date_header);
+	o.set_msgid = hdr_mode(acc->set_msgid_header);
+	o.from_addr = acct.from.len ? ba_buf_str(&acct.from) : NULL;
+	o.from_name = a->name ? a->name : acc->from_full_name;
+	struct ba_fd_reader stdin_r;
+	ba_fd_reader_init(&stdin_r, 0, "standard input");
+	if (ba_msg_read(&in, &stdin_r.base, &o, &err) < 0) {
+		code = fail(&err);
+		goto out;
+	}
+	if (a->read_env_from && !a->from) {
+		/* msmtp --read-envelope-from: the sender is the From field's address */
+		if (!in.header_from) {
+			ba_err_set(&err, EX_DATAERR, "--read-envelope-from: the message has no From address");
+			code = fail(&err);
 			goto out;
-	} else if (ba_config_find_default_path(&path, &flags, &err) < 0 ||
-	           ba_config_load(&cfg, ba_buf_str(&path), flags, &err) < 0) {
+		}
+		if (cli_acct_reselect(&acct, a->account, in.header_from, &err) < 0 ||
+		    cli_acct_envelope_from(&acct, in.header_from, &err) < 0) {
+			code = fail(&err);
+			goto out;
+		}
+	}
+	/* the arguments' recipients first, then the header's (msmtp's order) */
+	for (size_t k = 0; k < a->nrcpt; k++)
+		if (push_rcpt(&rcpt, &nrcpt, a->rcpt[k]) < 0)
+			goto oom;
+	for (size_t k = 0; k < in.nrcpt; k++)
+		if (push_rcpt(&rcpt, &nrcpt, in.rcpt[k]) < 0)
+			goto oom;
+	if (cli_expand_aliases(&acct, &rcpt, &nrcpt, &err) < 0) {
+		code = fail(&err);
 		goto out;
 	}
-	const struct ba_account *acc = NULL;
-	if (o.account)
-		acc = ba_config_account(cfg, o.account, &err);
-	else if (o.from && (acc = ba_config_account_by_from(cfg, o.from)) != NULL &&
-	         ba_config_account_check(acc, &err) < 0)
-		goto out;
-	if (!acc && !o.account)
-		acc = ba_config_account(cfg, NULL, &err);
-	if (!acc)
-		goto out;
-	if (o.from && *o.from && acc->allow_from_override)
-		ba_buf_addstr(&from, o.from);
-	else if (ba_config_envelope_from(&from, acc, &err) < 0)
-		goto out;
-	if (!from.len) {
-		ba_err_set(&err, EX_USAGE, "no envelope-from address: use -f or set 'from' in "
-		                           "account '%s'", acc->name);
+	if (nrcpt == 0) {
+		code = cli_usage_error(SM, "no recipients found");
 		goto out;
 	}
-	if (spool_fill(&sp, 0, &err) < 0)
-		goto out;
-	rc = submit(&o, acc, ba_buf_str(&from), &sp, &log, &err);
+	struct cli_delivery d;
+	memset(&d, 0, sizeof(d));
+	d.rcpt = rcpt;
+	d.nrcpt = nrcpt;
+	d.envid = a->envid;
+	d.spool = in.spool;
+	d.verbose = a->verbose;
+	d.repeat = a->repeat;
+	d.smtp_flags = a->smtp_flags;
+	d.notify = a->dsn_notify;
+	d.ret = a->dsn_ret;
+	code = cli_deliver(&acct, &d);
+	goto out;
+oom:
+	ba_err_set(&err, EX_OSERR, "out of memory");
+	code = fail(&err);
 out:
-	free(sp.mem);
-	if (sp.fd >= 0)
-		close(sp.fd);
-	ba_buf_release(&path);
-	ba_buf_release(&from);
-	ba_config_free(cfg);
-	return rc < 0 ? cli_fail(&err) : 0;
+	for (size_t k = 0; k < nrcpt; k++)
+		free(rcpt[k]);
+	free(rcpt);
+	ba_msg_read_release(&in);
+	cli_acct_release(&acct);
+	return code;
+}
+
+int cli_cmd_sendmail(int argc, char **argv)
+{
+	struct sm_args a;
+	memset(&a, 0, sizeof(a));
+	char *owned_from = NULL;
+	int code = parse_args(&a, argc, argv);
+	if (code == 0)
+		code = parse_dsn(&a);
+	if (code == 0 && a.from)
+		code = normalise_from(&a.from, &owned_from);
+	if (code == 0 && a.envid) {
+		/* RFC 3461 §4.4: ENVID is printable ASCII (xtext-encoded by the engine), at most 100 */
+		for (const char *c = a.envid; *c && code == 0; c++)
+			if ((unsigned char)*c > 126 || *c == ' ')
+				code = cli_usage_error(SM, "-V: the envelope id must be printable ASCII");
+		if (code == 0 && strlen(a.envid) > 100)
+			code = cli_usage_error(SM, "-V: the envelope id is longer than 100 characters");
+	}
+	if (code == 0) {
+		switch (a.mode) {
+		case SM_LIST_QUEUE:
+			/* bluearrow does not queue yet: a message is sent or the caller gets an error */
+			printf("Mail queue is empty\n");
+			break;
+		case SM_FLUSH_QUEUE:
+			break; /* nothing is ever queued: nothing to flush */
+		case SM_HELP:
+			fputs(cli_sendmail_usage, stdout);
+			break;
+		case SM_DELIVER:
+			signal(SIGPIPE, SIG_IGN); /* a server that closes shows as EPIPE, not a silent death */
+			code = deliver(&a);
+			break;
+		}
+	}
+	free(owned_from);
+	free(a.rcpt);
+	return code;
 }

@@ -1,35 +1,63 @@
 # bash completion for bluearrow                                    -*- shell-script -*-
-# Install as /usr/share/bash-completion/completions/bluearrow
+# Install as /usr/share/bash-completion/completions/bluearrow (and link it as
+# bluearrow-sendmail for the sendmail personality).
+
+# Account names of the configuration (-C FILE on the line, else the default search).
+_bluearrow_accounts()
+{
+	local i file=()
+	for ((i = 1; i < ${#words[@]} - 1; i++)); do
+		case ${words[i]} in
+		-C | --file) file=(-C "${words[i + 1]}") ;;
+		-C?*) file=(-C "${words[i]#-C}") ;;
+		esac
+	done
+	bluearrow config list "${file[@]}" 2>/dev/null
+}
+
+_bluearrow_sendmail_opts="-t -i -oi -f -r -F -C -a -N -R -V -v -bm -bp -q --read-envelope-from --
+	-oem -odi -odb -B8BITMIME -B7BIT --help"
+
+# Completes the arguments of the sendmail personality; $1 = index of the first argument.
+_bluearrow_sendmail_args()
+{
+	case $prev in
+	-C | --file) _filedir; return ;;
+	-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
+	-N) COMPREPLY=($(compgen -W "never success failure delay success,failure
+		failure,delay success,failure,delay" -- "$cur")); return ;;
+	-R) COMPREPLY=($(compgen -W "full hdrs" -- "$cur")); return ;;
+	-f | -r | -F | -V) return ;;
+	esac
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W "$_bluearrow_sendmail_opts" -- "$cur"))
+	fi
+}
 
 _bluearrow()
 {
 	local cur prev words cword
 	_init_completion || return
 
-	local commands="help version compose config"
+	local commands="help version compose send check config sendmail"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
 	fi
+	local compose_opts="--from --to --cc --bcc --subject --body --html --attach
+		--attach-type --attach-name --header --in-reply-to --references --crlf --8bit --help"
 	case ${words[1]} in
 	help)
 		[[ $cword -eq 2 ]] && COMPREPLY=($(compgen -W "$commands" -- "$cur"))
 		;;
-	config)
+	compose | send)
 		case $prev in
-		-C | --file) _filedir; return ;;
-		-a | --account) return ;;
-		esac
-		if [[ $cword -eq 2 ]]; then
-			COMPREPLY=($(compgen -W "check show list" -- "$cur"))
-		else
-			COMPREPLY=($(compgen -W "-C --file -a --account" -- "$cur"))
-		fi
-		;;
-	compose)
-		case $prev in
-		--body | --html | --attach)
+		--body | --html | --attach | -C | --file)
 			_filedir
+			return
+			;;
+		-a | --account)
+			COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur"))
 			return
 			;;
 		--attach-type)
@@ -42,10 +70,41 @@ _bluearrow()
 			return
 			;;
 		esac
-		COMPREPLY=($(compgen -W "--from --to --cc --bcc --subject --body --html --attach
-			--attach-type --attach-name --header --in-reply-to --references --crlf --8bit
-			--help" -- "$cur"))
+		local extra=""
+		[[ ${words[1]} == send ]] && extra="-C --file -a --account -v --verbose"
+		COMPREPLY=($(compgen -W "$compose_opts $extra" -- "$cur"))
+		;;
+	check)
+		case $prev in
+		-C | --file) _filedir; return ;;
+		-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
+		esac
+		COMPREPLY=($(compgen -W "-C --file -a --account -v --verbose --help" -- "$cur"))
+		;;
+	config)
+		if [[ $cword -eq 2 ]]; then
+			COMPREPLY=($(compgen -W "check show list" -- "$cur"))
+			return
+		fi
+		case $prev in
+		-C | --file) _filedir; return ;;
+		-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
+		esac
+		local o="-C --file"
+		[[ ${words[2]} == show ]] && o="$o -a --account"
+		COMPREPLY=($(compgen -W "$o" -- "$cur"))
+		;;
+	sendmail)
+		_bluearrow_sendmail_args
 		;;
 	esac
 } &&
 	complete -F _bluearrow bluearrow
+
+_bluearrow_sendmail()
+{
+	local cur prev words cword
+	_init_completion || return
+	_bluearrow_sendmail_args
+} &&
+	complete -F _bluearrow_sendmail bluearrow-sendmail

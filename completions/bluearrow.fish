@@ -1,18 +1,36 @@
 # fish completion for bluearrow; install as ~/.config/fish/completions/bluearrow.fish
-set -l commands help version compose config
+# (and as bluearrow-sendmail.fish for the sendmail personality)
+set -l commands help version compose send check config sendmail
+
+# Account names of the configuration (-C FILE on the command line, else the default search).
+function __bluearrow_accounts
+    set -l tokens (commandline -opc)
+    set -l file
+    for i in (seq (count $tokens))
+        switch $tokens[$i]
+            case -C --file
+                set -l n (math $i + 1)
+                test $n -le (count $tokens); and set file -C $tokens[$n]
+            case '-C?*'
+                set file -C (string sub -s 3 -- $tokens[$i])
+        end
+    end
+    bluearrow config list $file 2>/dev/null
+end
+
 complete -c bluearrow -f
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a help -d 'show help for bluearrow or one of its commands'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a version -d 'print the version'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a compose -d 'build a message from options and print it'
-complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d "check the configuration or show an account's settings"
-complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list" -a 'check show list'
-complete -c bluearrow -n "__fish_seen_subcommand_from config" -s C -l file -r -F -d 'configuration file'
-complete -c bluearrow -n "__fish_seen_subcommand_from config" -s a -l account -x -d 'account to show'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a send -d 'build a message and submit it through an account'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a check -d 'test an account: TLS, capabilities, authentication'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d 'check the configuration or show an account'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a sendmail -d 'submit a message read on standard input'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l help -d 'show the usage'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
 complete -c bluearrow -n "__fish_seen_subcommand_from help" -a "$commands"
 
-set -l c "__fish_seen_subcommand_from compose"
+set -l c "__fish_seen_subcommand_from compose send"
 complete -c bluearrow -n $c -l from -x -d 'author address'
 complete -c bluearrow -n $c -l to -x -d 'recipient addresses'
 complete -c bluearrow -n $c -l cc -x -d 'carbon-copy addresses'
@@ -29,3 +47,32 @@ complete -c bluearrow -n $c -l references -x -d 'message ids of the thread'
 complete -c bluearrow -n $c -l crlf -d 'end lines with CRLF'
 complete -c bluearrow -n $c -l 8bit -d 'allow 8bit text parts'
 complete -c bluearrow -n $c -l help -d 'show the usage'
+
+# -C, -a, -v for send, check, config
+set -l a "__fish_seen_subcommand_from send check config"
+complete -c bluearrow -n $a -s C -l file -r -F -d 'configuration file'
+complete -c bluearrow -n $a -s a -l account -x -a '(__bluearrow_accounts)' -d 'account'
+complete -c bluearrow -n "__fish_seen_subcommand_from send check" -s v -l verbose -d 'show the SMTP dialogue'
+complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list" -a 'check show list'
+
+# the sendmail personality (bluearrow sendmail, bluearrow-sendmail)
+for cmd in bluearrow bluearrow-sendmail
+    set -l s "__fish_seen_subcommand_from sendmail"
+    test $cmd = bluearrow-sendmail; and set s true
+    complete -c $cmd -n $s -s t -d 'recipients from To, Cc, Bcc too'
+    complete -c $cmd -n $s -s i -d 'a lone dot line is data'
+    complete -c $cmd -n $s -o oi -d 'a lone dot line is data'
+    complete -c $cmd -n $s -s f -x -d 'envelope sender'
+    complete -c $cmd -n $s -s r -x -d 'envelope sender'
+    complete -c $cmd -n $s -s F -x -d 'full name for a generated From'
+    complete -c $cmd -n $s -s C -r -F -d 'configuration file'
+    complete -c $cmd -n $s -s a -x -a '(__bluearrow_accounts)' -d 'account'
+    complete -c $cmd -n $s -s N -x -a 'never success failure delay success,failure failure,delay success,failure,delay' -d 'DSN notify'
+    complete -c $cmd -n $s -s R -x -a 'full hdrs' -d 'DSN return'
+    complete -c $cmd -n $s -s V -x -d 'DSN envelope id'
+    complete -c $cmd -n $s -s v -d 'show the SMTP dialogue'
+    complete -c $cmd -n $s -o bm -d 'deliver (default)'
+    complete -c $cmd -n $s -o bp -d 'list the queue'
+    complete -c $cmd -n $s -s q -d 'flush the queue'
+    complete -c $cmd -n $s -l read-envelope-from -d 'envelope sender from the From field'
+end

@@ -533,3 +533,9 @@ int ba_msg_write(ba_msg *m, ba_writer *w, const struct ba_msg_opts *o, struct ba
 		rc = ba_flush(w, err);
 	return rc;
 }
+
+int ba_msg_make_msgid(struct ba_buf *out, int64_t t, const char *from,
+                      const struct ba_msg_opts *o, struct ba_err *err)
+{
+	return make_msgid(out, t, from, o, err);
+}

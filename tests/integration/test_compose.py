@@ -124,10 +124,14 @@ def test_many_recipients_fold(tmp_path):
 
 
 def test_bcc_never_written():
-    data = compose("--from", FROM, "--to", "a@example.net", "--bcc", "Secret <hidden@example.net>",
-                   "--bcc", "other@example.net").stdout
+    p = compose("--from", FROM, "--to", "a@example.net", "--bcc", "Secret <hidden@example.net>",
+                "--bcc", "other@example.net")
+    data = p.stdout
     assert b"hidden" not in data and b"other@" not in data
     assert parse(data)["Bcc"] is None
+    # a pipe into `sendmail -t` would lose them: compose says so on stderr
+    assert b"Bcc recipients are not written" in p.stderr
+    assert compose("--from", FROM, "--to", "a@example.net").stderr == b""
     data = compose("--from", FROM, "--bcc", "hidden@example.net").stdout
     assert b"hidden" not in data
     parse(data)

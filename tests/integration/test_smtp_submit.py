@@ -23,7 +23,8 @@ def _built(bluearrow):
 
 
 def run(sendmail, cfg, *rcpts, input=MSG, args=(), timeout=30):
-    return sendmail("-C", cfg, "-f", "a@x.test", *args, *(rcpts or ("b@y.test",)),
+    # -i: the data may hold lone "." lines, which end sendmail input without it
+    return sendmail("-C", cfg, "-i", "-f", "a@x.test", *args, *(rcpts or ("b@y.test",)),
                     input=input, timeout=timeout)
 
 
@@ -295,9 +296,11 @@ def test_utf8_with_smtputf8(smtp_server, write_config, sendmail):
 def test_injection_in_address(smtp_server, write_config, sendmail):
     srv = smtp_server()
     cfg = write_config(srv)
-    for bad in ["b@y.test> NOTIFY=NEVER", "b@y.test\r\nRSET", "<b@y.test>"]:
+    # controls in an argument are a usage error of the sendmail personality (64)
+    for bad, code in [("b@y.test> NOTIFY=NEVER", EX_DATAERR), ("b@y.test\r\nRSET", 64),
+                      ("<b@y.test>", EX_DATAERR)]:
         r = run(sendmail, cfg, bad)
-        assert r.returncode == EX_DATAERR, (bad, r.stderr)
+        assert r.returncode == code, (bad, r.stderr)
     assert srv.txns == []
 
 

@@ -104,4 +104,14 @@ const char *ba_msg_from(const ba_msg *m);
 /* Formats t as an RFC 5322 §3.3 date-time with the given offset ("Sun, 29 Nov 2026 02:03:04 +0100"). */
 int ba_msg_format_date(struct ba_buf *out, int64_t t, int utc_offset_min);
 
+/*
+ * Appends a new Message-ID "<...@domain>" (RFC 5322 §3.6.4) for a message
+ * made at time t whose From address is from (the domain names the right
+ * side; NULL or no domain = "localhost").  Random bytes come from o (may be
+ * NULL: getrandom(2)).  Used by ba_msg_write() and by the sendmail reader.
+ * Returns 0, or -1 (EX_OSERR: no random bytes).
+ */
+int ba_msg_make_msgid(struct ba_buf *out, int64_t t, const char *from,
+                      const struct ba_msg_opts *o, struct ba_err *err);
+
 #endif

@@ -1,0 +1,287 @@
+/* cli/check.c - bluearrow check: connect, TLS, capabilities and an AUTH test; no message is sent
+ *
+ * When something fails, check looks once more from another angle so that the
+ * message says what to change: a TLS handshake that fails against a server
+ * greeting in plain text means tls_starttls on; a STARTTLS session that gets
+ * no greeting from a server that answers a TLS handshake means tls_starttls
+ * off; a certificate problem shows the fingerprint and the line to pin it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bluearrow/log.h"
+#include "bluearrow/net.h"
+#include "bluearrow/secret.h"
+#include "bluearrow/smtp.h"
+#include "bluearrow/tls.h"
+#include "cli.h"
+#include "submit.h"
+#include "transmit.h"
+
+const char cli_check_usage[] =
+	"usage: bluearrow check [-C FILE] [-a ACCOUNT] [-v]\n"
+	"\n"
+	"Tests an account without sending a message: connects, shows the TLS version,\n"
+	"the server certificate (subject, issuer, validity, SHA-256 fingerprint), the\n"
+	"EHLO capabilities and authenticates.  On failure it says what to change in the\n"
+	"configuration (TLS mode against the port, AUTH mechanisms of both sides, the\n"
+	"tls_fingerprint line to pin a certificate).\n"
+	"\n"
+	"  -C, --file FILE        the configuration file\n"
+	"  -a, --account ACCOUNT  the account (default: the default account)\n"
+	"  -v, --verbose          show the SMTP dialogue on stderr\n";
+
+/* Mechanisms the engine implements (sasl.h), strongest first. */
+static const char our_mechs[] = "SCRAM-SHA-256-PLUS SCRAM-SHA-256 SCRAM-SHA-1-PLUS SCRAM-SHA-1 "
+                                "CRAM-MD5 PLAIN LOGIN XOAUTH2 OAUTHBEARER EXTERNAL";
+
+struct check_ctx {
+	struct ba_tls_params tp;
+	struct ba_tls_info info;
+	int tls_tried;
+	struct ba_buf server_auth; /* AUTH mechanisms of the last EHLO reply */
+	int verbose;
+};
+
+static int check_start_tls(void *ctx, ba_stream **stream, struct ba_err *err)
+{
+	struct check_ctx *c = ctx;
+	ba_stream *out = NULL;
+	c->tls_tried = 1;
+	int rc = ba_tls_start(&out, *stream, &c->tp, &c->info, err);
+	*stream = out;
+	return rc;
+}
+
+/* Watches the dialogue for the EHLO reply's AUTH line (the engine keeps only a bit). */
+static void check_log(void *ctx, enum ba_log_level level, const char *msg)
+{
+	struct check_ctx *c = ctx;
+	if (c->verbose)
+		fprintf(stderr, "%s\n", msg);
+	if (level != BA_LOG_PROTO)
+		return;
+	if (strncmp(msg, "--> EHLO", 8) == 0 || strncmp(msg, "--> LHLO", 8) == 0)
+		ba_buf_reset(&c->server_auth);
+	else if ((strncmp(msg, "<-- 250-AUTH", 12) == 0 || strncmp(msg, "<-- 250 AUTH", 12) == 0) &&
+	         (msg[12] == ' ' || msg[12] == '='))
+		ba_buf_addstr(&c->server_auth, msg + 13);
+}
+
+static void print_cert(const struct ba_tls_info *i)
+{
+	if (i->version[0])
+		printf("tls          %s, %s\n", i->version, i->cipher);
+	if (i->subject[0]) {
+		printf("certificate  %s\n", i->subject);
+		printf("  issuer     %s\n", i->issuer);
+		printf("  valid      %s to %s\n", i->not_before, i->not_after);
+		printf("  sha256     %s\n", i->sha256);
+		printf("  verified   %s\n", i->verified ? "yes" : "NO");
+	}
+}
+
+static void print_caps(const ba_session *s)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} names[] = {
+		{ BA_CAP_PIPELINING, "PIPELINING" }, { BA_CAP_8BITMIME, "8BITMIME" },
+		{ BA_CAP_SMTPUTF8, "SMTPUTF8" },     { BA_CAP_DSN, "DSN" },
+		{ BA_CAP_CHUNKING, "CHUNKING" },     { BA_CAP_BINARYMIME, "BINARYMIME" },
+		{ BA_CAP_ENHANCEDSTATUSCODES, "ENHANCEDSTATUSCODES" }, { BA_CAP_STARTTLS, "STARTTLS" },
+		{ BA_CAP_AUTH, "AUTH" },
+	};
+	unsigned caps = ba_session_caps(s);
+	printf("capabilities %s", caps & BA_CAP_ESMTP ? "ESMTP" : "SMTP (HELO only)");
+	if (caps & BA_CAP_SIZE)
+		printf(" SIZE=%llu", (unsigned long long)ba_session_size_max(s));
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (caps & names[i].bit)
+			printf(" %s", names[i].name);
+	printf("\n");
+}
+
+/* Reads the first bytes a fresh connection gets within 3 s ("" if none). */
+static void probe_greeting(const struct ba_net_params *np, char *out, size_t n)
+{
+	struct ba_err err = BA_ERR_INIT;
+	ba_stream *s = NULL;
+	out[0] = '\0';
+	if (ba_net_connect(&s, np, &err) < 0)
+		return;
+	ssize_t k = ba_stream_read(s, out, n - 1, ba_deadline(3000), &err);
+	out[k > 0 ? k : 0] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	ba_stream_free(s);
+}
+
+/* 1 if a fresh connection completes a TLS handshake (no verification: only the protocol matters). */
+static int probe_tls(const struct ba_net_params *np, const struct ba_tls_params *tp)
+{
+	struct ba_err err = BA_ERR_INIT;
+	ba_stream *s = NULL, *t = NULL;
+	struct ba_tls_params p = *tp;
+	struct ba_tls_info info;
+	p.certcheck = 0;
+	p.fingerprint = NULL;
+	p.timeout_ms = 5000;
+	p.log = NULL;
+	if (ba_net_connect(&s, np, &err) < 0)
+		return 0;
+	int ok = ba_tls_start(&t, s, &p, &info, &err) == 0;
+	ba_stream_free(t);
+	return ok;
+}
+
+static void hint_cert(const struct check_ctx *c)
+{
+	if (c->info.sha256[0] && !c->info.verified)
+		printf("hint         if you trust this certificate, pin it in the account:\n"
+		       "               tls_fingerprint %s\n", c->info.sha256);
+}
+
+static int run_check(const struct cli_acct *a, int verbose)
+{
+	const struct ba_account *acc = a->acc;
+	struct ba_err err = BA_ERR_INIT;
+	struct check_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.verbose = verbose;
+	struct ba_log log = { check_log, &c, BA_LOG_PROTO };
+	struct ba_buf helo = BA_BUF_INIT, pass = BA_BUF_INIT;
+	ba_stream *stream = NULL;
+	ba_session *s = NULL;
+	int code = 0;
+	int timeout = acc->timeout > 0 && acc->timeout < 10 ? acc->timeout * 1000 : 10000;
+
+	const char *mode = !acc->tls ? "no TLS" : acc->tls_starttls ? "STARTTLS" : "implicit TLS";
+	printf("account      %s (%s:%u)\n", acc->name, acc->file, acc->line);
+	if (acc->socket)
+		printf("server       %s (unix socket), %s\n", acc->socket, mode);
+	else
+		printf("server       %s port %u, %s\n", acc->host, acc->port, mode);
+	cli_tls_params(&c.tp, acc, verbose ? &log : NULL);
+	c.tp.timeout_ms = timeout;
+	struct ba_net_params np;
+	memset(&np, 0, sizeof(np));
+	np.host = acc->socket ? acc->socket : acc->host;
+	np.port = acc->port;
+	np.source_ip = acc->source_ip;
+	np.proxy_host = acc->proxy_host;
+	np.proxy_port = acc->proxy_port;
+	np.timeout_ms = timeout;
+	if (ba_net_connect(&stream, &np, &err) < 0)
+		goto fail;
+	if (acc->tls && !acc->tls_starttls && check_start_tls(&c, &stream, &err) < 0) {
+		char greet[256];
+		print_cert(&c.info);
+		printf("error        %s\n", err.text);
+		probe_greeting(&np, greet, sizeof(greet));
+		if (strncmp(greet, "220", 3) == 0)
+			printf("hint         the server on port %u speaks plain SMTP ('%.60s'): use "
+			       "'tls_starttls on' (or port 465 for implicit TLS)\n", acc->port, greet);
+		hint_cert(&c);
+		code = err.code ? err.code : EX_UNAVAILABLE;
+		goto out;
+	}
+	if (ba_config_expand(&helo, acc->domain ? acc->domain : "localhost", 0, &err) < 0)
+		goto fail;
+	struct ba_smtp_params p;
+	memset(&p, 0, sizeof(p));
+	p.variant = acc->protocol == BA_PROTO_LMTP ? BA_SMTP_LMTP : BA_SMTP_SUBMISSION;
+	p.tls = !acc->tls ? BA_TLS_OFF : acc->tls_starttls ? BA_TLS_STARTTLS : BA_TLS_IMPLICIT;
+	p.helo = ba_buf_str(&helo);
+	p.tls_start = check_start_tls;
+	p.tls_ctx = &c;
+	p.host = acc->host;
+	p.port = acc->port;
+	p.timeout_ms = timeout;
+	p.log = &log;
+	if (acc->auth) {
+		enum ba_secret_source src;
+		if (ba_secret_password(&pass, &src, acc, &err) < 0)
+			goto fail;
+		p.user = acc->user ? acc->user : "";
+		p.password = ba_buf_str(&pass);
+		p.auth_mech = acc->auth_method;
+		if (acc->auth_method && (strcmp(acc->auth_method, "oauthbearer") == 0 ||
+		                         strcmp(acc->auth_method, "xoauth2") == 0))
+			p.flags |= BA_SMTP_TOKEN;
+	}
+	if (acc->tls_cert_file)
+		p.flags |= BA_SMTP_CLIENT_CERT;
+	int rc = ba_session_open(&s, stream, &p, &err);
+	stream = NULL;
+	print_cert(&c.info);
+	if (rc < 0) {
+		printf("error        %s\n", err.text);
+		if (acc->tls && acc->tls_starttls && !c.tls_tried && !c.server_auth.len &&
+		    probe_tls(&np, &c.tp))
+			printf("hint         the server on port %u expects implicit TLS (RFC 8314): use "
+			       "'tls_starttls off'\n", acc->port);
+		if (err.code == EX_NOPERM)
+			printf("hint         mechanisms: server offers %s; bluearrow has %s%s%s\n",
+			       c.server_auth.len ? ba_buf_str(&c.server_auth) : "none (no AUTH in EHLO)",
+			       our_mechs, acc->auth_method ? "; the account asks for " : "",
+			       acc->auth_method ? acc->auth_method : "");
+		hint_cert(&c);
+		code = err.code ? err.code : EX_UNAVAILABLE;
+		goto out;
+	}
+	print_caps(s);
+	if (c.server_auth.len)
+		printf("auth offered %s\n", ba_buf_str(&c.server_auth));
+	if (acc->auth)
+		printf("auth         ok: %s with %s\n", acc->user ? acc->user : "(certificate)",
+		       ba_session_auth_mech(s));
+	else
+		printf("auth         not configured (auth off)\n");
+	printf("result       ok, no message sent\n");
+	goto out;
+fail:
+	printf("error        %s\n", err.text);
+	code = err.code ? err.code : EX_SOFTWARE;
+out:
+	ba_session_free(s);
+	ba_stream_free(stream);
+	ba_buf_release(&helo);
+	ba_buf_release_secret(&pass);
+	ba_buf_release(&c.server_auth);
+	fflush(stdout);
+	return code;
+}
+
+int cli_cmd_check(int argc, char **argv)
+{
+	const char *file = NULL, *account = NULL;
+	int verbose = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		const char **dst = NULL;
+		if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0) {
+			verbose = 1;
+			continue;
+		}
+		if (strcmp(s, "-C") == 0 || strcmp(s, "--file") == 0)
+			dst = &file;
+		else if (strcmp(s, "-a") == 0 || strcmp(s, "--account") == 0)
+			dst = &account;
+		else
+			return cli_usage_error("check", "unknown argument '%s'", s);
+		if (i + 1 >= argc)
+			return cli_usage_error("check", "option '%s' needs a value", s);
+		*dst = argv[++i];
+	}
+	struct ba_err err = BA_ERR_INIT;
+	struct cli_acct a;
+	if (cli_acct_open(&a, file, account, NULL, &err) < 0) {
+		cli_acct_release(&a);
+		return cli_fail(&err);
+	}
+	int code = run_check(&a, verbose);
+	cli_acct_release(&a);
+	return code;
+}

@@ -1,0 +1,700 @@
+/* msg_read.c - read a given message (sendmail input): header rewrite, -t, Bcc, spool */
+#include "bluearrow/msg_read.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bluearrow/encode.h"
+
+/* ---- spool -------------------------------------------------------------- */
+
+#define SPOOL_FBUF 65536
+
+struct spool_writer {
+	ba_writer base;
+	ba_spool *s;
+};
+struct spool_reader {
+	ba_reader base;
+	ba_spool *s;
+};
+
+struct ba_spool {
+	struct spool_writer w;
+	struct spool_reader r;
+	unsigned char *mem;   /* first mem_max bytes */
+	size_t mem_len, mem_max;
+	int fd;               /* unlinked temporary file for the rest, or -1 */
+	unsigned char *fbuf;  /* write buffer in front of fd */
+	size_t fbuf_len;
+	uint64_t size, pos;   /* bytes written; read position */
+	uint64_t bare;        /* bare LFs and CRs (each travels as CRLF) */
+	unsigned flags;
+	int prev_cr;
+	size_t line_len;
+	int reading;
+};
+
+/* The overflow file: unlinked from the start (io.h ba_tmpfile), so nothing partial is visible. */
+static int spool_open_file(ba_spool *s, struct ba_err *err)
+{
+	return ba_tmpfile(&s->fd, err);
+}
+
+static int spool_flush_file(ba_spool *s, struct ba_err *err)
+{
+	size_t off = 0;
+	while (off < s->fbuf_len) {
+		ssize_t k = write(s->fd, s->fbuf + off, s->fbuf_len - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return ba_err_set(err, EX_IOERR, "cannot write the spool file: %s",
+			                  strerror(errno));
+		off += (size_t)k;
+	}
+	s->fbuf_len = 0;
+	return 0;
+}
+
+/* Records 8-bit bytes, NULs, line lengths and bare CR/LF (RFC 5322 §2.1.1, §2.3). */
+static void spool_scan(ba_spool *s, const unsigned char *p, size_t n)
+{
+	unsigned f = s->flags;
+	int prev_cr = s->prev_cr;
+	size_t ll = s->line_len;
+	uint64_t bare = s->bare;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = p[i];
+		if (c == '\n') {
+			if (!prev_cr) {
+				f |= BA_SPOOL_BARE_LF;
+				bare++;
+			}
+			ll = 0;
+			prev_cr = 0;
+			continue;
+		}
+		if (prev_cr) {
+			f |= BA_SPOOL_BARE_CR;
+			bare++;
+		}
+		prev_cr = c == '\r';
+		if (c >= 0x80)
+			f |= BA_SPOOL_8BIT;
+		else if (c == 0)
+			f |= BA_SPOOL_NUL;
+		if (!prev_cr && ++ll > 998)
+			f |= BA_SPOOL_LONG_LINE;
+	}
+	s->flags = f;
+	s->prev_cr = prev_cr;
+	s->line_len = ll;
+	s->bare = bare;
+}
+
+static int spool_write(ba_writer *w, const void *p, size_t n, struct ba_err *err)
+{
+	ba_spool *s = ((struct spool_writer *)w)->s;
+	const unsigned char *q = p;
+	if (s->reading)
+		BA_BUG("ba_spool written after ba_spool_reader()");
+	spool_scan(s, q, n);
+	s->size += n;
+	if (s->mem_len < s->mem_max) {
+		size_t k = s->mem_max - s->mem_len < n ? s->mem_max - s->mem_len : n;
+		if (!s->mem) {
+			s->mem = malloc(s->mem_max);
+			if (!s->mem)
+				return ba_err_set(err, EX_OSERR, "out of memory");
+		}
+		memcpy(s->mem + s->mem_len, q, k);
+		s->mem_len += k;
+		q += k;
+		n -= k;
+	}
+	if (!n)
+		return 0;
+	if (s->fd < 0) {
+		if (spool_open_file(s, err) < 0)
+			return -1;
+		s->fbuf = malloc(SPOOL_FBUF);
+		if (!s->fbuf)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	while (n) {
+		size_t k = SPOOL_FBUF - s->fbuf_len < n ? SPOOL_FBUF - s->fbuf_len : n;
+		memcpy(s->fbuf + s->fbuf_len, q, k);
+		s->fbuf_len += k;
+		q += k;
+		n -= k;
+		if (s->fbuf_len == SPOOL_FBUF && spool_flush_file(s, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static ssize_t spool_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
+{
+	ba_spool *s = ((struct spool_reader *)r)->s;
+	if (s->pos >= s->size)
+		return 0;
+	if (s->pos < s->mem_len) {
+		size_t k = s->mem_len - (size_t)s->pos < n ? s->mem_len - (size_t)s->pos : n;
+		memcpy(p, s->mem + s->pos, k);
+		s->pos += k;
+		return (ssize_t)k;
+	}
+	for (;;) {
+		ssize_t k = pread(s->fd, p, n, (off_t)(s->pos - s->mem_len));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return ba_err_set(err, EX_IOERR, "cannot read the spool file: %s", strerror(errno));
+		if (k == 0)
+			return ba_err_set(err, EX_IOERR, "the spool file is shorter than written");
+		s->pos += (uint64_t)k;
+		return k;
+	}
+}
+
+static const struct ba_writer_ops spool_writer_ops = { spool_write, NULL };
+static const struct ba_reader_ops spool_reader_ops = { spool_read };
+
+int ba_spool_new(ba_spool **out, size_t mem_max, struct ba_err *err)
+{
+	*out = NULL;
+	ba_spool *s = calloc(1, sizeof(*s));
+	if (!s)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	s->w.base.ops = &spool_writer_ops;
+	s->w.s = s;
+	s->r.base.ops = &spool_reader_ops;
+	s->r.s = s;
+	s->mem_max = mem_max ? mem_max : BA_SPOOL_MEM_DEFAULT;
+	s->fd = -1;
+	*out = s;
+	return 0;
+}
+
+void ba_spool_free(ba_spool *s)
+{
+	if (!s)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->mem);
+	free(s->fbuf);
+	free(s);
+}
+
+ba_writer *ba_spool_writer(ba_spool *s)
+{
+	return &s->w.base;
+}
+
+ba_reader *ba_spool_reader(ba_spool *s)
+{
+	if (!s->reading) {
+		struct ba_err e = BA_ERR_INIT;
+		/* the buffered tail: a failure here shows as a short read later */
+		if (s->fd >= 0 && s->fbuf_len && spool_flush_file(s, &e) < 0)
+			s->size = s->mem_len; /* reads then end early; the caller sees a size mismatch */
+		if (s->prev_cr)
+			s->flags |= BA_SPOOL_BARE_CR;
+		s->reading = 1;
+	}
+	s->pos = 0;
+	return &s->r.base;
+}
+
+uint64_t ba_spool_size(const ba_spool *s)
+{
+	return s->size;
+}
+
+uint64_t ba_spool_wire_size(const ba_spool *s)
+{
+	return s->size + s->bare + (s->prev_cr ? 1 : 0);
+}
+
+unsigned ba_spool_flags(const ba_spool *s)
+{
+	return s->flags | (s->prev_cr ? BA_SPOOL_BARE_CR : 0);
+}
+
+/* ---- address lists ------------------------------------------------------ */
+
+static int push_str(char ***v, size_t *n, const char *s, size_t len, struct ba_err *err)
+{
+	char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!nv)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	*v = nv;
+	if (!(nv[*n] = strndup(s, len)))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	(*n)++;
+	return 0;
+}
+
+/*
+ * One pass over an address list (RFC 5322 §3.4): outside angle brackets the
+ * text of a mailbox is collected without white space and comments; an
+ * angle-addr replaces it.  ':' outside brackets opens a group (the text so
+ * far was its display name), ';' closes it, ',' separates mailboxes.
+ */
+int ba_msg_addr_list(char ***v, size_t *n, const char *field, const char *body, size_t len,
+                     struct ba_err *err)
+{
+	struct ba_buf cur = BA_BUF_INIT, ang = BA_BUF_INIT;
+	int in_angle = 0, got_angle = 0, in_group = 0, rc = 0;
+	for (size_t i = 0; i <= len && rc == 0; i++) {
+		char c = i < len ? body[i] : ',';
+		if (((unsigned char)c < 32 && c != ' ' && c != '\t' && c != '\r' && c != '\n') || c == 127) {
+			/* a NUL or control would cut or smuggle an envelope address */
+			rc = ba_err_set(err, EX_DATAERR, "%s: control character in an address", field);
+			break;
+		}
+		if (i < len && c == '(') { /* comment, nested, with quoted-pairs (§3.2.2) */
+			int depth = 0;
+			for (; i < len; i++) {
+				if (body[i] == '\\' && i + 1 < len)
+					i++;
+				else if (body[i] == '(')
+					depth++;
+				else if (body[i] == ')' && --depth == 0)
+					break;
+			}
+			if (depth)
+				rc = ba_err_set(err, EX_DATAERR, "%s: unbalanced '('", field);
+			continue;
+		}
+		if (i < len && c == '"') { /* quoted string, kept with its quotes (a local part may be one) */
+			struct ba_buf *b = in_angle ? &ang : &cur;
+			size_t j = i;
+			for (j = i + 1; j < len && body[j] != '"'; j++)
+				if (body[j] == '\\' && j + 1 < len)
+					j++;
+			if (j >= len) {
+				rc = ba_err_set(err, EX_DATAERR, "%s: unbalanced '\"'", field);
+				break;
+			}
+			for (size_t k = i; k <= j; k++)
+				if (body[k] != '\r' && body[k] != '\n')
+					ba_buf_addch(b, body[k]);
+			i = j;
+			continue;
+		}
+		if (in_angle) {
+			if (c == '>') {
+				in_angle = 0;
+				got_angle = 1;
+			} else if (c == '<' || i == len) {
+				rc = ba_err_set(err, EX_DATAERR, "%s: unbalanced '<'", field);
+			} else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+				ba_buf_addch(&ang, c);
+			}
+			continue;
+		}
+		if (c == '<') {
+			in_angle = 1;
+			ba_buf_reset(&ang);
+		} else if (c == '>') {
+			rc = ba_err_set(err, EX_DATAERR, "%s: unbalanced '>'", field);
+		} else if (c == ':' && !in_group && !got_angle) {
+			in_group = 1; /* the text so far was the group's display name */
+			ba_buf_reset(&cur);
+		} else if (c == ',' || c == ';') {
+			if (c == ';' && !in_group)
+				rc = ba_err_set(err, EX_DATAERR, "%s: ';' outside a group", field);
+			if (c == ';')
+				in_group = 0;
+			const char *a = got_angle ? ba_buf_str(&ang) : ba_buf_str(&cur);
+			size_t alen = got_angle ? ang.len : cur.len;
+			if (got_angle && *a == '@') { /* obsolete source route (§4.4): drop "@a,@b:" */
+				const char *colon = memchr(a, ':', alen);
+				alen = colon ? alen - (size_t)(colon + 1 - a) : 0;
+				a = colon ? colon + 1 : a;
+			}
+			if (rc == 0 && alen && push_str(v, n, a, alen, err) < 0)
+				rc = -1;
+			ba_buf_reset(&cur);
+			ba_buf_reset(&ang);
+			got_angle = 0;
+		} else if (c == '\\' && i + 1 < len) {
+			ba_buf_addch(&cur, c);
+			ba_buf_addch(&cur, body[++i]);
+		} else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+			ba_buf_addch(&cur, c);
+		}
+	}
+	if (rc == 0 && in_group)
+		rc = 0; /* a group without ';' at the end: lenient, its members were taken */
+	if (rc == 0 && (ba_buf_failed(&cur) || ba_buf_failed(&ang)))
+		rc = ba_err_set(err, EX_OSERR, "out of memory");
+	ba_buf_release(&cur);
+	ba_buf_release(&ang);
+	return rc;
+}
+
+/* ---- the header block --------------------------------------------------- */
+
+struct field {
+	size_t off, len;  /* raw bytes in the header buffer, line ends and folds included */
+	size_t name_len;
+	int drop;
+};
+
+struct hdr {
+	struct ba_buf raw;
+	struct field *f;
+	size_t n, alloc;
+};
+
+static int name_is(const struct hdr *h, const struct field *f, const char *name)
+{
+	return f->name_len == strlen(name) && strncasecmp(h->raw.data + f->off, name, f->name_len) == 0;
+}
+
+/* Length of the field name if line starts a field (RFC 5322 §2.2: ftext 33-126 except ':'), else 0. */
+static size_t field_name_len(const char *line, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (unsigned char)line[i] > 32 && (unsigned char)line[i] < 127 && line[i] != ':')
+		i++;
+	size_t name = i;
+	while (i < len && (line[i] == ' ' || line[i] == '\t')) /* obs-optional (§4.5) */
+		i++;
+	return name > 0 && i < len && line[i] == ':' ? name : 0;
+}
+
+static int is_lone_dot(const char *p, size_t n)
+{
+	return (n == 2 && p[0] == '.' && p[1] == '\n') || (n == 3 && memcmp(p, ".\r\n", 3) == 0) ||
+	       (n == 1 && p[0] == '.');
+}
+
+static int add_field(struct hdr *h, size_t off, size_t name_len, struct ba_err *err)
+{
+	if (h->n == h->alloc) {
+		size_t na = h->alloc ? h->alloc * 2 : 32;
+		struct field *nf = realloc(h->f, na * sizeof(*nf));
+		if (!nf)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		h->f = nf;
+		h->alloc = na;
+	}
+	h->f[h->n++] = (struct field){ off, 0, name_len, 0 };
+	return 0;
+}
+
+/* The unfolded-enough body of a field: after the colon (the parser skips CR/LF). */
+static void field_body(const struct hdr *h, const struct field *f, const char **p, size_t *n)
+{
+	const char *s = h->raw.data + f->off;
+	const char *colon = memchr(s, ':', f->len);
+	*p = colon + 1;
+	*n = f->len - (size_t)(colon + 1 - s);
+}
+
+/* Writes "From: NAME <addr>" or "From: addr"; a name of atext, '.' and spaces as msmtp does, else encoded. */
+static int gen_from(struct ba_buf *out, const char *addr, const char *name, const char *eol,
+                    struct ba_err *err)
+{
+	ba_buf_addstr(out, "From: ");
+	if (name && *name) {
+		int plain = 1;
+		for (const char *c = name; *c; c++)
+			if (!(((unsigned char)*c > 32 && (unsigned char)*c < 127 &&
+			       !strchr("()<>[]:;@\\,\"", *c)) || *c == ' '))
+				plain = 0;
+		if (plain) {
+			ba_buf_addstr(out, name);
+		} else {
+			size_t col = 6;
+			if (ba_rfc2047_encode(out, name, strlen(name), &col, eol, BA_RFC2047_PHRASE, err) < 0)
+				return ba_err_prefix(err, "full name '%s': ", name);
+		}
+		ba_buf_addf(out, " <%s>%s", addr, eol);
+	} else {
+		ba_buf_addf(out, "%s%s", addr, eol);
+	}
+	return 0;
+}
+
+static int default_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
+{
+	(void)ctx;
+	time_t now = time(NULL);
+	struct tm tm;
+	if (now == (time_t)-1 || !localtime_r(&now, &tm))
+		return ba_err_set(err, EX_OSERR, "cannot read the clock: %s", strerror(errno));
+	*t = (int64_t)now;
+	*off = (int)(tm.tm_gmtoff / 60);
+	return 0;
+}
+
+static int has_controls(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 32 || *s == 127)
+			return 1;
+	return 0;
+}
+
+/* Reads the header block into h; *body_first gets the line that ended it (kept for the body). */
+static int read_header(struct hdr *h, struct ba_linereader *lr, const struct ba_msg_read_opts *o,
+                       struct ba_buf *body_first, int *body_at_start, int *ended, int *crlf,
+                       struct ba_err *err)
+{
+	int dots = !(o->flags & BA_MSG_READ_DOTS_ARE_DATA);
+	int at_start = 1, first = 1, in_field = 0, mid_line = 0;
+	const char *line;
+	size_t n;
+	int r;
+	while ((r = ba_linereader_next(lr, &line, &n, err)) > 0) {
+		int complete = line[n - 1] == '\n';
+		if (mid_line) { /* the rest of a long field line */
+			ba_buf_add(&h->raw, line, n);
+			h->f[h->n - 1].len += n;
+			mid_line = !complete;
+			goto check;
+		}
+		if (first) {
+			*crlf = n >= 2 && line[n - 2] == '\r' && complete;
+			first = 0;
+			/* an mbox "From " envelope line in front of the header is dropped, as sendmail does */
+			if (n >= 5 && memcmp(line, "From ", 5) == 0) {
+				mid_line = 0;
+				if (!complete) { /* skip the rest of the line */
+					while ((r = ba_linereader_next(lr, &line, &n, err)) > 0 && line[n - 1] != '\n')
+						;
+					if (r < 0)
+						return -1;
+				}
+				continue;
+			}
+		}
+		if (dots && at_start && is_lone_dot(line, n)) {
+			*ended = 1;
+			return 0;
+		}
+		if ((line[0] == ' ' || line[0] == '\t') && in_field) { /* folded continuation (§2.2.3) */
+			ba_buf_add(&h->raw, line, n);
+			h->f[h->n - 1].len += n;
+		} else {
+			size_t nl = field_name_len(line, n);
+			if (!nl) { /* the empty line, or a line that is not a field: the body starts */
+				ba_buf_add(body_first, line, n);
+				*body_at_start = complete;
+				return 0;
+			}
+			if (add_field(h, h->raw.len, nl, err) < 0)
+				return -1;
+			ba_buf_add(&h->raw, line, n);
+			h->f[h->n - 1].len = n;
+			in_field = 1;
+		}
+		mid_line = !complete;
+	check:
+		at_start = complete;
+		if (ba_buf_failed(&h->raw))
+			return ba_err_set(err, EX_DATAERR, "the message header is larger than %zu bytes",
+			                  h->raw.cap);
+	}
+	if (r < 0)
+		return -1;
+	*ended = 1;
+	return 0;
+}
+
+static int collect(struct ba_msg_input *m, struct hdr *h, const struct ba_msg_read_opts *o,
+                   struct ba_err *err)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		struct field *f = &h->f[i];
+		if (f->name_len > 7 && strncasecmp(h->raw.data + f->off, "Resent-", 7) == 0)
+			m->had_resent = 1;
+		if (name_is(h, f, "From"))
+			m->had_from = 1;
+		else if (name_is(h, f, "Date"))
+			m->had_date = 1;
+		else if (name_is(h, f, "Message-ID"))
+			m->had_msgid = 1;
+	}
+	const char *pre = m->had_resent ? "Resent-" : "";
+	for (size_t i = 0; i < h->n; i++) {
+		struct field *f = &h->f[i];
+		const char *p;
+		size_t n;
+		field_body(h, f, &p, &n);
+		char name[32];
+		if (!m->header_from && name_is(h, f, "From")) {
+			char **v = NULL;
+			size_t nv = 0;
+			int rc = ba_msg_addr_list(&v, &nv, "From", p, n, err);
+			if (rc == 0 && nv)
+				m->header_from = v[0], v[0] = NULL;
+			for (size_t k = 0; k < nv; k++)
+				free(v[k]);
+			free(v);
+			if (rc < 0)
+				return -1;
+		}
+		if (o->flags & BA_MSG_READ_RCPT_FROM_HEADERS) {
+			static const char *const kinds[] = { "To", "Cc", "Bcc" };
+			for (size_t k = 0; k < 3; k++) {
+				snprintf(name, sizeof(name), "%s%s", pre, kinds[k]);
+				if (name_is(h, f, name) &&
+				    ba_msg_addr_list(&m->rcpt, &m->nrcpt, name, p, n, err) < 0)
+					return -1;
+			}
+		}
+		if ((o->flags & BA_MSG_READ_REMOVE_BCC) &&
+		    (name_is(h, f, "Bcc") || name_is(h, f, "Resent-Bcc")))
+			f->drop = 1;
+		if ((o->flags & BA_MSG_READ_UNDISCLOSED) &&
+		    (name_is(h, f, "To") || name_is(h, f, "Cc") || name_is(h, f, "Bcc")))
+			f->drop = 1;
+	}
+	return 0;
+}
+
+/* Generates the new fields (msmtp order: From, To, Date, Message-ID) and marks replaced ones. */
+static int generate(struct ba_buf *out, struct ba_msg_input *m, struct hdr *h,
+                    const struct ba_msg_read_opts *o, const char *eol, struct ba_err *err)
+{
+	const char *from = o->from_addr && *o->from_addr ? o->from_addr : NULL;
+	if (from && (has_controls(from) || (o->from_name && has_controls(o->from_name))))
+		return ba_err_set(err, EX_DATAERR, "the sender address or full name has control characters");
+	int want_from = from && (o->set_from == BA_MSG_HDR_ON ||
+	                         (o->set_from == BA_MSG_HDR_AUTO && !m->had_from));
+	int want_date = o->set_date == BA_MSG_HDR_ON || (o->set_date == BA_MSG_HDR_AUTO && !m->had_date);
+	int want_id = o->set_msgid == BA_MSG_HDR_ON || (o->set_msgid == BA_MSG_HDR_AUTO && !m->had_msgid);
+	for (size_t i = 0; i < h->n; i++) {
+		struct field *f = &h->f[i];
+		if ((want_from && name_is(h, f, "From")) || (want_date && name_is(h, f, "Date")) ||
+		    (want_id && name_is(h, f, "Message-ID")))
+			f->drop = 1;
+	}
+	if (want_from && gen_from(out, from, o->from_name, eol, err) < 0)
+		return -1;
+	if (o->flags & BA_MSG_READ_UNDISCLOSED)
+		ba_buf_addf(out, "To: undisclosed-recipients:;%s", eol);
+	int64_t t = 0;
+	int off = 0;
+	if (want_date || want_id) {
+		ba_clock_fn *clock = o->msg.clock ? o->msg.clock : default_clock;
+		if (clock(o->msg.clock_ctx, &t, &off, err) < 0)
+			return -1;
+	}
+	if (want_date) {
+		ba_buf_addstr(out, "Date: ");
+		ba_msg_format_date(out, t, off);
+		ba_buf_addstr(out, eol);
+	}
+	if (want_id) {
+		ba_buf_addstr(out, "Message-ID: ");
+		if (ba_msg_make_msgid(out, t, from ? from : m->header_from, &o->msg, err) < 0)
+			return -1;
+		ba_buf_addstr(out, eol);
+	}
+	m->added_from = want_from;
+	m->added_date = want_date;
+	m->added_msgid = want_id;
+	if (ba_buf_failed(out))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
+/* Copies the rest of the input to w: raw when dots are data, else line by line up to a lone ".". */
+static int copy_body(ba_writer *w, struct ba_linereader *lr, int dots, int at_start,
+                     struct ba_err *err)
+{
+	const char *line;
+	size_t n;
+	int r;
+	if (!dots) {
+		const char *p;
+		size_t k = ba_linereader_buffered(lr, &p);
+		if (ba_write(w, p, k, err) < 0)
+			return -1;
+		unsigned char buf[65536];
+		ssize_t got;
+		while ((got = ba_read(lr->in, buf, sizeof(buf), err)) > 0)
+			if (ba_write(w, buf, (size_t)got, err) < 0)
+				return -1;
+		return got < 0 ? -1 : 0;
+	}
+	while ((r = ba_linereader_next(lr, &line, &n, err)) > 0) {
+		if (at_start && is_lone_dot(line, n))
+			return 0;
+		if (ba_write(w, line, n, err) < 0)
+			return -1;
+		at_start = line[n - 1] == '\n';
+	}
+	return r;
+}
+
+int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_read_opts *o,
+                struct ba_err *err)
+{
+	static const struct ba_msg_read_opts zero;
+	if (!o)
+		o = &zero;
+	memset(out, 0, sizeof(*out));
+	struct hdr h;
+	memset(&h, 0, sizeof(h));
+	ba_buf_init(&h.raw, o->header_max ? o->header_max : (size_t)1 << 20);
+	struct ba_buf first = BA_BUF_INIT, gen = BA_BUF_INIT;
+	struct ba_linereader lr;
+	int rc = -1, ended = 0, crlf = 0, body_at_start = 1;
+	int dots = !(o->flags & BA_MSG_READ_DOTS_ARE_DATA);
+	if (ba_linereader_init(&lr, in, 8192, err) < 0)
+		goto done;
+	if (ba_spool_new(&out->spool, o->mem_max, err) < 0)
+		goto done_lr;
+	if (read_header(&h, &lr, o, &first, &body_at_start, &ended, &crlf, err) < 0 || collect(out, &h, o, err) < 0 ||
+	    generate(&gen, out, &h, o, crlf ? "\r\n" : "\n", err) < 0)
+		goto done_lr;
+	ba_writer *w = ba_spool_writer(out->spool);
+	if (ba_write(w, gen.data, gen.len, err) < 0)
+		goto done_lr;
+	for (size_t i = 0; i < h.n; i++)
+		if (!h.f[i].drop && ba_write(w, h.raw.data + h.f[i].off, h.f[i].len, err) < 0)
+			goto done_lr;
+	if (ba_write(w, first.data, first.len, err) < 0)
+		goto done_lr;
+	if (ba_buf_failed(&first)) {
+		ba_err_set(err, EX_OSERR, "out of memory");
+		goto done_lr;
+	}
+	if (!ended && copy_body(w, &lr, dots, body_at_start, err) < 0)
+		goto done_lr;
+	rc = 0;
+done_lr:
+	ba_linereader_release(&lr);
+done:
+	ba_buf_release(&h.raw);
+	free(h.f);
+	ba_buf_release(&first);
+	ba_buf_release(&gen);
+	if (rc < 0)
+		ba_msg_read_release(out);
+	return rc;
+}
+
+void ba_msg_read_release(struct ba_msg_input *m)
+{
+	ba_spool_free(m->spool);
+	for (size_t i = 0; i < m->nrcpt; i++)
+		free(m->rcpt[i]);
+	free(m->rcpt);
+	free(m->header_from);
+	memset(m, 0, sizeof(*m));
+}

@@ -1,0 +1,111 @@
+/* fuzz/fuzz_msg_read.c - the sendmail input reader on arbitrary messages
+ *
+ * The first byte chooses the flags and how the input is split into reads.
+ * Whatever the input: no crash, the spool reads back exactly its size (twice:
+ * it is rewindable), every -t recipient is a non-empty string.  With dots as
+ * data and nothing to add or remove, the spool must equal the input (minus a
+ * leading mbox "From " line): the reader never changes what it keeps.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bluearrow/msg_read.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(x) do { if (!(x)) __builtin_trap(); } while (0)
+
+struct chunk_reader {
+	ba_reader base;
+	const uint8_t *p;
+	size_t n, off, step;
+};
+
+static ssize_t chunk_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
+{
+	struct chunk_reader *c = (struct chunk_reader *)r;
+	(void)err;
+	size_t k = c->n - c->off;
+	if (k > n)
+		k = n;
+	if (k > c->step)
+		k = c->step;
+	memcpy(p, c->p + c->off, k);
+	c->off += k;
+	return (ssize_t)k;
+}
+static const struct ba_reader_ops chunk_ops = { chunk_read };
+
+static int fixed_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
+{
+	(void)ctx;
+	(void)err;
+	*t = 1700000000;
+	*off = 0;
+	return 0;
+}
+
+static int fixed_random(void *ctx, void *p, size_t n, struct ba_err *err)
+{
+	(void)ctx;
+	(void)err;
+	memset(p, 7, n);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	unsigned sel = data[0];
+	data++;
+	size--;
+	struct chunk_reader r = { { &chunk_ops }, data, size, 0, (sel >> 5) * 13 + 1 };
+	struct ba_msg_read_opts o;
+	memset(&o, 0, sizeof(o));
+	o.flags = sel & 15;
+	int plain = (sel & 16) != 0;
+	o.set_from = o.set_date = o.set_msgid = plain ? BA_MSG_HDR_OFF : BA_MSG_HDR_AUTO;
+	if (plain)
+		o.flags = BA_MSG_READ_DOTS_ARE_DATA | (o.flags & BA_MSG_READ_RCPT_FROM_HEADERS);
+	o.from_addr = "me@example.org";
+	o.from_name = "Fuzz Name";
+	o.header_max = 2048;
+	o.mem_max = 257;
+	o.msg.clock = fixed_clock;
+	o.msg.mime.random = fixed_random;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	if (ba_msg_read(&m, &r.base, &o, &err) < 0) {
+		CHECK(err.code != 0 && m.spool == NULL);
+		return 0;
+	}
+	for (size_t i = 0; i < m.nrcpt; i++)
+		CHECK(m.rcpt[i] && m.rcpt[i][0]);
+	uint64_t want = ba_spool_size(m.spool);
+	unsigned char *got = malloc(want + 1);
+	CHECK(got);
+	for (int round = 0; round < 2; round++) {
+		ba_reader *sr = ba_spool_reader(m.spool);
+		uint64_t have = 0;
+		ssize_t k;
+		while ((k = ba_read(sr, got + have, (size_t)(want + 1 - have), &err)) > 0)
+			have += (uint64_t)k;
+		CHECK(k == 0 && have == want);
+	}
+	if (plain) {
+		const uint8_t *in = data;
+		size_t n = size;
+		if (n >= 5 && memcmp(in, "From ", 5) == 0) { /* the mbox line is dropped */
+			const uint8_t *nl = memchr(in, '\n', n);
+			n = nl ? n - (size_t)(nl + 1 - in) : 0;
+			in = nl ? nl + 1 : in + size;
+		}
+		CHECK(want == n && memcmp(got, in, n) == 0);
+	}
+	free(got);
+	ba_msg_read_release(&m);
+	return 0;
+}

@@ -1,0 +1,316 @@
+/* tests/unit/msg_read.c - the sendmail input: header rewrite, -t, Bcc, dots, spool */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bluearrow/msg_read.h"
+
+static int fixed_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
+{
+	(void)ctx;
+	(void)err;
+	*t = 1700000000;
+	*off = 0;
+	return 0;
+}
+
+static int zero_random(void *ctx, void *p, size_t n, struct ba_err *err)
+{
+	(void)ctx;
+	(void)err;
+	memset(p, 0, n);
+	return 0;
+}
+
+/* Reads the spool back into a malloc'd string. */
+static char *slurp(ba_spool *s, size_t *len)
+{
+	struct ba_buf b = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	ba_reader *r = ba_spool_reader(s);
+	char tmp[777];
+	ssize_t k;
+	while ((k = ba_read(r, tmp, sizeof(tmp), &err)) > 0)
+		ba_buf_add(&b, tmp, (size_t)k);
+	assert_true(k == 0);
+	return ba_buf_detach(&b, len);
+}
+
+static int run(struct ba_msg_input *m, const char *in, struct ba_msg_read_opts *o,
+               struct ba_err *err)
+{
+	struct ba_mem_reader r;
+	ba_mem_reader_init(&r, in, strlen(in));
+	o->msg.clock = fixed_clock;
+	o->msg.mime.random = zero_random;
+	return ba_msg_read(m, &r.base, o, err);
+}
+
+static void check_out(struct ba_msg_input *m, const char *want)
+{
+	size_t len;
+	char *got = slurp(m->spool, &len);
+	assert_string_equal(got, want);
+	assert_int_equal(len, ba_spool_size(m->spool));
+	free(got);
+}
+
+static void test_msg_read__t_and_bcc(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_RCPT_FROM_HEADERS | BA_MSG_READ_REMOVE_BCC | BA_MSG_READ_DOTS_ARE_DATA;
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	const char *in = "From: Some Name <from@example.com>\n"
+	                 "To: to1@example.com,\n"
+	                 "\t=?utf-8?B?VGVzdCDDnHNlcg==?= <to2@example.com>, Some\n"
+	                 "\tOne <to3@example.com>,\n"
+	                 "Cc: to4, \"A; \\\"Quoted\\\" Name\" <to5@example.com>\n"
+	                 "To: A Group:Person 1 <to6@example.com>,to7@example.com (Comment, x);\n"
+	                 "bcc: Hidden <hid@example.com>\n"
+	                 "Subject: s\n"
+	                 "BCC: undisclosed:;\n"
+	                 "\n"
+	                 "Bcc: in the body stays\n.\n";
+	assert_int_equal(run(&m, in, &o, &err), 0);
+	const char *want[] = { "to1@example.com", "to2@example.com", "to3@example.com", "to4",
+	                       "to5@example.com", "to6@example.com", "to7@example.com",
+	                       "hid@example.com" };
+	assert_int_equal(m.nrcpt, 8);
+	for (size_t i = 0; i < 8; i++)
+		assert_string_equal(m.rcpt[i], want[i]);
+	assert_string_equal(m.header_from, "from@example.com");
+	check_out(&m, "From: Some Name <from@example.com>\n"
+	              "To: to1@example.com,\n"
+	              "\t=?utf-8?B?VGVzdCDDnHNlcg==?= <to2@example.com>, Some\n"
+	              "\tOne <to3@example.com>,\n"
+	              "Cc: to4, \"A; \\\"Quoted\\\" Name\" <to5@example.com>\n"
+	              "To: A Group:Person 1 <to6@example.com>,to7@example.com (Comment, x);\n"
+	              "Subject: s\n"
+	              "\n"
+	              "Bcc: in the body stays\n.\n");
+	assert_int_equal(ba_spool_flags(m.spool), BA_SPOOL_BARE_LF);
+	ba_msg_read_release(&m);
+}
+
+static void test_msg_read__resent(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_RCPT_FROM_HEADERS | BA_MSG_READ_REMOVE_BCC;
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	const char *in = "Resent-From: r@example.org\r\nResent-To: rt@example.net\r\n"
+	                 "Resent-Bcc: rb@example.net\r\nFrom: a@example.org\r\nTo: old@example.net\r\n"
+	                 "Bcc: oldb@example.net\r\n\r\nbody\r\n";
+	assert_int_equal(run(&m, in, &o, &err), 0);
+	assert_int_equal(m.nrcpt, 2);
+	assert_string_equal(m.rcpt[0], "rt@example.net");
+	assert_string_equal(m.rcpt[1], "rb@example.net");
+	assert_true(m.had_resent);
+	check_out(&m, "Resent-From: r@example.org\r\nResent-To: rt@example.net\r\n"
+	              "From: a@example.org\r\nTo: old@example.net\r\n\r\nbody\r\n");
+	assert_int_equal(ba_spool_flags(m.spool), 0);
+	ba_msg_read_release(&m);
+}
+
+static void test_msg_read__generated_fields(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_DOTS_ARE_DATA | BA_MSG_READ_UNDISCLOSED;
+	o.from_addr = "me@example.org";
+	o.from_name = "Joe Q. Public";
+	assert_int_equal(run(&m, "To: x@example.net\nSubject: hi\n\nbody\n", &o, &err), 0);
+	assert_true(m.added_from && m.added_date && m.added_msgid);
+	check_out(&m, "From: Joe Q. Public <me@example.org>\n"
+	              "To: undisclosed-recipients:;\n"
+	              "Date: Tue, 14 Nov 2023 22:13:20 +0000\n"
+	              "Message-ID: <s44we8.0000000000000000@example.org>\n"
+	              "Subject: hi\n\nbody\n");
+	ba_msg_read_release(&m);
+
+	/* auto keeps an existing From; on replaces it; names with specials are quoted or encoded */
+	memset(&o, 0, sizeof(o));
+	o.from_addr = "me@example.org";
+	o.from_name = "Jörg <x>";
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	assert_int_equal(run(&m, "From: keep@example.org\n\nb\n", &o, &err), 0);
+	assert_false(m.added_from);
+	check_out(&m, "From: keep@example.org\n\nb\n");
+	ba_msg_read_release(&m);
+	o.set_from = BA_MSG_HDR_ON;
+	assert_int_equal(run(&m, "from: keep@example.org\nDate: x\n\nb\n", &o, &err), 0);
+	check_out(&m, "From: =?utf-8?B?SsO2cmcgPHg+?= <me@example.org>\nDate: x\n\nb\n");
+	ba_msg_read_release(&m);
+
+	/* header injection through the full name or the address is refused */
+	o.from_name = "x\nBcc: evil@example.com";
+	assert_int_equal(run(&m, "\nb\n", &o, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_null(m.spool);
+}
+
+static void test_msg_read__lone_dot(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	/* without -i a lone "." ends the input (sendmail), also "." CRLF, not ".." or " ." */
+	assert_int_equal(run(&m, "Subject: a\n\nl1\n..\n .\n.x\n.\nafter\n", &o, &err), 0);
+	check_out(&m, "Subject: a\n\nl1\n..\n .\n.x\n");
+	ba_msg_read_release(&m);
+	assert_int_equal(run(&m, "Subject: a\r\n\r\nl1\r\n.\r\nafter\r\n", &o, &err), 0);
+	check_out(&m, "Subject: a\r\n\r\nl1\r\n");
+	ba_msg_read_release(&m);
+	assert_int_equal(run(&m, "Subject: a\n.\nTo: b\n", &o, &err), 0);
+	check_out(&m, "Subject: a\n");
+	ba_msg_read_release(&m);
+	o.flags = BA_MSG_READ_DOTS_ARE_DATA;
+	assert_int_equal(run(&m, "Subject: a\n\nl1\n.\nafter\n", &o, &err), 0);
+	check_out(&m, "Subject: a\n\nl1\n.\nafter\n");
+	ba_msg_read_release(&m);
+}
+
+static void test_msg_read__odd_headers(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_DOTS_ARE_DATA | BA_MSG_READ_RCPT_FROM_HEADERS;
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	/* an mbox "From " line is dropped; a non-field line starts the body unchanged */
+	assert_int_equal(run(&m, "From someone Sat Jan  3 01:05:34 1996\nTo: a@b.example\n"
+	                         "not a header\nTo: c@d.example\n", &o, &err), 0);
+	assert_int_equal(m.nrcpt, 1);
+	check_out(&m, "To: a@b.example\nnot a header\nTo: c@d.example\n");
+	ba_msg_read_release(&m);
+	/* empty input */
+	assert_int_equal(run(&m, "", &o, &err), 0);
+	check_out(&m, "");
+	ba_msg_read_release(&m);
+	/* unbalanced angle bracket in a recipient field */
+	assert_int_equal(run(&m, "To: <a@b.example\n\n", &o, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_non_null(strstr(err.text, "To"));
+	/* a header block over the bound */
+	o.header_max = 100;
+	struct ba_buf big = BA_BUF_INIT;
+	for (int i = 0; i < 20; i++)
+		ba_buf_addf(&big, "X-%d: 0123456789\n", i);
+	assert_int_equal(run(&m, ba_buf_str(&big), &o, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	/* a very long field line is kept whole */
+	o.header_max = 0;
+	ba_buf_reset(&big);
+	ba_buf_addstr(&big, "To: x@y.example,");
+	for (int i = 0; i < 3000; i++)
+		ba_buf_addstr(&big, "         ");
+	ba_buf_addstr(&big, "z@y.example\n\nb\n");
+	assert_int_equal(run(&m, ba_buf_str(&big), &o, &err), 0);
+	assert_int_equal(m.nrcpt, 2);
+	assert_string_equal(m.rcpt[1], "z@y.example");
+	check_out(&m, ba_buf_str(&big));
+	assert_true(ba_spool_flags(m.spool) & BA_SPOOL_LONG_LINE);
+	ba_msg_read_release(&m);
+	ba_buf_release(&big);
+}
+
+static void test_msg_read__spool_to_file(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_DOTS_ARE_DATA;
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	o.mem_max = 1000;
+	struct ba_buf in = BA_BUF_INIT;
+	ba_buf_addstr(&in, "Subject: big\n\n");
+	for (int i = 0; i < 20000; i++)
+		ba_buf_addf(&in, "line %d \xc3\xa9 bare\rcr\n", i);
+	assert_int_equal(run(&m, ba_buf_str(&in), &o, &err), 0);
+	assert_int_equal(ba_spool_size(m.spool), in.len);
+	/* 20000 bare LFs and 20000 bare CRs, one LF after the header and the blank line */
+	assert_int_equal(ba_spool_wire_size(m.spool), in.len + 40002);
+	unsigned f = ba_spool_flags(m.spool);
+	assert_true(f & BA_SPOOL_8BIT);
+	assert_true(f & BA_SPOOL_BARE_CR);
+	assert_false(f & BA_SPOOL_LONG_LINE);
+	for (int round = 0; round < 2; round++) { /* rewindable */
+		size_t len;
+		char *got = slurp(m.spool, &len);
+		assert_int_equal(len, in.len);
+		assert_memory_equal(got, in.data, len);
+		free(got);
+	}
+	ba_msg_read_release(&m);
+	/* the same without -i: the dots-end path through the line reader */
+	o.flags = 0;
+	assert_int_equal(run(&m, ba_buf_str(&in), &o, &err), 0);
+	assert_int_equal(ba_spool_size(m.spool), in.len);
+	ba_msg_read_release(&m);
+	/* a spool directory that does not exist */
+	setenv("TMPDIR", "/nonexistent/dir", 1);
+	assert_int_equal(run(&m, ba_buf_str(&in), &o, &err), -1);
+	assert_int_equal(err.code, EX_CANTCREAT);
+	unsetenv("TMPDIR");
+	ba_buf_release(&in);
+}
+
+static void test_msg_read__addr_list(void **state)
+{
+	(void)state;
+	char **v = NULL;
+	size_t n = 0;
+	struct ba_err err = BA_ERR_INIT;
+	const char *s = "<@route.example,@r2.example:a@b.example>, \"odd local\"@c.example, "
+	                "empty:;, (only a comment), d@e.example (x (nested) y)";
+	assert_int_equal(ba_msg_addr_list(&v, &n, "To", s, strlen(s), &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0], "a@b.example");
+	assert_string_equal(v[1], "\"odd local\"@c.example");
+	assert_string_equal(v[2], "d@e.example");
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	v = NULL;
+	n = 0;
+	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "a@b (unclosed", 13, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "x\"y", 3, &err), -1);
+	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "a>", 2, &err), -1);
+	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "a@b, \0", 6, &err), -1);
+	assert_non_null(strstr(err.text, "control character"));
+	assert_int_equal(ba_msg_addr_list(&v, &n, "Cc", "a\x1b@b", 5, &err), -1);
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_msg_read__t_and_bcc),
+		cmocka_unit_test(test_msg_read__resent),
+		cmocka_unit_test(test_msg_read__generated_fields),
+		cmocka_unit_test(test_msg_read__lone_dot),
+		cmocka_unit_test(test_msg_read__odd_headers),
+		cmocka_unit_test(test_msg_read__spool_to_file),
+		cmocka_unit_test(test_msg_read__addr_list),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
