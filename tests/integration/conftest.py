@@ -34,7 +34,7 @@ def build_dir():
 # BA_VALGRIND=1: every run of bluearrow goes through valgrind memcheck
 VALGRIND = ["/usr/bin/valgrind", "--error-exitcode=99", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--track-fds=no", "-q"]
-BA_PROGRAMS = ("bluearrow", "sendmail", "bluearrow-sendmail")
+BA_PROGRAMS = ("bluearrow", "sendmail", "bluearrow-sendmail", "mailq")
 
 
 def _valgrind_build_dir():
