@@ -24,10 +24,11 @@ struct result {
 	struct ba_err err;
 };
 
-static void run(struct result *r, const char *s, size_t n, size_t step, unsigned flags)
+static void run(struct result *r, const char *s, size_t n, size_t step, unsigned flags,
+                size_t max_total)
 {
 	struct ba_header_parser p;
-	ba_header_parser_init(&p, 4096, 64, flags);
+	ba_header_parser_init(&p, max_total, 64, flags);
 	size_t off = 0;
 	r->rc = 0;
 	ba_err_clear(&r->err);
@@ -58,8 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)data + 1;
 	size_t n = size - 1;
 	struct result whole, parts;
-	run(&whole, s, n, 0, flags);
-	run(&parts, s, n, step, flags);
+	run(&whole, s, n, 0, flags, 4096);
+	run(&parts, s, n, step, flags, 4096);
 	CHECK(whole.rc == parts.rc);
 	CHECK(!strcmp(whole.err.text, parts.err.text));
 	if (whole.rc >= 0) {
@@ -75,7 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(ba_header_list_write(&out, &whole.fields, "\r\n", &err) == 0);
 		ba_buf_addstr(&out, "\r\n");
 		struct result again;
-		run(&again, out.data, out.len, 0, 0);
+		/* no size limit here: LF line ends written as CRLF make the header longer */
+		run(&again, out.data, out.len, 0, 0, 0);
 		CHECK(again.rc == 1 && again.body == out.len);
 		CHECK(again.fields.n == whole.fields.n);
 		for (size_t i = 0; i < whole.fields.n; i++) {
@@ -92,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						start = j + 1;
 					}
 				struct result one;
-				run(&one, w.data, w.len, 0, 0);
+				run(&one, w.data, w.len, 0, 0, 0);
 				CHECK(one.rc == 0 && one.fields.n == 1);
 				CHECK(ba_header_field_unfold(&u2, &one.fields.v[0], &err) == 0);
 				CHECK(!strcmp(ba_buf_str(&u2), ba_buf_str(&u)));
