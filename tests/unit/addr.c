@@ -268,6 +268,7 @@ static void test_addr__quoted_literal_utf8(void **state)
 	const struct want eq[] = { { NULL, "a", "b.test", NULL } };
 	parse_ok("\"\" <a@b.test>", 0, eq, 1);
 	parse_fails("\"\"<", "invalid address '\"\"<' at column 4: empty address");
+	parse_fails("\"\"@b.test", "invalid address '\"\"@b.test' at column 1: empty local part");
 	/* empty input and CFWS only: an empty list */
 	parse_ok("", 0, NULL, 0);
 	parse_ok("  (nothing) ", 0, NULL, 0);
