@@ -812,22 +812,105 @@ static int is_ascii(const char *s)
 	return 1;
 }
 
+#define IDN_FLAGS (IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT)
+#define LABEL_MAX 63
+#define DOMAIN_MAX 253
+
+/*
+ * Checks an A-label (RFC 5890 §2.3.2.1: "xn--" and the Punycode of a valid
+ * U-label): lab[0..n) lowercased must decode and encode back to itself.
+ * Returns 0, or an idn2 error code (IDN2_OK never), or 1 when the round
+ * trip gives another label (not the canonical form of a valid U-label).
+ */
+static int check_a_label(const char *lab, size_t n)
+{
+	char low[LABEL_MAX + 1];
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)(lab[i] >= 'A' && lab[i] <= 'Z' ? lab[i] + 32 : lab[i]);
+	low[n] = '\0';
+	char *u = NULL, *back = NULL;
+	int rc = idn2_to_unicode_8z8z(low, &u, 0);
+	if (rc == IDN2_OK)
+		rc = idn2_to_ascii_8z(u, &back, IDN_FLAGS);
+	if (rc == IDN2_OK && strcmp(back, low) != 0)
+		rc = 1;
+	idn2_free(u);
+	idn2_free(back);
+	return rc;
+}
+
+/*
+ * Checks the ASCII form of a domain (RFC 5321 §4.1.2 sub-domain = Let-dig
+ * [Ldh-str], RFC 1035 §2.3.4 lengths: labels of 1..63 octets, 253 octets in
+ * all without a root dot) and its A-labels.  Errors name the domain as the
+ * caller gave it (name).
+ */
+static int check_ascii_domain(const char *d, const char *name, struct ba_err *err)
+{
+	size_t n = strlen(d);
+	if (n == 0)
+		return ba_err_set(err, EX_DATAERR, "invalid domain '%s': empty", name);
+	if (n > DOMAIN_MAX)
+		return ba_err_set(err, EX_DATAERR, "invalid domain '%s': longer than %d octets",
+		                  name, DOMAIN_MAX);
+	for (const char *lab = d;;) {
+		size_t len = strcspn(lab, ".");
+		if (len == 0)
+			return ba_err_set(err, EX_DATAERR, "invalid domain '%s': empty label", name);
+		if (len > LABEL_MAX)
+			return ba_err_set(err, EX_DATAERR,
+			                  "invalid domain '%s': label longer than %d octets", name,
+			                  LABEL_MAX);
+		for (size_t i = 0; i < len; i++) {
+			unsigned char c = (unsigned char)lab[i];
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			      (c >= '0' && c <= '9') || c == '-'))
+				return ba_err_set(err, EX_DATAERR,
+				                  "invalid domain '%s': character 0x%02x in label '%.*s'",
+				                  name, c, (int)len, lab);
+		}
+		if (lab[0] == '-' || lab[len - 1] == '-')
+			return ba_err_set(err, EX_DATAERR,
+			                  "invalid domain '%s': label '%.*s' begins or ends with '-'",
+			                  name, (int)len, lab);
+		if (len >= 4 && (lab[0] | 0x20) == 'x' && (lab[1] | 0x20) == 'n' && lab[2] == '-' &&
+		    lab[3] == '-') {
+			int rc = check_a_label(lab, len);
+			if (rc != 0)
+				return ba_err_set(err, EX_DATAERR,
+				                  "invalid domain '%s': label '%.*s' is not a valid A-label%s%s",
+				                  name, (int)len, lab, rc == 1 ? "" : ": ",
+				                  rc == 1 ? "" : idn2_strerror(rc));
+		}
+		if (!lab[len])
+			return 0;
+		lab += len + 1;
+	}
+}
+
 int ba_addr_domain_to_ascii(struct ba_buf *out, const char *domain, struct ba_err *err)
 {
-	if (domain[0] == '[' || is_ascii(domain)) {
+	/* a domain literal is left to the parser that made it (RFC 5321 §4.1.3) */
+	if (domain[0] == '[') {
 		if (ba_buf_addstr(out, domain) < 0)
 			return ba_err_set(err, EX_OSERR, "out of memory");
 		return 0;
 	}
-	/* IDNA2008 (RFC 5891) with the UTS #46 mapping, non-transitional */
 	char *ascii = NULL;
-	int rc = idn2_to_ascii_8z(domain, &ascii, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
-	if (rc != IDN2_OK)
-		return ba_err_set(err, EX_DATAERR, "invalid domain '%s': %s", domain,
-		                  idn2_strerror(rc));
-	rc = ba_buf_addstr(out, ascii);
+	if (!is_ascii(domain)) {
+		/* IDNA2008 (RFC 5891) with the UTS #46 mapping, non-transitional */
+		int rc = idn2_to_ascii_8z(domain, &ascii, IDN_FLAGS);
+		if (rc != IDN2_OK)
+			return ba_err_set(err, EX_DATAERR, "invalid domain '%s': %s", domain,
+			                  idn2_strerror(rc));
+	}
+	/* ASCII labels pass libidn2 unchecked ("a..b", "ex ample"): check the
+	 * result whatever its origin */
+	int rc = check_ascii_domain(ascii ? ascii : domain, domain, err);
+	if (rc == 0 && ba_buf_addstr(out, ascii ? ascii : domain) < 0)
+		rc = ba_err_set(err, EX_OSERR, "out of memory");
 	idn2_free(ascii);
-	return rc < 0 ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+	return rc;
 }
 
 /* 1 if s holds a C0 control or DEL */

@@ -186,20 +186,25 @@ int ba_header_write_field(struct ba_buf *out, const char *name, const char *valu
 	ba_buf_addstr(out, name);
 	ba_buf_addch(out, ':');
 	size_t col = strlen(name) + 1;
-	if (*value && *value != ' ' && *value != '\t') {
-		ba_buf_addch(out, ' ');
-		col++;
-	}
-	int words = 0; /* words on the current line: folding before the first is useless */
+	/* the space put after the colon counts as the white space before the
+	 * first word: a fold can go there too */
+	int sep = *value && *value != ' ' && *value != '\t';
+	int words = 0; /* words on the current line */
 	const char *p = value;
 	while (*p) {
 		/* a token is white space followed by a word; folds go before the white space */
 		size_t ws = strspn(p, " \t");
 		size_t wl = strcspn(p + ws, " \t");
-		size_t tl = ws + wl;
-		if (ws && wl && words && (col + tl > FOLD_COL || col + tl > BA_HEADER_LINE_MAX)) {
+		size_t tl = (size_t)sep + ws + wl;
+		/* fold at 78 when the line has a word already (folding before the
+		 * first word would not shorten anything), and before any word that
+		 * would pass 998 here: on a line of its own the token fits if
+		 * white space + word <= 998 (RFC 5322 §2.1.1, §2.2.3) */
+		if ((sep || ws) && wl &&
+		    ((words && col + tl > FOLD_COL) || col + tl > BA_HEADER_LINE_MAX)) {
 			ba_buf_addstr(out, eol);
 			col = 0;
+			words = 0;
 		}
 		if (col + tl > BA_HEADER_LINE_MAX) {
 			ba_buf_truncate(out, start);
@@ -207,11 +212,14 @@ int ba_header_write_field(struct ba_buf *out, const char *name, const char *valu
 			                  "header field '%s' has a word too long for a %d-octet line",
 			                  name, BA_HEADER_LINE_MAX);
 		}
-		ba_buf_add(out, p, tl);
+		if (sep)
+			ba_buf_addch(out, ' ');
+		ba_buf_add(out, p, ws + wl);
 		col += tl;
 		if (wl)
 			words++;
-		p += tl;
+		p += ws + wl;
+		sep = 0;
 	}
 	ba_buf_addstr(out, eol);
 	if (ba_buf_failed(out))
@@ -276,10 +284,6 @@ static int flush_field(struct ba_header_parser *p, struct ba_err *err)
 {
 	if (!p->field.len)
 		return 0;
-	if (p->max_fields && p->fields.n >= p->max_fields) {
-		p->state = ST_FAILED;
-		return ba_err_set(err, EX_DATAERR, "more than %zu header fields", p->max_fields);
-	}
 	const char *f = p->field.data;
 	size_t nl = p->name_len;
 	/* the value starts after the colon, which follows the name and optional WSP */
@@ -343,6 +347,9 @@ static int do_line(struct ba_header_parser *p, const char *s, size_t n, size_t l
 		ok = (unsigned char)s[i] >= 33 && (unsigned char)s[i] <= 126;
 	if (!ok)
 		return fail(p, err, "invalid header field name '%.*s'", (int)(colon - s), s);
+	/* the line starting one field too many is named, whatever follows it */
+	if (p->max_fields && p->fields.n >= p->max_fields)
+		return fail(p, err, "more than %zu header fields", p->max_fields);
 	p->name_len = nl;
 	ba_buf_add(&p->field, s, n);
 	if (ba_buf_failed(&p->field)) {
@@ -354,18 +361,31 @@ static int do_line(struct ba_header_parser *p, const char *s, size_t n, size_t l
 
 /*
  * Checks the next piece of the current line (take octets, the last one an
- * LF if lf) for a NUL byte, a line over 998 octets and the total bound.
- * The error reported is the one whose octet comes first in the input, so
- * that it does not depend on how the input was split into chunks.
+ * LF if lf) for a NUL byte, a bare CR, a line over 998 octets and the total
+ * bound.  The error reported is the one whose octet comes first in the
+ * input, so that neither it nor its line number depends on how the input
+ * was split into chunks.
  */
 static int check_piece(struct ba_header_parser *p, const char *s, size_t take, int lf,
                        struct ba_err *err)
 {
 	size_t len = take - (lf ? 1 : 0), held = p->line.len, none = (size_t)-1;
-	size_t pos_nul = none, pos_line = none, pos_total = none;
+	size_t pos_nul = none, pos_cr = none, pos_line = none, pos_total = none;
+	/* RFC 5322 §2.2: a CR only as part of CRLF.  A CR that ended the piece
+	 * before is bare unless this piece starts with the LF; it was checked
+	 * against every other error then, so it comes first. */
+	if (held && p->line.data[held - 1] == '\r' && take && s[0] != '\n')
+		return fail(p, err, "bare CR (not followed by LF) in header");
 	const char *z = memchr(s, '\0', len);
 	if (z)
 		pos_nul = (size_t)(z - s);
+	/* a CR before the last octet of the piece is followed by something other
+	 * than LF; a CR as the last octet is decided by what follows */
+	for (size_t j = 0; j + 1 < len; j++)
+		if (s[j] == '\r') {
+			pos_cr = j;
+			break;
+		}
 	/* RFC 5322 §2.1.1: 998 octets and CR; a 999th octet is fine only if it is
 	 * the CR of the line end */
 	if (held + len > BA_HEADER_LINE_MAX + 1) {
@@ -377,14 +397,16 @@ static int check_piece(struct ba_header_parser *p, const char *s, size_t take, i
 	}
 	if (p->max_total && p->total + take > p->max_total)
 		pos_total = p->max_total - p->total;
-	if (pos_nul != none && pos_nul <= pos_line && pos_nul <= pos_total)
+	/* ties: a NUL past a limit is reported as a NUL (found in any piece); a
+	 * CR past a limit as the limit (a CR ending a piece is not judged yet) */
+	if (pos_nul != none && pos_nul <= pos_line && pos_nul <= pos_total && pos_nul < pos_cr)
 		return fail(p, err, "NUL byte in header");
+	if (pos_cr != none && pos_cr < pos_line && pos_cr < pos_total && pos_cr < pos_nul)
+		return fail(p, err, "bare CR (not followed by LF) in header");
 	if (pos_line != none && pos_line <= pos_total)
 		return fail(p, err, "line longer than %d octets", BA_HEADER_LINE_MAX);
-	if (pos_total != none) {
-		p->state = ST_FAILED;
-		return ba_err_set(err, EX_DATAERR, "header larger than %zu octets", p->max_total);
-	}
+	if (pos_total != none)
+		return fail(p, err, "header larger than %zu octets", p->max_total);
 	return 0;
 }
 

@@ -87,9 +87,13 @@ static int route_params(ba_route *r, const struct ba_account *acc, const struct 
 		if (!acc->user || !*acc->user)
 			return ba_err_set(err, EX_CONFIG, "account '%s': auth is on but user is not set",
 			                  acc->name);
-		if (ba_secret_password(&r->password, &src, acc, err) < 0)
+		/* EXTERNAL: the credential is the TLS client certificate (RFC 4422 App. A) */
+		int external = acc->auth_method && strcasecmp(acc->auth_method, "external") == 0;
+		if (external)
+			src = BA_SECRET_NONE;
+		else if (ba_secret_password(&r->password, &src, acc, err) < 0)
 			return -1;
-		if (src == BA_SECRET_NONE)
+		if (src == BA_SECRET_NONE && !external)
 			return ba_err_set(err, EX_CONFIG,
 			                  "account '%s': auth is on but no password is configured "
 			                  "(password, passwordeval or netrc)",

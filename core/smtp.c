@@ -531,7 +531,13 @@ static void auth_cancel(ba_session *s)
 		read_reply(s, 0, &ignored);
 }
 
-static int auth_choose(ba_session *s, enum ba_sasl_mech *mech, struct ba_err *err)
+static int is_scram_plus(enum ba_sasl_mech m)
+{
+	return m == BA_SASL_SCRAM_SHA_1_PLUS || m == BA_SASL_SCRAM_SHA_256_PLUS;
+}
+
+/* have_cb: channel binding data of the TLS session could be obtained (for -PLUS) */
+static int auth_choose(ba_session *s, int have_cb, enum ba_sasl_mech *mech, struct ba_err *err)
 {
 	const struct ba_smtp_params *p = s->p;
 	int tls = !!(s->caps & BA_CAP_TLS_ACTIVE);
@@ -543,6 +549,11 @@ static int auth_choose(ba_session *s, enum ba_sasl_mech *mech, struct ba_err *er
 		if (!list_has(s->auth_list, ba_sasl_mech_name(*mech)))
 			return ba_err_set(err, EX_NOPERM, "server does not offer AUTH %s (it offers '%s')",
 			                  ba_sasl_mech_name(*mech), s->auth_list);
+		if (is_scram_plus(*mech) && !have_cb)
+			return ba_err_set(err, EX_NOPERM,
+			                  "AUTH %s needs TLS channel binding, which this connection "
+			                  "does not provide",
+			                  ba_sasl_mech_name(*mech));
 		if ((ba_sasl_mech_is_cleartext(*mech) || ba_sasl_mech_uses_token(*mech)) && !cleartext_ok)
 			return ba_err_set(err, EX_NOPERM,
 			                  "refusing AUTH %s without TLS: the password would be sent in "
@@ -557,7 +568,7 @@ static int auth_choose(ba_session *s, enum ba_sasl_mech *mech, struct ba_err *er
 		f |= BA_SASL_HAVE_TOKEN;
 	if (tls && (p->flags & BA_SMTP_CLIENT_CERT))
 		f |= BA_SASL_HAVE_CERT;
-	if (tls && p->tls_binding)
+	if (have_cb)
 		f |= BA_SASL_HAVE_CB;
 	*mech = ba_sasl_pick(s->auth_list, f);
 	if (*mech == BA_SASL_NONE)
@@ -641,24 +652,41 @@ static int do_auth(ba_session *s, struct ba_err *err)
 	if (!(s->caps & BA_CAP_AUTH))
 		return ba_err_set(err, EX_NOPERM, "server does not offer authentication (AUTH)%s",
 		                  s->caps & BA_CAP_TLS_ACTIVE ? "" : " before TLS");
-	enum ba_sasl_mech mech;
-	if (auth_choose(s, &mech, err) < 0)
-		return -1;
-	smtp_set_state(s, ST_AUTH);
+	/*
+	 * Channel binding data first: -PLUS is chosen only when it can be had
+	 * (tls-unique on TLS 1.2, tls-exporter on TLS 1.3: RFC 9266 §3).
+	 */
 	struct ba_buf cb;
 	ba_buf_init(&cb, 0);
 	const char *cbtype = NULL;
+	int have_cb = (s->caps & BA_CAP_TLS_ACTIVE) && p->tls_binding &&
+	              p->tls_binding(p->tls_ctx, s->stream, &cb, &cbtype) == 0 && cb.len > 0;
+	enum ba_sasl_mech mech;
+	if (auth_choose(s, have_cb, &mech, err) < 0) {
+		ba_buf_release(&cb);
+		return -1;
+	}
+	smtp_set_state(s, ST_AUTH);
 	struct ba_sasl_params sp = { 0 };
 	sp.mech = mech;
 	sp.user = p->user;
 	sp.password = p->password;
 	sp.host = p->host;
 	sp.port = p->port;
-	if ((s->caps & BA_CAP_TLS_ACTIVE) && p->tls_binding &&
-	    (mech == BA_SASL_SCRAM_SHA_1_PLUS || mech == BA_SASL_SCRAM_SHA_256_PLUS ||
-	     ((mech == BA_SASL_SCRAM_SHA_1 || mech == BA_SASL_SCRAM_SHA_256) &&
-	      !strstr(s->auth_list, "-PLUS") && !strstr(s->auth_list, "-plus"))) &&
-	    p->tls_binding(p->tls_ctx, s->stream, &cb, &cbtype) == 0) {
+	/*
+	 * EXTERNAL: the identity comes from the certificate; the user is sent as
+	 * the authorization identity (RFC 4422 App. A), as msmtp does
+	 */
+	if (mech == BA_SASL_EXTERNAL)
+		sp.authzid = p->user;
+	/*
+	 * RFC 5802 §6: data for -PLUS ("p="); for plain SCRAM only when the
+	 * server offers no -PLUS at all, so the flag is "y" (a server that has
+	 * -PLUS takes "y" for a downgrade and fails, so "n" then)
+	 */
+	if (have_cb && (is_scram_plus(mech) ||
+	                ((mech == BA_SASL_SCRAM_SHA_1 || mech == BA_SASL_SCRAM_SHA_256) &&
+	                 !strstr(s->auth_list, "-PLUS") && !strstr(s->auth_list, "-plus")))) {
 		sp.cb_data = (const unsigned char *)cb.data;
 		sp.cb_len = cb.len;
 		sp.cb_type = cbtype;

@@ -61,6 +61,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				struct ba_buf spec = BA_BUF_INIT;
 				CHECK(ba_addr_spec_format(&spec, a, 0, &err) == 0);
 				ba_buf_release(&spec);
+				/* an ASCII form is LDH (or a literal) and converts to itself */
+				struct ba_buf d = BA_BUF_INIT, d2 = BA_BUF_INIT;
+				if (ba_addr_domain_to_ascii(&d, a->domain, &err) == 0) {
+					const char *t = ba_buf_str(&d);
+					if (t[0] != '[')
+						CHECK(strspn(t, "abcdefghijklmnopqrstuvwxyz"
+						                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") == d.len &&
+						      d.len <= 253);
+					CHECK(ba_addr_domain_to_ascii(&d2, t, &err) == 0);
+					CHECK(!strcmp(ba_buf_str(&d2), t));
+				}
+				ba_buf_release(&d);
+				ba_buf_release(&d2);
 			}
 		}
 		roundtrip(&l, "\r\n");

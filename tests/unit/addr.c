@@ -459,6 +459,86 @@ static void test_addr__idn_vectors(void **state)
 	assert_int_equal(ba_addr_domain_to_ascii(&b, "ü-.de", &err), -1);
 	assert_non_null(strstr(err.text, "invalid domain 'ü-.de': "));
 	assert_int_equal(b.len, 0);
+	/* ASCII domains are checked too (LDH labels of 1..63 octets, 253 in all,
+	 * A-labels that decode), and so is the result of a conversion */
+	static const struct {
+		const char *in, *why;
+	} bad[] = {
+		{ "a..b", "empty label" },
+		{ ".example.com", "empty label" },
+		{ "example.com.", "empty label" },
+		{ "", "empty" },
+		{ "ex ample.com", "character 0x20 in label 'ex ample'" },
+		{ "a_b.example", "character 0x5f in label 'a_b'" },
+		{ "a@b.example", "character 0x40 in label 'a@b'" },
+		{ "-a.de", "label '-a' begins or ends with '-'" },
+		{ "a-.de", "label 'a-' begins or ends with '-'" },
+		{ "xn--zz.de", "label 'xn--zz' is not a valid A-label: " },
+		{ "XN--ZZ.de", "label 'XN--ZZ' is not a valid A-label: " },
+		{ "xn--.de", "label 'xn--' begins or ends with '-'" },
+		{ "xn--a.de", "label 'xn--a' is not a valid A-label" },
+		{ "xn--ls8h.de", "label 'xn--ls8h' is not a valid A-label: " }, /* U+1F4A9 */
+		{ "xn--abc-def.de", "label 'xn--abc-def' is not a valid A-label: " }, /* bidi */
+		{ "münchen..de", "empty label" },
+		{ "münchen.ex ample.de", "character 0x20 in label 'ex ample'" },
+		{ "münchen.xn--zz.de", "" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char want[300];
+		snprintf(want, sizeof want, "invalid domain '%s': %s", bad[i].in, bad[i].why);
+		if (ba_addr_domain_to_ascii(&b, bad[i].in, &err) == 0)
+			fail_msg("'%s' accepted as '%s'", bad[i].in, ba_buf_str(&b));
+		assert_int_equal(err.code, EX_DATAERR);
+		if (strncmp(err.text, want, strlen(want)) != 0)
+			fail_msg("'%s': error '%s', expected '%s...'", bad[i].in, err.text, want);
+		assert_int_equal(b.len, 0);
+	}
+	/* the length limits: 63-octet labels, 253 octets (RFC 1035 §2.3.4) */
+	char d[300];
+	memset(d, 'a', 63);
+	memcpy(d + 63, ".de", 4);
+	assert_int_equal(ba_addr_domain_to_ascii(&b, d, &err), 0);
+	assert_string_equal(ba_buf_str(&b), d);
+	ba_buf_reset(&b);
+	memset(d, 'a', 64);
+	memcpy(d + 64, ".de", 4);
+	assert_int_equal(ba_addr_domain_to_ascii(&b, d, &err), -1);
+	assert_non_null(strstr(err.text, "': label longer than 63 octets"));
+	for (size_t len = 252; len <= 254; len++) {
+		/* labels "aaa.": 63 + 1 per label */
+		for (size_t i = 0; i < len; i++)
+			d[i] = (i + 1) % 64 == 0 ? '.' : 'a';
+		d[len] = '\0';
+		int r = ba_addr_domain_to_ascii(&b, d, &err);
+		if (len <= 253) {
+			assert_int_equal(r, 0);
+			assert_int_equal(b.len, len);
+		} else {
+			assert_int_equal(r, -1);
+			assert_non_null(strstr(err.text, "': longer than 253 octets"));
+		}
+		ba_buf_reset(&b);
+	}
+	/* valid A-labels, in any case, are kept as given; a single label is fine */
+	const char *good[] = { "XN--MNCHEN-3YA.DE", "xn--55qx5d.xn--fiqs8s", "xn--fa-hia.de",
+		               "localhost", "a-b.c0.example", "1.2.3.4.example" };
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+		if (ba_addr_domain_to_ascii(&b, good[i], &err) < 0)
+			fail_msg("'%s': %s", good[i], err.text);
+		assert_string_equal(ba_buf_str(&b), good[i]);
+		ba_buf_reset(&b);
+	}
+	/* a domain literal is not a host name: left as it is */
+	assert_int_equal(ba_addr_domain_to_ascii(&b, "[IPv6:2001:db8::1]", &err), 0);
+	assert_string_equal(ba_buf_str(&b), "[IPv6:2001:db8::1]");
+	ba_buf_reset(&b);
+	/* through the spec renderer (the envelope path) */
+	struct ba_addr dd = { NULL, "x", "a..b", NULL };
+	assert_int_equal(ba_addr_spec_format(&b, &dd, BA_ADDR_ASCII, &err), -1);
+	assert_string_equal(err.text, "invalid domain 'a..b': empty label");
+	assert_int_equal(b.len, 0);
+	assert_int_equal(ba_addr_spec_format(&b, &dd, 0, &err), 0); /* UTF-8 kept: not converted */
+	ba_buf_reset(&b);
 	/* through the renderer: the domain error names the domain */
 	struct ba_addr a = { NULL, "x", "☃.com", NULL };
 	size_t col = 0;

@@ -40,10 +40,24 @@ static char *dump(const struct ba_header_list *l)
 	return ba_buf_detach(&b, NULL);
 }
 
+/* Parses msg in two pushes, split at cut, then finishes; returns the result. */
+static int parse_cut(struct ba_header_parser *p, const char *msg, size_t n, size_t cut,
+                     struct ba_err *err)
+{
+	size_t used;
+	int r = ba_header_parser_push(p, msg, cut, &used, err);
+	if (r == 0)
+		r = ba_header_parser_push(p, msg + cut, n - cut, &used, err);
+	if (r == 0)
+		r = ba_header_parser_finish(p, err);
+	return r;
+}
+
+/* Asserts that msg fails with text, fed whole, in steps of 1..3 and split in two anywhere. */
 static void parse_fails(const char *msg, size_t n, size_t max_total, size_t max_fields,
                         unsigned flags, const char *text)
 {
-	for (size_t step = 0; step < 3; step++) {
+	for (size_t step = 0; step < 4; step++) {
 		struct ba_header_parser p;
 		struct ba_err err = BA_ERR_INIT;
 		size_t body;
@@ -52,6 +66,15 @@ static void parse_fails(const char *msg, size_t n, size_t max_total, size_t max_
 		assert_int_equal(err.code, EX_DATAERR);
 		if (strcmp(err.text, text))
 			fail_msg("step %zu: error '%s', expected '%s'", step, err.text, text);
+		ba_header_parser_release(&p);
+	}
+	for (size_t cut = 0; cut <= n; cut++) {
+		struct ba_header_parser p;
+		struct ba_err err = BA_ERR_INIT;
+		ba_header_parser_init(&p, max_total, max_fields, flags);
+		assert_int_equal(parse_cut(&p, msg, n, cut, &err), -1);
+		if (strcmp(err.text, text))
+			fail_msg("cut at %zu: error '%s', expected '%s'", cut, err.text, text);
 		ba_header_parser_release(&p);
 	}
 }
@@ -277,7 +300,7 @@ static void test_header__bounds(void **state)
 	line[1150] = '\n';
 	parse_fails(line, 1151, 0, 0, 0, "line 1: line longer than 998 octets");
 	parse_fails(line, 1151, 1050, 0, 0, "line 1: line longer than 998 octets");
-	parse_fails(line, 1151, 900, 0, 0, "header larger than 900 octets");
+	parse_fails(line, 1151, 900, 0, 0, "line 1: header larger than 900 octets");
 	line[500] = '\0';
 	parse_fails(line, 1151, 0, 0, 0, "line 1: NUL byte in header");
 	/* too many fields, too many octets */
@@ -285,8 +308,11 @@ static void test_header__bounds(void **state)
 	for (int i = 0; i < 20; i++)
 		ba_buf_addf(&m, "X-F%d: v\r\n", i);
 	ba_buf_addstr(&m, "\r\n");
-	parse_fails(m.data, m.len, 0, 10, 0, "more than 10 header fields");
-	parse_fails(m.data, m.len, 100, 0, 0, "header larger than 100 octets");
+	/* the line starting field 11; the line holding octet 101 (lines 1-10 are
+	 * 9 octets each, line 11 is 10) */
+	parse_fails(m.data, m.len, 0, 10, 0, "line 11: more than 10 header fields");
+	parse_fails(m.data, m.len, 100, 0, 0, "line 12: header larger than 100 octets");
+	parse_fails(m.data, m.len, 99, 0, 0, "line 11: header larger than 99 octets");
 	struct ba_header_parser p;
 	struct ba_err err = BA_ERR_INIT;
 	size_t body;
@@ -306,6 +332,198 @@ static void test_header__bounds(void **state)
 	assert_string_equal(err.text, "line 1: line longer than 998 octets");
 	ba_header_parser_release(&p);
 	ba_buf_release(&m);
+}
+
+static void test_header__bare_cr_is_an_error(void **state)
+{
+	(void)state;
+	/* RFC 5322 §2.2: CR only in CRLF.  The reviewer's case: kept as data it
+	 * made a list that ba_header_list_append() refuses and that
+	 * ba_header_list_write() wrote with the bare CR in it */
+	const char m1[] = "Subject: x\r\rTo: y\n\n";
+	parse_fails(m1, sizeof m1 - 1, 0, 0, 0, "line 1: bare CR (not followed by LF) in header");
+	const char m2[] = "A: 1\r\nB: x\ry\r\n\r\n";
+	parse_fails(m2, sizeof m2 - 1, 0, 0, 0, "line 2: bare CR (not followed by LF) in header");
+	/* CR CR LF: the first CR is bare; in a continuation line and the empty line too */
+	const char m3[] = "A: 1\r\r\n b\r\n\r\n";
+	parse_fails(m3, sizeof m3 - 1, 0, 0, 0, "line 1: bare CR (not followed by LF) in header");
+	const char m4[] = "A: 1\r\n b\rc\r\n\r\n";
+	parse_fails(m4, sizeof m4 - 1, 0, 0, 0, "line 2: bare CR (not followed by LF) in header");
+	const char m5[] = "A: 1\r\n\r\r\nbody";
+	parse_fails(m5, sizeof m5 - 1, 0, 0, 0, "line 2: bare CR (not followed by LF) in header");
+	const char m6[] = "From x\ry\nA: 1\n\n";
+	parse_fails(m6, sizeof m6 - 1, 0, 0, BA_HEADER_SKIP_MBOX_FROM,
+	            "line 1: bare CR (not followed by LF) in header");
+	/* the first fault of a line wins: CR before NUL, NUL before CR */
+	const char m7[] = "A: x\ry\0z\n\n";
+	parse_fails(m7, sizeof m7 - 1, 0, 0, 0, "line 1: bare CR (not followed by LF) in header");
+	const char m8[] = "A: x\0y\rz\n\n";
+	parse_fails(m8, sizeof m8 - 1, 0, 0, 0, "line 1: NUL byte in header");
+	/* a limit reached at the CR itself or before it wins, after it loses */
+	const char m9[] = "A: 12345\rx\n\n"; /* the CR is octet 9 */
+	parse_fails(m9, sizeof m9 - 1, 8, 0, 0, "line 1: header larger than 8 octets");
+	parse_fails(m9, sizeof m9 - 1, 9, 0, 0, "line 1: bare CR (not followed by LF) in header");
+
+	/* a bare CR in the body is not the parser's business */
+	struct ba_header_parser p;
+	struct ba_err err = BA_ERR_INIT;
+	const char ok[] = "A: 1\r\n\r\nbo\rdy\r";
+	for (size_t cut = 0; cut < sizeof ok; cut++) {
+		size_t used;
+		ba_header_parser_init(&p, 0, 0, 0);
+		int r = ba_header_parser_push(&p, ok, cut, &used, &err);
+		if (r == 0)
+			r = ba_header_parser_push(&p, ok + cut, sizeof ok - 1 - cut, &used, &err);
+		assert_int_equal(r, 1);
+		assert_int_equal(p.fields.n, 1);
+		ba_header_parser_release(&p);
+	}
+	/* a CR as the last octet of the input ends the last line (no LF at EOF) */
+	const char eof[] = "A: 1\r\nB: 2\r";
+	for (size_t cut = 0; cut < sizeof eof; cut++) {
+		ba_header_parser_init(&p, 0, 0, 0);
+		assert_int_equal(parse_cut(&p, eof, sizeof eof - 1, cut, &err), 0);
+		assert_int_equal(p.fields.n, 2);
+		assert_string_equal(p.fields.v[1].value, " 2");
+		ba_header_parser_release(&p);
+	}
+}
+
+static void test_header__limit_errors_name_the_line(void **state)
+{
+	(void)state;
+	/* lines: "A: 1\n" octets 0-4, "B: 2\n" 5-9, " c\n" 10-12, "D: 4\n" 13-17 */
+	const char m[] = "A: 1\nB: 2\n c\nD: 4\n\nbody";
+	parse_fails(m, sizeof m - 1, 9, 0, 0, "line 2: header larger than 9 octets");
+	parse_fails(m, sizeof m - 1, 10, 0, 0, "line 3: header larger than 10 octets");
+	parse_fails(m, sizeof m - 1, 17, 0, 0, "line 4: header larger than 17 octets");
+	parse_fails(m, sizeof m - 1, 18, 0, 0, "line 5: header larger than 18 octets");
+	parse_fails(m, sizeof m - 1, 0, 2, 0, "line 4: more than 2 header fields");
+	parse_fails(m, sizeof m - 1, 0, 1, 0, "line 2: more than 1 header fields");
+	/* a field that is too many and too large: the octet limit comes first */
+	parse_fails(m, sizeof m - 1, 15, 2, 0, "line 4: header larger than 15 octets");
+	/* the reviewer's case: the NUL is within the limit, so it is the error */
+	const char n[] = "Subject: 0123456789012345678901234567\0x\r\n\r\n";
+	parse_fails(n, sizeof n - 1, 40, 3, 0, "line 1: NUL byte in header");
+	parse_fails(n, sizeof n - 1, 30, 3, 0, "line 1: header larger than 30 octets");
+	/* exactly at the limits is fine */
+	struct ba_header_parser p;
+	struct ba_err err = BA_ERR_INIT;
+	size_t body;
+	ba_header_parser_init(&p, 19, 3, 0);
+	assert_int_equal(parse_steps(&p, m, sizeof m - 1, 1, &body, &err), 1);
+	assert_int_equal(body, 19);
+	assert_int_equal(p.fields.n, 3);
+	ba_header_parser_release(&p);
+}
+
+/* ---- the same result however the input is split ---------------------------- */
+
+static uint32_t xorshift(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+/* Parses s[0..n) pushed in pieces ending at cuts[] (sorted), renders the outcome. */
+static char *outcome(const char *s, size_t n, const size_t *cuts, size_t ncuts,
+                     size_t max_total, size_t max_fields, unsigned flags)
+{
+	struct ba_header_parser p;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_buf b = BA_BUF_INIT;
+	size_t off = 0, used = 0, k = 0;
+	int r = 0;
+	ba_header_parser_init(&p, max_total, max_fields, flags);
+	while (off < n) {
+		size_t end = k < ncuts ? cuts[k++] : n;
+		if (end <= off)
+			continue;
+		r = ba_header_parser_push(&p, s + off, end - off, &used, &err);
+		if (r != 0) {
+			off += used;
+			break;
+		}
+		assert_int_equal(used, end - off);
+		off = end;
+	}
+	if (r == 0)
+		r = ba_header_parser_finish(&p, &err);
+	ba_buf_addf(&b, "r=%d", r);
+	if (r < 0) {
+		assert_int_equal(err.code, EX_DATAERR);
+		/* every data error names the line */
+		assert_memory_equal(err.text, "line ", 5);
+		ba_buf_addf(&b, " %s", err.text);
+	} else {
+		ba_buf_addf(&b, " body@%zu", off);
+		struct ba_header_list again = BA_HEADER_LIST_INIT;
+		for (size_t i = 0; i < p.fields.n; i++) {
+			ba_buf_addf(&b, " {%s=[", p.fields.v[i].name);
+			ba_buf_add(&b, p.fields.v[i].value, strlen(p.fields.v[i].value));
+			ba_buf_addstr(&b, "]}");
+			/* the list's own invariant: every parsed field could be appended */
+			if (ba_header_list_append(&again, p.fields.v[i].name, p.fields.v[i].value,
+			                          &err) < 0)
+				fail_msg("parsed field refused: %s", err.text);
+		}
+		/* and written out, no CR is bare */
+		struct ba_buf w = BA_BUF_INIT;
+		assert_int_equal(ba_header_list_write(&w, &p.fields, "\r\n", &err), 0);
+		for (size_t i = 0; i < w.len; i++)
+			if (w.data[i] == '\r')
+				assert_true(i + 1 < w.len && w.data[i + 1] == '\n');
+		ba_buf_release(&w);
+		ba_header_list_release(&again);
+	}
+	ba_header_parser_release(&p);
+	return ba_buf_detach(&b, NULL);
+}
+
+static void test_header__random_splits(void **state)
+{
+	(void)state;
+	/* random messages from a small alphabet (with now and then a run long
+	 * enough for the 998-octet limit) and random limits: whole or pushed in
+	 * random pieces, the fields, the body offset and the error are the same */
+	static const char alpha[] = "ab: \t\r\n\nX\0F";
+	static char s[3000];
+	uint32_t x = 0x2545f491;
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t want = xorshift(&x) % 4 ? xorshift(&x) % 120 : xorshift(&x) % sizeof s, n = 0;
+		while (n < want) {
+			if (xorshift(&x) % 64 == 0) {
+				size_t run = 990 + xorshift(&x) % 16;
+				while (run-- && n < sizeof s)
+					s[n++] = 'x';
+			} else {
+				s[n++] = alpha[xorshift(&x) % (sizeof alpha - 1)];
+			}
+		}
+		if (xorshift(&x) % 2)
+			memcpy(s, "From ", n < 5 ? n : 5);
+		size_t max_total = xorshift(&x) % 3 ? xorshift(&x) % (n + 10) : 0;
+		size_t max_fields = xorshift(&x) % 3 ? xorshift(&x) % 6 : 0;
+		unsigned flags = xorshift(&x) % 2 ? BA_HEADER_SKIP_MBOX_FROM : 0;
+		size_t cuts[12], ncuts = xorshift(&x) % 12;
+		for (size_t k = 0; k < ncuts; k++)
+			cuts[k] = xorshift(&x) % (n + 1);
+		for (size_t a = 1; a < ncuts; a++) /* insertion sort */
+			for (size_t b = a; b > 0 && cuts[b - 1] > cuts[b]; b--) {
+				size_t t = cuts[b];
+				cuts[b] = cuts[b - 1];
+				cuts[b - 1] = t;
+			}
+		char *whole = outcome(s, n, NULL, 0, max_total, max_fields, flags);
+		char *split = outcome(s, n, cuts, ncuts, max_total, max_fields, flags);
+		if (strcmp(whole, split))
+			fail_msg("iteration %d (n %zu, max_total %zu, max_fields %zu): whole '%.200s', "
+			         "split '%.200s'", iter, n, max_total, max_fields, whole, split);
+		free(whole);
+		free(split);
+	}
 }
 
 /* ---- list, validity, injection ------------------------------------------ */
@@ -418,6 +636,58 @@ static void test_header__write_field_folds(void **state)
 	assert_int_equal(ba_header_write_field(&b, "X-Long", word, "\r\n", &err), 0);
 	back = check_field(ba_buf_str(&b), "X-Long", 998);
 	free(back);
+	/* a single word after "Subject: " (9 octets): up to 989 octets on the
+	 * first line; 990..997 go on the next line after a fold (" " + word <=
+	 * 998); 998 and 999 fit nowhere */
+	static const size_t lens[] = { 988, 989, 990, 996, 997, 998, 999 };
+	for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+		size_t len = lens[i];
+		memset(word, 'w', len);
+		word[len] = '\0';
+		ba_buf_reset(&b);
+		int r = ba_header_write_field(&b, "Subject", word, "\r\n", &err);
+		if (len >= 998) {
+			assert_int_equal(r, -1);
+			assert_string_equal(err.text,
+			                    "header field 'Subject' has a word too long for a 998-octet line");
+			assert_int_equal(b.len, 0);
+			continue;
+		}
+		if (r < 0)
+			fail_msg("word of %zu octets: %s", len, err.text);
+		if (len <= 989) {
+			assert_int_equal(b.len, 9 + len + 2);
+			assert_memory_equal(b.data, "Subject: ww", 11);
+		} else {
+			assert_int_equal(b.len, 8 + 2 + 1 + len + 2);
+			assert_memory_equal(b.data, "Subject:\r\n ww", 13);
+		}
+		back = check_field(ba_buf_str(&b), "Subject", 998);
+		assert_string_equal(back, word);
+		free(back);
+	}
+	/* the same after other words, and with the value's own leading space */
+	memset(word, 'w', sizeof word);
+	memcpy(word, "a b ", 4);
+	word[4 + 997] = '\0';
+	ba_buf_reset(&b);
+	assert_int_equal(ba_header_write_field(&b, "Subject", word, "\r\n", &err), 0);
+	assert_memory_equal(b.data, "Subject: a b\r\n ww", 17);
+	back = check_field(ba_buf_str(&b), "Subject", 998);
+	assert_string_equal(back, word);
+	free(back);
+	/* " " + 997 octets: the value's own space carries the fold */
+	ba_buf_reset(&b);
+	assert_int_equal(ba_header_write_field(&b, "Subject", word + 3, "\r\n", &err), 0);
+	assert_memory_equal(b.data, "Subject:\r\n ww", 13);
+	back = check_field(ba_buf_str(&b), "Subject", 998);
+	assert_string_equal(back, word + 4);
+	free(back);
+	word[4 + 997] = 'w';
+	word[4 + 998] = '\0';
+	ba_buf_reset(&b);
+	assert_int_equal(ba_header_write_field(&b, "Subject", word + 3, "\r\n", &err), -1);
+	assert_int_equal(b.len, 0);
 	/* a leading space is kept as the separator; LF line ends on request */
 	ba_buf_reset(&b);
 	assert_int_equal(ba_header_write_field(&b, "X-A", " v", "\n", &err), 0);
@@ -465,6 +735,9 @@ int main(void)
 		cmocka_unit_test(test_header__mbox_from_line),
 		cmocka_unit_test(test_header__errors_name_the_line),
 		cmocka_unit_test(test_header__bounds),
+		cmocka_unit_test(test_header__bare_cr_is_an_error),
+		cmocka_unit_test(test_header__limit_errors_name_the_line),
+		cmocka_unit_test(test_header__random_splits),
 		cmocka_unit_test(test_header__injection_rejected),
 		cmocka_unit_test(test_header__write_field_folds),
 		cmocka_unit_test(test_header__write_then_parse_many),

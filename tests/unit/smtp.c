@@ -457,6 +457,77 @@ static void test_smtp__auth(void **state)
 	open_fails(noauth, &pp, EX_NOPERM, NULL, "does not offer");
 }
 
+static int fake_cb_ok(void *ctx, ba_stream *stream, struct ba_buf *out, const char **type)
+{
+	(void)ctx;
+	(void)stream;
+	*type = "tls-unique";
+	return ba_buf_add(out, "0123456789ab", 12);
+}
+
+static int fake_cb_none(void *ctx, ba_stream *stream, struct ba_buf *out, const char **type)
+{
+	(void)ctx;
+	(void)stream;
+	(void)out;
+	(void)type;
+	return -1;
+}
+
+/* RFC 5802 §6 gs2-cbind-flag: "p=" with -PLUS, "y" when the server lacks -PLUS, else "n" */
+static void test_smtp__scram_channel_binding(void **state)
+{
+	(void)state;
+	struct ba_smtp_params pp = params();
+	pp.user = "u";
+	pp.password = "p";
+	pp.tls = BA_TLS_IMPLICIT;
+	pp.tls_binding = fake_cb_ok;
+	/* base64 of "p=tls-unique,,n=u,", "y,,n=u,r=", "n,,n=u,r=" */
+	static const char *const plus[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS\r\n",
+		"C:AUTH SCRAM-SHA-256-PLUS cD10bHMtdW5pcXVlLCxuPXUs", "S:535 no\r\n", "C:QUIT", NULL
+	};
+	open_fails(plus, &pp, EX_NOPERM, NULL, "535");
+	static const char *const y[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 AUTH SCRAM-SHA-256\r\n",
+		"C:AUTH SCRAM-SHA-256 eSwsbj11LHI9", "S:535 no\r\n", "C:QUIT", NULL
+	};
+	open_fails(y, &pp, EX_NOPERM, NULL, "535");
+	/* no binding obtainable (e.g. a TLS library without it): plain SCRAM with "n" */
+	pp.tls_binding = fake_cb_none;
+	static const char *const n[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS\r\n",
+		"C:AUTH SCRAM-SHA-256 biwsbj11LHI9", "S:535 no\r\n", "C:QUIT", NULL
+	};
+	open_fails(n, &pp, EX_NOPERM, NULL, "535");
+	/* -PLUS configured but no binding: refused before anything is sent */
+	pp.auth_mech = "scram-sha-256-plus";
+	static const char *const forced[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 AUTH SCRAM-SHA-256-PLUS\r\n", "C:QUIT", NULL
+	};
+	open_fails(forced, &pp, EX_NOPERM, "EHLO client.test\r\nQUIT\r\n", "channel binding");
+}
+
+/* EXTERNAL: the user goes as the authorization identity, as msmtp does (RFC 4422 App. A) */
+static void test_smtp__external_authzid(void **state)
+{
+	(void)state;
+	struct ba_smtp_params pp = params();
+	pp.user = "u";
+	pp.tls = BA_TLS_IMPLICIT;
+	pp.flags = BA_SMTP_CLIENT_CERT;
+	/* chosen by itself with a certificate, although a password mechanism is offered */
+	static const char *const ext[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 AUTH PLAIN EXTERNAL\r\n",
+		"C:AUTH EXTERNAL dQ==\r\n", "S:535 no\r\n", "C:QUIT", NULL
+	};
+	open_fails(ext, &pp, EX_NOPERM, NULL, "535");
+	pp.flags = 0;
+	pp.auth_mech = "external";
+	open_fails(ext, &pp, EX_NOPERM, NULL, "535");
+}
+
 static const struct ba_rcpt two[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
 
 static int send_msg(ba_session *s, const struct ba_envelope *env, const char *body,
@@ -793,6 +864,8 @@ int main(void)
 		cmocka_unit_test(test_smtp__helo_fallback),
 		cmocka_unit_test(test_smtp__starttls),
 		cmocka_unit_test(test_smtp__auth),
+		cmocka_unit_test(test_smtp__scram_channel_binding),
+		cmocka_unit_test(test_smtp__external_authzid),
 		cmocka_unit_test(test_smtp__pipelined_send),
 		cmocka_unit_test(test_smtp__refused_recipients),
 		cmocka_unit_test(test_smtp__pipelined_refusal_drops),

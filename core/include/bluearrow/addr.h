@@ -141,9 +141,16 @@ int ba_addr_list_format(struct ba_buf *out, const struct ba_addr_list *l, size_t
 /*
  * Appends the ASCII form of domain to out: labels converted to A-labels by
  * IDNA2008 (libidn2, non-transitional, NFC input), "münchen.de" ->
- * "xn--mnchen-3ya.de".  ASCII domains and domain literals ("[...]") are
- * appended unchanged (case kept).  Errors: EX_DATAERR naming the domain and
- * the libidn2 reason ("invalid domain 'a..b': ..."), EX_OSERR.
+ * "xn--mnchen-3ya.de".  ASCII domains are appended unchanged (case kept)
+ * once valid; domain literals ("[...]") unchanged and unchecked.  The ASCII
+ * form, given or converted, must be a host name (RFC 5321 §4.1.2, RFC 1035
+ * §2.3.4): labels of 1..63 letters, digits and hyphens, not beginning or
+ * ending with a hyphen, at most 253 octets in all (no root dot); a label
+ * "xn--..." must be a valid A-label (its Punycode decodes to a valid U-label
+ * that encodes back to the same label, case aside).  Errors: EX_DATAERR
+ * naming the domain and the reason ("invalid domain 'a..b': empty label",
+ * "invalid domain 'xn--zz.de': label 'xn--zz' is not a valid A-label: ...",
+ * or libidn2's reason), EX_OSERR; out is unchanged on error.
  */
 int ba_addr_domain_to_ascii(struct ba_buf *out, const char *domain, struct ba_err *err);
 

@@ -87,10 +87,13 @@ int ba_header_value_valid(const char *value);
  * Appends "name: value" to out, folded: the unstructured value (no CR, LF,
  * NUL: else EX_DATAERR) is broken at white space (eol inserted before a
  * space or tab) so that lines are at most 78 octets where possible and
- * never more than 998; a word that cannot fit 998 octets on a line of its
- * own is EX_DATAERR naming the field.  The line is ended with eol.  A value
- * beginning with white space is written after the colon as is; otherwise a
- * space follows the colon.  Returns 0 or -1.
+ * never more than 998.  A value beginning with white space is written after
+ * the colon as is; otherwise a space follows the colon, and a fold may go
+ * there too: a first word too long for the line of the name goes on the
+ * next line ("Subject:" eol " " word).  A word fits when, on a continuation
+ * line, the white space before it and the word are at most 998 octets
+ * (" " + 997 octets); a longer one is EX_DATAERR naming the field, and out
+ * is left as it was.  The line is ended with eol.  Returns 0 or -1.
  */
 int ba_header_write_field(struct ba_buf *out, const char *name, const char *value,
                           const char *eol, struct ba_err *err);
@@ -132,14 +135,22 @@ void ba_header_parser_init(struct ba_header_parser *p, size_t max_total, size_t 
  * the chunk was consumed and more is needed (*consumed == n).  Returns -1
  * on error, naming the line: "line 3: invalid header field name 'Fo o'",
  * "line 2: line longer than 998 octets", "line 4: NUL byte in header",
- * "line 1: continuation line before the first field", "line 1: mbox 'From '
- * line", "line 2: missing ':' in header line '...'", "header larger than N
- * octets", "more than N header fields" (all
- * EX_DATAERR; EX_OSERR on out of memory).  After 1 or -1 further pushes are
- * a BA_BUG().  LF and CRLF line ends are both accepted; a lone CR inside a
- * line is kept as data.  White space between a field name and its colon
- * (obs-optional, RFC 5322 §4.5.3) is accepted and dropped from the name.
- * Results and errors do not depend on how the input is split into chunks.
+ * "line 2: bare CR (not followed by LF) in header", "line 1: continuation
+ * line before the first field", "line 1: mbox 'From ' line", "line 2:
+ * missing ':' in header line '...'", "line 5: header larger than N octets"
+ * (the line holding the first octet past N), "line 7: more than N header
+ * fields" (the line starting field N+1) (all EX_DATAERR; EX_OSERR on out
+ * of memory).  After 1 or -1 further pushes are a BA_BUG().  LF and CRLF
+ * line ends are both accepted.  A CR not followed by LF anywhere in the
+ * header (up to and including the empty line) is an error, never kept as
+ * data (RFC 5322 §2.2: CR and LF only together as CRLF), so every parsed
+ * field passes ba_header_list_append() and ba_header_list_write() never
+ * writes a bare CR.  Only a CR as the very last octet of the input (before
+ * finish) is taken as the line end of a last line without LF.  White space
+ * between a field name and its colon (obs-optional, RFC 5322 §4.5.3) is
+ * accepted and dropped from the name.  Results and errors (text and line
+ * number) do not depend on how the input is split into chunks: when a line
+ * has several faults, the one whose octet comes first is reported.
  */
 int ba_header_parser_push(struct ba_header_parser *p, const char *data, size_t n,
                           size_t *consumed, struct ba_err *err);

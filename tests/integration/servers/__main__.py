@@ -30,12 +30,13 @@ def main():
     ap.add_argument("--no-pipelining", action="store_true")
     ap.add_argument("--dsn", action="store_true")
     ap.add_argument("--size", type=int)
+    ap.add_argument("--tls-max", choices=["1.2", "1.3"], help="smtp only (SCRAM-*-PLUS tests)")
     a = ap.parse_args()
     certs = make_certs(tempfile.mkdtemp(prefix="ba-certs-"))
     opts = dict(starttls=a.starttls, implicit_tls=a.implicit_tls, cert=a.cert, auth=a.auth,
                 pipelining=not a.no_pipelining, dsn=a.dsn, size=a.size)
     if a.kind == "smtp":
-        srv = SMTPServer(certs, **opts)
+        srv = SMTPServer(certs, tls_max=a.tls_max, **opts)
     elif a.kind == "fault":
         if not a.fault:
             ap.error("fault needs a kind: " + " ".join(FAULT_KINDS))

@@ -86,6 +86,20 @@ class AuthAttempt:
     tls: bool
 
 
+@dataclass
+class ScramTrace:
+    """One SCRAM exchange as the server saw it (RFC 5802 §6, §7): gs2_flag
+    "n" / "y" / "p=tls-unique"...; cb_type and cb_data what the client bound
+    (None without "p="); cb_server the server's own binding data by type;
+    error why the server failed it (None: accepted)."""
+    mechanism: str
+    gs2_flag: Optional[str] = None
+    cb_type: Optional[str] = None
+    cb_data: Optional[bytes] = None
+    cb_server: dict = field(default_factory=dict)
+    error: Optional[str] = None
+
+
 class Conn:
     """Everything one client connection did."""
 
@@ -95,6 +109,7 @@ class Conn:
         self.commands: List[tuple] = []        # (line without CRLF, tls)
         self.txns: List[Txn] = []
         self.auth: List[AuthAttempt] = []
+        self.scram: List[ScramTrace] = []      # SCRAM details (channel binding)
         self.helo: List[str] = []              # "EHLO name" / "HELO name" / "LHLO name"
         self.tls_version: Optional[str] = None
         self.client_cert: Optional[dict] = None

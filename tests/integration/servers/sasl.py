@@ -37,17 +37,53 @@ def _saslname_decode(s):
 
 class ScramServer:
     """One SCRAM exchange.  first(client_first) -> server_first or raises
-    ValueError; final(client_final) -> (user, server_final) or (None, error)."""
+    ValueError; final(client_final) -> (user, server_final) or (None, error).
+
+    Channel binding (RFC 5802 §6): plus: the -PLUS mechanism was chosen;
+    bindings: {cb-name: bytes} the server can verify on this connection;
+    supports_cb: the server supports channel binding (it has -PLUS, advertised
+    or not), so a client's "y" flag means someone removed -PLUS from the list;
+    corrupt_cb: expect the binding of another channel (a man in the middle
+    relaying between two TLS sessions sees different bindings).  After first()
+    and final(), gs2_flag, cb_type, cb_data (what the client bound) and error
+    tell the test what happened."""
 
     def __init__(self, users, algo="sha256", iterations=4096, salt=None, nonce=None,
-                 bad_signature=False):
+                 bad_signature=False, plus=False, bindings=None, supports_cb=False,
+                 corrupt_cb=False):
         self.users = users
         self.algo = algo
         self.iterations = iterations
         self.salt = salt or os.urandom(16)
         self.snonce = nonce or base64.b64encode(os.urandom(18)).decode()
         self.bad_signature = bad_signature
+        self.plus = plus
+        self.bindings = dict(bindings or {})
+        self.supports_cb = supports_cb or plus
+        self.corrupt_cb = corrupt_cb
         self.user = None
+        self.gs2_flag = None
+        self.cb_type = None
+        self.cb_data = None
+        self.error = None
+
+    def _fail(self, error):
+        self.error = error
+        raise ValueError(error)
+
+    def _check_flag(self, flag):
+        """RFC 5802 §6 server rules for the gs2-cbind-flag."""
+        if flag.startswith("p="):
+            self.cb_type = flag[2:]
+            if not self.plus:
+                self._fail("p= flag with a non-PLUS mechanism")
+            if self.cb_type not in self.bindings:
+                # §7 server-error-value "unsupported-channel-binding-type"
+                self._fail("unsupported-channel-binding-type " + self.cb_type)
+        elif self.plus:
+            self._fail("-PLUS mechanism without a p= flag")
+        elif flag == "y" and self.supports_cb:
+            self._fail("y flag but the server supports channel binding: downgrade")
 
     def _h(self, data):
         return hashlib.new(self.algo, data).digest()
@@ -61,6 +97,8 @@ class ScramServer:
         if len(parts) != 3 or parts[0] not in ("n", "y") and not parts[0].startswith("p="):
             raise ValueError("bad gs2 header")
         self.gs2 = parts[0] + "," + parts[1] + ","
+        self.gs2_flag = parts[0]
+        self._check_flag(parts[0])
         self.client_first_bare = parts[2]
         a = _attrs(self.client_first_bare)
         if "n" not in a or "r" not in a:
@@ -74,8 +112,23 @@ class ScramServer:
     def final(self, client_final):
         a = _attrs(client_final)
         if a.get("r") != self.nonce:
+            self.error = "nonce mismatch"
             return None, "e=other-error"
-        if base64.b64decode(a.get("c", "")) != self.gs2.encode():
+        try:
+            cbind = base64.b64decode(a.get("c", ""), validate=True)
+        except ValueError:
+            cbind = b""
+        want = self.gs2.encode()
+        if self.cb_type is not None:
+            # c= is base64(gs2-header cbind-data) with "p=" (§7)
+            if cbind.startswith(want):
+                self.cb_data = cbind[len(want):]
+            expect = self.bindings[self.cb_type]
+            if self.corrupt_cb:
+                expect = hashlib.sha256(b"other channel" + expect).digest()[:len(expect)]
+            want += expect
+        if not hmac.compare_digest(cbind, want):
+            self.error = "channel-bindings-dont-match"
             return None, "e=channel-bindings-dont-match"
         pw = self.users.get(self.user)
         if pw is None:
@@ -91,6 +144,7 @@ class ScramServer:
         except ValueError:
             return None, "e=invalid-proof"
         if len(proof) != len(sig) or self._h(bytes(x ^ y for x, y in zip(proof, sig))) != stored:
+            self.error = "invalid-proof"
             return None, "e=invalid-proof"
         server_sig = self._hmac(self._hmac(salted, b"Server Key"), auth_msg)
         if self.bad_signature:

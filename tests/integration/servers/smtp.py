@@ -16,13 +16,14 @@ import asyncio
 import base64
 import binascii
 import socket
+import ssl
 import threading
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, MISSING
 
 from . import loop as _loop
-from . import sasl
-from .record import AuthAttempt, Conn, PipelineCheck, Rcpt, Results, Txn
+from . import chanbind, sasl
+from .record import AuthAttempt, Conn, ScramTrace, PipelineCheck, Rcpt, Results, Txn
 
 DEFAULT_USERS = {"user": "password", "user@example.test": "secret"}
 DEFAULT_TOKENS = {"user": "token-123", "user@example.test": "ya29.token"}
@@ -273,9 +274,35 @@ class RecordingSMTP(SMTP):
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
 
+    def _sslobj(self):
+        if self.srv.implicit_tls:
+            return self.transport.get_extra_info("ssl_object")
+        if self._tls_protocol is not None:
+            return self._tls_protocol._extra.get("ssl_object")
+        return None
+
     async def _scram(self, args, algo, mech):
-        srv = sasl.ScramServer(self.srv.users, algo, iterations=self.srv.scram_iterations,
-                               bad_signature=self.srv.scram_bad_signature)
+        s = self.srv
+        plus = mech.endswith("-PLUS")
+        bindings = chanbind.bindings(self._sslobj())
+        # RFC 5802 §6: a server that supports channel binding (advertises
+        # -PLUS, or has it but an attacker stripped it: scram_cb_supported)
+        supports = s.scram_cb_supported
+        if supports is None:
+            supports = any(m.endswith("-PLUS") for m in s.auth)
+        srv = sasl.ScramServer(s.users, algo, iterations=s.scram_iterations,
+                               bad_signature=s.scram_bad_signature, plus=plus,
+                               bindings=bindings, supports_cb=supports and bool(bindings),
+                               corrupt_cb=s.scram_cb_corrupt)
+        trace = ScramTrace(mech, cb_server=bindings)
+        self.conn.scram.append(trace)
+        try:
+            return await self._scram_run(srv, args, mech)
+        finally:
+            trace.gs2_flag, trace.cb_type = srv.gs2_flag, srv.cb_type
+            trace.cb_data, trace.error = srv.cb_data, srv.error
+
+    async def _scram_run(self, srv, args, mech):
         if len(args) > 1:
             try:
                 first = base64.b64decode(args[1], validate=True).decode()
@@ -312,6 +339,12 @@ class RecordingSMTP(SMTP):
 
     async def auth_SCRAM__SHA__1(self, _, args):
         return await self._scram(args, "sha1", "SCRAM-SHA-1")
+
+    async def auth_SCRAM__SHA__256__PLUS(self, _, args):
+        return await self._scram(args, "sha256", "SCRAM-SHA-256-PLUS")
+
+    async def auth_SCRAM__SHA__1__PLUS(self, _, args):
+        return await self._scram(args, "sha1", "SCRAM-SHA-1-PLUS")
 
     async def _bearer(self, args, mech, parse):
         """XOAUTH2 (Google's) and OAUTHBEARER (RFC 7628): the token is checked
@@ -399,6 +432,7 @@ class SMTPServer(Results):
                  pipelining=True, enhancedstatuscodes=True, extra_ehlo=(),
                  rcpt_rule=default_rcpt_rule, mail_reply=None, data_reply=None,
                  scram_iterations=4096, scram_bad_signature=False,
+                 scram_cb_supported=None, scram_cb_corrupt=False, tls_max=None,
                  line_length_limit=1001, timeout=30, greeting=None):
         """
         certs: certs.Certs (needed for any TLS); cert: leaf name to present.
@@ -415,6 +449,14 @@ class SMTPServer(Results):
           and accept the related parameters (BODY=, SMTPUTF8, RET/ENVID/NOTIFY/ORCPT).
         rcpt_rule(addr) -> reply or None (accept); mail_reply / data_reply force a
           reply to every MAIL / end of data.
+        SCRAM channel binding (RFC 5802 §6): put SCRAM-SHA-256-PLUS /
+          SCRAM-SHA-1-PLUS in auth to offer them; the server verifies tls-unique
+          (TLS 1.2) and tls-exporter (TLS 1.3, RFC 9266).  tls_max="1.2" limits
+          the server to TLS 1.2.  scram_cb_supported: the server supports
+          binding (None: when a -PLUS is offered); True without -PLUS in auth
+          simulates an attacker who removed -PLUS from the EHLO reply, so a
+          client's "y" flag fails.  scram_cb_corrupt: the server expects the
+          binding of a different channel (a man in the middle).
         """
         self.certs = certs
         self.host = host
@@ -442,6 +484,9 @@ class SMTPServer(Results):
         self.data_reply = data_reply
         self.scram_iterations = scram_iterations
         self.scram_bad_signature = scram_bad_signature
+        self.scram_cb_supported = scram_cb_supported
+        self.scram_cb_corrupt = scram_cb_corrupt
+        self.tls_max = tls_max
         self.line_length_limit = line_length_limit
         self.timeout = timeout
         self.greeting = greeting
@@ -503,12 +548,17 @@ class SMTPServer(Results):
 
     # -- life cycle ------------------------------------------------------------
     def _ssl_context(self):
-        return self.certs.server_context(self.cert, client_ca=self.client_ca)
+        ctx = self.certs.server_context(self.cert, client_ca=self.client_ca)
+        if self.tls_max:
+            ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2,
+                                   "1.3": ssl.TLSVersion.TLSv1_3}[self.tls_max]
+        return ctx
 
     def _factory(self):
         tls_ctx = self._ssl_context() if self.starttls else None
-        names = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "EXTERNAL",
-                 "XOAUTH2", "OAUTHBEARER"}
+        names = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256",
+                 "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "EXTERNAL", "XOAUTH2",
+                 "OAUTHBEARER"}
         smtp = RecordingSMTP(
             self, hostname=self.hostname, tls_context=tls_ctx,
             require_starttls=self.require_starttls, timeout=self.timeout,
