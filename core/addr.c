@@ -376,7 +376,7 @@ static char *phrase_text(struct parser *p, size_t from, size_t to, int *ok)
 				break;
 			if (t->ws_before && out.len)
 				ba_buf_addch(&out, ' ');
-			clean_text(&out, p->text.data + t->off, t->len);
+			clean_text(&out, ba_buf_str(&p->text) + t->off, t->len); /* data may be NULL */
 			continue;
 		}
 		if (t->ws_before && run.len && !t->gap_comment) {
@@ -388,7 +388,7 @@ static char *phrase_text(struct parser *p, size_t from, size_t to, int *ok)
 		} else if (t->ws_before && (run.len || out.len)) {
 			ba_buf_addch(run.len ? &run : &out, ' ');
 		}
-		ba_buf_add(&run, p->text.data + t->off, t->len);
+		ba_buf_add(&run, ba_buf_str(&p->text) + t->off, t->len);
 	}
 	ba_buf_release(&run);
 	ba_buf_release(&dec);
@@ -424,7 +424,7 @@ static char *dotted_text(struct parser *p, size_t from, size_t to, const char *w
 		if (t->type == T_DOT)
 			ba_buf_addch(&out, '.');
 		else
-			ba_buf_add(&out, p->text.data + t->off, t->len);
+			ba_buf_add(&out, ba_buf_str(&p->text) + t->off, t->len);
 	}
 	if (want_word && to > from) {
 		snprintf(why, sizeof why, "%s ends with '.'", what);

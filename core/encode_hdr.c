@@ -500,7 +500,7 @@ int ba_rfc2047_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err
 		if (!between_ws || strcasecmp(rawcs, w.charset) != 0) {
 			/* flush what came before, then the literal text */
 			struct ba_buf tail = BA_BUF_INIT;
-			ba_buf_add(&tail, raw.data + mark, raw.len - mark);
+			ba_buf_add(&tail, ba_buf_str(&raw) + mark, raw.len - mark); /* data may be NULL */
 			ba_buf_truncate(&raw, mark);
 			if (raw.len && flush_raw(out, &raw, rawcs) < 0) {
 				ba_buf_release(&tail);

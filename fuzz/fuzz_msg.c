@@ -6,8 +6,9 @@
  * refusal itself is the behaviour under test for those).  Every message
  * built is then checked by re-parsing it:
  *  - 7-bit clean, every line at most 998 octets, one kind of line end;
- *  - the header section ends at the first empty line and every field line
- *    is "Name: value" or a folded continuation;
+ *  - the header section ends at the first empty line, every field line
+ *    is "Name: value" or a folded continuation, and the header parser
+ *    (header.h) reads it, and every part's header, ending at the same place;
  *  - the Subject decodes (RFC 2047) back to the input;
  *  - the boundary is given in the Content-Type field, and exactly one line
  *    per part plus the close line starts with "--" and the boundary;
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "bluearrow/encode.h"
+#include "bluearrow/header.h"
 #include "bluearrow/mime.h"
 #include "bluearrow/msg.h"
 
@@ -146,6 +148,33 @@ static int header_value(struct ba_buf *out, const char *hdr, size_t n, const cha
 	return 0;
 }
 
+/*
+ * A header section (the message's or a part's) parses with the header
+ * parser, ending exactly at its empty line; returns the number of fields.
+ * The Subject it finds, unfolded, must be what header_value() found.
+ */
+static size_t parse_header(const char *h, size_t n, size_t want_end)
+{
+	struct ba_header_parser hp;
+	struct ba_err err = BA_ERR_INIT;
+	size_t consumed = 0;
+	ba_header_parser_init(&hp, 0, 0, 0);
+	CHECK(ba_header_parser_push(&hp, h, n, &consumed, &err) == 1 && consumed == want_end);
+	size_t fields = hp.fields.n;
+	const struct ba_header_field *subj = ba_header_list_find(&hp.fields, "Subject");
+	if (subj) {
+		struct ba_buf a = BA_BUF_INIT, b = BA_BUF_INIT;
+		CHECK(ba_header_field_unfold(&a, subj, &err) == 0);
+		header_value(&b, h, want_end, "Subject");
+		/* header_value() keeps white space at the ends, the parser trims it */
+		CHECK(a.len <= b.len && (a.len == 0 || find(b.data, b.len, a.data, a.len)));
+		ba_buf_release(&a);
+		ba_buf_release(&b);
+	}
+	ba_header_parser_release(&hp);
+	return fields;
+}
+
 /* Decodes one leaf's content (after its header) by its CTE and compares with want. */
 static void check_leaf(const char *part, size_t n, const char *eol, const struct ba_buf *want,
                        int whole_message)
@@ -163,6 +192,8 @@ static void check_leaf(const char *part, size_t n, const char *eol, const struct
 		body = blank + 2 * el;
 	}
 	bn = (size_t)(part + n - body);
+	if (!whole_message)
+		CHECK(parse_header(part, n, (size_t)(body - part)) >= 1);
 	header_value(&cte, part, (size_t)(body - part), "Content-Transfer-Encoding");
 	const char *c = ba_buf_str(&cte);
 	if (strcmp(c, "base64") == 0)
@@ -201,6 +232,7 @@ static void check_message(const struct ba_buf *msg, const char *eol, const char 
 	const char *m = ba_buf_str(msg);
 	size_t el = strlen(eol);
 	size_t hdr_end = check_lines(m, msg->len, eol);
+	CHECK(parse_header(m, msg->len, hdr_end) >= 5); /* Date, From, To, Message-ID, MIME-Version */
 	struct ba_buf v = BA_BUF_INIT, dec = BA_BUF_INIT;
 	struct ba_err err = BA_ERR_INIT;
 

@@ -11,6 +11,7 @@
  *  - every line ends in CRLF: no bare CR, no bare LF, ever (RFC 5321 §2.3.8);
  *  - with STARTTLS required, nothing but EHLO/LHLO, STARTTLS and QUIT goes
  *    out before the (fake) TLS upgrade has succeeded;
+ *  - the password is sent at most once per session, and never in clear;
  *  - nothing is written after the stream was freed (ASan would see it).
  * SCRAM is left out: its iteration count costs time, and fuzz_sasl covers it.
  */
@@ -38,6 +39,7 @@ struct fake {
 	int prev_cr;      /* the last byte written was CR */
 	int starttls;     /* STARTTLS required and not done yet */
 	int bol;          /* the next byte written starts a line */
+	struct ba_buf sent; /* everything written */
 	char head[16];    /* the start of the line being written */
 	size_t headlen;
 	int *freed;
@@ -90,6 +92,7 @@ static int fake_write(ba_stream *bs, const void *buf, size_t n, int64_t deadline
 	const unsigned char *p = buf;
 	(void)deadline;
 	(void)err;
+	ba_buf_add(&f->sent, p, n);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = p[i];
 		if (f->prev_cr)
@@ -112,9 +115,25 @@ static int fake_write(ba_stream *bs, const void *buf, size_t n, int64_t deadline
 	return 0;
 }
 
+static size_t count(const struct ba_buf *b, const char *s)
+{
+	size_t n = 0, k = strlen(s);
+	for (size_t i = 0; i + k <= b->len; i++)
+		n += memcmp(b->data + i, s, k) == 0;
+	return n;
+}
+
 static void fake_free(ba_stream *bs)
 {
 	struct fake *f = (struct fake *)bs;
+	/* the password goes out at most once (PLAIN and LOGIN: base64 of "pencil"
+	 * at a 3-byte boundary; XOAUTH2: the whole initial response), never in clear */
+	if (!ba_buf_failed(&f->sent)) {
+		CHECK(count(&f->sent, "cGVuY2ls") +
+		      count(&f->sent, "dXNlcj11c2VyAWF1dGg9QmVhcmVyIHBlbmNpbAEB") <= 1);
+		CHECK(count(&f->sent, "pencil") == 0);
+	}
+	ba_buf_release(&f->sent);
 	*f->freed = 1;
 	free(f);
 }
@@ -159,6 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f->cut = (enum cut)((o1 >> 6) & 3);
 	f->bol = 1;
 	f->freed = &freed;
+	ba_buf_init(&f->sent, (size_t)1 << 22);
 
 	struct ba_smtp_params p = { 0 };
 	p.variant = variants[o0 & 3];

@@ -31,6 +31,41 @@ def build_dir():
     return os.environ.get("BA_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
 
 
+# BA_VALGRIND=1: every run of bluearrow goes through valgrind memcheck
+VALGRIND = ["/usr/bin/valgrind", "--error-exitcode=99", "--leak-check=full",
+            "--errors-for-leak-kinds=definite", "--track-fds=no", "-q"]
+BA_PROGRAMS = ("bluearrow", "sendmail", "bluearrow-sendmail", "mailq")
+
+
+def _valgrind_build_dir():
+    """With BA_VALGRIND=1: a private directory mirroring the build directory
+    (symbolic links) in which bluearrow and its sendmail links are scripts that
+    exec them under valgrind (VALGRIND).  BA_BUILD_DIR is pointed there before
+    any test module is imported, so every way a test finds the binary (the
+    fixtures, tests/proto/run.py, modules reading BA_BUILD_DIR) runs it under
+    valgrind; memory errors and definite leaks exit 99 and fail the test."""
+    import atexit
+    import shutil
+    import tempfile
+    real = os.path.abspath(build_dir())
+    shadow = tempfile.mkdtemp(prefix="ba-valgrind-")
+    atexit.register(shutil.rmtree, shadow, True)
+    for name in os.listdir(real):
+        if name not in BA_PROGRAMS:
+            os.symlink(os.path.join(real, name), os.path.join(shadow, name))
+    for name in BA_PROGRAMS:
+        path = os.path.join(shadow, name)
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (" ".join(VALGRIND),
+                                                         shlex.quote(os.path.join(real, name))))
+        os.chmod(path, 0o755)
+    return shadow
+
+
+if os.environ.get("BA_VALGRIND") == "1" and not os.environ.get("BA_VALGRIND_DIR"):
+    os.environ["BA_VALGRIND_DIR"] = os.environ["BA_BUILD_DIR"] = _valgrind_build_dir()
+
+
 def bluearrow_path():
     return os.path.join(build_dir(), "bluearrow")
 

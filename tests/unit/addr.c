@@ -264,6 +264,11 @@ static void test_addr__quoted_literal_utf8(void **state)
 	/* raw 8-bit text that is no UTF-8 (a Latin-1 display name) becomes U+FFFD */
 	const struct want l1[] = { { "J\xef\xbf\xbdrg", "j", "x.de", NULL } };
 	parse_ok("J\xf6rg <j@x.de>", 0, l1, 1);
+	/* found by fuzz/fuzz_addr (UBSan: offset on a NULL buffer): an empty quoted display name */
+	const struct want eq[] = { { NULL, "a", "b.test", NULL } };
+	parse_ok("\"\" <a@b.test>", 0, eq, 1);
+	parse_fails("\"\"<", "invalid address '\"\"<' at column 4: empty address");
+	parse_fails("\"\"@b.test", "invalid address '\"\"@b.test' at column 1: empty local part");
 	/* empty input and CFWS only: an empty list */
 	parse_ok("", 0, NULL, 0);
 	parse_ok("  (nothing) ", 0, NULL, 0);

@@ -515,6 +515,9 @@ static void test_encode__rfc2047_decode_rfc_examples(void **state)
 	expect_2047_decode("=?UTF-8*en?b?SGk=?=", "Hi");
 	expect_2047_decode("=?utf-8?q?=E2=82?= =?utf-8?q?=AC?=", "\xE2\x82\xAC");
 	expect_2047_decode("=?utf-8?q?=FF?=", "\xEF\xBF\xBD");
+	/* found by fuzz/fuzz_encode (UBSan: offset on a NULL buffer): a first word that decodes to nothing */
+	expect_2047_decode("=?utf-8?q?" "?=", ""); /* "?" "?=" split: no trigraph */
+	expect_2047_decode("x =?utf-8?q?" "?= =?utf-8?q?a?=", "x a");
 	struct ba_buf b = BA_BUF_INIT;
 	struct ba_err err = BA_ERR_INIT;
 	const char *unk = "=?x-no-such-charset?q?a?=";
