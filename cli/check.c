@@ -12,11 +12,13 @@
 
 #include "bluearrow/log.h"
 #include "bluearrow/net.h"
+#include "bluearrow/route.h"
 #include "bluearrow/secret.h"
 #include "bluearrow/smtp.h"
 #include "bluearrow/tls.h"
 #include "cli.h"
 #include "submit.h"
+#include "bluearrow/route.h"
 #include "transmit.h"
 
 const char cli_check_usage[] =
@@ -163,7 +165,7 @@ static int run_check(const struct cli_acct *a, int verbose)
 		printf("server       %s (unix socket), %s\n", acc->socket, mode);
 	else
 		printf("server       %s port %u, %s\n", acc->host, acc->port, mode);
-	cli_tls_params(&c.tp, acc, verbose ? &log : NULL);
+	ba_route_tls_params(&c.tp, acc, verbose ? &log : NULL);
 	c.tp.timeout_ms = timeout;
 	struct ba_net_params np;
 	memset(&np, 0, sizeof(np));

@@ -23,24 +23,6 @@ static void log_stderr(void *ctx, enum ba_log_level level, const char *msg)
 		        msg);
 }
 
-/* Fills the TLS parameters of an account (also used by `bluearrow check`). */
-void cli_tls_params(struct ba_tls_params *tp, const struct ba_account *acc, const struct ba_log *log)
-{
-	memset(tp, 0, sizeof(*tp));
-	tp->host = acc->tls_host_override ? acc->tls_host_override : acc->host;
-	tp->trust_file = acc->tls_trust_file && strcmp(acc->tls_trust_file, "system") != 0
-	                         ? acc->tls_trust_file : NULL;
-	tp->crl_file = acc->tls_crl_file;
-	tp->fingerprint = acc->tls_fingerprint;
-	tp->cert_file = acc->tls_cert_file;
-	tp->key_file = acc->tls_key_file;
-	tp->priorities = acc->tls_priorities;
-	tp->certcheck = acc->tls_certcheck;
-	tp->min_dh_bits = acc->tls_min_dh_prime_bits;
-	tp->timeout_ms = acc->timeout > 0 ? acc->timeout * 1000 : 0;
-	tp->log = log;
-}
-
 int cli_transmit(const struct cli_acct *a, const struct cli_delivery *d,
                  struct cli_transmit_result *res, struct ba_err *err)
 {

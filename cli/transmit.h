@@ -19,7 +19,5 @@ int cli_transmit(const struct cli_acct *a, const struct cli_delivery *d,
 
 struct ba_tls_params;
 struct ba_log;
-/* The TLS parameters of an account (borrowed strings); also for `bluearrow check`. */
-void cli_tls_params(struct ba_tls_params *tp, const struct ba_account *acc, const struct ba_log *log);
 
 #endif

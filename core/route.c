@@ -45,6 +45,26 @@ static int route_tls_binding(void *ctx, ba_stream *stream, struct ba_buf *out, c
 	return ba_tls_channel_binding(stream, out, type);
 }
 
+void ba_route_tls_params(struct ba_tls_params *tp, const struct ba_account *acc,
+                         const struct ba_log *log)
+{
+	memset(tp, 0, sizeof(*tp));
+	/* the name to verify: tls_host_override, else the host (a unix socket has no name) */
+	tp->host = acc->tls_host_override ? acc->tls_host_override
+	           : acc->host                ? acc->host
+	                                      : acc->socket;
+	tp->trust_file = acc->tls_trust_file; /* "system" = the system store (tls.h) */
+	tp->crl_file = acc->tls_crl_file;
+	tp->fingerprint = acc->tls_fingerprint;
+	tp->cert_file = acc->tls_cert_file;
+	tp->key_file = acc->tls_key_file;
+	tp->priorities = acc->tls_priorities;
+	tp->certcheck = acc->tls_certcheck;
+	tp->min_dh_bits = acc->tls_min_dh_prime_bits;
+	tp->timeout_ms = acc->timeout > 0 ? acc->timeout * 1000 : 0;
+	tp->log = log;
+}
+
 static int route_params(ba_route *r, const struct ba_account *acc, const struct ba_route_opts *o,
                         struct ba_err *err)
 {
@@ -55,17 +75,7 @@ static int route_params(ba_route *r, const struct ba_account *acc, const struct 
 
 	if (ba_config_expand(&r->helo, acc->domain ? acc->domain : "localhost", 0, err) < 0)
 		return -1;
-	tp->host = acc->tls_host_override ? acc->tls_host_override : host;
-	tp->trust_file = acc->tls_trust_file;
-	tp->crl_file = acc->tls_crl_file;
-	tp->fingerprint = acc->tls_fingerprint;
-	tp->cert_file = acc->tls_cert_file;
-	tp->key_file = acc->tls_key_file;
-	tp->priorities = acc->tls_priorities;
-	tp->certcheck = acc->tls_certcheck;
-	tp->min_dh_bits = acc->tls_min_dh_prime_bits;
-	tp->timeout_ms = timeout_ms;
-	tp->log = o->log;
+	ba_route_tls_params(tp, acc, o->log);
 
 	sp->variant = acc->protocol == BA_PROTO_LMTP ? BA_SMTP_LMTP : BA_SMTP_SUBMISSION;
 	sp->tls = !acc->tls ? BA_TLS_OFF : acc->tls_starttls ? BA_TLS_STARTTLS : BA_TLS_IMPLICIT;

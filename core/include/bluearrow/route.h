@@ -13,6 +13,7 @@
 #include "bluearrow/err.h"
 #include "bluearrow/log.h"
 #include "bluearrow/smtp.h"
+#include "bluearrow/tls.h"
 
 typedef struct ba_route ba_route;
 
@@ -33,6 +34,15 @@ struct ba_route_opts {
  */
 int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_route_opts *o,
                   struct ba_err *err);
+
+/*
+ * Fills *tp with the TLS settings of acc (tls_* keys, timeout): the one
+ * mapping from an account to ba_tls_params, used by ba_route_open() and by
+ * front ends that start TLS themselves (`bluearrow check`).  The strings
+ * are borrowed from acc; log is stored as given.
+ */
+void ba_route_tls_params(struct ba_tls_params *tp, const struct ba_account *acc,
+                         const struct ba_log *log);
 
 /* The open session (borrowed; valid until ba_route_free()). */
 ba_session *ba_route_session(ba_route *r);
