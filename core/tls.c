@@ -681,6 +681,13 @@ int ba_tls_channel_binding(ba_stream *s, struct ba_buf *out, const char **type)
 	if (gnutls_protocol_get_version(t->sess) == GNUTLS_TLS1_3) {
 		cb = GNUTLS_CB_TLS_EXPORTER;
 		name = "tls-exporter";
+	} else if (!gnutls_session_ext_master_secret_status(t->sess)) {
+		/*
+		 * RFC 7627 §1: without the extended master secret a man in the
+		 * middle can make two connections share tls-unique (the triple
+		 * handshake attack), so it binds nothing: offer no binding at all.
+		 */
+		return -1;
 	}
 	gnutls_datum_t d = { NULL, 0 };
 	if (gnutls_session_channel_binding(t->sess, cb, &d) < 0)

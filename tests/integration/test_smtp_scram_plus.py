@@ -79,6 +79,32 @@ def test_plus_explicit_method(smtp_server, write_config, sendmail):
     assert srv.conn.auth[0].success
 
 
+# ---- TLS 1.2 without the extended master secret: tls-unique is unsafe ------------------
+
+def test_no_ems_plus_not_chosen(smtp_server, write_config, sendmail):
+    # RFC 7627 §1 (triple handshake): without EMS a man in the middle can give
+    # two connections one tls-unique, so the client binds nothing and takes
+    # plain SCRAM with "n" (it cannot bind this connection)
+    srv = plus_server(smtp_server, tls_max="1.2", tls_ems=False)
+    ok(run(sendmail, scram_cfg(write_config, srv)))
+    conn = srv.conn
+    assert conn.tls_version == "TLSv1.2"
+    # the server did compute a tls-unique: only the client's refusal keeps it unused
+    tr = conn.scram[0]
+    assert "tls-unique" in tr.cb_server
+    assert tr.mechanism == "SCRAM-SHA-256" and tr.gs2_flag == "n" and tr.error is None
+    assert conn.auth[0].success
+    assert srv.wait_txn().data == MSG
+
+
+def test_no_ems_plus_configured_refused(smtp_server, write_config, sendmail):
+    srv = plus_server(smtp_server, tls_max="1.2", tls_ems=False)
+    r = run(sendmail, scram_cfg(write_config, srv, auth="scram-sha-256-plus"))
+    assert r.returncode == EX_NOPERM, r.stderr
+    assert b"channel binding" in r.stderr
+    assert srv.conn.auth == [] and srv.messages == []
+
+
 # ---- TLS 1.3: tls-exporter (RFC 9266), never tls-unique ------------------------------
 
 def test_plus_tls13_tls_exporter(smtp_server, write_config, sendmail):

@@ -207,6 +207,7 @@ struct server {
 	const struct cert *cert;
 	const char *priorities;    /* NULL: NORMAL */
 	int want_client_cert;
+	int cb_refused;            /* ba_tls_channel_binding() must give none (no EMS) */
 	/* results */
 	int handshake_rc;
 	char sni[256];             /* "" when the client sent none */
@@ -345,11 +346,18 @@ static int run(const struct cert *c, struct ba_tls_params *p, struct ba_tls_info
 			ba_err_clear(err);
 			struct ba_buf cb = BA_BUF_INIT;
 			const char *type = NULL;
-			assert_int_equal(ba_tls_channel_binding(s, &cb, &type), 0);
+			int cbr = ba_tls_channel_binding(s, &cb, &type);
 			ba_stream_free(s);
 			pthread_join(sv.thread, NULL);
-			assert_int_equal(cb.len, sv.cb_len);
-			assert_memory_equal(cb.data, sv.cb, cb.len);
+			if (svout->cb_refused) {
+				assert_int_equal(cbr, -1);
+				assert_int_equal(cb.len, 0);
+				type = "none";
+			} else {
+				assert_int_equal(cbr, 0);
+				assert_int_equal(cb.len, sv.cb_len);
+				assert_memory_equal(cb.data, sv.cb, cb.len);
+			}
 			assert_non_null(type);
 			snprintf((char *)svout->cb, sizeof(svout->cb), "%s", type);
 			ba_buf_release(&cb);
@@ -422,6 +430,24 @@ static void test_tls__tls12_channel_binding_unique(void **state)
 	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv), 0);
 	assert_string_equal(info.version, "TLS1.2");
 	assert_string_equal((char *)sv.cb, "tls-unique");
+}
+
+/*
+ * RFC 7627 §1, RFC 9266 §1: without the extended master secret tls-unique
+ * does not identify the connection (triple handshake), so no binding is given
+ * and SCRAM-PLUS is not chosen.
+ */
+static void test_tls__tls12_no_ems_no_channel_binding(void **state)
+{
+	(void)state;
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	struct server sv = { .priorities = "NORMAL:-VERS-ALL:+VERS-TLS1.2:%NO_SESSION_HASH",
+	                     .cb_refused = 1 };
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv), 0);
+	assert_string_equal(info.version, "TLS1.2");
+	assert_string_equal((char *)sv.cb, "none");
 }
 
 /* Expects a verification failure whose text holds want and the certificate's fingerprint. */
@@ -733,6 +759,7 @@ int main(void)
 		cmocka_unit_test(test_tls__good_handshake_and_data),
 		cmocka_unit_test(test_tls__ip_literal_no_sni),
 		cmocka_unit_test(test_tls__tls12_channel_binding_unique),
+		cmocka_unit_test(test_tls__tls12_no_ems_no_channel_binding),
 		cmocka_unit_test(test_tls__failure_classes),
 		cmocka_unit_test(test_tls__bad_signature),
 		cmocka_unit_test(test_tls__certcheck_off),

@@ -82,7 +82,8 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
  * Channel binding data of an established session made by ba_tls_start():
  * "tls-exporter" (RFC 9266) for TLS 1.3, "tls-unique" for TLS 1.2.  Appends
  * the data to out and stores the type name in *type.  Returns 0, or -1 when
- * the stream is not TLS or none is available.
+ * the stream is not TLS or none is available; a TLS 1.2 session without the
+ * extended master secret (RFC 7627) has none, as its tls-unique is unsafe.
  */
 int ba_tls_channel_binding(ba_stream *s, struct ba_buf *out, const char **type);
 /* 1 if s is a stream made by ba_tls_start(). */

@@ -27,6 +27,8 @@ from .record import AuthAttempt, Conn, ScramTrace, PipelineCheck, Rcpt, Results,
 
 DEFAULT_USERS = {"user": "password", "user@example.test": "secret"}
 DEFAULT_TOKENS = {"user": "token-123", "user@example.test": "ya29.token"}
+# OpenSSL 3's SSL_OP_NO_EXTENDED_MASTER_SECRET (ssl.h); Python has no name for it
+SSL_OP_NO_EXTENDED_MASTER_SECRET = 1 << 0
 
 
 def default_rcpt_rule(addr):
@@ -432,7 +434,7 @@ class SMTPServer(Results):
                  pipelining=True, enhancedstatuscodes=True, extra_ehlo=(),
                  rcpt_rule=default_rcpt_rule, mail_reply=None, data_reply=None,
                  scram_iterations=4096, scram_bad_signature=False,
-                 scram_cb_supported=None, scram_cb_corrupt=False, tls_max=None,
+                 scram_cb_supported=None, scram_cb_corrupt=False, tls_max=None, tls_ems=True,
                  line_length_limit=1001, timeout=30, greeting=None):
         """
         certs: certs.Certs (needed for any TLS); cert: leaf name to present.
@@ -452,7 +454,8 @@ class SMTPServer(Results):
         SCRAM channel binding (RFC 5802 §6): put SCRAM-SHA-256-PLUS /
           SCRAM-SHA-1-PLUS in auth to offer them; the server verifies tls-unique
           (TLS 1.2) and tls-exporter (TLS 1.3, RFC 9266).  tls_max="1.2" limits
-          the server to TLS 1.2.  scram_cb_supported: the server supports
+          the server to TLS 1.2; tls_ems=False refuses the extended master
+          secret (RFC 7627), which leaves tls-unique unsafe.  scram_cb_supported: the server supports
           binding (None: when a -PLUS is offered); True without -PLUS in auth
           simulates an attacker who removed -PLUS from the EHLO reply, so a
           client's "y" flag fails.  scram_cb_corrupt: the server expects the
@@ -487,6 +490,7 @@ class SMTPServer(Results):
         self.scram_cb_supported = scram_cb_supported
         self.scram_cb_corrupt = scram_cb_corrupt
         self.tls_max = tls_max
+        self.tls_ems = tls_ems
         self.line_length_limit = line_length_limit
         self.timeout = timeout
         self.greeting = greeting
@@ -552,6 +556,8 @@ class SMTPServer(Results):
         if self.tls_max:
             ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2,
                                    "1.3": ssl.TLSVersion.TLSv1_3}[self.tls_max]
+        if not self.tls_ems:
+            ctx.options |= SSL_OP_NO_EXTENDED_MASTER_SECRET
         return ctx
 
     def _factory(self):
