@@ -62,8 +62,8 @@ static int spool_flush_file(ba_spool *s, struct ba_err *err)
 	return 0;
 }
 
-/* Records 8-bit bytes, NULs, line lengths and bare CR/LF (RFC 5322 §2.1.1, §2.3). */
-static void spool_scan(ba_spool *s, const unsigned char *p, size_t n)
+/* Records 8-bit bytes, NULs, line lengths and bare CR/LF (RFC 5322 §2.1.1, §2.3), bytewise. */
+static void spool_scan_bytes(ba_spool *s, const unsigned char *p, size_t n)
 {
 	unsigned f = s->flags;
 	int prev_cr = s->prev_cr;
@@ -96,6 +96,53 @@ static void spool_scan(ba_spool *s, const unsigned char *p, size_t n)
 	s->prev_cr = prev_cr;
 	s->line_len = ll;
 	s->bare = bare;
+}
+
+/* 1 if p[0..n) has no byte >= 0x80, NUL or CR: eight bytes at a time. */
+static int plain_run(const unsigned char *p, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+	const uint64_t cr = ones * '\r';
+	uint64_t acc = 0;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		uint64_t x = w ^ cr;
+		/* a high bit, a zero byte of w or a zero byte of w ^ CR (exact: no byte is >= 0x80) */
+		acc |= w | ((w - ones) & ~w) | ((x - ones) & ~x);
+	}
+	if (acc & high)
+		return 0;
+	for (; i < n; i++)
+		if (p[i] >= 0x80 || p[i] == 0 || p[i] == '\r')
+			return 0;
+	return 1;
+}
+
+/*
+ * spool_scan_bytes() in a faster form: the text between line feeds is
+ * checked a word at a time and, when it holds nothing to record, only
+ * counted; anything else (and every LF) takes the bytewise path.
+ */
+static void spool_scan(ba_spool *s, const unsigned char *p, size_t n)
+{
+	while (n) {
+		const unsigned char *nl = memchr(p, '\n', n);
+		size_t run = nl ? (size_t)(nl - p) : n;
+		if (!s->prev_cr && plain_run(p, run)) {
+			s->line_len += run;
+			if (s->line_len > 998)
+				s->flags |= BA_SPOOL_LONG_LINE;
+		} else {
+			spool_scan_bytes(s, p, run);
+		}
+		if (!nl)
+			return;
+		spool_scan_bytes(s, nl, 1);
+		p = nl + 1;
+		n -= run + 1;
+	}
 }
 
 static int spool_write(ba_writer *w, const void *p, size_t n, struct ba_err *err)

@@ -271,6 +271,84 @@ static void test_msg_read__spool_to_file(void **state)
 	ba_buf_release(&in);
 }
 
+/* The scan's results computed the plain way over the whole input. */
+static void reference_scan(const unsigned char *p, size_t n, unsigned *flags, uint64_t *wire)
+{
+	unsigned f = 0;
+	uint64_t w = n;
+	size_t ll = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = p[i];
+		if (c == '\r' && (i + 1 == n || p[i + 1] != '\n')) {
+			f |= BA_SPOOL_BARE_CR;
+			w++;
+		} else if (c == '\n' && (i == 0 || p[i - 1] != '\r')) {
+			f |= BA_SPOOL_BARE_LF;
+			w++;
+		}
+		if (c >= 0x80)
+			f |= BA_SPOOL_8BIT;
+		if (c == 0)
+			f |= BA_SPOOL_NUL;
+		if (c == '\n')
+			ll = 0;
+		else if (c != '\r' && ++ll > 998)
+			f |= BA_SPOOL_LONG_LINE;
+	}
+	*flags = f;
+	*wire = w;
+}
+
+/*
+ * The spool's scan (word-at-a-time fast path) agrees with the plain
+ * definition on random text of every kind, however the writes are split.
+ */
+static void test_msg_read__spool_scan_random(void **state)
+{
+	(void)state;
+	static const unsigned char alphabet[] = { 'a', 'b', ' ', '\r', '\n', 0, 0x80, 0xff, '.' };
+	unsigned seed = 12345;
+	unsigned char buf[4096];
+	for (int round = 0; round < 3000; round++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t n = (seed >> 8) % sizeof(buf);
+		int rare = round % 3; /* 0: any byte, 1: mostly letters, 2: letters and line ends */
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = seed >> 16;
+			if (rare == 0 || r % 97 == 0)
+				buf[i] = alphabet[r % sizeof(alphabet)];
+			else if (rare == 2 && r % 61 == 0)
+				buf[i] = r & 1 ? '\n' : '\r';
+			else
+				buf[i] = (unsigned char)('a' + r % 26);
+		}
+		/* long lines too: stretch one run past 998 octets */
+		if (round % 50 == 0 && n > 1200)
+			memset(buf + 100, 'x', 1000);
+		ba_spool *sp;
+		struct ba_err err = BA_ERR_INIT;
+		assert_int_equal(ba_spool_new(&sp, 0, &err), 0);
+		ba_writer *w = ba_spool_writer(sp);
+		size_t off = 0;
+		while (off < n) {
+			seed = seed * 1103515245u + 12345u;
+			size_t k = 1 + (seed >> 8) % 300;
+			if (k > n - off)
+				k = n - off;
+			assert_int_equal(ba_write(w, buf + off, k, &err), 0);
+			off += k;
+		}
+		unsigned want_f;
+		uint64_t want_w;
+		reference_scan(buf, n, &want_f, &want_w);
+		assert_int_equal(ba_spool_flags(sp), want_f);
+		assert_int_equal(ba_spool_wire_size(sp), want_w);
+		assert_int_equal(ba_spool_size(sp), n);
+		ba_spool_free(sp);
+	}
+}
+
 static void test_msg_read__addr_list(void **state)
 {
 	(void)state;
@@ -310,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_msg_read__lone_dot),
 		cmocka_unit_test(test_msg_read__odd_headers),
 		cmocka_unit_test(test_msg_read__spool_to_file),
+		cmocka_unit_test(test_msg_read__spool_scan_random),
 		cmocka_unit_test(test_msg_read__addr_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
