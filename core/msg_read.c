@@ -121,19 +121,22 @@ static int plain_run(const unsigned char *p, size_t n)
 }
 
 /*
- * spool_scan_bytes() in a faster form: the text between line feeds is
- * checked a word at a time and, when it holds nothing to record, only
- * counted; anything else (and every LF) takes the bytewise path.
+ * spool_scan_bytes() in a faster form: the text between line feeds (less
+ * the CR of a CRLF) is checked a word at a time and, when it holds nothing
+ * to record, only counted; anything else (and every CR and LF around it)
+ * takes the bytewise path.
  */
 static void spool_scan(ba_spool *s, const unsigned char *p, size_t n)
 {
 	while (n) {
 		const unsigned char *nl = memchr(p, '\n', n);
 		size_t run = nl ? (size_t)(nl - p) : n;
-		if (!s->prev_cr && plain_run(p, run)) {
-			s->line_len += run;
+		size_t text = run && p[run - 1] == '\r' ? run - 1 : run; /* the CR of CRLF */
+		if (!s->prev_cr && plain_run(p, text)) {
+			s->line_len += text;
 			if (s->line_len > 998)
 				s->flags |= BA_SPOOL_LONG_LINE;
+			spool_scan_bytes(s, p + text, run - text);
 		} else {
 			spool_scan_bytes(s, p, run);
 		}

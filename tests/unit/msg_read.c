@@ -312,15 +312,19 @@ static void test_msg_read__spool_scan_random(void **state)
 	for (int round = 0; round < 3000; round++) {
 		seed = seed * 1103515245u + 12345u;
 		size_t n = (seed >> 8) % sizeof(buf);
-		int rare = round % 3; /* 0: any byte, 1: mostly letters, 2: letters and line ends */
+		/* 0: any byte, 1: mostly letters, 2: letters and lone CRs and LFs, 3: CRLF lines */
+		int mode = round % 4;
 		for (size_t i = 0; i < n; i++) {
 			seed = seed * 1103515245u + 12345u;
 			unsigned r = seed >> 16;
-			if (rare == 0 || r % 97 == 0)
+			if (mode == 0 || r % 97 == 0)
 				buf[i] = alphabet[r % sizeof(alphabet)];
-			else if (rare == 2 && r % 61 == 0)
+			else if (mode == 2 && r % 61 == 0)
 				buf[i] = r & 1 ? '\n' : '\r';
-			else
+			else if (mode == 3 && r % 71 == 0 && i + 1 < n) {
+				buf[i++] = '\r';
+				buf[i] = '\n';
+			} else
 				buf[i] = (unsigned char)('a' + r % 26);
 		}
 		/* long lines too: stretch one run past 998 octets */
