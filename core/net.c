@@ -7,9 +7,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -107,6 +111,161 @@ static int bind_source(int fd, int family, const char *source_ip, struct ba_err 
 	return 0;
 }
 
+/*
+ * getaddrinfo() with a deadline.  The C library's resolver has its own
+ * timeouts (resolv.conf: 5 s per server and attempt by default), which can
+ * add up to far more than the account's timeout, and it cannot be
+ * interrupted.  So a name that is not a numeric address is resolved in a
+ * detached thread, and the caller waits for it until the deadline.  The
+ * request is shared: whoever is done with it last (the caller, or a thread
+ * that answers after the caller gave up) frees it.
+ */
+struct gai_req {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs, done, rc, sys_errno;
+	struct addrinfo hints, *res;
+	char *host;
+	char service[16];
+};
+
+static void gai_req_unref(struct gai_req *q)
+{
+	pthread_mutex_lock(&q->mu);
+	int last = --q->refs == 0;
+	pthread_mutex_unlock(&q->mu);
+	if (!last)
+		return;
+	if (q->res)
+		freeaddrinfo(q->res);
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->mu);
+	free(q->host);
+	free(q);
+}
+
+static void *gai_thread(void *arg)
+{
+	struct gai_req *q = arg;
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(q->host, q->service, &q->hints, &res);
+	int e = errno;
+	pthread_mutex_lock(&q->mu);
+	q->rc = rc;
+	q->sys_errno = e;
+	q->res = res;
+	q->done = 1;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	gai_req_unref(q);
+	return NULL;
+}
+
+/* Starts q's thread with every signal blocked (they stay with the caller). Returns 0 or -1. */
+static int gai_start(struct gai_req *q)
+{
+	pthread_attr_t attr;
+	if (pthread_attr_init(&attr) != 0)
+		return -1;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t t;
+	int r = pthread_create(&t, &attr, gai_thread, q);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return r == 0 ? 0 : -1;
+}
+
+/* A started gai_thread() for host:service, or NULL when none could be started. */
+static struct gai_req *gai_begin(const char *host, const char *service,
+                                 const struct addrinfo *hints)
+{
+	struct gai_req *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->host = strdup(host);
+	if (!q->host) {
+		free(q);
+		return NULL;
+	}
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&q->mu, NULL);
+	q->hints = *hints;
+	snprintf(q->service, sizeof(q->service), "%s", service);
+	q->refs = 2; /* the caller's and the thread's */
+	if (gai_start(q) < 0) {
+		q->refs = 1;
+		gai_req_unref(q);
+		return NULL;
+	}
+	return q;
+}
+
+/* Waits for q until deadline; returns 1 when it answered, 0 when the time is up. */
+static int gai_wait(struct gai_req *q, int64_t deadline)
+{
+	pthread_mutex_lock(&q->mu);
+	while (!q->done) {
+		int64_t left = deadline - ba_now_ms();
+		if (left <= 0)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+	}
+	int done = q->done;
+	pthread_mutex_unlock(&q->mu);
+	return done;
+}
+
+/*
+ * Resolves host:service like getaddrinfo(), giving up at deadline (0: none)
+ * with EAI_AGAIN and *timed_out set.  *sys_errno is errno for EAI_SYSTEM.
+ * Numeric addresses need no resolver and no thread.
+ */
+static int resolve_deadline(const char *host, const char *service, const struct addrinfo *hints,
+                            struct addrinfo **res, int64_t deadline, int *timed_out,
+                            int *sys_errno)
+{
+	*res = NULL;
+	*timed_out = 0;
+	struct addrinfo numeric = *hints;
+	numeric.ai_flags |= AI_NUMERICHOST;
+	int rc = getaddrinfo(host, service, &numeric, res);
+	*sys_errno = errno;
+	if (rc != EAI_NONAME)
+		return rc;
+	struct gai_req *q = deadline ? gai_begin(host, service, hints) : NULL;
+	if (!q) {
+		rc = getaddrinfo(host, service, hints, res);
+		*sys_errno = errno;
+		return rc;
+	}
+	if (gai_wait(q, deadline)) { /* done: nobody writes q any more */
+		rc = q->rc;
+		*sys_errno = q->sys_errno;
+		*res = q->res;
+		q->res = NULL;
+	} else {
+		rc = EAI_AGAIN;
+		*timed_out = 1;
+	}
+	gai_req_unref(q);
+	return rc;
+}
+
 /* TCP connect to host:port, every address in turn. On success *fdp is a connected socket. */
 static int connect_tcp(int *fdp, const char *host, unsigned port, const char *source_ip,
                        int timeout_ms, const struct ba_log *log, struct ba_err *err)
@@ -117,9 +276,14 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(service, sizeof(service), "%u", port);
-	int r = getaddrinfo(host, service, &hints, &res);
+	int timed_out, sys_errno;
+	int r = resolve_deadline(host, service, &hints, &res, ba_deadline(timeout_ms), &timed_out,
+	                         &sys_errno);
+	if (timed_out)
+		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': no answer within %d s", host,
+		                  (timeout_ms + 999) / 1000);
 	if (r == EAI_SYSTEM)
-		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, strerror(sys_errno));
 	if (r == EAI_AGAIN)
 		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': %s", host, gai_strerror(r));
 	if (r != 0)

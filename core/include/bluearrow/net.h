@@ -12,7 +12,7 @@ struct ba_net_params {
 	const char *source_ip;   /* optional local address to bind (numeric literal) */
 	const char *proxy_host;  /* optional SOCKS5 proxy (RFC 1928), no auth; the proxy resolves host */
 	unsigned proxy_port;
-	int timeout_ms;          /* connect deadline per address and for the proxy exchange; <= 0: 60 s */
+	int timeout_ms;          /* deadline for the name, each address and the proxy exchange; <= 0: 60 s */
 	const struct ba_log *log; /* optional */
 };
 
