@@ -989,6 +989,7 @@ int ba_mime_write(ba_writer *w, ba_mime_part *root, const struct ba_mime_opts *o
 struct dg_spool {
 	unsigned char *mem;
 	size_t len;   /* bytes in mem (all of them while fd < 0; not yet written otherwise) */
+	size_t cap;   /* size of mem: grows by doubling up to DG_SPOOL_MEM (most parts are small) */
 	int fd;
 };
 
@@ -1010,8 +1011,20 @@ static int dg_spool_flush(struct dg_spool *sp, struct ba_err *err)
 
 static int dg_spool_add(struct dg_spool *sp, const void *p, size_t n, struct ba_err *err)
 {
-	if (!sp->mem && !(sp->mem = malloc(DG_SPOOL_MEM)))
-		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (!n)
+		return 0;
+	if (sp->len + n > sp->cap && sp->cap < DG_SPOOL_MEM) {
+		size_t cap = sp->cap ? sp->cap : 4096;
+		while (cap < sp->len + n && cap < DG_SPOOL_MEM)
+			cap *= 2;
+		if (cap > DG_SPOOL_MEM)
+			cap = DG_SPOOL_MEM;
+		unsigned char *m = realloc(sp->mem, cap);
+		if (!m)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		sp->mem = m;
+		sp->cap = cap;
+	}
 	if (sp->len + n > DG_SPOOL_MEM) {
 		if (sp->fd < 0 && ba_tmpfile(&sp->fd, err) < 0)
 			return -1;
@@ -1390,7 +1403,7 @@ static int dg_multipart(struct dg *d, struct dg_header *h, size_t depth, int *en
 static int dg_leaf(struct dg *d, struct dg_header *h, int *end_idx, int *end_close,
                    struct ba_err *err)
 {
-	struct dg_spool sp = { NULL, 0, -1 };
+	struct dg_spool sp = { NULL, 0, 0, -1 };
 	struct scan s;
 	scan_init(&s);
 	const char *line;
