@@ -170,6 +170,21 @@ size_t ba_linereader_buffered(const struct ba_linereader *lr, const char **p)
 	return lr->end - lr->start;
 }
 
+size_t ba_linereader_lines(const struct ba_linereader *lr, const char **p)
+{
+	size_t avail = lr->end - lr->start;
+	*p = (const char *)lr->buf + lr->start;
+	const unsigned char *nl = avail ? memrchr(lr->buf + lr->start, '\n', avail) : NULL;
+	return nl ? (size_t)(nl - (lr->buf + lr->start)) + 1 : 0;
+}
+
+void ba_linereader_skip(struct ba_linereader *lr, size_t n)
+{
+	if (n > lr->end - lr->start)
+		BA_BUG("ba_linereader_skip past the buffered bytes");
+	lr->start += n;
+}
+
 void ba_linereader_release(struct ba_linereader *lr)
 {
 	free(lr->buf);

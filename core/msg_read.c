@@ -662,7 +662,30 @@ static int generate(struct ba_buf *out, struct ba_msg_input *m, struct hdr *h,
 	return 0;
 }
 
-/* Copies the rest of the input to w: raw when dots are data, else line by line up to a lone ".". */
+/*
+ * Where the first lone-dot line (".\n" or ".\r\n", as is_lone_dot) starts
+ * in p[0..n), complete lines ending in LF, or n when there is none.
+ * at_start: p[0] starts a line.
+ */
+static size_t find_lone_dot(const char *p, size_t n, int at_start)
+{
+	const char *end = p + n, *d = p;
+	while ((d = memchr(d, '.', (size_t)(end - d))) != NULL) {
+		size_t left = (size_t)(end - d);
+		if ((d == p ? at_start : d[-1] == '\n') &&
+		    ((left >= 2 && d[1] == '\n') || (left >= 3 && d[1] == '\r' && d[2] == '\n')))
+			return (size_t)(d - p);
+		d++;
+	}
+	return n;
+}
+
+/*
+ * Copies the rest of the input to w: raw when dots are data, else up to a
+ * lone "." line, a block of buffered complete lines at a time (one line
+ * through ba_linereader_next() when no complete line is buffered: it reads
+ * more, and gives the last line without LF and pieces of overlong lines).
+ */
 static int copy_body(ba_writer *w, struct ba_linereader *lr, int dots, int at_start,
                      struct ba_err *err)
 {
@@ -681,14 +704,27 @@ static int copy_body(ba_writer *w, struct ba_linereader *lr, int dots, int at_st
 				return -1;
 		return got < 0 ? -1 : 0;
 	}
-	while ((r = ba_linereader_next(lr, &line, &n, err)) > 0) {
+	for (;;) {
+		const char *p;
+		size_t k = ba_linereader_lines(lr, &p);
+		if (k) {
+			size_t stop = find_lone_dot(p, k, at_start);
+			if (ba_write(w, p, stop, err) < 0)
+				return -1;
+			if (stop < k)
+				return 0;
+			ba_linereader_skip(lr, k);
+			at_start = 1;
+			continue;
+		}
+		if ((r = ba_linereader_next(lr, &line, &n, err)) <= 0)
+			return r;
 		if (at_start && is_lone_dot(line, n))
 			return 0;
 		if (ba_write(w, line, n, err) < 0)
 			return -1;
 		at_start = line[n - 1] == '\n';
 	}
-	return r;
 }
 
 int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_read_opts *o,

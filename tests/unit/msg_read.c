@@ -178,6 +178,31 @@ static void test_msg_read__lone_dot(void **state)
 	assert_int_equal(run(&m, "Subject: a\n.\nTo: b\n", &o, &err), 0);
 	check_out(&m, "Subject: a\n");
 	ba_msg_read_release(&m);
+	/* a final "." without a line end ends it too; a "." ending a line does not */
+	assert_int_equal(run(&m, "Subject: a\n\nl1\nx.\n.", &o, &err), 0);
+	check_out(&m, "Subject: a\n\nl1\nx.\n");
+	ba_msg_read_release(&m);
+	/*
+	 * deep in a long body (many buffer refills), after lines longer than the
+	 * line reader's pieces, with dots everywhere but at a line's start alone
+	 */
+	struct ba_buf in = BA_BUF_INIT, want = BA_BUF_INIT;
+	ba_buf_addstr(&in, "Subject: long\r\n\r\n");
+	for (int i = 0; i < 5000; i++) {
+		ba_buf_addf(&in, "line %d. .\r\n..\r\n", i);
+		if (i % 1000 == 999) { /* 20000 octets, then "." as its last octet */
+			for (int k = 0; k < 2000; k++)
+				ba_buf_addstr(&in, "0123456789");
+			ba_buf_addstr(&in, ".\r\n");
+		}
+	}
+	ba_buf_add(&want, in.data, in.len);
+	ba_buf_addstr(&in, ".\r\nnot sent\r\n");
+	assert_int_equal(run(&m, ba_buf_str(&in), &o, &err), 0);
+	check_out(&m, ba_buf_str(&want));
+	ba_msg_read_release(&m);
+	ba_buf_release(&in);
+	ba_buf_release(&want);
 	o.flags = BA_MSG_READ_DOTS_ARE_DATA;
 	assert_int_equal(run(&m, "Subject: a\n\nl1\n.\nafter\n", &o, &err), 0);
 	check_out(&m, "Subject: a\n\nl1\n.\nafter\n");

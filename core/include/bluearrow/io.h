@@ -86,6 +86,15 @@ int ba_linereader_init(struct ba_linereader *lr, ba_reader *in, size_t max, stru
 int ba_linereader_next(struct ba_linereader *lr, const char **line, size_t *len, struct ba_err *err);
 /* Bytes buffered but not yet returned, for a caller that switches to raw reading. */
 size_t ba_linereader_buffered(const struct ba_linereader *lr, const char **p);
+/*
+ * The complete lines buffered now: the bytes up to and including the last
+ * buffered LF (0 when there is none; no line is split at max here), not
+ * consumed.  ba_linereader_skip() then consumes n <= that many, so a caller
+ * can take many lines at once and call ba_linereader_next() (which reads
+ * more) only when this gives 0.
+ */
+size_t ba_linereader_lines(const struct ba_linereader *lr, const char **p);
+void ba_linereader_skip(struct ba_linereader *lr, size_t n);
 void ba_linereader_release(struct ba_linereader *lr);
 
 /* ---- writers ------------------------------------------------------------ */
