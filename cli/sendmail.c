@@ -299,7 +299,9 @@ static int deliver(struct sm_args *a)
 	memset(&o, 0, sizeof(o));
 	o.flags = (a->i ? BA_MSG_READ_DOTS_ARE_DATA : 0) | (a->t ? BA_MSG_READ_RCPT_FROM_HEADERS : 0) |
 	          (acc->remove_bcc_headers ? BA_MSG_READ_REMOVE_BCC : 0) |
-	          (acc->undisclosed_recipients ? BA_MSG_READ_UNDISCLOSED : 0);
+	          (acc->undisclosed_recipients ? BA_MSG_READ_UNDISCLOSED : 0) |
+	          BA_MSG_READ_REFER_INPUT; /* a message given as a file is not copied */
+	o.in_fd = 0;
 	o.set_from = hdr_mode(acc->set_from_header);
 	o.set_date = hdr_mode(acc->set_date_header);
 	o.set_msgid = hdr_mode(acc->set_msgid_header);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +39,9 @@ struct ba_spool {
 	int prev_cr;
 	size_t line_len;
 	int reading;
+	int ref_fd;           /* ba_spool_refer(): the rest is this file's from ref_off, or -1 */
+	off_t ref_off;
+	struct stat ref_st;   /* the file when referred to: reads fail if it changes */
 };
 
 /* The overflow file: unlinked from the start (io.h ba_tmpfile), so nothing partial is visible. */
@@ -156,6 +160,8 @@ static int spool_write(ba_writer *w, const void *p, size_t n, struct ba_err *err
 		BA_BUG("ba_spool written after ba_spool_reader()");
 	spool_scan(s, q, n);
 	s->size += n;
+	if (s->ref_fd >= 0) /* the bytes are the referred file's: nothing to keep */
+		return 0;
 	if (s->mem_len < s->mem_max) {
 		size_t k = s->mem_max - s->mem_len < n ? s->mem_max - s->mem_len : n;
 		if (!s->mem) {
@@ -189,6 +195,42 @@ static int spool_write(ba_writer *w, const void *p, size_t n, struct ba_err *err
 	return 0;
 }
 
+/* 1 if the referred file still is as it was when referred to. */
+static int refer_unchanged(const ba_spool *s)
+{
+	struct stat st;
+	const struct stat *a = &s->ref_st;
+	return fstat(s->ref_fd, &st) == 0 && st.st_dev == a->st_dev && st.st_ino == a->st_ino &&
+	       st.st_size == a->st_size && st.st_mtim.tv_sec == a->st_mtim.tv_sec &&
+	       st.st_mtim.tv_nsec == a->st_mtim.tv_nsec && st.st_ctim.tv_sec == a->st_ctim.tv_sec &&
+	       st.st_ctim.tv_nsec == a->st_ctim.tv_nsec;
+}
+
+/*
+ * Reads the referred part (s->pos >= s->mem_len, before s->size).  The
+ * last read checks that the file did not change since it was scanned, so
+ * a changed message fails before its end is sent, never goes out altered.
+ */
+static ssize_t refer_read(ba_spool *s, void *p, size_t n, struct ba_err *err)
+{
+	uint64_t left = s->size - s->pos;
+	if (n > left)
+		n = (size_t)left;
+	for (;;) {
+		ssize_t k = pread(s->ref_fd, p, n, s->ref_off + (off_t)(s->pos - s->mem_len));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return ba_err_set(err, EX_IOERR, "cannot read the message again: %s",
+			                  strerror(errno));
+		if (k == 0 || (s->pos + (uint64_t)k == s->size && !refer_unchanged(s)))
+			return ba_err_set(err, EX_IOERR, "the message file changed while it was sent "
+			                  "(nothing was delivered)");
+		s->pos += (uint64_t)k;
+		return k;
+	}
+}
+
 static ssize_t spool_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
 {
 	ba_spool *s = ((struct spool_reader *)r)->s;
@@ -200,6 +242,8 @@ static ssize_t spool_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
 		s->pos += k;
 		return (ssize_t)k;
 	}
+	if (s->ref_fd >= 0)
+		return refer_read(s, p, n, err);
 	for (;;) {
 		ssize_t k = pread(s->fd, p, n, (off_t)(s->pos - s->mem_len));
 		if (k < 0 && errno == EINTR)
@@ -228,8 +272,22 @@ int ba_spool_new(ba_spool **out, size_t mem_max, struct ba_err *err)
 	s->r.s = s;
 	s->mem_max = mem_max ? mem_max : BA_SPOOL_MEM_DEFAULT;
 	s->fd = -1;
+	s->ref_fd = -1;
 	*out = s;
 	return 0;
+}
+
+int ba_spool_refer(ba_spool *s, int fd, off_t off)
+{
+	if (s->reading)
+		BA_BUG("ba_spool_refer() after ba_spool_reader()");
+	struct stat st;
+	if (s->fd >= 0 || s->ref_fd >= 0 || off < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	s->ref_fd = fd;
+	s->ref_off = off;
+	s->ref_st = st;
+	return 1;
 }
 
 void ba_spool_free(ba_spool *s)
@@ -759,6 +817,14 @@ int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_rea
 	if (ba_buf_failed(&first)) {
 		ba_err_set(err, EX_OSERR, "out of memory");
 		goto done_lr;
+	}
+	if (!ended && (o->flags & BA_MSG_READ_REFER_INPUT)) {
+		/* the body starts where the input's fd is, less what the line reader holds */
+		const char *p;
+		off_t at = lseek(o->in_fd, 0, SEEK_CUR);
+		off_t held = (off_t)ba_linereader_buffered(&lr, &p);
+		if (at >= held)
+			ba_spool_refer(out->spool, o->in_fd, at - held);
 	}
 	if (!ended && copy_body(w, &lr, dots, body_at_start, err) < 0)
 		goto done_lr;

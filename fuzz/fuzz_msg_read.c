@@ -5,14 +5,18 @@
  * it is rewindable), every -t recipient is a non-empty string.  With nothing
  * to add or remove, the spool must equal the input (minus a leading mbox
  * "From " line), cut before the first lone-dot line unless dots are data:
- * the reader never changes what it keeps.  The
- * spool's flags and wire size (its fast scan) match the plain definition
+ * the reader never changes what it keeps.  One step in eight gives the input
+ * as a file (a memfd) that the spool refers to instead of copying the body.
+ * The spool's flags and wire size (its fast scan) match the plain definition
  * computed here over the bytes it gives back.
  */
+#define _GNU_SOURCE /* memfd_create */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "bluearrow/msg_read.h"
 
@@ -109,9 +113,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	struct chunk_reader r = { { &chunk_ops }, data, size, 0, (sel >> 5) * 13 + 1 };
+	ba_reader *input = &r.base;
 	struct ba_msg_read_opts o;
 	memset(&o, 0, sizeof(o));
 	o.flags = sel & 15;
+	/* the top step: the input as a file (memfd) that the spool refers to */
+	struct ba_fd_reader fr;
+	int fd = -1;
+	if ((sel >> 5) == 7) {
+		fd = memfd_create("fuzz", 0);
+		CHECK(fd >= 0 && write(fd, data, size) == (ssize_t)size && lseek(fd, 0, SEEK_SET) == 0);
+		ba_fd_reader_init(&fr, fd, "fuzz file");
+		input = &fr.base;
+	}
 	int plain = (sel & 16) != 0;
 	o.set_from = o.set_date = o.set_msgid = plain ? BA_MSG_HDR_OFF : BA_MSG_HDR_AUTO;
 	if (plain)
@@ -122,10 +136,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o.mem_max = 257;
 	o.msg.clock = fixed_clock;
 	o.msg.mime.random = fixed_random;
+	if (fd >= 0) {
+		o.flags |= BA_MSG_READ_REFER_INPUT;
+		o.in_fd = fd;
+	}
 	struct ba_msg_input m;
 	struct ba_err err = BA_ERR_INIT;
-	if (ba_msg_read(&m, &r.base, &o, &err) < 0) {
+	if (ba_msg_read(&m, input, &o, &err) < 0) {
 		CHECK(err.code != 0 && m.spool == NULL);
+		if (fd >= 0)
+			close(fd);
 		return 0;
 	}
 	for (size_t i = 0; i < m.nrcpt; i++)
@@ -159,5 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(got);
 	ba_msg_read_release(&m);
+	if (fd >= 0)
+		close(fd);
 	return 0;
 }

@@ -5,6 +5,7 @@ byte for byte on arrival; Bcc must never leak and must still be a recipient.
 SUT_SENDMAIL=msmtp runs the same cases against msmtp (the cases that rely on
 sendmail's lone-dot rule, which msmtp does not implement, are marked)."""
 import os
+import subprocess
 
 import pytest
 
@@ -193,6 +194,27 @@ def test_big_message_spools_and_arrives(smtp_server, write_config, sendmail):
     r = sendmail("-C", cfg, "-t", "-i", input=msg, timeout=60)
     assert r.returncode == 0, r.stderr
     assert srv.wait_txn(timeout=60).data == crlf(msg)
+
+
+@pytest.mark.parametrize("i", [True, False])
+def test_message_given_as_file(i, smtp_server, write_config, tmp_path):
+    """`sendmail < file`: the body is read back from the file, not copied
+    (ba_spool_refer); the file offset where the caller left it is honoured."""
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    body = b"".join(b"%08d 0123456789 .\n..\n" % n for n in range(60000))
+    msg = HDR + b"To: b@example.test\nBcc: c@example.test\nSubject: file\n\n" + body
+    f = tmp_path / "msg"
+    f.write_bytes(b"not part of the message\n" + msg + b".\nafter the dot\n")
+    with open(f, "rb") as stdin:
+        os.lseek(stdin.fileno(), 24, os.SEEK_SET)  # a caller that read a line of its own first
+        r = subprocess.run(sut_sendmail_cmd() + ["-C", cfg, "-t"] + (["-i"] if i else []),
+                           stdin=stdin, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    txn = srv.wait_txn(timeout=60)
+    assert txn.accepted_rcpts == ["b@example.test", "c@example.test"]
+    kept = msg.replace(b"Bcc: c@example.test\n", b"")
+    assert txn.data == crlf(kept + (b".\nafter the dot\n" if i else b""))
 
 
 def test_man_page_documents_every_flag():

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bluearrow/msg_read.h"
 
@@ -296,6 +298,96 @@ static void test_msg_read__spool_to_file(void **state)
 	ba_buf_release(&in);
 }
 
+/* A temporary file holding text (unlinked); the offset is left at skip. */
+static int text_file(const char *text, size_t len, off_t skip)
+{
+	char path[] = "/tmp/ba-msg-read-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	assert_int_equal(lseek(fd, skip, SEEK_SET), skip);
+	return fd;
+}
+
+/*
+ * A message given as a regular file: the spool refers to the body instead
+ * of copying it (same bytes back, twice), whatever the file offset at the
+ * start, with or without -i; a change of the file after reading makes the
+ * last read fail; a pipe is copied as before.
+ */
+static void test_msg_read__refer_to_input_file(void **state)
+{
+	(void)state;
+	struct ba_buf in = BA_BUF_INIT, want = BA_BUF_INIT;
+	ba_buf_addstr(&in, "skipped by the caller\n");
+	size_t skip = in.len;
+	ba_buf_addstr(&in, "Subject: file\nBcc: hidden@example.org\n\n");
+	ba_buf_addstr(&want, "Subject: file\n\n");
+	for (int i = 0; i < 20000; i++) {
+		ba_buf_addf(&in, "line %d caf\xc3\xa9 .\n", i);
+		ba_buf_addf(&want, "line %d caf\xc3\xa9 .\n", i);
+	}
+	size_t body_end = in.len;
+	ba_buf_addstr(&in, ".\nafter the dot\n");
+	for (int dots_are_data = 0; dots_are_data < 2; dots_are_data++) {
+		int fd = text_file(in.data, in.len, (off_t)skip);
+		struct ba_fd_reader r;
+		ba_fd_reader_init(&r, fd, "test file");
+		struct ba_msg_read_opts o = { 0 };
+		o.flags = BA_MSG_READ_REMOVE_BCC | BA_MSG_READ_REFER_INPUT |
+		          (dots_are_data ? BA_MSG_READ_DOTS_ARE_DATA : 0);
+		o.in_fd = fd;
+		o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+		o.mem_max = 4096; /* a copy would overflow to a temporary file */
+		struct ba_msg_input m;
+		struct ba_err err = BA_ERR_INIT;
+		assert_int_equal(ba_msg_read(&m, &r.base, &o, &err), 0);
+		size_t wlen = dots_are_data ? want.len + (in.len - body_end) : want.len;
+		if (dots_are_data)
+			ba_buf_add(&want, in.data + body_end, in.len - body_end);
+		assert_int_equal(ba_spool_size(m.spool), wlen);
+		assert_int_equal(ba_spool_wire_size(m.spool), wlen + (dots_are_data ? 20004 : 20002));
+		assert_int_equal(ba_spool_flags(m.spool), BA_SPOOL_8BIT | BA_SPOOL_BARE_LF);
+		for (int round = 0; round < 2; round++)
+			check_out(&m, ba_buf_str(&want));
+		/* the file changes (same size, new mtime): the last read fails */
+		assert_int_equal(pwrite(fd, "X", 1, (off_t)in.len - 2), 1);
+		struct timespec ts[2] = { { 0, UTIME_OMIT }, { 1, 0 } };
+		assert_int_equal(futimens(fd, ts), 0);
+		ba_reader *sr = ba_spool_reader(m.spool);
+		char buf[4096];
+		ssize_t k;
+		while ((k = ba_read(sr, buf, sizeof(buf), &err)) > 0)
+			;
+		assert_int_equal(k, -1);
+		assert_int_equal(err.code, EX_IOERR);
+		assert_non_null(strstr(err.text, "changed"));
+		ba_msg_read_release(&m);
+		close(fd);
+	}
+	/* a pipe cannot be referred to: copied, same result */
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	const char *small = "Subject: pipe\n\nbody\n.\nrest\n";
+	assert_int_equal(write(pfd[1], small, strlen(small)), (ssize_t)strlen(small));
+	close(pfd[1]);
+	struct ba_fd_reader r;
+	ba_fd_reader_init(&r, pfd[0], "test pipe");
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_REFER_INPUT;
+	o.in_fd = pfd[0];
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_msg_read(&m, &r.base, &o, &err), 0);
+	check_out(&m, "Subject: pipe\n\nbody\n");
+	ba_msg_read_release(&m);
+	close(pfd[0]);
+	ba_buf_release(&in);
+	ba_buf_release(&want);
+}
+
 /* The scan's results computed the plain way over the whole input. */
 static void reference_scan(const unsigned char *p, size_t n, unsigned *flags, uint64_t *wire)
 {
@@ -418,6 +510,7 @@ int main(void)
 		cmocka_unit_test(test_msg_read__odd_headers),
 		cmocka_unit_test(test_msg_read__spool_to_file),
 		cmocka_unit_test(test_msg_read__spool_scan_random),
+		cmocka_unit_test(test_msg_read__refer_to_input_file),
 		cmocka_unit_test(test_msg_read__addr_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "bluearrow/buf.h"
 #include "bluearrow/err.h"
@@ -82,6 +83,17 @@ ba_writer *ba_spool_writer(ba_spool *s);
  * the message with another host.  Errors of its reads: EX_IOERR.
  */
 ba_reader *ba_spool_reader(ba_spool *s);
+/*
+ * From now on the spool keeps no copy of what is written: the caller
+ * promises that the bytes it writes are those of the regular file fd from
+ * offset off on (it writes them as it reads them from there), and reads
+ * give them back with pread().  The spool does not own fd.  So a message
+ * given as a file is not copied.  The last read fails (EX_IOERR) if the
+ * file changed (size, mtime or ctime) since this call.  Returns 1, or 0
+ * when this is not possible (fd is no regular file, or bytes went to the
+ * overflow file already): writes are then kept as before.
+ */
+int ba_spool_refer(ba_spool *s, int fd, off_t off);
 /* Bytes written so far. */
 uint64_t ba_spool_size(const ba_spool *s);
 /* The size with every bare LF or CR counted as CRLF: what the data phase carries (RFC 1870 SIZE). */
@@ -95,7 +107,10 @@ enum ba_msg_read_flags {
 	BA_MSG_READ_DOTS_ARE_DATA = 1 << 0,      /* -i / -oi: "." is an ordinary line */
 	BA_MSG_READ_RCPT_FROM_HEADERS = 1 << 1,  /* -t */
 	BA_MSG_READ_REMOVE_BCC = 1 << 2,         /* remove Bcc and Resent-Bcc (msmtp remove_bcc_headers) */
-	BA_MSG_READ_UNDISCLOSED = 1 << 3         /* msmtp undisclosed_recipients */
+	BA_MSG_READ_UNDISCLOSED = 1 << 3,        /* msmtp undisclosed_recipients */
+	BA_MSG_READ_REFER_INPUT = 1 << 4         /* in reads in_fd, unbuffered (a ba_fd_reader):
+	                                            if that is a regular file, the body is not
+	                                            copied (ba_spool_refer()) */
 };
 
 /* Values as struct ba_account's set_*_header (bluearrow/config.h), kept apart to stay below config. */
@@ -110,6 +125,7 @@ struct ba_msg_read_opts {          /* zero = defaults */
 	const char *from_name;         /* its display name (UTF-8, -F); NULL = none; borrowed */
 	size_t header_max;             /* bound on the header block; 0 = 1 MB */
 	size_t mem_max;                /* spool memory; 0 = 1 MB */
+	int in_fd;                     /* with BA_MSG_READ_REFER_INPUT: the fd in reads */
 	struct ba_msg_opts msg;        /* clock and random source for Date and Message-ID */
 };
 
