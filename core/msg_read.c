@@ -195,15 +195,20 @@ static int spool_write(ba_writer *w, const void *p, size_t n, struct ba_err *err
 	return 0;
 }
 
-/* 1 if the referred file still is as it was when referred to. */
-static int refer_unchanged(const ba_spool *s)
+/*
+ * 1 if the referred file still holds what was read: not shorter, and not
+ * rewritten in place (same size, new mtime or ctime).  A file that grew was
+ * appended to (a log, say): the message ends where it ended when read.
+ */
+static int refer_intact(const ba_spool *s)
 {
 	struct stat st;
 	const struct stat *a = &s->ref_st;
-	return fstat(s->ref_fd, &st) == 0 && st.st_dev == a->st_dev && st.st_ino == a->st_ino &&
-	       st.st_size == a->st_size && st.st_mtim.tv_sec == a->st_mtim.tv_sec &&
-	       st.st_mtim.tv_nsec == a->st_mtim.tv_nsec && st.st_ctim.tv_sec == a->st_ctim.tv_sec &&
-	       st.st_ctim.tv_nsec == a->st_ctim.tv_nsec;
+	if (fstat(s->ref_fd, &st) < 0 || st.st_size < a->st_size)
+		return 0;
+	return st.st_size > a->st_size ||
+	       (st.st_mtim.tv_sec == a->st_mtim.tv_sec && st.st_mtim.tv_nsec == a->st_mtim.tv_nsec &&
+	        st.st_ctim.tv_sec == a->st_ctim.tv_sec && st.st_ctim.tv_nsec == a->st_ctim.tv_nsec);
 }
 
 /*
@@ -223,7 +228,7 @@ static ssize_t refer_read(ba_spool *s, void *p, size_t n, struct ba_err *err)
 		if (k < 0)
 			return ba_err_set(err, EX_IOERR, "cannot read the message again: %s",
 			                  strerror(errno));
-		if (k == 0 || (s->pos + (uint64_t)k == s->size && !refer_unchanged(s)))
+		if (k == 0 || (s->pos + (uint64_t)k == s->size && !refer_intact(s)))
 			return ba_err_set(err, EX_IOERR, "the message file changed while it was sent "
 			                  "(nothing was delivered)");
 		s->pos += (uint64_t)k;

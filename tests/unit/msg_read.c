@@ -351,8 +351,12 @@ static void test_msg_read__refer_to_input_file(void **state)
 		assert_int_equal(ba_spool_flags(m.spool), BA_SPOOL_8BIT | BA_SPOOL_BARE_LF);
 		for (int round = 0; round < 2; round++)
 			check_out(&m, ba_buf_str(&want));
-		/* the file changes (same size, new mtime): the last read fails */
+		/* appended to meanwhile (a log file): still the same message */
+		assert_int_equal(pwrite(fd, "appended\n", 9, (off_t)in.len), 9);
+		check_out(&m, ba_buf_str(&want));
+		/* rewritten in place (same size, new mtime): the last read fails */
 		assert_int_equal(pwrite(fd, "X", 1, (off_t)in.len - 2), 1);
+		assert_int_equal(ftruncate(fd, (off_t)in.len), 0); /* back to the size read */
 		struct timespec ts[2] = { { 0, UTIME_OMIT }, { 1, 0 } };
 		assert_int_equal(futimens(fd, ts), 0);
 		ba_reader *sr = ba_spool_reader(m.spool);

@@ -89,7 +89,8 @@ ba_reader *ba_spool_reader(ba_spool *s);
  * offset off on (it writes them as it reads them from there), and reads
  * give them back with pread().  The spool does not own fd.  So a message
  * given as a file is not copied.  The last read fails (EX_IOERR) if the
- * file changed (size, mtime or ctime) since this call.  Returns 1, or 0
+ * file was truncated or rewritten in place (same size, new mtime or ctime)
+ * since this call; appending to it is harmless.  Returns 1, or 0
  * when this is not possible (fd is no regular file, or bytes went to the
  * overflow file already): writes are then kept as before.
  */
