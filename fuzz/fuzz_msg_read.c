@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "bluearrow/msg_read.h"
+#include "../tests/helper/spool_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -44,34 +45,6 @@ static ssize_t chunk_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
 	return (ssize_t)k;
 }
 static const struct ba_reader_ops chunk_ops = { chunk_read };
-
-/* ba_spool_flags() and ba_spool_wire_size() by their definition (msg_read.h). */
-static void reference_scan(const unsigned char *p, size_t n, unsigned *flags, uint64_t *wire)
-{
-	unsigned f = 0;
-	uint64_t w = n;
-	size_t ll = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = p[i];
-		if (c == '\r' && (i + 1 == n || p[i + 1] != '\n')) {
-			f |= BA_SPOOL_BARE_CR;
-			w++;
-		} else if (c == '\n' && (i == 0 || p[i - 1] != '\r')) {
-			f |= BA_SPOOL_BARE_LF;
-			w++;
-		}
-		if (c >= 0x80)
-			f |= BA_SPOOL_8BIT;
-		if (c == 0)
-			f |= BA_SPOOL_NUL;
-		if (c == '\n')
-			ll = 0;
-		else if (c != '\r' && ++ll > 998)
-			f |= BA_SPOOL_LONG_LINE;
-	}
-	*flags = f;
-	*wire = w;
-}
 
 /* The length of p[0..n) before its first line that is ".", ".\n" or ".\r\n" (sendmail's end). */
 static size_t before_lone_dot(const uint8_t *p, size_t n)
@@ -163,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	unsigned ref_flags;
 	uint64_t ref_wire;
-	reference_scan(got, (size_t)want, &ref_flags, &ref_wire);
+	spool_ref_scan(got, (size_t)want, &ref_flags, &ref_wire);
 	CHECK(ba_spool_flags(m.spool) == ref_flags && ba_spool_wire_size(m.spool) == ref_wire);
 	if (plain) {
 		const uint8_t *in = data;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bluearrow/msg_read.h"
+#include "../helper/spool_ref.h"
 
 static int fixed_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
 {
@@ -392,34 +393,6 @@ static void test_msg_read__refer_to_input_file(void **state)
 	ba_buf_release(&want);
 }
 
-/* The scan's results computed the plain way over the whole input. */
-static void reference_scan(const unsigned char *p, size_t n, unsigned *flags, uint64_t *wire)
-{
-	unsigned f = 0;
-	uint64_t w = n;
-	size_t ll = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = p[i];
-		if (c == '\r' && (i + 1 == n || p[i + 1] != '\n')) {
-			f |= BA_SPOOL_BARE_CR;
-			w++;
-		} else if (c == '\n' && (i == 0 || p[i - 1] != '\r')) {
-			f |= BA_SPOOL_BARE_LF;
-			w++;
-		}
-		if (c >= 0x80)
-			f |= BA_SPOOL_8BIT;
-		if (c == 0)
-			f |= BA_SPOOL_NUL;
-		if (c == '\n')
-			ll = 0;
-		else if (c != '\r' && ++ll > 998)
-			f |= BA_SPOOL_LONG_LINE;
-	}
-	*flags = f;
-	*wire = w;
-}
-
 /*
  * The spool's scan (word-at-a-time fast path) agrees with the plain
  * definition on random text of every kind, however the writes are split.
@@ -466,7 +439,7 @@ static void test_msg_read__spool_scan_random(void **state)
 		}
 		unsigned want_f;
 		uint64_t want_w;
-		reference_scan(buf, n, &want_f, &want_w);
+		spool_ref_scan(buf, n, &want_f, &want_w);
 		assert_int_equal(ba_spool_flags(sp), want_f);
 		assert_int_equal(ba_spool_wire_size(sp), want_w);
 		assert_int_equal(ba_spool_size(sp), n);
