@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,7 +267,82 @@ static int resolve_deadline(const char *host, const char *service, const struct 
 	return rc;
 }
 
-/* TCP connect to host:port, every address in turn. On success *fdp is a connected socket. */
+/* Happy Eyeballs (RFC 8305 §5): the delay before the next address is tried, and how many. */
+#define HE_DELAY_MS 250
+#define HE_MAX 16
+
+/*
+ * The addresses in getaddrinfo's order (RFC 6724), the families interleaved
+ * (RFC 8305 §4): the first address, then one of the other family, and so
+ * on, the rest of one family at the end.  Returns how many are in out.
+ */
+static size_t he_order(struct addrinfo *res, struct addrinfo **out, size_t max)
+{
+	struct addrinfo *a[HE_MAX], *b[HE_MAX];
+	size_t na = 0, nb = 0, n = 0;
+	for (struct addrinfo *ai = res; ai && na + nb < max; ai = ai->ai_next) {
+		if (ai->ai_family == res->ai_family)
+			a[na++] = ai;
+		else
+			b[nb++] = ai;
+	}
+	for (size_t i = 0; i < na || i < nb; i++) {
+		if (i < na)
+			out[n++] = a[i];
+		if (i < nb)
+			out[n++] = b[i];
+	}
+	return n;
+}
+
+struct he_attempt {
+	int fd;            /* -1: done (failed) */
+	int64_t deadline;
+	char addr[64];
+};
+
+/*
+ * Starts a non-blocking connect to ai.  Returns 1 (in progress: *at filled),
+ * 0 (connected at once: *at filled) or -1 (failed: *last says why, or
+ * *bind_err for a source address that does not fit).
+ */
+static int he_start(struct he_attempt *at, const struct addrinfo *ai, const char *source_ip,
+                    unsigned port, int timeout_ms, const struct ba_log *log, const char **last,
+                    struct ba_err *bind_err)
+{
+	getnameinfo(ai->ai_addr, ai->ai_addrlen, at->addr, sizeof(at->addr), NULL, 0,
+	            NI_NUMERICHOST);
+	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	                ai->ai_protocol);
+	if (fd < 0) {
+		*last = strerror(errno);
+		return -1;
+	}
+	if (source_ip && bind_source(fd, ai->ai_family, source_ip, bind_err) < 0) {
+		ba_log(log, BA_LOG_DEBUG, "skipping %s: %s", at->addr, bind_err->text);
+		close(fd);
+		return -1;
+	}
+	ba_log(log, BA_LOG_DEBUG, "connecting to %s port %u", at->addr, port);
+	at->fd = fd;
+	at->deadline = ba_deadline(timeout_ms);
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return 0;
+	if (errno == EINPROGRESS || errno == EINTR)
+		return 1;
+	*last = connect_reason(errno);
+	ba_log(log, BA_LOG_DEBUG, "cannot connect to %s port %u: %s", at->addr, port, *last);
+	close(fd);
+	at->fd = -1;
+	return -1;
+}
+
+/*
+ * TCP connect to host:port.  The addresses are tried as RFC 8305 says: a new
+ * one every HE_DELAY_MS while the earlier attempts go on (at once when one
+ * fails), each with its own deadline of timeout_ms; the first connection
+ * wins and the others are closed.  On success *fdp is a connected socket.
+ */
 static int connect_tcp(int *fdp, const char *host, unsigned port, const char *source_ip,
                        int timeout_ms, const struct ba_log *log, struct ba_err *err)
 {
@@ -289,39 +365,86 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 	if (r != 0)
 		return ba_err_set(err, EX_NOHOST, "cannot resolve '%s': %s", host, gai_strerror(r));
 
+	struct addrinfo *list[HE_MAX];
+	size_t nlist = he_order(res, list, HE_MAX), next = 0, nat = 0;
+	struct he_attempt at[HE_MAX];
 	const char *last = "no usable address";
-	int attempts = 0;
+	int attempts = 0, pending = 0, winner = -1;
 	struct ba_err bind_err = BA_ERR_INIT;
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		char addr[64] = "?";
-		getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
-		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			last = strerror(errno);
-			continue;
+	int64_t next_start = 0;
+	while (winner < 0) {
+		int64_t now = ba_now_ms();
+		/* the next address: when its time has come, or nothing else is going on */
+		while (next < nlist && (pending == 0 || now >= next_start)) {
+			int k = he_start(&at[nat], list[next++], source_ip, port, timeout_ms, log, &last,
+			                 &bind_err);
+			if (k < 0)
+				continue;
+			attempts++;
+			nat++;
+			if (k == 0) {
+				winner = (int)nat - 1;
+				break;
+			}
+			pending++;
+			next_start = now + HE_DELAY_MS;
+			break;
 		}
-		if (source_ip) {
-			if (bind_source(fd, ai->ai_family, source_ip, &bind_err) < 0) {
-				ba_log(log, BA_LOG_DEBUG, "skipping %s: %s", addr, bind_err.text);
-				close(fd);
+		if (winner >= 0 || pending == 0)
+			break;
+		/* wait for any attempt, until the next start or the first deadline */
+		struct pollfd pfd[HE_MAX];
+		int idx[HE_MAX], npfd = 0;
+		int64_t until = next < nlist ? next_start : INT64_MAX;
+		for (size_t i = 0; i < nat; i++) {
+			if (at[i].fd < 0)
+				continue;
+			pfd[npfd] = (struct pollfd){ at[i].fd, POLLOUT, 0 };
+			idx[npfd++] = (int)i;
+			if (at[i].deadline < until)
+				until = at[i].deadline;
+		}
+		int64_t wait = until - now;
+		if (poll(pfd, (nfds_t)npfd, wait <= 0 ? 0 : wait > 60000 ? 60000 : (int)wait) < 0 &&
+		    errno != EINTR) {
+			last = strerror(errno);
+			break;
+		}
+		now = ba_now_ms();
+		for (int j = 0; j < npfd && winner < 0; j++) {
+			struct he_attempt *a = &at[idx[j]];
+			int soerr = 0;
+			socklen_t sl = sizeof(soerr);
+			if (pfd[j].revents) {
+				if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+					soerr = errno;
+				if (soerr == 0) {
+					winner = idx[j];
+					break;
+				}
+			} else if (now >= a->deadline) {
+				soerr = ETIMEDOUT;
+			} else {
 				continue;
 			}
+			last = connect_reason(soerr);
+			ba_log(log, BA_LOG_DEBUG, "cannot connect to %s port %u: %s", a->addr, port, last);
+			close(a->fd);
+			a->fd = -1;
+			pending--;
+			next_start = now; /* a failure starts the next address at once */
 		}
-		ba_log(log, BA_LOG_DEBUG, "connecting to %s port %u", addr, port);
-		attempts++;
-		int e = connect_deadline(fd, ai->ai_addr, ai->ai_addrlen, ba_deadline(timeout_ms));
-		if (e == 0) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			freeaddrinfo(res);
-			*fdp = fd;
-			return 0;
-		}
-		close(fd);
-		last = connect_reason(e);
-		ba_log(log, BA_LOG_DEBUG, "cannot connect to %s port %u: %s", addr, port, last);
 	}
+	for (size_t i = 0; i < nat; i++)
+		if (at[i].fd >= 0 && (int)i != winner)
+			close(at[i].fd);
 	freeaddrinfo(res);
+	if (winner >= 0) {
+		int one = 1;
+		setsockopt(at[winner].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		*fdp = at[winner].fd;
+		return 0;
+	}
 	if (!attempts && bind_err.code) {
 		if (err)
 			*err = bind_err;

@@ -1,4 +1,5 @@
-"""Name resolution has a deadline (core/net.c resolve_deadline).
+"""Name resolution has a deadline (core/net.c resolve_deadline), and a host's
+addresses are tried as RFC 8305 (Happy Eyeballs) says (core/net.c connect_tcp).
 
 The C library's resolver waits resolv.conf's timeout per server and attempt
 and cannot be interrupted; bluearrow resolves in a thread and gives up at the
@@ -10,6 +11,11 @@ server on the namespace's own loopback, with a 30 s resolver timeout:
              EX_TEMPFAIL, naming the host, after about its timeout (2 s), not 30 s;
   slow       answers A 127.0.0.1 after 1.5 s: the client (timeout 5 s) must wait
              for it and deliver to an SMTP server in the same namespace.
+
+Happy Eyeballs: the namespace's /etc/hosts gives mail.he.test as ::1 (tried
+first, RFC 6724) and 127.0.0.1; on ::1 a listener with a full backlog drops
+the SYN, on 127.0.0.1 the SMTP server answers: the client must deliver after
+about 250 ms, not after its connect timeout.
 
 The DNS responder is a few lines of Python (no real server can be told to
 answer late or never); the SMTP server is the tests' aiosmtpd server.  Needs
@@ -82,6 +88,7 @@ def netns(tmp_path):
             p = subprocess.Popen(["ip", "netns", "exec", name] + argv, **kw)
             procs.append(p)
             return p
+        run.etc = etc
         yield run
     finally:
         for p in procs:
@@ -128,9 +135,10 @@ def config(tmp_path, host, port, timeout):
 MSG = b"From: a@x.test\nTo: b@y.test\nSubject: dns\n\nbody\n"
 
 
-def send(netns, cfg):
+def send(netns, cfg, *flags):
     t0 = time.monotonic()
-    p = netns([bluearrow_path(), "sendmail", "-C", cfg, "b@y.test"], stdin=subprocess.PIPE,
+    p = netns([bluearrow_path(), "sendmail", "-C", cfg] + list(flags) + ["b@y.test"],
+              stdin=subprocess.PIPE,
               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = p.communicate(MSG, timeout=60)
     return p.returncode, err.decode(errors="replace"), time.monotonic() - t0
@@ -165,3 +173,38 @@ def test_hosts_file_names_need_no_dns(netns, tmp_path):
     rc, err, took = send(netns, config(tmp_path, "localhost", port, 2))
     assert rc == 0, err
     assert "query localhost" not in log.read_text()
+
+
+# Listens on [::1]:port with a full backlog, so a further SYN is dropped (no RST).
+BLOCKER = r'''
+import socket, sys, time
+port = int(sys.argv[1])
+l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("::1", port))
+l.listen(0)
+fill = []
+for _ in range(4):
+    c = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    c.setblocking(False)
+    c.connect_ex(("::1", port))
+    fill.append(c)
+time.sleep(0.2)
+print("ready", flush=True)
+time.sleep(3600)
+'''
+
+
+def test_happy_eyeballs_second_address_wins(netns, tmp_path):
+    with open(os.path.join(netns.etc, "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n::1 mail.he.test\n127.0.0.1 mail.he.test\n")
+    port = start_smtp(netns)
+    b = netns([PY, "-c", BLOCKER, str(port)], stdout=subprocess.PIPE)
+    assert b.stdout.readline() == b"ready\n"
+    rc, err, took = send(netns, config(tmp_path, "mail.he.test", port, 5), "-v")
+    assert rc == 0, err
+    # ::1 was tried first and given up on for 127.0.0.1 well before the timeout
+    v6 = err.find("connecting to ::1 port %d" % port)
+    v4 = err.find("connecting to 127.0.0.1 port %d" % port)
+    assert 0 <= v6 < v4, err
+    assert took < 3, took

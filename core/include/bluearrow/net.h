@@ -17,9 +17,10 @@ struct ba_net_params {
 };
 
 /*
- * Connects to p->host:p->port, trying every address getaddrinfo returns
- * (AF_UNSPEC: IPv6 and IPv4) in order until one answers, each within the
- * timeout; with TCP_NODELAY set (the engine batches its writes, so Nagle
+ * Connects to p->host:p->port, resolved (AF_UNSPEC: IPv6 and IPv4) within
+ * the timeout, trying the addresses as RFC 8305 says: the families
+ * interleaved, a new attempt every 250 ms while the earlier ones go on, each
+ * within the timeout, the first connection wins; with TCP_NODELAY set (the engine batches its writes, so Nagle
  * only adds delay).  host may be an address literal, also "[2001:db8::1]".
  * A host starting with '/' is the path of a unix-domain stream socket
  * (port and source_ip are ignored).  With proxy_host, the TCP connection
