@@ -384,6 +384,19 @@ static int is_blank(int c)
  * msmtp's trim_string(): strip blanks at both ends, then one pair of
  * enclosing double quotes.  Appends the result to out.
  */
+/* s[0..n) without blanks at either end, into out. */
+static int trim_blanks(struct ba_buf *out, const char *s, size_t n)
+{
+	while (n && is_blank((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n && is_blank((unsigned char)s[n - 1]))
+		n--;
+	return ba_buf_add(out, s, n);
+}
+
+/* A line's argument as msmtp reads it: trimmed, and one pair of outer quotes removed. */
 static int trim_value(struct ba_buf *out, const char *s, size_t n)
 {
 	while (n && is_blank((unsigned char)*s)) {
@@ -842,7 +855,12 @@ static int start_account(struct parser *ps, char *arg)
 		}
 		*colon = '\0';
 	}
-	if (trim_value(&name, arg, strlen(arg)) < 0)
+	/*
+	 * as msmtp 1.8.23: the line lost its outer quotes already; the name is
+	 * only trimmed (`account ""x""` is "x"), while each parent also loses a
+	 * pair of its own (above)
+	 */
+	if (trim_blanks(&name, arg, strlen(arg)) < 0)
 		goto oom;
 	if (name.len == 0) {
 		perr(ps, "missing account name");

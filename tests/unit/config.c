@@ -314,6 +314,27 @@ static void test_config__quoting_and_blanks(void **state)
 	assert_string_equal(a->domain, "\"quoted\"");
 	assert_string_equal(a->maildomain, "\"half");
 	ba_config_free(cfg);
+	/*
+	 * as msmtp 1.8.23: an account line loses one pair of outer quotes, so
+	 * `account ""x""` names "x" with its quotes, and each parent loses a pair
+	 * of its own (`y : ""x""` names "x" too).  fuzz_config found names
+	 * unquoted twice, so `config show` printed a name that read back shorter.
+	 */
+	cfg = parse_ok("account \"\"x\"\"\nhost h\naccount y : \"\"x\"\"\nhost h\n"
+	               "account \"\"\"\"\"\"\"\nhost h\n");
+	assert_non_null(acc(cfg, "\"x\""));
+	assert_string_equal(acc(cfg, "y")->host, "h");
+	const struct ba_account *q = acc(cfg, "\"\"\"\"\"");
+	struct ba_buf one = BA_BUF_INIT, two = BA_BUF_INIT;
+	assert_int_equal(ba_config_format_account(&one, q), 0);
+	ba_config *back = parse_ok(ba_buf_str(&one));
+	assert_int_equal(ba_config_format_account(&two, ba_config_at(back, 0)), 0);
+	assert_string_equal(ba_buf_str(&two), ba_buf_str(&one));
+	assert_string_equal(ba_config_at(back, 0)->name, "\"\"\"\"\"");
+	ba_buf_release(&one);
+	ba_buf_release(&two);
+	ba_config_free(back);
+	ba_config_free(cfg);
 }
 
 static void test_config__errors_name_file_and_line(void **state)
