@@ -384,27 +384,28 @@ static int is_blank(int c)
  * msmtp's trim_string(): strip blanks at both ends, then one pair of
  * enclosing double quotes.  Appends the result to out.
  */
+/* Narrows *s, *n to leave out blanks at either end. */
+static void strip_blanks(const char **s, size_t *n)
+{
+	while (*n && is_blank((unsigned char)**s)) {
+		(*s)++;
+		(*n)--;
+	}
+	while (*n && is_blank((unsigned char)(*s)[*n - 1]))
+		(*n)--;
+}
+
 /* s[0..n) without blanks at either end, into out. */
 static int trim_blanks(struct ba_buf *out, const char *s, size_t n)
 {
-	while (n && is_blank((unsigned char)*s)) {
-		s++;
-		n--;
-	}
-	while (n && is_blank((unsigned char)s[n - 1]))
-		n--;
+	strip_blanks(&s, &n);
 	return ba_buf_add(out, s, n);
 }
 
 /* A line's argument as msmtp reads it: trimmed, and one pair of outer quotes removed. */
 static int trim_value(struct ba_buf *out, const char *s, size_t n)
 {
-	while (n && is_blank((unsigned char)*s)) {
-		s++;
-		n--;
-	}
-	while (n && is_blank((unsigned char)s[n - 1]))
-		n--;
+	strip_blanks(&s, &n);
 	if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
 		s++;
 		n -= 2;
