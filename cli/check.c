@@ -13,13 +13,10 @@
 #include "bluearrow/log.h"
 #include "bluearrow/net.h"
 #include "bluearrow/route.h"
-#include "bluearrow/secret.h"
 #include "bluearrow/smtp.h"
 #include "bluearrow/tls.h"
+#include "bluearrow/submit.h"
 #include "cli.h"
-#include "submit.h"
-#include "bluearrow/route.h"
-#include "transmit.h"
 
 const char cli_check_usage[] =
 	"usage: bluearrow check [-C FILE] [-a ACCOUNT] [-v]\n"
@@ -39,22 +36,9 @@ static const char our_mechs[] = "SCRAM-SHA-256-PLUS SCRAM-SHA-256 SCRAM-SHA-1-PL
                                 "CRAM-MD5 PLAIN LOGIN XOAUTH2 OAUTHBEARER EXTERNAL";
 
 struct check_ctx {
-	struct ba_tls_params tp;
-	struct ba_tls_info info;
-	int tls_tried;
 	struct ba_buf server_auth; /* AUTH mechanisms of the last EHLO reply */
 	int verbose;
 };
-
-static int check_start_tls(void *ctx, ba_stream **stream, struct ba_err *err)
-{
-	struct check_ctx *c = ctx;
-	ba_stream *out = NULL;
-	c->tls_tried = 1;
-	int rc = ba_tls_start(&out, *stream, &c->tp, &c->info, err);
-	*stream = out;
-	return rc;
-}
 
 /* Watches the dialogue for the EHLO reply's AUTH line (the engine keeps only a bit). */
 static void check_log(void *ctx, enum ba_log_level level, const char *msg)
@@ -138,26 +122,33 @@ static int probe_tls(const struct ba_net_params *np, const struct ba_tls_params 
 	return ok;
 }
 
-static void hint_cert(const struct check_ctx *c)
+static void hint_cert(const struct ba_tls_info *info)
 {
-	if (c->info.sha256[0] && !c->info.verified)
+	if (info->sha256[0] && !info->verified)
 		printf("hint         if you trust this certificate, pin it in the account:\n"
-		       "               tls_fingerprint %s\n", c->info.sha256);
+		       "               tls_fingerprint %s\n", info->sha256);
 }
 
-static int run_check(const struct cli_acct *a, int verbose)
+/* check never waits long: at most 10 s per step, less if the account says so */
+#define CHECK_TIMEOUT_MS 10000
+
+/*
+ * Opens the account's route exactly as a send does (ba_route_open(): the
+ * same parameters, TLS, channel binding and AUTH), then shows what it saw.
+ * On failure it probes once more, with the same network parameters, to say
+ * which setting to change.
+ */
+static int run_check(const struct ba_account *acc, int verbose)
 {
-	const struct ba_account *acc = a->acc;
 	struct ba_err err = BA_ERR_INIT;
 	struct check_ctx c;
 	memset(&c, 0, sizeof(c));
 	c.verbose = verbose;
 	struct ba_log log = { check_log, &c, BA_LOG_PROTO };
-	struct ba_buf helo = BA_BUF_INIT, pass = BA_BUF_INIT;
-	ba_stream *stream = NULL;
-	ba_session *s = NULL;
+	struct ba_route_report report;
+	struct ba_route_params rp;
+	ba_route *r = NULL;
 	int code = 0;
-	int timeout = acc->timeout > 0 && acc->timeout < 10 ? acc->timeout * 1000 : 10000;
 
 	const char *mode = !acc->tls ? "no TLS" : acc->tls_starttls ? "STARTTLS" : "implicit TLS";
 	printf("account      %s (%s:%u)\n", acc->name, acc->file, acc->line);
@@ -165,63 +156,29 @@ static int run_check(const struct cli_acct *a, int verbose)
 		printf("server       %s (unix socket), %s\n", acc->socket, mode);
 	else
 		printf("server       %s port %u, %s\n", acc->host, acc->port, mode);
-	ba_route_tls_params(&c.tp, acc, verbose ? &log : NULL);
-	c.tp.timeout_ms = timeout;
-	struct ba_net_params np;
-	memset(&np, 0, sizeof(np));
-	np.host = acc->socket ? acc->socket : acc->host;
-	np.port = acc->port;
-	np.source_ip = acc->source_ip;
-	np.proxy_host = acc->proxy_host;
-	np.proxy_port = acc->proxy_port;
-	np.timeout_ms = timeout;
-	if (ba_net_connect(&stream, &np, &err) < 0)
-		goto fail;
-	if (acc->tls && !acc->tls_starttls && check_start_tls(&c, &stream, &err) < 0) {
-		char greet[256];
-		print_cert(&c.info);
+	/* the same mapping the route makes, for the probes below */
+	if (ba_route_params_init(&rp, acc, NULL, 0, CHECK_TIMEOUT_MS, &err) < 0) {
 		printf("error        %s\n", err.text);
-		probe_greeting(&np, greet, sizeof(greet));
-		if (strncmp(greet, "220", 3) == 0)
-			printf("hint         the server on port %u speaks plain SMTP ('%.60s'): use "
-			       "'tls_starttls on' (or port 465 for implicit TLS)\n", acc->port, greet);
-		hint_cert(&c);
-		code = err.code ? err.code : EX_UNAVAILABLE;
+		code = err.code ? err.code : EX_SOFTWARE;
 		goto out;
 	}
-	if (ba_config_expand(&helo, acc->domain ? acc->domain : "localhost", 0, &err) < 0)
-		goto fail;
-	struct ba_smtp_params p;
-	memset(&p, 0, sizeof(p));
-	p.variant = acc->protocol == BA_PROTO_LMTP ? BA_SMTP_LMTP : BA_SMTP_SUBMISSION;
-	p.tls = !acc->tls ? BA_TLS_OFF : acc->tls_starttls ? BA_TLS_STARTTLS : BA_TLS_IMPLICIT;
-	p.helo = ba_buf_str(&helo);
-	p.tls_start = check_start_tls;
-	p.tls_ctx = &c;
-	p.host = acc->host;
-	p.port = acc->port;
-	p.timeout_ms = timeout;
-	p.log = &log;
-	if (acc->auth) {
-		enum ba_secret_source src;
-		if (ba_secret_password(&pass, &src, acc, &err) < 0)
-			goto fail;
-		p.user = acc->user ? acc->user : "";
-		p.password = ba_buf_str(&pass);
-		p.auth_mech = acc->auth_method;
-		if (acc->auth_method && (strcmp(acc->auth_method, "oauthbearer") == 0 ||
-		                         strcmp(acc->auth_method, "xoauth2") == 0))
-			p.flags |= BA_SMTP_TOKEN;
-	}
-	if (acc->tls_cert_file)
-		p.flags |= BA_SMTP_CLIENT_CERT;
-	int rc = ba_session_open(&s, stream, &p, &err);
-	stream = NULL;
-	print_cert(&c.info);
-	if (rc < 0) {
+	struct ba_route_opts ro;
+	memset(&ro, 0, sizeof(ro));
+	ro.log = &log;
+	ro.timeout_ms = CHECK_TIMEOUT_MS;
+	ro.report = &report;
+	if (ba_route_open(&r, acc, &ro, &err) < 0) {
+		print_cert(&report.tls);
 		printf("error        %s\n", err.text);
-		if (acc->tls && acc->tls_starttls && !c.tls_tried && !c.server_auth.len &&
-		    probe_tls(&np, &c.tp))
+		if (rp.smtp.tls == BA_TLS_IMPLICIT && report.tls_attempted && !report.tls.version[0]) {
+			char greet[256];
+			probe_greeting(&rp.net, greet, sizeof(greet));
+			if (strncmp(greet, "220", 3) == 0)
+				printf("hint         the server on port %u speaks plain SMTP ('%.60s'): use "
+				       "'tls_starttls on' (or port 465 for implicit TLS)\n", acc->port, greet);
+		}
+		if (rp.smtp.tls == BA_TLS_STARTTLS && !report.tls_attempted && !c.server_auth.len &&
+		    probe_tls(&rp.net, &rp.tls))
 			printf("hint         the server on port %u expects implicit TLS (RFC 8314): use "
 			       "'tls_starttls off'\n", acc->port);
 		if (err.code == EX_NOPERM)
@@ -229,10 +186,12 @@ static int run_check(const struct cli_acct *a, int verbose)
 			       c.server_auth.len ? ba_buf_str(&c.server_auth) : "none (no AUTH in EHLO)",
 			       our_mechs, acc->auth_method ? "; the account asks for " : "",
 			       acc->auth_method ? acc->auth_method : "");
-		hint_cert(&c);
+		hint_cert(&report.tls);
 		code = err.code ? err.code : EX_UNAVAILABLE;
 		goto out;
 	}
+	ba_session *s = ba_route_session(r);
+	print_cert(&report.tls);
 	print_caps(s);
 	if (c.server_auth.len)
 		printf("auth offered %s\n", ba_buf_str(&c.server_auth));
@@ -242,15 +201,9 @@ static int run_check(const struct cli_acct *a, int verbose)
 	else
 		printf("auth         not configured (auth off)\n");
 	printf("result       ok, no message sent\n");
-	goto out;
-fail:
-	printf("error        %s\n", err.text);
-	code = err.code ? err.code : EX_SOFTWARE;
 out:
-	ba_session_free(s);
-	ba_stream_free(stream);
-	ba_buf_release(&helo);
-	ba_buf_release_secret(&pass);
+	ba_route_free(r);
+	ba_route_params_release(&rp);
 	ba_buf_release(&c.server_auth);
 	fflush(stdout);
 	return code;
@@ -278,12 +231,14 @@ int cli_cmd_check(int argc, char **argv)
 		*dst = argv[++i];
 	}
 	struct ba_err err = BA_ERR_INIT;
-	struct cli_acct a;
-	if (cli_acct_open(&a, file, account, NULL, &err) < 0) {
-		cli_acct_release(&a);
+	ba_config *cfg = NULL;
+	const struct ba_account *acc = NULL;
+	if (ba_submit_config(&cfg, file, &err) < 0 ||
+	    !(acc = ba_submit_account(cfg, account, NULL, NULL, &err))) {
+		ba_config_free(cfg);
 		return cli_fail(&err);
 	}
-	int code = run_check(&a, verbose);
-	cli_acct_release(&a);
+	int code = run_check(acc, verbose);
+	ba_config_free(cfg);
 	return code;
 }

@@ -6,7 +6,8 @@
 #include "bluearrow/msg.h"
 #include "bluearrow/msg_read.h"
 #include "cli.h"
-#include "submit.h"
+#include "bluearrow/submit.h"
+#include "output.h"
 
 const char cli_send_usage[] =
 	"usage: bluearrow send [-C FILE] [-a ACCOUNT] [-v] --from ADDR --to ADDR [compose options]\n"
@@ -83,14 +84,18 @@ int cli_cmd_send(int argc, char **argv)
 		return code;
 
 	struct ba_err err = BA_ERR_INIT;
-	struct cli_acct acct;
+	ba_config *cfg = NULL;
+	const struct ba_account *acc = NULL;
+	struct ba_buf env_from = BA_BUF_INIT;
+	struct ba_submit_result res;
 	ba_spool *spool = NULL;
 	char **rcpt = NULL;
-	size_t nrcpt = ba_msg_rcpt_count(m);
-	memset(&acct, 0, sizeof(acct));
+	size_t nrcpt = 0;
+	memset(&res, 0, sizeof(res));
 	const char *from = ba_msg_from(m);
-	if (cli_acct_open(&acct, file, account, from, &err) < 0 ||
-	    cli_acct_envelope_from(&acct, from, &err) < 0 ||
+	if (ba_submit_config(&cfg, file, &err) < 0 ||
+	    !(acc = ba_submit_account(cfg, account, from, NULL, &err)) ||
+	    ba_submit_envelope_from(&env_from, acc, from, &err) < 0 ||
 	    ba_spool_new(&spool, 0, &err) < 0) {
 		code = cli_fail(&err);
 		goto out;
@@ -100,36 +105,38 @@ int cli_cmd_send(int argc, char **argv)
 		code = cli_fail(&err);
 		goto out;
 	}
-	rcpt = calloc(nrcpt ? nrcpt : 1, sizeof(*rcpt));
-	if (!rcpt) {
+	size_t nmsg = ba_msg_rcpt_count(m);
+	const char **mr = calloc(nmsg ? nmsg : 1, sizeof(*mr));
+	if (!mr) {
 		code = EX_OSERR;
 		goto out;
 	}
-	for (size_t i = 0; i < nrcpt; i++)
-		rcpt[i] = strdup(ba_msg_rcpt(m, i));
-	for (size_t i = 0; i < nrcpt; i++)
-		if (!rcpt[i]) {
-			ba_err_set(&err, EX_OSERR, "out of memory");
-			code = cli_fail(&err);
-			goto out;
-		}
-	if (cli_expand_aliases(&acct, &rcpt, &nrcpt, &err) < 0) {
+	for (size_t i = 0; i < nmsg; i++)
+		mr[i] = ba_msg_rcpt(m, i);
+	int rc = ba_submit_recipients(&rcpt, &nrcpt, acc, NULL, 0, mr, nmsg, &err);
+	free(mr);
+	if (rc < 0) {
 		code = cli_fail(&err);
 		goto out;
 	}
-	struct cli_delivery d;
-	memset(&d, 0, sizeof(d));
-	d.rcpt = rcpt;
-	d.nrcpt = nrcpt;
-	d.spool = spool;
-	d.verbose = verbose;
-	code = cli_deliver(&acct, &d);
+	struct ba_log log;
+	cli_log_stderr_init(&log, verbose);
+	struct ba_submit sub;
+	memset(&sub, 0, sizeof(sub));
+	sub.acc = acc;
+	sub.from = ba_buf_str(&env_from);
+	sub.rcpt = (const char *const *)rcpt;
+	sub.nrcpt = nrcpt;
+	sub.spool = spool;
+	sub.log = &log;
+	rc = ba_submit_send(&res, &sub, &err);
+	code = cli_report(&sub, &res, rc, &err);
 out:
-	for (size_t i = 0; rcpt && i < nrcpt; i++)
-		free(rcpt[i]);
-	free(rcpt);
+	ba_submit_result_release(&res);
+	ba_submit_recipients_free(rcpt, nrcpt);
 	ba_spool_free(spool);
 	ba_msg_free(m);
-	cli_acct_release(&acct);
+	ba_buf_release(&env_from);
+	ba_config_free(cfg);
 	return code;
 }

@@ -4,7 +4,7 @@
  * attached "-fADDR" or the next argument "-f ADDR"), plus the msmtp long
  * options people use in scripts.  Every flag real callers pass is either
  * implemented or a documented no-op (bluearrow-sendmail(8)); flags that
- * would change files or start daemons (-X, -O, -bd, -bs, ...) are refused.
+ * would change files or start daemons (-X, -bd, -bs, ...) are refused.
  * An argument starting with '-' before "--" is always an option, never a
  * recipient.
  */
@@ -18,7 +18,8 @@
 #include "bluearrow/msg_read.h"
 #include "bluearrow/smtp.h"
 #include "cli.h"
-#include "submit.h"
+#include "bluearrow/submit.h"
+#include "output.h"
 
 const char cli_sendmail_usage[] =
 	"usage: bluearrow sendmail [options] [--] [recipient ...]\n"
@@ -40,9 +41,9 @@ const char cli_sendmail_usage[] =
 	"  -v                  show the SMTP dialogue on stderr (secrets redacted)\n"
 	"  -bm                 deliver (the default);  -bp  list the queue;  -q  flush it\n"
 	"\n"
-	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -B TYPE, -eX, -h N, -L TAG,\n"
-	"-p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -O, -bd, -bs and the\n"
-	"other daemon or database modes.  Exit status: sysexits(3); see bluearrow-sendmail(8).\n";
+	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -O OPTION=VALUE, -B TYPE, -eX,\n"
+	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -bd, -bs\n"
+	"and the other daemon or database modes.  Exit status: sysexits(3); see bluearrow-sendmail(8).\n";
 
 enum sm_mode { SM_DELIVER, SM_LIST_QUEUE, SM_FLUSH_QUEUE, SM_HELP };
 
@@ -172,9 +173,8 @@ static int short_options(struct sm_args *a, const char *s, int *i, int argc, cha
 		case 'X':
 			return cli_usage_error(SM, "-X (traffic log file) is refused: it writes to an "
 			                           "arbitrary file (CVE-2016-10033); use -v");
-		case 'O':
-			return cli_usage_error(SM, "-O (sendmail.cf option) is refused: set options in the "
-			                           "configuration file");
+		case 'O': /* -O Option=value, -OOption=value: sendmail.cf options, as Exim ignores them */
+			return take_value(&ignored, rest, i, argc, argv, *c);
 		default:
 			return cli_usage_error(SM, "unknown option '-%c' in '%s'", *c, s);
 		}
@@ -185,14 +185,10 @@ static int short_options(struct sm_args *a, const char *s, int *i, int argc, cha
 /* -N and -R values (RFC 3461 §4.1, §4.3). */
 static int parse_dsn(struct sm_args *a)
 {
-	if (a->notify && cli_parse_notify(a->notify, &a->dsn_notify) < 0)
+	if (a->notify && ba_submit_parse_notify(a->notify, &a->dsn_notify) < 0)
 		return cli_usage_error(SM, "-N: expected 'never' or a list of success,failure,delay, "
 		                           "not '%s'", a->notify);
-	if (a->ret && strcmp(a->ret, "full") == 0)
-		a->dsn_ret = BA_DSN_RET_FULL;
-	else if (a->ret && strcmp(a->ret, "hdrs") == 0)
-		a->dsn_ret = BA_DSN_RET_HDRS;
-	else if (a->ret)
+	if (a->ret && ba_submit_parse_return(a->ret, &a->dsn_ret) < 0)
 		return cli_usage_error(SM, "-R: expected 'full' or 'hdrs', not '%s'", a->ret);
 	return 0;
 }
@@ -254,115 +250,91 @@ static int normalise_from(const char **from, char **owned)
 	return 0;
 }
 
-static int push_rcpt(char ***v, size_t *n, const char *s)
-{
-	char **nv = realloc(*v, (*n + 1) * sizeof(**v));
-	if (!nv)
-		return -1;
-	*v = nv;
-	if (!(nv[*n] = strdup(s)))
-		return -1;
-	(*n)++;
-	return 0;
-}
-
-static enum ba_msg_hdr_mode hdr_mode(enum ba_config_header_mode m)
-{
-	return m == BA_HDR_ON ? BA_MSG_HDR_ON : m == BA_HDR_OFF ? BA_MSG_HDR_OFF : BA_MSG_HDR_AUTO;
-}
-
-static int fail(const struct ba_err *err)
-{
-	return cli_fail(err);
-}
-
-/* Reads the message, builds the envelope and submits; returns the exit code. */
+/*
+ * Reads the message, builds the envelope and submits; returns the exit code.
+ * Every decision (account, sender, recipients, delivery, log) is core's
+ * (submit.h); this only orders the steps and shows the outcome.
+ */
 static int deliver(struct sm_args *a)
 {
 	struct ba_err err = BA_ERR_INIT;
-	struct cli_acct acct;
+	ba_config *cfg = NULL;
+	const struct ba_account *acc = NULL;
+	struct ba_buf from = BA_BUF_INIT;
 	struct ba_msg_input in;
+	struct ba_submit_result res;
 	char **rcpt = NULL;
 	size_t nrcpt = 0;
 	int code;
 	memset(&in, 0, sizeof(in));
-	if (cli_acct_open(&acct, a->config, a->account, a->from, &err) < 0) {
-		code = fail(&err); /* acct is valid (possibly with a loaded config): released below */
+	memset(&res, 0, sizeof(res));
+	if (ba_submit_config(&cfg, a->config, &err) < 0 ||
+	    !(acc = ba_submit_account(cfg, a->account, a->from, NULL, &err))) {
+		code = cli_fail(&err);
 		goto out;
 	}
-	if (cli_acct_envelope_from(&acct, a->from, &err) < 0 && !a->read_env_from) {
-		code = fail(&err);
-		goto out;
-	}
-	const struct ba_account *acc = acct.acc;
+	/*
+	 * The sender may still come from the message (--read-envelope-from) or
+	 * its From may choose another account: a missing sender is an error only
+	 * once the message has been read.
+	 */
+	struct ba_err from_err = BA_ERR_INIT;
+	int have_from = ba_submit_envelope_from(&from, acc, a->from, &from_err) == 0;
 	struct ba_msg_read_opts o;
-	memset(&o, 0, sizeof(o));
-	o.flags = (a->i ? BA_MSG_READ_DOTS_ARE_DATA : 0) | (a->t ? BA_MSG_READ_RCPT_FROM_HEADERS : 0) |
-	          (acc->remove_bcc_headers ? BA_MSG_READ_REMOVE_BCC : 0) |
-	          (acc->undisclosed_recipients ? BA_MSG_READ_UNDISCLOSED : 0) |
-	          BA_MSG_READ_REFER_INPUT; /* a message given as a file is not copied */
+	ba_submit_read_opts(&o, acc, have_from ? ba_buf_str(&from) : NULL, a->name,
+	                    (a->i ? BA_SUBMIT_READ_DOTS_ARE_DATA : 0) |
+	                            (a->t ? BA_SUBMIT_READ_RCPT_FROM_HEADERS : 0));
+	o.flags |= BA_MSG_READ_REFER_INPUT; /* a message given as a file is not copied */
 	o.in_fd = 0;
-	o.set_from = hdr_mode(acc->set_from_header);
-	o.set_date = hdr_mode(acc->set_date_header);
-	o.set_msgid = hdr_mode(acc->set_msgid_header);
-	o.from_addr = acct.from.len ? ba_buf_str(&acct.from) : NULL;
-	o.from_name = a->name ? a->name : acc->from_full_name;
 	struct ba_fd_reader stdin_r;
 	ba_fd_reader_init(&stdin_r, 0, "standard input");
 	if (ba_msg_read(&in, &stdin_r.base, &o, &err) < 0) {
-		code = fail(&err);
+		code = cli_fail(&err);
 		goto out;
 	}
+	const char *env_from = a->from;
 	if (a->read_env_from && !a->from) {
 		/* msmtp --read-envelope-from: the sender is the From field's address */
 		if (!in.header_from) {
 			ba_err_set(&err, EX_DATAERR, "--read-envelope-from: the message has no From address");
-			code = fail(&err);
+			code = cli_fail(&err);
 			goto out;
 		}
-		if (cli_acct_reselect(&acct, a->account, in.header_from, &err) < 0 ||
-		    cli_acct_envelope_from(&acct, in.header_from, &err) < 0) {
-			code = fail(&err);
-			goto out;
-		}
+		env_from = in.header_from;
 	}
-	/* the arguments' recipients first, then the header's (msmtp's order) */
-	for (size_t k = 0; k < a->nrcpt; k++)
-		if (push_rcpt(&rcpt, &nrcpt, a->rcpt[k]) < 0)
-			goto oom;
-	for (size_t k = 0; k < in.nrcpt; k++)
-		if (push_rcpt(&rcpt, &nrcpt, in.rcpt[k]) < 0)
-			goto oom;
-	if (cli_expand_aliases(&acct, &rcpt, &nrcpt, &err) < 0) {
-		code = fail(&err);
+	if (!(acc = ba_submit_account(cfg, a->account, env_from, in.header_from, &err)) ||
+	    ba_submit_envelope_from(&from, acc, env_from, &err) < 0) {
+		code = cli_fail(&err);
 		goto out;
 	}
-	if (nrcpt == 0) {
-		code = cli_usage_error(SM, "no recipients found");
+	if (ba_submit_recipients(&rcpt, &nrcpt, acc, (const char *const *)a->rcpt, a->nrcpt,
+	                         (const char *const *)in.rcpt, in.nrcpt, &err) < 0) {
+		code = err.code == EX_USAGE ? cli_usage_error(SM, "%s", err.text) : cli_fail(&err);
 		goto out;
 	}
-	struct cli_delivery d;
-	memset(&d, 0, sizeof(d));
-	d.rcpt = rcpt;
-	d.nrcpt = nrcpt;
-	d.envid = a->envid;
-	d.spool = in.spool;
-	d.verbose = a->verbose;
-	d.repeat = a->repeat;
-	d.smtp_flags = a->smtp_flags;
-	d.notify = a->dsn_notify;
-	d.ret = a->dsn_ret;
-	code = cli_deliver(&acct, &d);
-	goto out;
-oom:
-	ba_err_set(&err, EX_OSERR, "out of memory");
-	code = fail(&err);
+	struct ba_log log;
+	cli_log_stderr_init(&log, a->verbose);
+	struct ba_submit sub;
+	memset(&sub, 0, sizeof(sub));
+	sub.acc = acc;
+	sub.from = ba_buf_str(&from);
+	sub.rcpt = (const char *const *)rcpt;
+	sub.nrcpt = nrcpt;
+	sub.spool = in.spool;
+	sub.notify = a->dsn_notify;
+	sub.ret = a->dsn_ret;
+	sub.envid = a->envid;
+	sub.log = &log;
+	sub.smtp_flags = a->smtp_flags;
+	sub.repeat = a->repeat;
+	int rc = ba_submit_send(&res, &sub, &err);
+	code = cli_report(&sub, &res, rc, &err);
 out:
-	for (size_t k = 0; k < nrcpt; k++)
-		free(rcpt[k]);
-	free(rcpt);
+	ba_submit_result_release(&res);
+	ba_submit_recipients_free(rcpt, nrcpt);
 	ba_msg_read_release(&in);
-	cli_acct_release(&acct);
+	ba_buf_release(&from);
+	ba_config_free(cfg);
 	return code;
 }
 

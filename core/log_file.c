@@ -61,7 +61,8 @@ int ba_log_file_append(const char *path, const char *time_format, int64_t t, con
 	ba_buf_addf(&b, "%s %s\n", ts, line);
 	if (ba_buf_failed(&b))
 		return ba_err_set(err, EX_OSERR, "out of memory");
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	int fd = strcmp(path, "-") == 0 ? dup(STDOUT_FILENO) /* msmtp: "-" is standard output */
+	                                : open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0) {
 		ba_err_set(err, EX_CANTCREAT, "cannot open logfile '%s': %s", path, strerror(errno));
 		ba_buf_release(&b);

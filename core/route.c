@@ -17,23 +17,30 @@
 
 struct ba_route {
 	const struct ba_account *acc;
-	struct ba_smtp_params sp;
-	struct ba_tls_params tp;
-	struct ba_buf helo, password;
+	struct ba_route_params p;
+	struct ba_buf password;
+	struct ba_route_report *report; /* optional, the caller's */
+	char server[300];
 	ba_session *session;
 };
 
-/* The engine's STARTTLS hook: ba_tls_start over the session's stream. */
+/* The engine's STARTTLS hook (and implicit TLS): ba_tls_start over the session's stream. */
 static int route_tls_start(void *ctx, ba_stream **stream, struct ba_err *err)
 {
 	struct ba_route *r = ctx;
 	ba_stream *tls;
 	struct ba_tls_info info;
-	if (ba_tls_start(&tls, *stream, &r->tp, &info, err) < 0) {
+	memset(&info, 0, sizeof(info));
+	int rc = ba_tls_start(&tls, *stream, &r->p.tls, &info, err);
+	if (r->report) {
+		r->report->tls_attempted = 1;
+		r->report->tls = info;
+	}
+	if (rc < 0) {
 		*stream = NULL;
 		return -1;
 	}
-	ba_log(r->sp.log, BA_LOG_INFO, "tls: %s %s, certificate %s", info.version, info.cipher,
+	ba_log(r->p.smtp.log, BA_LOG_INFO, "tls: %s %s, certificate %s", info.version, info.cipher,
 	       info.sha256);
 	*stream = tls;
 	return 0;
@@ -45,8 +52,8 @@ static int route_tls_binding(void *ctx, ba_stream *stream, struct ba_buf *out, c
 	return ba_tls_channel_binding(stream, out, type);
 }
 
-void ba_route_tls_params(struct ba_tls_params *tp, const struct ba_account *acc,
-                         const struct ba_log *log)
+static void tls_params(struct ba_tls_params *tp, const struct ba_account *acc,
+                       const struct ba_log *log, int timeout_ms)
 {
 	memset(tp, 0, sizeof(*tp));
 	/* the name to verify: tls_host_override, else the host (a unix socket has no name) */
@@ -61,39 +68,51 @@ void ba_route_tls_params(struct ba_tls_params *tp, const struct ba_account *acc,
 	tp->priorities = acc->tls_priorities;
 	tp->certcheck = acc->tls_certcheck;
 	tp->min_dh_bits = acc->tls_min_dh_prime_bits;
-	tp->timeout_ms = acc->timeout > 0 ? acc->timeout * 1000 : 0;
+	tp->timeout_ms = timeout_ms;
 	tp->log = log;
 }
 
-static int route_params(ba_route *r, const struct ba_account *acc, const struct ba_route_opts *o,
-                        struct ba_err *err)
+static int is_token_method(const char *m)
 {
-	struct ba_smtp_params *sp = &r->sp;
-	struct ba_tls_params *tp = &r->tp;
-	const char *host = acc->socket ? acc->socket : acc->host;
-	int timeout_ms = acc->timeout > 0 ? acc->timeout * 1000 : 0;
+	return m && (strcasecmp(m, "oauthbearer") == 0 || strcasecmp(m, "xoauth2") == 0);
+}
 
-	if (ba_config_expand(&r->helo, acc->domain ? acc->domain : "localhost", 0, err) < 0)
+int ba_route_params_init(struct ba_route_params *p, const struct ba_account *acc,
+                         const struct ba_log *log, unsigned smtp_flags, int timeout_ms,
+                         struct ba_err *err)
+{
+	memset(p, 0, sizeof(*p));
+	ba_buf_init(&p->helo, 1024);
+	struct ba_smtp_params *sp = &p->smtp;
+	int timeout = acc->timeout > 0 ? acc->timeout * 1000 : 0;
+	if (timeout_ms > 0 && (timeout == 0 || timeout > timeout_ms))
+		timeout = timeout_ms;
+
+	if (ba_config_expand(&p->helo, acc->domain ? acc->domain : "localhost", 0, err) < 0)
 		return -1;
-	ba_route_tls_params(tp, acc, o->log);
+	tls_params(&p->tls, acc, log, timeout);
+
+	p->net.host = acc->socket ? acc->socket : acc->host;
+	p->net.port = acc->port;
+	p->net.source_ip = acc->source_ip;
+	p->net.proxy_host = acc->socket ? NULL : acc->proxy_host;
+	p->net.proxy_port = acc->proxy_port;
+	p->net.timeout_ms = timeout;
+	p->net.log = log;
 
 	sp->variant = acc->protocol == BA_PROTO_LMTP ? BA_SMTP_LMTP : BA_SMTP_SUBMISSION;
 	sp->tls = !acc->tls ? BA_TLS_OFF : acc->tls_starttls ? BA_TLS_STARTTLS : BA_TLS_IMPLICIT;
-	sp->helo = ba_buf_str(&r->helo);
-	sp->tls_start = route_tls_start;
-	sp->tls_binding = route_tls_binding;
-	sp->tls_ctx = r;
-	sp->host = host;
+	sp->helo = ba_buf_str(&p->helo);
+	sp->host = p->net.host;
 	sp->port = acc->port;
-	sp->timeout_ms = timeout_ms;
-	sp->log = o->log;
-	sp->flags = o->smtp_flags;
+	sp->timeout_ms = timeout;
+	sp->log = log;
+	sp->flags = smtp_flags;
 	if (acc->partial_delivery)
 		sp->flags |= BA_SMTP_PARTIAL_DELIVERY;
 	if (acc->tls_cert_file)
 		sp->flags |= BA_SMTP_CLIENT_CERT;
 	if (acc->auth) {
-		enum ba_secret_source src;
 		/*
 		 * EXTERNAL: the credential is the TLS client certificate (RFC 4422
 		 * App. A); no password, and the user (the authorization identity) is
@@ -103,26 +122,61 @@ static int route_params(ba_route *r, const struct ba_account *acc, const struct 
 		if (!external && (!acc->user || !*acc->user))
 			return ba_err_set(err, EX_CONFIG, "account '%s': auth is on but user is not set",
 			                  acc->name);
-		if (external)
-			src = BA_SECRET_NONE;
-		else if (ba_secret_password(&r->password, &src, acc, err) < 0)
-			return -1;
-		if (src == BA_SECRET_NONE && !external)
-			return ba_err_set(err, EX_CONFIG,
-			                  "account '%s': auth is on but no password is configured "
-			                  "(password, passwordeval or netrc)",
-			                  acc->name);
-		sp->user = acc->user;
-		sp->password = ba_buf_str(&r->password);
+		p->needs_password = !external;
+		sp->user = acc->user ? acc->user : "";
 		sp->auth_mech = acc->auth_method;
-		if (acc->auth_method && (strcasecmp(acc->auth_method, "oauthbearer") == 0 ||
-		                         strcasecmp(acc->auth_method, "xoauth2") == 0))
+		if (is_token_method(acc->auth_method))
 			sp->flags |= BA_SMTP_TOKEN;
 	}
-	if (acc->tls && !acc->tls_certcheck)
-		ba_log(o->log, BA_LOG_WARNING,
-		       "tls_certcheck is off: the server's identity is not verified");
 	return 0;
+}
+
+void ba_route_params_release(struct ba_route_params *p)
+{
+	ba_buf_release(&p->helo);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Errors after which another host of the plan may do better (RFC 5321 §5.1: try the next MX). */
+static int try_next(const struct ba_err *e)
+{
+	switch (e->code) {
+	case EX_NOPERM:  /* the credentials: another host of the service says the same */
+	case EX_CONFIG:
+	case EX_USAGE:
+	case EX_OSERR:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* Connects to one target and opens the session. */
+static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_err *err)
+{
+	struct ba_net_params np = r->p.net;
+	np.host = t->host;
+	np.port = t->port;
+	r->p.smtp.host = t->host;
+	r->p.smtp.port = t->port;
+	if (t->host[0] == '/')
+		snprintf(r->server, sizeof(r->server), "%s", t->host);
+	else
+		snprintf(r->server, sizeof(r->server), "%s:%u", t->host, t->port);
+	if (r->report)
+		memcpy(r->report->server, r->server, sizeof(r->server));
+	ba_stream *st;
+	if (ba_net_connect(&st, &np, err) < 0)
+		return -1;
+	if (r->p.smtp.tls == BA_TLS_IMPLICIT && route_tls_start(r, &st, err) < 0)
+		return -1;
+	return ba_session_open(&r->session, st, &r->p.smtp, err);
+}
+
+/* Appends "server: reason" of a failed target to the merged text. */
+static void merge_reason(struct ba_buf *m, const char *server, const struct ba_err *e)
+{
+	ba_buf_addf(m, "%s%s: %s", m->len ? "; " : "", server, e->text);
 }
 
 int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_route_opts *o,
@@ -136,30 +190,68 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 	if (!r)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	r->acc = acc;
-	ba_buf_init(&r->helo, 1024);
+	r->report = o->report;
+	if (r->report)
+		memset(r->report, 0, sizeof(*r->report));
 	ba_buf_init(&r->password, 0);
-	if (route_params(r, acc, o, err) < 0)
+	if (ba_route_params_init(&r->p, acc, o->log, o->smtp_flags, o->timeout_ms, err) < 0)
 		goto fail;
-	struct ba_net_params np = { 0 };
-	np.host = acc->socket ? acc->socket : acc->host;
-	np.port = acc->port;
-	np.source_ip = acc->source_ip;
-	np.proxy_host = acc->socket ? NULL : acc->proxy_host;
-	np.proxy_port = acc->proxy_port;
-	np.timeout_ms = r->sp.timeout_ms;
-	np.log = o->log;
-	ba_stream *st;
-	if (ba_net_connect(&st, &np, err) < 0)
-		goto fail;
-	if (r->sp.tls == BA_TLS_IMPLICIT && route_tls_start(r, &st, err) < 0)
-		goto fail;
-	if (ba_session_open(&r->session, st, &r->sp, err) < 0)
+	r->p.smtp.tls_start = route_tls_start;
+	r->p.smtp.tls_binding = route_tls_binding;
+	r->p.smtp.tls_ctx = r;
+	if (r->p.needs_password) {
+		enum ba_secret_source src;
+		if (ba_secret_password(&r->password, &src, acc, err) < 0)
+			goto fail;
+		if (src == BA_SECRET_NONE) {
+			ba_err_set(err, EX_CONFIG,
+			           "account '%s': auth is on but no password is configured "
+			           "(password, passwordeval or netrc)",
+			           acc->name);
+			goto fail;
+		}
+		r->p.smtp.password = ba_buf_str(&r->password);
+	}
+	if (acc->tls && !acc->tls_certcheck)
+		ba_log(o->log, BA_LOG_WARNING,
+		       "tls_certcheck is off: the server's identity is not verified");
+
+	/* the plan: today the account's one server; direct delivery will list the MX hosts */
+	struct ba_route_target plan[1] = { { r->p.net.host, r->p.net.port } };
+	size_t nplan = sizeof(plan) / sizeof(plan[0]);
+	struct ba_buf merged = BA_BUF_INIT;
+	int rc = -1;
+	for (size_t i = 0; i < nplan && rc < 0; i++) {
+		rc = open_target(r, &plan[i], err);
+		if (rc == 0)
+			break;
+		merge_reason(&merged, r->server, err);
+		if (!try_next(err))
+			break;
+		if (i + 1 < nplan)
+			ba_log(o->log, BA_LOG_INFO, "%s: %s; trying the next host", r->server, err->text);
+	}
+	if (rc < 0 && nplan > 1 && !ba_buf_failed(&merged)) {
+		int code = err->code, smtp = err->smtp_code;
+		char enh[sizeof(err->enhanced)];
+		memcpy(enh, err->enhanced, sizeof(enh));
+		ba_err_set(err, code, "%s", ba_buf_str(&merged));
+		err->smtp_code = smtp;
+		memcpy(err->enhanced, enh, sizeof(enh));
+	}
+	ba_buf_release(&merged);
+	if (rc < 0)
 		goto fail;
 	*out = r;
 	return 0;
 fail:
 	ba_route_free(r);
 	return -1;
+}
+
+const char *ba_route_server(const ba_route *r)
+{
+	return r->server;
 }
 
 ba_session *ba_route_session(ba_route *r)
@@ -205,8 +297,8 @@ int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, i
 	unsigned caps = ba_session_caps(r->session);
 	if (!force_7bit && (env->body != BA_BODY_8BITMIME || (caps & BA_CAP_8BITMIME)))
 		return ba_session_send(r->session, env, body, out, err);
-	/* DESIGN.md invariant 5: re-encode rather than send 8-bit to a 7-bit server */
-	ba_log(r->sp.log, BA_LOG_INFO, "re-encoding the message to 7 bit%s",
+	/* re-encode rather than send 8-bit to a 7-bit server (RFC 6152 §3) */
+	ba_log(r->p.smtp.log, BA_LOG_INFO, "re-encoding the message to 7 bit%s",
 	       force_7bit ? " (a line is over 998 octets)" : " (the server lacks 8BITMIME)");
 	int fd;
 	if (ba_tmpfile(&fd, err) < 0)
@@ -245,7 +337,7 @@ void ba_route_free(ba_route *r)
 	if (!r)
 		return;
 	ba_session_free(r->session);
-	ba_buf_release(&r->helo);
+	ba_route_params_release(&r->p);
 	ba_buf_release_secret(&r->password);
 	free(r);
 }

@@ -135,7 +135,7 @@ def test_injection_refused(opt, val, smtp_server, write_config, sendmail):
 
 @pytest.mark.skipif(SUT_IS_MSMTP, reason="bluearrow's refusals")
 @pytest.mark.parametrize("args", [["-X", "/tmp/ba-x.log"], ["-X/tmp/ba-x.log"],
-                                  ["-OQueueDirectory=/tmp"], ["-bs"], ["-bd"], ["-bv"],
+                                  ["-bs"], ["-bd"], ["-bv"],
                                   ["-q1h"], ["--no-such-option"], ["-Z"]])
 def test_dangerous_flags_refused(args, smtp_server, write_config, sendmail):
     srv = smtp_server()
@@ -145,6 +145,17 @@ def test_dangerous_flags_refused(args, smtp_server, write_config, sendmail):
     assert not os.path.exists("/tmp/ba-x.log")
     assert srv.conns == []
     assert len(r.stderr.splitlines()) <= 2
+
+
+@pytest.mark.parametrize("args", [["-O", "DeliveryMode=b"], ["-ODeliveryMode=b"],
+                                  ["-O", "QueueDirectory=/tmp", "-oi"]])
+def test_O_option_is_accepted_and_ignored(args, smtp_server, write_config, sendmail):
+    """Exim and msmtp ignore sendmail.cf options; callers written for sendmail pass them."""
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, *args, "b@example.test", input=b"Subject: x\n\nbody\n")
+    assert r.returncode == 0, r.stderr
+    assert srv.wait_txn().accepted_rcpts == ["b@example.test"]
 
 
 @pytest.mark.skipif(SUT_IS_MSMTP, reason="bluearrow's queue options")

@@ -41,7 +41,8 @@ int ba_log_entry_format(struct ba_buf *out, const struct ba_log_entry *e);
 /*
  * Appends "TIME LINE\n" to the file at path with a single write(2) on a
  * descriptor opened O_WRONLY|O_APPEND|O_CREAT (mode 0600 before umask), so
- * lines of concurrent senders never interleave.  time_format is strftime's
+ * lines of concurrent senders never interleave; path "-" is standard
+ * output (msmtp's logfile -).  time_format is strftime's
  * (NULL = "%b %d %H:%M:%S"); t is seconds since the epoch (local time).
  * Errors: EX_CANTCREAT (cannot open), EX_IOERR (short write).
  */

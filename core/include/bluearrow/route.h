@@ -1,7 +1,7 @@
 /* bluearrow/route.h - account -> connection, TLS and an SMTP/LMTP session
  *
- * Layer 4, the one join (DESIGN.md §3): turns a configured account into
- * engine parameters, connects (net), wraps TLS (implicit, or STARTTLS
+ * Layer 4, the one join (docs/ARCHITECTURE.md): turns a configured account
+ * into engine parameters, connects (net), wraps TLS (implicit, or STARTTLS
  * through the engine's callback), opens the session (greeting, EHLO, TLS,
  * AUTH) and prepares envelopes for what the session can carry (IDN
  * A-labels when the server lacks SMTPUTF8).
@@ -12,37 +12,85 @@
 #include "bluearrow/config.h"
 #include "bluearrow/err.h"
 #include "bluearrow/log.h"
+#include "bluearrow/net.h"
 #include "bluearrow/smtp.h"
 #include "bluearrow/tls.h"
 
 typedef struct ba_route ba_route;
 
+/*
+ * Everything the lower layers need to reach and speak to an account's
+ * server, computed from the account alone: no connection, no password,
+ * no DNS (ba_route_params_init()).  The one mapping from an account to
+ * engine parameters: sending, `bluearrow check` and the outbox use it, so
+ * they cannot disagree.  String members point into acc (borrowed) or into
+ * helo (owned); release with ba_route_params_release().
+ */
+struct ba_route_params {
+	struct ba_smtp_params smtp; /* variant, TLS mode, EHLO name, user, AUTH method, flags;
+	                               password NULL and TLS callbacks unset (ba_route_open) */
+	struct ba_tls_params tls;   /* the tls_* keys */
+	struct ba_net_params net;   /* host or socket, port, source address, proxy, timeout */
+	struct ba_buf helo;         /* the expanded `domain` (%H %C %M) */
+	int needs_password;         /* auth on with a method that takes a password */
+};
+
+/*
+ * Fills *p from acc.  log is stored in every params struct; smtp_flags are
+ * added to the engine's flags (enum ba_smtp_flags); timeout_ms > 0 caps the
+ * account's timeout (check uses a short one).  Errors: EX_CONFIG "account
+ * 'x': auth is on but user is not set", and those of ba_config_expand() for
+ * the domain.  *p must be released also on failure.
+ */
+int ba_route_params_init(struct ba_route_params *p, const struct ba_account *acc,
+                         const struct ba_log *log, unsigned smtp_flags, int timeout_ms,
+                         struct ba_err *err);
+void ba_route_params_release(struct ba_route_params *p);
+
+/* What happened on the way, for diagnostics (bluearrow check); filled also on failure. */
+struct ba_route_report {
+	int tls_attempted;          /* a TLS handshake was started */
+	struct ba_tls_info tls;     /* its details (certificate, fingerprint, verified) */
+	char server[300];           /* the last target tried: "host:port" or a socket path */
+};
+
 struct ba_route_opts {
 	const struct ba_log *log;  /* optional; BA_LOG_PROTO traces the dialogue */
 	unsigned smtp_flags;       /* extra enum ba_smtp_flags (e.g. BA_SMTP_NO_PIPELINING) */
+	int timeout_ms;            /* > 0: cap on the account's timeout; 0 = the account's */
+	struct ba_route_report *report; /* optional out */
+};
+
+/*
+ * One host to try.  A route has a plan: the targets in the order they are
+ * tried.  An account with `host` or `socket` has one target; direct
+ * delivery fills the plan from the domain's MX records.
+ */
+struct ba_route_target {
+	const char *host;           /* name, address literal or unix socket path; borrowed */
+	unsigned port;
 };
 
 /*
  * Connects to acc's server (host/port, socket, proxy), starts TLS as acc
  * says (tls on + tls_starttls off = implicit TLS, RFC 8314), resolves the
  * password (ba_secret_password) when auth is on, and opens the session.
- * acc is borrowed for the life of the route.  On success the caller frees
- * *out with ba_route_free().
- * Errors: those of ba_net_connect (EX_NOHOST, EX_TEMPFAIL...), ba_tls_start
- * (EX_UNAVAILABLE...), ba_session_open, and EX_CONFIG for an unusable
- * account (auth on without a user or password).
+ * The targets of the plan are tried in order: a failure to connect, a 4xx
+ * greeting or EHLO, or a failed TLS handshake moves on to the next target;
+ * an authentication failure or a permanent refusal does not (another host
+ * of the same service would say the same).  When every target fails the
+ * error is the last one's class with each target's reason in the text
+ * ("a.test:25: ...; b.test:25: ...").  acc is borrowed for the life of the
+ * route.  On success the caller frees *out with ba_route_free().
+ * Errors: those of ba_route_params_init(), ba_net_connect (EX_NOHOST,
+ * EX_TEMPFAIL...), ba_tls_start (EX_UNAVAILABLE...), ba_session_open, and
+ * EX_CONFIG for an unusable account (auth on without a password).
  */
 int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_route_opts *o,
                   struct ba_err *err);
 
-/*
- * Fills *tp with the TLS settings of acc (tls_* keys, timeout): the one
- * mapping from an account to ba_tls_params, used by ba_route_open() and by
- * front ends that start TLS themselves (`bluearrow check`).  The strings
- * are borrowed from acc; log is stored as given.
- */
-void ba_route_tls_params(struct ba_tls_params *tp, const struct ba_account *acc,
-                         const struct ba_log *log);
+/* The target the open route reached ("host:port" or the socket path).  Borrowed. */
+const char *ba_route_server(const ba_route *r);
 
 /* The open session (borrowed; valid until ba_route_free()). */
 ba_session *ba_route_session(ba_route *r);

@@ -1,0 +1,154 @@
+/* bluearrow/submit.h - the send pipeline: account, envelope, delivery, log, result
+ *
+ * Layer 5 (docs/ARCHITECTURE.md): the path from "a message and an account"
+ * to "a result per recipient", in the order every front end runs it:
+ *
+ *   ba_submit_config()        the configuration (a file, or the search path)
+ *   ba_submit_account()       which account: -a, else by envelope sender,
+ *                             else by the message's From, else the default
+ *   ba_submit_envelope_from() the envelope sender (-f, from, auto_from)
+ *   ba_submit_read_opts()     how the account wants a given message read
+ *                             (Bcc removal, From/Date/Message-ID, undisclosed)
+ *   ba_submit_recipients()    the envelope recipients: arguments, then the
+ *                             header's (-t), through the account's aliases
+ *   ba_submit_send()          route, IDN, DSN, the 7-bit decision, the
+ *                             engine; the logfile and syslog line; the result
+ *
+ * `bluearrow sendmail`, `bluearrow send`, `bluearrow check`, the outbox
+ * flush and the TUI call these functions and nothing below them, so each
+ * decision above is made in exactly one place.  Nothing here prints: the
+ * front end shows err and the result.
+ */
+#ifndef BLUEARROW_SUBMIT_H
+#define BLUEARROW_SUBMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bluearrow/buf.h"
+#include "bluearrow/config.h"
+#include "bluearrow/err.h"
+#include "bluearrow/log.h"
+#include "bluearrow/msg_read.h"
+#include "bluearrow/smtp.h"
+
+/*
+ * Loads the configuration from file, or when file is NULL from the first
+ * file of the default search path (ba_config_find_default_path(); files in
+ * /etc are system files).  The caller frees *out with ba_config_free().
+ * Errors: those of ba_config_find_default_path() and ba_config_load().
+ */
+int ba_submit_config(ba_config **out, const char *file, struct ba_err *err);
+
+/*
+ * The account for one message, checked (ba_config_account_check()):
+ * the one called name when name is not NULL (-a); else the first whose
+ * `from` matches env_from (the envelope sender given with -f; may be NULL);
+ * else the first whose `from` matches header_from (the address of the
+ * message's From field, so that `git send-email` and mutt, which set only
+ * the header, get the account of that address; may be NULL); else the
+ * default account.  Matching is ba_config_account_by_from()'s.  Borrowed
+ * from cfg.  Returns NULL with err set (EX_CONFIG: no such account, no
+ * default account, an unusable account).
+ */
+const struct ba_account *ba_submit_account(const ba_config *cfg, const char *name,
+                                           const char *env_from, const char *header_from,
+                                           struct ba_err *err);
+
+/*
+ * The envelope sender into out (reset first): cmdline_from (-f; "" = the
+ * null sender <>) when given and the account allows it (allow_from_override,
+ * or no `from` of its own), else the account's `from` (auto_from:
+ * USER@maildomain) with %U %H %C %M expanded.
+ * Errors: EX_CONFIG "account 'x' from FILE: envelope-from address is missing
+ * (set from, or use -f)"; EX_USAGE when `from` is a pattern (it only selects
+ * the account) and no -f was given, or the address holds blanks, controls or
+ * angle brackets; EX_OSERR.
+ */
+int ba_submit_envelope_from(struct ba_buf *out, const struct ba_account *acc,
+                            const char *cmdline_from, struct ba_err *err);
+
+/* What the front end asks of the reader, beyond the account's settings. */
+enum ba_submit_read_flags {
+	BA_SUBMIT_READ_DOTS_ARE_DATA = 1 << 0, /* -i, -oi */
+	BA_SUBMIT_READ_RCPT_FROM_HEADERS = 1 << 1, /* -t */
+};
+
+/*
+ * Fills *o (zeroed first) to read a given message for acc: Bcc removal
+ * (remove_bcc_headers), undisclosed_recipients, set_from_header,
+ * set_date_header, set_msgid_header; the generated From gets the envelope
+ * sender env_from (may be NULL or "": then none is generated) and the
+ * display name full_name (-F), else the account's from_full_name.
+ * flags: enum ba_submit_read_flags.  Strings are borrowed.
+ */
+void ba_submit_read_opts(struct ba_msg_read_opts *o, const struct ba_account *acc,
+                         const char *env_from, const char *full_name, unsigned flags);
+
+/*
+ * The envelope recipients: copies of args[0..nargs) followed by those of
+ * hdr[0..nhdr) (the -t recipients; msmtp's order), then every local name
+ * expanded through the account's aliases file (read only when a name
+ * without '@' is present, as msmtp does).  On success the caller frees the
+ * *n strings of *out and *out itself (ba_submit_recipients_free()).
+ * Errors: EX_USAGE "no recipients found", those of the aliases file
+ * (EX_CONFIG), EX_OSERR.
+ */
+int ba_submit_recipients(char ***out, size_t *n, const struct ba_account *acc,
+                         const char *const *args, size_t nargs, const char *const *hdr,
+                         size_t nhdr, struct ba_err *err);
+void ba_submit_recipients_free(char **v, size_t n);
+
+/*
+ * Parses a DSN NOTIFY list (-N, --dsn-notify): "never", or a comma list of
+ * success, failure, delay, into enum ba_config_dsn_notify bits.  Returns 0,
+ * or -1 for a value that is none of these.
+ */
+int ba_submit_parse_notify(const char *s, unsigned *out);
+/* -R, --dsn-return: "full" or "hdrs" into enum ba_config_dsn_return; -1 otherwise. */
+int ba_submit_parse_return(const char *s, int *out);
+
+/* One message to deliver.  Transparent; zero = defaults; every pointer is borrowed. */
+struct ba_submit {
+	const struct ba_account *acc;
+	const char *from;             /* envelope sender (ba_submit_envelope_from); "" = <> */
+	const char *const *rcpt;      /* envelope recipients (ba_submit_recipients) */
+	size_t nrcpt;
+	ba_spool *spool;              /* the message; read once per attempt */
+	unsigned notify;              /* enum ba_config_dsn_notify bits; 0 = the account's */
+	int ret;                      /* enum ba_config_dsn_return; 0 = the account's */
+	const char *envid;            /* DSN ENVID; NULL = none */
+	const struct ba_log *log;     /* optional; BA_LOG_PROTO traces the dialogue (-v) */
+	unsigned smtp_flags;          /* extra enum ba_smtp_flags (benchmarks, tests) */
+	long repeat;                  /* send the message this many times over one session
+	                                 (benchmarks); 0 = once */
+};
+
+/* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */
+struct ba_submit_result {
+	struct ba_result *result;  /* per recipient, from the engine (the last repeat); NULL when
+	                              the envelope was not reached */
+	char server[300];          /* the server tried last: "host:port" or a socket path */
+	int smtp_code;             /* the server's last reply code (the data's, else the error's); 0 */
+	struct ba_buf smtp_msg;    /* "250 2.0.0 Ok: queued as X", cleaned; for the log */
+	int reached_data;          /* the message itself was transferred */
+};
+
+/*
+ * Delivers s->spool to s->rcpt through s->acc: opens the route
+ * (ba_route_open()), rewrites the addresses for the session (IDN A-labels
+ * without SMTPUTF8, ba_route_addr()), maps the DSN requests, chooses the
+ * body type (8BITMIME when the spool saw 8-bit bytes; re-encoded to 7 bit
+ * when the server lacks 8BITMIME or a line is over 998 octets), sends, and
+ * writes the account's logfile line and syslog entry in msmtp's format,
+ * also on failure.  *res is filled in both cases (release it).
+ * Returns 0 when the server accepted the message (with partial_delivery:
+ * for at least one recipient; res->result says which were refused), else
+ * -1 with err set to the failure (classes as ba_route_open() and
+ * ba_session_send(); the text is the reason, without the account or
+ * server: res->server and s->acc->name give those).
+ */
+int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, struct ba_err *err);
+void ba_submit_result_release(struct ba_submit_result *res);
+
+#endif

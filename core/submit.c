@@ -1,0 +1,344 @@
+/* submit.c - the send pipeline: account, envelope, recipients, delivery, log (see submit.h) */
+#include "bluearrow/submit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bluearrow/config_aliases.h"
+#include "bluearrow/log_file.h"
+#include "bluearrow/route.h"
+
+int ba_submit_config(ba_config **out, const char *file, struct ba_err *err)
+{
+	struct ba_buf path = BA_BUF_INIT;
+	unsigned flags = 0;
+	*out = NULL;
+	if (!file) {
+		if (ba_config_find_default_path(&path, &flags, err) < 0) {
+			ba_buf_release(&path);
+			return -1;
+		}
+		file = ba_buf_str(&path);
+	}
+	int rc = ba_config_load(out, file, flags, err);
+	ba_buf_release(&path);
+	return rc;
+}
+
+const struct ba_account *ba_submit_account(const ba_config *cfg, const char *name,
+                                           const char *env_from, const char *header_from,
+                                           struct ba_err *err)
+{
+	const struct ba_account *acc = NULL;
+	if (!name && env_from && *env_from)
+		acc = ba_config_account_by_from(cfg, env_from);
+	if (!name && !acc && header_from && *header_from)
+		acc = ba_config_account_by_from(cfg, header_from);
+	if (acc)
+		return ba_config_account_check(acc, err) < 0 ? NULL : acc;
+	return ba_config_account(cfg, name, err);
+}
+
+static int has_wildcard(const char *s)
+{
+	return strpbrk(s, "*?[") != NULL;
+}
+
+int ba_submit_envelope_from(struct ba_buf *out, const struct ba_account *acc,
+                            const char *cmdline_from, struct ba_err *err)
+{
+	ba_buf_reset(out);
+	if (cmdline_from && (acc->allow_from_override || !acc->from)) {
+		ba_buf_addstr(out, cmdline_from);
+	} else if (!acc->auto_from && acc->from && has_wildcard(acc->from)) {
+		/* a pattern only selects the account (msmtp); it is no address */
+		return ba_err_set(err, EX_USAGE, "account %s from %s: its from is a pattern ('%s'): "
+		                  "give the envelope sender with -f", acc->name, acc->file, acc->from);
+	} else {
+		if (ba_config_envelope_from(out, acc, err) < 0)
+			return -1;
+		if (!out->len)
+			return ba_err_set(err, EX_CONFIG, "account %s from %s: envelope-from address is "
+			                  "missing (set from, or use -f)", acc->name, acc->file);
+	}
+	if (ba_buf_failed(out))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	for (const char *c = ba_buf_str(out); *c; c++)
+		if ((unsigned char)*c <= 32 || *c == 127 || *c == '<' || *c == '>')
+			return ba_err_set(err, EX_USAGE, "invalid envelope-from address '%s'",
+			                  ba_buf_str(out));
+	return 0;
+}
+
+static enum ba_msg_hdr_mode hdr_mode(enum ba_config_header_mode m)
+{
+	return m == BA_HDR_ON ? BA_MSG_HDR_ON : m == BA_HDR_OFF ? BA_MSG_HDR_OFF : BA_MSG_HDR_AUTO;
+}
+
+void ba_submit_read_opts(struct ba_msg_read_opts *o, const struct ba_account *acc,
+                         const char *env_from, const char *full_name, unsigned flags)
+{
+	memset(o, 0, sizeof(*o));
+	o->flags = (flags & BA_SUBMIT_READ_DOTS_ARE_DATA ? BA_MSG_READ_DOTS_ARE_DATA : 0) |
+	           (flags & BA_SUBMIT_READ_RCPT_FROM_HEADERS ? BA_MSG_READ_RCPT_FROM_HEADERS : 0) |
+	           (acc->remove_bcc_headers ? BA_MSG_READ_REMOVE_BCC : 0) |
+	           (acc->undisclosed_recipients ? BA_MSG_READ_UNDISCLOSED : 0);
+	o->set_from = hdr_mode(acc->set_from_header);
+	o->set_date = hdr_mode(acc->set_date_header);
+	o->set_msgid = hdr_mode(acc->set_msgid_header);
+	o->from_addr = env_from && *env_from ? env_from : NULL;
+	o->from_name = full_name ? full_name : acc->from_full_name;
+}
+
+void ba_submit_recipients_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Expands local names through the account's aliases file, in place. */
+static int expand_aliases(const struct ba_account *acc, char ***rcpt, size_t *nrcpt,
+                          struct ba_err *err)
+{
+	if (!acc->aliases || !*acc->aliases)
+		return 0;
+	int any_local = 0;
+	for (size_t i = 0; i < *nrcpt; i++)
+		if (!strchr((*rcpt)[i], '@'))
+			any_local = 1;
+	if (!any_local) /* as msmtp: the file is read only when there is something to expand */
+		return 0;
+	ba_aliases *al;
+	if (ba_aliases_load(&al, acc->aliases, err) < 0)
+		return -1;
+	int rc = ba_aliases_expand(al, rcpt, nrcpt, err);
+	ba_aliases_free(al);
+	return rc;
+}
+
+int ba_submit_recipients(char ***out, size_t *n, const struct ba_account *acc,
+                         const char *const *args, size_t nargs, const char *const *hdr,
+                         size_t nhdr, struct ba_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	char **v = calloc(nargs + nhdr + 1, sizeof(*v));
+	size_t k = 0;
+	if (!v)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	for (size_t i = 0; i < nargs + nhdr; i++) {
+		if (!(v[k] = strdup(i < nargs ? args[i] : hdr[i - nargs]))) {
+			ba_submit_recipients_free(v, k);
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		}
+		k++;
+	}
+	if (expand_aliases(acc, &v, &k, err) < 0) {
+		ba_submit_recipients_free(v, k);
+		return -1;
+	}
+	if (k == 0) {
+		ba_submit_recipients_free(v, k);
+		return ba_err_set(err, EX_USAGE, "no recipients found");
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int ba_submit_parse_notify(const char *s, unsigned *out)
+{
+	*out = 0;
+	if (strcmp(s, "never") == 0) {
+		*out = BA_DSN_NEVER;
+		return 0;
+	}
+	const char *p = s;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		if (n == 7 && strncmp(p, "success", 7) == 0)
+			*out |= BA_DSN_SUCCESS;
+		else if (n == 7 && strncmp(p, "failure", 7) == 0)
+			*out |= BA_DSN_FAILURE;
+		else if (n == 5 && strncmp(p, "delay", 5) == 0)
+			*out |= BA_DSN_DELAY;
+		else
+			return -1;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return *out ? 0 : -1;
+}
+
+int ba_submit_parse_return(const char *s, int *out)
+{
+	if (strcmp(s, "full") == 0)
+		*out = BA_DSN_RET_FULL;
+	else if (strcmp(s, "hdrs") == 0)
+		*out = BA_DSN_RET_HDRS;
+	else
+		return -1;
+	return 0;
+}
+
+/* The account's DSN settings in the engine's terms (RFC 3461). */
+static unsigned engine_notify(unsigned notify)
+{
+	return (notify & BA_DSN_NEVER ? BA_NOTIFY_NEVER : 0) |
+	       (notify & BA_DSN_SUCCESS ? BA_NOTIFY_SUCCESS : 0) |
+	       (notify & BA_DSN_FAILURE ? BA_NOTIFY_FAILURE : 0) |
+	       (notify & BA_DSN_DELAY ? BA_NOTIFY_DELAY : 0);
+}
+
+static enum ba_smtp_ret engine_ret(int ret)
+{
+	return ret == BA_DSN_RET_FULL ? BA_RET_FULL : ret == BA_DSN_RET_HDRS ? BA_RET_HDRS : BA_RET_NONE;
+}
+
+/* msmtp's log line, to the logfile ("-" = standard output) and to syslog. */
+static void write_log(const struct ba_submit *s, const struct ba_submit_result *res,
+                      const struct ba_err *err, int code)
+{
+	const struct ba_account *acc = s->acc;
+	if (!(acc->logfile && *acc->logfile) && !acc->syslog)
+		return;
+	struct ba_log_entry e;
+	memset(&e, 0, sizeof(e));
+	e.host = acc->socket ? acc->socket : acc->host;
+	e.tls = acc->tls;
+	e.auth = acc->auth;
+	e.user = acc->user;
+	e.from = s->from;
+	e.rcpt = s->rcpt;
+	e.nrcpt = s->nrcpt;
+	e.has_mailsize = res->reached_data || code == 0;
+	e.mailsize = ba_spool_size(s->spool);
+	e.smtp_status = res->smtp_code;
+	e.smtp_msg = res->smtp_code ? ba_buf_str(&res->smtp_msg) : NULL;
+	e.errormsg = code ? err->text : NULL;
+	e.exitcode = code;
+	struct ba_buf line = BA_BUF_INIT;
+	ba_log_entry_format(&line, &e);
+	if (acc->logfile && *acc->logfile) {
+		struct ba_err lerr = BA_ERR_INIT;
+		if (ba_log_file_append(acc->logfile, acc->logfile_time_format, (int64_t)time(NULL),
+		                       ba_buf_str(&line), &lerr) < 0)
+			ba_log(s->log, BA_LOG_WARNING, "%s", lerr.text);
+	}
+	if (acc->syslog) {
+		struct ba_err serr = BA_ERR_INIT;
+		int fac = ba_log_syslog_facility(acc->syslog, &serr);
+		if (fac >= 0)
+			ba_log_syslog(fac, code != 0, ba_buf_str(&line));
+	}
+	ba_buf_release(&line);
+}
+
+/* Records the reply to the data (or to the refusal) for the log line. */
+static void note_reply(struct ba_submit_result *res, const struct ba_result *result)
+{
+	ba_buf_reset(&res->smtp_msg);
+	res->smtp_code = 0;
+	if (result && result->code) {
+		res->reached_data = 1;
+		res->smtp_code = result->code;
+		ba_buf_addf(&res->smtp_msg, "%d %s", result->code, result->text);
+	}
+}
+
+/* The session part: addresses for the session, envelope, 7-bit decision, the engine. */
+static int deliver(struct ba_submit_result *res, const struct ba_submit *s, ba_route *r,
+                   struct ba_err *err)
+{
+	const struct ba_account *acc = s->acc;
+	struct ba_buf from = BA_BUF_INIT;
+	struct ba_buf *rb = calloc(s->nrcpt ? s->nrcpt : 1, sizeof(*rb));
+	struct ba_rcpt *rcpts = calloc(s->nrcpt ? s->nrcpt : 1, sizeof(*rcpts));
+	int rc = -1, utf8 = 0;
+	if (!rb || !rcpts) {
+		ba_err_set(err, EX_OSERR, "out of memory");
+		goto out;
+	}
+	/* IDN domains become A-labels unless the server offers SMTPUTF8 (route) */
+	if (ba_route_addr(&from, &utf8, r, s->from, err) < 0)
+		goto out;
+	unsigned notify = engine_notify(s->notify ? s->notify : acc->dsn_notify);
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		if (ba_route_addr(&rb[i], &utf8, r, s->rcpt[i], err) < 0)
+			goto out;
+		rcpts[i].addr = ba_buf_str(&rb[i]);
+		rcpts[i].notify = notify;
+	}
+	unsigned flags = ba_spool_flags(s->spool);
+	struct ba_envelope env;
+	memset(&env, 0, sizeof(env));
+	env.from = ba_buf_str(&from);
+	env.rcpts = rcpts;
+	env.nrcpts = s->nrcpt;
+	env.size = ba_spool_wire_size(s->spool);
+	env.body = flags & BA_SPOOL_8BIT ? BA_BODY_8BITMIME : BA_BODY_7BIT;
+	env.smtputf8 = utf8;
+	env.ret = engine_ret(s->ret ? s->ret : (int)acc->dsn_return);
+	env.envid = s->envid;
+	/* route re-encodes to 7 bit for a server without 8BITMIME, and for lines over 998 octets */
+	int force_7bit = (flags & BA_SPOOL_LONG_LINE) != 0;
+	for (long n = 0; n < (s->repeat > 0 ? s->repeat : 1); n++) {
+		ba_result_free(res->result);
+		res->result = NULL;
+		int sent = ba_route_send(r, &env, ba_spool_reader(s->spool), force_7bit, &res->result,
+		                         err);
+		note_reply(res, res->result);
+		if (sent < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	for (size_t i = 0; rb && i < s->nrcpt; i++)
+		ba_buf_release(&rb[i]);
+	free(rb);
+	free(rcpts);
+	ba_buf_release(&from);
+	return rc;
+}
+
+int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, struct ba_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	ba_buf_init(&res->smtp_msg, 0);
+	struct ba_route_report report;
+	struct ba_route_opts ro;
+	memset(&ro, 0, sizeof(ro));
+	ro.log = s->log;
+	ro.smtp_flags = s->smtp_flags;
+	ro.report = &report;
+	ba_route *r = NULL;
+	int rc = ba_route_open(&r, s->acc, &ro, err);
+	memcpy(res->server, report.server, sizeof(res->server));
+	if (!res->server[0]) { /* the route stopped before a target: name the configured one */
+		const struct ba_account *acc = s->acc;
+		if (acc->socket)
+			snprintf(res->server, sizeof(res->server), "%s", acc->socket);
+		else
+			snprintf(res->server, sizeof(res->server), "%s:%u", acc->host ? acc->host : "?",
+			         acc->port);
+	}
+	if (rc == 0)
+		rc = deliver(res, s, r, err);
+	if (rc < 0 && err->smtp_code && !res->smtp_code)
+		res->smtp_code = err->smtp_code;
+	ba_route_free(r);
+	int code = rc == 0 ? 0 : (err->code ? err->code : EX_SOFTWARE);
+	write_log(s, res, err, code);
+	return rc;
+}
+
+void ba_submit_result_release(struct ba_submit_result *res)
+{
+	ba_result_free(res->result);
+	ba_buf_release(&res->smtp_msg);
+	memset(res, 0, sizeof(*res));
+}
