@@ -1,0 +1,182 @@
+/* unit tests for submit.c: account choice, envelope sender, recipients, DSN values */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bluearrow/config.h"
+#include "bluearrow/err.h"
+#include "bluearrow/submit.h"
+
+static const char conf[] =
+	"defaults\n"
+	"host 127.0.0.1\n"
+	"account home\n"
+	"from me@home.test\n"
+	"account work\n"
+	"from *@work.test\n"
+	"account fixed\n"
+	"from boss@fixed.test\n"
+	"allow_from_override off\n"
+	"account nofrom\n"
+	"account default : home\n";
+
+static ba_config *load(const char *text)
+{
+	ba_config *cfg = NULL;
+	struct ba_err err = BA_ERR_INIT;
+	if (ba_config_parse(&cfg, "t.rc", text, strlen(text), &err) != 0)
+		fail_msg("config: %s", err.text);
+	return cfg;
+}
+
+static const char *chosen(const ba_config *cfg, const char *name, const char *env_from,
+                          const char *header_from)
+{
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *acc = ba_submit_account(cfg, name, env_from, header_from, &err);
+	return acc ? acc->name : NULL;
+}
+
+/* -a, else the envelope sender, else the From field, else the default */
+static void test_submit__account_choice_order(void **state)
+{
+	(void)state;
+	ba_config *cfg = load(conf);
+	assert_string_equal(chosen(cfg, "work", "me@home.test", "x@work.test"), "work");
+	assert_string_equal(chosen(cfg, NULL, "a@work.test", "me@home.test"), "work");
+	assert_string_equal(chosen(cfg, NULL, "boss@fixed.test", NULL), "fixed");
+	/* no -f match: the From field's address chooses (git send-email, mutt) */
+	assert_string_equal(chosen(cfg, NULL, "nobody@else.test", "boss@fixed.test"), "fixed");
+	assert_string_equal(chosen(cfg, NULL, NULL, "x@work.test"), "work");
+	/* nothing matches: the default account */
+	assert_string_equal(chosen(cfg, NULL, NULL, "who@else.test"), "default");
+	assert_string_equal(chosen(cfg, NULL, NULL, NULL), "default");
+	/* a named account that does not exist is an error, not a fallback */
+	struct ba_err err = BA_ERR_INIT;
+	assert_null(ba_submit_account(cfg, "nope", "me@home.test", NULL, &err));
+	assert_int_equal(err.code, EX_CONFIG);
+	assert_non_null(strstr(err.text, "nope"));
+	ba_config_free(cfg);
+}
+
+static const char *env_from(struct ba_buf *b, const ba_config *cfg, const char *acc_name,
+                             const char *cmdline, struct ba_err *err)
+{
+	const struct ba_account *acc = ba_config_account(cfg, acc_name, err);
+	assert_non_null(acc);
+	return ba_submit_envelope_from(b, acc, cmdline, err) == 0 ? ba_buf_str(b) : NULL;
+}
+
+static void test_submit__envelope_from(void **state)
+{
+	(void)state;
+	ba_config *cfg = load(conf);
+	struct ba_buf b = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	assert_string_equal(env_from(&b, cfg, "home", NULL, &err), "me@home.test");
+	assert_string_equal(env_from(&b, cfg, "home", "other@x.test", &err), "other@x.test");
+	assert_string_equal(env_from(&b, cfg, "home", "", &err), ""); /* -f '<>' */
+	/* allow_from_override off: -f does not replace the account's from */
+	assert_string_equal(env_from(&b, cfg, "fixed", "other@x.test", &err), "boss@fixed.test");
+	/* a pattern selects the account but is no address */
+	assert_null(env_from(&b, cfg, "work", NULL, &err));
+	assert_int_equal(err.code, EX_USAGE);
+	assert_string_equal(env_from(&b, cfg, "work", "a@work.test", &err), "a@work.test");
+	assert_null(env_from(&b, cfg, "nofrom", NULL, &err));
+	assert_int_equal(err.code, EX_CONFIG);
+	assert_non_null(strstr(err.text, "envelope-from address is missing"));
+	/* what would become a second SMTP command or header line */
+	assert_null(env_from(&b, cfg, "home", "a@x.test>\r\nRCPT TO:<b@x.test", &err));
+	assert_int_equal(err.code, EX_USAGE);
+	ba_buf_release(&b);
+	ba_config_free(cfg);
+}
+
+static void test_submit__recipients_and_aliases(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/ba-aliases-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char aliases[] = "root: admin@example.test, ops@example.test\n";
+	assert_int_equal(write(fd, aliases, sizeof(aliases) - 1), (ssize_t)sizeof(aliases) - 1);
+	close(fd);
+	char text[512];
+	snprintf(text, sizeof(text), "account default\nhost h\nfrom a@x.test\naliases %s\n", path);
+	ba_config *cfg = load(text);
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *acc = ba_config_account(cfg, NULL, &err);
+	const char *args[] = { "root", "b@example.test" };
+	const char *hdr[] = { "c@example.test" };
+	char **v = NULL;
+	size_t n = 0;
+	assert_int_equal(ba_submit_recipients(&v, &n, acc, args, 2, hdr, 1, &err), 0);
+	/* the arguments first, then the header's; a local name through the aliases (in msmtp's order) */
+	assert_int_equal(n, 4);
+	assert_string_equal(v[0], "ops@example.test");
+	assert_string_equal(v[1], "admin@example.test");
+	assert_string_equal(v[2], "b@example.test");
+	assert_string_equal(v[3], "c@example.test");
+	ba_submit_recipients_free(v, n);
+	assert_int_equal(ba_submit_recipients(&v, &n, acc, NULL, 0, NULL, 0, &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	assert_null(v);
+	ba_config_free(cfg);
+	unlink(path);
+}
+
+static void test_submit__dsn_values(void **state)
+{
+	(void)state;
+	unsigned bits;
+	int ret;
+	assert_int_equal(ba_submit_parse_notify("never", &bits), 0);
+	assert_int_equal(bits, BA_DSN_NEVER);
+	assert_int_equal(ba_submit_parse_notify("success,delay", &bits), 0);
+	assert_int_equal(bits, BA_DSN_SUCCESS | BA_DSN_DELAY);
+	assert_int_equal(ba_submit_parse_notify("success,bogus", &bits), -1);
+	assert_int_equal(ba_submit_parse_notify("", &bits), -1);
+	assert_int_equal(ba_submit_parse_return("hdrs", &ret), 0);
+	assert_int_equal(ret, BA_DSN_RET_HDRS);
+	assert_int_equal(ba_submit_parse_return("body", &ret), -1);
+}
+
+/* the account's header settings reach the reader; -F wins over from_full_name */
+static void test_submit__read_opts(void **state)
+{
+	(void)state;
+	ba_config *cfg = load("account default\nhost h\nfrom a@x.test\nfrom_full_name Acc\n"
+	                      "remove_bcc_headers off\nundisclosed_recipients on\n"
+	                      "set_date_header off\n");
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *acc = ba_config_account(cfg, NULL, &err);
+	struct ba_msg_read_opts o;
+	ba_submit_read_opts(&o, acc, "a@x.test", NULL, BA_SUBMIT_READ_RCPT_FROM_HEADERS);
+	assert_int_equal(o.flags, BA_MSG_READ_RCPT_FROM_HEADERS | BA_MSG_READ_UNDISCLOSED);
+	assert_int_equal(o.set_date, BA_MSG_HDR_OFF);
+	assert_string_equal(o.from_name, "Acc");
+	assert_string_equal(o.from_addr, "a@x.test");
+	ba_submit_read_opts(&o, acc, "", "Dash F", BA_SUBMIT_READ_DOTS_ARE_DATA);
+	assert_int_equal(o.flags, BA_MSG_READ_DOTS_ARE_DATA | BA_MSG_READ_UNDISCLOSED);
+	assert_null(o.from_addr); /* the null sender generates no From */
+	assert_string_equal(o.from_name, "Dash F");
+	ba_config_free(cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_submit__account_choice_order),
+		cmocka_unit_test(test_submit__envelope_from),
+		cmocka_unit_test(test_submit__recipients_and_aliases),
+		cmocka_unit_test(test_submit__dsn_values),
+		cmocka_unit_test(test_submit__read_opts),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
