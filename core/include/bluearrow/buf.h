@@ -60,9 +60,11 @@ int ba_buf_failed(const struct ba_buf *b);
 
 /*
  * Takes the content out: returns a NUL-terminated malloc'd string (the caller
- * frees it with free()) and stores its length in *len if len is not NULL.
- * The buffer is left empty.  Returns NULL if the buffer has failed or on
- * out of memory.
+ * frees it with free(); an empty buffer gives "") and stores its length in
+ * *len if len is not NULL.  The buffer is left empty with its cap, usable
+ * again.  Returns NULL if the buffer has failed (sticky: it keeps its
+ * content and failure until reset or release) or when allocating "" for an
+ * empty buffer fails.
  */
 char *ba_buf_detach(struct ba_buf *b, size_t *len);
 

@@ -124,7 +124,9 @@ struct ba_account {
 	const char *proxy_host;     /* NULL = no SOCKS5 proxy */
 	unsigned proxy_port;        /* always resolved: given, else 1080 */
 	const char *socket;         /* unix socket path, overrides host/port/proxy; NULL = none */
-	int timeout;                /* seconds; 0 = off (no timeout of our own) */
+	int timeout;                /* seconds; 0 = off: the lower layers' own bounds apply (60 s
+	                               for the name, each connection attempt and the TLS
+	                               handshake; 300 s per reply, RFC 5321 §4.5.3.2) */
 	enum ba_config_protocol protocol;
 	const char *domain;         /* EHLO/LHLO argument, unexpanded (%H %C %M); default "localhost" */
 
