@@ -2,7 +2,7 @@
  *
  * Input: one byte choosing the eol, then a message.  The downgrade must not
  * crash or leak on anything, and when it succeeds its output must be 7-bit
- * clean (DESIGN.md §6.5).
+ * clean (docs/ARCHITECTURE.md §6 invariant 5).
  */
 #include <stddef.h>
 #include <stdint.h>

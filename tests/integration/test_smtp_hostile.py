@@ -1,7 +1,7 @@
 """Hostile servers and hostile input that a scripted dialogue cannot express:
 SCRAM servers that skip or repeat their proof (the nonce is random), and
 message bodies cut at the client's 64 KB and 1 MB boundaries.  Issue 3,
-"Security properties" 4 and 5; DESIGN.md §6 invariant 2."""
+"Security properties" 4 and 5; docs/ARCHITECTURE.md §6 invariant 2."""
 import base64
 
 import pytest

@@ -69,7 +69,7 @@ enum ba_mime_flags {
 /*
  * Fills p[0..n) with random bytes.  Returns 0, or -1 with *err set.  The
  * default (NULL in the options) is getrandom(2).  Tests pass a fixed source
- * to get fixed output (STYLE.md "Deterministic output").
+ * to get fixed output.
  */
 typedef int ba_random_fn(void *ctx, void *p, size_t n, struct ba_err *err);
 

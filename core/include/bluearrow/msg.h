@@ -14,8 +14,7 @@
  * than 998 (RFC 5322 §2.1.1); non-ASCII text is RFC 2047-encoded.
  *
  * Date and Message-ID depend on the clock and on random bytes, both taken
- * from the options, so tests get fixed output (STYLE.md "Deterministic
- * output").
+ * from the options, so tests get fixed output.
  */
 #ifndef BLUEARROW_MSG_H
 #define BLUEARROW_MSG_H

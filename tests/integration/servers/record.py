@@ -166,7 +166,7 @@ class Conn:
 
     def bare_cr_lf(self, tls=None):
         """Offsets of CR not followed by LF or LF not preceded by CR in the client's
-        bytes (DATA content included).  Must be empty (DESIGN.md invariant 2)."""
+        bytes (DATA content included).  Must be empty (docs/ARCHITECTURE.md invariant 2)."""
         data = self.client_bytes(tls)
         bad = [m.start() for m in re.finditer(rb"\r(?!\n)|(?<!\r)\n", data)]
         return bad
