@@ -5,6 +5,7 @@
 #include "bluearrow/buf.h"
 #include "bluearrow/config.h"
 #include "bluearrow/err.h"
+#include "bluearrow/submit.h"
 #include "cli.h"
 
 int cmd_config(int argc, char **argv);
@@ -96,11 +97,8 @@ static int config_show(ba_config *cfg, const struct config_opts *o)
 	struct ba_err err = BA_ERR_INIT;
 	struct ba_buf out = BA_BUF_INIT;
 	const struct ba_account *a = NULL;
-	/* as the sendmail personality chooses: -a, else the account of -f, else default */
-	if (!o->account && o->from && (a = ba_config_account_by_from(cfg, o->from)) &&
-	    ba_config_account_check(a, &err) < 0)
-		return cli_fail(&err);
-	if (!a && !(a = ba_config_account(cfg, o->account, &err)))
+	/* as a send chooses: -a, else the account of -f, else the default */
+	if (!(a = ba_submit_account(cfg, o->account, o->from, NULL, &err)))
 		return cli_fail(&err);
 	if (ba_config_format_account(&out, a) < 0) {
 		ba_buf_release(&out);
