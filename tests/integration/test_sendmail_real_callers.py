@@ -70,6 +70,31 @@ def test_git_send_email_three_patches(smtp_server, write_config, tmp_path):
         assert b"\n.\n" in body
 
 
+@pytest.mark.skipif(not shutil.which("git"), reason="git missing")
+def test_git_send_email_readme_recipe_picks_the_from_account(smtp_server, write_config, tmp_path):
+    """The README's recipe: no envelope sender configured; the From field chooses the account."""
+    home, work = smtp_server(), smtp_server()
+    cfg = write_config(text="account home\nhost 127.0.0.1\nport %d\nfrom me@home.test\n"
+                            "account work\nhost 127.0.0.1\nport %d\nfrom dev@work.test\n"
+                            "account default : home\n" % (home.port, work.port))
+    env = clean_env(tmp_path)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    g = lambda *a: run(["git", "-C", str(repo)] + list(a), env=env)  # noqa: E731
+    g("init", "-q")
+    g("config", "user.name", "Dev")
+    g("config", "user.email", "dev@work.test")
+    (repo / "f").write_text("x\n")
+    g("add", "f")
+    g("commit", "-q", "-m", "one")
+    g("format-patch", "-q", "-1", "-o", str(tmp_path / "p"))
+    g("config", "sendemail.sendmailcmd", LINK + " -C " + cfg)
+    g("send-email", "--to=list@example.test", "--confirm=never", "--quiet",
+      "--suppress-cc=all", str(next((tmp_path / "p").iterdir())))
+    assert [t.mail_from for t in work.messages] == ["dev@work.test"]
+    assert home.messages == []
+
+
 @pytest.mark.skipif(not shutil.which("mutt"), reason="mutt missing")
 def test_mutt_batch_with_attachment(smtp_server, write_config, tmp_path):
     srv = smtp_server()
