@@ -20,6 +20,7 @@ struct ba_route {
 	struct ba_route_params p;
 	struct ba_buf password;
 	struct ba_route_report *report; /* optional, the caller's */
+	struct ba_route_target own;     /* the account's host or socket: the default plan */
 	char server[300];
 	ba_session *session;
 };
@@ -159,6 +160,8 @@ static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_e
 	np.port = t->port;
 	r->p.smtp.host = t->host;
 	r->p.smtp.port = t->port;
+	if (t != &r->own && !r->acc->tls_host_override)
+		r->p.tls.host = t->host; /* a planned host is verified by its own name */
 	if (t->host[0] == '/')
 		snprintf(r->server, sizeof(r->server), "%s", t->host);
 	else
@@ -216,9 +219,11 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 		ba_log(o->log, BA_LOG_WARNING,
 		       "tls_certcheck is off: the server's identity is not verified");
 
-	/* the plan: today the account's one server; direct delivery will list the MX hosts */
-	struct ba_route_target plan[1] = { { r->p.net.host, r->p.net.port } };
-	size_t nplan = sizeof(plan) / sizeof(plan[0]);
+	/* the plan: the caller's (e.g. the MX hosts of a domain), else the account's one server */
+	r->own.host = r->p.net.host;
+	r->own.port = r->p.net.port;
+	const struct ba_route_target *plan = o->nplan ? o->plan : &r->own;
+	size_t nplan = o->nplan ? o->nplan : 1;
 	struct ba_buf merged = BA_BUF_INIT;
 	int rc = -1;
 	for (size_t i = 0; i < nplan && rc < 0; i++) {

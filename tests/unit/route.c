@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,10 +67,142 @@ static void test_route__external_needs_no_password(void **state)
 	assert_non_null(strstr(err.text, "127.0.0.1"));
 }
 
+/* A one-connection server thread: greets with `greeting`, answers EHLO and QUIT with 250/221. */
+struct mini {
+	int lfd;
+	const char *greeting;
+	int served;
+	pthread_t t;
+};
+
+static void *mini_run(void *arg)
+{
+	struct mini *m = arg;
+	int fd = accept(m->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	m->served = 1;
+	char buf[512];
+	ssize_t n = write(fd, m->greeting, strlen(m->greeting));
+	if (strncmp(m->greeting, "220", 3) == 0) {
+		while ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+			buf[n] = '\0';
+			const char *reply = strncmp(buf, "QUIT", 4) == 0 ? "221 bye\r\n" : "250 ok\r\n";
+			if (write(fd, reply, strlen(reply)) < 0 || strncmp(buf, "QUIT", 4) == 0)
+				break;
+		}
+	}
+	(void)n;
+	close(fd);
+	return NULL;
+}
+
+static int mini_start(struct mini *m, const char *greeting)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	memset(m, 0, sizeof(*m));
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	m->greeting = greeting;
+	m->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(m->lfd >= 0);
+	assert_int_equal(bind(m->lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(m->lfd, 1), 0);
+	assert_int_equal(getsockname(m->lfd, (struct sockaddr *)&a, &len), 0);
+	assert_int_equal(pthread_create(&m->t, NULL, mini_run, m), 0);
+	return ntohs(a.sin_port);
+}
+
+static void mini_stop(struct mini *m)
+{
+	shutdown(m->lfd, SHUT_RDWR); /* wakes an accept that never got a client */
+	pthread_join(m->t, NULL);
+	close(m->lfd);
+}
+
+/* the plan: a refused connection and a 421 greeting move on to the next host, in order */
+static void test_route__plan_tries_the_next_target(void **state)
+{
+	(void)state;
+	int cfd;
+	struct mini busy, good;
+	unsigned p_closed = (unsigned)closed_port(&cfd);
+	unsigned p_busy = (unsigned)mini_start(&busy, "421 4.3.2 busy\r\n");
+	unsigned p_good = (unsigned)mini_start(&good, "220 ok ESMTP\r\n");
+	const char text[] = "account t\nhost 192.0.2.1\ntimeout 5\n";
+	ba_config *cfg = NULL;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_config_parse(&cfg, "t.rc", text, strlen(text), &err), 0);
+	const struct ba_account *acc = ba_config_account(cfg, "t", &err);
+	assert_non_null(acc);
+
+	struct ba_route_target plan[] = { { "127.0.0.1", p_closed }, { "127.0.0.1", p_busy },
+	                                  { "127.0.0.1", p_good } };
+	struct ba_route_opts o;
+	memset(&o, 0, sizeof(o));
+	o.plan = plan;
+	o.nplan = 3;
+	ba_route *r = NULL;
+	assert_int_equal(ba_route_open(&r, acc, &o, &err), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "127.0.0.1:%u", p_good);
+	assert_string_equal(ba_route_server(r), want);
+	ba_route_free(r);
+	mini_stop(&busy);
+	mini_stop(&good);
+	assert_true(busy.served && good.served);
+
+	/* every target fails: the last one's class, each target's reason in the text */
+	p_busy = (unsigned)mini_start(&busy, "421 4.3.2 busy\r\n");
+	plan[2] = plan[0];
+	plan[0].port = p_busy;
+	o.nplan = 2;
+	plan[1] = plan[2];
+	assert_int_equal(ba_route_open(&r, acc, &o, &err), -1);
+	assert_null(r);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	char a[64], b[64];
+	snprintf(a, sizeof(a), "127.0.0.1:%u: ", p_busy);
+	snprintf(b, sizeof(b), "; 127.0.0.1:%u: ", p_closed);
+	if (!strstr(err.text, a) || !strstr(err.text, b) || !strstr(err.text, "421"))
+		fail_msg("merged error: %s", err.text);
+	mini_stop(&busy);
+	close(cfd);
+	ba_config_free(cfg);
+}
+
+/* a refusal that another host of the service would repeat ends the plan */
+static void test_route__plan_stops_on_config_errors(void **state)
+{
+	(void)state;
+	struct mini good;
+	unsigned p_good = (unsigned)mini_start(&good, "220 ok ESMTP\r\n");
+	const char text[] = "account t\nhost 127.0.0.1\ntimeout 5\nauth plain\n";
+	ba_config *cfg = NULL;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_config_parse(&cfg, "t.rc", text, strlen(text), &err), 0);
+	const struct ba_account *acc = ba_config_account(cfg, "t", &err);
+	struct ba_route_target plan[] = { { "127.0.0.1", p_good } };
+	struct ba_route_opts o;
+	memset(&o, 0, sizeof(o));
+	o.plan = plan;
+	o.nplan = 1;
+	ba_route *r = NULL;
+	assert_int_equal(ba_route_open(&r, acc, &o, &err), -1);
+	assert_int_equal(err.code, EX_CONFIG); /* auth without user: no connection at all */
+	mini_stop(&good);
+	assert_false(good.served);
+	ba_config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route__external_needs_no_password),
+		cmocka_unit_test(test_route__plan_tries_the_next_target),
+		cmocka_unit_test(test_route__plan_stops_on_config_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

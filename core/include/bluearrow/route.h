@@ -54,13 +54,6 @@ struct ba_route_report {
 	char server[300];           /* the last target tried: "host:port" or a socket path */
 };
 
-struct ba_route_opts {
-	const struct ba_log *log;  /* optional; BA_LOG_PROTO traces the dialogue */
-	unsigned smtp_flags;       /* extra enum ba_smtp_flags (e.g. BA_SMTP_NO_PIPELINING) */
-	int timeout_ms;            /* > 0: cap on the account's timeout; 0 = the account's */
-	struct ba_route_report *report; /* optional out */
-};
-
 /*
  * One host to try.  A route has a plan: the targets in the order they are
  * tried.  An account with `host` or `socket` has one target; direct
@@ -69,6 +62,16 @@ struct ba_route_opts {
 struct ba_route_target {
 	const char *host;           /* name, address literal or unix socket path; borrowed */
 	unsigned port;
+};
+
+struct ba_route_opts {
+	const struct ba_log *log;  /* optional; BA_LOG_PROTO traces the dialogue */
+	unsigned smtp_flags;       /* extra enum ba_smtp_flags (e.g. BA_SMTP_NO_PIPELINING) */
+	int timeout_ms;            /* > 0: cap on the account's timeout; 0 = the account's */
+	struct ba_route_report *report; /* optional out */
+	const struct ba_route_target *plan; /* the targets to try in order, instead of the
+	                                       account's host or socket; borrowed */
+	size_t nplan;              /* 0 = the account's one target */
 };
 
 /*
