@@ -64,3 +64,18 @@ def test_unknown_from_field_uses_default(smtp_server, write_config, sendmail):
     r = sendmail("-C", cfg, "-i", "b@example.test", input=msg)
     assert r.returncode == 0, r.stderr
     assert home.wait_txn().mail_from == "me@home.test" and work.txns == []
+
+
+def test_logfile_dash_is_standard_output(smtp_server, write_config, sendmail):
+    """msmtp's `logfile -`: the line goes to standard output, success and failure alike."""
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test", logfile="-")
+    r = sendmail("-C", cfg, "-i", "b@example.test", input=MSG)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.decode()
+    assert line.count("\n") == 1 and "recipients=b@example.test" in line, line
+    assert "from=a@example.test" in line and "exitcode=EX_OK" in line and "smtpstatus=250" in line
+    srv.stop()
+    r = sendmail("-C", cfg, "-i", "b@example.test", input=MSG)
+    assert r.returncode != 0
+    assert "exitcode=EX_" in r.stdout.decode() and "EX_OK" not in r.stdout.decode()
