@@ -84,6 +84,7 @@ struct ba_session {
 	struct ba_buf wbuf;    /* commands waiting to be written */
 	struct ba_buf dbuf;    /* data waiting to be written */
 	struct reply r;
+	struct reply held;     /* a refusal kept while the pipelined replies after it are read */
 };
 
 /* ---- state, logging, errors --------------------------------------------- */
@@ -161,6 +162,14 @@ static int reply_fail(const ba_session *s, int class5, struct ba_err *err, const
 	            what, s->r.code, ba_buf_str(&b));
 	ba_buf_release(&b);
 	return -1;
+}
+
+/* Exchanges s->r and s->held (buffers included): keeps a reply while others are read. */
+static void reply_swap(ba_session *s)
+{
+	struct reply t = s->r;
+	s->r = s->held;
+	s->held = t;
 }
 
 /* ---- reading replies ---------------------------------------------------- */
@@ -775,6 +784,7 @@ int ba_session_open(ba_session **out, ba_stream *stream, const struct ba_smtp_pa
 	ba_buf_init(&s->dbuf, 0);
 	/* a reply is bounded: lines_max lines of line_max bytes */
 	ba_buf_init(&s->r.text, s->line_max * s->lines_max + s->lines_max);
+	ba_buf_init(&s->held.text, s->line_max * s->lines_max + s->lines_max);
 	if (p->tls == BA_TLS_IMPLICIT)
 		s->caps |= BA_CAP_TLS_ACTIVE;
 	if (!s->rbuf) {
@@ -829,6 +839,7 @@ void ba_session_free(ba_session *s)
 	ba_buf_release(&s->wbuf);
 	ba_buf_release(&s->dbuf);
 	ba_buf_release(&s->r.text);
+	ba_buf_release(&s->held.text);
 	free(s);
 }
 
@@ -1133,16 +1144,26 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 	if ((!pipe && add_mail(s, env, utf8, err) < 0) || env_reply(s, pipe, &left, err) < 0)
 		return -1;
 	res->code = s->r.code;
-	if (s->r.code != 250 && !pipe)
-		return 0;
 	result_final(s, res); /* the MAIL reply, until a later one replaces it */
+	int mail_ok = s->r.code == 250;
+	if (!mail_ok && !pipe)
+		return 0;
+	/*
+	 * A refused MAIL is the error, whatever follows: the pipelined RCPT and
+	 * DATA are then answered 503 "need MAIL/RCPT" (Postfix, aiosmtpd), and
+	 * those replies are only read to stay in step.  The refusal is kept in
+	 * held and put back in s->r at the end, for the caller to report.
+	 */
+	if (!mail_ok)
+		reply_swap(s);
 	smtp_set_state(s, ST_RCPT);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		if ((!pipe && add_rcpt(s, &env->rcpts[i], utf8, err) < 0) ||
 		    env_reply(s, pipe, &left, err) < 0)
 			return -1;
-		/* RFC 5321 §4.2.5: 250 or 251 accept */
-		result_rcpt(s, res, i, s->r.code == 250 || s->r.code == 251);
+		/* RFC 5321 §4.2.5: 250 or 251 accept; after a refused MAIL: not reached */
+		if (mail_ok)
+			result_rcpt(s, res, i, s->r.code == 250 || s->r.code == 251);
 	}
 	if (pipe && with_data) {
 		smtp_set_state(s, ST_DATA);
@@ -1150,6 +1171,8 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 			return -1;
 		*data_code = s->r.code;
 	}
+	if (!mail_ok)
+		reply_swap(s);
 	return 0;
 }
 
@@ -1247,18 +1270,47 @@ static int read_final(ba_session *s, struct ba_result *res, struct ba_err *err)
 				res->rcpts[i].accepted = 0;
 		return 0;
 	}
-	size_t left = 0;
-	for (size_t i = 0; i < res->nrcpts; i++)
-		left += res->rcpts[i].accepted;
-	for (size_t i = 0; i < res->nrcpts; i++) {
+	unsigned char *got = calloc(res->nrcpts, 1);
+	if (!got)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; i < res->nrcpts && rc == 0; i++) {
 		if (!res->rcpts[i].accepted)
 			continue;
-		if (read_reply(s, --left > 0, err) < 0)
-			return -1;
+		got[i] = 1;
+		if (read_reply(s, 1, err) < 0) {
+			rc = -1;
+			break;
+		}
 		result_rcpt(s, res, i, s->r.code == 250);
 		result_final(s, res);
 	}
-	return 0;
+	/*
+	 * RFC 2033 §4.2: one reply per recipient accepted at RCPT, in RCPT
+	 * order.  A server that sends more (typically one for a recipient it
+	 * refused at RCPT too) has shifted the replies: which one belongs to
+	 * which recipient is unknown, so none is believed (the outcomes become
+	 * "not known": code 0) and the session fails as out of step.  Detected
+	 * when the extra reply came with the expected ones; a later one meets
+	 * the next command as an unexpected reply.
+	 */
+	if (rc == 0 && (s->rend > s->rstart || (s->stream && ba_stream_pending(s->stream) > 0))) {
+		for (size_t i = 0; i < res->nrcpts; i++) {
+			if (!got[i])
+				continue;
+			struct ba_rcpt_result *rr = &res->rcpts[i];
+			rr->code = 0;
+			rr->enhanced[0] = '\0';
+			rr->text[0] = '\0';
+			rr->accepted = 0;
+		}
+		rc = ba_err_set(err, EX_PROTOCOL,
+		                "server sent more replies after the data than there are accepted "
+		                "recipients (RFC 2033 4.2): which recipients got the message is "
+		                "unknown");
+	}
+	free(got);
+	return rc;
 }
 
 /* The exit class and text when some or all recipients did not get the message. */
