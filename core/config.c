@@ -1090,10 +1090,10 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 	memset(&ps, 0, sizeof(ps));
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return ba_err_set(err, EX_CONFIG, "cannot open '%s': %s", path, strerror(errno));
+		return ba_err_set(err, EX_CONFIG, "cannot open '%s': %s", path, ba_strerror_t(errno));
 	/* the checks are made on what we opened, not on the name (no race) */
 	if (fstat(fd, &ps.st) < 0) {
-		rc = ba_err_set(err, EX_CONFIG, "cannot stat '%s': %s", path, strerror(errno));
+		rc = ba_err_set(err, EX_CONFIG, "cannot stat '%s': %s", path, ba_strerror_t(errno));
 		close(fd);
 		return rc;
 	}
@@ -1115,7 +1115,7 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			rc = ba_err_set(err, EX_CONFIG, "cannot read '%s': %s", path, strerror(errno));
+			rc = ba_err_set(err, EX_CONFIG, "cannot read '%s': %s", path, ba_strerror_t(errno));
 			close(fd);
 			ba_buf_release_secret(&text);
 			return rc;

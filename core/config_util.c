@@ -98,7 +98,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 	char chunk[4096];
 
 	if (pipe(fds) < 0)
-		return ba_err_set(err, EX_OSERR, "cannot run '%s': pipe: %s", cmd, strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot run '%s': pipe: %s", cmd, ba_strerror_t(errno));
 	/* both ends close-on-exec in the parent's other children; dup2 clears it for stdout */
 	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
 	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
@@ -106,7 +106,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 	if (pid < 0) {
 		close(fds[0]);
 		close(fds[1]);
-		return ba_err_set(err, EX_OSERR, "cannot run '%s': fork: %s", cmd, strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot run '%s': fork: %s", cmd, ba_strerror_t(errno));
 	}
 	if (pid == 0) {
 		/* child: stdin from /dev/null (the command must not eat the mail), stdout to us */
@@ -125,7 +125,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 		if (k <= 0) {
 			if (k < 0 && !rc)
 				rc = ba_err_set(err, EX_OSERR, "cannot read the output of '%s': %s", cmd,
-				                strerror(errno));
+				                ba_strerror_t(errno));
 			break;
 		}
 		if (!in_line || rc)
@@ -146,7 +146,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 		if (errno != EINTR)
 			return rc ? rc
 			          : ba_err_set(err, EX_OSERR, "cannot wait for '%s': %s", cmd,
-			                       strerror(errno));
+			                       ba_strerror_t(errno));
 	}
 	if (rc)
 		return rc;
@@ -199,7 +199,7 @@ static int add_mailname(struct ba_buf *out, struct ba_err *err)
 	char line[1024];
 	FILE *f = fopen("/etc/mailname", "re");
 	if (!f)
-		return ba_err_set(err, EX_CONFIG, "cannot read '/etc/mailname': %s", strerror(errno));
+		return ba_err_set(err, EX_CONFIG, "cannot read '/etc/mailname': %s", ba_strerror_t(errno));
 	if (!fgets(line, sizeof(line), f)) {
 		fclose(f);
 		return ba_err_set(err, EX_CONFIG, "cannot read '/etc/mailname': empty file");

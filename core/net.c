@@ -25,15 +25,20 @@ static void set_nonblock(int fd)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-/* Short reason for a connect errno, as the error text shows it. */
+/*
+ * Short reason for a connect errno, as the error text shows it.  The text
+ * lives in a buffer of this thread that only this function writes, so a
+ * pointer to it stays valid until the next call here.
+ */
 static const char *connect_reason(int e)
 {
+	static _Thread_local char buf[128];
 	switch (e) {
 	case ECONNREFUSED: return "connection refused";
 	case ETIMEDOUT: return "timed out";
 	case ENETUNREACH: return "network unreachable";
 	case EHOSTUNREACH: return "host unreachable";
-	default: return strerror(e);
+	default: return ba_strerror(e, buf, sizeof buf);
 	}
 }
 
@@ -77,7 +82,7 @@ static int connect_unix(ba_stream **out, const struct ba_net_params *p, int time
 	memcpy(sun.sun_path, p->host, strlen(p->host) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return ba_err_set(err, EX_OSERR, "cannot create socket: %s", strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot create socket: %s", ba_strerror_t(errno));
 	int e = connect_deadline(fd, (struct sockaddr *)&sun, sizeof(sun), ba_deadline(timeout_ms));
 	if (e) {
 		close(fd);
@@ -106,7 +111,7 @@ static int bind_source(int fd, int family, const char *source_ip, struct ba_err 
 		int e = errno;
 		freeaddrinfo(res);
 		return ba_err_set(err, EX_OSERR, "cannot bind to source address '%s': %s", source_ip,
-		                  strerror(e));
+		                  ba_strerror_t(e));
 	}
 	freeaddrinfo(res);
 	return 0;
@@ -315,7 +320,7 @@ static int he_start(struct he_attempt *at, const struct addrinfo *ai, const char
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	                ai->ai_protocol);
 	if (fd < 0) {
-		*last = strerror(errno);
+		*last = connect_reason(errno);
 		return -1;
 	}
 	if (source_ip && bind_source(fd, ai->ai_family, source_ip, bind_err) < 0) {
@@ -359,7 +364,7 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': no answer within %d s", host,
 		                  (timeout_ms + 999) / 1000);
 	if (r == EAI_SYSTEM)
-		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, strerror(sys_errno));
+		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, ba_strerror_t(sys_errno));
 	if (r == EAI_AGAIN)
 		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': %s", host, gai_strerror(r));
 	if (r != 0)
@@ -407,7 +412,7 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 		int64_t wait = until - now;
 		if (poll(pfd, (nfds_t)npfd, wait <= 0 ? 0 : wait > 60000 ? 60000 : (int)wait) < 0 &&
 		    errno != EINTR) {
-			last = strerror(errno);
+			last = connect_reason(errno);
 			break;
 		}
 		now = ba_now_ms();

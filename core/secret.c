@@ -214,7 +214,7 @@ int ba_secret_netrc(struct ba_buf *out, struct ba_buf *login_out, const char *pa
 			return 0;
 		}
 		rc = ba_err_set(err, EX_CONFIG, "cannot open '%s': %s", ba_buf_str(&file),
-		                strerror(errno));
+		                ba_strerror_t(errno));
 		ba_buf_release(&file);
 		return rc;
 	}
@@ -236,7 +236,7 @@ int ba_secret_netrc(struct ba_buf *out, struct ba_buf *login_out, const char *pa
 		if (k < 0) {
 			close(fd);
 			rc = ba_err_set(err, EX_CONFIG, "cannot read '%s': %s", ba_buf_str(&file),
-			                strerror(errno));
+			                ba_strerror_t(errno));
 			goto out;
 		}
 		if (k == 0)
