@@ -663,7 +663,13 @@ static void tls_free(ba_stream *base)
 	free(t);
 }
 
-static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free };
+static int tls_set_cancel(ba_stream *base, int fd)
+{
+	return ba_stream_set_cancel(((struct tls_stream *)base)->inner, fd);
+}
+
+static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free,
+	                                      tls_set_cancel };
 
 int ba_tls_is_tls(ba_stream *s)
 {
