@@ -195,6 +195,7 @@ static struct ba_smtp_params params(void)
 {
 	struct ba_smtp_params p;
 	memset(&p, 0, sizeof p);
+	p.variant = BA_SMTP_SUBMISSION;
 	p.helo = "client.test";
 	p.timeout_ms = 5000;
 	return p;
