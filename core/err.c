@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L /* the XSI strerror_r(), not the GNU one */
 #include "bluearrow/err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,17 @@ const char *ba_strerror(int e, char *buf, size_t n)
 	if (!n)
 		return "";
 	buf[0] = '\0';
-	/* XSI strerror_r: 0 on success, else an error number (or -1 and errno in old glibc) */
-	if (strerror_r(e, buf, n) != 0 || !buf[0])
+	/*
+	 * XSI strerror_r: 0 on success, else an error number (or -1 and errno
+	 * in old glibc); ERANGE still leaves the truncated text in buf
+	 */
+	int saved = errno;
+	int rc = strerror_r(e, buf, n);
+	if (rc == -1)
+		rc = errno;
+	errno = saved;
+	buf[n - 1] = '\0';
+	if ((rc != 0 && rc != ERANGE) || !buf[0])
 		snprintf(buf, n, "error %d", e);
 	return buf;
 }
