@@ -616,11 +616,12 @@ static int expand_tilde(struct ba_buf *out, const char *v)
 	if (v[0] != '~')
 		return ba_buf_addstr(out, v);
 	const char *home = getenv("HOME");
-	if (!home || !*home) {
-		struct passwd *pw = getpwuid(getuid());
-		home = pw ? pw->pw_dir : "";
-	}
-	ba_buf_addstr(out, home);
+	/* getpwuid_r: core may run in a worker thread, getpwuid's result is shared */
+	struct passwd pwb, *pw = NULL;
+	char pwbuf[4096];
+	if ((!home || !*home) && getpwuid_r(getuid(), &pwb, pwbuf, sizeof pwbuf, &pw) == 0 && pw)
+		home = pw->pw_dir;
+	ba_buf_addstr(out, home ? home : "");
 	return ba_buf_addstr(out, v + 1);
 }
 

@@ -17,13 +17,18 @@
 
 /* ---- which file -------------------------------------------------------- */
 
+/* $HOME, else the password database's entry; valid until the thread's next call */
 static const char *home_dir(void)
 {
 	const char *home = getenv("HOME");
 	if (home && *home)
 		return home;
-	struct passwd *pw = getpwuid(getuid());
-	return pw && pw->pw_dir ? pw->pw_dir : NULL;
+	/* getpwuid_r: core may run in a worker thread, getpwuid's result is shared */
+	static _Thread_local char buf[4096];
+	struct passwd pwb, *pw = NULL;
+	if (getpwuid_r(getuid(), &pwb, buf, sizeof buf, &pw) != 0 || !pw)
+		return NULL;
+	return pw->pw_dir;
 }
 
 static int exists(const char *path)
@@ -214,11 +219,11 @@ static int add_user(struct ba_buf *out)
 	const char *u = getenv("USER");
 	if (!u || !*u)
 		u = getenv("LOGNAME");
-	if (!u || !*u) {
-		struct passwd *pw = getpwuid(getuid());
-		u = pw ? pw->pw_name : "";
-	}
-	return ba_buf_addstr(out, u);
+	struct passwd pwb, *pw = NULL;
+	char pwbuf[4096];
+	if ((!u || !*u) && getpwuid_r(getuid(), &pwb, pwbuf, sizeof pwbuf, &pw) == 0 && pw)
+		u = pw->pw_name;
+	return ba_buf_addstr(out, u ? u : "");
 }
 
 int ba_config_expand(struct ba_buf *out, const char *value, unsigned flags, struct ba_err *err)

@@ -186,9 +186,13 @@ static int netrc_path(struct ba_buf *out, const char *path)
 	if (env && *env)
 		return ba_buf_addstr(out, env);
 	const char *home = getenv("HOME");
+	/* getpwuid_r: the netrc is read at send time, maybe in a worker thread */
+	struct passwd pwb, *pw = NULL;
+	char pwbuf[4096];
 	if (!home || !*home) {
-		struct passwd *pw = getpwuid(getuid());
-		home = pw ? pw->pw_dir : NULL;
+		home = NULL;
+		if (getpwuid_r(getuid(), &pwb, pwbuf, sizeof pwbuf, &pw) == 0 && pw)
+			home = pw->pw_dir;
 	}
 	if (!home)
 		return -1;
