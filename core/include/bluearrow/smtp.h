@@ -122,12 +122,16 @@ enum ba_smtp_flags {
  */
 typedef void ba_smtp_progress_fn(void *ctx, uint64_t sent, uint64_t total);
 
-/* Transparent, zero = defaults.  Every pointer is borrowed for the life of the session. */
+/*
+ * Transparent, zero = defaults.  Every pointer is borrowed for the life of
+ * the session.  The zero variant is BA_SMTP_MX, which never authenticates:
+ * set variant = BA_SMTP_SUBMISSION along with user.
+ */
 struct ba_smtp_params {
 	enum ba_smtp_variant variant;
 	enum ba_tls_mode tls;
 	const char *helo;                  /* EHLO/LHLO argument; NULL = "localhost" */
-	ba_smtp_tls_start_fn *tls_start;   /* required for BA_TLS_STARTTLS */
+	ba_smtp_tls_start_fn *tls_start;   /* required for BA_TLS_STARTTLS and _OPPORTUNISTIC */
 	ba_smtp_tls_binding_fn *tls_binding; /* optional */
 	void *tls_ctx;                     /* passed to both callbacks */
 	const char *user, *password;       /* user set = AUTH required; never logged */
