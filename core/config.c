@@ -616,11 +616,12 @@ static int expand_tilde(struct ba_buf *out, const char *v)
 	if (v[0] != '~')
 		return ba_buf_addstr(out, v);
 	const char *home = getenv("HOME");
-	if (!home || !*home) {
-		struct passwd *pw = getpwuid(getuid());
-		home = pw ? pw->pw_dir : "";
-	}
-	ba_buf_addstr(out, home);
+	/* getpwuid_r: core may run in a worker thread, getpwuid's result is shared */
+	struct passwd pwb, *pw = NULL;
+	char pwbuf[4096];
+	if ((!home || !*home) && getpwuid_r(getuid(), &pwb, pwbuf, sizeof pwbuf, &pw) == 0 && pw)
+		home = pw->pw_dir;
+	ba_buf_addstr(out, home ? home : "");
 	return ba_buf_addstr(out, v + 1);
 }
 
@@ -1090,10 +1091,10 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 	memset(&ps, 0, sizeof(ps));
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return ba_err_set(err, EX_CONFIG, "cannot open '%s': %s", path, strerror(errno));
+		return ba_err_set(err, EX_CONFIG, "cannot open '%s': %s", path, ba_strerror_t(errno));
 	/* the checks are made on what we opened, not on the name (no race) */
 	if (fstat(fd, &ps.st) < 0) {
-		rc = ba_err_set(err, EX_CONFIG, "cannot stat '%s': %s", path, strerror(errno));
+		rc = ba_err_set(err, EX_CONFIG, "cannot stat '%s': %s", path, ba_strerror_t(errno));
 		close(fd);
 		return rc;
 	}
@@ -1115,7 +1116,7 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			rc = ba_err_set(err, EX_CONFIG, "cannot read '%s': %s", path, strerror(errno));
+			rc = ba_err_set(err, EX_CONFIG, "cannot read '%s': %s", path, ba_strerror_t(errno));
 			close(fd);
 			ba_buf_release_secret(&text);
 			return rc;

@@ -146,7 +146,7 @@ int ba_aliases_load(ba_aliases **out, const char *path, struct ba_err *err)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return ba_err_set(err, EX_CONFIG, "cannot open aliases file '%s': %s", path,
-		                  strerror(errno));
+		                  ba_strerror_t(errno));
 	struct ba_buf b = BA_BUF_INIT;
 	ba_buf_init(&b, ALIASES_FILE_MAX);
 	char tmp[8192];
@@ -159,7 +159,7 @@ int ba_aliases_load(ba_aliases **out, const char *path, struct ba_err *err)
 			close(fd);
 			ba_buf_release(&b);
 			return ba_err_set(err, EX_CONFIG, "cannot read aliases file '%s': %s", path,
-			                  k < 0 ? strerror(e) : "file too large");
+			                  k < 0 ? ba_strerror_t(e) : "file too large");
 		}
 	}
 	close(fd);

@@ -17,13 +17,18 @@
 
 /* ---- which file -------------------------------------------------------- */
 
+/* $HOME, else the password database's entry; valid until the thread's next call */
 static const char *home_dir(void)
 {
 	const char *home = getenv("HOME");
 	if (home && *home)
 		return home;
-	struct passwd *pw = getpwuid(getuid());
-	return pw && pw->pw_dir ? pw->pw_dir : NULL;
+	/* getpwuid_r: core may run in a worker thread, getpwuid's result is shared */
+	static _Thread_local char buf[4096];
+	struct passwd pwb, *pw = NULL;
+	if (getpwuid_r(getuid(), &pwb, buf, sizeof buf, &pw) != 0 || !pw)
+		return NULL;
+	return pw->pw_dir;
 }
 
 static int exists(const char *path)
@@ -98,7 +103,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 	char chunk[4096];
 
 	if (pipe(fds) < 0)
-		return ba_err_set(err, EX_OSERR, "cannot run '%s': pipe: %s", cmd, strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot run '%s': pipe: %s", cmd, ba_strerror_t(errno));
 	/* both ends close-on-exec in the parent's other children; dup2 clears it for stdout */
 	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
 	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
@@ -106,7 +111,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 	if (pid < 0) {
 		close(fds[0]);
 		close(fds[1]);
-		return ba_err_set(err, EX_OSERR, "cannot run '%s': fork: %s", cmd, strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot run '%s': fork: %s", cmd, ba_strerror_t(errno));
 	}
 	if (pid == 0) {
 		/* child: stdin from /dev/null (the command must not eat the mail), stdout to us */
@@ -125,7 +130,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 		if (k <= 0) {
 			if (k < 0 && !rc)
 				rc = ba_err_set(err, EX_OSERR, "cannot read the output of '%s': %s", cmd,
-				                strerror(errno));
+				                ba_strerror_t(errno));
 			break;
 		}
 		if (!in_line || rc)
@@ -146,7 +151,7 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 		if (errno != EINTR)
 			return rc ? rc
 			          : ba_err_set(err, EX_OSERR, "cannot wait for '%s': %s", cmd,
-			                       strerror(errno));
+			                       ba_strerror_t(errno));
 	}
 	if (rc)
 		return rc;
@@ -199,7 +204,7 @@ static int add_mailname(struct ba_buf *out, struct ba_err *err)
 	char line[1024];
 	FILE *f = fopen("/etc/mailname", "re");
 	if (!f)
-		return ba_err_set(err, EX_CONFIG, "cannot read '/etc/mailname': %s", strerror(errno));
+		return ba_err_set(err, EX_CONFIG, "cannot read '/etc/mailname': %s", ba_strerror_t(errno));
 	if (!fgets(line, sizeof(line), f)) {
 		fclose(f);
 		return ba_err_set(err, EX_CONFIG, "cannot read '/etc/mailname': empty file");
@@ -214,11 +219,11 @@ static int add_user(struct ba_buf *out)
 	const char *u = getenv("USER");
 	if (!u || !*u)
 		u = getenv("LOGNAME");
-	if (!u || !*u) {
-		struct passwd *pw = getpwuid(getuid());
-		u = pw ? pw->pw_name : "";
-	}
-	return ba_buf_addstr(out, u);
+	struct passwd pwb, *pw = NULL;
+	char pwbuf[4096];
+	if ((!u || !*u) && getpwuid_r(getuid(), &pwb, pwbuf, sizeof pwbuf, &pw) == 0 && pw)
+		u = pw->pw_name;
+	return ba_buf_addstr(out, u ? u : "");
 }
 
 int ba_config_expand(struct ba_buf *out, const char *value, unsigned flags, struct ba_err *err)

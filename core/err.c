@@ -1,6 +1,8 @@
 /* err.c - struct ba_err helpers */
+#define _POSIX_C_SOURCE 200809L /* the XSI strerror_r(), not the GNU one */
 #include "bluearrow/err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +14,46 @@ int ba_err_vset(struct ba_err *err, int code, const char *fmt, va_list ap)
 	err->code = code;
 	err->smtp_code = 0;
 	err->enhanced[0] = '\0';
+	err->flags = 0;
 	vsnprintf(err->text, sizeof(err->text), fmt, ap);
 	return -1;
+}
+
+int ba_err_cancel(struct ba_err *err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ba_err_vset(err, EX_TEMPFAIL, fmt, ap);
+	va_end(ap);
+	if (err)
+		err->flags |= BA_ERR_CANCELLED;
+	return -1;
+}
+
+const char *ba_strerror(int e, char *buf, size_t n)
+{
+	if (!n)
+		return "";
+	buf[0] = '\0';
+	/*
+	 * XSI strerror_r: 0 on success, else an error number (or -1 and errno
+	 * in old glibc); ERANGE still leaves the truncated text in buf
+	 */
+	int saved = errno;
+	int rc = strerror_r(e, buf, n);
+	if (rc == -1)
+		rc = errno;
+	errno = saved;
+	buf[n - 1] = '\0';
+	if ((rc != 0 && rc != ERANGE) || !buf[0])
+		snprintf(buf, n, "error %d", e);
+	return buf;
+}
+
+const char *ba_strerror_t(int e)
+{
+	static _Thread_local char buf[128];
+	return ba_strerror(e, buf, sizeof buf);
 }
 
 int ba_err_set(struct ba_err *err, int code, const char *fmt, ...)
@@ -66,6 +106,7 @@ void ba_err_clear(struct ba_err *err)
 	err->smtp_code = 0;
 	err->enhanced[0] = '\0';
 	err->text[0] = '\0';
+	err->flags = 0;
 }
 
 const char *ba_err_class_name(int code)

@@ -60,7 +60,7 @@ int ba_tmpfile(int *fd, struct ba_err *err)
 	}
 	if (f < 0)
 		return ba_err_set(err, EX_CANTCREAT, "cannot create a temporary file in '%s': %s", dir,
-		                  strerror(errno));
+		                  ba_strerror_t(errno));
 	*fd = f;
 	return 0;
 }
@@ -75,7 +75,7 @@ static ssize_t fd_reader_read(ba_reader *base, void *p, size_t n, struct ba_err 
 		if (k >= 0)
 			return k;
 		if (errno != EINTR)
-			return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", r->name, strerror(errno));
+			return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", r->name, ba_strerror_t(errno));
 	}
 }
 
@@ -212,7 +212,7 @@ static int write_all_fd(int fd, const unsigned char *p, size_t n, const char *na
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
-			return ba_err_set(err, EX_IOERR, "cannot write '%s': %s", name, strerror(errno));
+			return ba_err_set(err, EX_IOERR, "cannot write '%s': %s", name, ba_strerror_t(errno));
 		}
 		p += k;
 		n -= (size_t)k;
@@ -292,27 +292,48 @@ void ba_count_writer_init(struct ba_count_writer *w)
 struct fd_stream {
 	ba_stream base;
 	int rfd, wfd;
+	int cancel_fd;  /* -1: none */
 	int is_sock; /* wfd is a socket: write with MSG_NOSIGNAL */
 	char name[64];
 };
 
-/* Waits for fd to become ready for events before deadline. Returns 0, or -1 with err set. */
-static int wait_fd(int fd, short events, int64_t deadline, const char *name, struct ba_err *err)
+int ba_cancel_pending(int fd)
+{
+	if (fd < 0)
+		return 0;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
+}
+
+static int cancelled(const struct fd_stream *s, struct ba_err *err)
+{
+	return ba_err_cancel(err, "%s: cancelled", s->name);
+}
+
+/*
+ * Waits for fd to become ready for events before deadline, or for the
+ * cancel descriptor to become readable (in the same poll, so a stalled
+ * peer cannot delay a cancel).  Returns 0, or -1 with err set.
+ */
+static int wait_fd(const struct fd_stream *s, int fd, short events, int64_t deadline,
+                   struct ba_err *err)
 {
 	for (;;) {
 		int timeout = -1;
 		if (deadline) {
 			int64_t left = deadline - ba_now_ms();
 			if (left <= 0)
-				return ba_err_set(err, EX_TEMPFAIL, "%s: timed out", name);
+				return ba_err_set(err, EX_TEMPFAIL, "%s: timed out", s->name);
 			timeout = left > 60000 ? 60000 : (int)left;
 		}
-		struct pollfd pfd = { fd, events, 0 };
-		int r = poll(&pfd, 1, timeout);
+		struct pollfd pfd[2] = { { fd, events, 0 }, { s->cancel_fd, POLLIN, 0 } };
+		int r = poll(pfd, s->cancel_fd >= 0 ? 2 : 1, timeout);
+		if (r > 0 && s->cancel_fd >= 0 && pfd[1].revents)
+			return cancelled(s, err);
 		if (r > 0)
 			return 0;
 		if (r < 0 && errno != EINTR)
-			return ba_err_set(err, EX_IOERR, "%s: poll: %s", name, strerror(errno));
+			return ba_err_set(err, EX_IOERR, "%s: poll: %s", s->name, ba_strerror_t(errno));
 	}
 }
 
@@ -320,6 +341,8 @@ static ssize_t fd_stream_read(ba_stream *base, void *p, size_t n, int64_t deadli
                               struct ba_err *err)
 {
 	struct fd_stream *s = (struct fd_stream *)base;
+	if (ba_cancel_pending(s->cancel_fd))
+		return cancelled(s, err);
 	for (;;) {
 		ssize_t k = read(s->rfd, p, n);
 		if (k >= 0)
@@ -329,8 +352,8 @@ static ssize_t fd_stream_read(ba_stream *base, void *p, size_t n, int64_t deadli
 		if (errno == ECONNRESET)
 			return ba_err_set(err, EX_IOERR, "%s: connection reset by peer", s->name);
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return ba_err_set(err, EX_IOERR, "%s: read: %s", s->name, strerror(errno));
-		if (wait_fd(s->rfd, POLLIN, deadline, s->name, err) < 0)
+			return ba_err_set(err, EX_IOERR, "%s: read: %s", s->name, ba_strerror_t(errno));
+		if (wait_fd(s, s->rfd, POLLIN, deadline, err) < 0)
 			return -1;
 	}
 }
@@ -340,6 +363,8 @@ static int fd_stream_write(ba_stream *base, const void *p, size_t n, int64_t dea
 {
 	struct fd_stream *s = (struct fd_stream *)base;
 	const unsigned char *q = p;
+	if (ba_cancel_pending(s->cancel_fd))
+		return cancelled(s, err);
 	while (n) {
 		/* a socket peer that went away must give EPIPE, not kill the process */
 		ssize_t k = s->is_sock ? send(s->wfd, q, n, MSG_NOSIGNAL) : write(s->wfd, q, n);
@@ -351,8 +376,8 @@ static int fd_stream_write(ba_stream *base, const void *p, size_t n, int64_t dea
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return ba_err_set(err, EX_IOERR, "%s: write: %s", s->name, strerror(errno));
-		if (wait_fd(s->wfd, POLLOUT, deadline, s->name, err) < 0)
+			return ba_err_set(err, EX_IOERR, "%s: write: %s", s->name, ba_strerror_t(errno));
+		if (wait_fd(s, s->wfd, POLLOUT, deadline, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -367,8 +392,14 @@ static void fd_stream_free(ba_stream *base)
 	free(s);
 }
 
+static int fd_stream_set_cancel(ba_stream *base, int fd)
+{
+	((struct fd_stream *)base)->cancel_fd = fd < 0 ? -1 : fd;
+	return 0;
+}
+
 static const struct ba_stream_ops fd_stream_ops = { fd_stream_read, fd_stream_write, NULL,
-	                                            fd_stream_free };
+	                                            fd_stream_free, fd_stream_set_cancel };
 
 ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 {
@@ -382,6 +413,7 @@ ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 	s->base.ops = &fd_stream_ops;
 	s->rfd = rfd;
 	s->wfd = wfd;
+	s->cancel_fd = -1;
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "connection");
 	fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
 	fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);

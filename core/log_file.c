@@ -64,7 +64,7 @@ int ba_log_file_append(const char *path, const char *time_format, int64_t t, con
 	int fd = strcmp(path, "-") == 0 ? dup(STDOUT_FILENO) /* msmtp: "-" is standard output */
 	                                : open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0) {
-		ba_err_set(err, EX_CANTCREAT, "cannot open logfile '%s': %s", path, strerror(errno));
+		ba_err_set(err, EX_CANTCREAT, "cannot open logfile '%s': %s", path, ba_strerror_t(errno));
 		ba_buf_release(&b);
 		return -1;
 	}
@@ -77,9 +77,9 @@ int ba_log_file_append(const char *path, const char *time_format, int64_t t, con
 	int rc = 0;
 	if (k != (ssize_t)b.len)
 		rc = ba_err_set(err, EX_IOERR, "cannot write logfile '%s': %s", path,
-		                k < 0 ? strerror(e) : "short write");
+		                k < 0 ? ba_strerror_t(e) : "short write");
 	if (close(fd) < 0 && rc == 0)
-		rc = ba_err_set(err, EX_IOERR, "cannot write logfile '%s': %s", path, strerror(errno));
+		rc = ba_err_set(err, EX_IOERR, "cannot write logfile '%s': %s", path, ba_strerror_t(errno));
 	ba_buf_release(&b);
 	return rc;
 }

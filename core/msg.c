@@ -367,7 +367,7 @@ static int default_clock(int64_t *t, int *off, struct ba_err *err)
 	time_t now = time(NULL);
 	struct tm tm;
 	if (now == (time_t)-1 || !localtime_r(&now, &tm))
-		return ba_err_set(err, EX_OSERR, "cannot read the clock: %s", strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot read the clock: %s", ba_strerror_t(errno));
 	*t = (int64_t)now;
 	*off = (int)(tm.tm_gmtoff / 60);
 	return 0;
@@ -381,7 +381,7 @@ static int get_random(const struct ba_msg_opts *o, void *p, size_t n, struct ba_
 	while (n) {
 		ssize_t k = getentropy(q, n > 256 ? 256 : n) == 0 ? (ssize_t)(n > 256 ? 256 : n) : -1;
 		if (k < 0)
-			return ba_err_set(err, EX_OSERR, "cannot get random bytes: %s", strerror(errno));
+			return ba_err_set(err, EX_OSERR, "cannot get random bytes: %s", ba_strerror_t(errno));
 		q += k;
 		n -= (size_t)k;
 	}

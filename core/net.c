@@ -25,23 +25,30 @@ static void set_nonblock(int fd)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-/* Short reason for a connect errno, as the error text shows it. */
+/*
+ * Short reason for a connect errno, as the error text shows it.  The text
+ * lives in a buffer of this thread that only this function writes, so a
+ * pointer to it stays valid until the next call here.
+ */
 static const char *connect_reason(int e)
 {
+	static _Thread_local char buf[128];
 	switch (e) {
 	case ECONNREFUSED: return "connection refused";
 	case ETIMEDOUT: return "timed out";
 	case ENETUNREACH: return "network unreachable";
 	case EHOSTUNREACH: return "host unreachable";
-	default: return strerror(e);
+	default: return ba_strerror(e, buf, sizeof buf);
 	}
 }
 
 /*
  * Non-blocking connect of fd to addr, finished before deadline.  Returns 0,
- * or an errno value (ETIMEDOUT when the deadline passed).
+ * or an errno value (ETIMEDOUT when the deadline passed, ECANCELED when the
+ * cancel descriptor cfd, if >= 0, became readable).
  */
-static int connect_deadline(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline)
+static int connect_deadline(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline,
+                            int cfd)
 {
 	set_nonblock(fd);
 	if (connect(fd, addr, len) == 0)
@@ -52,10 +59,12 @@ static int connect_deadline(int fd, const struct sockaddr *addr, socklen_t len, 
 		int64_t left = deadline - ba_now_ms();
 		if (left <= 0)
 			return ETIMEDOUT;
-		struct pollfd pfd = { fd, POLLOUT, 0 };
-		int r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		struct pollfd pfd[2] = { { fd, POLLOUT, 0 }, { cfd, POLLIN, 0 } };
+		int r = poll(pfd, cfd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
 		if (r < 0 && errno != EINTR)
 			return errno;
+		if (r > 0 && cfd >= 0 && pfd[1].revents)
+			return ECANCELED;
 		if (r > 0)
 			break;
 	}
@@ -66,7 +75,7 @@ static int connect_deadline(int fd, const struct sockaddr *addr, socklen_t len, 
 	return soerr;
 }
 
-static int connect_unix(ba_stream **out, const struct ba_net_params *p, int timeout_ms,
+static int connect_unix(ba_stream **out, const struct ba_net_params *p, int timeout_ms, int cfd,
                         struct ba_err *err)
 {
 	struct sockaddr_un sun;
@@ -77,10 +86,13 @@ static int connect_unix(ba_stream **out, const struct ba_net_params *p, int time
 	memcpy(sun.sun_path, p->host, strlen(p->host) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return ba_err_set(err, EX_OSERR, "cannot create socket: %s", strerror(errno));
-	int e = connect_deadline(fd, (struct sockaddr *)&sun, sizeof(sun), ba_deadline(timeout_ms));
+		return ba_err_set(err, EX_OSERR, "cannot create socket: %s", ba_strerror_t(errno));
+	int e = connect_deadline(fd, (struct sockaddr *)&sun, sizeof(sun), ba_deadline(timeout_ms),
+	                         cfd);
 	if (e) {
 		close(fd);
+		if (e == ECANCELED)
+			return ba_err_cancel(err, "connecting to '%s': cancelled", p->host);
 		return ba_err_set(err, EX_TEMPFAIL, "cannot connect to '%s': %s", p->host,
 		                  connect_reason(e));
 	}
@@ -106,7 +118,7 @@ static int bind_source(int fd, int family, const char *source_ip, struct ba_err 
 		int e = errno;
 		freeaddrinfo(res);
 		return ba_err_set(err, EX_OSERR, "cannot bind to source address '%s': %s", source_ip,
-		                  strerror(e));
+		                  ba_strerror_t(e));
 	}
 	freeaddrinfo(res);
 	return 0;
@@ -208,14 +220,24 @@ static struct gai_req *gai_begin(const char *host, const char *service,
 	return q;
 }
 
-/* Waits for q until deadline; returns 1 when it answered, 0 when the time is up. */
-static int gai_wait(struct gai_req *q, int64_t deadline)
+/*
+ * Waits for q until deadline; returns 1 when it answered, 0 when the time
+ * is up or the cancel descriptor cfd (if >= 0) became readable.  A condition
+ * variable cannot be polled with a descriptor, so with cfd the wait is cut
+ * into slices of CANCEL_SLICE_MS.
+ */
+#define CANCEL_SLICE_MS 20
+static int gai_wait(struct gai_req *q, int64_t deadline, int cfd)
 {
 	pthread_mutex_lock(&q->mu);
 	while (!q->done) {
+		if (ba_cancel_pending(cfd))
+			break;
 		int64_t left = deadline - ba_now_ms();
 		if (left <= 0)
 			break;
+		if (cfd >= 0 && left > CANCEL_SLICE_MS)
+			left = CANCEL_SLICE_MS;
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += (time_t)(left / 1000);
@@ -237,7 +259,7 @@ static int gai_wait(struct gai_req *q, int64_t deadline)
  * Numeric addresses need no resolver and no thread.
  */
 static int resolve_deadline(const char *host, const char *service, const struct addrinfo *hints,
-                            struct addrinfo **res, int64_t deadline, int *timed_out,
+                            struct addrinfo **res, int64_t deadline, int cfd, int *timed_out,
                             int *sys_errno)
 {
 	*res = NULL;
@@ -254,7 +276,7 @@ static int resolve_deadline(const char *host, const char *service, const struct 
 		*sys_errno = errno;
 		return rc;
 	}
-	if (gai_wait(q, deadline)) { /* done: nobody writes q any more */
+	if (gai_wait(q, deadline, cfd)) { /* done: nobody writes q any more */
 		rc = q->rc;
 		*sys_errno = q->sys_errno;
 		*res = q->res;
@@ -315,7 +337,7 @@ static int he_start(struct he_attempt *at, const struct addrinfo *ai, const char
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	                ai->ai_protocol);
 	if (fd < 0) {
-		*last = strerror(errno);
+		*last = connect_reason(errno);
 		return -1;
 	}
 	if (source_ip && bind_source(fd, ai->ai_family, source_ip, bind_err) < 0) {
@@ -344,7 +366,7 @@ static int he_start(struct he_attempt *at, const struct addrinfo *ai, const char
  * wins and the others are closed.  On success *fdp is a connected socket.
  */
 static int connect_tcp(int *fdp, const char *host, unsigned port, const char *source_ip,
-                       int timeout_ms, const struct ba_log *log, struct ba_err *err)
+                       int timeout_ms, int cfd, const struct ba_log *log, struct ba_err *err)
 {
 	struct addrinfo hints, *res = NULL;
 	char service[16];
@@ -353,13 +375,17 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(service, sizeof(service), "%u", port);
 	int timed_out, sys_errno;
-	int r = resolve_deadline(host, service, &hints, &res, ba_deadline(timeout_ms), &timed_out,
-	                         &sys_errno);
+	int r = resolve_deadline(host, service, &hints, &res, ba_deadline(timeout_ms), cfd,
+	                         &timed_out, &sys_errno);
+	if (ba_cancel_pending(cfd)) {
+		freeaddrinfo(res);
+		return ba_err_cancel(err, "resolving '%s': cancelled", host);
+	}
 	if (timed_out)
 		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': no answer within %d s", host,
 		                  (timeout_ms + 999) / 1000);
 	if (r == EAI_SYSTEM)
-		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, strerror(sys_errno));
+		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, ba_strerror_t(sys_errno));
 	if (r == EAI_AGAIN)
 		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': %s", host, gai_strerror(r));
 	if (r != 0)
@@ -372,7 +398,8 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 	int attempts = 0, pending = 0, winner = -1;
 	struct ba_err bind_err = BA_ERR_INIT;
 	int64_t next_start = 0;
-	while (winner < 0) {
+	int cancelled = 0;
+	while (winner < 0 && !cancelled) {
 		int64_t now = ba_now_ms();
 		/* the next address: when its time has come, or nothing else is going on */
 		while (next < nlist && (pending == 0 || now >= next_start)) {
@@ -393,7 +420,7 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 		if (winner >= 0 || pending == 0)
 			break;
 		/* wait for any attempt, until the next start or the first deadline */
-		struct pollfd pfd[HE_MAX];
+		struct pollfd pfd[HE_MAX + 1];
 		int idx[HE_MAX], npfd = 0;
 		int64_t until = next < nlist ? next_start : INT64_MAX;
 		for (size_t i = 0; i < nat; i++) {
@@ -405,9 +432,16 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 				until = at[i].deadline;
 		}
 		int64_t wait = until - now;
-		if (poll(pfd, (nfds_t)npfd, wait <= 0 ? 0 : wait > 60000 ? 60000 : (int)wait) < 0 &&
+		/* the cancel descriptor last, in the same poll: a cancel ends the wait at once */
+		pfd[npfd] = (struct pollfd){ cfd, POLLIN, 0 };
+		if (poll(pfd, (nfds_t)npfd + (cfd >= 0), wait <= 0 ? 0 : wait > 60000 ? 60000
+		                                                                  : (int)wait) < 0 &&
 		    errno != EINTR) {
-			last = strerror(errno);
+			last = connect_reason(errno);
+			break;
+		}
+		if (cfd >= 0 && pfd[npfd].revents) {
+			cancelled = 1;
 			break;
 		}
 		now = ba_now_ms();
@@ -439,6 +473,11 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 		if (at[i].fd >= 0 && (int)i != winner)
 			close(at[i].fd);
 	freeaddrinfo(res);
+	if (cancelled) {
+		if (winner >= 0)
+			close(at[winner].fd);
+		return ba_err_cancel(err, "connecting to '%s' port %u: cancelled", host, port);
+	}
 	if (winner >= 0) {
 		int one = 1;
 		setsockopt(at[winner].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -554,11 +593,18 @@ int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err
 	if (!p->host || !*p->host)
 		return ba_err_set(err, EX_CONFIG, "no host given");
 	int timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : NET_DEFAULT_TIMEOUT_MS;
+	int cfd = p->cancel_fd ? *p->cancel_fd : -1;
+	if (ba_cancel_pending(cfd))
+		return ba_err_cancel(err, "connecting to '%s': cancelled", p->host);
 	if (p->host[0] == '/') {
 		if (p->proxy_host)
 			return ba_err_set(err, EX_CONFIG, "unix socket '%s' cannot be reached "
 			                  "through a SOCKS5 proxy", p->host);
-		return connect_unix(out, p, timeout_ms, err);
+		if (connect_unix(out, p, timeout_ms, cfd, err) < 0)
+			return -1;
+		if (cfd >= 0)
+			ba_stream_set_cancel(*out, cfd);
+		return 0;
 	}
 
 	const char *chost = p->proxy_host ? p->proxy_host : p->host;
@@ -572,8 +618,8 @@ int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err
 		chost = bare;
 	}
 	int fd = -1;
-	if (connect_tcp(&fd, chost, cport, p->source_ip, timeout_ms, p->log, err) < 0) {
-		if (p->proxy_host)
+	if (connect_tcp(&fd, chost, cport, p->source_ip, timeout_ms, cfd, p->log, err) < 0) {
+		if (p->proxy_host && !(err && (err->flags & BA_ERR_CANCELLED)))
 			ba_err_prefix(err, "SOCKS5 proxy: ");
 		return -1;
 	}
@@ -582,6 +628,8 @@ int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err
 	ba_stream *s = ba_fd_stream_new(fd, fd, name);
 	if (!s)
 		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (cfd >= 0)
+		ba_stream_set_cancel(s, cfd);
 	if (p->proxy_host) {
 		ba_log(p->log, BA_LOG_DEBUG, "asking SOCKS5 proxy %s for %s port %u", p->proxy_host,
 		       p->host, p->port);

@@ -322,7 +322,7 @@ int ba_route_send(ba_route *r, const struct ba_envelope *env, ba_reader *body, i
 		goto out;
 	size = lseek(fd, 0, SEEK_CUR);
 	if (size < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-		ba_err_set(err, EX_IOERR, "cannot rewind the temporary file: %s", strerror(errno));
+		ba_err_set(err, EX_IOERR, "cannot rewind the temporary file: %s", ba_strerror_t(errno));
 		goto out;
 	}
 	struct ba_envelope e7 = *env;

@@ -186,9 +186,13 @@ static int netrc_path(struct ba_buf *out, const char *path)
 	if (env && *env)
 		return ba_buf_addstr(out, env);
 	const char *home = getenv("HOME");
+	/* getpwuid_r: the netrc is read at send time, maybe in a worker thread */
+	struct passwd pwb, *pw = NULL;
+	char pwbuf[4096];
 	if (!home || !*home) {
-		struct passwd *pw = getpwuid(getuid());
-		home = pw ? pw->pw_dir : NULL;
+		home = NULL;
+		if (getpwuid_r(getuid(), &pwb, pwbuf, sizeof pwbuf, &pw) == 0 && pw)
+			home = pw->pw_dir;
 	}
 	if (!home)
 		return -1;
@@ -214,7 +218,7 @@ int ba_secret_netrc(struct ba_buf *out, struct ba_buf *login_out, const char *pa
 			return 0;
 		}
 		rc = ba_err_set(err, EX_CONFIG, "cannot open '%s': %s", ba_buf_str(&file),
-		                strerror(errno));
+		                ba_strerror_t(errno));
 		ba_buf_release(&file);
 		return rc;
 	}
@@ -236,7 +240,7 @@ int ba_secret_netrc(struct ba_buf *out, struct ba_buf *login_out, const char *pa
 		if (k < 0) {
 			close(fd);
 			rc = ba_err_set(err, EX_CONFIG, "cannot read '%s': %s", ba_buf_str(&file),
-			                strerror(errno));
+			                ba_strerror_t(errno));
 			goto out;
 		}
 		if (k == 0)

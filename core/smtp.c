@@ -84,6 +84,7 @@ struct ba_session {
 	struct ba_buf wbuf;    /* commands waiting to be written */
 	struct ba_buf dbuf;    /* data waiting to be written */
 	struct reply r;
+	struct reply held;     /* a refusal kept while the pipelined replies after it are read */
 };
 
 /* ---- state, logging, errors --------------------------------------------- */
@@ -163,6 +164,14 @@ static int reply_fail(const ba_session *s, int class5, struct ba_err *err, const
 	return -1;
 }
 
+/* Exchanges s->r and s->held (buffers included): keeps a reply while others are read. */
+static void reply_swap(ba_session *s)
+{
+	struct reply t = s->r;
+	s->r = s->held;
+	s->held = t;
+}
+
 /* ---- reading replies ---------------------------------------------------- */
 
 /* Next line (without CRLF/LF) from the stream, bounded by line_max. */
@@ -200,7 +209,7 @@ static int read_line(ba_session *s, const char **line, size_t *len, int64_t dead
 		 * (issue 3, property 7: nothing holds the client past `timeout`).
 		 */
 		if (k < 0) {
-			if (err && err->code == EX_TEMPFAIL)
+			if (err && err->code == EX_TEMPFAIL && !(err->flags & BA_ERR_CANCELLED))
 				ba_err_prefix(err, "no complete reply from the server in time: ");
 			smtp_kill(s);
 			return conn_lost(err);
@@ -475,13 +484,36 @@ static int do_ehlo(ba_session *s, struct ba_err *err)
 
 static int do_starttls(ba_session *s, struct ba_err *err)
 {
-	if (!(s->caps & BA_CAP_STARTTLS))
+	int opportunistic = s->p->tls == BA_TLS_OPPORTUNISTIC;
+	if (!(s->caps & BA_CAP_STARTTLS)) {
+		if (opportunistic) {
+			/* RFC 7435 §1: no TLS on offer, so none; cleartext AUTH stays refused */
+			ba_log(s->p->log, BA_LOG_INFO,
+			       "server does not offer STARTTLS: continuing without TLS");
+			return 0;
+		}
 		return ba_err_set(err, EX_UNAVAILABLE,
 		                  "server does not offer STARTTLS, which is required (tls on)");
+	}
 	smtp_set_state(s, ST_STARTTLS);
 	/* trailing bytes after the 220 are an error (RFC 3207 §6, CVE-2011-0411) */
 	if (cmd_exchange(s, err, "%s", "STARTTLS") < 0)
 		return -1;
+	if (s->r.code != 220 && opportunistic && !s->desync) {
+		/*
+		 * RFC 3207 §4: a refused STARTTLS leaves the session as it was;
+		 * the client may go on without TLS.  The capabilities stay those
+		 * of the plaintext EHLO.
+		 */
+		struct ba_buf b;
+		ba_buf_init(&b, 300);
+		reply_clean(&s->r, &b);
+		ba_log(s->p->log, BA_LOG_INFO, "server refused STARTTLS (%d %s): continuing without TLS",
+		       s->r.code, ba_buf_str(&b));
+		ba_buf_release(&b);
+		smtp_set_state(s, ST_EHLO);
+		return 0;
+	}
 	if (s->r.code != 220) {
 		reply_fail(s, EX_UNAVAILABLE, err, "server refused STARTTLS");
 		if (err)
@@ -494,8 +526,13 @@ static int do_starttls(ba_session *s, struct ba_err *err)
 	if (rc < 0) {
 		s->stream = NULL; /* the callback took it */
 		smtp_set_state(s, ST_DEAD);
+		/* the caller of an opportunistic session may retry in plaintext: say why it failed */
+		if (err && !(err->flags & BA_ERR_CANCELLED))
+			err->flags |= BA_ERR_TLS_FAILED;
 		return -1;
 	}
+	if (s->p->flags & BA_SMTP_CANCEL)
+		ba_stream_set_cancel(s->stream, s->p->cancel_fd);
 	s->caps |= BA_CAP_TLS_ACTIVE;
 	/* RFC 3207 §4.2: forget everything learnt before TLS, greet again */
 	return do_ehlo(s, err);
@@ -741,7 +778,7 @@ static int session_start(ba_session *s, struct ba_err *err)
 		return reply_fail(s, EX_UNAVAILABLE, err, "server greeting refuses service");
 	if (do_ehlo(s, err) < 0)
 		return -1;
-	if (p->tls == BA_TLS_STARTTLS && do_starttls(s, err) < 0)
+	if ((p->tls == BA_TLS_STARTTLS || p->tls == BA_TLS_OPPORTUNISTIC) && do_starttls(s, err) < 0)
 		return -1;
 	if (auth_wanted(p) && do_auth(s, err) < 0)
 		return -1;
@@ -753,10 +790,18 @@ int ba_session_open(ba_session **out, ba_stream *stream, const struct ba_smtp_pa
                     struct ba_err *err)
 {
 	*out = NULL;
-	if (p->tls == BA_TLS_STARTTLS && !p->tls_start) {
+	if ((p->tls == BA_TLS_STARTTLS || p->tls == BA_TLS_OPPORTUNISTIC) && !p->tls_start) {
 		ba_stream_free(stream);
 		return ba_err_set(err, EX_USAGE, "STARTTLS requested without a TLS implementation");
 	}
+	/* an MX is whoever the DNS names: the user's credentials are never sent there */
+	if (p->variant == BA_SMTP_MX && (auth_wanted(p) || (p->password && *p->password))) {
+		ba_stream_free(stream);
+		return ba_err_set(err, EX_USAGE, "refusing to authenticate to an MX (credentials are "
+		                                 "for the submission server)");
+	}
+	if (p->flags & BA_SMTP_CANCEL)
+		ba_stream_set_cancel(stream, p->cancel_fd);
 	ba_session *s = calloc(1, sizeof *s);
 	if (!s) {
 		ba_stream_free(stream);
@@ -775,6 +820,7 @@ int ba_session_open(ba_session **out, ba_stream *stream, const struct ba_smtp_pa
 	ba_buf_init(&s->dbuf, 0);
 	/* a reply is bounded: lines_max lines of line_max bytes */
 	ba_buf_init(&s->r.text, s->line_max * s->lines_max + s->lines_max);
+	ba_buf_init(&s->held.text, s->line_max * s->lines_max + s->lines_max);
 	if (p->tls == BA_TLS_IMPLICIT)
 		s->caps |= BA_CAP_TLS_ACTIVE;
 	if (!s->rbuf) {
@@ -829,98 +875,9 @@ void ba_session_free(ba_session *s)
 	ba_buf_release(&s->wbuf);
 	ba_buf_release(&s->dbuf);
 	ba_buf_release(&s->r.text);
+	ba_buf_release(&s->held.text);
 	free(s);
 }
-
-/* ---- the data phase: CRLF normalisation and dot-stuffing ---------------- */
-
-static int data_newline(struct ba_buf *out, struct ba_smtp_data_state *st)
-{
-	st->bol = 1;
-	st->col = 0;
-	st->line++;
-	return ba_buf_add(out, "\r\n", 2);
-}
-
-int ba_smtp_data_add(struct ba_buf *out, struct ba_smtp_data_state *st, int stuff,
-                     const void *p, size_t n, struct ba_err *err)
-{
-	const char *c = p, *end = c + n;
-	if (!st->started) {
-		st->started = 1;
-		st->bol = 1;
-		st->line = 1;
-	}
-	/* worst case: every byte a line end (2 bytes) or a stuffed dot */
-	if (ba_buf_grow(out, 2 * n + 4) < 0)
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	while (c < end) {
-		if (st->cr) {
-			/* RFC 5321 §2.3.8: a bare CR is not a line end; we make it one */
-			st->cr = 0;
-			data_newline(out, st);
-			if (*c == '\n') {
-				c++;
-				continue;
-			}
-		}
-		if (*c == '\r') {
-			st->cr = 1;
-			c++;
-			continue;
-		}
-		if (*c == '\n') {
-			data_newline(out, st);
-			c++;
-			continue;
-		}
-		if (st->bol && stuff && *c == '.')
-			ba_buf_addch(out, '.'); /* RFC 5321 §4.5.2 */
-		const char *q = memchr(c, '\n', (size_t)(end - c));
-		if (!q)
-			q = end;
-		const char *r = memchr(c, '\r', (size_t)(q - c));
-		if (r)
-			q = r;
-		size_t k = (size_t)(q - c);
-		if (st->seven_bit) {
-			unsigned char acc = 0;
-			for (size_t i = 0; i < k; i++)
-				acc |= (unsigned char)c[i];
-			if (acc & 0x80)
-				return ba_err_set(err, EX_DATAERR,
-				                  "message line %" PRIu64 " has 8-bit data, which the "
-				                  "server does not accept (no 8BITMIME)", st->line);
-		}
-		st->col += k;
-		if (st->col > 998) /* RFC 5321 §4.5.3.1.6 */
-			return ba_err_set(err, EX_DATAERR,
-			                  "message line %" PRIu64 " is longer than 998 octets", st->line);
-		ba_buf_add(out, c, k);
-		st->bol = 0;
-		c = q;
-	}
-	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
-}
-
-int ba_smtp_data_end(struct ba_buf *out, struct ba_smtp_data_state *st, int stuff,
-                     struct ba_err *err)
-{
-	if (!st->started) {
-		st->started = 1;
-		st->bol = 1;
-	}
-	if (st->cr) {
-		st->cr = 0;
-		data_newline(out, st);
-	}
-	if (!st->bol)
-		data_newline(out, st);
-	if (stuff)
-		ba_buf_add(out, ".\r\n", 3);
-	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
-}
-
 
 /* ---- sending a message -------------------------------------------------- */
 
@@ -1133,16 +1090,26 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 	if ((!pipe && add_mail(s, env, utf8, err) < 0) || env_reply(s, pipe, &left, err) < 0)
 		return -1;
 	res->code = s->r.code;
-	if (s->r.code != 250 && !pipe)
-		return 0;
 	result_final(s, res); /* the MAIL reply, until a later one replaces it */
+	int mail_ok = s->r.code == 250;
+	if (!mail_ok && !pipe)
+		return 0;
+	/*
+	 * A refused MAIL is the error, whatever follows: the pipelined RCPT and
+	 * DATA are then answered 503 "need MAIL/RCPT" (Postfix, aiosmtpd), and
+	 * those replies are only read to stay in step.  The refusal is kept in
+	 * held and put back in s->r at the end, for the caller to report.
+	 */
+	if (!mail_ok)
+		reply_swap(s);
 	smtp_set_state(s, ST_RCPT);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		if ((!pipe && add_rcpt(s, &env->rcpts[i], utf8, err) < 0) ||
 		    env_reply(s, pipe, &left, err) < 0)
 			return -1;
-		/* RFC 5321 §4.2.5: 250 or 251 accept */
-		result_rcpt(s, res, i, s->r.code == 250 || s->r.code == 251);
+		/* RFC 5321 §4.2.5: 250 or 251 accept; after a refused MAIL: not reached */
+		if (mail_ok)
+			result_rcpt(s, res, i, s->r.code == 250 || s->r.code == 251);
 	}
 	if (pipe && with_data) {
 		smtp_set_state(s, ST_DATA);
@@ -1150,49 +1117,53 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 			return -1;
 		*data_code = s->r.code;
 	}
+	if (!mail_ok)
+		reply_swap(s);
 	return 0;
 }
 
-/* Writes all but the last 2 bytes of dbuf, so the end marker always travels with the tail. */
-static int data_write(ba_session *s, size_t keep, struct ba_err *err)
+/*
+ * How the data is framed on the wire: DATA (dot-stuffed, ended by ".",
+ * RFC 5321 §4.1.1.4) or BDAT chunks (RFC 3030 §2).  The pump below does
+ * the rest the same way for both.
+ */
+struct framing {
+	int bdat;
+	size_t reserve; /* bytes kept free at the front of dbuf for the chunk header */
+	size_t chunk;   /* a write (and for BDAT a chunk) once this much data is ready */
+};
+
+/* A cancel asked for: checked between chunks, also where no wait would notice it. */
+static int cancel_check(ba_session *s, struct ba_err *err)
 {
-	if (s->dbuf.len <= keep)
+	if ((s->p->flags & BA_SMTP_CANCEL) && ba_cancel_pending(s->p->cancel_fd))
+		return ba_err_cancel(err, "cancelled");
+	return 0;
+}
+
+static void progress(ba_session *s, uint64_t sent, uint64_t total)
+{
+	if (s->p->progress)
+		s->p->progress(s->p->progress_ctx, sent, total);
+}
+
+/*
+ * Writes the data in dbuf: for DATA all but the last `keep` bytes (the end
+ * marker always travels with the tail: no tiny last segment); for BDAT one
+ * chunk, its header put in the room reserved in front.
+ */
+static int pump_write(ba_session *s, const struct framing *f, int last, struct ba_err *err)
+{
+	if (!f->bdat) {
+		size_t keep = last ? 0 : 2;
+		if (s->dbuf.len <= keep)
+			return 0;
+		size_t n = s->dbuf.len - keep;
+		if (stream_write(s, s->dbuf.data, n, err) < 0)
+			return -1;
+		ba_buf_consume(&s->dbuf, n);
 		return 0;
-	size_t n = s->dbuf.len - keep;
-	if (stream_write(s, s->dbuf.data, n, err) < 0)
-		return -1;
-	ba_buf_consume(&s->dbuf, n);
-	return 0;
-}
-
-/* The DATA body: normalised, dot-stuffed, in large writes; the final "." with the tail. */
-static int send_data(ba_session *s, ba_reader *body, int seven_bit, unsigned char *in,
-                     struct ba_err *err)
-{
-	struct ba_smtp_data_state st = { 0 };
-	st.seven_bit = seven_bit;
-	ba_buf_reset(&s->dbuf);
-	smtp_set_state(s, ST_BODY);
-	for (;;) {
-		ssize_t k = ba_read(body, in, DATA_CHUNK, err);
-		if (k < 0)
-			return -1;
-		if (k == 0)
-			break;
-		if (ba_smtp_data_add(&s->dbuf, &st, 1, in, (size_t)k, err) < 0)
-			return -1;
-		if (s->dbuf.len >= DATA_CHUNK && data_write(s, 2, err) < 0)
-			return -1;
 	}
-	if (ba_smtp_data_end(&s->dbuf, &st, 1, err) < 0)
-		return -1;
-	ba_log(s->p->log, BA_LOG_PROTO, "--> <message data, %" PRIu64 " lines> .", st.line - 1);
-	return data_write(s, 0, err);
-}
-
-/* Sends one BDAT chunk (RFC 3030 §2) from dbuf, whose first BDAT_HDR bytes are reserved. */
-static int bdat_chunk(ba_session *s, int last, struct ba_err *err)
-{
 	char hdr[BDAT_HDR];
 	size_t n = s->dbuf.len - BDAT_HDR;
 	int h = snprintf(hdr, sizeof hdr, "BDAT %zu%s\r\n", n, last ? " LAST" : "");
@@ -1204,34 +1175,57 @@ static int bdat_chunk(ba_session *s, int last, struct ba_err *err)
 	return 0;
 }
 
-/* The body in BDAT chunks; returns 1 if a non-last chunk was refused (reply in s->r). */
-static int send_bdat(ba_session *s, ba_reader *body, int seven_bit, unsigned char *in,
-                     struct ba_err *err)
+/*
+ * The one data pump: reads the body, normalises it (CRLF, and dot-stuffing
+ * for DATA), writes it in large pieces, reports progress after each write
+ * and checks for a cancel before each; a BDAT chunk but the last is
+ * answered before the next goes out.  The end (".", "BDAT n LAST") is
+ * written last of all and only when nothing was cancelled, so an
+ * interrupted pump never completes a message.  Returns 0, 1 when a BDAT
+ * chunk was refused (the reply in s->r), -1 on error.
+ */
+static int send_body(ba_session *s, const struct framing *f, ba_reader *body, uint64_t total,
+                     int seven_bit, unsigned char *in, struct ba_err *err)
 {
 	struct ba_smtp_data_state st = { 0 };
+	uint64_t sent = 0;
 	st.seven_bit = seven_bit;
 	ba_buf_reset(&s->dbuf);
-	if (ba_buf_add(&s->dbuf, "                                        ", BDAT_HDR) < 0)
+	if (f->reserve && ba_buf_add(&s->dbuf, "                                        ", f->reserve) < 0)
 		return ba_err_set(err, EX_OSERR, "out of memory");
-	smtp_set_state(s, ST_BDAT);
+	smtp_set_state(s, f->bdat ? ST_BDAT : ST_BODY);
 	for (;;) {
+		if (cancel_check(s, err) < 0)
+			return -1;
 		ssize_t k = ba_read(body, in, DATA_CHUNK, err);
 		if (k < 0)
 			return -1;
 		if (k == 0)
 			break;
-		if (ba_smtp_data_add(&s->dbuf, &st, 0, in, (size_t)k, err) < 0)
+		sent += (uint64_t)k;
+		if (ba_smtp_data_add(&s->dbuf, &st, !f->bdat, in, (size_t)k, err) < 0)
 			return -1;
-		if (s->dbuf.len - BDAT_HDR >= BDAT_CHUNK) {
-			if (bdat_chunk(s, 0, err) < 0 || read_reply(s, 0, err) < 0)
+		if (s->dbuf.len - f->reserve < f->chunk)
+			continue;
+		if (pump_write(s, f, 0, err) < 0)
+			return -1;
+		progress(s, sent, total);
+		if (f->bdat) {
+			if (read_reply(s, 0, err) < 0)
 				return -1;
 			if (s->r.code != 250)
 				return 1;
 		}
 	}
-	if (ba_smtp_data_end(&s->dbuf, &st, 0, err) < 0)
+	if (ba_smtp_data_end(&s->dbuf, &st, !f->bdat, err) < 0 || cancel_check(s, err) < 0)
 		return -1;
-	return bdat_chunk(s, 1, err);
+	if (!f->bdat)
+		ba_log(s->p->log, BA_LOG_PROTO, "--> <message data, %" PRIu64 " lines> .",
+		       st.line - 1);
+	if (pump_write(s, f, 1, err) < 0)
+		return -1;
+	progress(s, sent, total);
+	return 0;
 }
 
 /* Replies after the data: one, or for LMTP one per accepted recipient (RFC 2033 §4.2). */
@@ -1247,18 +1241,47 @@ static int read_final(ba_session *s, struct ba_result *res, struct ba_err *err)
 				res->rcpts[i].accepted = 0;
 		return 0;
 	}
-	size_t left = 0;
-	for (size_t i = 0; i < res->nrcpts; i++)
-		left += res->rcpts[i].accepted;
-	for (size_t i = 0; i < res->nrcpts; i++) {
+	unsigned char *got = calloc(res->nrcpts, 1);
+	if (!got)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; i < res->nrcpts && rc == 0; i++) {
 		if (!res->rcpts[i].accepted)
 			continue;
-		if (read_reply(s, --left > 0, err) < 0)
-			return -1;
+		got[i] = 1;
+		if (read_reply(s, 1, err) < 0) {
+			rc = -1;
+			break;
+		}
 		result_rcpt(s, res, i, s->r.code == 250);
 		result_final(s, res);
 	}
-	return 0;
+	/*
+	 * RFC 2033 §4.2: one reply per recipient accepted at RCPT, in RCPT
+	 * order.  A server that sends more (typically one for a recipient it
+	 * refused at RCPT too) has shifted the replies: which one belongs to
+	 * which recipient is unknown, so none is believed (the outcomes become
+	 * "not known": code 0) and the session fails as out of step.  Detected
+	 * when the extra reply came with the expected ones; a later one meets
+	 * the next command as an unexpected reply.
+	 */
+	if (rc == 0 && (s->rend > s->rstart || (s->stream && ba_stream_pending(s->stream) > 0))) {
+		for (size_t i = 0; i < res->nrcpts; i++) {
+			if (!got[i])
+				continue;
+			struct ba_rcpt_result *rr = &res->rcpts[i];
+			rr->code = 0;
+			rr->enhanced[0] = '\0';
+			rr->text[0] = '\0';
+			rr->accepted = 0;
+		}
+		rc = ba_err_set(err, EX_PROTOCOL,
+		                "server sent more replies after the data than there are accepted "
+		                "recipients (RFC 2033 4.2): which recipients got the message is "
+		                "unknown");
+	}
+	free(got);
+	return rc;
 }
 
 /* The exit class and text when some or all recipients did not get the message. */
@@ -1378,12 +1401,14 @@ static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader 
 				res->rcpts[i].accepted = 0;
 			return reply_fail(s, EX_DATAERR, err, "server refused DATA");
 		}
-		if (send_data(s, body, seven_bit, in, err) < 0) {
+		static const struct framing data = { 0, 0, DATA_CHUNK };
+		if (send_body(s, &data, body, env->size, seven_bit, in, err) < 0) {
 			smtp_kill(s);
 			return -1;
 		}
 	} else {
-		int rc = send_bdat(s, body, seven_bit, in, err);
+		static const struct framing bdat = { 1, BDAT_HDR, BDAT_CHUNK };
+		int rc = send_body(s, &bdat, body, env->size, seven_bit, in, err);
 		if (rc < 0) {
 			smtp_kill(s);
 			return -1;
@@ -1396,7 +1421,17 @@ static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader 
 			                  "server refused the message data");
 		}
 	}
-	if (read_final(s, res, err) < 0) {
+	/*
+	 * The end of the data is out: from here a cancel would leave the
+	 * outcome unknown (the server may have taken the message), so the
+	 * verdict is awaited (within timeout_ms) whatever the caller asks.
+	 */
+	if (s->p->flags & BA_SMTP_CANCEL)
+		ba_stream_set_cancel(s->stream, -1);
+	int frc = read_final(s, res, err);
+	if (s->stream && (s->p->flags & BA_SMTP_CANCEL))
+		ba_stream_set_cancel(s->stream, s->p->cancel_fd);
+	if (frc < 0) {
 		smtp_kill(s);
 		return -1;
 	}
@@ -1433,7 +1468,8 @@ int ba_session_send(ba_session *s, const struct ba_envelope *env, ba_reader *bod
 		ba_buf_release(&s->dbuf);
 	if (s->state != ST_DEAD)
 		smtp_set_state(s, ST_READY);
-	if (rc < 0 && err && err->code == EX_PROTOCOL && s->state != ST_DEAD)
+	if (rc < 0 && err && (err->code == EX_PROTOCOL || (err->flags & BA_ERR_CANCELLED)) &&
+	    s->state != ST_DEAD)
 		smtp_kill(s);
 	*out = res;
 	return rc;

@@ -40,6 +40,7 @@ struct tls_stream {
 	int shared_cred;           /* cred is the shared system-store one */
 	char vfail[BA_ERR_TEXT_MAX]; /* set by the verify callback */
 	char host[256];
+	int cancel_fd;             /* -1: none; also watched by the inner stream */
 };
 
 static const struct ba_stream_ops tls_ops;
@@ -530,6 +531,7 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	}
 	t->base.ops = &tls_ops;
+	t->cancel_fd = -1;
 	t->inner = inner;
 	t->info = info;
 	snprintf(t->host, sizeof(t->host), "%s", p->host ? p->host : "");
@@ -583,6 +585,11 @@ static ssize_t tls_read(ba_stream *base, void *p, size_t n, int64_t deadline, st
 	struct tls_stream *t = (struct tls_stream *)base;
 	t->deadline = deadline;
 	ba_err_clear(&t->ioerr);
+	/* decrypted data may be waiting: a cancel must not depend on the socket's poll */
+	if (ba_cancel_pending(t->cancel_fd)) {
+		t->broken = 1;
+		return ba_err_cancel(err, "%s: cancelled", t->host);
+	}
 	for (;;) {
 		ssize_t r = gnutls_record_recv(t->sess, p, n);
 		if (r >= 0)
@@ -616,6 +623,10 @@ static int tls_write(ba_stream *base, const void *p, size_t n, int64_t deadline,
 	const unsigned char *q = p;
 	t->deadline = deadline;
 	ba_err_clear(&t->ioerr);
+	if (ba_cancel_pending(t->cancel_fd)) {
+		t->broken = 1;
+		return ba_err_cancel(err, "%s: cancelled", t->host);
+	}
 	while (n) {
 		size_t chunk = n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX;
 		ssize_t r = gnutls_record_send(t->sess, q, chunk);
@@ -663,7 +674,15 @@ static void tls_free(ba_stream *base)
 	free(t);
 }
 
-static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free };
+static int tls_set_cancel(ba_stream *base, int fd)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	t->cancel_fd = fd < 0 ? -1 : fd;
+	return ba_stream_set_cancel(t->inner, fd);
+}
+
+static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free,
+	                                      tls_set_cancel };
 
 int ba_tls_is_tls(ba_stream *s)
 {

@@ -138,7 +138,7 @@ static void fake_free(ba_stream *bs)
 	free(f);
 }
 
-static const struct ba_stream_ops fake_ops = { fake_read, fake_write, NULL, fake_free };
+static const struct ba_stream_ops fake_ops = { fake_read, fake_write, NULL, fake_free, NULL };
 
 /* The "TLS" upgrade: keeps the stream, lifts the plaintext restriction. */
 static int fake_tls(void *ctx, ba_stream **stream, struct ba_err *err)

@@ -1,4 +1,4 @@
-"""Quick self-check of the tests/proto harness: five representative cases
+"""Quick self-check of the tests/proto harness: six representative cases
 against msmtp (which passes them), and proof that the harness catches a
 client that does not behave as a case says."""
 import os
@@ -11,7 +11,8 @@ sys.path.insert(0, PROTO)
 import run as proto  # noqa: E402
 
 REPRESENTATIVE = ["0002-helo-fallback", "1003-starttls-injection", "2005-auth-cram-md5",
-                  "3001-dot-stuffing", "5002-no-pipelining-lockstep"]
+                  "3001-dot-stuffing", "5002-no-pipelining-lockstep",
+                  "5108-smtp-pipelined-data-554"]
 
 
 def case_path(name):
@@ -57,3 +58,21 @@ def test_harness_detects_sent_secret(tls_certs, tmp_path):
                  lambda s: s + "expect-not-sent: AUTH PLAIN\n")
     ok, report = proto.run_case(c, tls_certs, ["msmtp"], str(tmp_path))
     assert not ok and "client sent" in report
+
+
+def test_harness_detects_wrong_error_text(tls_certs, tmp_path):
+    # msmtp quotes the DATA reply; a case expecting another text must fail on stderr
+    c = _variant(tmp_path, "5108-smtp-pipelined-data-554",
+                 lambda s: s.replace("expect-stderr: 554 5.5.1 transaction failed",
+                                     "expect-stderr: 451 4.3.0 not this one"))
+    ok, report = proto.run_case(c, tls_certs, ["msmtp"], str(tmp_path))
+    assert not ok and "stderr lacks" in report
+
+
+def test_harness_detects_follow_up_reply_in_stderr(tls_certs, tmp_path):
+    # expect-stderr-not catches a client that reports the wrong reply
+    c = _variant(tmp_path, "5108-smtp-pipelined-data-554",
+                 lambda s: s.replace("expect-stderr-not: 503 5.5.1",
+                                     "expect-stderr-not: 554 5.5.1"))
+    ok, report = proto.run_case(c, tls_certs, ["msmtp"], str(tmp_path))
+    assert not ok and "stderr contains" in report

@@ -72,7 +72,7 @@ class Case:
                 if not self.title:
                     self.title = line.lstrip("# ").strip()
                 continue
-            m = re.fullmatch(r"(TLS|DATA|CLOSE|STALL)(?:\s+(\S+))?\s*", line)
+            m = re.fullmatch(r"(TLS|DATA|BDAT|CLOSE|STALL)(?:\s+(\S+))?\s*", line)
             if m:
                 self.steps.append((m.group(1), m.group(2) or ""))
                 continue
@@ -266,6 +266,9 @@ class ScriptServer:
                     return
             elif kind == "DATA":
                 self._read_data()
+            elif kind == "BDAT":
+                if not self._read_bdat(val):
+                    return
             elif kind == "TLS":
                 if self.buf:
                     self.errors.append("client sent %r after STARTTLS before the TLS handshake"
@@ -324,6 +327,26 @@ class ScriptServer:
                 break
             lines.append(line[1:] if line.startswith(b".") else line)
         self.data = b"".join(l + b"\r\n" for l in lines)
+
+    def _read_bdat(self, want):
+        """BDAT [LAST|MORE]: one "BDAT n [LAST]" command and its n octets (RFC 3030 §2),
+        appended to the data; "LAST" or "MORE" requires or forbids the LAST keyword."""
+        line = self._readline().decode("utf-8", "replace")
+        m = re.fullmatch(r"BDAT ([0-9]+)( LAST)?", line, re.I)
+        if not m or (want == "LAST" and not m.group(2)) or (want == "MORE" and m.group(2)):
+            self.errors.append("step %d: expected BDAT %s, got %r"
+                               % (self.step_no, want or "n", line))
+            self.stop = True
+            return False
+        n = int(m.group(1))
+        while len(self.buf) < n:
+            d = self._recv()
+            if not d:
+                raise EOFError("client closed the connection inside a BDAT chunk")
+            self.buf += d
+        self.data = (self.data or b"") + self.buf[:n]
+        self.buf = self.buf[n:]
+        return True
 
     def _drain(self):
         """After the script: answer QUIT with 221 and close, anything else with

@@ -4,8 +4,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bluearrow/io.h"
@@ -107,6 +110,77 @@ static void test_io__stream_deadline(void **state)
 	ba_stream_free(s);
 }
 
+/* A cancel descriptor stops a read or write the peer stalls, in the same poll. */
+struct later {
+	int fd;
+	int ms;
+};
+static void *write_later(void *arg)
+{
+	struct later *l = arg;
+	struct timespec ts = { 0, (long)l->ms * 1000000L };
+	nanosleep(&ts, NULL);
+	if (write(l->fd, "c", 1) != 1)
+		return arg;
+	return NULL;
+}
+
+static void test_io__stream_cancel(void **state)
+{
+	(void)state;
+	int sv[2], pfd[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(pipe(pfd), 0);
+	ba_stream *s = ba_fd_stream_new(sv[0], sv[0], "peer");
+	assert_int_equal(ba_stream_set_cancel(s, pfd[0]), 0);
+	assert_int_equal(ba_cancel_pending(pfd[0]), 0);
+	assert_int_equal(ba_cancel_pending(-1), 0);
+	struct ba_err err = BA_ERR_INIT;
+	char c;
+	/* a read waiting for a silent peer (no deadline at all) ends when the cancel comes */
+	struct later l = { pfd[1], 50 };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, write_later, &l), 0);
+	int64_t t0 = ba_now_ms();
+	assert_int_equal(ba_stream_read(s, &c, 1, 0, &err), -1);
+	int64_t took = ba_now_ms() - t0;
+	pthread_join(th, NULL);
+	assert_true(took >= 40 && took < 1000);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_true(err.flags & BA_ERR_CANCELLED);
+	assert_string_equal(err.text, "peer: cancelled");
+	assert_int_equal(ba_cancel_pending(pfd[0]), 1);
+	/* once cancelled, a write fails at once even with room in the socket buffer */
+	ba_err_clear(&err);
+	assert_int_equal(ba_stream_write(s, "x", 1, 0, &err), -1);
+	assert_true(err.flags & BA_ERR_CANCELLED);
+	char buf[4];
+	assert_int_equal(recv(sv[1], buf, sizeof buf, MSG_DONTWAIT), -1);
+	/* ba_err_set() clears the flag */
+	ba_err_set(&err, EX_IOERR, "x");
+	assert_int_equal(err.flags, 0);
+	/* without the descriptor the stream works again */
+	assert_int_equal(ba_stream_set_cancel(s, -1), 0);
+	assert_int_equal(ba_stream_write(s, "y", 1, 0, &err), 0);
+	assert_int_equal(read(sv[1], buf, 1), 1);
+	ba_stream_free(s);
+	close(sv[1]);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+/* ba_strerror: the text of an errno value, thread-safe, truncated to the buffer. */
+static void test_io__strerror(void **state)
+{
+	(void)state;
+	char buf[64];
+	assert_string_equal(ba_strerror(ENOENT, buf, sizeof buf), "No such file or directory");
+	char small[8];
+	assert_string_equal(ba_strerror(ENOENT, small, sizeof small), "No such");
+	assert_non_null(strstr(ba_strerror(123456, buf, sizeof buf), "123456"));
+	assert_string_equal(ba_strerror_t(EACCES), "Permission denied");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -114,6 +188,8 @@ int main(void)
 		cmocka_unit_test(test_io__line_reader_refills),
 		cmocka_unit_test(test_io__buf_writer_cap),
 		cmocka_unit_test(test_io__stream_deadline),
+		cmocka_unit_test(test_io__stream_cancel),
+		cmocka_unit_test(test_io__strerror),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -393,6 +394,95 @@ static void test_net__socks5_proxy_down(void **state)
 	assert_non_null(strstr(err.text, "SOCKS5 proxy: cannot connect to '127.0.0.1'"));
 }
 
+struct later {
+	int fd, ms;
+};
+static void *write_later(void *arg)
+{
+	struct later *l = arg;
+	usleep((useconds_t)l->ms * 1000);
+	if (write(l->fd, "c", 1) != 1)
+		return arg;
+	return NULL;
+}
+
+/* Runs ba_net_connect(p) while another thread cancels after ms; returns how long it took. */
+static int64_t connect_cancelled(struct ba_net_params *p, int ms, struct ba_err *err)
+{
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	p->cancel_fd = &pfd[0];
+	struct later l = { pfd[1], ms };
+	pthread_t th;
+	if (ms == 0) /* cancelled before the call */
+		assert_int_equal(write(pfd[1], "c", 1), 1);
+	else
+		assert_int_equal(pthread_create(&th, NULL, write_later, &l), 0);
+	ba_stream *s = NULL;
+	int64_t t0 = ba_now_ms();
+	int r = ba_net_connect(&s, p, err);
+	int64_t took = ba_now_ms() - t0;
+	if (ms != 0)
+		pthread_join(th, NULL);
+	close(pfd[0]);
+	close(pfd[1]);
+	p->cancel_fd = NULL;
+	assert_int_equal(r, -1);
+	assert_null(s);
+	assert_int_equal(err->code, EX_TEMPFAIL);
+	assert_true(err->flags & BA_ERR_CANCELLED);
+	assert_non_null(strstr(err->text, "cancelled"));
+	return took;
+}
+
+/* A cancel descriptor stops a connection attempt, and the SOCKS5 exchange, at once. */
+static void test_net__cancel(void **state)
+{
+	(void)state;
+	unsigned port;
+	struct ba_err err = BA_ERR_INIT;
+	/* already cancelled: no attempt at all */
+	int lfd = listen_on("127.0.0.1", &port, 4);
+	assert_true(lfd >= 0);
+	struct ba_net_params p = { .host = "127.0.0.1", .port = port, .timeout_ms = 10000 };
+	int64_t took = connect_cancelled(&p, 0, &err);
+	assert_true(took < 1000);
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	int c = accept(lfd, NULL, NULL);
+	if (c >= 0)
+		close(c);
+	close(lfd);
+	/* a connect that would hang (full backlog, SYNs dropped) */
+	lfd = listen_on("127.0.0.1", &port, 0);
+	assert_true(lfd >= 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	int fill[8];
+	for (int i = 0; i < 8; i++) {
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
+	}
+	usleep(100000);
+	p.port = port;
+	ba_err_clear(&err);
+	took = connect_cancelled(&p, 100, &err);
+	assert_true(took >= 90 && took < 1000);
+	assert_non_null(strstr(err.text, "connecting to '127.0.0.1'"));
+	for (int i = 0; i < 8; i++)
+		close(fill[i]);
+	close(lfd);
+	/* a SOCKS5 proxy that accepts the connection and never answers */
+	lfd = listen_on("127.0.0.1", &port, 4);
+	assert_true(lfd >= 0);
+	struct ba_net_params ps = { .host = "mx.example.test", .port = 25, .proxy_host = "127.0.0.1",
+		                    .proxy_port = port, .timeout_ms = 10000 };
+	ba_err_clear(&err);
+	took = connect_cancelled(&ps, 100, &err);
+	assert_true(took >= 90 && took < 1000);
+	assert_non_null(strstr(err.text, "SOCKS5"));
+	close(lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_net__socks5_domainname),
 		cmocka_unit_test(test_net__socks5_refused_reply),
 		cmocka_unit_test(test_net__socks5_proxy_down),
+		cmocka_unit_test(test_net__cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

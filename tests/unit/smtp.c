@@ -195,6 +195,7 @@ static struct ba_smtp_params params(void)
 {
 	struct ba_smtp_params p;
 	memset(&p, 0, sizeof p);
+	p.variant = BA_SMTP_SUBMISSION;
 	p.helo = "client.test";
 	p.timeout_ms = 5000;
 	return p;
@@ -858,6 +859,316 @@ static void test_smtp__data_transform(void **state)
 	ba_buf_release(&out);
 }
 
+/* A refused MAIL under PIPELINING is the error, not the 503s the server sends after it. */
+static void mail_refused_case(const char *reply, int want_class, int want_code, const char *want)
+{
+	const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n", "G:4",
+		"C:MAIL", "C:RCPT", "C:RCPT", "C:DATA", reply, "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_result *res;
+	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
+	assert_int_equal(err.code, want_class);
+	assert_int_equal(err.smtp_code, want_code);
+	assert_non_null(strstr(err.text, want));
+	assert_null(strstr(err.text, "503"));
+	assert_int_equal(res->code, want_code);
+	assert_int_equal(res->naccepted, 0);
+	/* the recipients were never reached: their 503 is not their outcome */
+	assert_int_equal(res->rcpts[0].code, 0);
+	assert_int_equal(res->rcpts[1].code, 0);
+	ba_result_free(res);
+	ba_session_free(s);
+	peer_end(p);
+	peer_free(p);
+}
+
+static void test_smtp__pipelined_mail_refused(void **state)
+{
+	(void)state;
+	mail_refused_case("S:451 4.3.0 sender check deferred\r\n503 5.5.1 need MAIL\r\n"
+	                  "503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n",
+	                  EX_TEMPFAIL, 451, "451 4.3.0 sender check deferred");
+	mail_refused_case("S:550 5.7.1 sender refused\r\n503 5.5.1 need MAIL\r\n"
+	                  "503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n",
+	                  EX_UNAVAILABLE, 550, "550 5.7.1 sender refused");
+}
+
+/* A BDAT chunk before the last one refused: that reply is the error, LAST never goes out. */
+static void bdat_refused_case(const char *reply, int want_class, const char *want)
+{
+	const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250-CHUNKING\r\n250 ENHANCEDSTATUSCODES\r\n",
+		"C:MAIL", "S:250 ok\r\n", "C:RCPT", "S:250 ok\r\n", "B", reply, "C:QUIT",
+		"S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	size_t n = 700 * 1024;
+	char *body = malloc(n + 1);
+	assert_non_null(body);
+	for (size_t i = 0; i < n; i++)
+		body[i] = i % 100 == 99 ? '\n' : 'a';
+	body[n] = '\0';
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_result *res;
+	assert_int_equal(send_msg(s, &env, body, &res, &err), -1);
+	assert_int_equal(err.code, want_class);
+	assert_non_null(strstr(err.text, want));
+	assert_int_equal(res->naccepted, 0);
+	ba_result_free(res);
+	ba_session_free(s);
+	const char *got = peer_end(p);
+	assert_null(strstr(got, " LAST"));
+	free(body);
+	peer_free(p);
+}
+
+static void test_smtp__bdat_chunk_refused(void **state)
+{
+	(void)state;
+	bdat_refused_case("S:451 4.3.0 queue full\r\n", EX_TEMPFAIL, "451 4.3.0 queue full");
+	bdat_refused_case("S:554 5.6.0 refused\r\n", EX_DATAERR, "554 5.6.0 refused");
+}
+
+static int fake_tls_fail(void *ctx, ba_stream **stream, struct ba_err *err)
+{
+	(void)ctx;
+	fake_tls_calls++;
+	ba_stream_free(*stream);
+	*stream = NULL;
+	return ba_err_set(err, EX_UNAVAILABLE, "certificate of 'mx' has expired");
+}
+
+static void test_smtp__opportunistic_tls(void **state)
+{
+	(void)state;
+	struct ba_smtp_params pp = params();
+	pp.variant = BA_SMTP_MX;
+	pp.tls = BA_TLS_OPPORTUNISTIC;
+	pp.tls_start = fake_tls;
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	/* offered: used */
+	static const char *const offered[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250-SIZE 10\r\n250 STARTTLS\r\n", "C:STARTTLS",
+		"S:220 go ahead\r\n", "C:EHLO client.test\r\n", "S:250-mx\r\n250 8BITMIME\r\n",
+		"C:QUIT", "S:221 bye\r\n", NULL
+	};
+	fake_tls_calls = 0;
+	assert_int_equal(open_with(offered, &pp, &p, &s, &err), 0);
+	assert_int_equal(fake_tls_calls, 1);
+	assert_int_equal(ba_session_caps(s), BA_CAP_ESMTP | BA_CAP_8BITMIME | BA_CAP_TLS_ACTIVE);
+	ba_session_free(s);
+	peer_end(p);
+	peer_free(p);
+	/* not offered: plaintext, and the message goes */
+	static const char *const none[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 8BITMIME\r\n", "C:MAIL", "S:250 ok\r\n", "C:RCPT",
+		"S:250 ok\r\n", "C:DATA", "S:354 go\r\n", "D", "S:250 queued\r\n", "C:QUIT",
+		"S:221 bye\r\n", NULL
+	};
+	fake_tls_calls = 0;
+	assert_int_equal(open_with(none, &pp, &p, &s, &err), 0);
+	assert_int_equal(fake_tls_calls, 0);
+	assert_false(ba_session_caps(s) & BA_CAP_TLS_ACTIVE);
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_result *res;
+	assert_int_equal(send_msg(s, &env, "hi\n", &res, &err), 0);
+	ba_result_free(res);
+	ba_session_free(s);
+	peer_end(p);
+	peer_free(p);
+	/* refused with 454: the session goes on in plaintext, EHLO is not repeated */
+	static const char *const refused[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n", "C:STARTTLS",
+		"S:454 4.7.0 TLS not available\r\n", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	assert_int_equal(open_with(refused, &pp, &p, &s, &err), 0);
+	assert_int_equal(ba_session_caps(s), BA_CAP_ESMTP | BA_CAP_PIPELINING | BA_CAP_STARTTLS);
+	ba_session_free(s);
+	assert_string_equal(peer_end(p), "EHLO client.test\r\nSTARTTLS\r\nQUIT\r\n");
+	peer_free(p);
+	/* offered, handshake failed: a distinct error, nothing more on the connection */
+	static const char *const broken[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 STARTTLS\r\n", "C:STARTTLS", "S:220 go ahead\r\n",
+		NULL
+	};
+	pp.tls_start = fake_tls_fail;
+	assert_int_equal(open_with(broken, &pp, &p, &s, &err), -1);
+	assert_int_equal(err.code, EX_UNAVAILABLE);
+	assert_true(err.flags & BA_ERR_TLS_FAILED);
+	assert_false(err.flags & BA_ERR_CANCELLED);
+	assert_string_equal(peer_end(p), "EHLO client.test\r\nSTARTTLS\r\n");
+	peer_free(p);
+	/* submission with credentials, no STARTTLS on offer: never AUTH in clear */
+	pp.variant = BA_SMTP_SUBMISSION;
+	pp.tls_start = fake_tls;
+	pp.user = "u";
+	pp.password = "secret";
+	static const char *const clear[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 AUTH PLAIN LOGIN\r\n", "C:QUIT", NULL
+	};
+	open_fails(clear, &pp, EX_NOPERM, "EHLO client.test\r\nQUIT\r\n", "TLS");
+	/* an MX never gets credentials: nothing is sent at all */
+	pp.variant = BA_SMTP_MX;
+	static const char *const mx[] = { NULL };
+	open_fails(mx, &pp, EX_USAGE, "", "MX");
+}
+
+struct canceller {
+	int fd;
+	int ms;
+};
+
+static void *cancel_later(void *arg)
+{
+	struct canceller *c = arg;
+	msleep(c->ms);
+	if (write(c->fd, "x", 1) != 1)
+		abort();
+	return NULL;
+}
+
+/* A cancel reaches a session waiting for a server that never answers, at once. */
+static void test_smtp__cancel_stalled(void **state)
+{
+	(void)state;
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	struct ba_smtp_params pp = params();
+	pp.timeout_ms = 20000;
+	pp.flags = BA_SMTP_CANCEL;
+	pp.cancel_fd = pfd[0];
+	static const char *const sc[] = { "E", NULL }; /* no greeting, ever */
+	struct canceller c = { pfd[1], 100 };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, cancel_later, &c), 0);
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	int64_t t0 = ba_now_ms();
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), -1);
+	int64_t took = ba_now_ms() - t0;
+	pthread_join(th, NULL);
+	assert_null(s);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_true(err.flags & BA_ERR_CANCELLED);
+	assert_non_null(strstr(err.text, "cancelled"));
+	assert_null(strstr(err.text, "in time"));
+	assert_true(took >= 90 && took < 2000);
+	assert_string_equal(peer_end(p), "");
+	peer_free(p);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+struct prog {
+	int calls;
+	uint64_t last, total;
+	int backwards;
+};
+
+static void prog_cb(void *ctx, uint64_t sent, uint64_t total)
+{
+	struct prog *g = ctx;
+	if (sent < g->last)
+		g->backwards = 1;
+	g->calls++;
+	g->last = sent;
+	g->total = total;
+}
+
+/* Progress: after each chunk, never backwards, the whole message at the end, for DATA and BDAT. */
+static void test_smtp__progress(void **state)
+{
+	(void)state;
+	size_t n = 300 * 1024;
+	char *body = malloc(n + 1);
+	assert_non_null(body);
+	for (size_t i = 0; i < n; i++)
+		body[i] = i % 80 == 79 ? '\n' : 'p';
+	body[n] = '\0';
+	for (int chunking = 0; chunking < 2; chunking++) {
+		const char *const data[] = {
+			GREET, "C:EHLO", "S:250 mx\r\n", "C:MAIL", "S:250 ok\r\n", "C:RCPT",
+			"S:250 ok\r\n", "C:DATA", "S:354 go\r\n", "D", "S:250 queued\r\n", "C:QUIT",
+			"S:221 bye\r\n", NULL
+		};
+		const char *const bdat[] = {
+			GREET, "C:EHLO", "S:250-mx\r\n250 CHUNKING\r\n", "C:MAIL", "S:250 ok\r\n",
+			"C:RCPT", "S:250 ok\r\n", "B", "S:250 queued\r\n", "C:QUIT", "S:221 bye\r\n", NULL
+		};
+		struct prog g = { 0, 0, 0, 0 };
+		struct ba_smtp_params pp = params();
+		pp.progress = prog_cb;
+		pp.progress_ctx = &g;
+		struct peer *p;
+		ba_session *s;
+		struct ba_err err = BA_ERR_INIT;
+		assert_int_equal(open_with(chunking ? bdat : data, &pp, &p, &s, &err), 0);
+		struct ba_envelope env = { "me@x", two, 1, n, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_result *res;
+		assert_int_equal(send_msg(s, &env, body, &res, &err), 0);
+		ba_result_free(res);
+		ba_session_free(s);
+		peer_end(p);
+		peer_free(p);
+		/* DATA: a call per 64 KB written and one at the end; BDAT: one 512 KB chunk */
+		if (chunking)
+			assert_int_equal(g.calls, 1);
+		else
+			assert_true(g.calls >= 5 && g.calls <= 8);
+		assert_false(g.backwards);
+		assert_true(g.last == n);
+		assert_true(g.total == n);
+	}
+	free(body);
+}
+
+/* LMTP: a reply after the data for a recipient refused at RCPT is not taken for the next one. */
+static void test_smtp__lmtp_extra_reply(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		"S:220 lmtp\r\n", "C:LHLO", "S:250 lmtp\r\n", "C:MAIL", "S:250 ok\r\n",
+		"C:RCPT TO:<a@", "S:550 5.1.1 no such user\r\n", "C:RCPT TO:<b@", "S:250 ok\r\n",
+		"C:DATA", "S:354 go\r\n", "D",
+		"S:550 5.1.1 <a@x.test> no such user\r\n250 2.0.0 <b@x.test> delivered\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	pp.variant = BA_SMTP_LMTP;
+	pp.flags = BA_SMTP_PARTIAL_DELIVERY;
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope env = { "me@x", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_result *res;
+	assert_int_equal(send_msg(s, &env, "hi\n", &res, &err), -1);
+	assert_int_equal(err.code, EX_PROTOCOL);
+	assert_int_equal(res->naccepted, 0);
+	assert_int_equal(res->rcpts[0].code, 550); /* its RCPT reply */
+	assert_int_equal(res->rcpts[1].code, 0);   /* not known */
+	assert_int_equal(res->rcpts[1].accepted, 0);
+	assert_string_equal(res->rcpts[1].text, "");
+	ba_result_free(res);
+	ba_session_free(s);
+	const char *got = peer_end(p);
+	assert_null(strstr(got, "QUIT"));
+	peer_free(p);
+}
+
 static void test_smtp__log_redacts(void **state);
 
 int main(void)
@@ -881,6 +1192,12 @@ int main(void)
 		cmocka_unit_test(test_smtp__bad_body_drops),
 		cmocka_unit_test(test_smtp__data_transform),
 		cmocka_unit_test(test_smtp__log_redacts),
+		cmocka_unit_test(test_smtp__pipelined_mail_refused),
+		cmocka_unit_test(test_smtp__bdat_chunk_refused),
+		cmocka_unit_test(test_smtp__opportunistic_tls),
+		cmocka_unit_test(test_smtp__cancel_stalled),
+		cmocka_unit_test(test_smtp__progress),
+		cmocka_unit_test(test_smtp__lmtp_extra_reply),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

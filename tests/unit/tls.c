@@ -405,6 +405,38 @@ static void test_tls__good_handshake_and_data(void **state)
 	assert_string_equal(sv.sni, "localhost");
 }
 
+/* A cancel descriptor set on the TLS stream reaches the poll of the stream under it. */
+static void test_tls__cancel(void **state)
+{
+	(void)state;
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	struct server sv = { .cert = &certs[C_GOOD] };
+	ba_stream *inner = start_server(&sv);
+	ba_stream *t = NULL;
+	assert_int_equal(ba_tls_start(&t, inner, &p, &info, &err), 0);
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	assert_int_equal(ba_stream_set_cancel(t, pfd[0]), 0);
+	assert_int_equal(write(pfd[1], "c", 1), 1);
+	char buf[16];
+	/* the echo server is waiting for us: only the cancel can end this read */
+	int64_t t0 = ba_now_ms();
+	assert_int_equal(ba_stream_read(t, buf, sizeof buf, ba_deadline(10000), &err), -1);
+	assert_true(ba_now_ms() - t0 < 1000);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_true(err.flags & BA_ERR_CANCELLED);
+	assert_non_null(strstr(err.text, "cancelled"));
+	ba_err_clear(&err);
+	assert_int_equal(ba_stream_write(t, "x", 1, ba_deadline(10000), &err), -1);
+	assert_true(err.flags & BA_ERR_CANCELLED);
+	ba_stream_free(t);
+	pthread_join(sv.thread, NULL);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 static void test_tls__ip_literal_no_sni(void **state)
 {
 	(void)state;
@@ -767,6 +799,7 @@ int main(void)
 		cmocka_unit_test(test_tls__client_certificate),
 		cmocka_unit_test(test_tls__config_errors),
 		cmocka_unit_test(test_tls__over_net_connect),
+		cmocka_unit_test(test_tls__cancel),
 		cmocka_unit_test(test_tls__handshake_timeout),
 		cmocka_unit_test(test_tls__peer_not_speaking_tls),
 		cmocka_unit_test(test_tls__not_tls),

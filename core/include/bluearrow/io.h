@@ -158,6 +158,8 @@ struct ba_stream_ops {
 	size_t (*pending)(ba_stream *s);
 	/* Closes and frees.  */
 	void (*free)(ba_stream *s);
+	/* Watches a cancel descriptor (see ba_stream_set_cancel()).  May be NULL. */
+	int (*set_cancel)(ba_stream *s, int fd);
 };
 struct ba_stream {
 	const struct ba_stream_ops *ops;
@@ -179,6 +181,24 @@ static inline size_t ba_stream_pending(ba_stream *s)
 }
 /* Closes and frees the stream; NULL is a no-op. */
 void ba_stream_free(ba_stream *s);
+/*
+ * Cancellation: from now on every wait of the stream (the poll for the
+ * socket in read and write) also watches fd (borrowed; typically the read
+ * end of a pipe another thread writes a byte to), and every read or write
+ * first checks it.  Once fd is readable, reads and writes fail at once,
+ * however stalled the peer, with ba_err_cancel(): class EX_TEMPFAIL,
+ * flag BA_ERR_CANCELLED, "cancelled".  The stream is not usable afterwards
+ * (part of a write may have gone out): free it.  Nothing is read from fd,
+ * so one byte cancels every stream watching it.  fd < 0 stops watching.
+ * A TLS stream passes fd to the stream under it.  Returns 0, or -1 when the
+ * stream cannot be cancelled (no set_cancel op).
+ */
+static inline int ba_stream_set_cancel(ba_stream *s, int fd)
+{
+	return s->ops->set_cancel ? s->ops->set_cancel(s, fd) : -1;
+}
+/* 1 when fd (>= 0) is readable now, i.e. a cancel was asked for; 0 otherwise. */
+int ba_cancel_pending(int fd);
 
 /*
  * A stream over a connected file descriptor (socket, socketpair, pipe

@@ -14,6 +14,14 @@ struct ba_net_params {
 	unsigned proxy_port;
 	int timeout_ms;          /* deadline for the name, each address and the proxy exchange; <= 0: 60 s */
 	const struct ba_log *log; /* optional */
+	/*
+	 * Optional (NULL = none): a cancel descriptor (borrowed), watched while
+	 * the name is resolved (checked every 20 ms: the resolver runs in a
+	 * thread), in the poll of the connection attempts and in the SOCKS5
+	 * exchange; the returned stream watches it too (ba_stream_set_cancel()).
+	 * A pointer, so that a zeroed struct means "none" (0 is a descriptor).
+	 */
+	const int *cancel_fd;
 };
 
 /*
@@ -41,6 +49,7 @@ struct ba_net_params {
  *  EX_CONFIG    source_ip is not a usable numeric address for any of the
  *               destination's families; host too long for SOCKS5 (255)
  *  EX_OSERR     sockets cannot be created, bind failed, out of memory
+ *  EX_TEMPFAIL with BA_ERR_CANCELLED in err->flags: cancelled (cancel_fd)
  */
 int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err *err);
 

@@ -31,6 +31,17 @@
  *    unless PIPELINING or LMTP expects further replies.
  *  - Server text is cleaned (ba_log_clean) before it reaches a log, an
  *    error or a result.
+ *  - The error of a failed transaction is the reply to the first command
+ *    that failed, in protocol order: with PIPELINING the "503 need MAIL"
+ *    and "503 need RCPT" a server sends after a refused MAIL are read to
+ *    stay in step, never reported.
+ *  - Cancellation (BA_SMTP_CANCEL): every wait for the server also watches
+ *    cancel_fd, so a stalled server cannot delay a cancel; a cancelled
+ *    send never lets the server see the end of the data.
+ *
+ * Thread safety: a session is used by one thread at a time; different
+ * sessions may run in different threads.  The progress callback runs in
+ * the thread that called ba_session_send().
  */
 #ifndef BLUEARROW_SMTP_H
 #define BLUEARROW_SMTP_H
@@ -45,19 +56,44 @@
 
 typedef struct ba_session ba_session;
 
+/*
+ * MX: relay to a domain's mail exchanger (RFC 5321 §5, MTA to MTA, port 25).
+ * The engine then never authenticates: an MX found in the DNS is not the
+ * user's provider, so user, password and auth_mech must be unset (else
+ * ba_session_open() fails with EX_USAGE and sends nothing).  Everything
+ * else is as for SUBMISSION (HELO fallback for an old server included).
+ * The route should pair it with BA_TLS_OPPORTUNISTIC (RFC 7435 §1: encrypt
+ * when possible) and a tls_start that does not insist on a verified
+ * certificate unless MTA-STS or DANE says so (RFC 3207 §4.1); the engine
+ * does not change tls itself: BA_TLS_OFF stays plaintext.
+ * SUBMISSION: to the user's MSA (RFC 6409), usually with AUTH.
+ * LMTP: to a local delivery agent (RFC 2033): LHLO, no HELO fallback, one
+ * reply per accepted recipient after the data.
+ */
 enum ba_smtp_variant { BA_SMTP_MX, BA_SMTP_SUBMISSION, BA_SMTP_LMTP };
 
 /*
  * OFF: plaintext.  STARTTLS: required; the session fails (EX_UNAVAILABLE)
  * if the server does not offer it.  IMPLICIT: the stream handed to
  * ba_session_open() is already a verified TLS stream (RFC 8314 §3.3).
+ * OPPORTUNISTIC (RFC 3207, RFC 7435): STARTTLS when the EHLO reply offers
+ * it, plaintext when it does not or when the server refuses the STARTTLS
+ * command (4xx/5xx: the dialogue is still in step, EHLO is not repeated).
+ * Once the server said 220 the session is committed: a failed handshake or
+ * verification fails ba_session_open() with the flag BA_ERR_TLS_FAILED in
+ * err->flags (class as the tls_start callback set it, usually
+ * EX_UNAVAILABLE); the connection is gone, and the caller may connect again
+ * with BA_TLS_OFF or try the next host.  Cleartext AUTH stays refused on a
+ * plaintext session (BA_SMTP_ALLOW_CLEARTEXT_AUTH aside), so OPPORTUNISTIC
+ * with credentials fails with EX_NOPERM when the server offers no TLS.
  */
-enum ba_tls_mode { BA_TLS_OFF, BA_TLS_STARTTLS, BA_TLS_IMPLICIT };
+enum ba_tls_mode { BA_TLS_OFF, BA_TLS_STARTTLS, BA_TLS_IMPLICIT, BA_TLS_OPPORTUNISTIC };
 
 /*
  * Wraps *stream in TLS and verifies the peer.  Takes ownership of *stream,
  * also on failure; on success replaces it with the encrypted stream.
  * Returns 0 or -1 with err set (EX_UNAVAILABLE, EX_TEMPFAIL, EX_CONFIG).
+ * The engine adds BA_ERR_TLS_FAILED to err->flags when it returns -1.
  */
 typedef int ba_smtp_tls_start_fn(void *ctx, ba_stream **stream, struct ba_err *err);
 /*
@@ -74,14 +110,28 @@ enum ba_smtp_flags {
 	BA_SMTP_NO_CHUNKING = 1 << 3,      /* use DATA even when CHUNKING is offered */
 	BA_SMTP_TOKEN = 1 << 4,            /* password is an OAuth2 bearer token */
 	BA_SMTP_CLIENT_CERT = 1 << 5,      /* a TLS client certificate was presented (EXTERNAL) */
+	BA_SMTP_CANCEL = 1 << 6,           /* cancel_fd is set (0 is a valid descriptor) */
 };
 
-/* Transparent, zero = defaults.  Every pointer is borrowed for the life of the session. */
+/*
+ * Progress of the data phase: sent is the number of message bytes (as read
+ * from the body reader) handed to the connection so far, total is
+ * env->size (0 when unknown).  Called after each write of a data chunk
+ * (64 KB for DATA, a BDAT chunk) and once at the end, in the sending
+ * thread; it must not call into the session.
+ */
+typedef void ba_smtp_progress_fn(void *ctx, uint64_t sent, uint64_t total);
+
+/*
+ * Transparent, zero = defaults.  Every pointer is borrowed for the life of
+ * the session.  The zero variant is BA_SMTP_MX, which never authenticates:
+ * set variant = BA_SMTP_SUBMISSION along with user.
+ */
 struct ba_smtp_params {
 	enum ba_smtp_variant variant;
 	enum ba_tls_mode tls;
 	const char *helo;                  /* EHLO/LHLO argument; NULL = "localhost" */
-	ba_smtp_tls_start_fn *tls_start;   /* required for BA_TLS_STARTTLS */
+	ba_smtp_tls_start_fn *tls_start;   /* required for BA_TLS_STARTTLS and _OPPORTUNISTIC */
 	ba_smtp_tls_binding_fn *tls_binding; /* optional */
 	void *tls_ctx;                     /* passed to both callbacks */
 	const char *user, *password;       /* user set = AUTH required; never logged */
@@ -93,6 +143,23 @@ struct ba_smtp_params {
 	size_t reply_lines_max;            /* lines per reply; 0 = 100 */
 	int timeout_ms;                    /* per reply and per write; <= 0 = 300000 (RFC 5321 §4.5.3.2) */
 	const struct ba_log *log;          /* optional; BA_LOG_PROTO traces the dialogue */
+	ba_smtp_progress_fn *progress;     /* optional */
+	void *progress_ctx;
+	/*
+	 * With BA_SMTP_CANCEL: a descriptor (borrowed, typically the read end of
+	 * a pipe) that cancels the session when it becomes readable; nothing is
+	 * read from it.  Watched in the same poll as the socket, in
+	 * ba_session_open() and ba_session_send(), and checked between data
+	 * chunks.  A cancelled call returns -1 with class EX_TEMPFAIL and
+	 * BA_ERR_CANCELLED in err->flags; the connection is dropped at once
+	 * (no QUIT, never the final "." or the last BDAT chunk), the session is
+	 * dead (free it).  Once the end of the data is out, the send is no
+	 * longer cancelled: it waits (within timeout_ms) for the server's
+	 * verdict, so a cancel never leaves the outcome unknown.  The stream
+	 * must support ba_stream_set_cancel() (fd and TLS streams do), else
+	 * the cancel is seen only between data chunks.
+	 */
+	int cancel_fd;
 };
 
 /* Capabilities from the last EHLO/LHLO reply (RFC 5321 §4.1.1.1 and extensions). */
@@ -167,10 +234,13 @@ void ba_result_free(struct ba_result *r);
  * On success the caller frees *out with ba_session_free().  *p is borrowed
  * for the life of the session.
  * Errors: EX_UNAVAILABLE (5xx greeting or EHLO, TLS failure, STARTTLS not
- * offered), EX_NOPERM (authentication refused or impossible), EX_PROTOCOL
- * (malformed, oversized or unexpected reply, trailing bytes), EX_TEMPFAIL
- * (4xx, timeout, connection lost), EX_USAGE (bad params: control characters
- * in helo, STARTTLS without callback).
+ * offered when required), EX_NOPERM (authentication refused or impossible),
+ * EX_PROTOCOL (malformed, oversized or unexpected reply, trailing bytes),
+ * EX_TEMPFAIL (4xx, timeout, connection lost; cancelled, with
+ * BA_ERR_CANCELLED), EX_USAGE (bad params: control characters in helo,
+ * STARTTLS without callback, credentials for an MX).  A failed TLS
+ * handshake after the server's 220 to STARTTLS adds BA_ERR_TLS_FAILED to
+ * err->flags (see BA_TLS_OPPORTUNISTIC).
  */
 int ba_session_open(ba_session **out, ba_stream *stream, const struct ba_smtp_params *p,
                     struct ba_err *err);
@@ -204,8 +274,17 @@ const char *ba_session_auth_mech(const ba_session *s);
  *               SMTPUTF8 the server lacks, has a line over 998 octets, or
  *               the data was refused permanently; a bad address;
  *  EX_UNAVAILABLE the sender was refused permanently;
- *  EX_PROTOCOL  malformed reply or trailing bytes;
+ *  EX_PROTOCOL  malformed reply or trailing bytes; for LMTP more replies
+ *               after the data than accepted recipients (RFC 2033 §4.2;
+ *               then no per-recipient outcome is believed: every recipient
+ *               that had a reply after the data gets code 0, "not known");
+ *  EX_TEMPFAIL with BA_ERR_CANCELLED in err->flags: cancelled (cancel_fd);
  *  other classes from the body reader.
+ * The error (code, enhanced status, cleaned text) is the reply to the first
+ * command that failed in protocol order (MAIL, each RCPT, DATA, each BDAT
+ * chunk, the replies after the data); with PIPELINING the 503 replies that
+ * follow a refused MAIL are never reported, and the recipients then keep
+ * code 0 (not reached).
  * Mixed refusals (some recipients accepted, some refused, no partial
  * delivery) give EX_TEMPFAIL if any refusal was temporary, else EX_NOUSER.
  * After EX_PROTOCOL, EX_TEMPFAIL from I/O or a dropped data phase the
