@@ -199,6 +199,13 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 	ba_buf_init(&r->password, 0);
 	if (ba_route_params_init(&r->p, acc, o->log, o->smtp_flags, o->timeout_ms, err) < 0)
 		goto fail;
+	r->p.smtp.progress = o->progress;
+	r->p.smtp.progress_ctx = o->progress_ctx;
+	if (o->cancel_fd) {
+		r->p.net.cancel_fd = o->cancel_fd;
+		r->p.smtp.cancel_fd = *o->cancel_fd;
+		r->p.smtp.flags |= BA_SMTP_CANCEL;
+	}
 	r->p.smtp.tls_start = route_tls_start;
 	r->p.smtp.tls_binding = route_tls_binding;
 	r->p.smtp.tls_ctx = r;

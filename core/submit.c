@@ -315,6 +315,9 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	ro.log = s->log;
 	ro.smtp_flags = s->smtp_flags;
 	ro.report = &report;
+	ro.progress = s->progress;
+	ro.progress_ctx = s->progress_ctx;
+	ro.cancel_fd = s->cancel_fd;
 	ba_route *r = NULL;
 	int rc = ba_route_open(&r, s->acc, &ro, err);
 	memcpy(res->server, report.server, sizeof(res->server));

@@ -9,6 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <stdatomic.h>
+
+#include "../helper/sink_server.h"
 #include "bluearrow/config.h"
 #include "bluearrow/err.h"
 #include "bluearrow/submit.h"
@@ -169,14 +173,97 @@ static void test_submit__read_opts(void **state)
 	ba_config_free(cfg);
 }
 
+/* ---- a send through the whole pipeline from a worker thread, cancelled by the "UI" ---- */
+
+#define BIG ((uint64_t)20 * 1024 * 1024)
+
+struct job {
+	struct ba_submit sub;
+	struct ba_submit_result res;
+	struct ba_err err;
+	int rc;
+	_Atomic uint64_t sent;
+	uint64_t total;
+};
+
+static void job_progress(void *ctx, uint64_t sent, uint64_t total)
+{
+	struct job *j = ctx;
+	atomic_store(&j->sent, sent);
+	j->total = total;
+}
+
+static void *job_main(void *arg)
+{
+	struct job *j = arg;
+	j->rc = ba_submit_send(&j->res, &j->sub, &j->err);
+	return NULL;
+}
+
+static void test_submit__cancel_from_another_thread(void **state)
+{
+	(void)state;
+	struct sink_server sv;
+	sink_server_start(&sv);
+	char text[256];
+	snprintf(text, sizeof(text), "account default\nhost 127.0.0.1\nport %u\ntimeout 60\n"
+	         "from a@example.test\n", (unsigned)sv.port);
+	ba_config *cfg = load(text);
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *acc = ba_submit_account(cfg, NULL, NULL, NULL, &err);
+	assert_non_null(acc);
+	ba_spool *spool = NULL;
+	assert_int_equal(ba_spool_new(&spool, 0, &err), 0);
+	struct gen_reader g = { { &gen_ops }, 0, BIG };
+	char buf[65536];
+	ssize_t k;
+	while ((k = ba_read(&g.base, buf, sizeof(buf), &err)) > 0)
+		assert_int_equal(ba_write(ba_spool_writer(spool), buf, (size_t)k, &err), 0);
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	static const char *const rcpt[] = { "b@example.test" };
+	struct job j;
+	memset(&j, 0, sizeof(j));
+	j.sub.acc = acc;
+	j.sub.from = "a@example.test";
+	j.sub.rcpt = rcpt;
+	j.sub.nrcpt = 1;
+	j.sub.spool = spool;
+	j.sub.progress = job_progress;
+	j.sub.progress_ctx = &j;
+	j.sub.cancel_fd = &pfd[0];
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, job_main, &j), 0);
+	struct timespec ms = { 0, 1000000L };
+	for (int i = 0; i < 120000 && atomic_load(&j.sent) < BIG / 2; i++)
+		nanosleep(&ms, NULL);
+	assert_int_equal(write(pfd[1], "c", 1), 1);
+	pthread_join(th, NULL);
+	pthread_join(sv.th, NULL);
+	close(sv.lfd);
+	assert_int_equal(j.rc, -1);
+	assert_int_equal(j.err.code, EX_TEMPFAIL);
+	assert_true(j.err.flags & BA_ERR_CANCELLED);
+	assert_true(j.total == ba_spool_wire_size(spool));
+	assert_true(sv.saw_data);
+	assert_false(sv.saw_end); /* the server never saw a complete message */
+	ba_submit_result_release(&j.res);
+	ba_spool_free(spool);
+	ba_config_free(cfg);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 int main(void)
 {
+	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_submit__account_choice_order),
 		cmocka_unit_test(test_submit__envelope_from),
 		cmocka_unit_test(test_submit__recipients_and_aliases),
 		cmocka_unit_test(test_submit__dsn_values),
 		cmocka_unit_test(test_submit__read_opts),
+		cmocka_unit_test(test_submit__cancel_from_another_thread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

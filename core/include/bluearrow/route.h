@@ -72,6 +72,10 @@ struct ba_route_opts {
 	const struct ba_route_target *plan; /* the targets to try in order, instead of the
 	                                       account's host or socket; borrowed */
 	size_t nplan;              /* 0 = the account's one target */
+	ba_smtp_progress_fn *progress; /* optional: body bytes sent (smtp.h), in the calling thread */
+	void *progress_ctx;
+	const int *cancel_fd;      /* optional: a descriptor whose readability cancels connecting
+	                              and sending (smtp.h, net.h); borrowed for the route's life */
 };
 
 /*

@@ -17,7 +17,10 @@
  * `bluearrow sendmail`, `bluearrow send`, `bluearrow check`, the outbox
  * flush and the TUI call these functions and nothing below them, so each
  * decision above is made in exactly one place.  Nothing here prints: the
- * front end shows err and the result.
+ * front end shows err and the result.  ba_submit_send() may run in a
+ * worker thread while another thread shows its progress and cancels it
+ * (struct ba_submit's progress and cancel_fd); calls on different
+ * configurations and spools are independent.
  */
 #ifndef BLUEARROW_SUBMIT_H
 #define BLUEARROW_SUBMIT_H
@@ -122,6 +125,13 @@ struct ba_submit {
 	unsigned smtp_flags;          /* extra enum ba_smtp_flags (benchmarks, tests) */
 	long repeat;                  /* send the message this many times over one session
 	                                 (benchmarks); 0 = once */
+	ba_smtp_progress_fn *progress; /* optional: body bytes sent of the total, called in the
+	                                  sending thread after each chunk (a progress bar) */
+	void *progress_ctx;
+	const int *cancel_fd;         /* optional: when this descriptor becomes readable (a byte
+	                                 written to a pipe by a UI thread) the send stops: -1,
+	                                 EX_TEMPFAIL with BA_ERR_CANCELLED in err->flags, and the
+	                                 server never sees the end of the data */
 };
 
 /* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */
