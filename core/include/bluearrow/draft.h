@@ -51,7 +51,8 @@
  * Bounds (a corrupt or hostile file fails, it cannot make the reader grow
  * without limit): a header line at most BA_DRAFT_LINE_MAX octets, at most
  * BA_DRAFT_LINES_MAX header lines, an in-memory body at most
- * BA_DRAFT_BODY_MAX octets, and nothing after the declared body.  Every
+ * BA_DRAFT_BODY_MAX octets, a whole file at most 4 MiB more than that, and
+ * nothing after the declared body.  Every
  * error in a file is EX_DATAERR and names the file and the line:
  * "'drafts/x.draft', line 7: unknown field 'Foo'".
  *
@@ -79,7 +80,7 @@ typedef struct ba_draft ba_draft;
 #define BA_DRAFT_VERSION 1
 #define BA_DRAFT_LINE_MAX 65536            /* octets in one header line, LF excluded */
 #define BA_DRAFT_LINES_MAX 10000           /* header lines */
-#define BA_DRAFT_BODY_MAX (64u << 20)      /* octets of in-memory body */
+#define BA_DRAFT_BODY_MAX (16u << 20)      /* octets of in-memory body */
 
 /* The header fields a draft holds. */
 enum ba_draft_field {
