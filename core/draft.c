@@ -628,6 +628,10 @@ static int apply(ba_draft *d, struct reader *r, int kind, char *v, int *have_bod
 {
 	int rc = 0;
 	size_t last = d->natt - 1;
+	if ((kind == K_ATTACH || kind == K_BODY_FILE || kind == K_HTML_FILE) && is_stdin(v)) {
+		free(v); /* ba_draft_format() refuses to write it: a file never holds it */
+		return bad(r, "%s: '-' (standard input) cannot be in a draft", x_names[kind - K_ATTACH]);
+	}
 	switch (kind) {
 	case K_VERSION:
 		rc = bad(r, "X-Bluearrow-Draft given twice");

@@ -387,6 +387,8 @@ static void test_draft__corrupt_files(void **state)
 		{ "X-Bluearrow-Draft: 1\nX-Bluearrow-Body: 5\n\nabc", "line 4: truncated body: 3 of 5" },
 		{ "X-Bluearrow-Draft: 1\nX-Bluearrow-Body: 2\n\nabc", "line 4: 1 octets after the body" },
 		{ "X-Bluearrow-Draft: 1\n\ntrailing", "line 3: 8 octets after the header" },
+		{ "X-Bluearrow-Draft: 1\nX-Bluearrow-Attach: -\n\n", "line 2: X-Bluearrow-Attach: '-'" },
+		{ "X-Bluearrow-Draft: 1\nX-Bluearrow-Html-File: -\n\n", "line 2: X-Bluearrow-Html-File: '-'" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct ba_err err = BA_ERR_INIT;
