@@ -801,15 +801,12 @@ int ba_draft_load(ba_draft **out, const char *path, struct ba_err *err)
 	ba_buf_init(&b, max + 1);
 	int rc = 0;
 	for (;;) {
-		if (ba_buf_grow(&b, 65536) < 0) {
-			rc = b.len >= max ? ba_err_set(err, EX_DATAERR, "'%s': larger than a draft can be",
-			                               path)
-			                  : ba_err_set(err, EX_OSERR, "out of memory");
+		/* room for one octet more than a draft may have, to tell "too large" from "full" */
+		size_t room = max + 1 - b.len < 65536 ? max + 1 - b.len : 65536;
+		if (ba_buf_grow(&b, room) < 0) {
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
 			break;
 		}
-		size_t room = b.alloc - b.len - 1;
-		if (room > max + 1 - b.len)
-			room = max + 1 - b.len;
 		ssize_t k = read(fd, b.data + b.len, room);
 		if (k < 0 && errno == EINTR)
 			continue;
