@@ -460,6 +460,16 @@ static void test_draft__bounds(void **state)
 	assert_int_equal(err.code, EX_DATAERR);
 	assert_non_null(strstr(err.text, path));
 	unlink(path);
+	/* a file just under the largest a draft can be is read whole and judged by its content */
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "X-Bluearrow-Draft: 1\n", 21), 21);
+	assert_int_equal(ftruncate(fd, (off_t)(4u << 20) + BA_DRAFT_BODY_MAX - 10), 0);
+	close(fd);
+	assert_int_equal(ba_draft_load(&d, path, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_non_null(strstr(err.text, "line 2: line longer than"));
+	unlink(path);
 	/* not a file, no file */
 	assert_int_equal(ba_draft_load(&d, tmpdir, &err), -1);
 	assert_int_equal(err.code, EX_NOINPUT);
