@@ -199,10 +199,10 @@ int ba_draft_format(struct ba_buf *out, const ba_draft *d, struct ba_err *err);
 
 /*
  * Appends the default drafts directory to out; with create, makes it (and
- * missing parents, mode 0700) when absent.  Errors: EX_CONFIG (neither
- * $XDG_DATA_HOME nor $HOME set, or a relative $XDG_DATA_HOME is ignored as
- * the XDG specification says and $HOME is missing), EX_CANTCREAT (cannot
- * create, or not a directory), EX_OSERR.
+ * missing parents, mode 0700) when absent.  A relative $XDG_DATA_HOME is
+ * ignored, as the XDG Base Directory specification says.  Errors: EX_CONFIG
+ * (no absolute $XDG_DATA_HOME and no $HOME), EX_CANTCREAT (cannot create,
+ * or not a directory), EX_OSERR.
  */
 int ba_draft_dir(struct ba_buf *out, int create, struct ba_err *err);
 /*
