@@ -29,11 +29,18 @@ extern const char cli_compose_usage[];
 int cli_cmd_compose(int argc, char **argv);
 struct ba_msg;
 struct ba_msg_opts;
+struct ba_draft;
 /*
- * For `bluearrow send`: parses compose's options (argv[0] is the command
- * name) and builds the message; *o gets the options to write it with.
- * Returns 0 (the caller frees *out with ba_msg_free()) or an exit code after
- * printing the error.
+ * Parses compose's options (argv[0] is the command name) into a new draft
+ * (bluearrow/draft.h); *o gets the options to write the message with
+ * (--crlf, --8bit).  Returns 0 (the caller frees *out with ba_draft_free())
+ * or an exit code after printing the usage error.
+ */
+int cli_compose_draft(struct ba_draft **out, struct ba_msg_opts *o, int argc, char **argv);
+/*
+ * For `bluearrow send`: cli_compose_draft() then ba_draft_build(), the same
+ * path as `bluearrow compose`.  Returns 0 (the caller frees *out with
+ * ba_msg_free()) or an exit code after printing the error.
  */
 int cli_compose_build(struct ba_msg **out, struct ba_msg_opts *o, int argc, char **argv);
 

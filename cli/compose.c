@@ -1,10 +1,11 @@
-/* cli/compose.c - bluearrow compose: build a message from options and print it */
+/* cli/compose.c - bluearrow compose: options fill a draft (bluearrow/draft.h), built and printed */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bluearrow/draft.h"
 #include "bluearrow/mime.h"
 #include "bluearrow/msg.h"
 #include "cli.h"
@@ -18,6 +19,7 @@ const char cli_compose_usage[] =
 	"  --to LIST            recipients; LIST is one or more addresses separated by commas\n"
 	"  --cc LIST            carbon-copy recipients\n"
 	"  --bcc LIST           blind recipients: never written into the message\n"
+	"  --reply-to LIST      where replies should go (Reply-To)\n"
 	"  --subject TEXT       the subject (UTF-8)\n"
 	"  --body FILE          the text body (UTF-8); '-' reads standard input\n"
 	"  --html FILE          an HTML body; with --body the two become multipart/alternative\n"
@@ -34,43 +36,10 @@ const char cli_compose_usage[] =
 	"Exit status: 0, 64 bad usage, 65 bad data (address, header, UTF-8),\n"
 	"66 unreadable input, 74 I/O error.  Nothing is written when input is bad.\n";
 
-struct attach {
-	const char *path, *type, *name;
-};
-
-struct compose_args {
-	const char **from, **to, **cc, **bcc, **headers, **refs;
-	size_t nfrom, nto, ncc, nbcc, nheaders, nrefs;
-	const char *subject, *body, *html, *in_reply_to;
-	struct attach *att;
-	size_t natt;
-	int crlf, eightbit;
-};
-
-static int push(const char ***v, size_t *n, const char *s)
-{
-	const char **x = realloc(*v, (*n + 1) * sizeof(*x));
-	if (!x)
-		return -1;
-	x[(*n)++] = s;
-	*v = x;
-	return 0;
-}
-
-static void args_release(struct compose_args *a)
-{
-	free(a->from);
-	free(a->to);
-	free(a->cc);
-	free(a->bcc);
-	free(a->headers);
-	free(a->refs);
-	free(a->att);
-}
-
 enum {
 	OPT_FROM = 256, OPT_TO, OPT_CC, OPT_BCC, OPT_SUBJECT, OPT_BODY, OPT_HTML, OPT_ATTACH,
 	OPT_ATTACH_TYPE, OPT_ATTACH_NAME, OPT_HEADER, OPT_IRT, OPT_REFS, OPT_CRLF, OPT_8BIT,
+	OPT_REPLY_TO,
 };
 
 static const struct option compose_options[] = {
@@ -78,6 +47,7 @@ static const struct option compose_options[] = {
 	{ "to", required_argument, NULL, OPT_TO },
 	{ "cc", required_argument, NULL, OPT_CC },
 	{ "bcc", required_argument, NULL, OPT_BCC },
+	{ "reply-to", required_argument, NULL, OPT_REPLY_TO },
 	{ "subject", required_argument, NULL, OPT_SUBJECT },
 	{ "body", required_argument, NULL, OPT_BODY },
 	{ "html", required_argument, NULL, OPT_HTML },
@@ -92,57 +62,68 @@ static const struct option compose_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Returns 0, or an exit code after printing the usage error. */
-static int parse_args(struct compose_args *a, int argc, char **argv)
+/* The draft field an address or text option adds to. */
+static int option_field(int c, enum ba_draft_field *f)
 {
+	switch (c) {
+	case OPT_FROM: *f = BA_DRAFT_FROM; return 1;
+	case OPT_TO: *f = BA_DRAFT_TO; return 1;
+	case OPT_CC: *f = BA_DRAFT_CC; return 1;
+	case OPT_BCC: *f = BA_DRAFT_BCC; return 1;
+	case OPT_REPLY_TO: *f = BA_DRAFT_REPLY_TO; return 1;
+	case OPT_HEADER: *f = BA_DRAFT_HEADER; return 1;
+	case OPT_REFS: *f = BA_DRAFT_REFERENCES; return 1;
+	case OPT_SUBJECT: *f = BA_DRAFT_SUBJECT; return 1;
+	case OPT_IRT: *f = BA_DRAFT_IN_REPLY_TO; return 1;
+	default: return 0;
+	}
+}
+
+/*
+ * Fills d from the options (each in the order given; a repeated --subject
+ * or --in-reply-to replaces the earlier one).  Returns 0, or an exit code
+ * after printing the usage error.
+ */
+static int parse_args(ba_draft *d, struct ba_msg_opts *o, int argc, char **argv)
+{
+	struct ba_err err = BA_ERR_INIT;
 	int c;
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", compose_options, NULL)) != -1) {
 		const char *v = optarg;
+		size_t natt = ba_draft_attach_count(d);
+		enum ba_draft_field f;
 		int rc = 0;
-		switch (c) {
-		case OPT_FROM: rc = push(&a->from, &a->nfrom, v); break;
-		case OPT_TO: rc = push(&a->to, &a->nto, v); break;
-		case OPT_CC: rc = push(&a->cc, &a->ncc, v); break;
-		case OPT_BCC: rc = push(&a->bcc, &a->nbcc, v); break;
-		case OPT_HEADER: rc = push(&a->headers, &a->nheaders, v); break;
-		case OPT_REFS: rc = push(&a->refs, &a->nrefs, v); break;
-		case OPT_SUBJECT: a->subject = v; break;
-		case OPT_IRT: a->in_reply_to = v; break;
-		case OPT_CRLF: a->crlf = 1; break;
-		case OPT_8BIT: a->eightbit = 1; break;
+		if (option_field(c, &f)) {
+			rc = ba_draft_add(d, f, v, &err);
+		} else switch (c) {
+		case OPT_CRLF: o->mime.eol = "\r\n"; break;
+		case OPT_8BIT: o->mime.flags |= BA_MIME_ALLOW_8BIT; break;
 		case OPT_BODY:
-			if (a->body)
+			if (ba_draft_body_file(d))
 				return cli_usage_error("compose", "--body given twice");
-			a->body = v;
+			rc = ba_draft_set_body_file(d, v, &err);
 			break;
 		case OPT_HTML:
-			if (a->html)
+			if (ba_draft_html_file(d))
 				return cli_usage_error("compose", "--html given twice");
-			a->html = v;
+			rc = ba_draft_set_html_file(d, v, &err);
 			break;
-		case OPT_ATTACH: {
-			struct attach *x = realloc(a->att, (a->natt + 1) * sizeof(*x));
-			if (!x) {
-				rc = -1;
-				break;
-			}
-			a->att = x;
-			a->att[a->natt++] = (struct attach){ v, NULL, NULL };
+		case OPT_ATTACH:
+			rc = ba_draft_attach_add(d, v, NULL, NULL, &err);
 			break;
-		}
 		case OPT_ATTACH_TYPE:
 		case OPT_ATTACH_NAME: {
 			const char *opt = c == OPT_ATTACH_TYPE ? "--attach-type" : "--attach-name";
-			if (!a->natt)
+			if (!natt)
 				return cli_usage_error("compose", "%s must follow an --attach", opt);
-			const char **slot = c == OPT_ATTACH_TYPE ? &a->att[a->natt - 1].type
-			                                         : &a->att[a->natt - 1].name;
-			if (*slot)
+			if (c == OPT_ATTACH_TYPE ? ba_draft_attach_type(d, natt - 1)
+			                         : ba_draft_attach_name(d, natt - 1))
 				return cli_usage_error("compose", "%s given twice for '%s'", opt,
-				                       a->att[a->natt - 1].path);
-			*slot = v;
+				                       ba_draft_attach_path(d, natt - 1));
+			rc = c == OPT_ATTACH_TYPE ? ba_draft_attach_set_type(d, natt - 1, v, &err)
+			                          : ba_draft_attach_set_name(d, natt - 1, v, &err);
 			break;
 		}
 		case ':':
@@ -157,148 +138,63 @@ static int parse_args(struct compose_args *a, int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("compose", "unexpected argument '%s'", argv[optind]);
-	if (!a->nfrom)
+	if (!ba_draft_count(d, BA_DRAFT_FROM))
 		return cli_usage_error("compose", "--from is required");
-	if (!a->nto && !a->ncc && !a->nbcc)
+	if (!ba_draft_count(d, BA_DRAFT_TO) && !ba_draft_count(d, BA_DRAFT_CC) &&
+	    !ba_draft_count(d, BA_DRAFT_BCC))
 		return cli_usage_error("compose", "at least one of --to, --cc, --bcc is required");
-	int stdin_users = (a->body && !strcmp(a->body, "-")) + (a->html && !strcmp(a->html, "-"));
-	for (size_t i = 0; i < a->natt; i++)
-		stdin_users += !strcmp(a->att[i].path, "-");
+	const char *body = ba_draft_body_file(d), *html = ba_draft_html_file(d);
+	int stdin_users = (body && !strcmp(body, "-")) + (html && !strcmp(html, "-"));
+	for (size_t i = 0; i < ba_draft_attach_count(d); i++)
+		stdin_users += !strcmp(ba_draft_attach_path(d, i), "-");
 	if (stdin_users > 1)
 		return cli_usage_error("compose", "standard input ('-') can be used only once");
 	return 0;
 }
 
-static int open_leaf(ba_mime_part **out, const char *path, enum ba_mime_role role,
-                     struct ba_err *err)
+int cli_compose_draft(ba_draft **out, struct ba_msg_opts *o, int argc, char **argv)
 {
-	if (strcmp(path, "-") == 0) /* no file name to show unless --attach-name gives one */
-		return ba_mime_fd_new(out, dup(STDIN_FILENO), "standard input", role, err) < 0 ? -1
-		       : ba_mime_set_filename(*out, "", err);
-	return ba_mime_file_new(out, path, role, err);
-}
-
-/* The MIME tree: [mixed: ] [alternative: ] text [html] [attachments...] */
-static int build_body(ba_mime_part **out, const struct compose_args *a, struct ba_err *err)
-{
-	ba_mime_part *text = NULL, *html = NULL, *body = NULL, *root = NULL;
-	*out = NULL;
-	if (a->body && open_leaf(&text, a->body, BA_MIME_BODY, err) < 0)
-		goto fail;
-	if (a->html && (open_leaf(&html, a->html, BA_MIME_BODY, err) < 0 ||
-	                ba_mime_set_type(html, "text/html", err) < 0))
-		goto fail;
-	if (text && html) {
-		if (ba_mime_multipart_new(&body, "alternative", err) < 0)
-			goto fail;
-		ba_mime_add(body, text, err);
-		ba_mime_add(body, html, err);
-		text = html = NULL;
-	} else {
-		body = text ? text : html;
-		text = html = NULL;
-	}
-	if (!a->natt) {
-		*out = body;
-		return 0;
-	}
-	if (ba_mime_multipart_new(&root, "mixed", err) < 0)
-		goto fail;
-	if (body)
-		ba_mime_add(root, body, err);
-	body = NULL;
-	for (size_t i = 0; i < a->natt; i++) {
-		ba_mime_part *p;
-		if (open_leaf(&p, a->att[i].path, BA_MIME_ATTACHMENT, err) < 0)
-			goto fail;
-		ba_mime_add(root, p, err);
-		if ((a->att[i].type && ba_mime_set_type(p, a->att[i].type, err) < 0) ||
-		    (a->att[i].name && ba_mime_set_filename(p, a->att[i].name, err) < 0))
-			goto fail;
-	}
-	*out = root;
-	return 0;
-fail:
-	ba_mime_free(text);
-	ba_mime_free(html);
-	ba_mime_free(body);
-	ba_mime_free(root);
-	return -1;
-}
-
-static int build_msg(ba_msg *m, const struct compose_args *a, struct ba_err *err)
-{
-	for (size_t i = 0; i < a->nfrom; i++)
-		if (ba_msg_add_from(m, a->from[i], err) < 0)
-			return -1;
-	for (size_t i = 0; i < a->nto; i++)
-		if (ba_msg_add_to(m, a->to[i], err) < 0)
-			return -1;
-	for (size_t i = 0; i < a->ncc; i++)
-		if (ba_msg_add_cc(m, a->cc[i], err) < 0)
-			return -1;
-	for (size_t i = 0; i < a->nbcc; i++)
-		if (ba_msg_add_bcc(m, a->bcc[i], err) < 0)
-			return -1;
-	if (a->subject && ba_msg_set_subject(m, a->subject, err) < 0)
-		return -1;
-	if (a->in_reply_to && ba_msg_set_in_reply_to(m, a->in_reply_to, err) < 0)
-		return -1;
-	for (size_t i = 0; i < a->nrefs; i++)
-		if (ba_msg_add_references(m, a->refs[i], err) < 0)
-			return -1;
-	for (size_t i = 0; i < a->nheaders; i++)
-		if (ba_msg_add_header(m, a->headers[i], err) < 0)
-			return -1;
-	ba_mime_part *body;
-	if (build_body(&body, a, err) < 0)
-		return -1;
-	ba_msg_set_body(m, body);
-	return 0;
-}
-
-
-/* Parses the options and builds the message; *nbcc is the number of --bcc options. */
-static int compose_build(ba_msg **out, struct ba_msg_opts *o, size_t *nbcc, int argc, char **argv)
-{
-	struct compose_args a;
-	memset(&a, 0, sizeof(a));
-	*out = NULL;
-	int rc = parse_args(&a, argc, argv);
-	if (rc) {
-		args_release(&a);
-		return rc;
-	}
 	struct ba_err err = BA_ERR_INIT;
 	memset(o, 0, sizeof(*o));
-	o->mime.eol = a.crlf ? "\r\n" : "\n";
-	o->mime.flags = a.eightbit ? BA_MIME_ALLOW_8BIT : 0;
-	*nbcc = a.nbcc;
-	if (ba_msg_new(out, &err) < 0 || build_msg(*out, &a, &err) < 0) {
-		ba_msg_free(*out);
-		*out = NULL;
-		args_release(&a);
+	o->mime.eol = "\n";
+	*out = NULL;
+	if (ba_draft_new(out, &err) < 0)
 		return cli_fail(&err);
+	int rc = parse_args(*out, o, argc, argv);
+	if (rc) {
+		ba_draft_free(*out);
+		*out = NULL;
 	}
-	args_release(&a);
-	return 0;
+	return rc;
 }
 
 int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv)
 {
-	size_t nbcc;
-	return compose_build(out, o, &nbcc, argc, argv);
+	ba_draft *d;
+	*out = NULL;
+	int rc = cli_compose_draft(&d, o, argc, argv);
+	if (rc)
+		return rc;
+	struct ba_err err = BA_ERR_INIT;
+	rc = ba_draft_build(out, d, &err) < 0 ? cli_fail(&err) : 0;
+	ba_draft_free(d);
+	return rc;
 }
 
 int cli_cmd_compose(int argc, char **argv)
 {
+	ba_draft *d;
 	ba_msg *m;
 	struct ba_msg_opts o;
-	size_t nbcc;
-	int rc = compose_build(&m, &o, &nbcc, argc, argv);
+	int rc = cli_compose_draft(&d, &o, argc, argv);
 	if (rc)
 		return rc;
+	size_t nbcc = ba_draft_count(d, BA_DRAFT_BCC);
 	struct ba_err err = BA_ERR_INIT;
+	rc = ba_draft_build(&m, d, &err);
+	ba_draft_free(d);
+	if (rc < 0)
+		return cli_fail(&err);
 	struct ba_fd_writer *out = malloc(sizeof(*out));
 	if (!out) {
 		rc = ba_err_set(&err, EX_OSERR, "out of memory");

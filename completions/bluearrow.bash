@@ -44,7 +44,7 @@ _bluearrow()
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
 	fi
-	local compose_opts="--from --to --cc --bcc --subject --body --html --attach
+	local compose_opts="--from --to --cc --bcc --reply-to --subject --body --html --attach
 		--attach-type --attach-name --header --in-reply-to --references --crlf --8bit --help"
 	case ${words[1]} in
 	help)
@@ -65,7 +65,7 @@ _bluearrow()
 				/etc/mime.types 2>/dev/null)" -- "$cur"))
 			return
 			;;
-		--from | --to | --cc | --bcc | --subject | --attach-name | --header | --in-reply-to | \
+		--from | --to | --cc | --bcc | --reply-to | --subject | --attach-name | --header | --in-reply-to | \
 			--references)
 			return
 			;;

@@ -10,6 +10,7 @@
  */
 #include "bluearrow/mime.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <magic.h>
@@ -377,17 +378,81 @@ int ba_mime_type_by_ext(struct ba_buf *out, const char *filename, const char *mi
 	return found;
 }
 
+/*
+ * libmagic is loaded with dlopen() on the first sniff, not linked: it and
+ * the libraries it pulls in (liblzma, libbz2, libz) would otherwise be
+ * mapped and relocated by every process, including each `bluearrow
+ * sendmail` that never sniffs anything.  Only magic.h is needed to build.
+ * One magic_t is not safe to use from two threads at once (it keeps its
+ * result in itself), so magic_buffer() and the copy of its result run under
+ * g_magic_lock.
+ */
+struct magic_api {
+	magic_t (*open)(int);
+	int (*load)(magic_t, const char *);
+	const char *(*buffer)(magic_t, const void *, size_t);
+	void (*close)(magic_t);
+};
+
 static magic_t g_magic;
+static struct magic_api g_magic_api;
 static pthread_once_t g_magic_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t g_magic_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The soname of Debian's libmagic1 (and of every distribution's libmagic since file 4.x). */
+#define MAGIC_SONAME "libmagic.so.1"
 
 static void magic_init(void)
 {
-	magic_t m = magic_open(MAGIC_MIME_TYPE | MAGIC_ERROR);
-	if (m && magic_load(m, NULL) != 0) {
-		magic_close(m);
+	/* RTLD_LOCAL: nothing else resolves against it; the handle is kept for the process */
+	void *h = dlopen(MAGIC_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return;
+	struct magic_api a;
+	/* POSIX dlsym() returns void *; conversion to a function pointer goes through memcpy */
+	void *sym[4] = { dlsym(h, "magic_open"), dlsym(h, "magic_load"), dlsym(h, "magic_buffer"),
+	                 dlsym(h, "magic_close") };
+	if (!sym[0] || !sym[1] || !sym[2] || !sym[3]) {
+		dlclose(h);
+		return;
+	}
+	memcpy(&a.open, &sym[0], sizeof(a.open));
+	memcpy(&a.load, &sym[1], sizeof(a.load));
+	memcpy(&a.buffer, &sym[2], sizeof(a.buffer));
+	memcpy(&a.close, &sym[3], sizeof(a.close));
+	/* the prototypes above must be magic.h's (checked, never evaluated: no link reference) */
+	(void)sizeof(a.open == &magic_open);
+	(void)sizeof(a.load == &magic_load);
+	(void)sizeof(a.buffer == &magic_buffer);
+	(void)sizeof(a.close == &magic_close);
+	magic_t m = a.open(MAGIC_MIME_TYPE | MAGIC_ERROR);
+	if (m && a.load(m, NULL) != 0) {
+		a.close(m);
 		m = NULL;
 	}
+	if (!m) {
+		dlclose(h);
+		return;
+	}
+	g_magic_api = a;
 	g_magic = m;
+}
+
+/*
+ * libmagic's type for head[0..n) copied into out[0..size), or "" when
+ * libmagic is not available or has no answer.
+ */
+static void magic_sniff(char *out, size_t size, const void *head, size_t n)
+{
+	out[0] = '\0';
+	pthread_once(&g_magic_once, magic_init);
+	if (!g_magic)
+		return;
+	pthread_mutex_lock(&g_magic_lock);
+	const char *t = g_magic_api.buffer(g_magic, head, n);
+	if (t && strlen(t) < size)
+		memcpy(out, t, strlen(t) + 1);
+	pthread_mutex_unlock(&g_magic_lock);
 }
 
 static int is_generic(const char *t)
@@ -400,11 +465,12 @@ static int is_generic(const char *t)
 int ba_mime_detect_type(struct ba_buf *out, const void *head, size_t n, const char *filename,
                         const struct ba_mime_opts *o, struct ba_err *err)
 {
+	char type[256]; /* a MIME type is at most 127 + 1 + 127 octets (RFC 6838 §4.2) */
 	const char *sniffed = NULL;
 	if (!(o && (o->flags & BA_MIME_NO_SNIFF))) {
-		pthread_once(&g_magic_once, magic_init);
-		if (g_magic)
-			sniffed = magic_buffer(g_magic, head, n);
+		magic_sniff(type, sizeof(type), head, n);
+		if (type[0])
+			sniffed = type;
 	}
 	if (!sniffed || is_generic(sniffed) || !strchr(sniffed, '/')) {
 		size_t before = out->len;

@@ -22,7 +22,7 @@ struct field {
 };
 
 struct ba_msg {
-	struct addrs *from, *to, *cc, *bcc;
+	struct addrs *from, *to, *cc, *bcc, *reply_to;
 	char *subject;
 	struct ba_buf in_reply_to, references; /* "<a@b> <c@d>" */
 	struct field *extra;
@@ -52,6 +52,7 @@ void ba_msg_free(ba_msg *m)
 	addr_list_free(m->to);
 	addr_list_free(m->cc);
 	addr_list_free(m->bcc);
+	addr_list_free(m->reply_to);
 	free(m->subject);
 	ba_buf_release(&m->in_reply_to);
 	ba_buf_release(&m->references);
@@ -166,6 +167,11 @@ int ba_msg_add_cc(ba_msg *m, const char *list, struct ba_err *err)
 int ba_msg_add_bcc(ba_msg *m, const char *list, struct ba_err *err)
 {
 	return add_list(&m->bcc, "bcc", list, err);
+}
+
+int ba_msg_add_reply_to(ba_msg *m, const char *list, struct ba_err *err)
+{
+	return add_list(&m->reply_to, "reply-to", list, err);
 }
 
 size_t ba_msg_rcpt_count(const ba_msg *m)
@@ -480,7 +486,8 @@ static int build_header(ba_msg *m, struct ba_buf *h, const struct ba_msg_opts *o
 	ba_msg_format_date(h, t, off);
 	ba_buf_addstr(h, eol);
 	if (put_addrs(h, "From", m->from, eol, err) < 0 || put_addrs(h, "To", m->to, eol, err) < 0 ||
-	    put_addrs(h, "Cc", m->cc, eol, err) < 0)
+	    put_addrs(h, "Cc", m->cc, eol, err) < 0 ||
+	    put_addrs(h, "Reply-To", m->reply_to, eol, err) < 0)
 		return -1;
 	if (m->subject) {
 		size_t col = strlen("Subject: ");
@@ -517,6 +524,11 @@ int ba_msg_write(ba_msg *m, ba_writer *w, const struct ba_msg_opts *o, struct ba
 		return ba_err_set(err, EX_USAGE, "no sender: a From address is needed");
 	if (!ba_msg_rcpt_count(m))
 		return ba_err_set(err, EX_USAGE, "no recipients: a To, Cc or Bcc address is needed");
+	/* RFC 5322 §3.6: at most one Reply-To field */
+	for (size_t i = 0; m->reply_to && i < m->nextra; i++)
+		if (strcasecmp(m->extra[i].name, "Reply-To") == 0)
+			return ba_err_set(err, EX_USAGE, "reply-to given both as an address list and as "
+			                  "header '%s'", m->extra[i].name);
 	if (!m->body && ba_mime_mem_new(&m->body, "", 0, "body", BA_MIME_BODY, err) < 0)
 		return -1;
 	const struct ba_mime_opts *mo = o ? &o->mime : NULL;

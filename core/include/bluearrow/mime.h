@@ -170,10 +170,11 @@ int ba_mime_type_by_ext(struct ba_buf *out, const char *filename, const char *mi
  * a file) and named filename (may be NULL): libmagic's MAGIC_MIME_TYPE unless
  * flags has BA_MIME_NO_SNIFF; the extension's type when the sniffed type is
  * generic (application/octet-stream, text/plain, application/zip, empty) and
- * the extension is known; else application/octet-stream.  The magic database
- * is loaded once per process, on first use.  Appends the type to out.
- * Errors: EX_OSERR (out failed); a magic database that cannot be loaded
- * falls back to the extension.
+ * the extension is known; else application/octet-stream.  libmagic
+ * (libmagic.so.1, dlopen()ed: the program does not link it) and its database
+ * are loaded once per process, on the first sniff; safe to call from several
+ * threads.  Appends the type to out.  Errors: EX_OSERR (out failed); a
+ * libmagic or database that cannot be loaded falls back to the extension.
  */
 int ba_mime_detect_type(struct ba_buf *out, const void *head, size_t n, const char *filename,
                         const struct ba_mime_opts *o, struct ba_err *err);

@@ -5,7 +5,7 @@
  * validating each as it is set: everything that can be wrong with the input
  * is reported by the setters or by ba_msg_write() before its first byte.
  *
- * The written header has, in this order: Date, From, To, Cc, Subject,
+ * The written header has, in this order: Date, From, To, Cc, Reply-To, Subject,
  * Message-ID, In-Reply-To, References, the extra fields, MIME-Version and
  * the body's Content-* fields.  Bcc recipients are kept for the envelope
  * (ba_msg_rcpt_count()/ba_msg_rcpt()) and never written (RFC 5322 §3.6.3
@@ -60,6 +60,13 @@ int ba_msg_add_from(ba_msg *m, const char *list, struct ba_err *err);
 int ba_msg_add_to(ba_msg *m, const char *list, struct ba_err *err);
 int ba_msg_add_cc(ba_msg *m, const char *list, struct ba_err *err);
 int ba_msg_add_bcc(ba_msg *m, const char *list, struct ba_err *err);
+/*
+ * Reply-To (RFC 5322 §3.6.2): an address list as above, appended; written
+ * after Cc, never a recipient.  An extra field "Reply-To" given with
+ * ba_msg_add_header() as well makes ba_msg_write() fail with EX_USAGE (the
+ * field may appear once).
+ */
+int ba_msg_add_reply_to(ba_msg *m, const char *list, struct ba_err *err);
 
 /*
  * The subject (UTF-8).  CR, LF and other control characters except TAB are
