@@ -778,12 +778,12 @@ int ba_draft_load(ba_draft **out, const char *path, struct ba_err *err)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return ba_err_set(err, errno == ENOENT || errno == EACCES ? EX_NOINPUT : EX_IOERR,
-		                  "cannot open draft '%s': %s", path, strerror(errno));
+		                  "cannot open draft '%s': %s", path, ba_strerror_t(errno));
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
 		int e = errno;
 		close(fd);
-		return ba_err_set(err, EX_IOERR, "cannot read draft '%s': %s", path, strerror(e));
+		return ba_err_set(err, EX_IOERR, "cannot read draft '%s': %s", path, ba_strerror_t(e));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
@@ -811,7 +811,7 @@ int ba_draft_load(ba_draft **out, const char *path, struct ba_err *err)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			rc = ba_err_set(err, EX_IOERR, "cannot read draft '%s': %s", path, strerror(errno));
+			rc = ba_err_set(err, EX_IOERR, "cannot read draft '%s': %s", path, ba_strerror_t(errno));
 			break;
 		}
 		if (k == 0)
@@ -850,7 +850,7 @@ static int fsync_dir(const char *dir, struct ba_err *err)
 		int e = errno;
 		if (fd >= 0)
 			close(fd);
-		return ba_err_set(err, EX_IOERR, "cannot sync directory '%s': %s", dir, strerror(e));
+		return ba_err_set(err, EX_IOERR, "cannot sync directory '%s': %s", dir, ba_strerror_t(e));
 	}
 	close(fd);
 	return 0;
@@ -889,18 +889,18 @@ static int write_atomic(const char *path, const struct ba_buf *data, int norepla
 	fd = mkstemp(tmp.data); /* mode 0600 */
 	if (fd < 0) {
 		ba_err_set(err, EX_CANTCREAT, "cannot save draft '%s': cannot create a file in '%s': "
-		           "%s", path, dir, strerror(errno));
+		           "%s", path, dir, ba_strerror_t(errno));
 		goto out;
 	}
 	if (fchmod(fd, 0600) < 0 || write_all(fd, data->data ? data->data : "", data->len) < 0 ||
 	    fsync(fd) < 0) {
 		e = errno;
 		close(fd);
-		ba_err_set(err, EX_IOERR, "cannot save draft '%s': %s", path, strerror(e));
+		ba_err_set(err, EX_IOERR, "cannot save draft '%s': %s", path, ba_strerror_t(e));
 		goto unlink;
 	}
 	if (close(fd) < 0) {
-		ba_err_set(err, EX_IOERR, "cannot save draft '%s': %s", path, strerror(errno));
+		ba_err_set(err, EX_IOERR, "cannot save draft '%s': %s", path, ba_strerror_t(errno));
 		goto unlink;
 	}
 	if (noreplace ? link(tmp.data, path) < 0 : rename(tmp.data, path) < 0) {
@@ -908,7 +908,7 @@ static int write_atomic(const char *path, const struct ba_buf *data, int norepla
 		if (noreplace && e == EEXIST) {
 			rc = 1;
 		} else {
-			ba_err_set(err, EX_IOERR, "cannot save draft '%s': %s", path, strerror(e));
+			ba_err_set(err, EX_IOERR, "cannot save draft '%s': %s", path, ba_strerror_t(e));
 		}
 		goto unlink;
 	}
@@ -945,14 +945,14 @@ static int mkdir_p(char *path, struct ba_err *err)
 		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 			int e = errno;
 			ba_err_set(err, EX_CANTCREAT, "cannot create directory '%s': %s", path,
-			           strerror(e));
+			           ba_strerror_t(e));
 			*s = c;
 			return -1;
 		}
 		int st_rc = stat(path, &st);
 		if (st_rc < 0 || !S_ISDIR(st.st_mode)) {
 			ba_err_set(err, EX_CANTCREAT, "cannot use '%s' as a directory: %s", path,
-			           st_rc < 0 ? strerror(errno) : "not a directory");
+			           st_rc < 0 ? ba_strerror_t(errno) : "not a directory");
 			*s = c;
 			return -1;
 		}
@@ -1005,7 +1005,7 @@ int ba_draft_save_new(char **path_out, const ba_draft *d, const char *dir, struc
 		char stamp[32];
 		if (!gmtime_r(&now, &tm) || !strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm) ||
 		    getentropy(rnd, sizeof(rnd)) < 0) {
-			ba_err_set(err, EX_OSERR, "cannot name a new draft: %s", strerror(errno));
+			ba_err_set(err, EX_OSERR, "cannot name a new draft: %s", ba_strerror_t(errno));
 			goto out;
 		}
 		ba_buf_reset(&path);
@@ -1070,7 +1070,7 @@ int ba_draft_list(char ***paths, size_t *n, const char *dir, struct ba_err *err)
 		int absent = e == ENOENT && dirb.data;
 		ba_buf_release(&dirb);
 		return absent ? 0 : ba_err_set(err, EX_NOINPUT, "cannot read drafts directory '%s': %s",
-		                               dir, strerror(e));
+		                               dir, ba_strerror_t(e));
 	}
 	struct dirent *de;
 	int rc = 0;
@@ -1110,7 +1110,7 @@ int ba_draft_delete(const char *path, struct ba_err *err)
 		                  "'.draft')", path);
 	if (unlink(path) < 0)
 		return ba_err_set(err, errno == ENOENT ? EX_NOINPUT : EX_IOERR,
-		                  "cannot delete draft '%s': %s", path, strerror(errno));
+		                  "cannot delete draft '%s': %s", path, ba_strerror_t(errno));
 	char *dir = dir_of(path);
 	if (!dir)
 		return ba_err_set(err, EX_OSERR, "out of memory");
