@@ -632,6 +632,8 @@ static int collect(struct ba_msg_input *m, struct hdr *h, const struct ba_msg_re
 		struct field *f = &h->f[i];
 		const char *p;
 		size_t n;
+		if (!f->name_len)
+			continue; /* a malformed line: no field, kept as it is */
 		field_body(h, f, &p, &n);
 		char name[32];
 		if (!m->header_from && name_is(h, f, "From")) {
