@@ -308,11 +308,8 @@ int ba_header_reader_piece(struct ba_header_reader *r, const char *s, size_t n,
 	int start = !r->mid;
 	/* RFC 5322 §2.2: CR only in CRLF.  A CR that ended the piece before
 	 * belongs to a line end only if this piece starts with the LF. */
-	if (r->cr && (!n || s[0] != '\n')) {
-		if (start)
-			r->line_no++; /* cannot happen: a piece ending in CR never ends its line */
+	if (r->cr && (!n || s[0] != '\n'))
 		return reader_fail(r, err, "bare CR (not followed by LF) in header");
-	}
 	int lf = n && s[n - 1] == '\n';
 	size_t len = n - (size_t)lf; /* the octets before the LF */
 	const char *cr = len ? memchr(s, '\r', len) : NULL;
