@@ -227,6 +227,111 @@ int ba_header_write_field(struct ba_buf *out, const char *name, const char *valu
 	return 0;
 }
 
+/* ---- the header reader -------------------------------------------------- */
+
+void ba_header_reader_init(struct ba_header_reader *r, unsigned flags)
+{
+	memset(r, 0, sizeof *r);
+	r->flags = flags;
+}
+
+static int reader_fail(struct ba_header_reader *r, struct ba_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int reader_fail(struct ba_header_reader *r, struct ba_err *err, const char *fmt, ...)
+{
+	char text[BA_ERR_TEXT_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	ba_err_vset(err, EX_DATAERR, fmt, ap);
+	va_end(ap);
+	if (err) {
+		memcpy(text, err->text, sizeof text);
+		ba_err_set(err, EX_DATAERR, "line %zu: %s", r->line_no, text);
+	}
+	return -1;
+}
+
+/*
+ * Classifies the line s[0..n), its line end not included (the first piece
+ * of it), as header.h describes, and counts it.  Returns its kind or -1.
+ */
+static int reader_line(struct ba_header_reader *r, const char *s, size_t n, struct ba_err *err)
+{
+	int first = r->line_no++ == 0, in_field = r->in_field;
+	r->line_start = 1;
+	r->name_len = 0;
+	r->in_field = 0;
+	if (first && n >= 5 && !memcmp(s, "From ", 5)) {
+		if (r->flags & BA_HEADER_SKIP_MBOX_FROM)
+			return r->kind = BA_HEADER_LINE_MBOX_FROM;
+		if (!(r->flags & BA_HEADER_KEEP_MALFORMED))
+			return reader_fail(r, err, "mbox 'From ' line");
+		return r->kind = BA_HEADER_LINE_MALFORMED;
+	}
+	if (n == 0)
+		return r->kind = BA_HEADER_LINE_END;
+	if (s[0] == ' ' || s[0] == '\t') {
+		/* RFC 5322 §2.2.3: a continuation of the field before */
+		if (in_field) {
+			r->in_field = 1;
+			return r->kind = BA_HEADER_LINE_CONT;
+		}
+		if (!(r->flags & BA_HEADER_KEEP_MALFORMED))
+			return reader_fail(r, err, "continuation line before the first field");
+		return r->kind = BA_HEADER_LINE_MALFORMED;
+	}
+	/* the name: ftext (§3.6.8), then obs-optional white space (§4.5.3) */
+	size_t i = 0;
+	while (i < n && (unsigned char)s[i] > 32 && (unsigned char)s[i] < 127 && s[i] != ':')
+		i++;
+	size_t nl = i;
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	if (nl && i < n && s[i] == ':') {
+		r->name_len = nl;
+		r->in_field = 1;
+		return r->kind = BA_HEADER_LINE_FIELD;
+	}
+	if (!(r->flags & BA_HEADER_KEEP_MALFORMED)) {
+		const char *colon = memchr(s, ':', n);
+		if (!colon)
+			return reader_fail(r, err, "missing ':' in header line '%.*s'",
+			                   (int)(n > 40 ? 40 : n), s);
+		return reader_fail(r, err, "invalid header field name '%.*s'", (int)(colon - s), s);
+	}
+	return r->kind = BA_HEADER_LINE_MALFORMED;
+}
+
+int ba_header_reader_piece(struct ba_header_reader *r, const char *s, size_t n,
+                           struct ba_err *err)
+{
+	int start = !r->mid;
+	/* RFC 5322 §2.2: CR only in CRLF.  A CR that ended the piece before
+	 * belongs to a line end only if this piece starts with the LF. */
+	if (r->cr && (!n || s[0] != '\n'))
+		return reader_fail(r, err, "bare CR (not followed by LF) in header");
+	int lf = n && s[n - 1] == '\n';
+	size_t len = n - (size_t)lf; /* the octets before the LF */
+	const char *cr = len ? memchr(s, '\r', len) : NULL;
+	/* a CR right before the LF, or last in a piece without LF (decided by
+	 * what follows: an LF, or the end of the input), is a line end */
+	size_t body = len;
+	if (len && s[len - 1] == '\r')
+		body = len - 1;
+	if (cr && (size_t)(cr - s) < body) {
+		if (start)
+			r->line_no++;
+		return reader_fail(r, err, "bare CR (not followed by LF) in header");
+	}
+	r->cr = !lf && len && s[len - 1] == '\r';
+	r->mid = !lf;
+	if (!start) {
+		r->line_start = 0;
+		return r->kind;
+	}
+	return reader_line(r, s, body, err);
+}
+
 /* ---- incremental parser ------------------------------------------------ */
 
 void ba_header_parser_init(struct ba_header_parser *p, size_t max_total, size_t max_fields,
@@ -238,6 +343,7 @@ void ba_header_parser_init(struct ba_header_parser *p, size_t max_total, size_t 
 	p->max_fields = max_fields;
 	p->flags = flags;
 	p->state = ST_FIRST;
+	ba_header_reader_init(&p->rd, flags);
 	/* a line is at most 998 octets plus CR (RFC 5322 §2.1.1) */
 	ba_buf_init(&p->line, BA_HEADER_LINE_MAX + 1);
 	ba_buf_init(&p->field, 0);
@@ -307,55 +413,43 @@ static int do_line(struct ba_header_parser *p, const char *s, size_t n, size_t l
 		return fail(p, err, "NUL byte in header");
 	if (n > BA_HEADER_LINE_MAX)
 		return fail(p, err, "line longer than %d octets", BA_HEADER_LINE_MAX);
-	int first = p->state == ST_FIRST;
 	p->state = ST_FIELDS;
-	if (first && n >= 5 && !memcmp(s, "From ", 5)) {
-		if (p->flags & BA_HEADER_SKIP_MBOX_FROM)
-			return 0;
-		return fail(p, err, "mbox 'From ' line");
+	/* the line's kind, by the one definition every header reader uses */
+	int kind = reader_line(&p->rd, s, n, err);
+	if (kind < 0) {
+		p->state = ST_FAILED;
+		return -1;
 	}
-	if (n == 0) {
+	switch (kind) {
+	case BA_HEADER_LINE_MBOX_FROM:
+		return 0;
+	case BA_HEADER_LINE_END:
 		if (flush_field(p, err) < 0)
 			return -1;
 		p->state = ST_DONE;
 		return 1;
-	}
-	if (s[0] == ' ' || s[0] == '\t') {
-		/* RFC 5322 §2.2.3: a continuation of the field before */
-		if (!p->field.len)
-			return fail(p, err, "continuation line before the first field");
+	case BA_HEADER_LINE_CONT:
 		/* the fold keeps the line end of the line before, as received */
 		ba_buf_add(&p->field, prev == 2 ? "\r\n" : "\n", prev);
 		ba_buf_add(&p->field, s, n);
-		if (ba_buf_failed(&p->field)) {
-			p->state = ST_FAILED;
-			return ba_err_set(err, EX_OSERR, "out of memory");
-		}
+		if (ba_buf_failed(&p->field))
+			return oom_fail(p, err);
 		return 0;
+	case BA_HEADER_LINE_MALFORMED:
+		/* kept out of the list: it is no field, and it ends the one before */
+		return flush_field(p, err);
+	default:
+		break;
 	}
 	if (flush_field(p, err) < 0)
 		return -1;
-	const char *colon = memchr(s, ':', n);
-	if (!colon)
-		return fail(p, err, "missing ':' in header line '%.*s'", (int)(n > 40 ? 40 : n), s);
-	size_t nl = (size_t)(colon - s);
-	/* obs-optional (RFC 5322 §4.5.3): white space between name and colon */
-	while (nl && (s[nl - 1] == ' ' || s[nl - 1] == '\t'))
-		nl--;
-	int ok = nl > 0;
-	for (size_t i = 0; i < nl && ok; i++)
-		ok = (unsigned char)s[i] >= 33 && (unsigned char)s[i] <= 126;
-	if (!ok)
-		return fail(p, err, "invalid header field name '%.*s'", (int)(colon - s), s);
 	/* the line starting one field too many is named, whatever follows it */
 	if (p->max_fields && p->fields.n >= p->max_fields)
 		return fail(p, err, "more than %zu header fields", p->max_fields);
-	p->name_len = nl;
+	p->name_len = p->rd.name_len;
 	ba_buf_add(&p->field, s, n);
-	if (ba_buf_failed(&p->field)) {
-		p->state = ST_FAILED;
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	}
+	if (ba_buf_failed(&p->field))
+		return oom_fail(p, err);
 	return 0;
 }
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bluearrow/encode.h"
+#include "bluearrow/header.h"
 
 /* RFC 5322 §2.1.1: a line is at most 998 octets, excluding the CRLF */
 #define LINE_MAX_OCTETS 998
@@ -1239,8 +1240,16 @@ static void ct_param(const char *v, const char *param, char *out, size_t outsz)
 	}
 }
 
+/* A field with its continuation lines, or a malformed line (name_len 0), in dg_header.raw. */
+struct dg_field {
+	size_t off, len;        /* the lines, each ending in "\n" */
+	size_t name_len;
+};
+
 struct dg_header {
-	struct ba_buf raw;      /* fields, each line ending in "\n", folds kept */
+	struct ba_buf raw;      /* the lines, each ending in "\n" (line ends made LF) */
+	struct dg_field *f;
+	size_t n, alloc;
 	char type[128];         /* "text/plain" (lowercase), "" when absent */
 	char cte[32];           /* lowercase, "" when absent */
 	char boundary[128];
@@ -1259,13 +1268,41 @@ static void field_value(struct ba_buf *v, const char *colon, const char *end)
 		ba_buf_truncate(v, v->len - 1);
 }
 
-/* Reads a header up to its blank line (consumed), a delimiter (not consumed: *end_idx) or EOF. */
+static int dg_add_field(struct dg_header *h, size_t name_len, struct ba_err *err)
+{
+	if (h->n == h->alloc) {
+		size_t na = h->alloc ? h->alloc * 2 : 16;
+		struct dg_field *nf = realloc(h->f, na * sizeof(*nf));
+		if (!nf)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		h->f = nf;
+		h->alloc = na;
+	}
+	h->f[h->n++] = (struct dg_field){ h->raw.len, 0, name_len };
+	return 0;
+}
+
+/* The colon after the name of field f (name_len > 0). */
+static const char *dg_colon(const struct dg_header *h, const struct dg_field *f)
+{
+	const char *s = h->raw.data + f->off;
+	return memchr(s + f->name_len, ':', f->len - f->name_len);
+}
+
+/*
+ * Reads a header up to its blank line (consumed), a delimiter (not
+ * consumed: *end_idx) or EOF.  Its lines are classified by header.h's
+ * reader, as every reader of a header does: malformed lines are kept as
+ * they are, a bare CR is an error.
+ */
 static int dg_read_header(struct dg *d, struct dg_header *h, int *end_idx, int *end_close,
                           int *eof, struct ba_err *err)
 {
 	const char *line;
 	size_t len;
 	int bol;
+	struct ba_header_reader rd;
+	ba_header_reader_init(&rd, BA_HEADER_KEEP_MALFORMED);
 	*end_idx = -1;
 	*eof = 0;
 	for (;;) {
@@ -1282,52 +1319,58 @@ static int dg_read_header(struct dg *d, struct dg_header *h, int *end_idx, int *
 				*end_idx = idx;
 				break;
 			}
-			if (strip_eol(line, len) == 0)
-				break; /* the blank line */
 		}
+		int kind = ba_header_reader_piece(&rd, line, len, err);
+		if (kind < 0)
+			return -1;
+		if (kind == BA_HEADER_LINE_END)
+			break;
+		if (rd.line_start && kind != BA_HEADER_LINE_CONT &&
+		    dg_add_field(h, rd.name_len, err) < 0)
+			return -1;
+		size_t before = h->raw.len;
 		ba_buf_add(&h->raw, line, strip_eol(line, len));
 		if (line[len - 1] == '\n')
 			ba_buf_addch(&h->raw, '\n');
+		h->f[h->n - 1].len += h->raw.len - before;
 		if (h->raw.len > DG_HEADER_MAX)
 			return ba_err_set(err, EX_DATAERR, "message header larger than %d octets",
 			                  DG_HEADER_MAX);
 	}
 	if (ba_buf_failed(&h->raw))
 		return ba_err_set(err, EX_OSERR, "out of memory");
-	if (h->raw.len && h->raw.data[h->raw.len - 1] != '\n')
+	if (h->raw.len && h->raw.data[h->raw.len - 1] != '\n') {
 		ba_buf_addch(&h->raw, '\n');
+		h->f[h->n - 1].len++;
+	}
 	/* find Content-Type and Content-Transfer-Encoding */
-	const char *s = ba_buf_str(&h->raw), *end = s + h->raw.len;
-	while (s < end) {
-		const char *e = s;
-		do {
-			e = memchr(e, '\n', (size_t)(end - e));
-			e = e ? e + 1 : end;
-		} while (e < end && (*e == ' ' || *e == '\t'));
-		const char *colon = memchr(s, ':', (size_t)(e - s));
-		if (colon) {
-			struct ba_buf v = BA_BUF_INIT;
-			field_value(&v, colon, e);
-			size_t nl = (size_t)(colon - s);
-			if (nl == 12 && strncasecmp(s, "Content-Type", 12) == 0) {
-				size_t k = 0;
-				const char *t = ba_buf_str(&v);
-				while (t[k] && t[k] != ';' && t[k] != ' ' && k + 1 < sizeof(h->type)) {
-					h->type[k] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
-					k++;
-				}
-				h->type[k] = '\0';
-				ct_param(t, "boundary", h->boundary, sizeof(h->boundary));
-			} else if (nl == 25 && strncasecmp(s, "Content-Transfer-Encoding", 25) == 0) {
-				size_t k = 0;
-				for (const char *t = ba_buf_str(&v); *t && k + 1 < sizeof(h->cte); t++)
-					if (*t != ' ' && *t != '\t')
-						h->cte[k++] = (char)(*t >= 'A' && *t <= 'Z' ? *t + 32 : *t);
-				h->cte[k] = '\0';
+	for (size_t i = 0; i < h->n; i++) {
+		const struct dg_field *f = &h->f[i];
+		const char *s = h->raw.data + f->off;
+		size_t nl = f->name_len;
+		int ct = nl == 12 && strncasecmp(s, "Content-Type", 12) == 0;
+		int te = nl == 25 && strncasecmp(s, "Content-Transfer-Encoding", 25) == 0;
+		if (!ct && !te)
+			continue;
+		struct ba_buf v = BA_BUF_INIT;
+		field_value(&v, dg_colon(h, f), s + f->len);
+		if (ct) {
+			size_t k = 0;
+			const char *t = ba_buf_str(&v);
+			while (t[k] && t[k] != ';' && t[k] != ' ' && k + 1 < sizeof(h->type)) {
+				h->type[k] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
+				k++;
 			}
-			ba_buf_release(&v);
+			h->type[k] = '\0';
+			ct_param(t, "boundary", h->boundary, sizeof(h->boundary));
+		} else {
+			size_t k = 0;
+			for (const char *t = ba_buf_str(&v); *t && k + 1 < sizeof(h->cte); t++)
+				if (*t != ' ' && *t != '\t')
+					h->cte[k++] = (char)(*t >= 'A' && *t <= 'Z' ? *t + 32 : *t);
+			h->cte[k] = '\0';
 		}
-		s = e;
+		ba_buf_release(&v);
 	}
 	return 0;
 }
@@ -1341,25 +1384,15 @@ static int dg_write_header(struct dg *d, const struct dg_header *h, const char *
                            struct ba_err *err)
 {
 	struct ba_buf o = BA_BUF_INIT;
-	const char *s = ba_buf_str(&h->raw), *end = s + h->raw.len;
 	int rc = 0;
-	while (s < end && rc == 0) {
-		const char *e = s;
-		do {
-			e = memchr(e, '\n', (size_t)(end - e));
-			e = e ? e + 1 : end;
-		} while (e < end && (*e == ' ' || *e == '\t'));
-		const char *colon = memchr(s, ':', (size_t)(e - s));
-		size_t nl = colon ? (size_t)(colon - s) : 0;
-		if (colon && nl == 25 && strncasecmp(s, "Content-Transfer-Encoding", 25) == 0 && cte) {
-			s = e;
+	for (size_t i = 0; i < h->n && rc == 0; i++) {
+		const struct dg_field *f = &h->f[i];
+		const char *s = h->raw.data + f->off, *e = s + f->len;
+		size_t nl = f->name_len;
+		if (nl == 25 && strncasecmp(s, "Content-Transfer-Encoding", 25) == 0 && cte)
 			continue; /* written below */
-		}
-		if (has_8bit(s, (size_t)(e - s))) {
-			int name_ok = colon && nl > 0;
-			for (size_t i = 0; name_ok && i < nl; i++)
-				name_ok = (unsigned char)s[i] > 32 && (unsigned char)s[i] < 127;
-			if (!name_ok) {
+		if (has_8bit(s, f->len)) {
+			if (!nl) {
 				rc = ba_err_set(err, EX_DATAERR, "cannot make a header line without a valid "
 				                "field name 7-bit");
 				break;
@@ -1371,7 +1404,7 @@ static int dg_write_header(struct dg *d, const struct dg_header *h, const char *
 				break;
 			}
 			struct ba_buf v = BA_BUF_INIT;
-			field_value(&v, colon, e);
+			field_value(&v, dg_colon(h, f), e);
 			size_t col = nl + 2;
 			ba_buf_add(&o, s, nl);
 			ba_buf_addstr(&o, ": ");
@@ -1390,7 +1423,6 @@ static int dg_write_header(struct dg *d, const struct dg_header *h, const char *
 				l = nlp + 1;
 			}
 		}
-		s = e;
 	}
 	if (rc == 0) {
 		if (cte)
@@ -1599,6 +1631,7 @@ static int dg_entity(struct dg *d, size_t depth, int *end_idx, int *end_close,
 		rc = dg_leaf(d, &h, end_idx, end_close, err);
 	}
 	ba_buf_release(&h.raw);
+	free(h.f);
 	return rc;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bluearrow/encode.h"
+#include "bluearrow/header.h"
 
 /* ---- spool -------------------------------------------------------------- */
 
@@ -457,6 +458,10 @@ int ba_msg_addr_list(char ***v, size_t *n, const char *field, const char *body, 
 
 /* ---- the header block --------------------------------------------------- */
 
+/*
+ * A field with its continuation lines, or a malformed line (name_len 0:
+ * kept in place, matches no name).  The kinds come from header.h's reader.
+ */
 struct field {
 	size_t off, len;  /* raw bytes in the header buffer, line ends and folds included */
 	size_t name_len;
@@ -472,18 +477,6 @@ struct hdr {
 static int name_is(const struct hdr *h, const struct field *f, const char *name)
 {
 	return f->name_len == strlen(name) && strncasecmp(h->raw.data + f->off, name, f->name_len) == 0;
-}
-
-/* Length of the field name if line starts a field (RFC 5322 §2.2: ftext 33-126 except ':'), else 0. */
-static size_t field_name_len(const char *line, size_t len)
-{
-	size_t i = 0;
-	while (i < len && (unsigned char)line[i] > 32 && (unsigned char)line[i] < 127 && line[i] != ':')
-		i++;
-	size_t name = i;
-	while (i < len && (line[i] == ' ' || line[i] == '\t')) /* obs-optional (§4.5) */
-		i++;
-	return name > 0 && i < len && line[i] == ':' ? name : 0;
 }
 
 static int is_lone_dot(const char *p, size_t n)
@@ -560,62 +553,56 @@ static int has_controls(const char *s)
 	return 0;
 }
 
-/* Reads the header block into h; *body_first gets the line that ended it (kept for the body). */
+/*
+ * Reads the header block into h, its lines classified by header.h's reader
+ * (one definition of a field, a continuation, a malformed line, a line end
+ * and the header's end for every reader of a header); *body_first gets the
+ * empty line that ended it (kept for the body).
+ */
 static int read_header(struct hdr *h, struct ba_linereader *lr, const struct ba_msg_read_opts *o,
                        struct ba_buf *body_first, int *body_at_start, int *ended, int *crlf,
                        struct ba_err *err)
 {
 	int dots = !(o->flags & BA_MSG_READ_DOTS_ARE_DATA);
-	int at_start = 1, first = 1, in_field = 0, mid_line = 0;
+	struct ba_header_reader rd;
 	const char *line;
 	size_t n;
 	int r;
+	/* an mbox "From " envelope line in front of the header is dropped, as
+	 * sendmail does; a malformed line is kept, as msmtp and Postfix do */
+	ba_header_reader_init(&rd, BA_HEADER_SKIP_MBOX_FROM | BA_HEADER_KEEP_MALFORMED);
 	while ((r = ba_linereader_next(lr, &line, &n, err)) > 0) {
-		int complete = line[n - 1] == '\n';
-		if (mid_line) { /* the rest of a long field line */
+		int kind = ba_header_reader_piece(&rd, line, n, err);
+		if (kind < 0)
+			return -1;
+		if (rd.line_start && rd.line_no == 1)
+			*crlf = n >= 2 && line[n - 2] == '\r' && line[n - 1] == '\n';
+		if (kind == BA_HEADER_LINE_MBOX_FROM)
+			continue;
+		if (!rd.line_start) { /* the rest of a long line */
 			ba_buf_add(&h->raw, line, n);
 			h->f[h->n - 1].len += n;
-			mid_line = !complete;
 			goto check;
 		}
-		if (first) {
-			*crlf = n >= 2 && line[n - 2] == '\r' && complete;
-			first = 0;
-			/* an mbox "From " envelope line in front of the header is dropped, as sendmail does */
-			if (n >= 5 && memcmp(line, "From ", 5) == 0) {
-				mid_line = 0;
-				if (!complete) { /* skip the rest of the line */
-					while ((r = ba_linereader_next(lr, &line, &n, err)) > 0 && line[n - 1] != '\n')
-						;
-					if (r < 0)
-						return -1;
-				}
-				continue;
-			}
-		}
-		if (dots && at_start && is_lone_dot(line, n)) {
+		if (dots && is_lone_dot(line, n)) {
 			*ended = 1;
 			return 0;
 		}
-		if ((line[0] == ' ' || line[0] == '\t') && in_field) { /* folded continuation (§2.2.3) */
+		if (kind == BA_HEADER_LINE_END) { /* the body starts */
+			ba_buf_add(body_first, line, n);
+			*body_at_start = line[n - 1] == '\n';
+			return 0;
+		}
+		if (kind == BA_HEADER_LINE_CONT) { /* folded continuation (§2.2.3) */
 			ba_buf_add(&h->raw, line, n);
 			h->f[h->n - 1].len += n;
-		} else {
-			size_t nl = field_name_len(line, n);
-			if (!nl) { /* the empty line, or a line that is not a field: the body starts */
-				ba_buf_add(body_first, line, n);
-				*body_at_start = complete;
-				return 0;
-			}
-			if (add_field(h, h->raw.len, nl, err) < 0)
+		} else { /* a field, or a malformed line kept as it is */
+			if (add_field(h, h->raw.len, rd.name_len, err) < 0)
 				return -1;
 			ba_buf_add(&h->raw, line, n);
 			h->f[h->n - 1].len = n;
-			in_field = 1;
 		}
-		mid_line = !complete;
 	check:
-		at_start = complete;
 		if (ba_buf_failed(&h->raw))
 			return ba_err_set(err, EX_DATAERR, "the message header is larger than %zu bytes",
 			                  h->raw.cap);
@@ -645,6 +632,8 @@ static int collect(struct ba_msg_input *m, struct hdr *h, const struct ba_msg_re
 		struct field *f = &h->f[i];
 		const char *p;
 		size_t n;
+		if (!f->name_len)
+			continue; /* a malformed line: no field, kept as it is */
 		field_body(h, f, &p, &n);
 		char name[32];
 		if (!m->header_from && name_is(h, f, "From")) {

@@ -1,7 +1,8 @@
 /* fuzz/fuzz_header.c - the incremental header parser on arbitrary input
  *
  * The first byte chooses the chunk size and the flags, the last one the
- * limits (loose, or small: max_total 8..262, 1..5 fields); the result (fields,
+ * limits (loose, or small: max_total 8..262, 1..5 fields) and whether
+ * malformed lines are kept (BA_HEADER_KEEP_MALFORMED); the result (fields,
  * where the body starts, error text) must not depend on how the input was
  * split.  Every field parsed is written out again and must parse back the
  * same, and the folding writer must refold an unfolded value to lines of
@@ -62,6 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the last byte picks the limits: loose, or small enough to be hit */
 	unsigned lim = data[size - 1];
 	size_t max_total = lim & 1 ? 4096 : 8 + lim, max_fields = lim & 2 ? 64 : 1 + lim % 5;
+	if (lim & 4) /* the lenient mode of the sendmail input: malformed lines skipped */
+		flags |= BA_HEADER_KEEP_MALFORMED;
 	struct result whole, parts;
 	run(&whole, s, n, 0, flags, max_total, max_fields);
 	run(&parts, s, n, step, flags, max_total, max_fields);

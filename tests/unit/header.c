@@ -726,6 +726,70 @@ static void test_header__write_then_parse_many(void **state)
 	}
 }
 
+/* The reader: line kinds, pieces of long lines, the bare-CR rule across pieces. */
+static void test_header__reader_kinds(void **state)
+{
+	(void)state;
+	struct ba_header_reader r;
+	struct ba_err err = BA_ERR_INIT;
+	ba_header_reader_init(&r, BA_HEADER_KEEP_MALFORMED | BA_HEADER_SKIP_MBOX_FROM);
+	assert_int_equal(ba_header_reader_piece(&r, "From x\n", 7, &err), BA_HEADER_LINE_MBOX_FROM);
+	assert_int_equal(ba_header_reader_piece(&r, " x\n", 3, &err), BA_HEADER_LINE_MALFORMED);
+	assert_int_equal(ba_header_reader_piece(&r, "To\t : a\r\n", 9, &err), BA_HEADER_LINE_FIELD);
+	assert_int_equal(r.name_len, 2);
+	assert_int_equal(ba_header_reader_piece(&r, "\tb\n", 3, &err), BA_HEADER_LINE_CONT);
+	assert_int_equal(ba_header_reader_piece(&r, "no colon\n", 9, &err), BA_HEADER_LINE_MALFORMED);
+	/* white space after a malformed line continues nothing */
+	assert_int_equal(ba_header_reader_piece(&r, " c\n", 3, &err), BA_HEADER_LINE_MALFORMED);
+	assert_int_equal(ba_header_reader_piece(&r, "Bad Name: x\n", 12, &err),
+	                 BA_HEADER_LINE_MALFORMED);
+	/* a line in two pieces, the CR of its CRLF ending the first */
+	assert_int_equal(ba_header_reader_piece(&r, "Bcc: s\r", 7, &err), BA_HEADER_LINE_FIELD);
+	assert_true(r.line_start);
+	assert_int_equal(ba_header_reader_piece(&r, "\n", 1, &err), BA_HEADER_LINE_FIELD);
+	assert_false(r.line_start);
+	assert_int_equal(r.line_no, 8);
+	assert_int_equal(ba_header_reader_piece(&r, "\r\n", 2, &err), BA_HEADER_LINE_END);
+	/* a CR ending a piece is bare when no LF follows */
+	ba_header_reader_init(&r, BA_HEADER_KEEP_MALFORMED);
+	assert_int_equal(ba_header_reader_piece(&r, "Subject: a\r", 11, &err), BA_HEADER_LINE_FIELD);
+	assert_int_equal(ba_header_reader_piece(&r, "Bcc: x\n", 7, &err), -1);
+	assert_string_equal(err.text, "line 1: bare CR (not followed by LF) in header");
+	ba_header_reader_init(&r, BA_HEADER_KEEP_MALFORMED);
+	assert_int_equal(ba_header_reader_piece(&r, "A: b\n\r\r\n", 5, &err), BA_HEADER_LINE_FIELD);
+	assert_int_equal(ba_header_reader_piece(&r, "\r\r\n", 3, &err), -1);
+	assert_string_equal(err.text, "line 2: bare CR (not followed by LF) in header");
+	/* strict: malformed lines are errors */
+	ba_header_reader_init(&r, 0);
+	assert_int_equal(ba_header_reader_piece(&r, "From x\n", 7, &err), -1);
+	assert_string_equal(err.text, "line 1: mbox 'From ' line");
+	ba_header_reader_init(&r, 0);
+	assert_int_equal(ba_header_reader_piece(&r, "A: b\n", 5, &err), BA_HEADER_LINE_FIELD);
+	assert_int_equal(ba_header_reader_piece(&r, "X-Oops\n", 7, &err), -1);
+	assert_string_equal(err.text, "line 2: missing ':' in header line 'X-Oops'");
+}
+
+/* The parser with BA_HEADER_KEEP_MALFORMED skips malformed lines; the fields after them count. */
+static void test_header__parser_keep_malformed(void **state)
+{
+	(void)state;
+	static const char msg[] = "To: b@example.net\nX-Oops no colon\n folded?\n"
+	                          "Bcc: secret@example.org\n\nbody";
+	struct ba_header_parser p;
+	struct ba_err err = BA_ERR_INIT;
+	size_t body;
+	for (size_t step = 0; step < 4; step++) {
+		ba_header_parser_init(&p, 0, 0, BA_HEADER_KEEP_MALFORMED);
+		assert_int_equal(parse_steps(&p, msg, sizeof(msg) - 1, step, &body, &err), 1);
+		assert_int_equal(body, sizeof(msg) - 1 - 4);
+		char *d = dump(&p.fields);
+		assert_string_equal(d, "To=[ b@example.net]\nBcc=[ secret@example.org]\n");
+		free(d);
+		ba_header_parser_release(&p);
+	}
+	parse_fails(msg, sizeof(msg) - 1, 0, 0, 0, "line 2: missing ':' in header line 'X-Oops no colon'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -741,6 +805,8 @@ int main(void)
 		cmocka_unit_test(test_header__injection_rejected),
 		cmocka_unit_test(test_header__write_field_folds),
 		cmocka_unit_test(test_header__write_then_parse_many),
+		cmocka_unit_test(test_header__reader_kinds),
+		cmocka_unit_test(test_header__parser_keep_malformed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

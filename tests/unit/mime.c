@@ -382,6 +382,42 @@ static void test_mime__downgrade(void **state)
 	ba_buf_release(&out);
 }
 
+/* The downgrade reads headers with header.h's reader: malformed lines kept, a bare CR refused. */
+static void test_mime__downgrade_header_reader(void **state)
+{
+	(void)state;
+	const char *in = "X-Oops no colon\n"
+	                 "Subject: caf\xc3\xa9\n"
+	                 "Content-Type : application/octet-stream\n"
+	                 "Content-Transfer-Encoding: 8bit\n"
+	                 "\n"
+	                 "\xff\n";
+	struct ba_mem_reader r;
+	ba_mem_reader_init(&r, in, strlen(in));
+	struct ba_buf out = BA_BUF_INIT;
+	struct ba_buf_writer w;
+	ba_buf_writer_init(&w, &out);
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_mime_opts o = { "\r\n", 0, NULL, NULL, NULL };
+	assert_int_equal(ba_mime_downgrade(&w.base, &r.base, &o, &err), 0);
+	/* the field after the malformed line is a field; its name may have white space before ':' */
+	assert_string_equal(ba_buf_str(&out), "X-Oops no colon\r\n"
+	                                      "Subject: =?utf-8?B?Y2Fmw6k=?=\r\n"
+	                                      "Content-Type : application/octet-stream\r\n"
+	                                      "Content-Transfer-Encoding: base64\r\n"
+	                                      "\r\n"
+	                                      "/wo=\r\n");
+	ba_buf_release(&out);
+	/* a CR not followed by LF would become a line end on the wire: refused, naming the line */
+	const char *bad = "To: b@example.net\nSubject: hi\rBcc: secret@example.org\n\n\xff\n";
+	ba_mem_reader_init(&r, bad, strlen(bad));
+	ba_buf_init(&out, 0);
+	assert_int_equal(ba_mime_downgrade(&w.base, &r.base, &o, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_string_equal(err.text, "line 2: bare CR (not followed by LF) in header");
+	ba_buf_release(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_mime__pipe_is_spooled),
 		cmocka_unit_test(test_mime__large_qp_and_base64_stream),
 		cmocka_unit_test(test_mime__downgrade),
+		cmocka_unit_test(test_mime__downgrade_header_reader),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,10 +220,12 @@ static void test_msg_read__odd_headers(void **state)
 	struct ba_msg_read_opts o = { 0 };
 	o.flags = BA_MSG_READ_DOTS_ARE_DATA | BA_MSG_READ_RCPT_FROM_HEADERS;
 	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
-	/* an mbox "From " line is dropped; a non-field line starts the body unchanged */
+	/* an mbox "From " line is dropped; a non-field line is kept in the header, unchanged,
+	 * and the fields after it are still fields (the header ends at the empty line only) */
 	assert_int_equal(run(&m, "From someone Sat Jan  3 01:05:34 1996\nTo: a@b.example\n"
 	                         "not a header\nTo: c@d.example\n", &o, &err), 0);
-	assert_int_equal(m.nrcpt, 1);
+	assert_int_equal(m.nrcpt, 2);
+	assert_string_equal(m.rcpt[1], "c@d.example");
 	check_out(&m, "To: a@b.example\nnot a header\nTo: c@d.example\n");
 	ba_msg_read_release(&m);
 	/* empty input */
@@ -255,6 +257,86 @@ static void test_msg_read__odd_headers(void **state)
 	assert_true(ba_spool_flags(m.spool) & BA_SPOOL_LONG_LINE);
 	ba_msg_read_release(&m);
 	ba_buf_release(&big);
+}
+
+/* A line that is no field (and no continuation) does not end the header: the Bcc after it is removed and a recipient. */
+static void test_msg_read__bcc_after_malformed_line(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_RCPT_FROM_HEADERS | BA_MSG_READ_REMOVE_BCC | BA_MSG_READ_DOTS_ARE_DATA;
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	assert_int_equal(run(&m, "To: b@example.net\nX-Oops no colon\nBcc: secret@example.org\n"
+	                         "\nbody\nBcc: in the body stays\n", &o, &err), 0);
+	assert_int_equal(m.nrcpt, 2);
+	assert_string_equal(m.rcpt[0], "b@example.net");
+	assert_string_equal(m.rcpt[1], "secret@example.org");
+	check_out(&m, "To: b@example.net\nX-Oops no colon\n\nbody\nBcc: in the body stays\n");
+	ba_msg_read_release(&m);
+	/* a folded Bcc after malformed lines (one starting with white space, which
+	 * follows no field and so continues nothing), CRLF line ends kept */
+	assert_int_equal(run(&m, "Subject: s\r\n: no name\r\n indented\r\nRESENT-x\r\n"
+	                         "bcc : h1@example.org,\r\n\th2@example.org\r\nX-A: a\r\n\r\nb\r\n",
+	                         &o, &err), 0);
+	assert_int_equal(m.nrcpt, 2);
+	assert_string_equal(m.rcpt[0], "h1@example.org");
+	assert_string_equal(m.rcpt[1], "h2@example.org");
+	assert_int_equal(m.had_resent, 0);
+	check_out(&m, "Subject: s\r\n: no name\r\n indented\r\nRESENT-x\r\nX-A: a\r\n\r\nb\r\n");
+	ba_msg_read_release(&m);
+	/* From, Date and Message-ID after a malformed line are found: nothing is added */
+	o.set_date = o.set_msgid = o.set_from = BA_MSG_HDR_AUTO;
+	o.from_addr = "me@example.org";
+	assert_int_equal(run(&m, "oops\nFrom: f@example.org\nDate: x\nMessage-ID: <1@x>\n"
+	                         "To: t@example.org\n\n", &o, &err), 0);
+	assert_true(m.had_from && m.had_date && m.had_msgid);
+	assert_false(m.added_from || m.added_date || m.added_msgid);
+	assert_string_equal(m.header_from, "f@example.org");
+	check_out(&m, "oops\nFrom: f@example.org\nDate: x\nMessage-ID: <1@x>\nTo: t@example.org\n\n");
+	ba_msg_read_release(&m);
+}
+
+/* A CR not followed by LF in the header is an error naming the line; in the body it is data. */
+static void test_msg_read__bare_cr_in_header(void **state)
+{
+	(void)state;
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_RCPT_FROM_HEADERS | BA_MSG_READ_REMOVE_BCC | BA_MSG_READ_DOTS_ARE_DATA;
+	o.set_date = o.set_msgid = BA_MSG_HDR_OFF;
+	static const char *const bad[] = {
+		"To: b@example.net\nSubject: hi\rBcc: secret@example.org\n\nbody\n",
+		"To: b@example.net\nSubject: hi\r\r\nBcc: secret@example.org\n\nbody\n",
+		"To: b@example.net\n\r\r\nbody\n", /* the empty line too */
+		"To: b@example.net\nSubject: hi\rx", /* the last line, before the end of input */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		err = (struct ba_err)BA_ERR_INIT;
+		assert_int_equal(run(&m, bad[i], &o, &err), -1);
+		assert_int_equal(err.code, EX_DATAERR);
+		assert_string_equal(err.text, "line 2: bare CR (not followed by LF) in header");
+		assert_null(m.spool);
+	}
+	/* a bare CR in a long line, past the line reader's first piece */
+	struct ba_buf big = BA_BUF_INIT;
+	ba_buf_addstr(&big, "To: b@example.net\nX-Long: ");
+	for (int i = 0; i < 2000; i++)
+		ba_buf_addstr(&big, "0123456789");
+	ba_buf_addstr(&big, "\rBcc: secret@example.org\n\nbody\n");
+	assert_int_equal(run(&m, ba_buf_str(&big), &o, &err), -1);
+	assert_string_equal(err.text, "line 2: bare CR (not followed by LF) in header");
+	ba_buf_release(&big);
+	/* a CR as the last octet of the input ends the last line; the body keeps its bare CRs */
+	assert_int_equal(run(&m, "To: b@example.net\r", &o, &err), 0);
+	check_out(&m, "To: b@example.net\r");
+	ba_msg_read_release(&m);
+	assert_int_equal(run(&m, "To: b@example.net\r\n\r\nbo\rdy\r\n", &o, &err), 0);
+	check_out(&m, "To: b@example.net\r\n\r\nbo\rdy\r\n");
+	assert_true(ba_spool_flags(m.spool) & BA_SPOOL_BARE_CR);
+	ba_msg_read_release(&m);
 }
 
 static void test_msg_read__spool_to_file(void **state)
@@ -485,6 +567,8 @@ int main(void)
 		cmocka_unit_test(test_msg_read__generated_fields),
 		cmocka_unit_test(test_msg_read__lone_dot),
 		cmocka_unit_test(test_msg_read__odd_headers),
+		cmocka_unit_test(test_msg_read__bcc_after_malformed_line),
+		cmocka_unit_test(test_msg_read__bare_cr_in_header),
 		cmocka_unit_test(test_msg_read__spool_to_file),
 		cmocka_unit_test(test_msg_read__spool_scan_random),
 		cmocka_unit_test(test_msg_read__refer_to_input_file),

@@ -98,12 +98,90 @@ int ba_header_value_valid(const char *value);
 int ba_header_write_field(struct ba_buf *out, const char *name, const char *value,
                           const char *eol, struct ba_err *err);
 
-/* ---- incremental parser ------------------------------------------------ */
+/* ---- the header reader: what a header line is ---------------------------- */
+
+/*
+ * Every place that reads a message header (the parser below, the sendmail
+ * input in msg_read.h, the 7-bit downgrade in mime.h) classifies its lines
+ * with this reader, so they agree on these rules:
+ *
+ *  - a line ends with LF; a CR right before the LF belongs to the line end
+ *    (CRLF).  Any other CR is a bare CR, an error ("line N: bare CR (not
+ *    followed by LF) in header", EX_DATAERR), never kept as data, because
+ *    the data phase would turn it into a line end (RFC 5322 §2.2: CR and LF
+ *    only together).  Only a CR as the very last octet of the input ends a
+ *    last line without LF.
+ *  - the header ends at the first empty line (BA_HEADER_LINE_END, which
+ *    belongs to no field), or at the end of the input;
+ *  - a field line (BA_HEADER_LINE_FIELD) is a name of ftext (printable
+ *    ASCII 33-126 except ':', RFC 5322 §3.6.8), optional SP/HT
+ *    (obs-optional, §4.5.3), then ':';
+ *  - a continuation line (BA_HEADER_LINE_CONT) starts with SP or HT and
+ *    follows a field line or a continuation of one (§2.2.3);
+ *  - any other line (no colon, a bad name, SP/HT first with no field
+ *    before) is malformed: an error in strict mode ("line N: missing ':'
+ *    in header line '...'", "line N: invalid header field name '...'",
+ *    "line N: continuation line before the first field"), or, with
+ *    BA_HEADER_KEEP_MALFORMED, a line of its own (BA_HEADER_LINE_MALFORMED)
+ *    that ends the field before it but not the header: the lines after it
+ *    are still fields.  This is what msmtp and Postfix do; ending the
+ *    header there would let a Bcc field after it go out as body text;
+ *  - a first line "From " (an mbox separator) is BA_HEADER_LINE_MBOX_FROM
+ *    with BA_HEADER_SKIP_MBOX_FROM, else an error in strict mode ("line 1:
+ *    mbox 'From ' line") and a malformed line with KEEP_MALFORMED.
+ *
+ * NUL bytes and lines over 998 octets are the callers' business (the
+ * parser refuses them; the sendmail input keeps them and its spool marks
+ * them for the 7-bit rendering).
+ */
 
 enum ba_header_flags {
 	/* a first line "From " (mbox separator) is skipped instead of rejected */
 	BA_HEADER_SKIP_MBOX_FROM = 1 << 0,
+	/* a malformed line is kept as BA_HEADER_LINE_MALFORMED instead of being an error */
+	BA_HEADER_KEEP_MALFORMED = 1 << 1,
 };
+
+enum ba_header_line_kind {
+	BA_HEADER_LINE_FIELD = 1,  /* starts a field; name_len is its name's length */
+	BA_HEADER_LINE_CONT,       /* continues the field started before */
+	BA_HEADER_LINE_MALFORMED,  /* neither (only with BA_HEADER_KEEP_MALFORMED) */
+	BA_HEADER_LINE_MBOX_FROM,  /* the first line "From " (only with BA_HEADER_SKIP_MBOX_FROM) */
+	BA_HEADER_LINE_END         /* the empty line: the header ended, the body follows */
+};
+
+/*
+ * State of one header being read line by line.  line_no, kind, name_len and
+ * line_start describe the line of the last piece read; the rest is private.
+ */
+struct ba_header_reader {
+	unsigned flags;
+	size_t line_no;   /* 1 for the first line */
+	int kind;         /* enum ba_header_line_kind */
+	size_t name_len;  /* BA_HEADER_LINE_FIELD: the name's length (WSP before ':' not counted) */
+	int line_start;   /* 1 if the last piece started its line */
+	int in_field;     /* private: a continuation line would continue a field */
+	int mid;          /* private: the last piece did not end its line */
+	int cr;           /* private: the last piece ended in a CR */
+};
+
+/* flags: BA_HEADER_SKIP_MBOX_FROM, BA_HEADER_KEEP_MALFORMED.  Nothing to release. */
+void ba_header_reader_init(struct ba_header_reader *r, unsigned flags);
+/*
+ * Reads the next piece s[0..n) (n > 0) of the header: a whole line with its
+ * line end, or a part of one as a bounded line reader gives them (the
+ * pieces of a line too long for its buffer; the last line of the input
+ * without LF).  A piece ending in LF ends its line.  The kind of a line is
+ * decided by its first piece, which must hold the name and colon of a
+ * field to be one (any reader with a buffer over 998 octets sees a valid
+ * field line whole).  Returns the kind of the piece's line
+ * (BA_HEADER_LINE_*) or -1 with the errors listed above; after
+ * BA_HEADER_LINE_END the caller stops (what follows is body).
+ */
+int ba_header_reader_piece(struct ba_header_reader *r, const char *s, size_t n,
+                           struct ba_err *err);
+
+/* ---- incremental parser ------------------------------------------------ */
 
 /*
  * State of one parse.  fields receives the parsed fields in order; after the
@@ -114,6 +192,7 @@ struct ba_header_parser {
 	struct ba_header_list fields;
 	size_t max_total, max_fields, total, line_no;
 	unsigned flags;
+	struct ba_header_reader rd; /* private: classifies the lines */
 	int state;             /* private */
 	size_t name_len;       /* private: length of the current field's name */
 	unsigned char prev_le; /* private: length of the last line end (1 LF, 2 CRLF) */
@@ -124,7 +203,10 @@ struct ba_header_parser {
 /*
  * Initialises p: at most max_total octets of header (line ends included;
  * 0 = no limit) and max_fields fields (0 = no limit).  flags:
- * BA_HEADER_SKIP_MBOX_FROM.  Release with ba_header_parser_release().
+ * BA_HEADER_SKIP_MBOX_FROM, BA_HEADER_KEEP_MALFORMED (malformed lines are
+ * then skipped: fields holds the fields only).  The lines are classified
+ * by a struct ba_header_reader (the rules above).  Release with
+ * ba_header_parser_release().
  */
 void ba_header_parser_init(struct ba_header_parser *p, size_t max_total, size_t max_fields,
                            unsigned flags);

@@ -195,10 +195,14 @@ int ba_mime_detect_type(struct ba_buf *out, const void *head, size_t n, const ch
  *     is RFC 2047-encoded (it must be UTF-8);
  *   - 8-bit octets in preambles and epilogues (which no MUA shows) become "?".
  * Memory is bounded: a leaf is held in memory up to 256 KiB, beyond that in
- * an unlinked temporary file.  Does not flush out.  Errors: EX_DATAERR (8-bit
+ * an unlinked temporary file.  Headers (the message's and the parts') are
+ * read with header.h's reader: lines that are no field are kept as they
+ * are, a bare CR is an error.  Does not flush out.  Errors: EX_DATAERR (8-bit
  * text in a structured header field, which needs SMTPUTF8; invalid UTF-8 in
- * one; a part declared quoted-printable or base64 holding 8-bit data; a
- * header over 1 MiB; nesting deeper than 32), EX_IOERR, EX_CANTCREAT, EX_OSERR.
+ * one; a bare CR in a header, "line N: bare CR (not followed by LF) in
+ * header", N counted from the start of that header; a part declared
+ * quoted-printable or base64 holding 8-bit data; a header over 1 MiB;
+ * nesting deeper than 32), EX_IOERR, EX_CANTCREAT, EX_OSERR.
  */
 int ba_mime_downgrade(ba_writer *out, ba_reader *in, const struct ba_mime_opts *o,
                       struct ba_err *err);

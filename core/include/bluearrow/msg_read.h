@@ -26,14 +26,27 @@
  * Kept header lines and the body are copied byte for byte (line ends
  * included); generated lines use the line end of the input's first line.
  *
- * Why not header.h's parser and addr.h here: the input is read line by line
- * because sendmail's lone-dot rule applies to header lines too, and every
- * kept byte must be copied unchanged; and -t must accept what msmtp accepts
- * in To/Cc/Bcc, notably local names without a domain ("To: root"), which the
- * `aliases` file maps afterwards but which are no RFC 5322 addr-spec (addr.h
- * rightly refuses them).  ba_msg_addr_list() is therefore a lenient scanner
- * that only extracts the envelope addresses; the engine and route validate
- * each address before it is sent (ba_addr_spec_valid, IDN).
+ * The header block is what header.h's reader (struct ba_header_reader)
+ * says it is, the same reader the 7-bit downgrade uses: it ends at the
+ * first empty line or at the end of the input; a line that is neither a
+ * field nor a continuation is kept in place, byte for byte, and the fields
+ * after it are still fields for -t, Bcc removal and the From, Date and
+ * Message-ID checks (msmtp's rule); a CR not followed by LF anywhere in the
+ * header is EX_DATAERR ("line N: bare CR (not followed by LF) in header"),
+ * because the data phase would turn it into a line end.  So the -t
+ * recipients, the Bcc removal and the spooled header (the wire) come from
+ * one parse.  The reader only classifies lines; this module keeps the raw
+ * bytes itself (not header.h's field list, which copies and unfolds every
+ * field), because every kept byte must be copied unchanged, lines over 998
+ * octets and NUL bytes are kept (the spool flags them for the 7-bit
+ * rendering), and sendmail's lone-dot rule applies to header lines too.
+ *
+ * Why not addr.h for -t: it must accept what msmtp accepts in To/Cc/Bcc,
+ * notably local names without a domain ("To: root"), which the `aliases`
+ * file maps afterwards but which are no RFC 5322 addr-spec (addr.h rightly
+ * refuses them).  ba_msg_addr_list() is therefore a lenient scanner that
+ * only extracts the envelope addresses; the engine and route validate each
+ * address before it is sent (ba_addr_spec_valid, IDN).
  */
 #ifndef BLUEARROW_MSG_READ_H
 #define BLUEARROW_MSG_READ_H
@@ -144,9 +157,9 @@ struct ba_msg_input {
  * Reads the whole message from in and spools it rewritten as described at
  * the top.  On success the caller releases *out with ba_msg_read_release();
  * on failure *out is empty.
- * Errors: EX_DATAERR (header block larger than header_max, a recipient
- * field that is not an address list, a From name or address with control
- * characters), EX_NOINPUT (empty input), the input's errors (EX_IOERR),
+ * Errors: EX_DATAERR (header block larger than header_max, a bare CR in
+ * the header naming its line, a recipient field that is not an address
+ * list, a From name or address with control characters), EX_NOINPUT (empty input), the input's errors (EX_IOERR),
  * the spool's errors.
  */
 int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_read_opts *o,
