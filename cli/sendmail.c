@@ -260,56 +260,34 @@ static int deliver(struct sm_args *a)
 {
 	struct ba_err err = BA_ERR_INIT;
 	ba_config *cfg = NULL;
-	const struct ba_account *acc = NULL;
-	struct ba_buf from = BA_BUF_INIT;
-	struct ba_msg_input in;
+	struct ba_submit_input in;
 	struct ba_submit_result res;
 	char **rcpt = NULL;
 	size_t nrcpt = 0;
 	int code;
 	memset(&in, 0, sizeof(in));
 	memset(&res, 0, sizeof(res));
-	if (ba_submit_config(&cfg, a->config, &err) < 0 ||
-	    !(acc = ba_submit_account(cfg, a->account, a->from, NULL, &err))) {
+	if (ba_submit_config(&cfg, a->config, &err) < 0) {
 		code = cli_fail(&err);
 		goto out;
 	}
-	/*
-	 * The sender may still come from the message (--read-envelope-from) or
-	 * its From may choose another account: a missing sender is an error only
-	 * once the message has been read.
-	 */
-	struct ba_err from_err = BA_ERR_INIT;
-	int have_from = ba_submit_envelope_from(&from, acc, a->from, &from_err) == 0;
-	struct ba_msg_read_opts o;
-	ba_submit_read_opts(&o, acc, have_from ? ba_buf_str(&from) : NULL, a->name,
-	                    (a->i ? BA_SUBMIT_READ_DOTS_ARE_DATA : 0) |
-	                            (a->t ? BA_SUBMIT_READ_RCPT_FROM_HEADERS : 0));
-	o.flags |= BA_MSG_READ_REFER_INPUT; /* a message given as a file is not copied */
-	o.in_fd = 0;
+	struct ba_submit_read_req rq;
+	memset(&rq, 0, sizeof(rq));
+	rq.account = a->account;
+	rq.from = a->from;
+	rq.full_name = a->name;
+	rq.read_envelope_from = a->read_env_from;
+	rq.flags = (a->i ? BA_SUBMIT_READ_DOTS_ARE_DATA : 0) |
+	           (a->t ? BA_SUBMIT_READ_RCPT_FROM_HEADERS : 0);
+	rq.in_fd = 0;
 	struct ba_fd_reader stdin_r;
 	ba_fd_reader_init(&stdin_r, 0, "standard input");
-	if (ba_msg_read(&in, &stdin_r.base, &o, &err) < 0) {
+	if (ba_submit_read(&in, cfg, &stdin_r.base, &rq, &err) < 0) {
 		code = cli_fail(&err);
 		goto out;
 	}
-	const char *env_from = a->from;
-	if (a->read_env_from && !a->from) {
-		/* msmtp --read-envelope-from: the sender is the From field's address */
-		if (!in.header_from) {
-			ba_err_set(&err, EX_DATAERR, "--read-envelope-from: the message has no From address");
-			code = cli_fail(&err);
-			goto out;
-		}
-		env_from = in.header_from;
-	}
-	if (!(acc = ba_submit_account(cfg, a->account, env_from, in.header_from, &err)) ||
-	    ba_submit_envelope_from(&from, acc, env_from, &err) < 0) {
-		code = cli_fail(&err);
-		goto out;
-	}
-	if (ba_submit_recipients(&rcpt, &nrcpt, acc, (const char *const *)a->rcpt, a->nrcpt,
-	                         (const char *const *)in.rcpt, in.nrcpt, &err) < 0) {
+	if (ba_submit_recipients(&rcpt, &nrcpt, in.acc, (const char *const *)a->rcpt, a->nrcpt,
+	                         (const char *const *)in.msg.rcpt, in.msg.nrcpt, &err) < 0) {
 		code = err.code == EX_USAGE ? cli_usage_error(SM, "%s", err.text) : cli_fail(&err);
 		goto out;
 	}
@@ -317,11 +295,11 @@ static int deliver(struct sm_args *a)
 	cli_log_stderr_init(&log, a->verbose);
 	struct ba_submit sub;
 	memset(&sub, 0, sizeof(sub));
-	sub.acc = acc;
-	sub.from = ba_buf_str(&from);
+	sub.acc = in.acc;
+	sub.from = ba_buf_str(&in.from);
 	sub.rcpt = (const char *const *)rcpt;
 	sub.nrcpt = nrcpt;
-	sub.spool = in.spool;
+	sub.spool = in.msg.spool;
 	sub.notify = a->dsn_notify;
 	sub.ret = a->dsn_ret;
 	sub.envid = a->envid;
@@ -333,8 +311,7 @@ static int deliver(struct sm_args *a)
 out:
 	ba_submit_result_release(&res);
 	ba_submit_recipients_free(rcpt, nrcpt);
-	ba_msg_read_release(&in);
-	ba_buf_release(&from);
+	ba_submit_input_release(&in);
 	ba_config_free(cfg);
 	return code;
 }

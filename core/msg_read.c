@@ -613,6 +613,30 @@ static int read_header(struct hdr *h, struct ba_linereader *lr, const struct ba_
 	return 0;
 }
 
+/* m->header_from: the first mailbox of the first From field that has one. */
+static int find_header_from(struct ba_msg_input *m, const struct hdr *h, struct ba_err *err)
+{
+	for (size_t i = 0; i < h->n && !m->header_from; i++) {
+		const struct field *f = &h->f[i];
+		if (!f->name_len || !name_is(h, f, "From"))
+			continue;
+		const char *p;
+		size_t n;
+		char **v = NULL;
+		size_t nv = 0;
+		field_body(h, f, &p, &n);
+		int rc = ba_msg_addr_list(&v, &nv, "From", p, n, err);
+		if (rc == 0 && nv)
+			m->header_from = v[0], v[0] = NULL;
+		for (size_t k = 0; k < nv; k++)
+			free(v[k]);
+		free(v);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int collect(struct ba_msg_input *m, struct hdr *h, const struct ba_msg_read_opts *o,
                    struct ba_err *err)
 {
@@ -636,18 +660,6 @@ static int collect(struct ba_msg_input *m, struct hdr *h, const struct ba_msg_re
 			continue; /* a malformed line: no field, kept as it is */
 		field_body(h, f, &p, &n);
 		char name[32];
-		if (!m->header_from && name_is(h, f, "From")) {
-			char **v = NULL;
-			size_t nv = 0;
-			int rc = ba_msg_addr_list(&v, &nv, "From", p, n, err);
-			if (rc == 0 && nv)
-				m->header_from = v[0], v[0] = NULL;
-			for (size_t k = 0; k < nv; k++)
-				free(v[k]);
-			free(v);
-			if (rc < 0)
-				return -1;
-		}
 		if (o->flags & BA_MSG_READ_RCPT_FROM_HEADERS) {
 			static const char *const kinds[] = { "To", "Cc", "Bcc" };
 			for (size_t k = 0; k < 3; k++) {
@@ -797,8 +809,17 @@ int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_rea
 		goto done;
 	if (ba_spool_new(&out->spool, o->mem_max, err) < 0)
 		goto done_lr;
-	if (read_header(&h, &lr, o, &first, &body_at_start, &ended, &crlf, err) < 0 || collect(out, &h, o, err) < 0 ||
-	    generate(&gen, out, &h, o, crlf ? "\r\n" : "\n", err) < 0)
+	if (read_header(&h, &lr, o, &first, &body_at_start, &ended, &crlf, err) < 0 ||
+	    find_header_from(out, &h, err) < 0)
+		goto done_lr;
+	struct ba_msg_read_opts eff = *o; /* what the header_done hook may change */
+	if (o->header_done) {
+		if (o->header_done(o->header_ctx, out->header_from, &eff, err) < 0)
+			goto done_lr;
+		const unsigned keep = BA_MSG_READ_DOTS_ARE_DATA | BA_MSG_READ_REFER_INPUT;
+		eff.flags = (eff.flags & ~keep) | (o->flags & keep);
+	}
+	if (collect(out, &h, &eff, err) < 0 || generate(&gen, out, &h, &eff, crlf ? "\r\n" : "\n", err) < 0)
 		goto done_lr;
 	ba_writer *w = ba_spool_writer(out->spool);
 	if (ba_write(w, gen.data, gen.len, err) < 0)

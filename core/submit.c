@@ -92,6 +92,71 @@ void ba_submit_read_opts(struct ba_msg_read_opts *o, const struct ba_account *ac
 	o->from_name = full_name ? full_name : acc->from_full_name;
 }
 
+struct read_ctx {
+	const ba_config *cfg;
+	const struct ba_submit_read_req *rq;
+	struct ba_submit_input *out;
+};
+
+/* ba_msg_read()'s header_done hook: the account and the sender, then how to read the rest. */
+static int choose_on_header(void *ctx, const char *header_from, struct ba_msg_read_opts *o,
+                            struct ba_err *err)
+{
+	struct read_ctx *c = ctx;
+	const struct ba_submit_read_req *rq = c->rq;
+	const char *env_from = rq->from;
+	if (!env_from && rq->read_envelope_from) {
+		if (!header_from)
+			return ba_err_set(err, EX_DATAERR,
+			                  "--read-envelope-from: the message has no From address");
+		env_from = header_from;
+	}
+	const struct ba_account *acc = ba_submit_account(c->cfg, rq->account, env_from, header_from,
+	                                                 err);
+	if (!acc || ba_submit_envelope_from(&c->out->from, acc, env_from, err) < 0)
+		return -1;
+	c->out->acc = acc;
+	struct ba_msg_read_opts chosen;
+	ba_submit_read_opts(&chosen, acc, ba_buf_str(&c->out->from), rq->full_name, rq->flags);
+	o->flags = chosen.flags;
+	o->set_from = chosen.set_from;
+	o->set_date = chosen.set_date;
+	o->set_msgid = chosen.set_msgid;
+	o->from_addr = chosen.from_addr;
+	o->from_name = chosen.from_name;
+	return 0;
+}
+
+int ba_submit_read(struct ba_submit_input *out, const ba_config *cfg, ba_reader *in,
+                   const struct ba_submit_read_req *rq, struct ba_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	ba_buf_init(&out->from, 0);
+	struct read_ctx c = { cfg, rq, out };
+	struct ba_msg_read_opts o;
+	memset(&o, 0, sizeof(o));
+	o.flags = rq->flags & BA_SUBMIT_READ_DOTS_ARE_DATA ? BA_MSG_READ_DOTS_ARE_DATA : 0;
+	if (rq->in_fd >= 0) {
+		o.flags |= BA_MSG_READ_REFER_INPUT; /* a message given as a file is not copied */
+		o.in_fd = rq->in_fd;
+	}
+	o.mem_max = rq->mem_max;
+	o.header_done = choose_on_header;
+	o.header_ctx = &c;
+	if (ba_msg_read(&out->msg, in, &o, err) < 0) {
+		ba_submit_input_release(out);
+		return -1;
+	}
+	return 0;
+}
+
+void ba_submit_input_release(struct ba_submit_input *in)
+{
+	ba_msg_read_release(&in->msg);
+	ba_buf_release(&in->from);
+	memset(in, 0, sizeof(*in));
+}
+
 void ba_submit_recipients_free(char **v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++)

@@ -79,3 +79,18 @@ def test_logfile_dash_is_standard_output(smtp_server, write_config, sendmail):
     r = sendmail("-C", cfg, "-i", "b@example.test", input=MSG)
     assert r.returncode != 0
     assert "exitcode=EX_" in r.stdout.decode() and "EX_OK" not in r.stdout.decode()
+
+
+def test_from_field_account_settings_shape_the_message(smtp_server, write_config, sendmail):
+    """The account the From field chooses is the one whose header settings apply, not the
+    default's: one parse of the header decides the account, then the rest is read for it."""
+    home, work = smtp_server(), smtp_server()
+    text = (two_accounts(home, work).replace("from *@work.test", "from jo@work.test")
+            .replace("from me@home.test\n", "from me@home.test\nundisclosed_recipients on\n"
+                     "set_date_header off\n"))
+    cfg = write_config(text=text)
+    r = sendmail("-C", cfg, "-i", "-t", input=MSG)
+    assert r.returncode == 0, r.stderr
+    data = work.wait_txn().data
+    assert b"To: b@example.test" in data and b"undisclosed-recipients" not in data
+    assert b"\r\nDate: " in data or data.startswith(b"Date: ")

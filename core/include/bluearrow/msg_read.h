@@ -141,6 +141,19 @@ struct ba_msg_read_opts {          /* zero = defaults */
 	size_t mem_max;                /* spool memory; 0 = 1 MB */
 	int in_fd;                     /* with BA_MSG_READ_REFER_INPUT: the fd in reads */
 	struct ba_msg_opts msg;        /* clock and random source for Date and Message-ID */
+	/*
+	 * Optional: called once the header block has been read and before
+	 * anything is decided from it, with the addr-spec of the first mailbox
+	 * of the From field (NULL when there is none).  It may change *o, a
+	 * copy the rest of the read uses: the flags BA_MSG_READ_RCPT_FROM_HEADERS,
+	 * _REMOVE_BCC and _UNDISCLOSED, and set_from, set_date, set_msgid,
+	 * from_addr, from_name (the other members are ignored).  This is where
+	 * the account is chosen when the From field can choose it.  Returns 0,
+	 * or -1 with err set, which ends the read with that error.
+	 */
+	int (*header_done)(void *ctx, const char *header_from, struct ba_msg_read_opts *o,
+	                   struct ba_err *err);
+	void *header_ctx;
 };
 
 /* The outcome: the spool and what the header said.  Release with ba_msg_read_release(). */

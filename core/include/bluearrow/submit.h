@@ -7,8 +7,11 @@
  *   ba_submit_account()       which account: -a, else by envelope sender,
  *                             else by the message's From, else the default
  *   ba_submit_envelope_from() the envelope sender (-f, from, auto_from)
- *   ba_submit_read_opts()     how the account wants a given message read
- *                             (Bcc removal, From/Date/Message-ID, undisclosed)
+ *   ba_submit_read()          a given message: its header, then the account
+ *                             (by the From field too) and the sender, then
+ *                             the rest read as that account wants it
+ *                             (ba_submit_read_opts(): Bcc removal,
+ *                             From/Date/Message-ID, undisclosed)
  *   ba_submit_recipients()    the envelope recipients: arguments, then the
  *                             header's (-t), through the account's aliases
  *   ba_submit_send()          route, IDN, DSN, the 7-bit decision, the
@@ -87,6 +90,42 @@ enum ba_submit_read_flags {
  */
 void ba_submit_read_opts(struct ba_msg_read_opts *o, const struct ba_account *acc,
                          const char *env_from, const char *full_name, unsigned flags);
+
+/* How a given message (sendmail's standard input, `send FILE`) is to be read. */
+struct ba_submit_read_req {
+	const char *account;       /* -a; NULL = chosen by sender or From field */
+	const char *from;          /* -f; NULL = none ("" = the null sender) */
+	const char *full_name;     /* -F; NULL = the account's from_full_name */
+	int read_envelope_from;    /* --read-envelope-from: the sender is the From field's address */
+	unsigned flags;            /* enum ba_submit_read_flags (-t, -i) */
+	int in_fd;                 /* the descriptor in reads, or -1: a regular file is then not
+	                              copied into the spool (ba_spool_refer()) */
+	size_t mem_max;            /* spool memory; 0 = 1 MB */
+};
+
+/* A given message read for an account.  Release with ba_submit_input_release(). */
+struct ba_submit_input {
+	const struct ba_account *acc; /* the account, chosen once the header was read; borrowed
+	                                 from the configuration */
+	struct ba_buf from;           /* the envelope sender ("" = <>) */
+	struct ba_msg_input msg;      /* the spool, the -t recipients, what the header said */
+};
+
+/*
+ * Reads a given message from in for sending: the header first, then the
+ * account is chosen (ba_submit_account() with the From field's address),
+ * the envelope sender computed (the From field's address with
+ * read_envelope_from and no -f), and the rest is read with that account's
+ * settings (ba_submit_read_opts(), ba_msg_read()).  So one parse decides
+ * the recipients, the Bcc removal, the account and the bytes that are sent.
+ * On success the caller releases *out; on failure *out is empty.
+ * Errors: those of ba_msg_read(), ba_submit_account(),
+ * ba_submit_envelope_from(), and EX_DATAERR "--read-envelope-from: the
+ * message has no From address".
+ */
+int ba_submit_read(struct ba_submit_input *out, const ba_config *cfg, ba_reader *in,
+                   const struct ba_submit_read_req *rq, struct ba_err *err);
+void ba_submit_input_release(struct ba_submit_input *in);
 
 /*
  * The envelope recipients: copies of args[0..nargs) followed by those of
