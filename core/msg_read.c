@@ -579,6 +579,12 @@ static int read_header(struct hdr *h, struct ba_linereader *lr, const struct ba_
 			*crlf = n >= 2 && line[n - 2] == '\r' && line[n - 1] == '\n';
 		if (kind == BA_HEADER_LINE_MBOX_FROM)
 			continue;
+		/*
+		 * a NUL is refused in the header (RFC 5322 §2.2): a receiver that drops
+		 * it would read "Bcc\0: x", kept here as a malformed line, as a Bcc field
+		 */
+		if (memchr(line, '\0', n))
+			return ba_err_set(err, EX_DATAERR, "line %zu: NUL byte in header", rd.line_no);
 		if (!rd.line_start) { /* the rest of a long line */
 			ba_buf_add(&h->raw, line, n);
 			h->f[h->n - 1].len += n;

@@ -299,6 +299,29 @@ static void test_msg_read__bcc_after_malformed_line(void **state)
 }
 
 /* A CR not followed by LF in the header is an error naming the line; in the body it is data. */
+/* a receiver that strips NULs would turn "Bcc\0:" into a Bcc field: refused, naming the line */
+static void test_msg_read__nul_in_header(void **state)
+{
+	(void)state;
+	static const char in[] = "To: b@example.net\nBcc\0: secret@example.org\n\nbody\n";
+	struct ba_msg_input m;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_msg_read_opts o = { 0 };
+	o.flags = BA_MSG_READ_RCPT_FROM_HEADERS | BA_MSG_READ_REMOVE_BCC | BA_MSG_READ_DOTS_ARE_DATA;
+	struct ba_mem_reader r;
+	ba_mem_reader_init(&r, in, sizeof(in) - 1);
+	assert_int_equal(ba_msg_read(&m, &r.base, &o, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	assert_string_equal(err.text, "line 2: NUL byte in header");
+	assert_null(m.spool);
+	/* in the body a NUL is data (the spool flags it) */
+	static const char ok[] = "To: b@example.net\n\nbo\0dy\n";
+	ba_mem_reader_init(&r, ok, sizeof(ok) - 1);
+	assert_int_equal(ba_msg_read(&m, &r.base, &o, &err), 0);
+	assert_true(ba_spool_flags(m.spool) & BA_SPOOL_NUL);
+	ba_msg_read_release(&m);
+}
+
 static void test_msg_read__bare_cr_in_header(void **state)
 {
 	(void)state;
@@ -569,6 +592,7 @@ int main(void)
 		cmocka_unit_test(test_msg_read__odd_headers),
 		cmocka_unit_test(test_msg_read__bcc_after_malformed_line),
 		cmocka_unit_test(test_msg_read__bare_cr_in_header),
+		cmocka_unit_test(test_msg_read__nul_in_header),
 		cmocka_unit_test(test_msg_read__spool_to_file),
 		cmocka_unit_test(test_msg_read__spool_scan_random),
 		cmocka_unit_test(test_msg_read__refer_to_input_file),
