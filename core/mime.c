@@ -177,7 +177,7 @@ int ba_mime_fd_new(ba_mime_part **out, int fd, const char *name, enum ba_mime_ro
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
-		ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, strerror(errno));
+		ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, ba_strerror_t(errno));
 		ba_mime_free(p);
 		return -1;
 	}
@@ -205,7 +205,7 @@ int ba_mime_file_new(ba_mime_part **out, const char *path, enum ba_mime_role rol
 	if (fd < 0)
 		return ba_err_set(err, errno == ENOENT || errno == EACCES || errno == ENOTDIR ||
 		                       errno == ELOOP ? EX_NOINPUT : EX_IOERR,
-		                  "cannot open '%s': %s", path, strerror(errno));
+		                  "cannot open '%s': %s", path, ba_strerror_t(errno));
 	return ba_mime_fd_new(out, fd, path, role, err);
 }
 
@@ -644,7 +644,7 @@ static int leaf_open_reader(ba_mime_part *p, struct ba_fd_reader *fr, struct ba_
 		return 0;
 	}
 	if (lseek(p->fd, p->start, SEEK_SET) < 0)
-		return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, strerror(errno));
+		return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", p->name, ba_strerror_t(errno));
 	ba_fd_reader_init(fr, p->fd, p->name);
 	*r = &fr->base;
 	return 0;
@@ -740,7 +740,7 @@ static int fill_random(const struct ba_mime_opts *o, void *buf, size_t n, struct
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
-			return ba_err_set(err, EX_OSERR, "cannot get random bytes: %s", strerror(errno));
+			return ba_err_set(err, EX_OSERR, "cannot get random bytes: %s", ba_strerror_t(errno));
 		}
 		p += k;
 		n -= (size_t)k;
@@ -1069,7 +1069,7 @@ static int dg_spool_flush(struct dg_spool *sp, struct ba_err *err)
 			continue;
 		if (k < 0)
 			return ba_err_set(err, EX_IOERR, "cannot write a temporary file: %s",
-			                  strerror(errno));
+			                  ba_strerror_t(errno));
 		off += (size_t)k;
 	}
 	sp->len = 0;

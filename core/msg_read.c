@@ -60,7 +60,7 @@ static int spool_flush_file(ba_spool *s, struct ba_err *err)
 			continue;
 		if (k < 0)
 			return ba_err_set(err, EX_IOERR, "cannot write the spool file: %s",
-			                  strerror(errno));
+			                  ba_strerror_t(errno));
 		off += (size_t)k;
 	}
 	s->fbuf_len = 0;
@@ -228,7 +228,7 @@ static ssize_t refer_read(ba_spool *s, void *p, size_t n, struct ba_err *err)
 			continue;
 		if (k < 0)
 			return ba_err_set(err, EX_IOERR, "cannot read the message again: %s",
-			                  strerror(errno));
+			                  ba_strerror_t(errno));
 		if (k == 0 || (s->pos + (uint64_t)k == s->size && !refer_intact(s)))
 			return ba_err_set(err, EX_IOERR, "the message file changed while it was sent "
 			                  "(nothing was delivered)");
@@ -255,7 +255,7 @@ static ssize_t spool_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			return ba_err_set(err, EX_IOERR, "cannot read the spool file: %s", strerror(errno));
+			return ba_err_set(err, EX_IOERR, "cannot read the spool file: %s", ba_strerror_t(errno));
 		if (k == 0)
 			return ba_err_set(err, EX_IOERR, "the spool file is shorter than written");
 		s->pos += (uint64_t)k;
@@ -539,7 +539,7 @@ static int default_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
 	time_t now = time(NULL);
 	struct tm tm;
 	if (now == (time_t)-1 || !localtime_r(&now, &tm))
-		return ba_err_set(err, EX_OSERR, "cannot read the clock: %s", strerror(errno));
+		return ba_err_set(err, EX_OSERR, "cannot read the clock: %s", ba_strerror_t(errno));
 	*t = (int64_t)now;
 	*off = (int)(tm.tm_gmtoff / 60);
 	return 0;
