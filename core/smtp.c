@@ -1,6 +1,6 @@
 /* smtp.c - the client engine: SMTP, submission and LMTP over a ba_stream
  *
- * Shape (STYLE.md §2, after OpenSMTPD smtp_client.c and curl lib/smtp.c):
+ * Shape (after OpenSMTPD smtp_client.c and curl lib/smtp.c):
  * one state enum with a names table and one setter that traces transitions;
  * a reply is read whole (bounded lines, count and a deadline), validated,
  * and only then acted on; every command goes through cmd_add(), which
@@ -250,7 +250,7 @@ static void parse_enhanced(const char *t, size_t n, int code, char out[16])
  * Reads one complete reply into s->r (RFC 5321 §4.2): every line "ddd-text"
  * but the last "ddd text" (or "ddd"), the same code on each.  more = 1 when
  * further replies may follow (pipelining, LMTP): only then may bytes remain
- * buffered after it (STYLE.md §2: that rule defeats STARTTLS injection).
+ * buffered after it (that one rule defeats STARTTLS injection).
  */
 static int read_reply(ba_session *s, int more, struct ba_err *err)
 {
