@@ -327,12 +327,9 @@ int cli_cmd_sendmail(int argc, char **argv)
 	if (code == 0 && a.from)
 		code = normalise_from(&a.from, &owned_from);
 	if (code == 0 && a.envid) {
-		/* RFC 3461 §4.4: ENVID is printable ASCII (xtext-encoded by the engine), at most 100 */
-		for (const char *c = a.envid; *c && code == 0; c++)
-			if ((unsigned char)*c > 126 || *c == ' ')
-				code = cli_usage_error(SM, "-V: the envelope id must be printable ASCII");
-		if (code == 0 && strlen(a.envid) > 100)
-			code = cli_usage_error(SM, "-V: the envelope id is longer than 100 characters");
+		struct ba_err err = BA_ERR_INIT;
+		if (ba_submit_check_envid(a.envid, &err) < 0)
+			code = cli_usage_error(SM, "-V: %s", err.text);
 	}
 	if (code == 0) {
 		switch (a.mode) {

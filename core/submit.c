@@ -250,6 +250,16 @@ int ba_submit_parse_return(const char *s, int *out)
 	return 0;
 }
 
+int ba_submit_check_envid(const char *s, struct ba_err *err)
+{
+	for (const char *c = s; *c; c++)
+		if ((unsigned char)*c > 126 || (unsigned char)*c <= ' ')
+			return ba_err_set(err, EX_USAGE, "the envelope id must be printable ASCII");
+	if (strlen(s) > 100)
+		return ba_err_set(err, EX_USAGE, "the envelope id is longer than 100 characters");
+	return 0;
+}
+
 /* The account's DSN settings in the engine's terms (RFC 3461). */
 static unsigned engine_notify(unsigned notify)
 {

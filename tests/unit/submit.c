@@ -149,6 +149,18 @@ static void test_submit__dsn_values(void **state)
 	assert_int_equal(ba_submit_parse_return("hdrs", &ret), 0);
 	assert_int_equal(ret, BA_DSN_RET_HDRS);
 	assert_int_equal(ba_submit_parse_return("body", &ret), -1);
+	struct ba_err err = BA_ERR_INIT;
+	char longid[102];
+	memset(longid, 'x', 101);
+	longid[101] = '\0';
+	assert_int_equal(ba_submit_check_envid("QQ314159+2B", &err), 0);
+	assert_int_equal(ba_submit_check_envid("two words", &err), -1);
+	assert_int_equal(ba_submit_check_envid("a\r\nRCPT", &err), -1);
+	assert_int_equal(ba_submit_check_envid("caf\xc3\xa9", &err), -1);
+	assert_int_equal(ba_submit_check_envid(longid, &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	longid[100] = '\0';
+	assert_int_equal(ba_submit_check_envid(longid, &err), 0);
 }
 
 /* the account's header settings reach the reader; -F wins over from_full_name */

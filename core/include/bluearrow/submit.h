@@ -150,6 +150,14 @@ int ba_submit_parse_notify(const char *s, unsigned *out);
 /* -R, --dsn-return: "full" or "hdrs" into enum ba_config_dsn_return; -1 otherwise. */
 int ba_submit_parse_return(const char *s, int *out);
 
+/*
+ * Checks a DSN envelope identifier (-V): printable ASCII without spaces, at
+ * most 100 characters (RFC 3461 §4.4; the engine xtext-encodes it).
+ * Errors: EX_USAGE "the envelope id must be printable ASCII", "the envelope
+ * id is longer than 100 characters".
+ */
+int ba_submit_check_envid(const char *s, struct ba_err *err);
+
 /* One message to deliver.  Transparent; zero = defaults; every pointer is borrowed. */
 struct ba_submit {
 	const struct ba_account *acc;
