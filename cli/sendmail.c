@@ -41,11 +41,17 @@ const char cli_sendmail_usage[] =
 	"  -R full|hdrs        what a DSN returns\n"
 	"  -V ENVID            DSN envelope identifier\n"
 	"  -v                  show the SMTP dialogue on stderr (secrets redacted)\n"
+	"  --pretend, --dry-run  show the account, server, envelope and header that would\n"
+	"                      be sent, on stdout; connect to nothing, ask no password\n"
+	"  --progress          a progress bar on stderr (default: on a terminal, over 4 MB)\n"
+	"  --no-progress       never show one\n"
 	"  -bm                 deliver (the default);  -bp  list the queue;  -q  flush it\n"
 	"\n"
 	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -O OPTION=VALUE, -B TYPE, -eX,\n"
 	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -bd, -bs\n"
-	"and the other daemon or database modes.  Exit status: sysexits(3); see bluearrow-sendmail(8).\n";
+	"and the other daemon or database modes.  With auth on and no password configured,\n"
+	"the password is asked on the terminal (never without one).  Exit status:\n"
+	"sysexits(3); see bluearrow-sendmail(8).\n";
 
 enum sm_mode { SM_DELIVER, SM_LIST_QUEUE, SM_FLUSH_QUEUE, SM_HELP };
 
