@@ -31,7 +31,7 @@ const char cli_send_usage[] =
 	"  -a, --account ACCOUNT  the account (default: the one whose from matches --from,\n"
 	"                         else the default account)\n"
 	"  -v, --verbose          show the SMTP dialogue on stderr (secrets redacted)\n"
-	"  -n, --dry-run          show the account, server, envelope and header that would\n"
+	"      --dry-run          show the account, server, envelope and header that would\n"
 	"                         be sent, on stdout; connect to nothing, ask no password\n"
 	"      --progress         show a progress bar on stderr (default: on a terminal,\n"
 	"                         for a message over 4 MB)\n"
@@ -64,7 +64,7 @@ static int split_args(int argc, char **argv, char **rest, int *nrest, const char
 			so->verbose = 1;
 			continue;
 		}
-		if (strcmp(s, "-n") == 0 || strcmp(s, "--dry-run") == 0) {
+		if (strcmp(s, "--dry-run") == 0) {
 			so->dry_run = 1;
 			continue;
 		}

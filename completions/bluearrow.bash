@@ -75,7 +75,7 @@ _bluearrow()
 		if [[ ${words[1]} == send ]]; then
 			# an existing message to submit: a file name (or - for standard input)
 			[[ $cur != -* ]] && { _filedir; return; }
-			extra="-C --file -a --account -v --verbose -n --dry-run --progress --no-progress"
+			extra="-C --file -a --account -v --verbose --dry-run --progress --no-progress"
 		fi
 		COMPREPLY=($(compgen -W "$compose_opts $extra" -- "$cur"))
 		;;

@@ -54,7 +54,7 @@ set -l a "__fish_seen_subcommand_from send check config"
 complete -c bluearrow -n $a -s C -l file -r -F -d 'configuration file'
 complete -c bluearrow -n $a -s a -l account -x -a '(__bluearrow_accounts)' -d 'account'
 complete -c bluearrow -n "__fish_seen_subcommand_from send check" -s v -l verbose -d 'show the SMTP dialogue'
-complete -c bluearrow -n "__fish_seen_subcommand_from send" -s n -l dry-run -d 'show what would be sent; connect to nothing'
+complete -c bluearrow -n "__fish_seen_subcommand_from send" -l dry-run -d 'show what would be sent; connect to nothing'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l progress -d 'show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l no-progress -d 'never show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list" -a 'check show list'
