@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,6 +74,19 @@ static void progress_finish(struct progress *p, uint64_t total, int ok)
 		fputc('\n', stderr);
 }
 
+/* The terminal's settings while echo is off, restored if a signal ends the program there. */
+static struct termios tty_saved;
+static volatile sig_atomic_t tty_fd = -1;
+static const int tty_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+static void tty_restore_and_die(int sig)
+{
+	if (tty_fd >= 0)
+		tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /*
  * The password prompt, as msmtp's: on the controlling terminal (/dev/tty),
  * without echo; no terminal, no prompt.
@@ -86,10 +100,17 @@ static int ask_password(void *ctx, const char *user, const char *host, struct ba
 		return ba_err_set(err, EX_CONFIG, "auth is on but no password is configured for user "
 		                  "'%s' at %s, and there is no terminal to ask for one: set password "
 		                  "or passwordeval in the account, or add a netrc entry", user, host);
-	struct termios old, quiet;
-	int restore = tcgetattr(fd, &old) == 0;
+	struct termios quiet;
+	struct sigaction sa, old_sa[sizeof(tty_signals) / sizeof(tty_signals[0])];
+	int restore = tcgetattr(fd, &tty_saved) == 0;
 	if (restore) {
-		quiet = old;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = tty_restore_and_die;
+		sigemptyset(&sa.sa_mask);
+		for (size_t i = 0; i < sizeof(tty_signals) / sizeof(tty_signals[0]); i++)
+			sigaction(tty_signals[i], &sa, &old_sa[i]);
+		tty_fd = fd;
+		quiet = tty_saved;
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 		quiet.c_lflag |= ICANON;
 		tcsetattr(fd, TCSAFLUSH, &quiet);
@@ -114,8 +135,12 @@ static int ask_password(void *ctx, const char *user, const char *host, struct ba
 		ba_buf_addch(out, c);
 		c = 0;
 	}
-	if (restore)
-		tcsetattr(fd, TCSAFLUSH, &old);
+	if (restore) {
+		tcsetattr(fd, TCSAFLUSH, &tty_saved);
+		tty_fd = -1;
+		for (size_t i = 0; i < sizeof(tty_signals) / sizeof(tty_signals[0]); i++)
+			sigaction(tty_signals[i], &old_sa[i], NULL);
+	}
 	w = write(fd, "\n", 1); /* the user's Enter was not echoed */
 	(void)w;
 	close(fd);
