@@ -182,19 +182,6 @@ int cli_compose_draft(ba_draft **out, struct ba_msg_opts *o, int argc, char **ar
 	return cli_compose_parse(out, o, argc, argv, "compose", 0, &first);
 }
 
-int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv)
-{
-	ba_draft *d;
-	*out = NULL;
-	int rc = cli_compose_draft(&d, o, argc, argv);
-	if (rc)
-		return rc;
-	struct ba_err err = BA_ERR_INIT;
-	rc = ba_draft_build(out, d, &err) < 0 ? cli_fail(&err) : 0;
-	ba_draft_free(d);
-	return rc;
-}
-
 int cli_cmd_compose(int argc, char **argv)
 {
 	ba_draft *d;
