@@ -37,12 +37,10 @@ struct ba_draft;
  * or an exit code after printing the usage error.
  */
 int cli_compose_draft(struct ba_draft **out, struct ba_msg_opts *o, int argc, char **argv);
-/*
- * For `bluearrow send`: cli_compose_draft() then ba_draft_build(), the same
- * path as `bluearrow compose`.  Returns 0 (the caller frees *out with
- * ba_msg_free()) or an exit code after printing the error.
- */
-int cli_compose_build(struct ba_msg **out, struct ba_msg_opts *o, int argc, char **argv);
+/* As cli_compose_draft(), for another command (see compose.c's parse_args()). */
+enum { CLI_COMPOSE_SEND = 1 << 0 };
+int cli_compose_parse(struct ba_draft **out, struct ba_msg_opts *o, int argc, char **argv,
+                      const char *cmd, unsigned flags, int *first);
 
 /* bluearrow sendmail (sendmail.c); also the program under the names sendmail, bluearrow-sendmail */
 extern const char cli_sendmail_usage[];

@@ -81,16 +81,20 @@ static int option_field(int c, enum ba_draft_field *f)
 
 /*
  * Fills d from the options (each in the order given; a repeated --subject
- * or --in-reply-to replaces the earlier one).  Returns 0, or an exit code
- * after printing the usage error.
+ * or --in-reply-to replaces the earlier one).  cmd names the command in
+ * errors.  With CLI_COMPOSE_SEND, *first is where the arguments that are
+ * no options start (argv is permuted), --from is optional, and when such
+ * an argument is given the required options are not checked.  Returns 0,
+ * or an exit code after printing the usage error.
  */
-static int parse_args(ba_draft *d, struct ba_msg_opts *o, int argc, char **argv)
+static int parse_args(ba_draft *d, struct ba_msg_opts *o, int argc, char **argv, const char *cmd,
+                      unsigned flags, int *first)
 {
 	struct ba_err err = BA_ERR_INIT;
 	int c;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", compose_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":", compose_options, NULL)) != -1) {
 		const char *v = optarg;
 		size_t natt = ba_draft_attach_count(d);
 		enum ba_draft_field f;
@@ -102,12 +106,12 @@ static int parse_args(ba_draft *d, struct ba_msg_opts *o, int argc, char **argv)
 		case OPT_8BIT: o->mime.flags |= BA_MIME_ALLOW_8BIT; break;
 		case OPT_BODY:
 			if (ba_draft_body_file(d))
-				return cli_usage_error("compose", "--body given twice");
+				return cli_usage_error(cmd, "--body given twice");
 			rc = ba_draft_set_body_file(d, v, &err);
 			break;
 		case OPT_HTML:
 			if (ba_draft_html_file(d))
-				return cli_usage_error("compose", "--html given twice");
+				return cli_usage_error(cmd, "--html given twice");
 			rc = ba_draft_set_html_file(d, v, &err);
 			break;
 		case OPT_ATTACH:
@@ -117,42 +121,46 @@ static int parse_args(ba_draft *d, struct ba_msg_opts *o, int argc, char **argv)
 		case OPT_ATTACH_NAME: {
 			const char *opt = c == OPT_ATTACH_TYPE ? "--attach-type" : "--attach-name";
 			if (!natt)
-				return cli_usage_error("compose", "%s must follow an --attach", opt);
+				return cli_usage_error(cmd, "%s must follow an --attach", opt);
 			if (c == OPT_ATTACH_TYPE ? ba_draft_attach_type(d, natt - 1)
 			                         : ba_draft_attach_name(d, natt - 1))
-				return cli_usage_error("compose", "%s given twice for '%s'", opt,
+				return cli_usage_error(cmd, "%s given twice for '%s'", opt,
 				                       ba_draft_attach_path(d, natt - 1));
 			rc = c == OPT_ATTACH_TYPE ? ba_draft_attach_set_type(d, natt - 1, v, &err)
 			                          : ba_draft_attach_set_name(d, natt - 1, v, &err);
 			break;
 		}
 		case ':':
-			return cli_usage_error("compose", "option '%s' needs a value", argv[optind - 1]);
+			return cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error("compose", "unknown option '%s'", argv[optind - 1]);
+			return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 		}
 		if (rc < 0) {
 			fprintf(stderr, "%s: out of memory\n", cli_progname);
 			return EX_OSERR;
 		}
 	}
+	*first = optind;
+	if (optind < argc && !(flags & CLI_COMPOSE_SEND))
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 	if (optind < argc)
-		return cli_usage_error("compose", "unexpected argument '%s'", argv[optind]);
-	if (!ba_draft_count(d, BA_DRAFT_FROM))
-		return cli_usage_error("compose", "--from is required");
+		return 0;
+	if (!ba_draft_count(d, BA_DRAFT_FROM) && !(flags & CLI_COMPOSE_SEND))
+		return cli_usage_error(cmd, "--from is required");
 	if (!ba_draft_count(d, BA_DRAFT_TO) && !ba_draft_count(d, BA_DRAFT_CC) &&
 	    !ba_draft_count(d, BA_DRAFT_BCC))
-		return cli_usage_error("compose", "at least one of --to, --cc, --bcc is required");
+		return cli_usage_error(cmd, "at least one of --to, --cc, --bcc is required");
 	const char *body = ba_draft_body_file(d), *html = ba_draft_html_file(d);
 	int stdin_users = (body && !strcmp(body, "-")) + (html && !strcmp(html, "-"));
 	for (size_t i = 0; i < ba_draft_attach_count(d); i++)
 		stdin_users += !strcmp(ba_draft_attach_path(d, i), "-");
 	if (stdin_users > 1)
-		return cli_usage_error("compose", "standard input ('-') can be used only once");
+		return cli_usage_error(cmd, "standard input ('-') can be used only once");
 	return 0;
 }
 
-int cli_compose_draft(ba_draft **out, struct ba_msg_opts *o, int argc, char **argv)
+int cli_compose_parse(ba_draft **out, struct ba_msg_opts *o, int argc, char **argv,
+                      const char *cmd, unsigned flags, int *first)
 {
 	struct ba_err err = BA_ERR_INIT;
 	memset(o, 0, sizeof(*o));
@@ -160,7 +168,7 @@ int cli_compose_draft(ba_draft **out, struct ba_msg_opts *o, int argc, char **ar
 	*out = NULL;
 	if (ba_draft_new(out, &err) < 0)
 		return cli_fail(&err);
-	int rc = parse_args(*out, o, argc, argv);
+	int rc = parse_args(*out, o, argc, argv, cmd, flags, first);
 	if (rc) {
 		ba_draft_free(*out);
 		*out = NULL;
@@ -168,17 +176,10 @@ int cli_compose_draft(ba_draft **out, struct ba_msg_opts *o, int argc, char **ar
 	return rc;
 }
 
-int cli_compose_build(ba_msg **out, struct ba_msg_opts *o, int argc, char **argv)
+int cli_compose_draft(ba_draft **out, struct ba_msg_opts *o, int argc, char **argv)
 {
-	ba_draft *d;
-	*out = NULL;
-	int rc = cli_compose_draft(&d, o, argc, argv);
-	if (rc)
-		return rc;
-	struct ba_err err = BA_ERR_INIT;
-	rc = ba_draft_build(out, d, &err) < 0 ? cli_fail(&err) : 0;
-	ba_draft_free(d);
-	return rc;
+	int first;
+	return cli_compose_parse(out, o, argc, argv, "compose", 0, &first);
 }
 
 int cli_cmd_compose(int argc, char **argv)

@@ -19,6 +19,7 @@
 #include "bluearrow/smtp.h"
 #include "cli.h"
 #include "bluearrow/submit.h"
+#include "deliver.h"
 #include "output.h"
 
 const char cli_sendmail_usage[] =
@@ -40,16 +41,23 @@ const char cli_sendmail_usage[] =
 	"  -R full|hdrs        what a DSN returns\n"
 	"  -V ENVID            DSN envelope identifier\n"
 	"  -v                  show the SMTP dialogue on stderr (secrets redacted)\n"
+	"  --pretend, --dry-run  show the account, server, envelope and header that would\n"
+	"                      be sent, on stdout; connect to nothing, ask no password\n"
+	"  --progress          a progress bar on stderr (default: on a terminal, over 4 MB)\n"
+	"  --no-progress       never show one\n"
 	"  -bm                 deliver (the default);  -bp  list the queue;  -q  flush it\n"
 	"\n"
 	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -O OPTION=VALUE, -B TYPE, -eX,\n"
 	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -bd, -bs\n"
-	"and the other daemon or database modes.  Exit status: sysexits(3); see bluearrow-sendmail(8).\n";
+	"and the other daemon or database modes.  With auth on and no password configured,\n"
+	"the password is asked on the terminal (never without one).  Exit status:\n"
+	"sysexits(3); see bluearrow-sendmail(8).\n";
 
 enum sm_mode { SM_DELIVER, SM_LIST_QUEUE, SM_FLUSH_QUEUE, SM_HELP };
 
 struct sm_args {
 	int t, i, verbose, read_env_from;
+	int dry_run, progress; /* --pretend; --progress 1, --no-progress 0, else -1 */
 	enum sm_mode mode;
 	const char *from, *name, *config, *account, *notify, *ret, *envid;
 	unsigned dsn_notify;
@@ -87,6 +95,7 @@ static int long_option(struct sm_args *a, const char *s, int *i, int argc, char 
 		/* hidden, for bench/submit: N copies over one session; engine switches */
 		{ "ba-repeat", 1 }, { "ba-no-pipelining", 0 }, { "ba-no-chunking", 0 },
 		{ "help", 0 },
+		{ "pretend", 0 }, { "dry-run", 0 }, { "progress", 0 }, { "no-progress", 0 },
 	};
 	const char *eq = strchr(s, '=');
 	size_t n = eq ? (size_t)(eq - s) : strlen(s);
@@ -115,7 +124,9 @@ static int long_option(struct sm_args *a, const char *s, int *i, int argc, char 
 		case 7: a->repeat = strtol(val, NULL, 10); break;
 		case 8: a->smtp_flags |= BA_SMTP_NO_PIPELINING; break;
 		case 9: a->smtp_flags |= BA_SMTP_NO_CHUNKING; break;
-		default: a->mode = SM_HELP; break;
+		case 10: a->mode = SM_HELP; break;
+		case 11: case 12: a->dry_run = 1; break;
+		default: a->progress = k == 13; break;
 		}
 		return 0;
 	}
@@ -251,75 +262,37 @@ static int normalise_from(const char **from, char **owned)
 	return 0;
 }
 
-/*
- * Reads the message, builds the envelope and submits; returns the exit code.
- * Every decision (account, sender, recipients, delivery, log) is core's
- * (submit.h); this only orders the steps and shows the outcome.
- */
+/* Reads the message on standard input and submits it (deliver.c, shared with `send FILE`). */
 static int deliver(struct sm_args *a)
 {
-	struct ba_err err = BA_ERR_INIT;
-	ba_config *cfg = NULL;
-	struct ba_submit_input in;
-	struct ba_submit_result res;
-	char **rcpt = NULL;
-	size_t nrcpt = 0;
-	int code;
-	memset(&in, 0, sizeof(in));
-	memset(&res, 0, sizeof(res));
-	if (ba_submit_config(&cfg, a->config, &err) < 0) {
-		code = cli_fail(&err);
-		goto out;
-	}
-	struct ba_submit_read_req rq;
-	memset(&rq, 0, sizeof(rq));
-	rq.account = a->account;
-	rq.from = a->from;
-	rq.full_name = a->name;
-	rq.read_envelope_from = a->read_env_from;
-	rq.flags = (a->i ? BA_SUBMIT_READ_DOTS_ARE_DATA : 0) |
-	           (a->t ? BA_SUBMIT_READ_RCPT_FROM_HEADERS : 0);
-	rq.in_fd = 0;
-	struct ba_fd_reader stdin_r;
-	ba_fd_reader_init(&stdin_r, 0, "standard input");
-	if (ba_submit_read(&in, cfg, &stdin_r.base, &rq, &err) < 0) {
-		code = cli_fail(&err);
-		goto out;
-	}
-	if (ba_submit_recipients(&rcpt, &nrcpt, in.acc, (const char *const *)a->rcpt, a->nrcpt,
-	                         (const char *const *)in.msg.rcpt, in.msg.nrcpt, &err) < 0) {
-		code = err.code == EX_USAGE ? cli_usage_error(SM, "%s", err.text) : cli_fail(&err);
-		goto out;
-	}
-	struct ba_log log;
-	cli_log_stderr_init(&log, a->verbose);
-	struct ba_submit sub;
-	memset(&sub, 0, sizeof(sub));
-	sub.acc = in.acc;
-	sub.from = ba_buf_str(&in.from);
-	sub.rcpt = (const char *const *)rcpt;
-	sub.nrcpt = nrcpt;
-	sub.spool = in.msg.spool;
-	sub.notify = a->dsn_notify;
-	sub.ret = a->dsn_ret;
-	sub.envid = a->envid;
-	sub.log = &log;
-	sub.smtp_flags = a->smtp_flags;
-	sub.repeat = a->repeat;
-	int rc = ba_submit_send(&res, &sub, &err);
-	code = cli_report(&sub, &res, rc, &err);
-out:
-	ba_submit_result_release(&res);
-	ba_submit_recipients_free(rcpt, nrcpt);
-	ba_submit_input_release(&in);
-	ba_config_free(cfg);
-	return code;
+	struct cli_message m;
+	memset(&m, 0, sizeof(m));
+	m.cmd = SM;
+	m.config = a->config;
+	m.account = a->account;
+	m.from = a->from;
+	m.name = a->name;
+	m.t = a->t;
+	m.i = a->i;
+	m.read_env_from = a->read_env_from;
+	m.rcpt = (const char *const *)a->rcpt;
+	m.nrcpt = a->nrcpt;
+	m.dsn_notify = a->dsn_notify;
+	m.dsn_ret = a->dsn_ret;
+	m.envid = a->envid;
+	m.repeat = a->repeat;
+	m.smtp_flags = a->smtp_flags;
+	m.in_fd = 0;
+	m.in_name = "standard input";
+	struct cli_send_opts so = { a->verbose, a->dry_run, a->progress };
+	return cli_deliver_message(&m, &so);
 }
 
 int cli_cmd_sendmail(int argc, char **argv)
 {
 	struct sm_args a;
 	memset(&a, 0, sizeof(a));
+	a.progress = -1;
 	char *owned_from = NULL;
 	int code = parse_args(&a, argc, argv);
 	if (code == 0)

@@ -16,6 +16,7 @@ _bluearrow_accounts()
 }
 
 _bluearrow_sendmail_opts="-t -i -oi -f -r -F -C -a -N -R -V -v -bm -bp -q --read-envelope-from --
+	--pretend --dry-run --progress --no-progress
 	-oem -odi -odb -B8BITMIME -B7BIT --help"
 
 # Completes the arguments of the sendmail personality; $1 = index of the first argument.
@@ -71,7 +72,11 @@ _bluearrow()
 			;;
 		esac
 		local extra=""
-		[[ ${words[1]} == send ]] && extra="-C --file -a --account -v --verbose"
+		if [[ ${words[1]} == send ]]; then
+			# an existing message to submit: a file name (or - for standard input)
+			[[ $cur != -* ]] && { _filedir; return; }
+			extra="-C --file -a --account -v --verbose --dry-run --progress --no-progress"
+		fi
 		COMPREPLY=($(compgen -W "$compose_opts $extra" -- "$cur"))
 		;;
 	check)

@@ -54,6 +54,9 @@ set -l a "__fish_seen_subcommand_from send check config"
 complete -c bluearrow -n $a -s C -l file -r -F -d 'configuration file'
 complete -c bluearrow -n $a -s a -l account -x -a '(__bluearrow_accounts)' -d 'account'
 complete -c bluearrow -n "__fish_seen_subcommand_from send check" -s v -l verbose -d 'show the SMTP dialogue'
+complete -c bluearrow -n "__fish_seen_subcommand_from send" -l dry-run -d 'show what would be sent; connect to nothing'
+complete -c bluearrow -n "__fish_seen_subcommand_from send" -l progress -d 'show a progress bar'
+complete -c bluearrow -n "__fish_seen_subcommand_from send" -l no-progress -d 'never show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list" -a 'check show list'
 
 # the sendmail personality (bluearrow sendmail, bluearrow-sendmail)
@@ -76,4 +79,8 @@ for cmd in bluearrow bluearrow-sendmail
     complete -c $cmd -n $s -o bp -d 'list the queue'
     complete -c $cmd -n $s -s q -d 'flush the queue'
     complete -c $cmd -n $s -l read-envelope-from -d 'envelope sender from the From field'
+    complete -c $cmd -n $s -l pretend -d 'show what would be sent; connect to nothing'
+    complete -c $cmd -n $s -l dry-run -d 'show what would be sent; connect to nothing'
+    complete -c $cmd -n $s -l progress -d 'show a progress bar'
+    complete -c $cmd -n $s -l no-progress -d 'never show a progress bar'
 end

@@ -213,10 +213,17 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 		enum ba_secret_source src;
 		if (ba_secret_password(&r->password, &src, acc, err) < 0)
 			goto fail;
+		if (src == BA_SECRET_NONE && o->ask_password) {
+			if (o->ask_password(o->ask_password_ctx, r->p.smtp.user, r->p.net.host,
+			                    &r->password, err) < 0)
+				goto fail;
+			src = BA_SECRET_CONFIG;
+		}
 		if (src == BA_SECRET_NONE) {
 			ba_err_set(err, EX_CONFIG,
 			           "account '%s': auth is on but no password is configured "
-			           "(password, passwordeval or netrc)",
+			           "(set password or passwordeval in the account, add a netrc "
+			           "entry, or run it on a terminal to be asked)",
 			           acc->name);
 			goto fail;
 		}

@@ -393,6 +393,8 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	ro.progress = s->progress;
 	ro.progress_ctx = s->progress_ctx;
 	ro.cancel_fd = s->cancel_fd;
+	ro.ask_password = s->ask_password;
+	ro.ask_password_ctx = s->ask_password_ctx;
 	ba_route *r = NULL;
 	int rc = ba_route_open(&r, s->acc, &ro, err);
 	memcpy(res->server, report.server, sizeof(res->server));
@@ -419,4 +421,125 @@ void ba_submit_result_release(struct ba_submit_result *res)
 	ba_result_free(res->result);
 	ba_buf_release(&res->smtp_msg);
 	memset(res, 0, sizeof(*res));
+}
+
+int ba_submit_local_rcpt(char ***out, size_t *n, const struct ba_account *acc, const char *name,
+                         struct ba_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	if (!acc->aliases || !*acc->aliases)
+		return ba_err_set(err, EX_USAGE, "recipient '%s' has no domain and account '%s' has no "
+		                  "aliases file to expand it (add 'aliases FILE' to the account, or "
+		                  "give %s@DOMAIN)", name, acc->name, name);
+	char **v;
+	size_t k;
+	if (ba_submit_recipients(&v, &k, acc, &name, 1, NULL, 0, err) < 0)
+		return -1;
+	for (size_t i = 0; i < k; i++)
+		if (!strchr(v[i], '@')) {
+			ba_err_set(err, EX_USAGE, "recipient '%s' has no domain and the aliases file '%s' "
+			           "of account '%s' does not expand it", v[i], acc->aliases, acc->name);
+			ba_submit_recipients_free(v, k);
+			return -1;
+		}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int ba_submit_from_field(struct ba_buf *out, const struct ba_account *acc, const char *env_from,
+                         const char *full_name, struct ba_err *err)
+{
+	ba_buf_reset(out);
+	if (!env_from || !*env_from)
+		return ba_err_set(err, EX_USAGE, "account '%s': no address for the From field (the "
+		                  "envelope sender is empty)", acc->name);
+	const char *name = full_name ? full_name : acc->from_full_name;
+	if (name && *name) {
+		ba_buf_addch(out, '"');
+		for (const char *c = name; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				ba_buf_addch(out, '\\');
+			ba_buf_addch(out, *c);
+		}
+		ba_buf_addf(out, "\" <%s>", env_from);
+	} else {
+		ba_buf_addstr(out, env_from);
+	}
+	if (ba_buf_failed(out))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
+static const char *tls_mode_name(enum ba_tls_mode m)
+{
+	switch (m) {
+	case BA_TLS_STARTTLS: return "STARTTLS";
+	case BA_TLS_IMPLICIT: return "implicit TLS";
+	case BA_TLS_OPPORTUNISTIC: return "opportunistic STARTTLS";
+	default: return "no TLS";
+	}
+}
+
+/* Appends the header of the spooled message (up to the empty line, or all of it) to out. */
+static int describe_header(struct ba_buf *out, ba_spool *spool, struct ba_err *err)
+{
+	ba_reader *r = ba_spool_reader(spool);
+	struct ba_linereader lr;
+	if (ba_linereader_init(&lr, r, 1000000, err) < 0)
+		return -1;
+	int rc = 0;
+	for (;;) {
+		const char *line;
+		size_t len;
+		rc = ba_linereader_next(&lr, &line, &len, err);
+		if (rc <= 0)
+			break;
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			len--;
+		if (!len)
+			break;
+		ba_buf_add(out, line, len);
+		ba_buf_addch(out, '\n');
+	}
+	ba_linereader_release(&lr);
+	return rc < 0 ? -1 : 0;
+}
+
+int ba_submit_describe(struct ba_buf *out, const struct ba_submit *s, struct ba_err *err)
+{
+	const struct ba_account *acc = s->acc;
+	struct ba_route_params p;
+	memset(&p, 0, sizeof(p));
+	int rc = ba_route_params_init(&p, acc, NULL, s->smtp_flags, 0, err);
+	if (rc == 0) {
+		ba_buf_addf(out, "account   %s (%s:%u)\n", acc->name, acc->file ? acc->file : "?",
+		            acc->line);
+		if (acc->socket)
+			ba_buf_addf(out, "server    %s", p.net.host);
+		else
+			ba_buf_addf(out, "server    %s:%u", p.net.host ? p.net.host : "?", p.net.port);
+		ba_buf_addf(out, ", %s, %s", p.smtp.variant == BA_SMTP_LMTP ? "LMTP" : "SMTP",
+		            tls_mode_name(p.smtp.tls));
+		if (p.net.proxy_host)
+			ba_buf_addf(out, ", through SOCKS proxy %s:%u", p.net.proxy_host,
+			            p.net.proxy_port);
+		if (acc->auth)
+			ba_buf_addf(out, ", auth as '%s'", p.smtp.user ? p.smtp.user : "");
+		else
+			ba_buf_addstr(out, ", no auth");
+		ba_buf_addf(out, "\nfrom      <%s>\n", s->from ? s->from : "");
+		for (size_t i = 0; i < s->nrcpt; i++)
+			ba_buf_addf(out, "to        <%s>\n", s->rcpt[i]);
+		ba_buf_addf(out, "size      %llu octets\n",
+		            (unsigned long long)ba_spool_wire_size(s->spool));
+		ba_buf_addstr(out, "header\n");
+		rc = describe_header(out, s->spool, err);
+		ba_buf_addch(out, '\n');
+	}
+	ba_route_params_release(&p);
+	if (rc == 0 && ba_buf_failed(out))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return rc;
 }

@@ -55,6 +55,10 @@ def test_bash(cfg):
     assert "--read-envelope-from" in bash_complete("bluearrow sendmail --r")
     assert bash_complete("bluearrow config ") == ["check", "list", "show"]
     assert "--attach" in bash_complete("bluearrow send --at")
+    assert bash_complete("bluearrow send --dr") == ["--dry-run"]
+    assert bash_complete("bluearrow send --no-p") == ["--no-progress"]
+    assert bash_complete("bluearrow sendmail --pre") == ["--pretend"]
+    assert "--progress" in bash_complete("bluearrow-sendmail --pro", "_bluearrow_sendmail")
 
 
 def fish_complete(line):

@@ -67,6 +67,70 @@ static void test_route__external_needs_no_password(void **state)
 	assert_non_null(strstr(err.text, "127.0.0.1"));
 }
 
+struct asked {
+	int calls;
+	char user[64], host[64];
+};
+
+static int ask(void *ctx, const char *user, const char *host, struct ba_buf *out,
+               struct ba_err *err)
+{
+	struct asked *a = ctx;
+	(void)err;
+	a->calls++;
+	snprintf(a->user, sizeof(a->user), "%s", user);
+	snprintf(a->host, sizeof(a->host), "%s", host);
+	return ba_buf_addstr(out, "typed");
+}
+
+static int refuse(void *ctx, const char *user, const char *host, struct ba_buf *out,
+                  struct ba_err *err)
+{
+	(void)ctx, (void)user, (void)host, (void)out;
+	return ba_err_set(err, EX_CONFIG, "no terminal to ask on");
+}
+
+/* ask_password: called only when no password source exists, before connecting */
+static void test_route__ask_password_only_without_a_source(void **state)
+{
+	(void)state;
+	int fd;
+	int port = closed_port(&fd);
+	char text[512];
+	snprintf(text, sizeof text,
+	         "account t\nhost 127.0.0.1\nport %d\ntimeout 5\nuser u\nauth plain\n"
+	         "account p : t\npassword configured\n", port);
+	ba_config *cfg = NULL;
+	struct ba_err err = BA_ERR_INIT;
+	if (ba_config_parse(&cfg, "t.rc", text, strlen(text), &err) != 0)
+		fail_msg("config: %s", err.text);
+	const struct ba_account *t = ba_config_account(cfg, "t", &err);
+	const struct ba_account *p = ba_config_account(cfg, "p", &err);
+	struct asked a;
+	memset(&a, 0, sizeof(a));
+	struct ba_route_opts o;
+	memset(&o, 0, sizeof(o));
+	o.ask_password = ask;
+	o.ask_password_ctx = &a;
+	ba_route *r = NULL;
+	/* asked, then it goes on to connect (refused: the port does not listen) */
+	assert_int_equal(ba_route_open(&r, t, &o, &err), -1);
+	assert_int_equal(a.calls, 1);
+	assert_string_equal(a.user, "u");
+	assert_string_equal(a.host, "127.0.0.1");
+	assert_int_not_equal(err.code, EX_CONFIG);
+	/* a configured password: never asked */
+	assert_int_equal(ba_route_open(&r, p, &o, &err), -1);
+	assert_int_equal(a.calls, 1);
+	/* the callback's error is the route's */
+	o.ask_password = refuse;
+	assert_int_equal(ba_route_open(&r, t, &o, &err), -1);
+	assert_int_equal(err.code, EX_CONFIG);
+	assert_string_equal(err.text, "no terminal to ask on");
+	ba_config_free(cfg);
+	close(fd);
+}
+
 /* A one-connection server thread: greets with `greeting`, answers EHLO and QUIT with 250/221. */
 struct mini {
 	int lfd;
@@ -201,6 +265,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route__external_needs_no_password),
+		cmocka_unit_test(test_route__ask_password_only_without_a_source),
 		cmocka_unit_test(test_route__plan_tries_the_next_target),
 		cmocka_unit_test(test_route__plan_stops_on_config_errors),
 	};

@@ -135,6 +135,100 @@ static void test_submit__recipients_and_aliases(void **state)
 	unlink(path);
 }
 
+/* send's local names: through the aliases; none without an aliases file or an entry */
+static void test_submit__local_rcpt(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/ba-aliases-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char aliases[] = "root: admin@example.test\nops: admin, x@example.test\n";
+	assert_int_equal(write(fd, aliases, sizeof(aliases) - 1), (ssize_t)sizeof(aliases) - 1);
+	close(fd);
+	char text[512];
+	snprintf(text, sizeof(text), "account a\nhost h\nfrom a@x.test\naliases %s\n"
+	                             "account b\nhost h\nfrom b@x.test\n", path);
+	ba_config *cfg = load(text);
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *a = ba_config_account(cfg, "a", &err);
+	const struct ba_account *b = ba_config_account(cfg, "b", &err);
+	char **v = NULL;
+	size_t n = 0;
+	assert_int_equal(ba_submit_local_rcpt(&v, &n, a, "root", &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0], "admin@example.test");
+	ba_submit_recipients_free(v, n);
+	assert_int_equal(ba_submit_local_rcpt(&v, &n, a, "nobody", &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	assert_non_null(strstr(err.text, "'nobody'"));
+	assert_int_equal(ba_submit_local_rcpt(&v, &n, b, "root", &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	assert_non_null(strstr(err.text, "'root'"));
+	assert_non_null(strstr(err.text, "aliases"));
+	assert_null(v);
+	ba_config_free(cfg);
+	unlink(path);
+}
+
+/* the From field of a built message: the account's name, quoted */
+static void test_submit__from_field(void **state)
+{
+	(void)state;
+	ba_config *cfg = load("account a\nhost h\nfrom a@x.test\nfrom_full_name Ann \"A\" Ex\n"
+	                      "account b\nhost h\nfrom b@x.test\n");
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *a = ba_config_account(cfg, "a", &err);
+	const struct ba_account *b = ba_config_account(cfg, "b", &err);
+	struct ba_buf out = BA_BUF_INIT;
+	assert_int_equal(ba_submit_from_field(&out, a, "a@x.test", NULL, &err), 0);
+	assert_string_equal(ba_buf_str(&out), "\"Ann \\\"A\\\" Ex\" <a@x.test>");
+	assert_int_equal(ba_submit_from_field(&out, a, "a@x.test", "Other", &err), 0);
+	assert_string_equal(ba_buf_str(&out), "\"Other\" <a@x.test>");
+	assert_int_equal(ba_submit_from_field(&out, b, "b@x.test", NULL, &err), 0);
+	assert_string_equal(ba_buf_str(&out), "b@x.test");
+	assert_int_equal(ba_submit_from_field(&out, b, "", NULL, &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	ba_buf_release(&out);
+	ba_config_free(cfg);
+}
+
+/* --dry-run's description: account, server, envelope, header without Bcc; no password */
+static void test_submit__describe(void **state)
+{
+	(void)state;
+	ba_config *cfg = load("account a\nhost mail.test\nport 587\ntls on\ntls_starttls on\n"
+	                      "tls_trust_file system\nauth on\nuser u\npassword sekrit\n"
+	                      "from a@x.test\n");
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *a = ba_config_account(cfg, "a", &err);
+	assert_non_null(a);
+	ba_spool *sp = NULL;
+	assert_int_equal(ba_spool_new(&sp, 0, &err), 0);
+	const char msg[] = "From: a@x.test\r\nTo: b@y.test\r\nSubject: s\r\n\r\nbody\r\n";
+	assert_int_equal(ba_write(ba_spool_writer(sp), msg, sizeof(msg) - 1, &err), 0);
+	const char *rcpt[] = { "b@y.test", "hidden@y.test" };
+	struct ba_submit s;
+	memset(&s, 0, sizeof(s));
+	s.acc = a;
+	s.from = "a@x.test";
+	s.rcpt = rcpt;
+	s.nrcpt = 2;
+	s.spool = sp;
+	struct ba_buf out = BA_BUF_INIT;
+	assert_int_equal(ba_submit_describe(&out, &s, &err), 0);
+	const char *d = ba_buf_str(&out);
+	assert_non_null(strstr(d, "account   a (t.rc:1)\n"));
+	assert_non_null(strstr(d, "server    mail.test:587, SMTP, STARTTLS, auth as 'u'\n"));
+	assert_non_null(strstr(d, "from      <a@x.test>\n"));
+	assert_non_null(strstr(d, "to        <hidden@y.test>\n"));
+	assert_non_null(strstr(d, "header\nFrom: a@x.test\nTo: b@y.test\nSubject: s\n\n"));
+	assert_null(strstr(d, "sekrit"));
+	assert_null(strstr(d, "body"));
+	ba_buf_release(&out);
+	ba_spool_free(sp);
+	ba_config_free(cfg);
+}
+
 static void test_submit__dsn_values(void **state)
 {
 	(void)state;
@@ -273,6 +367,9 @@ int main(void)
 		cmocka_unit_test(test_submit__account_choice_order),
 		cmocka_unit_test(test_submit__envelope_from),
 		cmocka_unit_test(test_submit__recipients_and_aliases),
+		cmocka_unit_test(test_submit__local_rcpt),
+		cmocka_unit_test(test_submit__from_field),
+		cmocka_unit_test(test_submit__describe),
 		cmocka_unit_test(test_submit__dsn_values),
 		cmocka_unit_test(test_submit__read_opts),
 		cmocka_unit_test(test_submit__cancel_from_another_thread),

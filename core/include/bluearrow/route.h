@@ -9,6 +9,7 @@
 #ifndef BLUEARROW_ROUTE_H
 #define BLUEARROW_ROUTE_H
 
+#include "bluearrow/buf.h"
 #include "bluearrow/config.h"
 #include "bluearrow/err.h"
 #include "bluearrow/log.h"
@@ -64,6 +65,14 @@ struct ba_route_target {
 	unsigned port;
 };
 
+/*
+ * Asks the user for the password of user at host (a front end on a
+ * terminal), appending it to out (a secret: the caller wipes it).  Returns
+ * 0, or -1 with err set (e.g. EX_CONFIG: there is no terminal to ask on).
+ */
+typedef int ba_route_ask_password_fn(void *ctx, const char *user, const char *host,
+                                     struct ba_buf *out, struct ba_err *err);
+
 struct ba_route_opts {
 	const struct ba_log *log;  /* optional; BA_LOG_PROTO traces the dialogue */
 	unsigned smtp_flags;       /* extra enum ba_smtp_flags (e.g. BA_SMTP_NO_PIPELINING) */
@@ -76,6 +85,9 @@ struct ba_route_opts {
 	void *progress_ctx;
 	const int *cancel_fd;      /* optional: a descriptor whose readability cancels connecting
 	                              and sending (smtp.h, net.h); borrowed for the route's life */
+	ba_route_ask_password_fn *ask_password; /* optional: called when auth needs a password
+	                                           and the account has no source for one */
+	void *ask_password_ctx;
 };
 
 /*
@@ -88,10 +100,13 @@ struct ba_route_opts {
  * of the same service would say the same).  When every target fails the
  * error is the last one's class with each target's reason in the text
  * ("a.test:25: ...; b.test:25: ...").  acc is borrowed for the life of the
- * route.  On success the caller frees *out with ba_route_free().
+ * route.  When auth needs a password and neither password, passwordeval
+ * nor netrc gives one, o->ask_password (if set) is asked, before any
+ * connection.  On success the caller frees *out with ba_route_free().
  * Errors: those of ba_route_params_init(), ba_net_connect (EX_NOHOST,
  * EX_TEMPFAIL...), ba_tls_start (EX_UNAVAILABLE...), ba_session_open, and
- * EX_CONFIG for an unusable account (auth on without a password).
+ * EX_CONFIG for an unusable account (auth on without a password, and no
+ * o->ask_password or it failed: its error).
  */
 int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_route_opts *o,
                   struct ba_err *err);

@@ -36,6 +36,7 @@
 #include "bluearrow/err.h"
 #include "bluearrow/log.h"
 #include "bluearrow/msg_read.h"
+#include "bluearrow/route.h"
 #include "bluearrow/smtp.h"
 
 /*
@@ -142,6 +143,30 @@ int ba_submit_recipients(char ***out, size_t *n, const struct ba_account *acc,
 void ba_submit_recipients_free(char **v, size_t n);
 
 /*
+ * For a front end that builds the message (bluearrow send): the addresses
+ * the local name `name` (a recipient without '@', "root") stands for,
+ * through the account's aliases file, as ba_submit_recipients() expands it.
+ * On success the caller frees them with ba_submit_recipients_free().
+ * Errors: EX_USAGE "recipient 'root' has no domain and account 'x' has no
+ * aliases file to expand it (add aliases FILE to the account, or give
+ * root@DOMAIN)", EX_USAGE when the aliases file has no entry for it (and no
+ * default), those of the aliases file (EX_CONFIG), EX_OSERR.
+ */
+int ba_submit_local_rcpt(char ***out, size_t *n, const struct ba_account *acc, const char *name,
+                         struct ba_err *err);
+
+/*
+ * The From field body a built message gets when none was given (bluearrow
+ * send without --from): the envelope sender env_from with the display name
+ * full_name, else the account's from_full_name, as a quoted-string
+ * ("\"Ann Example\" <ann@example.org>"; just the address without a name),
+ * into out (reset first).  Errors: EX_USAGE for an empty env_from (the null
+ * sender is no author), EX_OSERR.
+ */
+int ba_submit_from_field(struct ba_buf *out, const struct ba_account *acc, const char *env_from,
+                         const char *full_name, struct ba_err *err);
+
+/*
  * Parses a DSN NOTIFY list (-N, --dsn-notify): "never", or a comma list of
  * success, failure, delay, into enum ba_config_dsn_notify bits.  Returns 0,
  * or -1 for a value that is none of these.
@@ -179,6 +204,9 @@ struct ba_submit {
 	                                 written to a pipe by a UI thread) the send stops: -1,
 	                                 EX_TEMPFAIL with BA_ERR_CANCELLED in err->flags, and the
 	                                 server never sees the end of the data */
+	ba_route_ask_password_fn *ask_password; /* optional: asks for a password the account
+	                                           does not configure (route.h) */
+	void *ask_password_ctx;
 };
 
 /* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */
@@ -207,5 +235,17 @@ struct ba_submit_result {
  */
 int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, struct ba_err *err);
 void ba_submit_result_release(struct ba_submit_result *res);
+
+/*
+ * Describes what ba_submit_send(s) would send, without connecting, resolving
+ * names or a password (no passwordeval is run), appending lines to out:
+ * the account (name, file:line), the server (host:port or socket, protocol,
+ * TLS mode, the auth user: never a password), the envelope (sender, each
+ * recipient as given: after aliases) and the header as it would go out
+ * (the spooled one: Bcc already removed), ending in an empty line.  For
+ * --dry-run and the TUI.  Errors: those of ba_route_params_init()
+ * (EX_CONFIG), of reading the spool (EX_IOERR), EX_OSERR.
+ */
+int ba_submit_describe(struct ba_buf *out, const struct ba_submit *s, struct ba_err *err);
 
 #endif

@@ -1,0 +1,49 @@
+/* cli/deliver.h - what `sendmail` and `send` share: a given message submitted, the last steps of every send */
+#ifndef BLUEARROW_CLI_DELIVER_H
+#define BLUEARROW_CLI_DELIVER_H
+
+#include <stddef.h>
+
+#include "bluearrow/submit.h"
+
+/* How the send is shown: --dry-run, --progress / --no-progress. */
+struct cli_send_opts {
+	int verbose;  /* -v: the dialogue on stderr */
+	int dry_run;  /* describe what would be sent on stdout; no connection, no password */
+	int progress; /* -1 = a bar on a terminal for a large message, 0 = never, 1 = always */
+};
+
+/*
+ * The last steps of every send: with dry_run prints ba_submit_describe()
+ * on stdout and returns 0; else sets the progress bar and the password
+ * prompt (a terminal's) into *sub, ba_submit_send() and cli_report().
+ * Returns the exit code.
+ */
+int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so);
+
+/* A message given whole (sendmail's standard input, `bluearrow send FILE`). */
+struct cli_message {
+	const char *cmd;               /* for usage errors: "sendmail", "send" (NULL: the program) */
+	const char *config, *account;  /* -C, -a */
+	const char *from, *name;       /* -f, -F; NULL = none */
+	int t, i, read_env_from;       /* -t, -i, --read-envelope-from */
+	const char *const *rcpt;       /* recipients given as arguments */
+	size_t nrcpt;
+	unsigned dsn_notify;           /* -N, -R, -V */
+	int dsn_ret;
+	const char *envid;
+	long repeat;                   /* hidden --ba-* switches */
+	unsigned smtp_flags;
+	int in_fd;                     /* the message: standard input or an open file */
+	const char *in_name;           /* its name, for errors */
+};
+
+/*
+ * Reads the message with ba_submit_read() (its header chooses the account
+ * and the sender), takes the recipients (ba_submit_recipients()) and
+ * submits it (cli_submit_run()).  Returns the
+ * exit code, after showing any error.
+ */
+int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts *so);
+
+#endif
