@@ -39,11 +39,11 @@ const char cli_sendmail_usage[] =
 	"  -N DSN              never, or success,failure,delay (RFC 3461 NOTIFY)\n"
 	"  -R full|hdrs        what a DSN returns\n"
 	"  -V ENVID            DSN envelope identifier\n"
-	"  -v                  show the SMTP dialogue on stderr (secrets redacted)\n"
+	"  -v, -d[X]           show the SMTP dialogue on stderr (secrets redacted)\n"
 	"  -bm                 deliver (the default);  -bp  list the queue;  -q  flush it\n"
 	"\n"
 	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -O OPTION=VALUE, -B TYPE, -eX,\n"
-	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -bd, -bs\n"
+	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am.  Refused: -X, -bd, -bs\n"
 	"and the other daemon or database modes.  Exit status: sysexits(3); see bluearrow-sendmail(8).\n";
 
 enum sm_mode { SM_DELIVER, SM_LIST_QUEUE, SM_FLUSH_QUEUE, SM_HELP };
@@ -163,7 +163,10 @@ static int short_options(struct sm_args *a, const char *s, int *i, int argc, cha
 			else if (!*rest) /* "-o" alone: the option is the next argument */
 				return take_value(&ignored, rest, i, argc, argv, *c);
 			return 0; /* -oem -odi -odb -oQ... : sendmail.cf options, meaningless here */
-		case 'e': case 'd': case 'A': return 0; /* error mode, debug, submission/mta */
+		case 'd': /* debug: -d, -dX, -d0.1 (sendmail's categories): the dialogue, as -v */
+			a->verbose = 1;
+			return 0;
+		case 'e': case 'A': return 0; /* error mode, submission/mta */
 		case 'b': return mode_option(a, rest);
 		case 'q':
 			/* -q flushes once; -q30m would start a queue-runner daemon */
@@ -293,6 +296,9 @@ static int deliver(struct sm_args *a)
 		code = cli_fail(&err);
 		goto out;
 	}
+	if (in.dropped_after_dot) /* sendmail's rule ends the message there: never in silence */
+		fprintf(stderr, "%s: warning: %llu bytes after a line '.' were not sent; use -i\n",
+		        cli_progname, (unsigned long long)in.dropped_after_dot);
 	const char *env_from = a->from;
 	if (a->read_env_from && !a->from) {
 		/* msmtp --read-envelope-from: the sender is the From field's address */
@@ -328,6 +334,7 @@ static int deliver(struct sm_args *a)
 	sub.log = &log;
 	sub.smtp_flags = a->smtp_flags;
 	sub.repeat = a->repeat;
+	sub.dropped_after_dot = in.dropped_after_dot;
 	int rc = ba_submit_send(&res, &sub, &err);
 	code = cli_report(&sub, &res, rc, &err);
 out:

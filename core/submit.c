@@ -200,6 +200,22 @@ static enum ba_smtp_ret engine_ret(int ret)
 }
 
 /* msmtp's log line, to the logfile ("-" = standard output) and to syslog. */
+/*
+ * The recipient whose refusal (a reply to RCPT TO) failed the message, or
+ * NULL: the first refused one, when the failure is that refusal and not a
+ * reply after the data (LMTP).
+ */
+static const struct ba_rcpt_result *refused_at_rcpt(const struct ba_result *r, int code,
+                                                    const struct ba_err *err)
+{
+	if (!code || !r || r->code == 250)
+		return NULL;
+	for (size_t i = 0; i < r->nrcpts; i++)
+		if (!r->rcpts[i].accepted && r->rcpts[i].code >= 400)
+			return r->rcpts[i].code == err->smtp_code ? &r->rcpts[i] : NULL;
+	return NULL;
+}
+
 static void write_log(const struct ba_submit *s, const struct ba_submit_result *res,
                       const struct ba_err *err, int code)
 {
@@ -221,7 +237,17 @@ static void write_log(const struct ba_submit *s, const struct ba_submit_result *
 	e.smtp_msg = res->smtp_code ? ba_buf_str(&res->smtp_msg) : NULL;
 	e.errormsg = code ? err->text : NULL;
 	e.exitcode = code;
-	struct ba_buf line = BA_BUF_INIT;
+	e.dropped_after_dot = s->dropped_after_dot;
+	struct ba_buf line = BA_BUF_INIT, rmsg = BA_BUF_INIT, rtext = BA_BUF_INIT;
+	const struct ba_rcpt_result *refused = refused_at_rcpt(res->result, code, err);
+	if (refused) { /* msmtp's fields: the refusing reply, no mailsize (nothing was sent) */
+		ba_buf_addf(&rmsg, "%d %s", refused->code, refused->text);
+		ba_buf_addf(&rtext, "recipient address %s not accepted by the server", refused->addr);
+		e.has_mailsize = 0;
+		e.smtp_status = refused->code;
+		e.smtp_msg = ba_buf_str(&rmsg);
+		e.errormsg = ba_buf_str(&rtext);
+	}
 	ba_log_entry_format(&line, &e);
 	if (acc->logfile && *acc->logfile) {
 		struct ba_err lerr = BA_ERR_INIT;
@@ -236,6 +262,8 @@ static void write_log(const struct ba_submit *s, const struct ba_submit_result *
 			ba_log_syslog(fac, code != 0, ba_buf_str(&line));
 	}
 	ba_buf_release(&line);
+	ba_buf_release(&rmsg);
+	ba_buf_release(&rtext);
 }
 
 /* Records the reply to the data (or to the refusal) for the log line. */

@@ -151,6 +151,9 @@ struct ba_msg_input {
 	char *header_from;     /* addr-spec of the first mailbox of the (kept) From field, or NULL */
 	int had_from, had_date, had_msgid, had_resent;
 	int added_from, added_date, added_msgid;
+	uint64_t dropped_after_dot; /* bytes read after a lone "." line (without DOTS_ARE_DATA):
+	                               sendmail's rule ends the message there, so they are not
+	                               in the spool; the caller reports them */
 };
 
 /*

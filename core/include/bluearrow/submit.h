@@ -132,6 +132,8 @@ struct ba_submit {
 	                                 written to a pipe by a UI thread) the send stops: -1,
 	                                 EX_TEMPFAIL with BA_ERR_CANCELLED in err->flags, and the
 	                                 server never sees the end of the data */
+	uint64_t dropped_after_dot;   /* ba_msg_input's count of bytes after a lone "." that
+	                                 were not sent: written in the log line; 0 = none */
 };
 
 /* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */
