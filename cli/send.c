@@ -20,6 +20,11 @@ const char cli_send_usage[] =
 	"  -a, --account ACCOUNT  the account (default: the one whose from matches --from,\n"
 	"                         else the default account)\n"
 	"  -v, --verbose          show the SMTP dialogue on stderr (secrets redacted)\n"
+	"  --host=H --port=N --tls[=on|off] --tls-starttls[=on|off] --tls-trust-file=F\n"
+	"  --tls-certcheck[=on|off] --auth[=on|off|METHOD] --user=U --passwordeval=CMD\n"
+	"  --domain=D --timeout=S --protocol=smtp|lmtp --logfile=F ...\n"
+	"                         any key of the file as an option (msmtp's): overrides\n"
+	"                         the account; with no file at all, --host makes the account\n"
 	"\n"
 	"The envelope sender is the --from address (unless the account sets\n"
 	"allow_from_override off); the recipients are --to, --cc and --bcc.  Bcc\n"
@@ -28,7 +33,7 @@ const char cli_send_usage[] =
 
 /* Takes -C/--file, -a/--account and -v/--verbose out of argv; the rest goes to compose. */
 static int split_args(int argc, char **argv, char **rest, int *nrest, const char **file,
-                      const char **account, int *verbose)
+                      const char **account, int *verbose, struct cli_kv *keys)
 {
 	*nrest = 0;
 	rest[(*nrest)++] = argv[0];
@@ -48,6 +53,14 @@ static int split_args(int argc, char **argv, char **rest, int *nrest, const char
 			dst = file, val = s + 7;
 		else if (strncmp(s, "--account=", 10) == 0)
 			dst = account, val = s + 10;
+		if (!dst && strncmp(s, "--", 2) == 0 && s[2]) {
+			int rc = cli_account_option(keys, "send", &i, argc, argv);
+			if (rc >= 0) {
+				if (rc)
+					return rc;
+				continue;
+			}
+		}
 		if (!dst) {
 			rest[(*nrest)++] = argv[i];
 			continue;
@@ -71,17 +84,23 @@ int cli_cmd_send(int argc, char **argv)
 	int nrest, code;
 	if (!rest)
 		return EX_OSERR;
-	code = split_args(argc, argv, rest, &nrest, &file, &account, &verbose);
+	struct cli_kv keys;
+	code = cli_kv_init(&keys, argc);
+	if (!code)
+		code = split_args(argc, argv, rest, &nrest, &file, &account, &verbose, &keys);
 	if (code) {
 		free(rest);
+		cli_kv_release(&keys);
 		return code;
 	}
 	ba_msg *m = NULL;
 	struct ba_msg_opts o;
 	code = cli_compose_build(&m, &o, nrest, rest);
 	free(rest);
-	if (code)
+	if (code) {
+		cli_kv_release(&keys);
 		return code;
+	}
 
 	struct ba_err err = BA_ERR_INIT;
 	ba_config *cfg = NULL;
@@ -93,7 +112,7 @@ int cli_cmd_send(int argc, char **argv)
 	size_t nrcpt = 0;
 	memset(&res, 0, sizeof(res));
 	const char *from = ba_msg_from(m);
-	if (ba_submit_config(&cfg, file, &err) < 0 ||
+	if (ba_submit_config_kv(&cfg, file, keys.kv, keys.n, &err) < 0 ||
 	    !(acc = ba_submit_account(cfg, account, from, NULL, &err)) ||
 	    ba_submit_envelope_from(&env_from, acc, from, &err) < 0 ||
 	    ba_spool_new(&spool, 0, &err) < 0) {
@@ -138,5 +157,6 @@ out:
 	ba_msg_free(m);
 	ba_buf_release(&env_from);
 	ba_config_free(cfg);
+	cli_kv_release(&keys);
 	return code;
 }

@@ -34,6 +34,11 @@ const char cli_sendmail_usage[] =
 	"  --read-envelope-from  take the envelope sender from the From field\n"
 	"  -F NAME             full name for a generated From field\n"
 	"  -C FILE             configuration file (msmtp syntax)\n"
+	"  --host=H --port=N --tls[=on|off] --tls-starttls[=on|off] --tls-trust-file=F\n"
+	"  --tls-certcheck[=on|off] --auth[=on|off|METHOD] --user=U --passwordeval=CMD\n"
+	"  --domain=D --timeout=S --protocol=smtp|lmtp --logfile=F ...\n"
+	"                      any key of the file as an option (msmtp's): overrides the\n"
+	"                      account; with no file at all, --host makes the account\n"
 	"  -a ACCOUNT          account to use (default: by -f, else by the From field,\n"
 	"                      else the default account)\n"
 	"  -N DSN              never, or success,failure,delay (RFC 3461 NOTIFY)\n"
@@ -58,6 +63,7 @@ struct sm_args {
 	unsigned smtp_flags;
 	char **rcpt; /* pointers into argv */
 	size_t nrcpt;
+	struct cli_kv keys; /* account keys as options: --host=H ... */
 };
 
 /* the command name for messages: NULL when running as sendmail / bluearrow-sendmail */
@@ -119,6 +125,9 @@ static int long_option(struct sm_args *a, const char *s, int *i, int argc, char 
 		}
 		return 0;
 	}
+	int rc = cli_account_option(&a->keys, SM, i, argc, argv);
+	if (rc >= 0)
+		return rc;
 	return cli_usage_error(SM, "unknown option '--%s'", s);
 }
 
@@ -200,7 +209,7 @@ static int parse_dsn(struct sm_args *a)
 static int parse_args(struct sm_args *a, int argc, char **argv)
 {
 	a->rcpt = calloc((size_t)argc + 1, sizeof(*a->rcpt));
-	if (!a->rcpt)
+	if (!a->rcpt || cli_kv_init(&a->keys, argc))
 		return EX_OSERR;
 	int dashdash = 0;
 	for (int i = 1; i < argc; i++) {
@@ -272,7 +281,7 @@ static int deliver(struct sm_args *a)
 	int code;
 	memset(&in, 0, sizeof(in));
 	memset(&res, 0, sizeof(res));
-	if (ba_submit_config(&cfg, a->config, &err) < 0 ||
+	if (ba_submit_config_kv(&cfg, a->config, a->keys.kv, a->keys.n, &err) < 0 ||
 	    !(acc = ba_submit_account(cfg, a->account, a->from, NULL, &err))) {
 		code = cli_fail(&err);
 		goto out;
@@ -383,5 +392,6 @@ int cli_cmd_sendmail(int argc, char **argv)
 	}
 	free(owned_from);
 	free(a.rcpt);
+	cli_kv_release(&a.keys);
 	return code;
 }

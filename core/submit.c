@@ -12,18 +12,41 @@
 
 int ba_submit_config(ba_config **out, const char *file, struct ba_err *err)
 {
+	return ba_submit_config_kv(out, file, NULL, 0, err);
+}
+
+int ba_submit_config_kv(ba_config **out, const char *file, const struct ba_config_kv *kv,
+                        size_t n, struct ba_err *err)
+{
 	struct ba_buf path = BA_BUF_INIT;
 	unsigned flags = 0;
+	int has_host = 0;
 	*out = NULL;
+	for (size_t i = 0; i < n; i++)
+		has_host |= strcmp(kv[i].key, "host") == 0 || strcmp(kv[i].key, "socket") == 0;
 	if (!file) {
 		if (ba_config_find_default_path(&path, &flags, err) < 0) {
 			ba_buf_release(&path);
-			return -1;
+			if (err->code == EX_OSERR || getenv("BLUEARROW_CONFIG"))
+				return -1;
+			/* no file anywhere: the command line is the account, as with msmtp */
+			if (has_host)
+				return ba_config_from_kv(out, kv, n, err);
+			char tried[BA_ERR_TEXT_MAX];
+			snprintf(tried, sizeof(tried), "%s", err->text);
+			return ba_err_set(err, EX_CONFIG, "%s; create one with 'bluearrow config init "
+			                  "--host HOST' (or give the account as options: --host HOST "
+			                  "[--port N --tls on --auth on --user NAME ...])", tried);
 		}
 		file = ba_buf_str(&path);
 	}
 	int rc = ba_config_load(out, file, flags, err);
 	ba_buf_release(&path);
+	if (rc == 0 && n && ba_config_apply(*out, kv, n, err) < 0) {
+		ba_config_free(*out);
+		*out = NULL;
+		rc = -1;
+	}
 	return rc;
 }
 

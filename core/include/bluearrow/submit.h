@@ -42,6 +42,15 @@
  * Errors: those of ba_config_find_default_path() and ba_config_load().
  */
 int ba_submit_config(ba_config **out, const char *file, struct ba_err *err);
+/*
+ * As ba_submit_config(), then the keys kv[0..n) (msmtp's command-line
+ * account settings, --host=H ...) set on every account (ba_config_apply()).
+ * When file is NULL and no file exists, kv with a host (or socket) is the
+ * configuration: one account "default" (ba_config_from_kv()); without one
+ * the error (EX_CONFIG) says how to create a file (bluearrow config init).
+ */
+int ba_submit_config_kv(ba_config **out, const char *file, const struct ba_config_kv *kv,
+                        size_t n, struct ba_err *err);
 
 /*
  * The account for one message, checked (ba_config_account_check()):
