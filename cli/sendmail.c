@@ -299,6 +299,8 @@ static int deliver(struct sm_args *a)
 	                            (a->t ? BA_SUBMIT_READ_RCPT_FROM_HEADERS : 0));
 	o.flags |= BA_MSG_READ_REFER_INPUT; /* a message given as a file is not copied */
 	o.in_fd = 0;
+	if (isatty(0)) /* a "." typed at a terminal ends the input there, as it always did */
+		o.flags |= BA_MSG_READ_DOT_NO_COUNT;
 	struct ba_fd_reader stdin_r;
 	ba_fd_reader_init(&stdin_r, 0, "standard input");
 	if (ba_msg_read(&in, &stdin_r.base, &o, &err) < 0) {

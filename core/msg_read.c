@@ -844,7 +844,8 @@ int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_rea
 	}
 	if (!ended && copy_body(w, &lr, dots, body_at_start, err) < 0)
 		goto done_lr;
-	if (dots && count_rest(&out->dropped_after_dot, &lr, err) < 0)
+	if (dots && !(o->flags & BA_MSG_READ_DOT_NO_COUNT) &&
+	    count_rest(&out->dropped_after_dot, &lr, err) < 0)
 		goto done_lr;
 	rc = 0;
 done_lr:

@@ -300,3 +300,24 @@ def test_debug_flag_shows_the_dialogue(flag, smtp_server, write_config, sendmail
     assert r.returncode == 0, r.stderr
     assert b"EHLO" in r.stderr and b"RCPT TO:<b@example.test>" in r.stderr, r.stderr
     srv.wait_txn()
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="msmtp reads to the end of input without -i")
+def test_lone_dot_at_a_terminal_ends_the_input(smtp_server, write_config):
+    """At a terminal the "." typed by the user ends the input at once: nothing
+    after it is waited for."""
+    import pty
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(sut_sendmail_cmd() + ["-C", cfg, "b@example.test"], stdin=slave,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.write(master, b"Subject: typed\n\nhello\n.\n")
+        out, err = p.communicate(timeout=15)
+        assert p.returncode == 0, err
+        assert b"warning" not in err
+        assert srv.wait_txn().data.endswith(b"\r\nhello\r\n")
+    finally:
+        os.close(master)
+        os.close(slave)

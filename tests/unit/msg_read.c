@@ -180,6 +180,12 @@ static void test_msg_read__lone_dot(void **state)
 	check_out(&m, "Subject: a\r\n\r\nl1\r\n");
 	assert_int_equal(m.dropped_after_dot, 7);
 	ba_msg_read_release(&m);
+	o.flags = BA_MSG_READ_DOT_NO_COUNT; /* a terminal: nothing is read after the "." */
+	assert_int_equal(run(&m, "Subject: a\r\n\r\nl1\r\n.\r\nafter\r\n", &o, &err), 0);
+	check_out(&m, "Subject: a\r\n\r\nl1\r\n");
+	assert_int_equal(m.dropped_after_dot, 0);
+	o.flags = 0;
+	ba_msg_read_release(&m);
 	assert_int_equal(run(&m, "Subject: a\n.\nTo: b\n", &o, &err), 0);
 	check_out(&m, "Subject: a\n");
 	assert_int_equal(m.dropped_after_dot, 6); /* a "." in the header */
