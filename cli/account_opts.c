@@ -37,7 +37,18 @@ int cli_account_option(struct cli_kv *kv, const char *cmd, int *i, int argc, cha
 	                  ? -1
 	                  : ba_config_key_value_optional(key);
 	if (opt < 0) {
+		const char *near = ba_config_key_near(key);
 		free(key);
+		if (near) { /* a misspelt account key: say which one was meant */
+			char *o = strdup(near);
+			for (char *c = o; c && *c; c++)
+				if (*c == '_')
+					*c = '-';
+			int rc = cli_usage_error(cmd, "unknown option '--%.*s' (did you mean '--%s'?)",
+			                         (int)n, s, o ? o : near);
+			free(o);
+			return rc;
+		}
 		return -1;
 	}
 	const char *val = eq ? eq + 1 : "";

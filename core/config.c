@@ -692,14 +692,8 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		if (strcmp(keydefs[i].name, cmd) == 0)
 			kd = &keydefs[i];
 	if (!kd) {
-		const char *near = NULL;
-		size_t best = (size_t)-1;
-		for (size_t i = 0; i < sizeof(keydefs) / sizeof(keydefs[0]); i++) {
-			size_t d = edit_distance(cmd, keydefs[i].name);
-			if (d < best)
-				best = d, near = keydefs[i].name;
-		}
-		if (near && close_enough(best, cmd))
+		const char *near = ba_config_key_near(cmd);
+		if (near)
 			rc = perr(ps, "unknown key '%s' (did you mean '%s'?)", shown(ps, &tmp, cmd), near);
 		else
 			rc = perr(ps, "unknown key '%s'", shown(ps, &tmp, cmd));
@@ -1198,6 +1192,18 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 }
 
 /* ---- keys from the command line ---------------------------------------- */
+
+const char *ba_config_key_near(const char *key)
+{
+	const char *near = NULL;
+	size_t best = (size_t)-1;
+	for (size_t i = 0; i < sizeof(keydefs) / sizeof(keydefs[0]); i++) {
+		size_t d = edit_distance(key, keydefs[i].name);
+		if (d < best)
+			best = d, near = keydefs[i].name;
+	}
+	return near && best && close_enough(best, key) ? near : NULL;
+}
 
 int ba_config_key_value_optional(const char *key)
 {

@@ -118,3 +118,12 @@ def test_did_you_mean(write_config, tmp_path):
     assert b"(did you mean 'work'?; accounts: work, home)" in r.stderr
     r = run(["sendmail", "-C", cfg, "-a", "zzzzzz", "-i", "b@example.test"], tmp_path, input=HDR)
     assert b"(accounts: work, home)" in r.stderr
+
+
+def test_misspelt_option_did_you_mean(tmp_path):
+    r = run(["sendmail", "--tls-trustfile=/x", "-i", "b@example.test"], tmp_path, input=HDR)
+    assert r.returncode == 64
+    assert b"unknown option '--tls-trustfile' (did you mean '--tls-trust-file'?)" in r.stderr
+    r = run(["send", "--hots", "h", "--from", "a@example.test", "--to", "b@example.test"],
+            tmp_path)
+    assert r.returncode == 64 and b"(did you mean '--host'?)" in r.stderr

@@ -322,6 +322,10 @@ static void test_config__apply_and_from_kv(void **state)
 	assert_int_equal(ba_config_key_value_optional("auth"), 1);
 	assert_int_equal(ba_config_key_value_optional("port"), 0);
 	assert_int_equal(ba_config_key_value_optional("nosuch"), -1);
+	assert_string_equal(ba_config_key_near("tls_trustfile"), "tls_trust_file");
+	assert_string_equal(ba_config_key_near("hots"), "host");
+	assert_null(ba_config_key_near("host")); /* a key is no near miss */
+	assert_null(ba_config_key_near("subject"));
 }
 
 static void test_config__template(void **state)

@@ -234,6 +234,8 @@ int ba_config_from_kv(ba_config **out, const struct ba_config_kv *kv, size_t n,
  * command-line "--tls" needs no value; 0 for another key; -1 if no such key.
  */
 int ba_config_key_value_optional(const char *key);
+/* The key closest to an unknown one ("tls_trustfile" -> "tls_trust_file"), or NULL. */
+const char *ba_config_key_near(const char *key);
 /* Frees the configuration and every account in it; NULL is a no-op. */
 void ba_config_free(ba_config *cfg);
 
