@@ -42,6 +42,24 @@ enum { CLI_COMPOSE_SEND = 1 << 0 };
 int cli_compose_parse(struct ba_draft **out, struct ba_msg_opts *o, int argc, char **argv,
                       const char *cmd, unsigned flags, int *first);
 
+/* Account keys given as options (account_opts.c), for ba_submit_config_kv(). */
+struct ba_config_kv;
+struct cli_kv {
+	struct ba_config_kv *kv; /* keys malloc'd, values borrowed from argv */
+	size_t n;
+};
+/* Room for argc keys.  Returns 0 or EX_OSERR. */
+int cli_kv_init(struct cli_kv *kv, int argc);
+void cli_kv_release(struct cli_kv *kv);
+/*
+ * When argv[*i] is "--NAME[=VALUE]" and NAME, with '-' for '_', is a key of
+ * the configuration file (msmtp's --host, --port, --tls, --tls-trust-file,
+ * --auth, --user, --passwordeval ...; not --from, the envelope sender, nor
+ * a password), appends it to kv and returns 0; the value is attached, or the
+ * next argument for a key that needs one (on/off keys alone mean on).
+ * Returns -1 when NAME is no such key, else an exit code after a usage error.
+ */
+int cli_account_option(struct cli_kv *kv, const char *cmd, int *i, int argc, char **argv);
 /* bluearrow sendmail (sendmail.c); also the program under the names sendmail, bluearrow-sendmail */
 extern const char cli_sendmail_usage[];
 int cli_cmd_sendmail(int argc, char **argv);

@@ -195,7 +195,7 @@ int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts 
 	size_t nrcpt = 0;
 	int code;
 	memset(&in, 0, sizeof(in));
-	if (ba_submit_config(&cfg, a->config, &err) < 0) {
+	if (ba_submit_config_kv(&cfg, a->config, a->kv, a->nkv, &err) < 0) {
 		code = cli_fail(&err);
 		goto out;
 	}
@@ -207,7 +207,9 @@ int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts 
 	rq.full_name = a->name;
 	rq.read_envelope_from = a->read_env_from;
 	rq.flags = (a->i ? BA_SUBMIT_READ_DOTS_ARE_DATA : 0) |
-	           (a->t ? BA_SUBMIT_READ_RCPT_FROM_HEADERS : 0);
+	           (a->t ? BA_SUBMIT_READ_RCPT_FROM_HEADERS : 0) |
+	           /* a "." typed at a terminal ends the input there, as it always did */
+	           (isatty(a->in_fd) ? BA_SUBMIT_READ_DOT_NO_COUNT : 0);
 	rq.in_fd = a->in_fd; /* a message given as a file is not copied */
 	struct ba_fd_reader in_r;
 	ba_fd_reader_init(&in_r, a->in_fd, a->in_name);
@@ -215,6 +217,9 @@ int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts 
 		code = cli_fail(&err);
 		goto out;
 	}
+	if (in.msg.dropped_after_dot) /* sendmail's rule ends the message there: never in silence */
+		fprintf(stderr, "%s: warning: %llu bytes after a line '.' were not sent; use -i\n",
+		        cli_progname, (unsigned long long)in.msg.dropped_after_dot);
 	if (ba_submit_recipients(&rcpt, &nrcpt, in.acc, a->rcpt, a->nrcpt,
 	                         (const char *const *)in.msg.rcpt, in.msg.nrcpt, &err) < 0) {
 		code = err.code == EX_USAGE ? cli_usage_error(a->cmd, "%s", err.text) : cli_fail(&err);
@@ -232,6 +237,7 @@ int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts 
 	sub.envid = a->envid;
 	sub.smtp_flags = a->smtp_flags;
 	sub.repeat = a->repeat;
+	sub.dropped_after_dot = in.msg.dropped_after_dot;
 	code = cli_submit_run(&sub, so);
 out:
 	ba_submit_recipients_free(rcpt, nrcpt);

@@ -25,6 +25,8 @@ int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so);
 struct cli_message {
 	const char *cmd;               /* for usage errors: "sendmail", "send" (NULL: the program) */
 	const char *config, *account;  /* -C, -a */
+	const struct ba_config_kv *kv; /* account keys given as options (--host=H ...) */
+	size_t nkv;
 	const char *from, *name;       /* -f, -F; NULL = none */
 	int t, i, read_env_from;       /* -t, -i, --read-envelope-from */
 	const char *const *rcpt;       /* recipients given as arguments */

@@ -19,20 +19,27 @@ const struct cli_cmd cli_cmds[] = {
 	  "usage: bluearrow version\n" },
 	{ "compose", cli_cmd_compose, "build a message from options and print it",
 	  cli_compose_usage },
-	{ "config", cmd_config, "check the configuration or show an account's settings",
+	{ "config", cmd_config, "create or check the configuration, show an account's settings",
 	  "usage: bluearrow config check [-C FILE]\n"
 	  "       bluearrow config show [-C FILE] [-a ACCOUNT | -f ADDRESS]\n"
-	  "       bluearrow config list [-C FILE]\n\n"
+	  "       bluearrow config list [-C FILE]\n"
+	  "       bluearrow config init [-C FILE] [-a ACCOUNT] [-f ADDRESS] [--host H] [--KEY=VALUE ...]\n\n"
 	  "   check   load and validate the file; prints the number of accounts and the default\n"
 	  "   show    print the effective settings of ACCOUNT (default: the default account)\n"
 	  "           in msmtprc syntax, the password as <redacted>\n"
-	  "   list    print the account names, one a line\n\n"
+	  "   list    print the account names, one a line\n"
+	  "   init    write a new commented file (mode 0600; an existing file is never\n"
+	  "           overwritten) to FILE, default ~/.config/bluearrow/config\n"
+	  "           ($XDG_CONFIG_HOME): account ACCOUNT (default 'mail') from the options\n"
+	  "           (--host, --port, --tls, --tls-starttls, --auth, --user, --passwordeval,\n"
+	  "           any key as --KEY=VALUE), the sender ADDRESS (default USER@HOSTNAME)\n\n"
 	  "   -C, --file FILE        the configuration file (default: $BLUEARROW_CONFIG,\n"
 	  "                          ~/.config/bluearrow/config, ~/.bluearrowrc, ~/.msmtprc,\n"
 	  "                          ~/.config/msmtp/config, /etc/bluearrow.conf, /etc/msmtprc)\n"
-	  "   -a, --account ACCOUNT  the account to show\n"
+	  "   -a, --account ACCOUNT  the account to show (init: to create)\n"
 	  "   -f, --from ADDRESS     show the account the envelope sender ADDRESS selects\n"
-	  "                          (its 'from', as msmtp -f does; else the default)\n\n"
+	  "                          (its 'from', as msmtp -f does; else the default);\n"
+	  "                          init: the account's from\n\n"
 	  "Exit status 78 (EX_CONFIG) for an invalid file.  See bluearrowrc(5).\n" },
 	{ "send", cli_cmd_send, "build a message from options and submit it through an account",
 	  cli_send_usage },

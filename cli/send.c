@@ -36,6 +36,11 @@ const char cli_send_usage[] =
 	"      --progress         show a progress bar on stderr (default: on a terminal,\n"
 	"                         for a message over 4 MB)\n"
 	"      --no-progress      never show one\n"
+	"  --host=H --port=N --tls[=on|off] --tls-starttls[=on|off] --tls-trust-file=F\n"
+	"  --tls-certcheck[=on|off] --auth[=on|off|METHOD] --user=U --passwordeval=CMD\n"
+	"  --domain=D --timeout=S --protocol=smtp|lmtp --logfile=F ...\n"
+	"                         any key of the file as an option (msmtp's): overrides\n"
+	"                         the account; with no file at all, --host makes the account\n"
 	"\n"
 	"--from is optional: the default is the account's from (and from_full_name).\n"
 	"The envelope sender is the --from address (unless the account sets\n"
@@ -47,7 +52,7 @@ const char cli_send_usage[] =
 
 /* Takes send's own options out of argv; the rest goes to compose. */
 static int split_args(int argc, char **argv, char **rest, int *nrest, const char **file,
-                      const char **account, struct cli_send_opts *so)
+                      const char **account, struct cli_send_opts *so, struct cli_kv *keys)
 {
 	*nrest = 0;
 	rest[(*nrest)++] = argv[0];
@@ -80,6 +85,14 @@ static int split_args(int argc, char **argv, char **rest, int *nrest, const char
 			dst = file, val = s + 7;
 		else if (strncmp(s, "--account=", 10) == 0)
 			dst = account, val = s + 10;
+		if (!dst && strncmp(s, "--", 2) == 0 && s[2]) {
+			int rc = cli_account_option(keys, "send", &i, argc, argv);
+			if (rc >= 0) {
+				if (rc)
+					return rc;
+				continue;
+			}
+		}
 		if (!dst) {
 			rest[(*nrest)++] = argv[i];
 			continue;
@@ -108,18 +121,20 @@ static int draft_empty(const ba_draft *d)
 
 /* `bluearrow send FILE`: the message as it is, as `sendmail -t -i` takes it. */
 static int send_file(const char *path, const char *file, const char *account,
-                     const struct cli_send_opts *so)
+                     const struct cli_kv *keys, const struct cli_send_opts *so)
 {
 	int fd = 0;
 	if (strcmp(path, "-") != 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		struct ba_err err = BA_ERR_INIT;
-		ba_err_set(&err, EX_NOINPUT, "cannot open '%s': %s", path, strerror(errno));
+		ba_err_set(&err, EX_NOINPUT, "cannot open '%s': %s", path, ba_strerror_t(errno));
 		return cli_fail(&err);
 	}
 	struct cli_message m;
 	memset(&m, 0, sizeof(m));
 	m.cmd = "send";
 	m.config = file;
+	m.kv = keys->kv;
+	m.nkv = keys->n;
 	m.account = account;
 	m.t = 1;
 	m.i = 1;
@@ -239,7 +254,10 @@ int cli_cmd_send(int argc, char **argv)
 	int nrest, code, first = 0;
 	if (!rest)
 		return EX_OSERR;
-	code = split_args(argc, argv, rest, &nrest, &file, &account, &so);
+	struct cli_kv keys;
+	code = cli_kv_init(&keys, argc);
+	if (!code)
+		code = split_args(argc, argv, rest, &nrest, &file, &account, &so, &keys);
 	ba_draft *d = NULL;
 	struct ba_msg_opts o;
 	if (!code)
@@ -251,14 +269,17 @@ int cli_cmd_send(int argc, char **argv)
 			code = cli_usage_error("send", "a message file ('%s') cannot be combined with "
 			                               "compose options", rest[first]);
 		else
-			code = send_file(rest[first], file, account, &so);
+			code = send_file(rest[first], file, account, &keys, &so);
 		ba_draft_free(d);
 		free(rest);
+		cli_kv_release(&keys);
 		return code;
 	}
 	free(rest);
-	if (code)
+	if (code) {
+		cli_kv_release(&keys);
 		return code;
+	}
 
 	struct ba_err err = BA_ERR_INIT;
 	ba_msg *m = NULL;
@@ -283,7 +304,7 @@ int cli_cmd_send(int argc, char **argv)
 	ba_draft_free(d);
 	d = NULL;
 	const char *from = ba_msg_from(m);
-	if (ba_submit_config(&cfg, file, &err) < 0 ||
+	if (ba_submit_config_kv(&cfg, file, keys.kv, keys.n, &err) < 0 ||
 	    !(acc = ba_submit_account(cfg, account, from, NULL, &err)) ||
 	    ba_submit_envelope_from(&env_from, acc, from, &err) < 0)
 		goto fail;
@@ -330,5 +351,6 @@ out:
 	ba_buf_release(&env_from);
 	ba_buf_release(&from_field);
 	ba_config_free(cfg);
+	cli_kv_release(&keys);
 	return code;
 }

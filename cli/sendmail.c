@@ -35,12 +35,17 @@ const char cli_sendmail_usage[] =
 	"  --read-envelope-from  take the envelope sender from the From field\n"
 	"  -F NAME             full name for a generated From field\n"
 	"  -C FILE             configuration file (msmtp syntax)\n"
+	"  --host=H --port=N --tls[=on|off] --tls-starttls[=on|off] --tls-trust-file=F\n"
+	"  --tls-certcheck[=on|off] --auth[=on|off|METHOD] --user=U --passwordeval=CMD\n"
+	"  --domain=D --timeout=S --protocol=smtp|lmtp --logfile=F ...\n"
+	"                      any key of the file as an option (msmtp's): overrides the\n"
+	"                      account; with no file at all, --host makes the account\n"
 	"  -a ACCOUNT          account to use (default: by -f, else by the From field,\n"
 	"                      else the default account)\n"
 	"  -N DSN              never, or success,failure,delay (RFC 3461 NOTIFY)\n"
 	"  -R full|hdrs        what a DSN returns\n"
 	"  -V ENVID            DSN envelope identifier\n"
-	"  -v                  show the SMTP dialogue on stderr (secrets redacted)\n"
+	"  -v, -d[X]           show the SMTP dialogue on stderr (secrets redacted)\n"
 	"  --pretend, --dry-run  show the account, server, envelope and header that would\n"
 	"                      be sent, on stdout; connect to nothing, ask no password\n"
 	"  --progress          a progress bar on stderr (default: on a terminal, over 4 MB)\n"
@@ -48,7 +53,7 @@ const char cli_sendmail_usage[] =
 	"  -bm                 deliver (the default);  -bp  list the queue;  -q  flush it\n"
 	"\n"
 	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -O OPTION=VALUE, -B TYPE, -eX,\n"
-	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am, -d... .  Refused: -X, -bd, -bs\n"
+	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am.  Refused: -X, -bd, -bs\n"
 	"and the other daemon or database modes.  With auth on and no password configured,\n"
 	"the password is asked on the terminal (never without one).  Exit status:\n"
 	"sysexits(3); see bluearrow-sendmail(8).\n";
@@ -66,6 +71,7 @@ struct sm_args {
 	unsigned smtp_flags;
 	char **rcpt; /* pointers into argv */
 	size_t nrcpt;
+	struct cli_kv keys; /* account keys as options: --host=H ... */
 };
 
 /* the command name for messages: NULL when running as sendmail / bluearrow-sendmail */
@@ -130,6 +136,9 @@ static int long_option(struct sm_args *a, const char *s, int *i, int argc, char 
 		}
 		return 0;
 	}
+	int rc = cli_account_option(&a->keys, SM, i, argc, argv);
+	if (rc >= 0)
+		return rc;
 	return cli_usage_error(SM, "unknown option '--%s'", s);
 }
 
@@ -174,7 +183,10 @@ static int short_options(struct sm_args *a, const char *s, int *i, int argc, cha
 			else if (!*rest) /* "-o" alone: the option is the next argument */
 				return take_value(&ignored, rest, i, argc, argv, *c);
 			return 0; /* -oem -odi -odb -oQ... : sendmail.cf options, meaningless here */
-		case 'e': case 'd': case 'A': return 0; /* error mode, debug, submission/mta */
+		case 'd': /* debug: -d, -dX, -d0.1 (sendmail's categories): the dialogue, as -v */
+			a->verbose = 1;
+			return 0;
+		case 'e': case 'A': return 0; /* error mode, submission/mta */
 		case 'b': return mode_option(a, rest);
 		case 'q':
 			/* -q flushes once; -q30m would start a queue-runner daemon */
@@ -208,7 +220,7 @@ static int parse_dsn(struct sm_args *a)
 static int parse_args(struct sm_args *a, int argc, char **argv)
 {
 	a->rcpt = calloc((size_t)argc + 1, sizeof(*a->rcpt));
-	if (!a->rcpt)
+	if (!a->rcpt || cli_kv_init(&a->keys, argc))
 		return EX_OSERR;
 	int dashdash = 0;
 	for (int i = 1; i < argc; i++) {
@@ -269,6 +281,8 @@ static int deliver(struct sm_args *a)
 	memset(&m, 0, sizeof(m));
 	m.cmd = SM;
 	m.config = a->config;
+	m.kv = a->keys.kv;
+	m.nkv = a->keys.n;
 	m.account = a->account;
 	m.from = a->from;
 	m.name = a->name;
@@ -323,5 +337,6 @@ int cli_cmd_sendmail(int argc, char **argv)
 	}
 	free(owned_from);
 	free(a.rcpt);
+	cli_kv_release(&a.keys);
 	return code;
 }

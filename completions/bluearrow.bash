@@ -15,9 +15,12 @@ _bluearrow_accounts()
 	bluearrow config list "${file[@]}" 2>/dev/null
 }
 
-_bluearrow_sendmail_opts="-t -i -oi -f -r -F -C -a -N -R -V -v -bm -bp -q --read-envelope-from --
+# account keys as options (msmtp's names), for send and sendmail
+_bluearrow_account_opts="--host --port --tls --tls-starttls --tls-trust-file --tls-certcheck --auth
+	--user --passwordeval --domain --timeout --protocol --logfile"
+_bluearrow_sendmail_opts="-t -i -oi -f -r -F -C -a -N -R -V -v -d -bm -bp -q --read-envelope-from --
 	--pretend --dry-run --progress --no-progress
-	-oem -odi -odb -B8BITMIME -B7BIT --help"
+	-oem -odi -odb -B8BITMIME -B7BIT --help $_bluearrow_account_opts"
 
 # Completes the arguments of the sendmail personality; $1 = index of the first argument.
 _bluearrow_sendmail_args()
@@ -75,7 +78,7 @@ _bluearrow()
 		if [[ ${words[1]} == send ]]; then
 			# an existing message to submit: a file name (or - for standard input)
 			[[ $cur != -* ]] && { _filedir; return; }
-			extra="-C --file -a --account -v --verbose --dry-run --progress --no-progress"
+			extra="-C --file -a --account -v --verbose --dry-run --progress --no-progress $_bluearrow_account_opts"
 		fi
 		COMPREPLY=($(compgen -W "$compose_opts $extra" -- "$cur"))
 		;;
@@ -88,7 +91,7 @@ _bluearrow()
 		;;
 	config)
 		if [[ $cword -eq 2 ]]; then
-			COMPREPLY=($(compgen -W "check show list" -- "$cur"))
+			COMPREPLY=($(compgen -W "check show list init" -- "$cur"))
 			return
 		fi
 		case $prev in
@@ -96,7 +99,8 @@ _bluearrow()
 		-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
 		esac
 		local o="-C --file"
-		[[ ${words[2]} == show ]] && o="$o -a --account"
+		[[ ${words[2]} == show ]] && o="$o -a --account -f --from"
+		[[ ${words[2]} == init ]] && o="$o -a --account -f --from $_bluearrow_account_opts"
 		COMPREPLY=($(compgen -W "$o" -- "$cur"))
 		;;
 	sendmail)

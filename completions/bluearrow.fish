@@ -24,7 +24,7 @@ complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a version 
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a compose -d 'build a message from options and print it'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a send -d 'build a message and submit it through an account'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a check -d 'test an account: TLS, capabilities, authentication'
-complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d 'check the configuration or show an account'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d 'create or check the configuration, show an account'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a sendmail -d 'submit a message read on standard input'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l help -d 'show the usage'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
@@ -57,7 +57,16 @@ complete -c bluearrow -n "__fish_seen_subcommand_from send check" -s v -l verbos
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l dry-run -d 'show what would be sent; connect to nothing'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l progress -d 'show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l no-progress -d 'never show a progress bar'
-complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list" -a 'check show list'
+complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list init" -a 'check show list init'
+# account keys as options (msmtp's names): send, sendmail, config init
+set -l k "__fish_seen_subcommand_from send sendmail init"
+for o in host port tls-trust-file user passwordeval domain timeout logfile
+    complete -c bluearrow -n $k -l $o -x -d 'account key'
+end
+complete -c bluearrow -n $k -l protocol -x -a 'smtp lmtp' -d 'account key'
+for o in tls tls-starttls tls-certcheck auth
+    complete -c bluearrow -n $k -l $o -d 'account key (on|off)'
+end
 
 # the sendmail personality (bluearrow sendmail, bluearrow-sendmail)
 for cmd in bluearrow bluearrow-sendmail
@@ -75,6 +84,7 @@ for cmd in bluearrow bluearrow-sendmail
     complete -c $cmd -n $s -s R -x -a 'full hdrs' -d 'DSN return'
     complete -c $cmd -n $s -s V -x -d 'DSN envelope id'
     complete -c $cmd -n $s -s v -d 'show the SMTP dialogue'
+    complete -c $cmd -n $s -s d -d 'debug: show the SMTP dialogue'
     complete -c $cmd -n $s -o bm -d 'deliver (default)'
     complete -c $cmd -n $s -o bp -d 'list the queue'
     complete -c $cmd -n $s -s q -d 'flush the queue'

@@ -31,6 +31,40 @@
 
 #define CONFIG_FILE_MAX (4u << 20) /* a configuration file larger than this is refused */
 
+/* ---- near misses ------------------------------------------------------- */
+
+/* Levenshtein distance of a and b (ASCII, case-sensitive), for "did you mean". */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return (size_t)-1;
+	size_t row[65];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* A suggestion is worth making: at most 2 edits, and at most half the word. */
+static int close_enough(size_t d, const char *word)
+{
+	return d <= 2 && d * 2 <= strlen(word);
+}
+
 /* ---- the account model ------------------------------------------------- */
 
 #define BA_MASK_HAS(m, k) ((((m) >> (k)) & 1u) != 0)
@@ -315,9 +349,28 @@ const struct ba_account *ba_config_account(const ba_config *cfg, const char *nam
 {
 	struct acc *a = find_acc(cfg, name ? name : "default");
 	if (!a) {
-		if (name)
-			ba_err_set(err, EX_CONFIG, "no account '%s' in '%s'", name, cfg->path);
-		else
+		if (name) {
+			struct ba_buf list = BA_BUF_INIT;
+			const char *near = NULL;
+			size_t best = (size_t)-1;
+			for (size_t i = 0; i < cfg->n; i++) {
+				const char *an = cfg->accs[i]->pub.name;
+				size_t d = edit_distance(name, an);
+				if (d < best)
+					best = d, near = an;
+				ba_buf_addf(&list, "%s%s", i ? ", " : "", an);
+			}
+			if (near && close_enough(best, name))
+				ba_err_set(err, EX_CONFIG, "no account '%s' in '%s' (did you mean '%s'?; "
+				           "accounts: %s)", name, cfg->path, near, ba_buf_str(&list));
+			else if (cfg->n)
+				ba_err_set(err, EX_CONFIG, "no account '%s' in '%s' (accounts: %s)", name,
+				           cfg->path, ba_buf_str(&list));
+			else
+				ba_err_set(err, EX_CONFIG, "no account '%s' in '%s' (it has none)", name,
+				           cfg->path);
+			ba_buf_release(&list);
+		} else
 			ba_err_set(err, EX_CONFIG,
 			           "no default account in '%s' (add 'account default : NAME' or use -a)",
 			           cfg->path);
@@ -371,6 +424,8 @@ static int perr(struct parser *ps, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (!ps->line) /* keys from the command line (ba_config_apply()) */
+		return ba_err_set(ps->err, EX_CONFIG, "%s: %s", ps->name, msg);
 	return ba_err_set(ps->err, EX_CONFIG, "%s:%u: %s%s", ps->name, ps->line, msg,
 	                  ps->depth ? " (in the output of eval)" : "");
 }
@@ -637,7 +692,11 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		if (strcmp(keydefs[i].name, cmd) == 0)
 			kd = &keydefs[i];
 	if (!kd) {
-		rc = perr(ps, "unknown key '%s'", shown(ps, &tmp, cmd));
+		const char *near = ba_config_key_near(cmd);
+		if (near)
+			rc = perr(ps, "unknown key '%s' (did you mean '%s'?)", shown(ps, &tmp, cmd), near);
+		else
+			rc = perr(ps, "unknown key '%s'", shown(ps, &tmp, cmd));
 		goto out;
 	}
 	if (*v == '\0' || strcmp(v, "on") == 0)
@@ -1130,4 +1189,63 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 	rc = parse_common(out, path, ba_buf_str(&text), text.len, &ps, err);
 	ba_buf_release_secret(&text); /* it may hold passwords */
 	return rc;
+}
+
+/* ---- keys from the command line ---------------------------------------- */
+
+const char *ba_config_key_near(const char *key)
+{
+	const char *near = NULL;
+	size_t best = (size_t)-1;
+	for (size_t i = 0; i < sizeof(keydefs) / sizeof(keydefs[0]); i++) {
+		size_t d = edit_distance(key, keydefs[i].name);
+		if (d < best)
+			best = d, near = keydefs[i].name;
+	}
+	return near && best && close_enough(best, key) ? near : NULL;
+}
+
+int ba_config_key_value_optional(const char *key)
+{
+	for (size_t i = 0; i < sizeof(keydefs) / sizeof(keydefs[0]); i++)
+		if (strcmp(keydefs[i].name, key) == 0)
+			return keydefs[i].kind == K_BOOL || keydefs[i].kind == K_BOOL_NOT ||
+			       keydefs[i].kind == K_AUTH;
+	return -1;
+}
+
+int ba_config_apply(ba_config *cfg, const struct ba_config_kv *kv, size_t n, struct ba_err *err)
+{
+	struct parser ps;
+	memset(&ps, 0, sizeof(ps));
+	ps.cfg = cfg;
+	ps.name = "command line";
+	ps.err = err;
+	for (size_t i = 0; i < cfg->n; i++) {
+		struct acc *a = cfg->accs[i];
+		unsigned lines = a->own_lines; /* an alias stays an alias: these are not its lines */
+		ps.cur = a;
+		for (size_t k = 0; k < n; k++)
+			if (set_key(&ps, kv[k].key, kv[k].value ? kv[k].value : "") < 0)
+				return -1;
+		a->own_lines = lines;
+		if (!BA_MASK_HAS(a->pub.mask, BA_KEY_PORT))
+			a->pub.port = 0; /* the default port again: --tls may have changed it */
+		resolve(a);
+	}
+	return 0;
+}
+
+int ba_config_from_kv(ba_config **out, const struct ba_config_kv *kv, size_t n,
+                      struct ba_err *err)
+{
+	static const char text[] = "account default\n";
+	if (ba_config_parse(out, "command line", text, sizeof(text) - 1, err) < 0)
+		return -1;
+	if (ba_config_apply(*out, kv, n, err) < 0) {
+		ba_config_free(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
 }

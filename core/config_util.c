@@ -402,3 +402,128 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 	}
 	return ba_buf_failed(out) ? -1 : 0;
 }
+
+/* ---- a new file -------------------------------------------------------- */
+
+int ba_config_user_path(struct ba_buf *out, struct ba_err *err)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+	const char *home = home_dir();
+	if (xdg && xdg[0] == '/')
+		ba_buf_addf(out, "%s/bluearrow/config", xdg);
+	else if (home)
+		ba_buf_addf(out, "%s/.config/bluearrow/config", home);
+	else
+		return ba_err_set(err, EX_CONFIG, "neither XDG_CONFIG_HOME nor HOME is set: use -C FILE");
+	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+}
+
+static const char *kv_get(const struct ba_config_kv *kv, size_t n, const char *key)
+{
+	const char *v = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(kv[i].key, key) == 0)
+			v = kv[i].value ? kv[i].value : "";
+	return v;
+}
+
+/* "key value", the value quoted when it has blanks, '#' or '"' at its start, or is empty */
+static void add_key(struct ba_buf *out, const char *key, const char *v)
+{
+	if (!*v || strpbrk(v, " \t#") || v[0] == '"')
+		ba_buf_addf(out, "%s \"%s\"\n", key, v);
+	else
+		ba_buf_addf(out, "%s %s\n", key, v);
+}
+
+int ba_config_template(struct ba_buf *out, const char *account, const struct ba_config_kv *kv,
+                       size_t n, struct ba_err *err)
+{
+	struct ba_buf t = BA_BUF_INIT, from = BA_BUF_INIT;
+	const char *name = account && *account ? account : "mail";
+	int rc = -1;
+	for (const char *c = name; *c; c++)
+		if (*c == ':' || *c == ',' || *c == '#' || *c == ' ' || *c == '\t' ||
+		    (unsigned char)*c < 32)
+			return ba_err_set(err, EX_USAGE, "invalid account name '%s'", name);
+	for (size_t i = 0; i < n; i++) {
+		const char *v = kv[i].value ? kv[i].value : "";
+		if (strchr(v, '\n') || strchr(v, '\r') || (v[0] == '"' && v[strlen(v) - 1] == '"'))
+			return ba_err_set(err, EX_USAGE, "invalid value for '%s'", kv[i].key);
+	}
+	const char *v_from = kv_get(kv, n, "from");
+	if (!v_from) { /* USER@host: nothing to ask when the machine knows it */
+		if (ba_config_expand(&from, "%U@%H", BA_EXPAND_USER, err) < 0)
+			goto out;
+		v_from = ba_buf_str(&from);
+	}
+	const char *tls = kv_get(kv, n, "tls"), *starttls = kv_get(kv, n, "tls_starttls");
+	int implicit = starttls && strcmp(starttls, "off") == 0;
+	ba_buf_addstr(&t,
+	              "# bluearrow configuration, msmtp syntax (see bluearrowrc(5)), written by\n"
+	              "# 'bluearrow config init'.  Check it with 'bluearrow config check' and\n"
+	              "# 'bluearrow check'; every key is also a command-line option (--host=H).\n"
+	              "\n"
+	              "defaults\n"
+	              "# TLS, the server verified against the system's certificate store\n");
+	add_key(&t, "tls", tls ? tls : "on");
+	add_key(&t, "tls_trust_file", kv_get(kv, n, "tls_trust_file") ? kv_get(kv, n, "tls_trust_file")
+	                                                              : "system");
+	ba_buf_addstr(&t, "# one line per message, msmtp's format\n");
+	if (kv_get(kv, n, "logfile"))
+		add_key(&t, "logfile", kv_get(kv, n, "logfile"));
+	else
+		ba_buf_addstr(&t, "# logfile ~/.bluearrow.log\n");
+	ba_buf_addf(&t, "\naccount %s\n", name);
+	ba_buf_addstr(&t, "# your provider's submission server\n");
+	if (kv_get(kv, n, "host"))
+		add_key(&t, "host", kv_get(kv, n, "host"));
+	else
+		ba_buf_addstr(&t, "# host smtp.example.org            <- required: set it\n");
+	ba_buf_addstr(&t, "# 587 with STARTTLS (RFC 6409), 465 with implicit TLS (tls_starttls off)\n");
+	add_key(&t, "port", kv_get(kv, n, "port") ? kv_get(kv, n, "port") : implicit ? "465" : "587");
+	if (starttls)
+		add_key(&t, "tls_starttls", starttls);
+	ba_buf_addstr(&t, "# the envelope sender and the From of messages without one\n");
+	add_key(&t, "from", v_from);
+	ba_buf_addstr(&t, "# authentication: a command that prints the password (never the password\n"
+	                  "# itself in this file), e.g. \"pass show mail\" or \"secret-tool lookup ...\"\n");
+	const char *user = kv_get(kv, n, "user"), *auth = kv_get(kv, n, "auth");
+	if (auth || user)
+		add_key(&t, "auth", auth ? auth : "on");
+	else
+		ba_buf_addstr(&t, "# auth on\n");
+	if (user)
+		add_key(&t, "user", user);
+	else
+		ba_buf_addstr(&t, "# user NAME\n");
+	if (kv_get(kv, n, "passwordeval"))
+		add_key(&t, "passwordeval", kv_get(kv, n, "passwordeval"));
+	else
+		ba_buf_addstr(&t, "# passwordeval \"pass show mail\"\n");
+	static const char *const done[] = { "from", "tls", "tls_starttls", "tls_trust_file", "logfile",
+		                            "host", "port", "auth", "user", "passwordeval" };
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		while (k < sizeof(done) / sizeof(done[0]) && strcmp(done[k], kv[i].key) != 0)
+			k++;
+		if (k == sizeof(done) / sizeof(done[0]))
+			add_key(&t, kv[i].key, kv[i].value ? kv[i].value : "");
+	}
+	ba_buf_addf(&t, "\n# the account used when none is named (-a)\naccount default : %s\n", name);
+	if (ba_buf_failed(&t)) {
+		ba_err_set(err, EX_OSERR, "out of memory");
+		goto out;
+	}
+	/* what is written must load: the file's own parser checks every key and value */
+	ba_config *cfg = NULL;
+	if (ba_config_parse(&cfg, "the new configuration", t.data, t.len, err) < 0)
+		goto out;
+	ba_config_free(cfg);
+	ba_buf_add(out, t.data, t.len);
+	rc = ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+out:
+	ba_buf_release(&t);
+	ba_buf_release(&from);
+	return rc;
+}

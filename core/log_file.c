@@ -11,6 +11,18 @@
 
 #include "bluearrow/log.h"
 
+/* A quoted value: cleaned as ba_log_clean(), and "'" (which would end it) written as '"'. */
+static void add_quoted(struct ba_buf *out, const char *key, const char *v)
+{
+	ba_buf_addf(out, " %s='", key);
+	size_t from = out->len;
+	ba_log_clean(out, v, strlen(v));
+	for (size_t i = from; i < out->len && !ba_buf_failed(out); i++)
+		if (out->data[i] == '\'')
+			out->data[i] = '"';
+	ba_buf_addch(out, '\'');
+}
+
 int ba_log_entry_format(struct ba_buf *out, const struct ba_log_entry *e)
 {
 	ba_buf_addstr(out, "host=");
@@ -33,17 +45,13 @@ int ba_log_entry_format(struct ba_buf *out, const struct ba_log_entry *e)
 		ba_buf_addf(out, " mailsize=%llu", (unsigned long long)e->mailsize);
 	if (e->smtp_status)
 		ba_buf_addf(out, " smtpstatus=%d", e->smtp_status);
-	if (e->smtp_msg) {
-		ba_buf_addstr(out, " smtpmsg='");
-		ba_log_clean(out, e->smtp_msg, strlen(e->smtp_msg));
-		ba_buf_addch(out, '\'');
-	}
-	if (e->errormsg) {
-		ba_buf_addstr(out, " errormsg='");
-		ba_log_clean(out, e->errormsg, strlen(e->errormsg));
-		ba_buf_addch(out, '\'');
-	}
+	if (e->smtp_msg)
+		add_quoted(out, "smtpmsg", e->smtp_msg);
+	if (e->errormsg)
+		add_quoted(out, "errormsg", e->errormsg);
 	ba_buf_addf(out, " exitcode=%s", e->exitcode ? ba_err_class_name(e->exitcode) : "EX_OK");
+	if (e->dropped_after_dot)
+		ba_buf_addf(out, " dropped_after_dot=%llu", (unsigned long long)e->dropped_after_dot);
 	return ba_buf_failed(out) ? -1 : 0;
 }
 

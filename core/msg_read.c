@@ -781,8 +781,10 @@ static int copy_body(ba_writer *w, struct ba_linereader *lr, int dots, int at_st
 			size_t stop = find_lone_dot(p, k, at_start);
 			if (ba_write(w, p, stop, err) < 0)
 				return -1;
-			if (stop < k)
+			if (stop < k) { /* consume the "." line: what follows it is counted */
+				ba_linereader_skip(lr, stop + (p[stop + 1] == '\n' ? 2 : 3));
 				return 0;
+			}
 			ba_linereader_skip(lr, k);
 			at_start = 1;
 			continue;
@@ -795,6 +797,26 @@ static int copy_body(ba_writer *w, struct ba_linereader *lr, int dots, int at_st
 			return -1;
 		at_start = line[n - 1] == '\n';
 	}
+}
+
+/*
+ * After a lone "." line: reads the rest of the input and counts it, so that
+ * what sendmail's rule leaves unsent is reported, never dropped in silence.
+ * Memory stays bounded (one buffer at a time).
+ */
+static int count_rest(uint64_t *n, struct ba_linereader *lr, struct ba_err *err)
+{
+	const char *p;
+	size_t k = ba_linereader_buffered(lr, &p);
+	ba_linereader_skip(lr, k);
+	*n = k;
+	if (lr->eof)
+		return 0;
+	unsigned char buf[65536];
+	ssize_t got;
+	while ((got = ba_read(lr->in, buf, sizeof(buf), err)) > 0)
+		*n += (uint64_t)got;
+	return got < 0 ? -1 : 0;
 }
 
 int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_read_opts *o,
@@ -822,7 +844,8 @@ int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_rea
 	if (o->header_done) {
 		if (o->header_done(o->header_ctx, out->header_from, &eff, err) < 0)
 			goto done_lr;
-		const unsigned keep = BA_MSG_READ_DOTS_ARE_DATA | BA_MSG_READ_REFER_INPUT;
+		const unsigned keep = BA_MSG_READ_DOTS_ARE_DATA | BA_MSG_READ_REFER_INPUT |
+		                      BA_MSG_READ_DOT_NO_COUNT;
 		eff.flags = (eff.flags & ~keep) | (o->flags & keep);
 	}
 	if (collect(out, &h, &eff, err) < 0 || generate(&gen, out, &h, &eff, crlf ? "\r\n" : "\n", err) < 0)
@@ -848,6 +871,9 @@ int ba_msg_read(struct ba_msg_input *out, ba_reader *in, const struct ba_msg_rea
 			ba_spool_refer(out->spool, o->in_fd, at - held);
 	}
 	if (!ended && copy_body(w, &lr, dots, body_at_start, err) < 0)
+		goto done_lr;
+	if (dots && !(o->flags & BA_MSG_READ_DOT_NO_COUNT) &&
+	    count_rest(&out->dropped_after_dot, &lr, err) < 0)
 		goto done_lr;
 	rc = 0;
 done_lr:

@@ -12,18 +12,41 @@
 
 int ba_submit_config(ba_config **out, const char *file, struct ba_err *err)
 {
+	return ba_submit_config_kv(out, file, NULL, 0, err);
+}
+
+int ba_submit_config_kv(ba_config **out, const char *file, const struct ba_config_kv *kv,
+                        size_t n, struct ba_err *err)
+{
 	struct ba_buf path = BA_BUF_INIT;
 	unsigned flags = 0;
+	int has_host = 0;
 	*out = NULL;
+	for (size_t i = 0; i < n; i++)
+		has_host |= strcmp(kv[i].key, "host") == 0 || strcmp(kv[i].key, "socket") == 0;
 	if (!file) {
 		if (ba_config_find_default_path(&path, &flags, err) < 0) {
 			ba_buf_release(&path);
-			return -1;
+			if (err->code == EX_OSERR || getenv("BLUEARROW_CONFIG"))
+				return -1;
+			/* no file anywhere: the command line is the account, as with msmtp */
+			if (has_host)
+				return ba_config_from_kv(out, kv, n, err);
+			char tried[BA_ERR_TEXT_MAX];
+			snprintf(tried, sizeof(tried), "%s", err->text);
+			return ba_err_set(err, EX_CONFIG, "%s; create one with 'bluearrow config init "
+			                  "--host HOST' (or give the account as options: --host HOST "
+			                  "[--port N --tls on --auth on --user NAME ...])", tried);
 		}
 		file = ba_buf_str(&path);
 	}
 	int rc = ba_config_load(out, file, flags, err);
 	ba_buf_release(&path);
+	if (rc == 0 && n && ba_config_apply(*out, kv, n, err) < 0) {
+		ba_config_free(*out);
+		*out = NULL;
+		rc = -1;
+	}
 	return rc;
 }
 
@@ -135,7 +158,8 @@ int ba_submit_read(struct ba_submit_input *out, const ba_config *cfg, ba_reader 
 	struct read_ctx c = { cfg, rq, out };
 	struct ba_msg_read_opts o;
 	memset(&o, 0, sizeof(o));
-	o.flags = rq->flags & BA_SUBMIT_READ_DOTS_ARE_DATA ? BA_MSG_READ_DOTS_ARE_DATA : 0;
+	o.flags = (rq->flags & BA_SUBMIT_READ_DOTS_ARE_DATA ? BA_MSG_READ_DOTS_ARE_DATA : 0) |
+	          (rq->flags & BA_SUBMIT_READ_DOT_NO_COUNT ? BA_MSG_READ_DOT_NO_COUNT : 0);
 	if (rq->in_fd >= 0) {
 		o.flags |= BA_MSG_READ_REFER_INPUT; /* a message given as a file is not copied */
 		o.in_fd = rq->in_fd;
@@ -275,6 +299,22 @@ static enum ba_smtp_ret engine_ret(int ret)
 }
 
 /* msmtp's log line, to the logfile ("-" = standard output) and to syslog. */
+/*
+ * The recipient whose refusal (a reply to RCPT TO) failed the message, or
+ * NULL: the first refused one, when the failure is that refusal and not a
+ * reply after the data (LMTP).
+ */
+static const struct ba_rcpt_result *refused_at_rcpt(const struct ba_result *r, int code,
+                                                    const struct ba_err *err)
+{
+	if (!code || !r || r->code == 250)
+		return NULL;
+	for (size_t i = 0; i < r->nrcpts; i++)
+		if (!r->rcpts[i].accepted && r->rcpts[i].code >= 400)
+			return r->rcpts[i].code == err->smtp_code ? &r->rcpts[i] : NULL;
+	return NULL;
+}
+
 static void write_log(const struct ba_submit *s, const struct ba_submit_result *res,
                       const struct ba_err *err, int code)
 {
@@ -296,7 +336,17 @@ static void write_log(const struct ba_submit *s, const struct ba_submit_result *
 	e.smtp_msg = res->smtp_code ? ba_buf_str(&res->smtp_msg) : NULL;
 	e.errormsg = code ? err->text : NULL;
 	e.exitcode = code;
-	struct ba_buf line = BA_BUF_INIT;
+	e.dropped_after_dot = s->dropped_after_dot;
+	struct ba_buf line = BA_BUF_INIT, rmsg = BA_BUF_INIT, rtext = BA_BUF_INIT;
+	const struct ba_rcpt_result *refused = refused_at_rcpt(res->result, code, err);
+	if (refused) { /* msmtp's fields: the refusing reply, no mailsize (nothing was sent) */
+		ba_buf_addf(&rmsg, "%d %s", refused->code, refused->text);
+		ba_buf_addf(&rtext, "recipient address %s not accepted by the server", refused->addr);
+		e.has_mailsize = 0;
+		e.smtp_status = refused->code;
+		e.smtp_msg = ba_buf_str(&rmsg);
+		e.errormsg = ba_buf_str(&rtext);
+	}
 	ba_log_entry_format(&line, &e);
 	if (acc->logfile && *acc->logfile) {
 		struct ba_err lerr = BA_ERR_INIT;
@@ -311,6 +361,8 @@ static void write_log(const struct ba_submit *s, const struct ba_submit_result *
 			ba_log_syslog(fac, code != 0, ba_buf_str(&line));
 	}
 	ba_buf_release(&line);
+	ba_buf_release(&rmsg);
+	ba_buf_release(&rtext);
 }
 
 /* Records the reply to the data (or to the refusal) for the log line. */

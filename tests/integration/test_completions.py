@@ -53,7 +53,10 @@ def test_bash(cfg):
     assert bash_complete("bluearrow-sendmail -b", "_bluearrow_sendmail") == ["-bm", "-bp"]
     assert bash_complete("bluearrow sendmail -R ") == ["full", "hdrs"]
     assert "--read-envelope-from" in bash_complete("bluearrow sendmail --r")
-    assert bash_complete("bluearrow config ") == ["check", "list", "show"]
+    assert bash_complete("bluearrow config ") == ["check", "init", "list", "show"]
+    assert "--tls-trust-file" in bash_complete("bluearrow sendmail --tls")
+    assert "--passwordeval" in bash_complete("bluearrow send --pass")
+    assert bash_complete("bluearrow config init --ho") == ["--host"]
     assert "--attach" in bash_complete("bluearrow send --at")
     assert bash_complete("bluearrow send --dr") == ["--dry-run"]
     assert bash_complete("bluearrow send --no-p") == ["--no-progress"]
@@ -74,7 +77,8 @@ def test_fish(cfg):
     assert fish_complete("bluearrow se") == ["send", "sendmail"]
     assert fish_complete("bluearrow check -C %s -a " % cfg) == ["default", "home", "work"]
     assert fish_complete("bluearrow-sendmail -R ") == ["full", "hdrs"]
-    assert fish_complete("bluearrow config ") == ["check", "list", "show"]
+    assert fish_complete("bluearrow config ") == ["check", "init", "list", "show"]
+    assert "--tls-trust-file" in fish_complete("bluearrow sendmail --tls")
 
 
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh missing")

@@ -97,13 +97,22 @@ def test_caller(name, flags, rcpts, hdr, t, smtp_server, write_config, sendmail,
 
 
 @pytest.mark.skipif(SUT_IS_MSMTP, reason="msmtp reads to the end of input without -i")
-def test_lone_dot_ends_input_without_i(smtp_server, write_config, sendmail):
+def test_lone_dot_ends_input_without_i(smtp_server, write_config, sendmail, tmp_path):
+    """sendmail's rule, but what it leaves unsent is reported: a warning on
+    stderr and a field in the log line, never a silent loss."""
     srv = smtp_server()
-    cfg = write_config(srv, from_="a@example.test")
-    msg = HDR + b"To: b@example.test\nSubject: s\n\nkept\n.\ndropped\n"
+    log = tmp_path / "log"
+    cfg = write_config(srv, from_="a@example.test", logfile=str(log))
+    msg = HDR + b"To: b@example.test\nSubject: s\n\nkept\n.\ndropped\n" + b"x" * 200000 + b"\n"
     r = sendmail("-C", cfg, "-t", input=msg)
     assert r.returncode == 0, r.stderr
     assert srv.wait_txn().data == crlf(HDR + b"To: b@example.test\nSubject: s\n\nkept\n")
+    assert b"200009 bytes after a line '.' were not sent; use -i" in r.stderr
+    assert log.read_text().rstrip("\n").endswith(" exitcode=EX_OK dropped_after_dot=200009")
+    # nothing after the dot: no warning, no field
+    r = sendmail("-C", cfg, "-t", input=msg.split(b"dropped")[0])
+    assert r.returncode == 0 and b"warning" not in r.stderr, r.stderr
+    assert log.read_text().rstrip("\n").endswith(" exitcode=EX_OK")
 
 
 def test_generated_from_uses_full_name(smtp_server, write_config, sendmail):
@@ -235,7 +244,7 @@ def test_man_page_documents_every_flag():
     flags = ["-t", "-i", "-oi", "-f", "-r", "-F", "-C", "-a", "-N", "-R", "-V", "-v", "-bm",
              "-bp", "-q", "--read-envelope-from", "-oem", "-odi", "-odb", "-B8BITMIME", "-em",
              "-h", "-L", "-p", "-n", "-m", "-U", "-G", "-Ac", "-Am", "-X", "-O", "-bd", "-bs",
-             "-bv", "-bi", "--", "--file", "--account", "--from", "--read-recipients"]
+             "-bv", "-bi", "-d", "-d0.1", "--", "--file", "--account", "--from", "--read-recipients"]
     for f in flags:
         assert f.replace("-", "\\-") in man, f
 
@@ -279,3 +288,36 @@ def test_partial_delivery_reports_refused(smtp_server, write_config, sendmail):
     assert r.returncode == 0, r.stderr
     assert srv.wait_txn().accepted_rcpts == ["ok@example.test"]
     assert b"reject-x@example.test" in r.stderr and b"550" in r.stderr
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="msmtp's -d prints its configuration")
+@pytest.mark.parametrize("flag", [["-d"], ["-d0.1"], ["-d21.12"], ["-id"]])
+def test_debug_flag_shows_the_dialogue(flag, smtp_server, write_config, sendmail):
+    """sendmail -d (debug) is -v: the dialogue on stderr, never silently ignored."""
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    r = sendmail("-C", cfg, *flag, "-i", "b@example.test", input=HDR + b"\nbody\n")
+    assert r.returncode == 0, r.stderr
+    assert b"EHLO" in r.stderr and b"RCPT TO:<b@example.test>" in r.stderr, r.stderr
+    srv.wait_txn()
+
+
+@pytest.mark.skipif(SUT_IS_MSMTP, reason="msmtp reads to the end of input without -i")
+def test_lone_dot_at_a_terminal_ends_the_input(smtp_server, write_config):
+    """At a terminal the "." typed by the user ends the input at once: nothing
+    after it is waited for."""
+    import pty
+    srv = smtp_server()
+    cfg = write_config(srv, from_="a@example.test")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(sut_sendmail_cmd() + ["-C", cfg, "b@example.test"], stdin=slave,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.write(master, b"Subject: typed\n\nhello\n.\n")
+        out, err = p.communicate(timeout=15)
+        assert p.returncode == 0, err
+        assert b"warning" not in err
+        assert srv.wait_txn().data.endswith(b"\r\nhello\r\n")
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -191,3 +191,15 @@ def test_verbose_and_log_never_show_the_password(setup):
     secret = base64.b64encode(b"\0user\0password")
     for blob in (r.stderr, r.stdout, open(setup["log"], "rb").read()):
         assert b"password" not in blob.replace(b"password_", b"") and secret not in blob
+
+
+@pytest.mark.parametrize("rcpts", [["reject1@example.test"],
+                                   ["ok@example.test", "reject2@example.test"]])
+def test_refused_recipient_same_log_line(setup, rcpts):
+    """A refused recipient: the log line's smtpstatus, smtpmsg and errormsg are
+    msmtp's, byte for byte (existing log tooling parses them)."""
+    (e1, _, l1, _), (e2, _, l2, err2) = run_both(setup, ["-i"] + rcpts, HDR + b"\nx\n")
+    # the exit code is sendmail's EX_NOUSER (67) where msmtp says EX_DATAERR (65)
+    assert (e1, e2) == (65, 67), err2
+    assert (l1.pop("exitcode"), l2.pop("exitcode")) == ("EX_DATAERR", "EX_NOUSER")
+    assert l1 == l2

@@ -281,8 +281,80 @@ static void test_config__no_default(void **state)
 	assert_int_equal(err.code, EX_CONFIG);
 	assert_non_null(strstr(err.text, "no default account in 't.rc'"));
 	assert_null(ba_config_account(cfg, "zz", &err));
-	assert_string_equal(err.text, "no account 'zz' in 't.rc'");
+	assert_string_equal(err.text, "no account 'zz' in 't.rc' (accounts: a)");
 	ba_config_free(cfg);
+}
+
+/* keys from the command line: over every account, through the file's parser */
+static void test_config__apply_and_from_kv(void **state)
+{
+	(void)state;
+	ba_config *cfg = parse_ok("account a\nhost h\ntls on\ntls_trust_file /ca\n"
+	                          "account b\nhost h2\nport 2525\naccount default : a\n");
+	struct ba_config_kv kv[] = { { "host", "127.0.0.1" }, { "tls_starttls", "off" },
+		                     { "auth", NULL }, { "user", "joe" } };
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_config_apply(cfg, kv, 4, &err), 0);
+	const struct ba_account *a = acc(cfg, "a");
+	assert_string_equal(a->host, "127.0.0.1");
+	assert_int_equal(a->port, 465); /* resolved again: implicit TLS */
+	assert_int_equal(a->auth, 1);
+	assert_string_equal(a->user, "joe");
+	assert_int_equal(acc(cfg, "b")->port, 2525); /* given in the file: kept */
+	assert_string_equal(ba_config_default_name(cfg), "a"); /* an alias stays one */
+	struct ba_config_kv bad[] = { { "port", "x" } }, typo[] = { { "tls_trustfile", "/x" } };
+	assert_int_equal(ba_config_apply(cfg, bad, 1, &err), -1);
+	assert_string_equal(err.text, "command line: invalid value 'x' for 'port'");
+	assert_int_equal(ba_config_apply(cfg, typo, 1, &err), -1);
+	assert_string_equal(err.text,
+	                    "command line: unknown key 'tls_trustfile' (did you mean 'tls_trust_file'?)");
+	ba_config_free(cfg);
+	assert_int_equal(ba_config_from_kv(&cfg, kv, 2, &err), 0);
+	a = acc(cfg, NULL);
+	assert_string_equal(a->name, "default");
+	assert_string_equal(a->host, "127.0.0.1");
+	ba_config_free(cfg);
+	assert_int_equal(ba_config_from_kv(&cfg, kv + 2, 2, &err), 0);
+	assert_null(ba_config_account(cfg, NULL, &err)); /* no host: the check says so */
+	assert_non_null(strstr(err.text, "host not set"));
+	ba_config_free(cfg);
+	assert_int_equal(ba_config_key_value_optional("tls"), 1);
+	assert_int_equal(ba_config_key_value_optional("auth"), 1);
+	assert_int_equal(ba_config_key_value_optional("port"), 0);
+	assert_int_equal(ba_config_key_value_optional("nosuch"), -1);
+	assert_string_equal(ba_config_key_near("tls_trustfile"), "tls_trust_file");
+	assert_string_equal(ba_config_key_near("hots"), "host");
+	assert_null(ba_config_key_near("host")); /* a key is no near miss */
+	assert_null(ba_config_key_near("subject"));
+}
+
+static void test_config__template(void **state)
+{
+	(void)state;
+	struct ba_config_kv kv[] = { { "host", "smtp.example.org" }, { "from", "me@example.org" },
+		                     { "passwordeval", "pass show mail" }, { "dsn_notify", "failure" } };
+	struct ba_buf b = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_config_template(&b, "work", kv, 4, &err), 0);
+	ba_config *cfg = parse_ok(ba_buf_str(&b));
+	const struct ba_account *a = acc(cfg, NULL);
+	assert_string_equal(a->name, "default");
+	assert_string_equal(a->host, "smtp.example.org");
+	assert_int_equal(a->port, 587);
+	assert_int_equal(a->tls, 1);
+	assert_string_equal(a->from, "me@example.org");
+	assert_string_equal(a->passwordeval, "pass show mail");
+	assert_int_equal(a->dsn_notify, BA_DSN_FAILURE);
+	assert_string_equal(ba_config_default_name(cfg), "work");
+	ba_config_free(cfg);
+	struct ba_config_kv bad[] = { { "prot", "25" } };
+	ba_buf_reset(&b);
+	assert_int_equal(ba_config_template(&b, NULL, bad, 1, &err), -1);
+	assert_non_null(strstr(err.text, "unknown key 'prot' (did you mean 'port'?)"));
+	assert_int_equal(ba_config_template(&b, "a:b", kv, 1, &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	assert_int_equal(b.len, 0);
+	ba_buf_release(&b);
 }
 
 static void test_config__keys_before_account_make_default(void **state)
@@ -710,6 +782,8 @@ int main(void)
 		cmocka_unit_test(test_config__parent_copies_only_its_own_keys),
 		cmocka_unit_test(test_config__default_alias),
 		cmocka_unit_test(test_config__no_default),
+		cmocka_unit_test(test_config__apply_and_from_kv),
+		cmocka_unit_test(test_config__template),
 		cmocka_unit_test(test_config__keys_before_account_make_default),
 		cmocka_unit_test(test_config__quoting_and_blanks),
 		cmocka_unit_test(test_config__errors_name_file_and_line),

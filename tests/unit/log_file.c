@@ -52,6 +52,30 @@ static void test_log_file__format(void **state)
 	ba_buf_release(&b);
 }
 
+/* quoted values never nest quotes; the dropped count comes last, only when there is one */
+static void test_log_file__quotes_and_dropped(void **state)
+{
+	(void)state;
+	const char *rc[] = { "a@example.net" };
+	struct ba_log_entry e = { 0 };
+	e.host = "h";
+	e.from = "me@example.org";
+	e.rcpt = rc;
+	e.nrcpt = 1;
+	e.smtp_status = 550;
+	e.smtp_msg = "550 user 'a' unknown";
+	e.errormsg = "cannot open 'x': gone";
+	e.exitcode = EX_NOUSER;
+	e.dropped_after_dot = 12;
+	struct ba_buf b = BA_BUF_INIT;
+	assert_int_equal(ba_log_entry_format(&b, &e), 0);
+	assert_string_equal(ba_buf_str(&b),
+	                    "host=h tls=off auth=off from=me@example.org recipients=a@example.net "
+	                    "smtpstatus=550 smtpmsg='550 user \"a\" unknown' "
+	                    "errormsg='cannot open \"x\": gone' exitcode=EX_NOUSER dropped_after_dot=12");
+	ba_buf_release(&b);
+}
+
 static void test_log_file__append(void **state)
 {
 	(void)state;
@@ -90,6 +114,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log_file__format),
+		cmocka_unit_test(test_log_file__quotes_and_dropped),
 		cmocka_unit_test(test_log_file__append),
 		cmocka_unit_test(test_log_file__facility),
 	};

@@ -174,16 +174,26 @@ static void test_msg_read__lone_dot(void **state)
 	/* without -i a lone "." ends the input (sendmail), also "." CRLF, not ".." or " ." */
 	assert_int_equal(run(&m, "Subject: a\n\nl1\n..\n .\n.x\n.\nafter\n", &o, &err), 0);
 	check_out(&m, "Subject: a\n\nl1\n..\n .\n.x\n");
+	assert_int_equal(m.dropped_after_dot, 6); /* counted, for the caller to report */
 	ba_msg_read_release(&m);
 	assert_int_equal(run(&m, "Subject: a\r\n\r\nl1\r\n.\r\nafter\r\n", &o, &err), 0);
 	check_out(&m, "Subject: a\r\n\r\nl1\r\n");
+	assert_int_equal(m.dropped_after_dot, 7);
+	ba_msg_read_release(&m);
+	o.flags = BA_MSG_READ_DOT_NO_COUNT; /* a terminal: nothing is read after the "." */
+	assert_int_equal(run(&m, "Subject: a\r\n\r\nl1\r\n.\r\nafter\r\n", &o, &err), 0);
+	check_out(&m, "Subject: a\r\n\r\nl1\r\n");
+	assert_int_equal(m.dropped_after_dot, 0);
+	o.flags = 0;
 	ba_msg_read_release(&m);
 	assert_int_equal(run(&m, "Subject: a\n.\nTo: b\n", &o, &err), 0);
 	check_out(&m, "Subject: a\n");
+	assert_int_equal(m.dropped_after_dot, 6); /* a "." in the header */
 	ba_msg_read_release(&m);
 	/* a final "." without a line end ends it too; a "." ending a line does not */
 	assert_int_equal(run(&m, "Subject: a\n\nl1\nx.\n.", &o, &err), 0);
 	check_out(&m, "Subject: a\n\nl1\nx.\n");
+	assert_int_equal(m.dropped_after_dot, 0);
 	ba_msg_read_release(&m);
 	/*
 	 * deep in a long body (many buffer refills), after lines longer than the
@@ -203,12 +213,14 @@ static void test_msg_read__lone_dot(void **state)
 	ba_buf_addstr(&in, ".\r\nnot sent\r\n");
 	assert_int_equal(run(&m, ba_buf_str(&in), &o, &err), 0);
 	check_out(&m, ba_buf_str(&want));
+	assert_int_equal(m.dropped_after_dot, 10);
 	ba_msg_read_release(&m);
 	ba_buf_release(&in);
 	ba_buf_release(&want);
 	o.flags = BA_MSG_READ_DOTS_ARE_DATA;
 	assert_int_equal(run(&m, "Subject: a\n\nl1\n.\nafter\n", &o, &err), 0);
 	check_out(&m, "Subject: a\n\nl1\n.\nafter\n");
+	assert_int_equal(m.dropped_after_dot, 0);
 	ba_msg_read_release(&m);
 }
 

@@ -206,6 +206,36 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 int ba_config_parse(ba_config **out, const char *name, const char *text, size_t len,
                     struct ba_err *err);
 
+/* A key and its value as on a line of the file (both borrowed); value NULL = "". */
+struct ba_config_kv {
+	const char *key;   /* "tls_trust_file" */
+	const char *value; /* "~/ca.pem", "on", "" */
+};
+/*
+ * Sets the keys kv[0..n) on every account of cfg, after what the file
+ * said (command-line settings such as msmtp's --host=H --tls=on override the
+ * file for whichever account is used), parsed and checked by the file's
+ * own parser, then resolves default ports again.  On error cfg may be
+ * partly changed: free it.
+ * Errors: EX_CONFIG "command line: unknown key 'x' (did you mean 'y'?)",
+ * "command line: invalid value 'v' for 'k'", and the parser's others.
+ */
+int ba_config_apply(ba_config *cfg, const struct ba_config_kv *kv, size_t n, struct ba_err *err);
+/*
+ * A configuration without a file: one account "default" (file "command
+ * line") made of kv[0..n) over the built-in defaults.  On success the
+ * caller frees *out with ba_config_free().  Errors: ba_config_apply()'s.
+ * Whether the account is usable (host set ...) is ba_config_account()'s check.
+ */
+int ba_config_from_kv(ba_config **out, const struct ba_config_kv *kv, size_t n,
+                      struct ba_err *err);
+/*
+ * 1 if key takes an empty value meaning "on" (on/off keys and auth), so a
+ * command-line "--tls" needs no value; 0 for another key; -1 if no such key.
+ */
+int ba_config_key_value_optional(const char *key);
+/* The key closest to an unknown one ("tls_trustfile" -> "tls_trust_file"), or NULL. */
+const char *ba_config_key_near(const char *key);
 /* Frees the configuration and every account in it; NULL is a no-op. */
 void ba_config_free(ba_config *cfg);
 
@@ -221,6 +251,25 @@ void ba_config_free(ba_config *cfg);
  */
 int ba_config_find_default_path(struct ba_buf *out, unsigned *flags, struct ba_err *err);
 
+/*
+ * The first place ba_config_find_default_path() looks at, where a new file
+ * goes: $XDG_CONFIG_HOME/bluearrow/config, else ~/.config/bluearrow/config.
+ * Appends it to out.  Errors: EX_CONFIG (no HOME), EX_OSERR.
+ */
+int ba_config_user_path(struct ba_buf *out, struct ba_err *err);
+/*
+ * The text of a new, commented configuration file (`bluearrow config
+ * init`): defaults with TLS on, account (NULL = "mail") made of kv (host,
+ * port, from, tls, tls_starttls, auth, user, passwordeval, logfile; other
+ * keys appended as they are), and `account default : ACCOUNT`.  What can be
+ * guessed is not asked: from defaults to USER@HOSTNAME (%U@%H), port to 587
+ * (465 with tls_starttls off); a missing host is a commented line saying so.
+ * The text is checked with ba_config_parse() before it is appended to out.
+ * Errors: EX_USAGE (an account name or value that cannot be written),
+ * EX_CONFIG (a key or value the parser refuses, "did you mean" included).
+ */
+int ba_config_template(struct ba_buf *out, const char *account, const struct ba_config_kv *kv,
+                       size_t n, struct ba_err *err);
 /* The file the configuration was loaded from (borrowed). */
 const char *ba_config_path(const ba_config *cfg);
 

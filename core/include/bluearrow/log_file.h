@@ -33,9 +33,17 @@ struct ba_log_entry {             /* all strings borrowed; NULL = field left out
 	const char *smtp_msg;         /* the server's last reply text (untrusted); NULL = none */
 	const char *errormsg;         /* our error text; NULL on success */
 	int exitcode;                 /* sysexits value */
+	uint64_t dropped_after_dot;   /* bytes after a lone "." line that were not sent; 0 = the
+	                                 field is left out (msmtp has no such field: it comes last,
+	                                 after exitcode, as one more key=value) */
 };
 
-/* Appends the line (no time prefix, no newline) to out.  Returns 0, or -1 if out failed. */
+/*
+ * Appends the line (no time prefix, no newline) to out, in msmtp's format.
+ * The quoted values (smtpmsg, errormsg) never contain "'": each one is
+ * written as '"', so a shell-like split of the line keeps every field whole.
+ * Returns 0, or -1 if out failed.
+ */
 int ba_log_entry_format(struct ba_buf *out, const struct ba_log_entry *e);
 
 /*

@@ -122,9 +122,12 @@ enum ba_msg_read_flags {
 	BA_MSG_READ_RCPT_FROM_HEADERS = 1 << 1,  /* -t */
 	BA_MSG_READ_REMOVE_BCC = 1 << 2,         /* remove Bcc and Resent-Bcc (msmtp remove_bcc_headers) */
 	BA_MSG_READ_UNDISCLOSED = 1 << 3,        /* msmtp undisclosed_recipients */
-	BA_MSG_READ_REFER_INPUT = 1 << 4         /* in reads in_fd, unbuffered (a ba_fd_reader):
+	BA_MSG_READ_REFER_INPUT = 1 << 4,        /* in reads in_fd, unbuffered (a ba_fd_reader):
 	                                            if that is a regular file, the body is not
 	                                            copied (ba_spool_refer()) */
+	BA_MSG_READ_DOT_NO_COUNT = 1 << 5        /* after a lone "." line read no further (a
+	                                            terminal: what follows is not typed yet);
+	                                            dropped_after_dot stays 0 */
 };
 
 /* Values as struct ba_account's set_*_header (bluearrow/config.h), kept apart to stay below config. */
@@ -164,6 +167,9 @@ struct ba_msg_input {
 	char *header_from;     /* addr-spec of the first mailbox of the (kept) From field, or NULL */
 	int had_from, had_date, had_msgid, had_resent;
 	int added_from, added_date, added_msgid;
+	uint64_t dropped_after_dot; /* bytes read after a lone "." line (without DOTS_ARE_DATA):
+	                               sendmail's rule ends the message there, so they are not
+	                               in the spool; the caller reports them */
 };
 
 /*

@@ -46,6 +46,15 @@
  * Errors: those of ba_config_find_default_path() and ba_config_load().
  */
 int ba_submit_config(ba_config **out, const char *file, struct ba_err *err);
+/*
+ * As ba_submit_config(), then the keys kv[0..n) (msmtp's command-line
+ * account settings, --host=H ...) set on every account (ba_config_apply()).
+ * When file is NULL and no file exists, kv with a host (or socket) is the
+ * configuration: one account "default" (ba_config_from_kv()); without one
+ * the error (EX_CONFIG) says how to create a file (bluearrow config init).
+ */
+int ba_submit_config_kv(ba_config **out, const char *file, const struct ba_config_kv *kv,
+                        size_t n, struct ba_err *err);
 
 /*
  * The account for one message, checked (ba_config_account_check()):
@@ -79,6 +88,8 @@ int ba_submit_envelope_from(struct ba_buf *out, const struct ba_account *acc,
 enum ba_submit_read_flags {
 	BA_SUBMIT_READ_DOTS_ARE_DATA = 1 << 0, /* -i, -oi */
 	BA_SUBMIT_READ_RCPT_FROM_HEADERS = 1 << 1, /* -t */
+	BA_SUBMIT_READ_DOT_NO_COUNT = 1 << 2, /* after a lone "." read no further (input typed
+	                                         at a terminal: msg_read.h) */
 };
 
 /*
@@ -207,6 +218,8 @@ struct ba_submit {
 	ba_route_ask_password_fn *ask_password; /* optional: asks for a password the account
 	                                           does not configure (route.h) */
 	void *ask_password_ctx;
+	uint64_t dropped_after_dot;   /* ba_msg_input's count of bytes after a lone "." that
+	                                 were not sent: written in the log line; 0 = none */
 };
 
 /* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */
