@@ -2,6 +2,7 @@
 against msmtp (which passes them), and proof that the harness catches a
 client that does not behave as a case says."""
 import os
+import shutil
 import sys
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proto")
 sys.path.insert(0, PROTO)
 import run as proto  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not shutil.which("msmtp"), reason="msmtp is not installed")
 
 REPRESENTATIVE = ["0002-helo-fallback", "1003-starttls-injection", "2005-auth-cram-md5",
                   "3001-dot-stuffing", "5002-no-pipelining-lockstep",
