@@ -129,9 +129,14 @@ static void fmt_time(char *out, size_t outsz, time_t t)
 		snprintf(out, outsz, "?");
 }
 
+/* A DN of the peer's certificate: its text, cleaned (it reaches terminals and logs). */
 static void copy_datum(char *out, size_t outsz, gnutls_datum_t *d)
 {
-	snprintf(out, outsz, "%.*s", (int)d->size, d->data ? (const char *)d->data : "");
+	struct ba_buf b;
+	ba_buf_init(&b, outsz * 4);
+	ba_log_clean(&b, d->data ? (const char *)d->data : "", d->data ? d->size : 0);
+	snprintf(out, outsz, "%s", ba_buf_str(&b));
+	ba_buf_release(&b);
 	gnutls_free(d->data);
 	d->data = NULL;
 }
