@@ -67,8 +67,8 @@ struct ba_tls_info {
 	int verified;              /* 1 if verification (CA or pin) passed */
 	unsigned problems;         /* enum ba_tls_problem of a refused certificate, else 0 */
 	/* the names the certificate is valid for: its subjectAltName DNS names and IP
-	   addresses in order, else its subject CN; untrusted text, cleaned (controls and
-	   non-ASCII bytes escaped); the first BA_TLS_NAMES_MAX, names_more when there are more */
+	   addresses in order, else its subject CN; untrusted text, cleaned (ba_log_clean());
+	   the first BA_TLS_NAMES_MAX, names_more when there are more */
 	char names[BA_TLS_NAMES_MAX][256];
 	unsigned nnames;
 	int names_more;
