@@ -68,10 +68,13 @@ int route_await_greeting(ba_stream *st, const struct ba_net_params *np,
 		return 0;
 	if (wants_tls)
 		*wants_tls = 1;
+	char where[40] = "the socket";
+	if (np->host && np->host[0] != '/')
+		snprintf(where, sizeof(where), "port %u", np->port);
 	return ba_err_set(err, EX_TEMPFAIL,
-	                  "no greeting within %d s, and port %u answers a TLS handshake: the "
-	                  "server expects implicit TLS (RFC 8314)",
-	                  (wait + 999) / 1000, np->port);
+	                  "no greeting within %d s, and %s answers a TLS handshake: the server "
+	                  "expects implicit TLS (RFC 8314)",
+	                  (wait + 999) / 1000, where);
 }
 
 /* ---- the hint lines ---- */
@@ -169,22 +172,24 @@ int ba_route_hint(struct ba_buf *out, const struct ba_account *acc, const struct
 	size_t start = out->len;
 	if (!rep || (err && err->code == 0))
 		return 0;
-	unsigned port = rep->port ? rep->port : acc->port;
+	char where[40] = "the server";
+	if (!acc->socket)
+		snprintf(where, sizeof(where), "the server on port %u", rep->port ? rep->port
+		                                                                  : acc->port);
 	if (rep->wants_implicit_tls) {
 		if (acc->tls)
-			ba_buf_addf(out, "the server on port %u expects implicit TLS (RFC 8314), not "
-			                 "STARTTLS; in the account, set:\n  tls_starttls off\n"
+			ba_buf_addf(out, "%s expects implicit TLS (RFC 8314), not STARTTLS; in the "
+			                 "account, set:\n  tls_starttls off\n"
 			                 "or keep STARTTLS and use the server's STARTTLS port (usually "
-			                 "587)\n", port);
+			                 "587)\n", where);
 		else
-			ba_buf_addf(out, "the server on port %u expects TLS from the start (implicit "
-			                 "TLS, RFC 8314); in the account, set:\n  tls on\n"
-			                 "  tls_starttls off\n", port);
+			ba_buf_addf(out, "%s expects TLS from the start (implicit TLS, RFC 8314); in "
+			                 "the account, set:\n  tls on\n  tls_starttls off\n", where);
 	} else if (rep->tls.plain[0]) {
-		ba_buf_addf(out, "the server on port %u speaks plain SMTP ('%s'), not implicit TLS; "
-		                 "to use STARTTLS on this port, set:\n  tls_starttls on\n"
+		ba_buf_addf(out, "%s speaks plain SMTP ('%s'), not implicit TLS; to use STARTTLS "
+		                 "on this port, set:\n  tls_starttls on\n"
 		                 "or keep implicit TLS and use the server's implicit TLS port "
-		                 "(usually 465)\n", port, rep->tls.plain);
+		                 "(usually 465)\n", where, rep->tls.plain);
 	} else if (rep->tls_attempted && rep->tls.problems) {
 		hint_cert(out, rep);
 	}
