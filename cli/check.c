@@ -1,10 +1,8 @@
 /* cli/check.c - bluearrow check: connect, TLS, capabilities and an AUTH test; no message is sent
  *
- * When something fails, check looks once more from another angle so that the
- * message says what to change: a TLS handshake that fails against a server
- * greeting in plain text means tls_starttls on; a STARTTLS session that gets
- * no greeting from a server that answers a TLS handshake means tls_starttls
- * off; a certificate problem shows the fingerprint and the line to pin it.
+ * When something fails, check prints what to change as sendmail and send do
+ * (ba_route_hint(): the TLS mode against the port, a refused certificate),
+ * and the AUTH mechanisms of both sides, which it watches in the dialogue.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +15,7 @@
 #include "bluearrow/tls.h"
 #include "bluearrow/submit.h"
 #include "cli.h"
+#include "output.h"
 
 const char cli_check_usage[] =
 	"usage: bluearrow check [-C FILE] [-a ACCOUNT] [-v]\n"
@@ -24,8 +23,9 @@ const char cli_check_usage[] =
 	"Tests an account without sending a message: connects, shows the TLS version,\n"
 	"the server certificate (subject, issuer, validity, SHA-256 fingerprint), the\n"
 	"EHLO capabilities and authenticates.  On failure it says what to change in the\n"
-	"configuration (TLS mode against the port, AUTH mechanisms of both sides, the\n"
-	"tls_fingerprint line to pin a certificate).\n"
+	"configuration, as sendmail and send do (TLS mode against the port; for a\n"
+	"refused certificate its names and tls_host_override, tls_trust_file, the\n"
+	"tls_fingerprint line to pin it), and the AUTH mechanisms of both sides.\n"
 	"\n"
 	"  -C, --file FILE        the configuration file\n"
 	"  -a, --account ACCOUNT  the account (default: the default account)\n"
@@ -90,53 +90,13 @@ static void print_caps(const ba_session *s)
 	printf("\n");
 }
 
-/* Reads the first bytes a fresh connection gets within 3 s ("" if none). */
-static void probe_greeting(const struct ba_net_params *np, char *out, size_t n)
-{
-	struct ba_err err = BA_ERR_INIT;
-	ba_stream *s = NULL;
-	out[0] = '\0';
-	if (ba_net_connect(&s, np, &err) < 0)
-		return;
-	ssize_t k = ba_stream_read(s, out, n - 1, ba_deadline(3000), &err);
-	out[k > 0 ? k : 0] = '\0';
-	out[strcspn(out, "\r\n")] = '\0';
-	ba_stream_free(s);
-}
-
-/* 1 if a fresh connection completes a TLS handshake (no verification: only the protocol matters). */
-static int probe_tls(const struct ba_net_params *np, const struct ba_tls_params *tp)
-{
-	struct ba_err err = BA_ERR_INIT;
-	ba_stream *s = NULL, *t = NULL;
-	struct ba_tls_params p = *tp;
-	struct ba_tls_info info;
-	p.certcheck = 0;
-	p.fingerprint = NULL;
-	p.timeout_ms = 5000;
-	p.log = NULL;
-	if (ba_net_connect(&s, np, &err) < 0)
-		return 0;
-	int ok = ba_tls_start(&t, s, &p, &info, &err) == 0;
-	ba_stream_free(t);
-	return ok;
-}
-
-static void hint_cert(const struct ba_tls_info *info)
-{
-	if (info->sha256[0] && !info->verified)
-		printf("hint         if you trust this certificate, pin it in the account:\n"
-		       "               tls_fingerprint %s\n", info->sha256);
-}
-
 /* check never waits long: at most 10 s per step, less if the account says so */
 #define CHECK_TIMEOUT_MS 10000
 
 /*
  * Opens the account's route exactly as a send does (ba_route_open(): the
  * same parameters, TLS, channel binding and AUTH), then shows what it saw.
- * On failure it probes once more, with the same network parameters, to say
- * which setting to change.
+ * On failure it prints the hint every front end prints (ba_route_hint()).
  */
 static int run_check(const struct ba_account *acc, int verbose)
 {
@@ -146,7 +106,8 @@ static int run_check(const struct ba_account *acc, int verbose)
 	c.verbose = verbose;
 	struct ba_log log = { check_log, &c, BA_LOG_PROTO };
 	struct ba_route_report report;
-	struct ba_route_params rp;
+	memset(&report, 0, sizeof(report));
+	struct ba_buf hint = BA_BUF_INIT;
 	ba_route *r = NULL;
 	int code = 0;
 
@@ -156,12 +117,6 @@ static int run_check(const struct ba_account *acc, int verbose)
 		printf("server       %s (unix socket), %s\n", acc->socket, mode);
 	else
 		printf("server       %s port %u, %s\n", acc->host, acc->port, mode);
-	/* the same mapping the route makes, for the probes below */
-	if (ba_route_params_init(&rp, acc, NULL, 0, CHECK_TIMEOUT_MS, &err) < 0) {
-		printf("error        %s\n", err.text);
-		code = err.code ? err.code : EX_SOFTWARE;
-		goto out;
-	}
 	struct ba_route_opts ro;
 	memset(&ro, 0, sizeof(ro));
 	ro.log = &log;
@@ -170,23 +125,13 @@ static int run_check(const struct ba_account *acc, int verbose)
 	if (ba_route_open(&r, acc, &ro, &err) < 0) {
 		print_cert(&report.tls);
 		printf("error        %s\n", err.text);
-		if (rp.smtp.tls == BA_TLS_IMPLICIT && report.tls_attempted && !report.tls.version[0]) {
-			char greet[256];
-			probe_greeting(&rp.net, greet, sizeof(greet));
-			if (strncmp(greet, "220", 3) == 0)
-				printf("hint         the server on port %u speaks plain SMTP ('%.60s'): use "
-				       "'tls_starttls on' (or port 465 for implicit TLS)\n", acc->port, greet);
-		}
-		if (rp.smtp.tls == BA_TLS_STARTTLS && !report.tls_attempted && !c.server_auth.len &&
-		    probe_tls(&rp.net, &rp.tls))
-			printf("hint         the server on port %u expects implicit TLS (RFC 8314): use "
-			       "'tls_starttls off'\n", acc->port);
+		ba_route_hint(&hint, acc, &err, &report);
+		cli_print_hint(stdout, "hint         ", ba_buf_str(&hint));
 		if (err.code == EX_NOPERM)
 			printf("hint         mechanisms: server offers %s; bluearrow has %s%s%s\n",
 			       c.server_auth.len ? ba_buf_str(&c.server_auth) : "none (no AUTH in EHLO)",
 			       our_mechs, acc->auth_method ? "; the account asks for " : "",
 			       acc->auth_method ? acc->auth_method : "");
-		hint_cert(&report.tls);
 		code = err.code ? err.code : EX_UNAVAILABLE;
 		goto out;
 	}
@@ -203,7 +148,7 @@ static int run_check(const struct ba_account *acc, int verbose)
 	printf("result       ok, no message sent\n");
 out:
 	ba_route_free(r);
-	ba_route_params_release(&rp);
+	ba_buf_release(&hint);
 	ba_buf_release(&c.server_auth);
 	fflush(stdout);
 	return code;

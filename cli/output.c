@@ -2,6 +2,7 @@
 #include "output.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -37,7 +38,20 @@ int cli_report(const struct ba_submit *s, const struct ba_submit_result *res, in
 	}
 	fprintf(stderr, "%s: account '%s', server %s: %s\n", cli_progname, s->acc->name, res->server,
 	        err->text);
+	char prefix[200];
+	snprintf(prefix, sizeof(prefix), "%s: hint: ", cli_progname);
+	cli_print_hint(stderr, prefix, ba_buf_str(&res->hint));
 	return err->code ? err->code : EX_SOFTWARE;
+}
+
+void cli_print_hint(FILE *f, const char *prefix, const char *lines)
+{
+	/* one line each, after the prefix: a configuration line stays copyable */
+	while (*lines) {
+		size_t n = strcspn(lines, "\n");
+		fprintf(f, "%s%.*s\n", prefix, (int)n, lines);
+		lines += n + (lines[n] == '\n');
+	}
 }
 
 int cli_check_value(const char *cmd, const char *option, const char *value)

@@ -2,6 +2,8 @@
 #ifndef BLUEARROW_CLI_OUTPUT_H
 #define BLUEARROW_CLI_OUTPUT_H
 
+#include <stdio.h>
+
 #include "bluearrow/err.h"
 #include "bluearrow/log.h"
 #include "bluearrow/submit.h"
@@ -20,6 +22,12 @@ void cli_log_stderr_init(struct ba_log *log, int verbose);
  */
 int cli_report(const struct ba_submit *s, const struct ba_submit_result *res, int rc,
                const struct ba_err *err);
+
+/*
+ * Prints the lines of a hint (ba_route_hint(), ba_submit_result.hint) to f,
+ * each after prefix; a failure's hint follows its failure line.
+ */
+void cli_print_hint(FILE *f, const char *prefix, const char *lines);
 
 /*
  * Validates a value of -f, -F, -N, -R, -V and similar: no CR, LF or other

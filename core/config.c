@@ -474,7 +474,11 @@ static const char *shown(struct parser *ps, struct ba_buf *tmp, const char *v)
 	ba_buf_reset(tmp);
 	if (ps->depth)
 		return "...";
-	ba_log_clean(tmp, v, strlen(v) > 80 ? 80 : strlen(v));
+	/* whole, up to a length that leaves room for the rest of the message */
+	size_t n = strlen(v);
+	ba_log_clean(tmp, v, n > 200 ? 200 : n);
+	if (n > 200)
+		ba_buf_addstr(tmp, "...");
 	return ba_buf_str(tmp);
 }
 
@@ -793,8 +797,13 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 			rc = set_str(a, kd->key, NULL);
 			break;
 		}
-		if (parse_fingerprint(a->tls_fingerprint_raw, &a->tls_fingerprint_len, v) < 0)
-			goto invalid;
+		if (parse_fingerprint(a->tls_fingerprint_raw, &a->tls_fingerprint_len, v) < 0) {
+			rc = perr(ps, "invalid value '%s' for '%s': expected the certificate's SHA-256 "
+			              "fingerprint as 32 colon-separated hex pairs (AB:CD:...), as "
+			              "bluearrow check shows it%s", shown(ps, &shown_v, v), cmd,
+			          strncasecmp(v, "sha", 3) == 0 ? ", without a prefix" : "");
+			goto out;
+		}
 		for (const char *c = v; *c; c++) /* upper case, as msmtp shows it */
 			ba_buf_addch(&tmp, *c >= 'a' && *c <= 'f' ? *c - 'a' + 'A' : *c);
 		rc = ba_buf_failed(&tmp) ? -1 : set_str(a, kd->key, ba_buf_str(&tmp));

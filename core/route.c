@@ -14,6 +14,7 @@
 #include "bluearrow/net.h"
 #include "bluearrow/secret.h"
 #include "bluearrow/tls.h"
+#include "route_probe.h"
 
 struct ba_route {
 	const struct ba_account *acc;
@@ -36,6 +37,8 @@ static int route_tls_start(void *ctx, ba_stream **stream, struct ba_err *err)
 	if (r->report) {
 		r->report->tls_attempted = 1;
 		r->report->tls = info;
+		snprintf(r->report->tls_host, sizeof(r->report->tls_host), "%s",
+		         r->p.tls.host ? r->p.tls.host : "");
 	}
 	if (rc < 0) {
 		*stream = NULL;
@@ -166,13 +169,22 @@ static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_e
 		snprintf(r->server, sizeof(r->server), "%s", t->host);
 	else
 		snprintf(r->server, sizeof(r->server), "%s:%u", t->host, t->port);
-	if (r->report)
+	if (r->report) {
 		memcpy(r->report->server, r->server, sizeof(r->server));
+		r->report->port = t->host[0] == '/' ? 0 : t->port;
+	}
 	ba_stream *st;
 	if (ba_net_connect(&st, &np, err) < 0)
 		return -1;
 	if (r->p.smtp.tls == BA_TLS_IMPLICIT && route_tls_start(r, &st, err) < 0)
 		return -1;
+	/* a greeting that does not come may mean a port that expects implicit TLS (route_hint.c) */
+	if (r->p.smtp.tls != BA_TLS_IMPLICIT && t->port != 25 &&
+	    route_await_greeting(st, &np, &r->p.tls,
+	                         r->report ? &r->report->wants_implicit_tls : NULL, err) < 0) {
+		ba_stream_free(st);
+		return -1;
+	}
 	return ba_session_open(&r->session, st, &r->p.smtp, err);
 }
 

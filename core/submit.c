@@ -436,7 +436,9 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 {
 	memset(res, 0, sizeof(*res));
 	ba_buf_init(&res->smtp_msg, 0);
+	ba_buf_init(&res->hint, 4096);
 	struct ba_route_report report;
+	memset(&report, 0, sizeof(report));
 	struct ba_route_opts ro;
 	memset(&ro, 0, sizeof(ro));
 	ro.log = s->log;
@@ -464,6 +466,8 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 		res->smtp_code = err->smtp_code;
 	ba_route_free(r);
 	int code = rc == 0 ? 0 : (err->code ? err->code : EX_SOFTWARE);
+	if (rc < 0)
+		ba_route_hint(&res->hint, s->acc, err, &report);
 	write_log(s, res, err, code);
 	return rc;
 }
@@ -472,6 +476,7 @@ void ba_submit_result_release(struct ba_submit_result *res)
 {
 	ba_result_free(res->result);
 	ba_buf_release(&res->smtp_msg);
+	ba_buf_release(&res->hint);
 	memset(res, 0, sizeof(*res));
 }
 

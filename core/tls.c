@@ -36,7 +36,10 @@ struct tls_stream {
 	int broken;                /* a fatal error: no close_notify on free */
 	struct ba_tls_info *info;  /* during ba_tls_start only */
 	unsigned char pin[32];
+	size_t pin_len;            /* 32 (SHA-256), 20 (SHA-1) or 16 (MD5) */
 	int have_pin;
+	unsigned char first[128];  /* the first bytes the server sent during the handshake */
+	size_t first_len;
 	int shared_cred;           /* cred is the shared system-store one */
 	char vfail[BA_ERR_TEXT_MAX]; /* set by the verify callback */
 	char host[256];
@@ -71,6 +74,14 @@ static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	ssize_t k = ba_stream_read(t->inner, data, len, t->deadline, &t->ioerr);
 	if (k < 0)
 		gnutls_transport_set_errno(t->sess, EIO);
+	if (k > 0 && !t->established && t->first_len < sizeof(t->first)) {
+		/* kept to recognise a server that answers in plain text ("220 ...") */
+		size_t n = sizeof(t->first) - t->first_len;
+		if (n > (size_t)k)
+			n = (size_t)k;
+		memcpy(t->first + t->first_len, data, n);
+		t->first_len += n;
+	}
 	return k;
 }
 
@@ -118,9 +129,14 @@ static void fmt_time(char *out, size_t outsz, time_t t)
 		snprintf(out, outsz, "?");
 }
 
+/* A DN of the peer's certificate: its text, cleaned (it reaches terminals and logs). */
 static void copy_datum(char *out, size_t outsz, gnutls_datum_t *d)
 {
-	snprintf(out, outsz, "%.*s", (int)d->size, d->data ? (const char *)d->data : "");
+	struct ba_buf b;
+	ba_buf_init(&b, outsz * 4);
+	ba_log_clean(&b, d->data ? (const char *)d->data : "", d->data ? d->size : 0);
+	snprintf(out, outsz, "%s", ba_buf_str(&b));
+	ba_buf_release(&b);
 	gnutls_free(d->data);
 	d->data = NULL;
 }
@@ -138,7 +154,46 @@ static int peer_sha256(gnutls_session_t sess, unsigned char md[32])
 	return 0;
 }
 
-/* Fills what the leaf certificate tells (subject, issuer, dates, fingerprint). */
+/* Adds one name of the certificate, cleaned: it is the peer's text. */
+static void add_name(struct ba_tls_info *info, const char *p, size_t n)
+{
+	if (info->nnames >= BA_TLS_NAMES_MAX) {
+		info->names_more = 1;
+		return;
+	}
+	struct ba_buf b;
+	ba_buf_init(&b, sizeof(info->names[0]) * 4);
+	ba_log_clean(&b, p, n);
+	snprintf(info->names[info->nnames++], sizeof(info->names[0]), "%s", ba_buf_str(&b));
+	ba_buf_release(&b);
+}
+
+/* The names a client may verify: subjectAltName DNS and IP entries (RFC 6125 §6.4), else CN. */
+static void fill_names(gnutls_x509_crt_t crt, struct ba_tls_info *info)
+{
+	char buf[1024];
+	for (unsigned seq = 0; seq < 64; seq++) {
+		size_t sz = sizeof(buf);
+		unsigned critical = 0;
+		int type = gnutls_x509_crt_get_subject_alt_name(crt, seq, buf, &sz, &critical);
+		if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (type == GNUTLS_SAN_DNSNAME) {
+			add_name(info, buf, strnlen(buf, sz));
+		} else if (type == GNUTLS_SAN_IPADDRESS && (sz == 4 || sz == 16)) {
+			char ip[INET6_ADDRSTRLEN];
+			if (inet_ntop(sz == 4 ? AF_INET : AF_INET6, buf, ip, sizeof(ip)))
+				add_name(info, ip, strlen(ip));
+		}
+	}
+	if (info->nnames || info->names_more)
+		return;
+	size_t sz = sizeof(buf);
+	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &sz) == 0)
+		add_name(info, buf, strnlen(buf, sz));
+}
+
+/* Fills what the leaf certificate tells (subject, issuer, dates, fingerprint, names). */
 static void fill_cert_info(gnutls_session_t sess, struct ba_tls_info *info)
 {
 	unsigned n = 0;
@@ -161,6 +216,9 @@ static void fill_cert_info(gnutls_session_t sess, struct ba_tls_info *info)
 		         gnutls_x509_crt_get_activation_time(crt));
 		fmt_time(info->not_after, sizeof(info->not_after),
 		         gnutls_x509_crt_get_expiration_time(crt));
+		info->nnames = 0;
+		info->names_more = 0;
+		fill_names(crt, info);
 	}
 	gnutls_x509_crt_deinit(crt);
 }
@@ -215,6 +273,28 @@ static const char *status_reason(struct tls_stream *t, unsigned status, char *bu
 	return "certificate verification failed";
 }
 
+/* The verification status as enum ba_tls_problem bits. */
+static unsigned status_problems(struct tls_stream *t, unsigned status)
+{
+	unsigned p = 0;
+	if (status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA))
+		p |= BA_TLS_P_UNKNOWN_ISSUER;
+	if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && peer_self_signed(t->sess))
+		p |= BA_TLS_P_SELF_SIGNED;
+	if (status & GNUTLS_CERT_UNEXPECTED_OWNER)
+		p |= BA_TLS_P_WRONG_NAME;
+	if (status & GNUTLS_CERT_EXPIRED)
+		p |= BA_TLS_P_EXPIRED;
+	if (status & GNUTLS_CERT_NOT_ACTIVATED)
+		p |= BA_TLS_P_NOT_YET_VALID;
+	if (status & GNUTLS_CERT_REVOKED)
+		p |= BA_TLS_P_REVOKED;
+	if (status & (GNUTLS_CERT_SIGNATURE_FAILURE | GNUTLS_CERT_INSECURE_ALGORITHM |
+	              GNUTLS_CERT_PURPOSE_MISMATCH | GNUTLS_CERT_MISSING_OCSP_STATUS))
+		p |= BA_TLS_P_OTHER;
+	return p ? p : BA_TLS_P_OTHER;
+}
+
 /* Constant time: the pin is not secret, but there is no reason to leak timing either. */
 static int pin_equal(const unsigned char *a, const unsigned char *b, size_t n)
 {
@@ -229,9 +309,7 @@ static void set_vfail(struct tls_stream *t, const char *reason, const unsigned c
 	char fp[100] = "";
 	if (md) {
 		hex_colon(fp, sizeof(fp), md, 32);
-		snprintf(t->vfail, sizeof(t->vfail),
-		         "%s (SHA256:%s; to trust this certificate, set tls_fingerprint "
-		         "SHA256:%s)", reason, fp, fp);
+		snprintf(t->vfail, sizeof(t->vfail), "%s (SHA-256 fingerprint %s)", reason, fp);
 	} else {
 		snprintf(t->vfail, sizeof(t->vfail), "%s", reason);
 	}
@@ -246,11 +324,27 @@ static int verify_cb(gnutls_session_t sess)
 	if (t->info)
 		fill_cert_info(sess, t->info);
 	if (!have_md) {
+		if (t->info)
+			t->info->problems = BA_TLS_P_OTHER;
 		set_vfail(t, "the server sent no certificate", NULL);
 		return -1;
 	}
 	if (t->have_pin) {
-		if (!pin_equal(md, t->pin, sizeof(md))) {
+		unsigned char pmd[32];
+		const unsigned char *cmp = md;
+		if (t->pin_len != 32) { /* an msmtp SHA-1 or MD5 pin */
+			unsigned n = 0;
+			const gnutls_datum_t *certs = gnutls_certificate_get_peers(sess, &n);
+			size_t sz = sizeof(pmd);
+			gnutls_digest_algorithm_t alg =
+				t->pin_len == 20 ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_MD5;
+			if (gnutls_fingerprint(alg, &certs[0], pmd, &sz) < 0 || sz != t->pin_len)
+				memset(pmd, 0, sizeof(pmd));
+			cmp = pmd;
+		}
+		if (!pin_equal(cmp, t->pin, t->pin_len)) {
+			if (t->info)
+				t->info->problems = BA_TLS_P_PIN_MISMATCH;
 			set_vfail(t, "certificate does not match tls_fingerprint", md);
 			return -1;
 		}
@@ -273,6 +367,8 @@ static int verify_cb(gnutls_session_t sess)
 	}
 	if (status) {
 		char buf[400];
+		if (t->info)
+			t->info->problems = status_problems(t, status);
 		set_vfail(t, status_reason(t, status, buf, sizeof(buf)), md);
 		return -1;
 	}
@@ -298,13 +394,17 @@ static int hexval(int c)
 	return -1;
 }
 
-/* "SHA256:AB:CD:..." or plain hex, colons optional. */
-static int parse_pin(unsigned char out[32], const char *s, struct ba_err *err)
+/*
+ * "AB:CD:..." (msmtp's form), an optional "SHA256:" prefix, colons optional:
+ * 32 bytes (SHA-256), or 20 (SHA-1) or 16 (MD5) as msmtp still accepts.
+ */
+static int parse_pin(unsigned char out[32], size_t *len, const char *s, struct ba_err *err)
 {
-	const char *q = s;
+	const char *q = s, *hex;
 	size_t n = 0;
 	if (strncasecmp(q, "sha256:", 7) == 0)
 		q += 7;
+	hex = q;
 	while (*q) {
 		if (*q == ':') {
 			q++;
@@ -313,13 +413,14 @@ static int parse_pin(unsigned char out[32], const char *s, struct ba_err *err)
 		int hi = hexval((unsigned char)q[0]), lo = hi < 0 ? -1 : hexval((unsigned char)q[1]);
 		if (hi < 0 || lo < 0 || n == 32)
 			return ba_err_set(err, EX_CONFIG, "invalid tls_fingerprint '%s': expected "
-			                  "SHA256:XX:XX:... (32 bytes in hex)", s);
+			                  "XX:XX:... (the SHA-256 fingerprint, 32 bytes in hex)", s);
 		out[n++] = (unsigned char)(hi << 4 | lo);
 		q += 2;
 	}
-	if (n != 32)
+	if (n != 32 && (hex != s || (n != 20 && n != 16)))
 		return ba_err_set(err, EX_CONFIG, "invalid tls_fingerprint '%s': expected "
-		                  "SHA256:XX:XX:... (32 bytes in hex)", s);
+		                  "XX:XX:... (the SHA-256 fingerprint, 32 bytes in hex)", s);
+	*len = n;
 	return 0;
 }
 
@@ -483,6 +584,38 @@ static void fill_session_info(gnutls_session_t sess, struct ba_tls_info *info)
 	fill_cert_info(sess, info);
 }
 
+/*
+ * 1 when the first bytes the server sent are an SMTP reply ("220 ...",
+ * "554-..."), not a TLS record: the port speaks plain SMTP.  Reads the rest
+ * of the line for the message (briefly: the handshake has failed anyway) and
+ * leaves it, cleaned, in out.
+ */
+static int plain_reply(struct tls_stream *t, char *out, size_t outsz)
+{
+	const unsigned char *f = t->first;
+	if (t->first_len < 4 || f[0] < '1' || f[0] > '5' || f[1] < '0' || f[1] > '9' ||
+	    f[2] < '0' || f[2] > '9' || (f[3] != ' ' && f[3] != '-' && f[3] != '\r'))
+		return 0;
+	int64_t until = ba_deadline(300);
+	while (t->first_len < sizeof(t->first) && !memchr(t->first, '\n', t->first_len)) {
+		struct ba_err e = BA_ERR_INIT;
+		ssize_t k = ba_stream_read(t->inner, t->first + t->first_len,
+		                           sizeof(t->first) - t->first_len, until, &e);
+		if (k <= 0)
+			break;
+		t->first_len += (size_t)k;
+	}
+	size_t n = 0;
+	while (n < t->first_len && t->first[n] != '\r' && t->first[n] != '\n')
+		n++;
+	struct ba_buf b;
+	ba_buf_init(&b, 1024);
+	ba_log_clean(&b, (const char *)t->first, n > 80 ? 80 : n);
+	snprintf(out, outsz, "%s", ba_buf_str(&b));
+	ba_buf_release(&b);
+	return 1;
+}
+
 static int handshake(struct tls_stream *t, struct ba_err *err)
 {
 	int r;
@@ -492,6 +625,14 @@ static int handshake(struct tls_stream *t, struct ba_err *err)
 	if (r == 0)
 		return 0;
 	t->broken = 1;
+	char plain[128];
+	if (r != GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && r != GNUTLS_E_CERTIFICATE_ERROR &&
+	    plain_reply(t, plain, sizeof(plain))) {
+		if (t->info)
+			snprintf(t->info->plain, sizeof(t->info->plain), "%s", plain);
+		return ba_err_set(err, EX_UNAVAILABLE, "TLS handshake with '%s' failed: the server "
+		                  "answered in plain text, not TLS ('%s')", t->host, plain);
+	}
 	if ((r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || r == GNUTLS_E_CERTIFICATE_ERROR) &&
 	    t->vfail[0])
 		return ba_err_set(err, EX_UNAVAILABLE, "TLS certificate of '%s' not accepted: %s",
@@ -548,7 +689,7 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 		goto fail;
 	}
 	if (p->certcheck && p->fingerprint) {
-		if (parse_pin(t->pin, p->fingerprint, err) < 0)
+		if (parse_pin(t->pin, &t->pin_len, p->fingerprint, err) < 0)
 			goto fail;
 		t->have_pin = 1;
 	}

@@ -261,9 +261,148 @@ static void test_route__plan_stops_on_config_errors(void **state)
 	ba_config_free(cfg);
 }
 
+/* ---- ba_route_hint ---- */
+
+#define FP "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+
+/*
+ * The hint for an account (base config + extra) and a report; checks that
+ * every suggested line (two spaces first) parses in the account, and that no
+ * line weakens TLS.
+ */
+static void hint_for(struct ba_buf *out, const char *extra, const struct ba_route_report *rep)
+{
+	char text[2048];
+	snprintf(text, sizeof text, "account t\nhost mail.example.test\nport 587\n%s", extra);
+	ba_config *cfg = NULL;
+	struct ba_err err = BA_ERR_INIT;
+	if (ba_config_parse(&cfg, "t.rc", text, strlen(text), &err) != 0)
+		fail_msg("config: %s", err.text);
+	const struct ba_account *acc = ba_config_account(cfg, "t", &err);
+	assert_non_null(acc);
+	struct ba_err failed = BA_ERR_INIT;
+	ba_err_set(&failed, EX_UNAVAILABLE, "it failed");
+	ba_buf_reset(out);
+	int n = ba_route_hint(out, acc, &failed, rep);
+	assert_true(n >= 0);
+	ba_config_free(cfg);
+	/* every suggested line, pasted into the account, parses */
+	size_t tl = strlen(text);
+	for (const char *l = ba_buf_str(out); *l;) {
+		size_t len = strcspn(l, "\n");
+		if (strncmp(l, "  ", 2) == 0) {
+			assert_true(tl + len + 1 < sizeof text);
+			memcpy(text + tl, l + 2, len - 2);
+			tl += len - 2;
+			text[tl++] = '\n';
+			text[tl] = 0;
+		}
+		assert_null(strstr(l, "certcheck"));
+		assert_false(len == 9 && strncmp(l, "  tls off", 9) == 0);
+		l += len + (l[len] == '\n');
+	}
+	cfg = NULL;
+	if (ba_config_parse(&cfg, "t.rc", text, strlen(text), &err) != 0)
+		fail_msg("a suggested line does not parse: %s\n%s", err.text, text);
+	ba_config_free(cfg);
+}
+
+static void test_route__hint_tls_mode(void **state)
+{
+	(void)state;
+	struct ba_buf out = BA_BUF_INIT;
+	struct ba_route_report rep;
+	memset(&rep, 0, sizeof rep);
+	rep.port = 465;
+	rep.wants_implicit_tls = 1;
+	hint_for(&out, "tls on\ntls_starttls on\n", &rep);
+	assert_non_null(strstr(ba_buf_str(&out), "port 465 expects implicit TLS"));
+	assert_non_null(strstr(ba_buf_str(&out), "\n  tls_starttls off\n"));
+	hint_for(&out, "tls off\n", &rep);
+	assert_non_null(strstr(ba_buf_str(&out), "\n  tls on\n  tls_starttls off\n"));
+
+	memset(&rep, 0, sizeof rep);
+	rep.port = 587;
+	rep.tls_attempted = 1;
+	snprintf(rep.tls.plain, sizeof rep.tls.plain, "220 mx.example.test ESMTP");
+	hint_for(&out, "tls on\ntls_starttls off\n", &rep);
+	assert_non_null(strstr(ba_buf_str(&out), "speaks plain SMTP ('220 mx.example.test ESMTP')"));
+	assert_non_null(strstr(ba_buf_str(&out), "\n  tls_starttls on\n"));
+	ba_buf_release(&out);
+}
+
+static void test_route__hint_certificate(void **state)
+{
+	(void)state;
+	struct ba_buf out = BA_BUF_INIT;
+	struct ba_route_report rep;
+	memset(&rep, 0, sizeof rep);
+	rep.tls_attempted = 1;
+	snprintf(rep.tls_host, sizeof rep.tls_host, "192.0.2.1");
+	snprintf(rep.tls.sha256, sizeof rep.tls.sha256, "%s", FP);
+	snprintf(rep.tls.issuer, sizeof rep.tls.issuer, "CN=Example CA");
+
+	/* a name mismatch: the names, and an override with a name usable as it is */
+	rep.tls.problems = BA_TLS_P_WRONG_NAME;
+	snprintf(rep.tls.names[0], sizeof rep.tls.names[0], "*.example.test");
+	snprintf(rep.tls.names[1], sizeof rep.tls.names[1], "x\nhost evil.test");
+	snprintf(rep.tls.names[2], sizeof rep.tls.names[2], "smtp.example.test");
+	rep.tls.nnames = 3;
+	hint_for(&out, "tls on\ntls_starttls on\n", &rep);
+	const char *h = ba_buf_str(&out);
+	assert_non_null(strstr(h, "not valid for '192.0.2.1'; it holds '*.example.test'"));
+	assert_non_null(strstr(h, "\n  tls_host_override smtp.example.test\n"));
+	assert_non_null(strstr(h, "\n  tls_fingerprint " FP "\n"));
+	assert_null(strstr(h, "  host evil.test"));
+	/* only a wildcard: no line to paste, a sentence */
+	rep.tls.nnames = 1;
+	hint_for(&out, "tls on\ntls_starttls on\n", &rep);
+	assert_null(strstr(ba_buf_str(&out), "tls_host_override"));
+	assert_non_null(strstr(ba_buf_str(&out), "set 'host' to a name"));
+
+	/* an unknown issuer: the trust file and the pin */
+	rep.tls.problems = BA_TLS_P_UNKNOWN_ISSUER;
+	hint_for(&out, "tls on\ntls_starttls on\n", &rep);
+	assert_non_null(strstr(ba_buf_str(&out), "('CN=Example CA') is not trusted"));
+	assert_non_null(strstr(ba_buf_str(&out), "\n  tls_trust_file "));
+	assert_non_null(strstr(ba_buf_str(&out), "\n  tls_fingerprint " FP "\n"));
+	rep.tls.problems = BA_TLS_P_UNKNOWN_ISSUER | BA_TLS_P_SELF_SIGNED;
+	hint_for(&out, "tls on\ntls_starttls on\n", &rep);
+	assert_non_null(strstr(ba_buf_str(&out), "self-signed"));
+	assert_non_null(strstr(ba_buf_str(&out), "\n  tls_fingerprint " FP "\n"));
+
+	/* revoked: never a pin */
+	rep.tls.problems = BA_TLS_P_REVOKED | BA_TLS_P_EXPIRED;
+	hint_for(&out, "tls on\ntls_starttls on\n", &rep);
+	assert_non_null(strstr(ba_buf_str(&out), "revoked"));
+	assert_null(strstr(ba_buf_str(&out), "tls_fingerprint"));
+
+	/* another certificate than the pinned one: the new pin, with a warning */
+	rep.tls.problems = BA_TLS_P_PIN_MISMATCH;
+	hint_for(&out, "tls on\ntls_starttls on\ntls_fingerprint " FP "\n", &rep);
+	assert_non_null(strstr(ba_buf_str(&out), "someone is in between"));
+	ba_buf_release(&out);
+}
+
+static void test_route__hint_nothing_to_say(void **state)
+{
+	(void)state;
+	struct ba_buf out = BA_BUF_INIT;
+	struct ba_route_report rep;
+	memset(&rep, 0, sizeof rep);
+	rep.tls_attempted = 1;
+	rep.tls.verified = 1;
+	hint_for(&out, "tls on\ntls_starttls on\n", &rep);
+	assert_string_equal(ba_buf_str(&out), "");
+	ba_buf_release(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_route__hint_tls_mode),
+		cmocka_unit_test(test_route__hint_certificate),
+		cmocka_unit_test(test_route__hint_nothing_to_say),
 		cmocka_unit_test(test_route__external_needs_no_password),
 		cmocka_unit_test(test_route__ask_password_only_without_a_source),
 		cmocka_unit_test(test_route__plan_tries_the_next_target),

@@ -48,11 +48,16 @@ int ba_route_params_init(struct ba_route_params *p, const struct ba_account *acc
                          struct ba_err *err);
 void ba_route_params_release(struct ba_route_params *p);
 
-/* What happened on the way, for diagnostics (bluearrow check); filled also on failure. */
+/* What happened on the way, for diagnostics (check, ba_route_hint()); filled also on failure. */
 struct ba_route_report {
 	int tls_attempted;          /* a TLS handshake was started */
-	struct ba_tls_info tls;     /* its details (certificate, fingerprint, verified) */
+	struct ba_tls_info tls;     /* its details (certificate, fingerprint, verified, why refused,
+	                               a plain-text answer) */
+	char tls_host[256];         /* the name the certificate was verified against */
 	char server[300];           /* the last target tried: "host:port" or a socket path */
+	unsigned port;              /* its port (0 for a socket) */
+	int wants_implicit_tls;     /* no greeting came, and the port answered a TLS handshake
+	                               on a second connection: it expects implicit TLS */
 };
 
 /*
@@ -99,10 +104,18 @@ struct ba_route_opts {
  * an authentication failure or a permanent refusal does not (another host
  * of the same service would say the same).  When every target fails the
  * error is the last one's class with each target's reason in the text
- * ("a.test:25: ...; b.test:25: ...").  acc is borrowed for the life of the
- * route.  When auth needs a password and neither password, passwordeval
- * nor netrc gives one, o->ask_password (if set) is asked, before any
- * connection.  On success the caller frees *out with ba_route_free().
+ * ("a.test:25: ...; b.test:25: ...").  With STARTTLS or no TLS (not on port
+ * 25, where a server may delay its greeting on purpose and punish a client
+ * that talks first), a greeting that has not come after 2 s (or half the
+ * timeout) makes the route try a TLS handshake on a second connection
+ * (certificate unchecked, no client certificate, nothing else sent); when
+ * that succeeds the target fails at once with EX_TEMPFAIL ("no greeting
+ * within 2 s, and port N answers a TLS handshake: ...") and
+ * report->wants_implicit_tls, instead of waiting for the timeout; nothing
+ * is sent on the first connection.  When auth needs a password and neither
+ * password, passwordeval nor netrc gives one, o->ask_password (if set) is
+ * asked, before any connection.  acc is borrowed for the life of the
+ * route.  On success the caller frees *out with ba_route_free().
  * Errors: those of ba_route_params_init(), ba_net_connect (EX_NOHOST,
  * EX_TEMPFAIL...), ba_tls_start (EX_UNAVAILABLE...), ba_session_open, and
  * EX_CONFIG for an unusable account (auth on without a password, and no
@@ -110,6 +123,25 @@ struct ba_route_opts {
  */
 int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_route_opts *o,
                   struct ba_err *err);
+
+/*
+ * What to change in the account after ba_route_open() (or a send through the
+ * route) failed with err, from what *rep saw: the TLS mode against the port
+ * ('tls_starttls off' for a port that expects implicit TLS, 'tls_starttls
+ * on' for one that answers in plain text), and for a refused certificate
+ * why, the names it holds with a tls_host_override line, tls_trust_file for
+ * an unknown issuer, and the tls_fingerprint line to pin it.  Appends zero
+ * or more lines to out, each ending in a newline: sentences, and lines to
+ * put into the account indented by two spaces, each of which the
+ * configuration parser accepts as it is.  A hint never suggests turning TLS
+ * or certificate checks off.  Pure (no I/O: the probes ran in
+ * ba_route_open()); the decision of every front end (check, sendmail,
+ * send), which only prints the lines.  Certificate names are the server's
+ * text, cleaned.  Returns the number of lines added (0: nothing to say), or
+ * -1 when out failed (its sticky failure; out of memory or its cap).
+ */
+int ba_route_hint(struct ba_buf *out, const struct ba_account *acc, const struct ba_err *err,
+                  const struct ba_route_report *rep);
 
 /* The target the open route reached ("host:port" or the socket path).  Borrowed. */
 const char *ba_route_server(const ba_route *r);

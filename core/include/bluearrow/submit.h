@@ -230,6 +230,8 @@ struct ba_submit_result {
 	int smtp_code;             /* the server's last reply code (the data's, else the error's); 0 */
 	struct ba_buf smtp_msg;    /* "250 2.0.0 Ok: queued as X", cleaned; for the log */
 	int reached_data;          /* the message itself was transferred */
+	struct ba_buf hint;        /* on failure, what to change (ba_route_hint()): lines ending
+	                              in a newline, config lines indented by two spaces; "" if none */
 };
 
 /*

@@ -27,9 +27,10 @@ struct ba_tls_params {
 	                              for DNS names, never for IPv4/IPv6 literals ("[::1]" ok) */
 	const char *trust_file;    /* PEM CA bundle; NULL = system trust store; "system" too */
 	const char *crl_file;      /* optional PEM CRL */
-	const char *fingerprint;   /* optional pin: "SHA256:AB:CD..." or 64 hex digits, colons
-	                              optional: SHA-256 of the leaf's DER; replaces CA, date and
-	                              host checks */
+	const char *fingerprint;   /* optional pin: the SHA-256 (32 bytes), or for msmtp
+	                              compatibility SHA-1 (20) or MD5 (16), of the leaf's DER,
+	                              in hex ("AB:CD:...", colons optional, an optional
+	                              "SHA256:" prefix); replaces CA, date and host checks */
 	const char *cert_file;     /* optional client certificate (PEM) */
 	const char *key_file;      /* its key (PEM) */
 	const char *priorities;    /* GnuTLS priority string; NULL = "NORMAL" */
@@ -40,7 +41,22 @@ struct ba_tls_params {
 	const struct ba_log *log;  /* optional */
 };
 
-/* What a verified (or failed) handshake learnt, for `bluearrow check` and errors. */
+/* Why a certificate was refused (ba_tls_info.problems); more than one may be set. */
+enum ba_tls_problem {
+	BA_TLS_P_UNKNOWN_ISSUER = 1 << 0, /* no chain to a trusted root (or the issuer is no CA) */
+	BA_TLS_P_SELF_SIGNED    = 1 << 1, /* with BA_TLS_P_UNKNOWN_ISSUER: the leaf signed itself */
+	BA_TLS_P_WRONG_NAME     = 1 << 2, /* not valid for the host name verified */
+	BA_TLS_P_EXPIRED        = 1 << 3,
+	BA_TLS_P_NOT_YET_VALID  = 1 << 4,
+	BA_TLS_P_REVOKED        = 1 << 5,
+	BA_TLS_P_PIN_MISMATCH   = 1 << 6, /* not the certificate of tls_fingerprint */
+	BA_TLS_P_OTHER          = 1 << 7  /* signature, algorithm, key purpose, no certificate... */
+};
+
+/* How many names of the certificate ba_tls_info keeps. */
+#define BA_TLS_NAMES_MAX 8
+
+/* What a verified (or failed) handshake learnt, for `bluearrow check` and hints. */
 struct ba_tls_info {
 	char version[32];          /* "TLS1.3" */
 	char cipher[128];          /* GnuTLS's cipher suite description */
@@ -49,6 +65,15 @@ struct ba_tls_info {
 	char not_before[32], not_after[32]; /* "2026-11-29 12:00:00 UTC" */
 	char sha256[100];          /* "AB:CD:..." SHA-256 of the DER certificate */
 	int verified;              /* 1 if verification (CA or pin) passed */
+	unsigned problems;         /* enum ba_tls_problem of a refused certificate, else 0 */
+	/* the names the certificate is valid for: its subjectAltName DNS names and IP
+	   addresses in order, else its subject CN; untrusted text, cleaned (ba_log_clean());
+	   the first BA_TLS_NAMES_MAX, names_more when there are more */
+	char names[BA_TLS_NAMES_MAX][256];
+	unsigned nnames;
+	int names_more;
+	char plain[128];           /* when the server answered the ClientHello with text rather
+	                              than TLS: its first line, cleaned ("220 mx ESMTP"); else "" */
 };
 
 /*
@@ -61,14 +86,16 @@ struct ba_tls_info {
  *
  * Errors:
  *  EX_UNAVAILABLE  handshake or verification failure.  Verification texts:
- *    "TLS certificate of 'h' not accepted: <reason> (SHA256:AB:..; to trust
- *    this certificate, set tls_fingerprint SHA256:AB:..)" with one reason per
- *    cause: "certificate has expired", "certificate is not yet valid",
+ *    "TLS certificate of 'h' not accepted: <reason> (SHA-256 fingerprint
+ *    AB:CD:..)" with one reason per cause (what to change is the caller's
+ *    business: ba_route_hint() builds it from info): "certificate has expired", "certificate is not yet valid",
  *    "certificate is not valid for host 'h'", "certificate issuer is
  *    unknown", "certificate is self-signed and not trusted", "certificate
  *    has been revoked", "certificate is not meant for a TLS server (key
  *    purpose)", "certificate signature is invalid", "certificate does not
- *    match tls_fingerprint", ...
+ *    match tls_fingerprint", ...; a server that answers in plain text:
+ *    "TLS handshake with 'h' failed: the server answered in plain text, not
+ *    TLS ('220 mx ESMTP')" (info->plain is set).
  *  EX_TEMPFAIL     the handshake deadline passed
  *  EX_CONFIG       unusable trust, CRL, certificate or key files, a bad pin,
  *                  or priorities ("invalid TLS priorities 'x' at position 8
