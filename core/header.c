@@ -235,19 +235,28 @@ void ba_header_reader_init(struct ba_header_reader *r, unsigned flags)
 	r->flags = flags;
 }
 
+/* EX_DATAERR "line N: " + the message: every header error names its line. */
+static int line_vfail(size_t line_no, struct ba_err *err, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static int line_vfail(size_t line_no, struct ba_err *err, const char *fmt, va_list ap)
+{
+	char text[BA_ERR_TEXT_MAX];
+	ba_err_vset(err, EX_DATAERR, fmt, ap);
+	if (err) {
+		memcpy(text, err->text, sizeof text);
+		ba_err_set(err, EX_DATAERR, "line %zu: %s", line_no, text);
+	}
+	return -1;
+}
+
 static int reader_fail(struct ba_header_reader *r, struct ba_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int reader_fail(struct ba_header_reader *r, struct ba_err *err, const char *fmt, ...)
 {
-	char text[BA_ERR_TEXT_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	ba_err_vset(err, EX_DATAERR, fmt, ap);
+	line_vfail(r->line_no, err, fmt, ap);
 	va_end(ap);
-	if (err) {
-		memcpy(text, err->text, sizeof text);
-		ba_err_set(err, EX_DATAERR, "line %zu: %s", r->line_no, text);
-	}
 	return -1;
 }
 
@@ -366,15 +375,10 @@ static int fail(struct ba_header_parser *p, struct ba_err *err, const char *fmt,
 	__attribute__((format(printf, 3, 4)));
 static int fail(struct ba_header_parser *p, struct ba_err *err, const char *fmt, ...)
 {
-	char text[BA_ERR_TEXT_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	ba_err_vset(err, EX_DATAERR, fmt, ap);
+	line_vfail(p->line_no, err, fmt, ap);
 	va_end(ap);
-	if (err) {
-		memcpy(text, err->text, sizeof text);
-		ba_err_set(err, EX_DATAERR, "line %zu: %s", p->line_no, text);
-	}
 	p->state = ST_FAILED;
 	return -1;
 }

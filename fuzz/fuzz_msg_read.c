@@ -25,26 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(x) do { if (!(x)) __builtin_trap(); } while (0)
 
-struct chunk_reader {
-	ba_reader base;
-	const uint8_t *p;
-	size_t n, off, step;
-};
-
-static ssize_t chunk_read(ba_reader *r, void *p, size_t n, struct ba_err *err)
-{
-	struct chunk_reader *c = (struct chunk_reader *)r;
-	(void)err;
-	size_t k = c->n - c->off;
-	if (k > n)
-		k = n;
-	if (k > c->step)
-		k = c->step;
-	memcpy(p, c->p + c->off, k);
-	c->off += k;
-	return (ssize_t)k;
-}
-static const struct ba_reader_ops chunk_ops = { chunk_read };
+#include "../tests/helper/chunk_reader.h"
 
 /* The length of p[0..n) before its first line that is ".", ".\n" or ".\r\n" (sendmail's end). */
 static size_t before_lone_dot(const uint8_t *p, size_t n)

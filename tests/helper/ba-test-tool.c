@@ -20,6 +20,7 @@
 #include "bluearrow/encode.h"
 #include "bluearrow/mime.h"
 #include "bluearrow/msg.h"
+#include "fixed.h"
 
 static int fail(const struct ba_err *err)
 {
@@ -51,24 +52,6 @@ static int encode_stdin(const char *how)
 	                             : ba_qp_writer_finish(&qp, &err);
 	if (rc < 0 || ba_flush(&out.base, &err) < 0)
 		return fail(&err);
-	return 0;
-}
-
-static int fixed_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
-{
-	(void)ctx;
-	(void)err;
-	*t = 1700000000;
-	*off = 60;
-	return 0;
-}
-
-static int fixed_random(void *ctx, void *p, size_t n, struct ba_err *err)
-{
-	unsigned *counter = ctx;
-	(void)err;
-	for (size_t i = 0; i < n; i++)
-		((unsigned char *)p)[i] = (unsigned char)(*counter)++;
 	return 0;
 }
 
@@ -105,7 +88,7 @@ static int cmd_msg(int argc, char **argv)
 	struct ba_msg_opts o;
 	memset(&o, 0, sizeof(o));
 	o.mime.eol = "\n";
-	o.mime.random = fixed_random;
+	o.mime.random = counter_random;
 	o.mime.random_ctx = &counter;
 	o.clock = fixed_clock;
 	ba_msg *m;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bluearrow/draft.h"
+#include "../helper/fixed.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -98,39 +99,6 @@ static size_t count_entries(const char *dir)
 	if (d)
 		closedir(d);
 	return n;
-}
-
-static int fixed_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
-{
-	(void)ctx;
-	(void)err;
-	*t = 1700000000;
-	*off = 60;
-	return 0;
-}
-
-static int counter_random(void *ctx, void *p, size_t n, struct ba_err *err)
-{
-	unsigned *c = ctx;
-	(void)err;
-	for (size_t i = 0; i < n; i++)
-		((unsigned char *)p)[i] = (unsigned char)(*c)++;
-	return 0;
-}
-
-/* Writes m with a fixed clock and random source, as ba-test-tool and unit/msg do. */
-static int render(ba_msg *m, struct ba_buf *out, const char *eol, struct ba_err *err)
-{
-	unsigned ctr = 0;
-	struct ba_msg_opts o;
-	memset(&o, 0, sizeof(o));
-	o.mime.eol = eol;
-	o.mime.random = counter_random;
-	o.mime.random_ctx = &ctr;
-	o.clock = fixed_clock;
-	struct ba_buf_writer w;
-	ba_buf_writer_init(&w, out);
-	return ba_msg_write(m, &w.base, &o, err);
 }
 
 /* Values no line format survives unescaped: each must round-trip byte for byte. */

@@ -11,15 +11,7 @@
 
 #include "bluearrow/encode.h"
 #include "bluearrow/mime.h"
-
-static int counter_random(void *ctx, void *p, size_t n, struct ba_err *err)
-{
-	unsigned *c = ctx;
-	(void)err;
-	for (size_t i = 0; i < n; i++)
-		((unsigned char *)p)[i] = (unsigned char)(*c)++;
-	return 0;
-}
+#include "../helper/fixed.h"
 
 static int zero_random(void *ctx, void *p, size_t n, struct ba_err *err)
 {

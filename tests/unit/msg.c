@@ -9,38 +9,7 @@
 #include <string.h>
 
 #include "bluearrow/msg.h"
-
-static int fixed_clock(void *ctx, int64_t *t, int *off, struct ba_err *err)
-{
-	(void)err;
-	*t = 1700000000;
-	*off = ctx ? *(int *)ctx : 60;
-	return 0;
-}
-
-static int counter_random(void *ctx, void *p, size_t n, struct ba_err *err)
-{
-	unsigned *c = ctx;
-	(void)err;
-	for (size_t i = 0; i < n; i++)
-		((unsigned char *)p)[i] = (unsigned char)(*c)++;
-	return 0;
-}
-
-/* Writes m with a fixed clock and random source into out. */
-static int render(ba_msg *m, struct ba_buf *out, const char *eol, struct ba_err *err)
-{
-	unsigned ctr = 0;
-	struct ba_msg_opts o;
-	memset(&o, 0, sizeof(o));
-	o.mime.eol = eol;
-	o.mime.random = counter_random;
-	o.mime.random_ctx = &ctr;
-	o.clock = fixed_clock;
-	struct ba_buf_writer w;
-	ba_buf_writer_init(&w, out);
-	return ba_msg_write(m, &w.base, &o, err);
-}
+#include "../helper/fixed.h"
 
 static void test_msg__date_format(void **state)
 {
