@@ -207,6 +207,14 @@ struct ba_submit {
 	ba_route_ask_password_fn *ask_password; /* optional: asks for a password the account
 	                                           does not configure (route.h) */
 	void *ask_password_ctx;
+	ba_route **route;             /* optional: a route kept across messages of one account
+	                                 (the outbox flush).  When *route is open the message
+	                                 goes over it (the engine sends RSET between messages),
+	                                 and if that session turns out dead before the data
+	                                 (421, a closed connection) a new route is opened once;
+	                                 when *route is NULL the route opened is left there.
+	                                 After a failure *route is freed and set to NULL.  The
+	                                 caller frees the last one with ba_route_free() */
 };
 
 /* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */
