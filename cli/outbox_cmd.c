@@ -182,6 +182,33 @@ static void flush_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbo
 	}
 }
 
+/* How many entries the default outbox holds (0 when it does not exist), or -1. */
+static long queued_in_default(struct ba_err *err)
+{
+	struct ba_buf d = BA_BUF_INIT;
+	struct stat st;
+	long n = 0;
+	if (ba_outbox_default_dir(&d, err) < 0) {
+		n = -1;
+	} else if (stat(ba_buf_str(&d), &st) == 0) {
+		ba_outbox *ob = NULL;
+		struct ba_outbox_entry *v;
+		size_t k;
+		cli_log_stderr_init(&quiet_log, 0);
+		if (ba_outbox_open(&ob, ba_buf_str(&d), &quiet_log, err) < 0)
+			n = -1;
+		else if (ba_outbox_list(ob, &v, &k, err) < 0)
+			n = -1;
+		else {
+			n = (long)k;
+			ba_outbox_list_free(v, k);
+		}
+		ba_outbox_free(ob);
+	}
+	ba_buf_release(&d);
+	return n;
+}
+
 int cli_outbox_flush(const struct cli_flush *f)
 {
 	struct ba_err err = BA_ERR_INIT;
@@ -189,8 +216,14 @@ int cli_outbox_flush(const struct cli_flush *f)
 	char **dirs = NULL;
 	size_t ndirs = 0;
 	int code = 0;
-	if (ba_submit_config(&cfg, f->config, &err) < 0 ||
-	    (f->account && !ba_config_account(cfg, f->account, &err)) ||
+	if (ba_submit_config(&cfg, f->config, &err) < 0) {
+		/* without a configuration an empty default outbox is nothing to do (cron's -q) */
+		struct ba_err derr = BA_ERR_INIT;
+		if (f->config || queued_in_default(&derr) != 0)
+			code = cli_fail(&err);
+		goto out;
+	}
+	if ((f->account && !ba_config_account(cfg, f->account, &err)) ||
 	    outbox_dirs(&dirs, &ndirs, cfg, f->account, &err) < 0) {
 		code = cli_fail(&err);
 		goto out;
