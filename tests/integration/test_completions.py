@@ -59,6 +59,11 @@ def test_bash(cfg):
     assert bash_complete("bluearrow send --no-p") == ["--no-progress"]
     assert bash_complete("bluearrow sendmail --pre") == ["--pretend"]
     assert "--progress" in bash_complete("bluearrow-sendmail --pro", "_bluearrow_sendmail")
+    assert bash_complete("bluearrow ou") == ["outbox"]
+    assert bash_complete("bluearrow outbox ") == ["flush", "list", "retry", "rm", "show"]
+    assert bash_complete("bluearrow outbox list --j") == ["--json"]
+    assert bash_complete("bluearrow outbox flush -C %s -a w" % cfg) == ["work"]
+    assert bash_complete("bluearrow sendmail -od") == ["-odb", "-odi", "-odq"]
 
 
 def fish_complete(line):
@@ -75,6 +80,7 @@ def test_fish(cfg):
     assert fish_complete("bluearrow check -C %s -a " % cfg) == ["default", "home", "work"]
     assert fish_complete("bluearrow-sendmail -R ") == ["full", "hdrs"]
     assert fish_complete("bluearrow config ") == ["check", "list", "show"]
+    assert fish_complete("bluearrow outbox ") == ["flush", "list", "retry", "rm", "show"]
 
 
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh missing")
