@@ -4,6 +4,7 @@ flushes, kill -9 at random points of an enqueue and of a flush, and a full disk.
 
 BA_OUTBOX_TRIALS (default 20) sets the number of kill -9 trials of each kind.
 """
+import collections
 import json
 import os
 import random
@@ -337,7 +338,7 @@ def test_kill_during_flush(outbox_env):
     rnd = random.Random(int(os.environ.get("BA_OUTBOX_SEED", "12")))
     try:
         cfg = make(srv)
-        queued, justified = [], set()
+        queued, justified = [], collections.Counter()
         n = 0
         for trial in range(TRIALS):
             for _ in range(3):
@@ -355,7 +356,7 @@ def test_kill_during_flush(outbox_env):
             during = srv.messages[before:]
             if during and p.returncode == -signal.SIGKILL:
                 # the message in flight at the kill may have been accepted unacknowledged
-                justified.add(msgid_of(during[-1].data))
+                justified[msgid_of(during[-1].data)] += 1
         r = run("sendmail", "-C", cfg, "-q")
         assert r.returncode == 0, r.stderr
         assert entries(run, cfg) == []
@@ -363,10 +364,11 @@ def test_kill_during_flush(outbox_env):
         assert set(got) == set(queued), "a queued message was lost"
         dups = sorted({g for g in got if got.count(g) > 1})
         for d in dups:
-            assert got.count(d) == 2 and d in justified, "%s sent %d times" % (d, got.count(d))
+            # one more copy per kill that fell while this message was past its data
+            assert got.count(d) - 1 <= justified[d], "%s sent %d times" % (d, got.count(d))
         assert os.listdir(str(box / "corrupt")) == []
         print("flush trials: %d, messages %d, duplicates after a kill past the data: %d"
-              % (TRIALS, len(queued), len(dups)))
+              % (TRIALS, len(queued), len(got) - len(set(got))))
     finally:
         srv.stop()
 
