@@ -214,7 +214,7 @@ static int deliver_or_queue(struct ba_submit *sub, const struct cli_message *a,
 		    !ba_outbox_temporary(&err))
 			return code;
 		struct ba_err qerr = BA_ERR_INIT;
-		if (cli_outbox_enqueue(sub, id, sizeof(id), NULL, &qerr) < 0) {
+		if (cli_outbox_enqueue(sub, &err, id, sizeof(id), NULL, &qerr) < 0) {
 			fprintf(stderr, "%s: the message could not be queued either: %s\n",
 			        cli_progname, qerr.text);
 			return code;
@@ -224,7 +224,7 @@ static int deliver_or_queue(struct ba_submit *sub, const struct cli_message *a,
 		return 0;
 	}
 	int hold = -1;
-	if (cli_outbox_enqueue(sub, id, sizeof(id), mode == 'b' ? &hold : NULL, &err) < 0) {
+	if (cli_outbox_enqueue(sub, NULL, id, sizeof(id), mode == 'b' ? &hold : NULL, &err) < 0) {
 		fprintf(stderr, "%s: cannot queue the message: %s\n", cli_progname, err.text);
 		return err.code ? err.code : EX_SOFTWARE;
 	}

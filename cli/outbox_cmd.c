@@ -119,8 +119,8 @@ static int open_for(ba_outbox **ob, const struct ba_account *acc, struct ba_err 
 
 /* ---- enqueueing --------------------------------------------------------- */
 
-int cli_outbox_enqueue(const struct ba_submit *s, char *id, size_t idlen, int *hold,
-                       struct ba_err *err)
+int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, char *id,
+                       size_t idlen, int *hold, struct ba_err *err)
 {
 	ba_outbox *ob;
 	if (open_for(&ob, s->acc, err) < 0)
@@ -145,6 +145,12 @@ int cli_outbox_enqueue(const struct ba_submit *s, char *id, size_t idlen, int *h
 	}
 	e.notify = s->notify;
 	e.ret = s->ret;
+	if (why) { /* the attempt that failed, for list */
+		e.attempts = 1;
+		e.error_class = why->code;
+		e.error_code = why->smtp_code;
+		e.error = strdup(why->text);
+	}
 	rc = ba_outbox_add(ob, &e, ba_spool_reader(s->spool), hold, err);
 	if (rc == 0)
 		snprintf(id, idlen, "%s", e.id);

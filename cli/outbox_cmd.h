@@ -37,12 +37,13 @@ int cli_outbox_background(const struct cli_flush *f);
 
 /*
  * Queues the message s describes (its account's outbox) and writes its ID
- * into id.  With hold, the entry stays locked and *hold is its descriptor
+ * into id.  why (optional): the failure of the attempt just made, recorded
+ * as the entry's first attempt (it stays due now).  With hold, the entry stays locked and *hold is its descriptor
  * (for cli_outbox_background()).  Errors: those of ba_outbox_open() and
  * ba_outbox_add().
  */
-int cli_outbox_enqueue(const struct ba_submit *s, char *id, size_t idlen, int *hold,
-                       struct ba_err *err);
+int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, char *id,
+                       size_t idlen, int *hold, struct ba_err *err);
 
 void cli_outbox_free_dirs(char **v, size_t n);
 

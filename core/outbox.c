@@ -706,9 +706,15 @@ static void drop_orphan(ba_outbox *ob, const char *id, const char *mname)
 		return;
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
 	    faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-		unlinkat(ob->sub[D_Q], mname, 0);
-		ba_log(ob->log, BA_LOG_DEBUG, "outbox %s: removed 'q/%s', a message without state",
-		       ob->dir, mname);
+		if (faccessat(ob->sub[D_FAILED], sname, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+			/* a move to failed/ that a crash interrupted: finish it */
+			if (renameat(ob->sub[D_Q], mname, ob->sub[D_FAILED], mname) == 0)
+				fsync(ob->sub[D_FAILED]);
+		} else {
+			unlinkat(ob->sub[D_Q], mname, 0);
+			ba_log(ob->log, BA_LOG_DEBUG, "outbox %s: removed 'q/%s', a message without "
+			       "state", ob->dir, mname);
+		}
 	}
 	close(fd);
 }
@@ -851,18 +857,36 @@ static int remove_files(ba_outbox *ob, int sub, const char *id, struct ba_err *e
 	return 0;
 }
 
-/* Moves a locked entry from one subdirectory to another with the state e: message, then state. */
+/*
+ * Moves a locked entry between q/ and failed/ with the state e, in an order
+ * that never shows q/ a state without its message (a flush or list would
+ * set it aside as corrupt).  Into failed/: the new state there, the state
+ * in q/ removed (the entry leaves the queue), the message moved; a crash
+ * before the move leaves a message in q/ that the next list moves on
+ * (drop_orphan()).  Into q/: the message first (locked, so no list removes
+ * it), then the state, then the old state removed.
+ */
 static int move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e,
                       struct ba_err *err)
 {
-	char name[BA_OUTBOX_ID_MAX + 8];
-	snprintf(name, sizeof(name), "%s.msg", e->id);
-	if (renameat(ob->sub[from], name, ob->sub[to], name) < 0)
-		return io_err(ob, "move", sub_names[from], name, errno, err);
-	if (write_state(ob, e, to, err) < 0)
-		return -1;
-	snprintf(name, sizeof(name), "%s.st", e->id);
-	unlinkat(ob->sub[from], name, 0);
+	char mname[BA_OUTBOX_ID_MAX + 8], sname[BA_OUTBOX_ID_MAX + 8];
+	snprintf(mname, sizeof(mname), "%s.msg", e->id);
+	snprintf(sname, sizeof(sname), "%s.st", e->id);
+	if (to == D_FAILED) {
+		if (write_state(ob, e, to, err) < 0)
+			return -1;
+		if (unlinkat(ob->sub[from], sname, 0) < 0 && errno != ENOENT)
+			return io_err(ob, "remove", sub_names[from], sname, errno, err);
+	}
+	if (renameat(ob->sub[from], mname, ob->sub[to], mname) < 0)
+		return io_err(ob, "move", sub_names[from], mname, errno, err);
+	if (to != D_FAILED) {
+		if (write_state(ob, e, to, err) < 0)
+			return -1;
+		unlinkat(ob->sub[from], sname, 0);
+	} else if (fsync(ob->sub[to]) < 0) {
+		return io_err(ob, "sync", sub_names[to], ".", errno, err);
+	}
 	if (fsync(ob->sub[from]) < 0)
 		return io_err(ob, "sync", sub_names[from], ".", errno, err);
 	return 0;
@@ -931,12 +955,7 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 
 /* ---- the flush ------------------------------------------------------------- */
 
-/*
- * Whether a failure may pass with time: a 4xx reply, a network or name
- * failure, a lost connection, an interrupted TLS handshake.  A 5xx reply,
- * a refused authentication, a configuration or data error do not.
- */
-static int temporary(const struct ba_err *err)
+int ba_outbox_temporary(const struct ba_err *err)
 {
 	if (err->smtp_code)
 		return err->smtp_code >= 400 && err->smtp_code < 500;
@@ -1039,7 +1058,7 @@ static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry
 			ba_err_set(err, EX_TEMPFAIL, "%u recipient(s) deferred", (unsigned)pending);
 		}
 	} else if (sent < 0) {
-		perm = !temporary(err);
+		perm = !ba_outbox_temporary(err);
 	}
 	set_error(e, err, res ? res->server : NULL);
 	long max_age = acc && acc->queue_max_age ? acc->queue_max_age : BA_OUTBOX_MAX_AGE_DEFAULT;

@@ -172,6 +172,7 @@ def test_server_down_queue_on_failure_then_one_flush(outbox_env):
         assert b"queued as" in r.stderr
     e = entries(run, cfg)
     assert [x["message_id"] for x in e] == ["<1@x.test>", "<2@x.test>", "<3@x.test>"]
+    assert e[0]["attempts"] == 1 and e[0]["last_error"]     # why it was queued
     srv = RawServer().start()
     try:
         cfg = make(srv, queue="on_failure")
@@ -212,6 +213,12 @@ def test_550_during_flush_goes_to_failed(outbox_env):
         assert (box / "failed" / (eid + ".msg")).read_bytes() == msg(1)
         r = run("outbox", "show", eid, "-C", cfg)
         assert r.returncode == 0 and b"550" in r.stdout and b"failed" in r.stdout
+        # retry brings it back, its recipient pending again
+        assert run("outbox", "retry", eid, "-C", cfg).returncode == 0
+        e = entries(run, cfg)
+        assert [x["id"] for x in e] == [eid] and e[0]["recipients"][0]["state"] == "pending"
+        assert not os.path.exists(str(box / "failed" / (eid + ".st")))
+        assert os.listdir(str(box / "corrupt")) == []
     finally:
         srv.stop()
 

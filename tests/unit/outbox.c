@@ -256,6 +256,37 @@ static void test_outbox__directory(void **state)
 	free(root);
 }
 
+/* A crash between the two steps of a move to failed/ is finished by the next list. */
+static void test_outbox__interrupted_move_to_failed(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	char path[600];
+	ba_outbox *ob;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_open(&ob, root, NULL, &err), 0);
+	snprintf(path, sizeof(path), "%s/failed/1.2.P3R4.st", root);
+	write_file(path, "bluearrow-outbox 1\nid 1.2.P3R4\naccount d\nfrom a@b\n"
+	                 "rcpt failed 550 c@d\ncreated 5\nend\n");
+	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.msg", root);
+	write_file(path, "Subject: x\n\nbody\n");
+	struct ba_outbox_entry *v;
+	size_t n;
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 0);
+	ba_outbox_list_free(v, n);
+	assert_int_equal(access(path, F_OK), -1);
+	struct ba_outbox_entry e;
+	int failed = 0;
+	assert_int_equal(ba_outbox_get(ob, "1.2.P3R4", &e, &failed, NULL, &err), 0);
+	assert_int_equal(failed, 1);
+	assert_int_equal(e.size, strlen("Subject: x\n\nbody\n"));
+	ba_outbox_entry_release(&e);
+	ba_outbox_free(ob);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_outbox__minimal),
 		cmocka_unit_test(test_outbox__corrupt),
 		cmocka_unit_test(test_outbox__directory),
+		cmocka_unit_test(test_outbox__interrupted_move_to_failed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

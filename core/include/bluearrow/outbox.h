@@ -167,6 +167,15 @@ int ba_outbox_remove(ba_outbox *ob, const char *id, struct ba_err *err);
  */
 int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err);
 
+/*
+ * Whether the failure in err may pass with time, so the message is worth
+ * queueing (queue on_failure) or keeping queued: a 4xx reply, a network or
+ * name failure (EX_TEMPFAIL, EX_IOERR, EX_NOHOST), an interrupted TLS
+ * handshake (BA_ERR_TLS_FAILED).  A 5xx reply, a refused authentication, a
+ * configuration, usage or data error are permanent.
+ */
+int ba_outbox_temporary(const struct ba_err *err);
+
 /* What a flush did with one entry. */
 enum ba_outbox_outcome {
 	BA_OUTBOX_DELIVERED, /* accepted for every recipient: removed */
@@ -206,7 +215,7 @@ struct ba_outbox_flush_stats {
  * later (at most 4 hours), permanent failures (5xx, a refused
  * recipient, the data refused) and entries older than the account's
  * queue_max_age move to failed/.  Recipients already accepted are not sent
- * again.  An account that no longer exists fails its entries.
+ * again.  An entry whose account no longer exists (or is unusable) fails.
  * Returns 0 when the queue could be walked (individual failures are in
  * *st and in done), else -1.  Errors: those of ba_outbox_list().
  */
