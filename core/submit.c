@@ -413,9 +413,16 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	}
 	if (rc == 0)
 		rc = deliver(res, s, r, err);
-	if (rc < 0 && reused && !res->reached_data &&
+	/*
+	 * A kept session the server closed meanwhile (idle timeout, 421): once more
+	 * on a new one, but only when the server cannot have taken the message: no
+	 * reply was read, or the last one read was a refusal (the data never went
+	 * out after it, or its final reply refused it).
+	 */
+	if (rc < 0 && reused && !(err->flags & BA_ERR_CANCELLED) &&
+	    (err->smtp_code == 0 || err->smtp_code == 421) &&
+	    (!res->result || res->result->code == 0 || res->result->code >= 400) &&
 	    (err->code == EX_TEMPFAIL || err->code == EX_IOERR || err->code == EX_PROTOCOL)) {
-		/* a kept session the server closed meanwhile (idle timeout, 421): once more anew */
 		ba_log(s->log, BA_LOG_DEBUG, "the kept session failed (%s): connecting again",
 		       err->text);
 		ba_route_free(r);

@@ -251,6 +251,48 @@ def test_451_stays_queued_with_a_later_attempt(outbox_env):
         srv.stop()
 
 
+class CloseAfterOne(RawServer):
+    """Answers the MAIL after a connection's first message with 421 and closes."""
+
+    def cmd_MAIL(self, s, arg):
+        if any(t.data is not None for t in s.conn.txns):
+            s.reply("421 4.3.2 closing, too many messages")
+            raise OSError("closed after 421")
+        return super().cmd_MAIL(s, arg)
+
+
+def test_flush_reconnects_after_421(outbox_env):
+    make, box, run = outbox_env
+    srv = CloseAfterOne().start()
+    try:
+        cfg = make(srv)
+        for n in (1, 2, 3):
+            assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(n)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert [t.data for t in srv.messages] == [msg(1), msg(2), msg(3)]
+        assert len(srv.conns) == 3
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+def test_queue_max_age_fails_an_old_entry(outbox_env):
+    make, box, run = outbox_env
+    srv = RawServer(replies={"DOT": "451 4.3.0 try again later"}).start()
+    try:
+        cfg = make(srv, queue_max_age="1s")
+        assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(1)).returncode == 0
+        eid = entries(run, cfg)[0]["id"]
+        time.sleep(1.1)
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        state = (box / "failed" / (eid + ".st")).read_text()
+        assert "queue_max_age" in state and "451 4.3.0 try again later" in state
+    finally:
+        srv.stop()
+
+
 def test_two_concurrent_flushes_send_nothing_twice(outbox_env):
     make, box, run = outbox_env
     srv = StallServer(stall=0.01).start()
