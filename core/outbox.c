@@ -843,8 +843,12 @@ static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct ba
 	return 0;
 }
 
-/* Removes ID from sub: the state first (the entry is gone), then the message. */
-static int remove_files(ba_outbox *ob, int sub, const char *id, struct ba_err *err)
+/*
+ * Removes ID from sub: the state first (the entry is gone), then the
+ * message; with sync the directory is fsync'd too (else the caller does it
+ * later, for a batch of removals).
+ */
+static int remove_files(ba_outbox *ob, int sub, const char *id, int sync, struct ba_err *err)
 {
 	char name[BA_OUTBOX_ID_MAX + 8];
 	snprintf(name, sizeof(name), "%s.st", id);
@@ -852,7 +856,7 @@ static int remove_files(ba_outbox *ob, int sub, const char *id, struct ba_err *e
 		return io_err(ob, "remove", sub_names[sub], name, errno, err);
 	snprintf(name, sizeof(name), "%s.msg", id);
 	unlinkat(ob->sub[sub], name, 0);
-	if (fsync(ob->sub[sub]) < 0)
+	if (sync && fsync(ob->sub[sub]) < 0)
 		return io_err(ob, "sync", sub_names[sub], ".", errno, err);
 	return 0;
 }
@@ -923,7 +927,7 @@ int ba_outbox_remove(ba_outbox *ob, const char *id, struct ba_err *err)
 	int sub = take(ob, id, &e, &fd, err);
 	if (sub < 0)
 		return -1;
-	int rc = remove_files(ob, sub, id, err);
+	int rc = remove_files(ob, sub, id, 1, err);
 	ba_outbox_entry_release(&e);
 	close(fd);
 	return rc;
@@ -1011,12 +1015,30 @@ fail:
 	return -1;
 }
 
+/*
+ * Removals of delivered entries not yet made durable.  A removal lost to a
+ * power failure only sends that message again, as a crash after the
+ * server's reply does (at-least-once), so q/ is fsync'd once per this many
+ * deliveries and at the end of a flush rather than after each one: that
+ * fsync costs more than the SMTP exchange of a small message.
+ */
+#define REMOVE_SYNC_EVERY 256
+
 struct flush_ctx {
 	ba_outbox *ob;
 	const struct ba_outbox_flush_opts *o;
 	struct ba_outbox_flush_stats *st;
 	int64_t now;
+	unsigned unsynced;       /* removals since q/ was last fsync'd */
 };
+
+static void sync_removals(struct flush_ctx *c)
+{
+	if (c->unsynced && fsync(c->ob->sub[D_Q]) < 0)
+		ba_log(c->o->log, BA_LOG_WARNING, "outbox %s: cannot sync 'q': %s", c->ob->dir,
+		       ba_strerror_t(errno));
+	c->unsynced = 0;
+}
 
 /* Records the outcome of one attempt durably.  Returns the outcome. */
 static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry *e, int sent,
@@ -1163,8 +1185,11 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 		out = settle(c, &e, 0, &res, idx, nidx, acc, &err);
 	struct ba_err serr = BA_ERR_INIT;
 	int wr;
-	if (out == BA_OUTBOX_DELIVERED)
-		wr = remove_files(ob, D_Q, id, &serr);
+	if (out == BA_OUTBOX_DELIVERED) {
+		wr = remove_files(ob, D_Q, id, 0, &serr);
+		if (++c->unsynced >= REMOVE_SYNC_EVERY)
+			sync_removals(c);
+	}
 	else if (out == BA_OUTBOX_FAILED)
 		wr = move_entry(ob, D_Q, D_FAILED, &e, &serr);
 	else
@@ -1215,7 +1240,7 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
 	size_t n;
 	if (ba_outbox_list(ob, &v, &n, err) < 0)
 		return -1;
-	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL) };
+	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0 };
 	char *done = calloc(n ? n : 1, 1);
 	if (!done) {
 		ba_outbox_list_free(v, n);
@@ -1237,6 +1262,7 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
 		}
 		ba_route_free(route);
 	}
+	sync_removals(&c);
 	free(done);
 	ba_outbox_list_free(v, n);
 	return 0;

@@ -27,7 +27,8 @@
  * flushes never send one message twice.  A crash after the server accepted
  * the data but before the entry was removed sends the message again on the
  * next flush (at-least-once); its Message-ID, kept in the state, makes the
- * duplicate recognisable.
+ * duplicate recognisable.  So does a power failure before the removals of
+ * a flush were synced (ba_outbox_flush()).
  *
  * Nothing here prints: problems found in the directory (a corrupt state
  * file, set aside) go to the log callback as warnings.
@@ -210,8 +211,9 @@ struct ba_outbox_flush_stats {
  * Delivers the entries o selects, oldest first, grouped by account: one
  * connection per account carries every message (ba_submit_send() with a
  * kept route), reconnecting after a failure.  Each outcome is recorded
- * durably before the next message: delivered entries are removed, deferred
- * ones get attempts + 1, the error and a next attempt 5 minutes * 2^attempts
+ * before the next message: delivered entries are removed (the directory is
+ * fsync'd once per 256 removals and at the end: a removal lost to a power
+ * failure only sends that message again), deferred ones get attempts + 1, the error and a next attempt 5 minutes * 2^attempts
  * later (at most 4 hours), permanent failures (5xx, a refused
  * recipient, the data refused) and entries older than the account's
  * queue_max_age move to failed/.  Recipients already accepted are not sent
