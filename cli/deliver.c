@@ -196,16 +196,11 @@ int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
 	return code;
 }
 
-/*
- * The outbox paths of a given message (see cli_deliver_message()): queues
- * it when mode or the account's `queue` key say so, or after a temporary
- * failure with `queue on_failure`.  Returns the exit code.
- */
-static int deliver_or_queue(struct ba_submit *sub, const struct cli_message *a,
-                            const struct cli_send_opts *so)
+int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
+                        const struct cli_send_opts *so)
 {
 	const struct ba_account *acc = sub->acc;
-	int mode = a->delivery ? a->delivery : acc->queue == BA_QUEUE_ALWAYS ? 'b' : 'i';
+	int mode = delivery ? delivery : acc->queue == BA_QUEUE_ALWAYS ? 'b' : 'i';
 	struct ba_err err = BA_ERR_INIT;
 	char id[BA_OUTBOX_ID_MAX];
 	if (so->dry_run || mode == 'i') {
@@ -232,7 +227,7 @@ static int deliver_or_queue(struct ba_submit *sub, const struct cli_message *a,
 		const char *ids[1] = { id };
 		struct cli_flush f;
 		memset(&f, 0, sizeof(f));
-		f.config = a->config;
+		f.config = config;
 		f.ids = ids;
 		f.nids = 1;
 		f.hold_fd = hold;
@@ -290,7 +285,7 @@ int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts 
 	sub.envid = a->envid;
 	sub.smtp_flags = a->smtp_flags;
 	sub.repeat = a->repeat;
-	code = deliver_or_queue(&sub, a, so);
+	code = cli_submit_or_queue(&sub, a->delivery, a->config, so);
 out:
 	ba_submit_recipients_free(rcpt, nrcpt);
 	ba_submit_input_release(&in);

@@ -24,6 +24,16 @@ int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so);
 int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
                        struct ba_err *err);
 
+/*
+ * cli_submit_run(), or the outbox as delivery (-od: 'i' now, 'b' queued
+ * then sent by a detached process, 'q' queued only; 0 = as the account's
+ * `queue` key says) and `queue on_failure` (a temporary failure queues the
+ * message, with a note on stderr, and exits 0).  config (-C, or NULL) is
+ * what the detached process loads.  Returns the exit code.
+ */
+int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
+                        const struct cli_send_opts *so);
+
 /* A message given whole (sendmail's standard input, `bluearrow send FILE`). */
 struct cli_message {
 	const char *cmd;               /* for usage errors: "sendmail", "send" (NULL: the program) */

@@ -190,6 +190,23 @@ def test_server_down_queue_on_failure_then_one_flush(outbox_env):
         srv.stop()
 
 
+def test_send_queues_on_failure_too(outbox_env):
+    make, box, run = outbox_env
+    cfg = make(port=closed_port(), queue="on_failure")
+    r = run("send", "-C", cfg, "--to", "b@y.test", "--subject", "s", "--body", "-",
+            input=b"hello\n")
+    assert r.returncode == 0 and b"queued as" in r.stderr, r.stderr
+    e = entries(run, cfg)
+    assert len(e) == 1 and e[0]["recipients"][0]["address"] == "b@y.test"
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue="on_failure")
+        assert run("outbox", "flush", "-C", cfg).returncode == 0
+        assert b"hello" in srv.messages[0].data
+    finally:
+        srv.stop()
+
+
 def test_permanent_failure_is_not_queued(outbox_env):
     make, box, run = outbox_env
     srv = RawServer().start()
