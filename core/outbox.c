@@ -1048,10 +1048,10 @@ static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry
 {
 	e->attempts++;
 	int perm = 0;
-	if (sent == 0 && res->result) {
+	if (sent == 0) {
 		/* per recipient: accepted, refused for good, or still to try */
 		struct ba_result *r = res->result;
-		for (size_t k = 0; k < nidx && k < r->nrcpts; k++) {
+		for (size_t k = 0; r && k < nidx && k < r->nrcpts; k++) {
 			struct ba_outbox_rcpt *rc = &e->rcpt[idx[k]];
 			rc->code = r->rcpts[k].code;
 			if (r->rcpts[k].accepted)
@@ -1069,7 +1069,7 @@ static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry
 		if (!pending) {
 			perm = 1;
 			ba_err_set(err, EX_UNAVAILABLE, "%u recipient(s) refused", (unsigned)failed);
-			for (size_t k = 0; k < nidx && k < r->nrcpts; k++)
+			for (size_t k = 0; r && k < nidx && k < r->nrcpts; k++)
 				if (e->rcpt[idx[k]].state == BA_OUTBOX_RCPT_FAILED) {
 					ba_err_smtp(err, EX_UNAVAILABLE, r->rcpts[k].code, r->rcpts[k].enhanced,
 					            "recipient '%s' refused: %d %s", r->rcpts[k].addr,

@@ -315,6 +315,28 @@ def test_queue_max_age_fails_an_old_entry(outbox_env):
         srv.stop()
 
 
+def test_per_recipient_state(outbox_env):
+    """partial_delivery: the accepted recipient is not sent again, the deferred one is."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, partial_delivery="on")
+        assert run("sendmail", "-C", cfg, "-odq", "b@y.test", "temp@y.test",
+                   input=msg(1)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 75, r.stderr
+        e = entries(run, cfg)
+        assert [(x["address"], x["state"], x["code"]) for x in e[0]["recipients"]] == \
+            [("b@y.test", "sent", 250), ("temp@y.test", "pending", 451)]
+        assert b"to <b@y.test> (sent)" in run("outbox", "list", "-C", cfg).stdout
+        srv.rcpt_rule = lambda addr: None
+        assert run("outbox", "flush", e[0]["id"], "-C", cfg).returncode == 0
+        assert [t.accepted_rcpts for t in srv.messages] == [["b@y.test"], ["temp@y.test"]]
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
 def test_two_concurrent_flushes_send_nothing_twice(outbox_env):
     make, box, run = outbox_env
     srv = StallServer(stall=0.01).start()
