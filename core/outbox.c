@@ -719,10 +719,14 @@ static void drop_orphan(ba_outbox *ob, const char *id, const char *mname)
 	close(fd);
 }
 
-int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct ba_err *err)
+/*
+ * Reads every entry of q/ and hands each to fn (which owns it from then on
+ * and returns 0, or -1 with err set to stop); sets aside what is no entry
+ * and removes crash leftovers.
+ */
+static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, struct ba_err *err),
+                void *ctx, struct ba_err *err)
 {
-	*v = NULL;
-	*n = 0;
 	clean_tmp(ob);
 	int fd = dup(ob->sub[D_Q]);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -731,11 +735,9 @@ int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct 
 			close(fd);
 		return io_err(ob, "read", "q", ".", errno, err);
 	}
-	struct ba_outbox_entry *arr = NULL;
-	size_t cnt = 0, cap = 0;
 	struct dirent *de;
 	int rc = 0;
-	while ((de = readdir(d)) != NULL) {
+	while (rc == 0 && (de = readdir(d)) != NULL) {
 		char id[BA_OUTBOX_ID_MAX];
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
@@ -751,35 +753,53 @@ int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct 
 				drop_orphan(ob, id, de->d_name);
 			continue;
 		}
-		if (cnt == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct ba_outbox_entry *na = realloc(arr, nc * sizeof(*na));
-			if (!na) {
-				rc = ba_err_set(err, EX_OSERR, "out of memory");
-				break;
-			}
-			arr = na;
-			cap = nc;
-		}
 		struct ba_err lerr = BA_ERR_INIT;
-		int r = load(ob, D_Q, id, &arr[cnt], &lerr);
+		struct ba_outbox_entry e;
+		int r = load(ob, D_Q, id, &e, &lerr);
 		if (r == 0)
-			cnt++;
-		else if (r < 0 && lerr.code == EX_OSERR) {
-			*err = lerr;
-			rc = -1;
-			break;
-		}
+			rc = fn(ctx, &e, err);
+		else if (r < 0 && lerr.code == EX_OSERR)
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
 	}
 	closedir(d);
-	if (rc < 0) {
-		ba_outbox_list_free(arr, cnt);
+	return rc;
+}
+
+struct list_ctx {
+	struct ba_outbox_entry *v;
+	size_t n, cap;
+};
+
+static int list_add(void *ctx, struct ba_outbox_entry *e, struct ba_err *err)
+{
+	struct list_ctx *l = ctx;
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 16;
+		struct ba_outbox_entry *na = realloc(l->v, nc * sizeof(*na));
+		if (!na) {
+			ba_outbox_entry_release(e);
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		}
+		l->v = na;
+		l->cap = nc;
+	}
+	l->v[l->n++] = *e;
+	return 0;
+}
+
+int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct ba_err *err)
+{
+	*v = NULL;
+	*n = 0;
+	struct list_ctx l = { NULL, 0, 0 };
+	if (scan(ob, list_add, &l, err) < 0) {
+		ba_outbox_list_free(l.v, l.n);
 		return -1;
 	}
-	if (cnt)
-		qsort(arr, cnt, sizeof(*arr), cmp_entry);
-	*v = arr;
-	*n = cnt;
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_entry);
+	*v = l.v;
+	*n = l.n;
 	return 0;
 }
 
@@ -1218,6 +1238,27 @@ done_nostate:
 		close(fd);
 }
 
+/*
+ * What a flush keeps of each entry until it sends it (the entry itself is
+ * read again under its lock): a few dozen bytes, so a long queue costs
+ * little memory.
+ */
+struct due {
+	char id[BA_OUTBOX_ID_MAX];
+	int64_t created;
+	size_t account;             /* index into flush_index.accounts */
+	int done;
+};
+
+struct flush_index {
+	const struct ba_outbox_flush_opts *o;
+	int64_t now;
+	struct due *v;
+	size_t n, cap;
+	char **accounts;
+	size_t naccounts;
+};
+
 static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox_entry *e,
                     int64_t now)
 {
@@ -1232,38 +1273,86 @@ static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox
 	return o->all || e->next <= now;
 }
 
+static int index_add(void *ctx, struct ba_outbox_entry *e, struct ba_err *err)
+{
+	struct flush_index *x = ctx;
+	int rc = 0;
+	if (!selected(x->o, e, x->now))
+		goto out;
+	size_t a = 0;
+	while (a < x->naccounts && strcmp(x->accounts[a], e->account) != 0)
+		a++;
+	if (a == x->naccounts) {
+		char **na = realloc(x->accounts, (a + 1) * sizeof(*na));
+		if (!na || !(na[a] = strdup(e->account))) {
+			if (na)
+				x->accounts = na;
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
+			goto out;
+		}
+		x->accounts = na;
+		x->naccounts++;
+	}
+	if (x->n == x->cap) {
+		size_t nc = x->cap ? x->cap * 2 : 64;
+		struct due *nv = realloc(x->v, nc * sizeof(*nv));
+		if (!nv) {
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
+			goto out;
+		}
+		x->v = nv;
+		x->cap = nc;
+	}
+	struct due *d = &x->v[x->n++];
+	memcpy(d->id, e->id, sizeof(d->id));
+	d->created = e->created;
+	d->account = a;
+	d->done = 0;
+out:
+	ba_outbox_entry_release(e);
+	return rc;
+}
+
+static int cmp_due(const void *a, const void *b)
+{
+	const struct due *x = a, *y = b;
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
 int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
                     struct ba_outbox_flush_stats *st, struct ba_err *err)
 {
 	memset(st, 0, sizeof(*st));
-	struct ba_outbox_entry *v;
-	size_t n;
-	if (ba_outbox_list(ob, &v, &n, err) < 0)
-		return -1;
 	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0 };
-	char *done = calloc(n ? n : 1, 1);
-	if (!done) {
-		ba_outbox_list_free(v, n);
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	}
+	struct flush_index x;
+	memset(&x, 0, sizeof(x));
+	x.o = o;
+	x.now = c.now;
+	int rc = scan(ob, index_add, &x, err);
+	if (rc == 0 && x.n)
+		qsort(x.v, x.n, sizeof(*x.v), cmp_due);
 	/* by account, in the order of each account's oldest entry; oldest first within one */
-	for (size_t i = 0; i < n; i++) {
-		if (done[i] || !selected(o, &v[i], c.now))
+	for (size_t i = 0; rc == 0 && i < x.n; i++) {
+		if (x.v[i].done)
 			continue;
+		const char *name = x.accounts[x.v[i].account];
 		struct ba_err acc_err = BA_ERR_INIT;
-		const struct ba_account *acc = ba_config_account(o->cfg, v[i].account, &acc_err);
+		const struct ba_account *acc = ba_config_account(o->cfg, name, &acc_err);
 		ba_route *route = NULL;
-		for (size_t j = i; j < n; j++) {
-			if (done[j] || strcmp(v[j].account, v[i].account) != 0 ||
-			    !selected(o, &v[j], c.now))
+		for (size_t j = i; j < x.n; j++) {
+			if (x.v[j].done || x.v[j].account != x.v[i].account)
 				continue;
-			done[j] = 1;
-			flush_one(&c, v[j].id, acc, &acc_err, &route);
+			x.v[j].done = 1;
+			flush_one(&c, x.v[j].id, acc, &acc_err, &route);
 		}
 		ba_route_free(route);
 	}
 	sync_removals(&c);
-	free(done);
-	ba_outbox_list_free(v, n);
-	return 0;
+	free(x.v);
+	for (size_t a = 0; a < x.naccounts; a++)
+		free(x.accounts[a]);
+	free(x.accounts);
+	return rc;
 }
