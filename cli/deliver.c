@@ -12,7 +12,9 @@
 
 #include "bluearrow/io.h"
 #include "bluearrow/msg_read.h"
+#include "bluearrow/outbox.h"
 #include "cli.h"
+#include "outbox_cmd.h"
 #include "output.h"
 
 /* A message this large (octets on the wire) gets a progress bar on a terminal. */
@@ -154,6 +156,13 @@ static int ask_password(void *ctx, const char *user, const char *host, struct ba
 int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so)
 {
 	struct ba_err err = BA_ERR_INIT;
+	return cli_submit_run_err(sub, so, &err);
+}
+
+int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
+                       struct ba_err *errp)
+{
+	struct ba_err err = BA_ERR_INIT;
 	if (so->dry_run) {
 		struct ba_buf d = BA_BUF_INIT;
 		int rc = ba_submit_describe(&d, sub, &err);
@@ -183,7 +192,51 @@ int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so)
 	int code = cli_report(sub, &res, rc, &err);
 	ba_submit_result_release(&res);
 	sub->log = NULL;
+	*errp = err;
 	return code;
+}
+
+int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
+                        const struct cli_send_opts *so)
+{
+	const struct ba_account *acc = sub->acc;
+	int mode = delivery ? delivery : acc->queue == BA_QUEUE_ALWAYS ? 'b' : 'i';
+	struct ba_err err = BA_ERR_INIT;
+	char id[BA_OUTBOX_ID_MAX];
+	if (so->dry_run || mode == 'i') {
+		int code = cli_submit_run_err(sub, so, &err);
+		if (code == 0 || so->dry_run || acc->queue == BA_QUEUE_OFF ||
+		    !ba_outbox_temporary(&err))
+			return code;
+		struct ba_err qerr = BA_ERR_INIT;
+		if (cli_outbox_enqueue(sub, &err, id, sizeof(id), NULL, &qerr) < 0) {
+			fprintf(stderr, "%s: the message could not be queued either: %s\n",
+			        cli_progname, qerr.text);
+			return code;
+		}
+		fprintf(stderr, "%s: queued as %s; 'bluearrow sendmail -q' or 'bluearrow outbox "
+		        "flush' sends it\n", cli_progname, id);
+		return 0;
+	}
+	int hold = -1;
+	if (cli_outbox_enqueue(sub, NULL, id, sizeof(id), mode == 'b' ? &hold : NULL, &err) < 0) {
+		fprintf(stderr, "%s: cannot queue the message: %s\n", cli_progname, err.text);
+		return err.code ? err.code : EX_SOFTWARE;
+	}
+	if (mode == 'b') {
+		const char *ids[1] = { id };
+		struct cli_flush f;
+		memset(&f, 0, sizeof(f));
+		f.config = config;
+		f.ids = ids;
+		f.nids = 1;
+		f.hold_fd = hold;
+		if (cli_outbox_background(&f) < 0)
+			fprintf(stderr, "%s: queued as %s, but no process could be started to send it: "
+			        "%s\n", cli_progname, id, strerror(errno));
+		close(hold);
+	}
+	return 0;
 }
 
 int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts *so)
@@ -238,7 +291,7 @@ int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts 
 	sub.smtp_flags = a->smtp_flags;
 	sub.repeat = a->repeat;
 	sub.dropped_after_dot = in.msg.dropped_after_dot;
-	code = cli_submit_run(&sub, so);
+	code = cli_submit_or_queue(&sub, a->delivery, a->config, so);
 out:
 	ba_submit_recipients_free(rcpt, nrcpt);
 	ba_submit_input_release(&in);

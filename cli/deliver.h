@@ -20,6 +20,19 @@ struct cli_send_opts {
  * Returns the exit code.
  */
 int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so);
+/* As cli_submit_run(), and the failure into *err (left clear on success). */
+int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
+                       struct ba_err *err);
+
+/*
+ * cli_submit_run(), or the outbox as delivery (-od: 'i' now, 'b' queued
+ * then sent by a detached process, 'q' queued only; 0 = as the account's
+ * `queue` key says) and `queue on_failure` (a temporary failure queues the
+ * message, with a note on stderr, and exits 0).  config (-C, or NULL) is
+ * what the detached process loads.  Returns the exit code.
+ */
+int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
+                        const struct cli_send_opts *so);
 
 /* A message given whole (sendmail's standard input, `bluearrow send FILE`). */
 struct cli_message {
@@ -38,12 +51,18 @@ struct cli_message {
 	unsigned smtp_flags;
 	int in_fd;                     /* the message: standard input or an open file */
 	const char *in_name;           /* its name, for errors */
+	int delivery;                  /* -od: 'i' now, 'b' queued then in the background, 'q'
+	                                  queued only; 0 = as the account's `queue` says */
 };
 
 /*
  * Reads the message with ba_submit_read() (its header chooses the account
  * and the sender), takes the recipients (ba_submit_recipients()) and
- * submits it (cli_submit_run()).  Returns the
+ * submits it (cli_submit_run()), or queues it in the account's outbox as
+ * a->delivery and the account's `queue` key say (-odq: queued only; -odb
+ * or `queue always`: queued, then delivered by a detached process;
+ * `queue on_failure`: queued when a direct delivery fails temporarily,
+ * ba_outbox_temporary(), with a note on stderr and exit 0).  Returns the
  * exit code, after showing any error.
  */
 int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts *so);

@@ -5,6 +5,7 @@
 
 #include "bluearrow/version.h"
 #include "cli.h"
+#include "outbox_cmd.h"
 
 const char *cli_progname = "bluearrow";
 
@@ -47,6 +48,8 @@ const struct cli_cmd cli_cmds[] = {
 	  cli_check_usage },
 	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
 	  cli_sendmail_usage },
+	{ "outbox", cli_cmd_outbox, "list, show, flush, retry or remove queued messages",
+	  cli_outbox_usage },
 	{ NULL, NULL, NULL, NULL },
 };
 

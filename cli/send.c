@@ -337,7 +337,7 @@ int cli_cmd_send(int argc, char **argv)
 	sub.rcpt = (const char *const *)rcpt;
 	sub.nrcpt = nrcpt;
 	sub.spool = spool;
-	code = cli_submit_run(&sub, &so);
+	code = cli_submit_or_queue(&sub, 0, file, &so);
 	goto out;
 fail:
 	code = cli_fail(&err);

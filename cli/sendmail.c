@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "bluearrow/submit.h"
 #include "deliver.h"
+#include "outbox_cmd.h"
 #include "output.h"
 
 const char cli_sendmail_usage[] =
@@ -50,9 +51,12 @@ const char cli_sendmail_usage[] =
 	"                      be sent, on stdout; connect to nothing, ask no password\n"
 	"  --progress          a progress bar on stderr (default: on a terminal, over 4 MB)\n"
 	"  --no-progress       never show one\n"
-	"  -bm                 deliver (the default);  -bp  list the queue;  -q  flush it\n"
+	"  -bm                 deliver (the default);  -bp  list the outbox (also 'mailq')\n"
+	"  -q                  send every queued message now;  -qI ID  that one only\n"
+	"  -odi                deliver now (the default);  -odq  queue only (no attempt)\n"
+	"  -odb                queue, acknowledge, and deliver in the background\n"
 	"\n"
-	"Accepted and ignored: -oXXX (e.g. -oem -odi -odb), -O OPTION=VALUE, -B TYPE, -eX,\n"
+	"Accepted and ignored: -oXXX (e.g. -oem), -O OPTION=VALUE, -B TYPE, -eX,\n"
 	"-h N, -L TAG, -p PROTO, -n, -m, -U, -G, -Ac, -Am.  Refused: -X, -bd, -bs\n"
 	"and the other daemon or database modes.  With auth on and no password configured,\n"
 	"the password is asked on the terminal (never without one).  Exit status:\n"
@@ -72,6 +76,8 @@ struct sm_args {
 	char **rcpt; /* pointers into argv */
 	size_t nrcpt;
 	struct cli_kv keys; /* account keys as options: --host=H ... */
+	int delivery;       /* -odi 'i', -odb 'b', -odq/-odd 'q'; 0 = the account's `queue` */
+	const char *queue_id; /* -qI ID */
 };
 
 /* the command name for messages: NULL when running as sendmail / bluearrow-sendmail */
@@ -180,6 +186,8 @@ static int short_options(struct sm_args *a, const char *s, int *i, int argc, cha
 		case 'o':
 			if (strcmp(rest, "i") == 0)
 				a->i = 1;
+			else if (rest[0] == 'd' && rest[1] && strchr("ibqd", rest[1]) && !rest[2])
+				a->delivery = rest[1] == 'd' ? 'q' : rest[1]; /* -od: delivery mode */
 			else if (!*rest) /* "-o" alone: the option is the next argument */
 				return take_value(&ignored, rest, i, argc, argv, *c);
 			return 0; /* -oem -odi -odb -oQ... : sendmail.cf options, meaningless here */
@@ -193,6 +201,10 @@ static int short_options(struct sm_args *a, const char *s, int *i, int argc, cha
 			if (*rest >= '0' && *rest <= '9')
 				return cli_usage_error(SM, "-q%s: bluearrow runs no queue daemon; use -q", rest);
 			a->mode = SM_FLUSH_QUEUE;
+			if (*rest == 'I') /* -qI ID: that entry only */
+				return take_value(&a->queue_id, rest + 1, i, argc, argv, *c);
+			if (*rest)
+				return cli_usage_error(SM, "-q%s is not supported (only -q and -qI ID)", rest);
 			return 0;
 		case 'X':
 			return cli_usage_error(SM, "-X (traffic log file) is refused: it writes to an "
@@ -298,6 +310,7 @@ static int deliver(struct sm_args *a)
 	m.smtp_flags = a->smtp_flags;
 	m.in_fd = 0;
 	m.in_name = "standard input";
+	m.delivery = a->delivery;
 	struct cli_send_opts so = { a->verbose, a->dry_run, a->progress };
 	return cli_deliver_message(&m, &so);
 }
@@ -321,11 +334,21 @@ int cli_cmd_sendmail(int argc, char **argv)
 	if (code == 0) {
 		switch (a.mode) {
 		case SM_LIST_QUEUE:
-			/* bluearrow does not queue yet: a message is sent or the caller gets an error */
-			printf("Mail queue is empty\n");
+			code = cli_outbox_list(a.config, 0, 1);
 			break;
-		case SM_FLUSH_QUEUE:
-			break; /* nothing is ever queued: nothing to flush */
+		case SM_FLUSH_QUEUE: {
+			signal(SIGPIPE, SIG_IGN);
+			struct cli_flush f;
+			memset(&f, 0, sizeof(f));
+			f.config = a.config;
+			f.account = a.account;
+			f.ids = a.queue_id ? &a.queue_id : NULL;
+			f.nids = a.queue_id ? 1 : 0;
+			/* due entries only: a cron job running -q keeps the back-off */
+			f.verbose = a.verbose;
+			code = cli_outbox_flush(&f);
+			break;
+		}
 		case SM_HELP:
 			fputs(cli_sendmail_usage, stdout);
 			break;

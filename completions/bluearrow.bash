@@ -18,9 +18,15 @@ _bluearrow_accounts()
 # account keys as options (msmtp's names), for send and sendmail
 _bluearrow_account_opts="--host --port --tls --tls-starttls --tls-trust-file --tls-certcheck --auth
 	--user --passwordeval --domain --timeout --protocol --logfile"
-_bluearrow_sendmail_opts="-t -i -oi -f -r -F -C -a -N -R -V -v -d -bm -bp -q --read-envelope-from --
+_bluearrow_sendmail_opts="-t -i -oi -f -r -F -C -a -N -R -V -v -d -bm -bp -q -qI --read-envelope-from --
 	--pretend --dry-run --progress --no-progress
-	-oem -odi -odb -B8BITMIME -B7BIT --help $_bluearrow_account_opts"
+	-oem -odi -odb -odq -B8BITMIME -B7BIT --help $_bluearrow_account_opts"
+
+# The IDs of the queued messages (the first word of each entry of `outbox list`).
+_bluearrow_outbox_ids()
+{
+	bluearrow outbox list "$@" 2>/dev/null | sed -n 's/^\([0-9][^ ]*\)  age .*/\1/p'
+}
 
 # Completes the arguments of the sendmail personality; $1 = index of the first argument.
 _bluearrow_sendmail_args()
@@ -43,7 +49,7 @@ _bluearrow()
 	local cur prev words cword
 	_init_completion || return
 
-	local commands="help version compose send check config sendmail"
+	local commands="help version compose send check config sendmail outbox"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
@@ -105,6 +111,24 @@ _bluearrow()
 		;;
 	sendmail)
 		_bluearrow_sendmail_args
+		;;
+	outbox)
+		if [[ $cword -eq 2 ]]; then
+			COMPREPLY=($(compgen -W "list show flush retry rm" -- "$cur"))
+			return
+		fi
+		case $prev in
+		-C | --file) _filedir; return ;;
+		-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
+		esac
+		if [[ $cur == -* ]]; then
+			local o="-C --file --help"
+			[[ ${words[2]} == list ]] && o="$o --json"
+			[[ ${words[2]} == flush ]] && o="$o -a --account -v --verbose"
+			COMPREPLY=($(compgen -W "$o" -- "$cur"))
+		elif [[ ${words[2]} == @(show|flush|retry|rm) ]]; then
+			COMPREPLY=($(compgen -W "$(_bluearrow_outbox_ids)" -- "$cur"))
+		fi
 		;;
 	esac
 } &&

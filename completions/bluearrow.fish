@@ -1,6 +1,6 @@
 # fish completion for bluearrow; install as ~/.config/fish/completions/bluearrow.fish
 # (and as bluearrow-sendmail.fish for the sendmail personality)
-set -l commands help version compose send check config sendmail
+set -l commands help version compose send check config sendmail outbox
 
 # Account names of the configuration (-C FILE on the command line, else the default search).
 function __bluearrow_accounts
@@ -26,6 +26,7 @@ complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a send -d 
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a check -d 'test an account: TLS, capabilities, authentication'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d 'create or check the configuration, show an account'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a sendmail -d 'submit a message read on standard input'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a outbox -d 'list, show, flush, retry or remove queued messages'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l help -d 'show the usage'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
 complete -c bluearrow -n "__fish_seen_subcommand_from help" -a "$commands"
@@ -86,11 +87,26 @@ for cmd in bluearrow bluearrow-sendmail
     complete -c $cmd -n $s -s v -d 'show the SMTP dialogue'
     complete -c $cmd -n $s -s d -d 'debug: show the SMTP dialogue'
     complete -c $cmd -n $s -o bm -d 'deliver (default)'
-    complete -c $cmd -n $s -o bp -d 'list the queue'
-    complete -c $cmd -n $s -s q -d 'flush the queue'
+    complete -c $cmd -n $s -o bp -d 'list the outbox'
+    complete -c $cmd -n $s -s q -d 'send the due queued messages'
+    complete -c $cmd -n $s -o qI -x -a '(__bluearrow_outbox_ids)' -d 'send one queued message'
+    complete -c $cmd -n $s -o odi -d 'deliver now (default)'
+    complete -c $cmd -n $s -o odb -d 'queue, then deliver in the background'
+    complete -c $cmd -n $s -o odq -d 'queue only'
     complete -c $cmd -n $s -l read-envelope-from -d 'envelope sender from the From field'
     complete -c $cmd -n $s -l pretend -d 'show what would be sent; connect to nothing'
     complete -c $cmd -n $s -l dry-run -d 'show what would be sent; connect to nothing'
     complete -c $cmd -n $s -l progress -d 'show a progress bar'
     complete -c $cmd -n $s -l no-progress -d 'never show a progress bar'
 end
+
+# the outbox
+function __bluearrow_outbox_ids
+    bluearrow outbox list 2>/dev/null | sed -n 's/^\([0-9][^ ]*\)  age .*/\1/p'
+end
+set -l o "__fish_seen_subcommand_from outbox"
+complete -c bluearrow -n "$o; and not __fish_seen_subcommand_from list show flush retry rm" -a 'list show flush retry rm'
+complete -c bluearrow -n "$o; and __fish_seen_subcommand_from show flush retry rm" -x -a '(__bluearrow_outbox_ids)'
+complete -c bluearrow -n "$o; and __fish_seen_subcommand_from list" -l json -d 'list as JSON'
+complete -c bluearrow -n $o -s C -l file -r -F -d 'configuration file'
+complete -c bluearrow -n "$o; and __fish_seen_subcommand_from flush" -s a -l account -x -a '(__bluearrow_accounts)' -d 'account'

@@ -136,6 +136,9 @@ static const struct field fields[BA_KEY_COUNT] = {
 	[BA_KEY_AUTO_FROM] = FVAL(auto_from),
 	[BA_KEY_MAILDOMAIN] = FSTR(maildomain),
 	[BA_KEY_PARTIAL_DELIVERY] = FVAL(partial_delivery),
+	[BA_KEY_OUTBOX] = FSTR(outbox),
+	[BA_KEY_QUEUE] = FVAL(queue),
+	[BA_KEY_QUEUE_MAX_AGE] = FVAL(queue_max_age),
 };
 
 static const char *const key_names[BA_KEY_COUNT] = {
@@ -148,6 +151,7 @@ static const char *const key_names[BA_KEY_COUNT] = {
 	"set_date_header", "set_msgid_header", "remove_bcc_headers",
 	"undisclosed_recipients", "logfile", "logfile_time_format", "syslog", "aliases",
 	"auto_from", "maildomain", "partial_delivery",
+	"outbox", "queue", "queue_max_age",
 };
 
 const char *ba_config_key_name(enum ba_config_key k)
@@ -523,6 +527,8 @@ enum kind {
 	K_HDR_LEGACY,  /* add_missing_*_header: on = auto, off = off */
 	K_SYSLOG,
 	K_SSLV3,       /* tls_force_sslv3: only "off" is acceptable */
+	K_QUEUE,       /* off, on_failure, always */
+	K_AGE,         /* seconds, or a number with s, m, h or d */
 };
 
 struct keydef {
@@ -581,6 +587,9 @@ static const struct keydef keydefs[] = {
 	{ "auto_from", BA_KEY_AUTO_FROM, K_BOOL },
 	{ "maildomain", BA_KEY_MAILDOMAIN, K_STR_EMPTY },
 	{ "partial_delivery", BA_KEY_PARTIAL_DELIVERY, K_BOOL },
+	{ "outbox", BA_KEY_OUTBOX, K_FILE },
+	{ "queue", BA_KEY_QUEUE, K_QUEUE },
+	{ "queue_max_age", BA_KEY_QUEUE_MAX_AGE, K_AGE },
 };
 
 /* The auth methods msmtp 1.8 accepts, plus SCRAM -PLUS (bluearrow). */
@@ -860,6 +869,27 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 			goto invalid;
 		rc = set_str(a, kd->key, v);
 		break;
+	case K_QUEUE:
+		if (strcmp(v, "off") == 0)
+			a->queue = BA_QUEUE_OFF;
+		else if (strcmp(v, "on_failure") == 0)
+			a->queue = BA_QUEUE_ON_FAILURE;
+		else if (strcmp(v, "always") == 0)
+			a->queue = BA_QUEUE_ALWAYS;
+		else
+			goto invalid;
+		break;
+	case K_AGE: {
+		char *end;
+		errno = 0;
+		long x = strtol(v, &end, 10);
+		long unit = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
+		          : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+		if (end == v || !unit || errno == ERANGE || x <= 0 || x > LONG_MAX / unit)
+			goto invalid;
+		a->queue_max_age = x * unit;
+		break;
+	}
 	}
 done:
 	if (rc < 0) {

@@ -395,6 +395,17 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 		case BA_KEY_AUTO_FROM: v = onoff(a->auto_from); break;
 		case BA_KEY_MAILDOMAIN: v = a->maildomain; break;
 		case BA_KEY_PARTIAL_DELIVERY: v = onoff(a->partial_delivery); break;
+		case BA_KEY_OUTBOX: v = a->outbox; break;
+		case BA_KEY_QUEUE:
+			v = a->queue == BA_QUEUE_ALWAYS ? "always"
+			    : a->queue == BA_QUEUE_ON_FAILURE ? "on_failure" : "off";
+			break;
+		case BA_KEY_QUEUE_MAX_AGE:
+			if (a->queue_max_age) {
+				snprintf(num, sizeof(num), "%ld", a->queue_max_age);
+				v = num;
+			}
+			break;
 		case BA_KEY_COUNT: break;
 		}
 		if (v)

@@ -449,8 +449,13 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	ro.cancel_fd = s->cancel_fd;
 	ro.ask_password = s->ask_password;
 	ro.ask_password_ctx = s->ask_password_ctx;
-	ba_route *r = NULL;
-	int rc = ba_route_open(&r, s->acc, &ro, err);
+	ba_route *r = s->route ? *s->route : NULL;
+	int reused = r != NULL, rc = 0;
+	memset(&report, 0, sizeof(report));
+	if (!r)
+		rc = ba_route_open(&r, s->acc, &ro, err);
+	if (reused)
+		snprintf(report.server, sizeof(report.server), "%s", ba_route_server(r));
 	memcpy(res->server, report.server, sizeof(res->server));
 	if (!res->server[0]) { /* the route stopped before a target: name the configured one */
 		const struct ba_account *acc = s->acc;
@@ -462,9 +467,37 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	}
 	if (rc == 0)
 		rc = deliver(res, s, r, err);
+	/*
+	 * A kept session the server closed meanwhile (idle timeout, 421): once more
+	 * on a new one, but only when the server cannot have taken the message: no
+	 * reply was read, or the last one read was a refusal (the data never went
+	 * out after it, or its final reply refused it).
+	 */
+	if (rc < 0 && reused && !(err->flags & BA_ERR_CANCELLED) &&
+	    (err->smtp_code == 0 || err->smtp_code == 421) &&
+	    (!res->result || res->result->code == 0 || res->result->code >= 400) &&
+	    (err->code == EX_TEMPFAIL || err->code == EX_IOERR || err->code == EX_PROTOCOL)) {
+		ba_log(s->log, BA_LOG_DEBUG, "the kept session failed (%s): connecting again",
+		       err->text);
+		ba_route_free(r);
+		r = NULL;
+		ba_err_clear(err);
+		ba_result_free(res->result);
+		res->result = NULL;
+		rc = ba_route_open(&r, s->acc, &ro, err);
+		memcpy(res->server, report.server, sizeof(res->server));
+		if (rc == 0)
+			rc = deliver(res, s, r, err);
+	}
 	if (rc < 0 && err->smtp_code && !res->smtp_code)
 		res->smtp_code = err->smtp_code;
-	ba_route_free(r);
+	if (s->route && rc == 0) {
+		*s->route = r;
+	} else {
+		ba_route_free(r);
+		if (s->route)
+			*s->route = NULL;
+	}
 	int code = rc == 0 ? 0 : (err->code ? err->code : EX_SOFTWARE);
 	if (rc < 0)
 		ba_route_hint(&res->hint, s->acc, err, &report);

@@ -62,6 +62,11 @@ def test_bash(cfg):
     assert bash_complete("bluearrow send --no-p") == ["--no-progress"]
     assert bash_complete("bluearrow sendmail --pre") == ["--pretend"]
     assert "--progress" in bash_complete("bluearrow-sendmail --pro", "_bluearrow_sendmail")
+    assert bash_complete("bluearrow ou") == ["outbox"]
+    assert bash_complete("bluearrow outbox ") == ["flush", "list", "retry", "rm", "show"]
+    assert bash_complete("bluearrow outbox list --j") == ["--json"]
+    assert bash_complete("bluearrow outbox flush -C %s -a w" % cfg) == ["work"]
+    assert bash_complete("bluearrow sendmail -od") == ["-odb", "-odi", "-odq"]
 
 
 def fish_complete(line):
@@ -79,6 +84,7 @@ def test_fish(cfg):
     assert fish_complete("bluearrow-sendmail -R ") == ["full", "hdrs"]
     assert fish_complete("bluearrow config ") == ["check", "init", "list", "show"]
     assert "--tls-trust-file" in fish_complete("bluearrow sendmail --tls")
+    assert fish_complete("bluearrow outbox ") == ["flush", "list", "retry", "rm", "show"]
 
 
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh missing")

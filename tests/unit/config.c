@@ -88,7 +88,10 @@ static void test_config__every_key_type(void **state)
 		"aliases /etc/aliases\n"
 		"auto_from on\n"
 		"maildomain example.org\n"
-		"partial_delivery on\n");
+		"partial_delivery on\n"
+		"outbox ~/q\n"
+		"queue on_failure\n"
+		"queue_max_age 2d\n");
 	const struct ba_account *a = acc(cfg, "a");
 	assert_string_equal(a->host, "smtp.example.org");
 	assert_int_equal(a->port, 587);
@@ -132,6 +135,9 @@ static void test_config__every_key_type(void **state)
 	assert_int_equal(a->auto_from, 1);
 	assert_string_equal(a->maildomain, "example.org");
 	assert_int_equal(a->partial_delivery, 1);
+	assert_string_equal(a->outbox, "/home/jo/q");
+	assert_int_equal(a->queue, BA_QUEUE_ON_FAILURE);
+	assert_int_equal(a->queue_max_age, 2 * 86400);
 	/* every key was set explicitly except password and ntlmdomain, and socket */
 	for (int k = 0; k < BA_KEY_COUNT; k++) {
 		int expect = k != BA_KEY_PASSWORD && k != BA_KEY_NTLMDOMAIN && k != BA_KEY_SOCKET;

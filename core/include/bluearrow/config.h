@@ -82,6 +82,9 @@ enum ba_config_key {
 	BA_KEY_AUTO_FROM,
 	BA_KEY_MAILDOMAIN,
 	BA_KEY_PARTIAL_DELIVERY,   /* bluearrow extension */
+	BA_KEY_OUTBOX,             /* bluearrow extension */
+	BA_KEY_QUEUE,              /* bluearrow extension */
+	BA_KEY_QUEUE_MAX_AGE,      /* bluearrow extension */
 	BA_KEY_COUNT
 };
 
@@ -100,6 +103,8 @@ enum ba_config_dsn_notify {
 	BA_DSN_FAILURE = 1 << 2,
 	BA_DSN_DELAY = 1 << 3
 };
+/* queue: when a message goes to the outbox instead of failing (bluearrow extension). */
+enum ba_config_queue { BA_QUEUE_OFF, BA_QUEUE_ON_FAILURE, BA_QUEUE_ALWAYS };
 /* dsn_return (RFC 3461 §4.3). */
 enum ba_config_dsn_return { BA_DSN_RET_OFF, BA_DSN_RET_HDRS, BA_DSN_RET_FULL };
 
@@ -176,6 +181,10 @@ struct ba_account {
 
 	/* bluearrow extensions */
 	int partial_delivery;       /* 1: exit 0 if some recipients were accepted; default 0 */
+	const char *outbox;         /* the outbox directory (~ expanded); NULL = the default
+	                               ($XDG_STATE_HOME/bluearrow/outbox, bluearrow/outbox.h) */
+	enum ba_config_queue queue; /* default BA_QUEUE_OFF */
+	long queue_max_age;         /* seconds an entry is retried before it fails; 0 = 5 days */
 };
 
 enum ba_config_load_flags {

@@ -220,6 +220,14 @@ struct ba_submit {
 	void *ask_password_ctx;
 	uint64_t dropped_after_dot;   /* ba_msg_input's count of bytes after a lone "." that
 	                                 were not sent: written in the log line; 0 = none */
+	ba_route **route;             /* optional: a route kept across messages of one account
+	                                 (the outbox flush).  When *route is open the message
+	                                 goes over it (the engine sends RSET between messages),
+	                                 and if that session turns out dead before the data
+	                                 (421, a closed connection) a new route is opened once;
+	                                 when *route is NULL the route opened is left there.
+	                                 After a failure *route is freed and set to NULL.  The
+	                                 caller frees the last one with ba_route_free() */
 };
 
 /* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */

@@ -1,0 +1,1358 @@
+/* core/outbox.c - the crash-safe outbox (see bluearrow/outbox.h for the layout and the promises) */
+#define _GNU_SOURCE
+#include "bluearrow/outbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bluearrow/msg_read.h"
+#include "bluearrow/submit.h"
+
+#define STATE_MAGIC "bluearrow-outbox 1"
+#define STATE_MAX (1u << 20)       /* a state file larger than this is corrupt */
+#define MSGID_SCAN (64u << 10)     /* the Message-ID is looked for in the first 64 KB */
+#define TMP_MAX_AGE (36 * 3600)    /* Maildir's rule for leftovers in tmp/ */
+#define BACKOFF_FIRST 300          /* seconds before the first retry, doubled each time */
+#define BACKOFF_MAX (4 * 3600)
+
+enum { D_TMP, D_Q, D_FAILED, D_CORRUPT, D_COUNT };
+static const char *const sub_names[D_COUNT] = { "tmp", "q", "failed", "corrupt" };
+
+struct ba_outbox {
+	char *dir;
+	int dfd;
+	int sub[D_COUNT];
+	const struct ba_log *log;
+};
+
+/* ---- the state file ------------------------------------------------------ */
+
+static const char *const rcpt_state_names[] = { "pending", "sent", "failed" };
+
+void ba_outbox_entry_release(struct ba_outbox_entry *e)
+{
+	free(e->account);
+	free(e->from);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		free(e->rcpt[i].addr);
+	free(e->rcpt);
+	free(e->envid);
+	free(e->msgid);
+	free(e->error);
+	memset(e, 0, sizeof(*e));
+}
+
+/* A text value on one line: controls (CR, LF, ...) become spaces. */
+static void add_text(struct ba_buf *out, const char *key, const char *v)
+{
+	if (*key)
+		ba_buf_addf(out, "%s ", key);
+	for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+		ba_buf_addch(out, *c < 0x20 || *c == 0x7f ? ' ' : *c);
+	ba_buf_addch(out, '\n');
+}
+
+int ba_outbox_entry_format(struct ba_buf *out, const struct ba_outbox_entry *e)
+{
+	ba_buf_reset(out);
+	ba_buf_addstr(out, STATE_MAGIC "\n");
+	add_text(out, "id", e->id);
+	add_text(out, "account", e->account ? e->account : "");
+	add_text(out, "from", e->from ? e->from : "");
+	for (size_t i = 0; i < e->nrcpt; i++) {
+		ba_buf_addf(out, "rcpt %s %d ", rcpt_state_names[e->rcpt[i].state],
+		            e->rcpt[i].code);
+		add_text(out, "", e->rcpt[i].addr);
+	}
+	ba_buf_addf(out, "notify %u\nret %d\n", e->notify, e->ret);
+	if (e->envid)
+		add_text(out, "envid", e->envid);
+	if (e->msgid)
+		add_text(out, "msgid", e->msgid);
+	ba_buf_addf(out, "created %" PRId64 "\nnext %" PRId64 "\nattempts %u\n", e->created,
+	            e->next, e->attempts);
+	if (e->error_class || e->error) {
+		ba_buf_addf(out, "error %d %d ", e->error_class, e->error_code);
+		add_text(out, "", e->error ? e->error : "");
+	}
+	ba_buf_addstr(out, "end\n");
+	return ba_buf_failed(out) ? -1 : 0;
+}
+
+/* A decimal number filling v: 0, else -1. */
+static int num(const char *v, long long min, long long max, long long *out)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (end == v || *end || errno == ERANGE || x < min || x > max)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+/* "A B rest": the first two words of *v into a and b, *v moved to the rest (after one space). */
+static int two_words(char **v, char **a, char **b)
+{
+	char *s1 = strchr(*v, ' ');
+	if (!s1)
+		return -1;
+	*s1 = '\0';
+	char *s2 = strchr(s1 + 1, ' ');
+	if (!s2)
+		return -1;
+	*s2 = '\0';
+	*a = *v;
+	*b = s1 + 1;
+	*v = s2 + 1;
+	return 0;
+}
+
+static int parse_line(struct ba_outbox_entry *e, char *key, char *v)
+{
+	long long x;
+	char *a, *b, **dst = NULL;
+	if (strcmp(key, "id") == 0) {
+		if (!*v || strlen(v) >= sizeof(e->id) || strchr(v, '/') || *v == '.')
+			return -1;
+		memcpy(e->id, v, strlen(v) + 1);
+		return 0;
+	}
+	if (strcmp(key, "account") == 0)
+		dst = &e->account;
+	else if (strcmp(key, "from") == 0)
+		dst = &e->from;
+	else if (strcmp(key, "envid") == 0)
+		dst = &e->envid;
+	else if (strcmp(key, "msgid") == 0)
+		dst = &e->msgid;
+	if (dst) {
+		if (*dst)
+			return -1; /* twice */
+		*dst = strdup(v);
+		return *dst ? 0 : -2;
+	}
+	if (strcmp(key, "rcpt") == 0) {
+		if (two_words(&v, &a, &b) < 0 || !*v || num(b, 0, 999, &x) < 0)
+			return -1;
+		int st = -1;
+		for (int k = 0; k < 3; k++)
+			if (strcmp(a, rcpt_state_names[k]) == 0)
+				st = k;
+		if (st < 0)
+			return -1;
+		struct ba_outbox_rcpt *r = realloc(e->rcpt, (e->nrcpt + 1) * sizeof(*r));
+		if (!r)
+			return -2;
+		e->rcpt = r;
+		r[e->nrcpt].addr = strdup(v);
+		if (!r[e->nrcpt].addr)
+			return -2;
+		r[e->nrcpt].state = (enum ba_outbox_rcpt_state)st;
+		r[e->nrcpt].code = (int)x;
+		e->nrcpt++;
+		return 0;
+	}
+	if (strcmp(key, "error") == 0) {
+		long long y;
+		if (e->error || two_words(&v, &a, &b) < 0 || num(a, 0, 255, &x) < 0 ||
+		    num(b, 0, 999, &y) < 0)
+			return -1;
+		e->error_class = (int)x;
+		e->error_code = (int)y;
+		e->error = strdup(v);
+		return e->error ? 0 : -2;
+	}
+	if (strcmp(key, "notify") == 0 && num(v, 0, 15, &x) == 0) {
+		e->notify = (unsigned)x;
+		return 0;
+	}
+	if (strcmp(key, "ret") == 0 && num(v, 0, 2, &x) == 0) {
+		e->ret = (int)x;
+		return 0;
+	}
+	if (strcmp(key, "created") == 0 && num(v, 1, INT64_MAX, &x) == 0) {
+		e->created = x;
+		return 0;
+	}
+	if (strcmp(key, "next") == 0 && num(v, 0, INT64_MAX, &x) == 0) {
+		e->next = x;
+		return 0;
+	}
+	if (strcmp(key, "attempts") == 0 && num(v, 0, UINT_MAX, &x) == 0) {
+		e->attempts = (unsigned)x;
+		return 0;
+	}
+	return -1;
+}
+
+int ba_outbox_entry_parse(struct ba_outbox_entry *e, const char *text, size_t len,
+                          struct ba_err *err)
+{
+	memset(e, 0, sizeof(*e));
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	int rc = 0, ended = 0;
+	unsigned lineno = 0;
+	char *p = copy;
+	if (memchr(copy, '\0', len)) {
+		rc = ba_err_set(err, EX_DATAERR, "a NUL byte in the state file");
+		goto out;
+	}
+	while (*p) {
+		char *nl = strchr(p, '\n');
+		lineno++;
+		if (!nl) {
+			rc = ba_err_set(err, EX_DATAERR, "line %u: no line end (truncated)", lineno);
+			goto out;
+		}
+		*nl = '\0';
+		if (ended) {
+			rc = ba_err_set(err, EX_DATAERR, "line %u: text after 'end'", lineno);
+			goto out;
+		}
+		if (lineno == 1) {
+			if (strcmp(p, STATE_MAGIC) != 0) {
+				rc = ba_err_set(err, EX_DATAERR, "line 1: not a bluearrow outbox state "
+				                "file (expected '" STATE_MAGIC "')");
+				goto out;
+			}
+		} else if (strcmp(p, "end") == 0) {
+			ended = 1;
+		} else {
+			char *sp = strchr(p, ' ');
+			int r = sp ? (*sp = '\0', parse_line(e, p, sp + 1)) : -1;
+			if (r == -2) {
+				rc = ba_err_set(err, EX_OSERR, "out of memory");
+				goto out;
+			}
+			if (r < 0) {
+				rc = ba_err_set(err, EX_DATAERR, "line %u: invalid line for key '%.40s'",
+				                lineno, p);
+				goto out;
+			}
+		}
+		p = nl + 1;
+	}
+	if (!ended)
+		rc = ba_err_set(err, EX_DATAERR, "no 'end' line (truncated)");
+	else if (!e->id[0] || !e->account || !e->from || !e->nrcpt || !e->created)
+		rc = ba_err_set(err, EX_DATAERR, "a required key is missing (id, account, from, "
+		                "rcpt, created)");
+out:
+	free(copy);
+	if (rc < 0)
+		ba_outbox_entry_release(e);
+	return rc;
+}
+
+/* ---- the directory ---------------------------------------------------------- */
+
+int ba_outbox_default_dir(struct ba_buf *out, struct ba_err *err)
+{
+	ba_buf_reset(out);
+	const char *x = getenv("XDG_STATE_HOME"), *h = getenv("HOME");
+	if (x && *x == '/')
+		ba_buf_addf(out, "%s/bluearrow/outbox", x);
+	else if (h && *h)
+		ba_buf_addf(out, "%s/.local/state/bluearrow/outbox", h);
+	else
+		return ba_err_set(err, EX_CONFIG, "no outbox directory: set 'outbox DIR' in the "
+		                  "configuration, or XDG_STATE_HOME or HOME");
+	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+}
+
+/* Opens (creating it 0700 when missing) the directory name under at; checks owner and mode. */
+static int open_dir(int *out, int at, const char *name, const char *shown, struct ba_err *err)
+{
+	if (mkdirat(at, name, 0700) < 0 && errno != EEXIST)
+		return ba_err_set(err, EX_CANTCREAT, "outbox: cannot create '%s': %s", shown,
+		                  ba_strerror_t(errno));
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return ba_err_set(err, errno == ELOOP || errno == ENOTDIR ? EX_NOPERM : EX_CANTCREAT,
+		                  "outbox: cannot open '%s': %s", shown,
+		                  errno == ELOOP ? "it is a symbolic link" : ba_strerror_t(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077)) {
+		close(fd);
+		return ba_err_set(err, EX_NOPERM, "outbox: '%s' %s: refused", shown,
+		                  st.st_uid != geteuid() ? "is owned by another user"
+		                                         : "is open to group or others (chmod 700)");
+	}
+	*out = fd;
+	return 0;
+}
+
+/* mkdir -p of dir's parents (0700 for those created). */
+static int make_parents(const char *dir, struct ba_err *err)
+{
+	char *p = strdup(dir);
+	if (!p)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			ba_err_set(err, EX_CANTCREAT, "outbox: cannot create '%s': %s", p,
+			           ba_strerror_t(errno));
+			free(p);
+			return -1;
+		}
+		*s = '/';
+	}
+	free(p);
+	return 0;
+}
+
+int ba_outbox_open(ba_outbox **out, const char *dir, const struct ba_log *log,
+                   struct ba_err *err)
+{
+	*out = NULL;
+	ba_outbox *ob = calloc(1, sizeof(*ob));
+	if (!ob || !(ob->dir = strdup(dir))) {
+		free(ob);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	ob->log = log;
+	ob->dfd = -1;
+	for (int i = 0; i < D_COUNT; i++)
+		ob->sub[i] = -1;
+	if (make_parents(dir, err) < 0 || open_dir(&ob->dfd, AT_FDCWD, dir, dir, err) < 0)
+		goto fail;
+	for (int i = 0; i < D_COUNT; i++) {
+		char shown[PATH_MAX];
+		snprintf(shown, sizeof(shown), "%s/%s", dir, sub_names[i]);
+		if (open_dir(&ob->sub[i], ob->dfd, sub_names[i], shown, err) < 0)
+			goto fail;
+	}
+	*out = ob;
+	return 0;
+fail:
+	ba_outbox_free(ob);
+	return -1;
+}
+
+void ba_outbox_free(ba_outbox *ob)
+{
+	if (!ob)
+		return;
+	for (int i = 0; i < D_COUNT; i++)
+		if (ob->sub[i] >= 0)
+			close(ob->sub[i]);
+	if (ob->dfd >= 0)
+		close(ob->dfd);
+	free(ob->dir);
+	free(ob);
+}
+
+const char *ba_outbox_dir(const ba_outbox *ob)
+{
+	return ob->dir;
+}
+
+static int io_err(const ba_outbox *ob, const char *what, const char *sub, const char *name,
+                  int e, struct ba_err *err)
+{
+	return ba_err_set(err, e == ENOSPC || e == EDQUOT || e == EIO ? EX_IOERR : EX_CANTCREAT,
+	                  "outbox %s: cannot %s '%s/%s': %s", ob->dir, what, sub, name,
+	                  ba_strerror_t(e));
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Writes e's state as tmp/ID.st, fsyncs it, renames it to sub/ID.st and
+ * fsyncs sub: the one durable state update.
+ */
+static int write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub,
+                       struct ba_err *err)
+{
+	char name[BA_OUTBOX_ID_MAX + 8];
+	snprintf(name, sizeof(name), "%s.st", e->id);
+	struct ba_buf b = BA_BUF_INIT;
+	if (ba_outbox_entry_format(&b, e) < 0) {
+		ba_buf_release(&b);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	int rc = -1;
+	unlinkat(ob->sub[D_TMP], name, 0);
+	int fd = openat(ob->sub[D_TMP], name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	                0600);
+	if (fd < 0) {
+		io_err(ob, "create", "tmp", name, errno, err);
+		goto out;
+	}
+	if (write_all(fd, b.data, b.len) < 0 || fsync(fd) < 0) {
+		io_err(ob, "write", "tmp", name, errno, err);
+		close(fd);
+		unlinkat(ob->sub[D_TMP], name, 0);
+		goto out;
+	}
+	close(fd);
+	if (renameat(ob->sub[D_TMP], name, ob->sub[sub], name) < 0) {
+		io_err(ob, "rename", "tmp", name, errno, err);
+		unlinkat(ob->sub[D_TMP], name, 0);
+		goto out;
+	}
+	if (fsync(ob->sub[sub]) < 0) {
+		io_err(ob, "sync", sub_names[sub], ".", errno, err);
+		goto out;
+	}
+	rc = 0;
+out:
+	ba_buf_release(&b);
+	return rc;
+}
+
+/* "1733500000.123456.P4242R1a2b3c4d": sortable by time, unique by pid and 32 random bits. */
+static void make_id(char *id, size_t n)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	uint32_t r = 0;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)tv.tv_usec ^ ((uint32_t)getpid() << 12) ^ (uint32_t)(uintptr_t)&r;
+	snprintf(id, n, "%010lld.%06ld.P%dR%08" PRIx32, (long long)tv.tv_sec, (long)tv.tv_usec,
+	         (int)getpid(), r);
+}
+
+/* The body of the first Message-ID field in the header at p[0..n), malloc'd; NULL when none. */
+static char *find_msgid(const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		const char *line = p + i, *nl = memchr(line, '\n', n - i);
+		size_t len = nl ? (size_t)(nl - line) : n - i;
+		if (len == 0 || (len == 1 && line[0] == '\r'))
+			return NULL; /* the end of the header */
+		if (len > 11 && strncasecmp(line, "Message-ID:", 11) == 0) {
+			const char *v = line + 11, *end = line + len;
+			while (v < end && (*v == ' ' || *v == '\t'))
+				v++;
+			while (end > v && (end[-1] == '\r' || end[-1] == ' '))
+				end--;
+			return end > v && end - v < 500 ? strndup(v, (size_t)(end - v)) : NULL;
+		}
+		i += len + 1;
+	}
+	return NULL;
+}
+
+int ba_outbox_add(ba_outbox *ob, struct ba_outbox_entry *e, ba_reader *msg, int *hold,
+                  struct ba_err *err)
+{
+	if (hold)
+		*hold = -1;
+	char mname[BA_OUTBOX_ID_MAX + 8], sname[BA_OUTBOX_ID_MAX + 8];
+	int fd = -1, rc = -1, renamed = 0;
+	for (int tries = 0; fd < 0; tries++) {
+		if (!e->id[0] || tries)
+			make_id(e->id, sizeof(e->id));
+		snprintf(mname, sizeof(mname), "%s.msg", e->id);
+		fd = openat(ob->sub[D_TMP], mname,
+		            O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && (errno != EEXIST || tries > 5))
+			return io_err(ob, "create", "tmp", mname, errno, err);
+	}
+	snprintf(sname, sizeof(sname), "%s.st", e->id);
+	flock(fd, LOCK_EX); /* a new file: no one else holds it */
+	struct ba_buf head = BA_BUF_INIT;
+	char buf[65536];
+	uint64_t size = 0;
+	for (;;) {
+		ssize_t k = ba_read(msg, buf, sizeof(buf), err);
+		if (k < 0)
+			goto fail;
+		if (k == 0)
+			break;
+		if (head.len < MSGID_SCAN)
+			ba_buf_add(&head, buf, (size_t)k);
+		if (write_all(fd, buf, (size_t)k) < 0) {
+			io_err(ob, "write", "tmp", mname, errno, err);
+			goto fail;
+		}
+		size += (uint64_t)k;
+	}
+	if (fsync(fd) < 0) {
+		io_err(ob, "write", "tmp", mname, errno, err);
+		goto fail;
+	}
+	e->size = size;
+	if (!e->msgid && head.len)
+		e->msgid = find_msgid(head.data, head.len);
+	if (!e->created)
+		e->created = (int64_t)time(NULL);
+	if (!e->next)
+		e->next = e->created;
+	if (renameat(ob->sub[D_TMP], mname, ob->sub[D_Q], mname) < 0) {
+		io_err(ob, "rename", "tmp", mname, errno, err);
+		goto fail;
+	}
+	renamed = 1;
+	/* the state last: until it is in q/ there is no entry, only a locked message file */
+	if (write_state(ob, e, D_Q, err) < 0)
+		goto fail;
+	rc = 0;
+	if (hold) {
+		*hold = fd;
+		fd = -1;
+	}
+	goto out;
+fail:
+	unlinkat(renamed ? ob->sub[D_Q] : ob->sub[D_TMP], mname, 0);
+	unlinkat(ob->sub[D_TMP], sname, 0);
+	if (renamed)
+		fsync(ob->sub[D_Q]);
+out:
+	if (fd >= 0)
+		close(fd);
+	ba_buf_release(&head);
+	return rc;
+}
+
+/* ---- reading entries ------------------------------------------------------- */
+
+/* Reads sub/name (a regular file, not a link, at most STATE_MAX) into out. */
+static int read_small(struct ba_buf *out, int dirfd, const char *name, int *eno)
+{
+	ba_buf_reset(out);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		*eno = errno;
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > STATE_MAX) {
+		*eno = EINVAL;
+		close(fd);
+		return -1;
+	}
+	char buf[8192];
+	for (;;) {
+		ssize_t k = read(fd, buf, sizeof(buf));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			*eno = k < 0 ? errno : 0;
+			close(fd);
+			return k < 0 || ba_buf_failed(out) ? -1 : 0;
+		}
+		ba_buf_add(out, buf, (size_t)k);
+		if (out->len > STATE_MAX) {
+			*eno = EINVAL;
+			close(fd);
+			return -1;
+		}
+	}
+}
+
+/* Moves sub/name to corrupt/ (under a name that cannot collide) with a warning. */
+static void set_aside(ba_outbox *ob, int sub, const char *name, const char *why)
+{
+	char dst[NAME_MAX + 1];
+	char id[BA_OUTBOX_ID_MAX];
+	make_id(id, sizeof(id));
+	snprintf(dst, sizeof(dst), "%.180s.%s", name, id);
+	if (renameat(ob->sub[sub], name, ob->sub[D_CORRUPT], dst) == 0) {
+		fsync(ob->sub[sub]);
+		ba_log(ob->log, BA_LOG_WARNING, "outbox %s: '%s/%s' %s: moved to 'corrupt/%s'",
+		       ob->dir, sub_names[sub], name, why, dst);
+	} else {
+		ba_log(ob->log, BA_LOG_WARNING, "outbox %s: '%s/%s' %s, and cannot be moved aside: "
+		       "%s", ob->dir, sub_names[sub], name, why, ba_strerror_t(errno));
+	}
+}
+
+/* Reads the state of ID in sub; a state that does not parse is moved aside.  1 = gone. */
+static int load(ba_outbox *ob, int sub, const char *id, struct ba_outbox_entry *e,
+                struct ba_err *err)
+{
+	char name[BA_OUTBOX_ID_MAX + 8];
+	snprintf(name, sizeof(name), "%s.st", id);
+	struct ba_buf b = BA_BUF_INIT;
+	int eno = 0, rc;
+	if (read_small(&b, ob->sub[sub], name, &eno) < 0) {
+		ba_buf_release(&b);
+		if (eno == ENOENT)
+			return 1;
+		if (eno == EINVAL || eno == ELOOP) {
+			set_aside(ob, sub, name, "is not a regular file of at most 1 MB");
+			return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt", ob->dir,
+			                  id);
+		}
+		return io_err(ob, "read", sub_names[sub], name, eno, err);
+	}
+	struct ba_err perr = BA_ERR_INIT;
+	rc = ba_outbox_entry_parse(e, b.data ? b.data : "", b.len, &perr);
+	ba_buf_release(&b);
+	if (rc == 0 && strcmp(e->id, id) != 0) {
+		ba_outbox_entry_release(e);
+		rc = ba_err_set(&perr, EX_DATAERR, "its id is not its name");
+	}
+	if (rc < 0) {
+		if (perr.code == EX_OSERR) {
+			*err = perr;
+			return -1;
+		}
+		char why[BA_ERR_TEXT_MAX + 32];
+		snprintf(why, sizeof(why), "does not parse (%s)", perr.text);
+		set_aside(ob, sub, name, why);
+		char mname[BA_OUTBOX_ID_MAX + 8];
+		snprintf(mname, sizeof(mname), "%s.msg", id);
+		if (faccessat(ob->sub[sub], mname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			set_aside(ob, sub, mname, "belongs to a corrupt state file");
+		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt: %s", ob->dir,
+		                  id, perr.text);
+	}
+	struct stat st;
+	char mname[BA_OUTBOX_ID_MAX + 8];
+	snprintf(mname, sizeof(mname), "%s.msg", id);
+	if (fstatat(ob->sub[sub], mname, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+		ba_outbox_entry_release(e);
+		set_aside(ob, sub, name, "has no message file");
+		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' has no message", ob->dir,
+		                  id);
+	}
+	e->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct ba_outbox_entry *x = a, *y = b;
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* ID of a name "ID.st" / "ID.msg" into id; the suffix's kind: 1 st, 2 msg, 0 neither. */
+static int name_kind(const char *name, char *id, size_t n)
+{
+	size_t len = strlen(name);
+	int kind = 0;
+	size_t cut = 0;
+	if (len > 3 && strcmp(name + len - 3, ".st") == 0)
+		kind = 1, cut = 3;
+	else if (len > 4 && strcmp(name + len - 4, ".msg") == 0)
+		kind = 2, cut = 4;
+	if (!kind || len - cut >= n || name[0] == '.')
+		return 0;
+	memcpy(id, name, len - cut);
+	id[len - cut] = '\0';
+	return kind;
+}
+
+/* Removes leftovers in tmp/ older than Maildir's 36 hours. */
+static void clean_tmp(ba_outbox *ob)
+{
+	int fd = dup(ob->sub[D_TMP]);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	time_t now = time(NULL);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		if (de->d_name[0] == '.' ||
+		    fstatat(ob->sub[D_TMP], de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (now - st.st_mtime > TMP_MAX_AGE)
+			unlinkat(ob->sub[D_TMP], de->d_name, 0);
+	}
+	closedir(d);
+}
+
+/* A message file without its state: removed if no one holds it (a crash left it). */
+static void drop_orphan(ba_outbox *ob, const char *id, const char *mname)
+{
+	char sname[BA_OUTBOX_ID_MAX + 8];
+	snprintf(sname, sizeof(sname), "%s.st", id);
+	int fd = openat(ob->sub[D_Q], mname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+	    faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+		if (faccessat(ob->sub[D_FAILED], sname, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+			/* a move to failed/ that a crash interrupted: finish it */
+			if (renameat(ob->sub[D_Q], mname, ob->sub[D_FAILED], mname) == 0)
+				fsync(ob->sub[D_FAILED]);
+		} else {
+			unlinkat(ob->sub[D_Q], mname, 0);
+			ba_log(ob->log, BA_LOG_DEBUG, "outbox %s: removed 'q/%s', a message without "
+			       "state", ob->dir, mname);
+		}
+	}
+	close(fd);
+}
+
+/*
+ * Reads every entry of q/ and hands each to fn (which owns it from then on
+ * and returns 0, or -1 with err set to stop); sets aside what is no entry
+ * and removes crash leftovers.
+ */
+static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, struct ba_err *err),
+                void *ctx, struct ba_err *err)
+{
+	clean_tmp(ob);
+	int fd = dup(ob->sub[D_Q]);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return io_err(ob, "read", "q", ".", errno, err);
+	}
+	struct dirent *de;
+	int rc = 0;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		char id[BA_OUTBOX_ID_MAX];
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		int kind = name_kind(de->d_name, id, sizeof(id));
+		if (kind == 0) {
+			set_aside(ob, D_Q, de->d_name, "is no outbox file");
+			continue;
+		}
+		if (kind == 2) {
+			char sname[BA_OUTBOX_ID_MAX + 8];
+			snprintf(sname, sizeof(sname), "%s.st", id);
+			if (faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+				drop_orphan(ob, id, de->d_name);
+			continue;
+		}
+		struct ba_err lerr = BA_ERR_INIT;
+		struct ba_outbox_entry e;
+		int r = load(ob, D_Q, id, &e, &lerr);
+		if (r == 0)
+			rc = fn(ctx, &e, err);
+		else if (r < 0 && lerr.code == EX_OSERR)
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	closedir(d);
+	return rc;
+}
+
+struct list_ctx {
+	struct ba_outbox_entry *v;
+	size_t n, cap;
+};
+
+static int list_add(void *ctx, struct ba_outbox_entry *e, struct ba_err *err)
+{
+	struct list_ctx *l = ctx;
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 16;
+		struct ba_outbox_entry *na = realloc(l->v, nc * sizeof(*na));
+		if (!na) {
+			ba_outbox_entry_release(e);
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		}
+		l->v = na;
+		l->cap = nc;
+	}
+	l->v[l->n++] = *e;
+	return 0;
+}
+
+int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct ba_err *err)
+{
+	*v = NULL;
+	*n = 0;
+	struct list_ctx l = { NULL, 0, 0 };
+	if (scan(ob, list_add, &l, err) < 0) {
+		ba_outbox_list_free(l.v, l.n);
+		return -1;
+	}
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_entry);
+	*v = l.v;
+	*n = l.n;
+	return 0;
+}
+
+void ba_outbox_list_free(struct ba_outbox_entry *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ba_outbox_entry_release(&v[i]);
+	free(v);
+}
+
+static int check_id(const ba_outbox *ob, const char *id, struct ba_err *err)
+{
+	if (!*id || *id == '.' || strchr(id, '/') || strlen(id) >= BA_OUTBOX_ID_MAX)
+		return ba_err_set(err, EX_USAGE, "outbox %s: '%s' is no entry id", ob->dir, id);
+	return 0;
+}
+
+int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *failed,
+                  struct ba_buf *path, struct ba_err *err)
+{
+	memset(e, 0, sizeof(*e));
+	if (check_id(ob, id, err) < 0)
+		return -1;
+	for (int sub = D_Q; sub <= D_FAILED; sub++) {
+		int r = load(ob, sub, id, e, err);
+		if (r < 0)
+			return -1;
+		if (r == 1)
+			continue;
+		if (failed)
+			*failed = sub == D_FAILED;
+		if (path) {
+			ba_buf_reset(path);
+			ba_buf_addf(path, "%s/%s/%s.msg", ob->dir, sub_names[sub], id);
+		}
+		return 0;
+	}
+	return ba_err_set(err, EX_NOINPUT, "outbox %s: no entry '%s'", ob->dir, id);
+}
+
+/* Opens and locks ID's message file in sub (without waiting).  1 = it is gone. */
+static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct ba_err *err)
+{
+	char mname[BA_OUTBOX_ID_MAX + 8];
+	snprintf(mname, sizeof(mname), "%s.msg", id);
+	*fd = openat(ob->sub[sub], mname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (*fd < 0)
+		return errno == ENOENT ? 1 : io_err(ob, "open", sub_names[sub], mname, errno, err);
+	if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+		close(*fd);
+		*fd = -1;
+		return ba_err_set(err, EX_TEMPFAIL, "outbox %s: entry '%s' is being sent", ob->dir,
+		                  id);
+	}
+	struct stat st;
+	if (fstat(*fd, &st) < 0 || st.st_nlink == 0) { /* removed while we waited */
+		close(*fd);
+		*fd = -1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Removes ID from sub: the state first (the entry is gone), then the
+ * message; with sync the directory is fsync'd too (else the caller does it
+ * later, for a batch of removals).
+ */
+static int remove_files(ba_outbox *ob, int sub, const char *id, int sync, struct ba_err *err)
+{
+	char name[BA_OUTBOX_ID_MAX + 8];
+	snprintf(name, sizeof(name), "%s.st", id);
+	if (unlinkat(ob->sub[sub], name, 0) < 0 && errno != ENOENT)
+		return io_err(ob, "remove", sub_names[sub], name, errno, err);
+	snprintf(name, sizeof(name), "%s.msg", id);
+	unlinkat(ob->sub[sub], name, 0);
+	if (sync && fsync(ob->sub[sub]) < 0)
+		return io_err(ob, "sync", sub_names[sub], ".", errno, err);
+	return 0;
+}
+
+/*
+ * Moves a locked entry between q/ and failed/ with the state e, in an order
+ * that never shows q/ a state without its message (a flush or list would
+ * set it aside as corrupt).  Into failed/: the new state there, the state
+ * in q/ removed (the entry leaves the queue), the message moved; a crash
+ * before the move leaves a message in q/ that the next list moves on
+ * (drop_orphan()).  Into q/: the message first (locked, so no list removes
+ * it), then the state, then the old state removed.
+ */
+static int move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e,
+                      struct ba_err *err)
+{
+	char mname[BA_OUTBOX_ID_MAX + 8], sname[BA_OUTBOX_ID_MAX + 8];
+	snprintf(mname, sizeof(mname), "%s.msg", e->id);
+	snprintf(sname, sizeof(sname), "%s.st", e->id);
+	if (to == D_FAILED) {
+		if (write_state(ob, e, to, err) < 0)
+			return -1;
+		if (unlinkat(ob->sub[from], sname, 0) < 0 && errno != ENOENT)
+			return io_err(ob, "remove", sub_names[from], sname, errno, err);
+	}
+	if (renameat(ob->sub[from], mname, ob->sub[to], mname) < 0)
+		return io_err(ob, "move", sub_names[from], mname, errno, err);
+	if (to != D_FAILED) {
+		if (write_state(ob, e, to, err) < 0)
+			return -1;
+		unlinkat(ob->sub[from], sname, 0);
+	} else if (fsync(ob->sub[to]) < 0) {
+		return io_err(ob, "sync", sub_names[to], ".", errno, err);
+	}
+	if (fsync(ob->sub[from]) < 0)
+		return io_err(ob, "sync", sub_names[from], ".", errno, err);
+	return 0;
+}
+
+/* Finds, locks and loads ID (q/ first, then failed/): its subdirectory, or -1. */
+static int take(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *fd,
+                struct ba_err *err)
+{
+	memset(e, 0, sizeof(*e));
+	if (check_id(ob, id, err) < 0)
+		return -1;
+	for (int sub = D_Q; sub <= D_FAILED; sub++) {
+		int r = lock_entry(ob, sub, id, fd, err);
+		if (r < 0)
+			return -1;
+		if (r == 1)
+			continue;
+		r = load(ob, sub, id, e, err);
+		if (r == 0)
+			return sub;
+		close(*fd);
+		*fd = -1;
+		if (r < 0)
+			return -1;
+	}
+	return ba_err_set(err, EX_NOINPUT, "outbox %s: no entry '%s'", ob->dir, id);
+}
+
+int ba_outbox_remove(ba_outbox *ob, const char *id, struct ba_err *err)
+{
+	struct ba_outbox_entry e;
+	int fd = -1;
+	int sub = take(ob, id, &e, &fd, err);
+	if (sub < 0)
+		return -1;
+	int rc = remove_files(ob, sub, id, 1, err);
+	ba_outbox_entry_release(&e);
+	close(fd);
+	return rc;
+}
+
+int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
+{
+	struct ba_outbox_entry e;
+	int fd = -1;
+	int sub = take(ob, id, &e, &fd, err);
+	if (sub < 0)
+		return -1;
+	int64_t now = (int64_t)time(NULL);
+	e.next = now;
+	int rc;
+	if (sub == D_FAILED) {
+		for (size_t i = 0; i < e.nrcpt; i++)
+			if (e.rcpt[i].state == BA_OUTBOX_RCPT_FAILED)
+				e.rcpt[i].state = BA_OUTBOX_RCPT_PENDING;
+		e.created = now; /* a fresh max age */
+		rc = move_entry(ob, D_FAILED, D_Q, &e, err);
+	} else {
+		rc = write_state(ob, &e, D_Q, err);
+	}
+	ba_outbox_entry_release(&e);
+	close(fd);
+	return rc;
+}
+
+/* ---- the flush ------------------------------------------------------------- */
+
+int ba_outbox_temporary(const struct ba_err *err)
+{
+	if (err->smtp_code)
+		return err->smtp_code >= 400 && err->smtp_code < 500;
+	if (err->flags & BA_ERR_TLS_FAILED)
+		return 1;
+	return err->code == EX_TEMPFAIL || err->code == EX_IOERR || err->code == EX_NOHOST;
+}
+
+static void set_error(struct ba_outbox_entry *e, const struct ba_err *err, const char *server)
+{
+	free(e->error);
+	e->error_class = err->code;
+	e->error_code = err->smtp_code;
+	struct ba_buf b = BA_BUF_INIT;
+	if (server && *server)
+		ba_buf_addf(&b, "%s: ", server);
+	ba_buf_addstr(&b, err->text);
+	e->error = ba_buf_failed(&b) ? NULL : strdup(ba_buf_str(&b));
+	ba_buf_release(&b);
+}
+
+/* Spools the locked message file fd for sending (read once here for the flags, not copied). */
+static int spool_file(ba_spool **out, int fd, const ba_outbox *ob, const char *id,
+                      struct ba_err *err)
+{
+	if (ba_spool_new(out, 0, err) < 0)
+		return -1;
+	ba_spool_refer(*out, fd, 0);
+	ba_writer *w = ba_spool_writer(*out);
+	char buf[65536];
+	off_t off = 0;
+	for (;;) {
+		ssize_t k = pread(fd, buf, sizeof(buf), off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			ba_err_set(err, EX_IOERR, "outbox %s: cannot read 'q/%s.msg': %s", ob->dir, id,
+			           ba_strerror_t(errno));
+			goto fail;
+		}
+		if (k == 0)
+			break;
+		if (ba_write(w, buf, (size_t)k, err) < 0)
+			goto fail;
+		off += k;
+	}
+	if (ba_flush(w, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	ba_spool_free(*out);
+	*out = NULL;
+	return -1;
+}
+
+/*
+ * Removals of delivered entries not yet made durable.  A removal lost to a
+ * power failure only sends that message again, as a crash after the
+ * server's reply does (at-least-once), so q/ is fsync'd once per this many
+ * deliveries and at the end of a flush rather than after each one: that
+ * fsync costs more than the SMTP exchange of a small message.
+ */
+#define REMOVE_SYNC_EVERY 256
+
+struct flush_ctx {
+	ba_outbox *ob;
+	const struct ba_outbox_flush_opts *o;
+	struct ba_outbox_flush_stats *st;
+	int64_t now;
+	unsigned unsynced;       /* removals since q/ was last fsync'd */
+};
+
+static void sync_removals(struct flush_ctx *c)
+{
+	if (c->unsynced && fsync(c->ob->sub[D_Q]) < 0)
+		ba_log(c->o->log, BA_LOG_WARNING, "outbox %s: cannot sync 'q': %s", c->ob->dir,
+		       ba_strerror_t(errno));
+	c->unsynced = 0;
+}
+
+/* Records the outcome of one attempt durably.  Returns the outcome. */
+static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry *e, int sent,
+                                     const struct ba_submit_result *res, const size_t *idx,
+                                     size_t nidx, const struct ba_account *acc,
+                                     struct ba_err *err)
+{
+	e->attempts++;
+	int perm = 0;
+	if (sent == 0) {
+		/* per recipient: accepted, refused for good, or still to try */
+		struct ba_result *r = res->result;
+		for (size_t k = 0; r && k < nidx && k < r->nrcpts; k++) {
+			struct ba_outbox_rcpt *rc = &e->rcpt[idx[k]];
+			rc->code = r->rcpts[k].code;
+			if (r->rcpts[k].accepted)
+				rc->state = BA_OUTBOX_RCPT_SENT;
+			else if (r->rcpts[k].code >= 500)
+				rc->state = BA_OUTBOX_RCPT_FAILED;
+		}
+		int pending = 0, failed = 0;
+		for (size_t i = 0; i < e->nrcpt; i++) {
+			pending += e->rcpt[i].state == BA_OUTBOX_RCPT_PENDING;
+			failed += e->rcpt[i].state == BA_OUTBOX_RCPT_FAILED;
+		}
+		if (!pending && !failed)
+			return BA_OUTBOX_DELIVERED;
+		if (!pending) {
+			perm = 1;
+			ba_err_set(err, EX_UNAVAILABLE, "%u recipient(s) refused", (unsigned)failed);
+			for (size_t k = 0; r && k < nidx && k < r->nrcpts; k++)
+				if (e->rcpt[idx[k]].state == BA_OUTBOX_RCPT_FAILED) {
+					ba_err_smtp(err, EX_UNAVAILABLE, r->rcpts[k].code, r->rcpts[k].enhanced,
+					            "recipient '%s' refused: %d %s", r->rcpts[k].addr,
+					            r->rcpts[k].code, r->rcpts[k].text);
+					break;
+				}
+		} else {
+			ba_err_set(err, EX_TEMPFAIL, "%u recipient(s) deferred", (unsigned)pending);
+		}
+	} else if (sent < 0) {
+		perm = !ba_outbox_temporary(err);
+	}
+	set_error(e, err, res ? res->server : NULL);
+	long max_age = acc && acc->queue_max_age ? acc->queue_max_age : BA_OUTBOX_MAX_AGE_DEFAULT;
+	if (!perm && c->now - e->created >= max_age) {
+		perm = 1;
+		char txt[BA_ERR_TEXT_MAX + 64];
+		snprintf(txt, sizeof(txt), "queued for longer than queue_max_age (%lds): %s",
+		         max_age, e->error ? e->error : "");
+		free(e->error);
+		e->error = strdup(txt);
+	}
+	if (perm)
+		return BA_OUTBOX_FAILED;
+	int64_t wait = BACKOFF_FIRST;
+	for (unsigned k = 1; k < e->attempts && wait < BACKOFF_MAX; k++)
+		wait *= 2;
+	if (wait > BACKOFF_MAX)
+		wait = BACKOFF_MAX;
+	e->next = c->now + wait;
+	return BA_OUTBOX_DEFERRED;
+}
+
+/* One entry: lock, reload, send over *route, record the outcome. */
+static void flush_one(struct flush_ctx *c, const char *id, const struct ba_account *acc,
+                      const struct ba_err *acc_err, ba_route **route)
+{
+	const struct ba_outbox_flush_opts *o = c->o;
+	ba_outbox *ob = c->ob;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_outbox_entry e;
+	memset(&e, 0, sizeof(e));
+	int fd = -1, own_fd = 1;
+	if (o->hold_fd > 0) {
+		/* the entry this process added and still holds (sendmail -odb) */
+		char mname[BA_OUTBOX_ID_MAX + 8];
+		struct stat a, b;
+		snprintf(mname, sizeof(mname), "%s.msg", id);
+		if (fstat(o->hold_fd, &a) == 0 &&
+		    fstatat(ob->sub[D_Q], mname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+			fd = o->hold_fd;
+			own_fd = 0;
+		}
+	}
+	if (fd < 0) {
+		int r = lock_entry(ob, D_Q, id, &fd, &err);
+		if (r != 0) {
+			if (r < 0)
+				c->st->skipped++;
+			return; /* locked by another flush, or already gone */
+		}
+	}
+	int r = load(ob, D_Q, id, &e, &err);
+	if (r != 0) {
+		if (own_fd)
+			close(fd);
+		return;
+	}
+	enum ba_outbox_outcome out;
+	struct ba_submit_result res;
+	memset(&res, 0, sizeof(res));
+	ba_spool *spool = NULL;
+	size_t *idx = calloc(e.nrcpt, sizeof(*idx));
+	const char **rcpt = calloc(e.nrcpt, sizeof(*rcpt));
+	size_t nidx = 0;
+	int sent = -1;
+	if (!idx || !rcpt) {
+		ba_err_set(&err, EX_OSERR, "out of memory");
+		c->st->skipped++;
+		goto done_nostate;
+	}
+	for (size_t i = 0; i < e.nrcpt; i++)
+		if (e.rcpt[i].state == BA_OUTBOX_RCPT_PENDING) {
+			idx[nidx] = i;
+			rcpt[nidx++] = e.rcpt[i].addr;
+		}
+	if (!acc) {
+		err = *acc_err;
+	} else if (nidx == 0) {
+		sent = 0; /* nothing left to send: settle it */
+	} else if (spool_file(&spool, fd, ob, id, &err) == 0) {
+		struct ba_submit sub;
+		memset(&sub, 0, sizeof(sub));
+		sub.acc = acc;
+		sub.from = e.from;
+		sub.rcpt = rcpt;
+		sub.nrcpt = nidx;
+		sub.spool = spool;
+		sub.notify = e.notify;
+		sub.ret = e.ret;
+		sub.envid = e.envid;
+		sub.log = o->log;
+		sub.smtp_flags = o->smtp_flags;
+		sub.ask_password = o->ask_password;
+		sub.ask_password_ctx = o->ask_password_ctx;
+		sub.route = route;
+		sent = ba_submit_send(&res, &sub, &err);
+	}
+	if (!acc || sent < 0)
+		out = settle(c, &e, -1, &res, idx, nidx, acc, &err);
+	else
+		out = settle(c, &e, 0, &res, idx, nidx, acc, &err);
+	struct ba_err serr = BA_ERR_INIT;
+	int wr;
+	if (out == BA_OUTBOX_DELIVERED) {
+		wr = remove_files(ob, D_Q, id, 0, &serr);
+		if (++c->unsynced >= REMOVE_SYNC_EVERY)
+			sync_removals(c);
+	}
+	else if (out == BA_OUTBOX_FAILED)
+		wr = move_entry(ob, D_Q, D_FAILED, &e, &serr);
+	else
+		wr = write_state(ob, &e, D_Q, &serr);
+	if (wr < 0) {
+		ba_log(o->log, BA_LOG_ERROR, "%s", serr.text);
+		if (out == BA_OUTBOX_DELIVERED)
+			ba_log(o->log, BA_LOG_ERROR, "outbox %s: entry '%s' was delivered but stays "
+			       "queued: it may be sent again", ob->dir, id);
+	}
+	switch (out) {
+	case BA_OUTBOX_DELIVERED: c->st->delivered++; break;
+	case BA_OUTBOX_DEFERRED: c->st->deferred++; break;
+	case BA_OUTBOX_FAILED: c->st->failed++; break;
+	case BA_OUTBOX_SKIPPED: c->st->skipped++; break;
+	}
+	if (o->done)
+		o->done(o->done_ctx, &e, out, out == BA_OUTBOX_DELIVERED ? NULL : &err);
+done_nostate:
+	ba_submit_result_release(&res);
+	ba_spool_free(spool);
+	free(idx);
+	free(rcpt);
+	ba_outbox_entry_release(&e);
+	if (own_fd)
+		close(fd);
+}
+
+/*
+ * What a flush keeps of each entry until it sends it (the entry itself is
+ * read again under its lock): a few dozen bytes, so a long queue costs
+ * little memory.
+ */
+struct due {
+	char id[BA_OUTBOX_ID_MAX];
+	int64_t created;
+	size_t account;             /* index into flush_index.accounts */
+	int done;
+};
+
+struct flush_index {
+	const struct ba_outbox_flush_opts *o;
+	int64_t now;
+	struct due *v;
+	size_t n, cap;
+	char **accounts;
+	size_t naccounts;
+};
+
+static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox_entry *e,
+                    int64_t now)
+{
+	if (o->account && strcmp(o->account, e->account) != 0)
+		return 0;
+	if (o->nids) {
+		for (size_t k = 0; k < o->nids; k++)
+			if (strcmp(o->ids[k], e->id) == 0)
+				return 1;
+		return 0;
+	}
+	return o->all || e->next <= now;
+}
+
+static int index_add(void *ctx, struct ba_outbox_entry *e, struct ba_err *err)
+{
+	struct flush_index *x = ctx;
+	int rc = 0;
+	if (!selected(x->o, e, x->now))
+		goto out;
+	size_t a = 0;
+	while (a < x->naccounts && strcmp(x->accounts[a], e->account) != 0)
+		a++;
+	if (a == x->naccounts) {
+		char **na = realloc(x->accounts, (a + 1) * sizeof(*na));
+		if (!na || !(na[a] = strdup(e->account))) {
+			if (na)
+				x->accounts = na;
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
+			goto out;
+		}
+		x->accounts = na;
+		x->naccounts++;
+	}
+	if (x->n == x->cap) {
+		size_t nc = x->cap ? x->cap * 2 : 64;
+		struct due *nv = realloc(x->v, nc * sizeof(*nv));
+		if (!nv) {
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
+			goto out;
+		}
+		x->v = nv;
+		x->cap = nc;
+	}
+	struct due *d = &x->v[x->n++];
+	memcpy(d->id, e->id, sizeof(d->id));
+	d->created = e->created;
+	d->account = a;
+	d->done = 0;
+out:
+	ba_outbox_entry_release(e);
+	return rc;
+}
+
+static int cmp_due(const void *a, const void *b)
+{
+	const struct due *x = a, *y = b;
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
+                    struct ba_outbox_flush_stats *st, struct ba_err *err)
+{
+	memset(st, 0, sizeof(*st));
+	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0 };
+	struct flush_index x;
+	memset(&x, 0, sizeof(x));
+	x.o = o;
+	x.now = c.now;
+	int rc = scan(ob, index_add, &x, err);
+	if (rc == 0 && x.n)
+		qsort(x.v, x.n, sizeof(*x.v), cmp_due);
+	/* by account, in the order of each account's oldest entry; oldest first within one */
+	for (size_t i = 0; rc == 0 && i < x.n; i++) {
+		if (x.v[i].done)
+			continue;
+		const char *name = x.accounts[x.v[i].account];
+		struct ba_err acc_err = BA_ERR_INIT;
+		const struct ba_account *acc = ba_config_account(o->cfg, name, &acc_err);
+		ba_route *route = NULL;
+		for (size_t j = i; j < x.n; j++) {
+			if (x.v[j].done || x.v[j].account != x.v[i].account)
+				continue;
+			x.v[j].done = 1;
+			flush_one(&c, x.v[j].id, acc, &acc_err, &route);
+		}
+		ba_route_free(route);
+	}
+	sync_removals(&c);
+	free(x.v);
+	for (size_t a = 0; a < x.naccounts; a++)
+		free(x.accounts[a]);
+	free(x.accounts);
+	return rc;
+}

@@ -1,0 +1,300 @@
+/* tests/unit/outbox.c - the outbox state file (round trip, corrupt files) and the directory */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bluearrow/outbox.h"
+
+static struct ba_outbox_entry sample(void)
+{
+	struct ba_outbox_entry e;
+	memset(&e, 0, sizeof(e));
+	snprintf(e.id, sizeof(e.id), "%s", "1733500000.000001.P42R0badcafe");
+	e.account = strdup("work");
+	e.from = strdup("me@example.org");
+	e.nrcpt = 2;
+	e.rcpt = calloc(2, sizeof(*e.rcpt));
+	e.rcpt[0].addr = strdup("a@example.net");
+	e.rcpt[0].state = BA_OUTBOX_RCPT_SENT;
+	e.rcpt[0].code = 250;
+	e.rcpt[1].addr = strdup("b@example.net");
+	e.notify = 6;
+	e.ret = 2;
+	e.envid = strdup("QQ314159");
+	e.msgid = strdup("<x.1@example.org>");
+	e.created = 1733500000;
+	e.next = 1733500300;
+	e.attempts = 1;
+	e.error_class = 75;
+	e.error_code = 451;
+	e.error = strdup("mx.example.net:25: 451 4.7.1 greylisted\r\ntry later");
+	return e;
+}
+
+static void test_outbox__round_trip(void **state)
+{
+	(void)state;
+	struct ba_outbox_entry e = sample(), f;
+	struct ba_buf b = BA_BUF_INIT, c = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_entry_format(&b, &e), 0);
+	/* the CR LF of the server's text does not break the line format */
+	assert_non_null(strstr(b.data, "error 75 451 mx.example.net:25: 451 4.7.1 greylisted  "
+	                               "try later\n"));
+	assert_int_equal(ba_outbox_entry_parse(&f, b.data, b.len, &err), 0);
+	assert_string_equal(f.id, e.id);
+	assert_string_equal(f.account, "work");
+	assert_string_equal(f.from, "me@example.org");
+	assert_int_equal(f.nrcpt, 2);
+	assert_string_equal(f.rcpt[0].addr, "a@example.net");
+	assert_int_equal(f.rcpt[0].state, BA_OUTBOX_RCPT_SENT);
+	assert_int_equal(f.rcpt[0].code, 250);
+	assert_int_equal(f.rcpt[1].state, BA_OUTBOX_RCPT_PENDING);
+	assert_int_equal(f.notify, 6);
+	assert_int_equal(f.ret, 2);
+	assert_string_equal(f.envid, "QQ314159");
+	assert_string_equal(f.msgid, "<x.1@example.org>");
+	assert_int_equal(f.created, 1733500000);
+	assert_int_equal(f.next, 1733500300);
+	assert_int_equal(f.attempts, 1);
+	assert_int_equal(f.error_class, 75);
+	assert_int_equal(f.error_code, 451);
+	assert_int_equal(ba_outbox_entry_format(&c, &f), 0);
+	assert_string_equal(b.data, c.data);
+	ba_outbox_entry_release(&f);
+	ba_outbox_entry_release(&e);
+	ba_buf_release(&b);
+	ba_buf_release(&c);
+}
+
+/* The null sender and an entry without optional fields. */
+static void test_outbox__minimal(void **state)
+{
+	(void)state;
+	const char *t = "bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom \n"
+	                "rcpt pending 0 root@localhost\ncreated 5\nend\n";
+	struct ba_outbox_entry e;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_entry_parse(&e, t, strlen(t), &err), 0);
+	assert_string_equal(e.from, "");
+	assert_null(e.envid);
+	assert_null(e.error);
+	ba_outbox_entry_release(&e);
+}
+
+static void test_outbox__corrupt(void **state)
+{
+	(void)state;
+	const char *good = "bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\n"
+	                   "rcpt pending 0 c@d\ncreated 5\nend\n";
+	static const char *const bad[] = {
+		"",                                            /* empty */
+		"From me Mon Jan 1\n",                         /* a foreign file */
+		"bluearrow-outbox 2\n",                        /* another version */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\n", /* truncated */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"created 5\nend", /* no line end */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt maybe 0 c@d\n"
+		"created 5\nend\n", /* unknown recipient state */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"created five\nend\n", /* not a number */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"created 5\ncolour blue\nend\n", /* unknown key */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\ncreated 5\nend\n",
+		/* no recipient */
+		"bluearrow-outbox 1\nid ../x\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"created 5\nend\n", /* a path as id */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount a\naccount b\nfrom a@b\nrcpt pending 0 c@d\n"
+		"created 5\nend\n", /* a key twice */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"created 5\nend\nid 2\n", /* text after end */
+	};
+	struct ba_outbox_entry e;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_entry_parse(&e, good, strlen(good), &err), 0);
+	ba_outbox_entry_release(&e);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ba_err_clear(&err);
+		if (ba_outbox_entry_parse(&e, bad[i], strlen(bad[i]), &err) != -1)
+			fail_msg("case %zu parsed: %s", i, bad[i]);
+		assert_int_equal(err.code, EX_DATAERR);
+		assert_null(e.account);
+	}
+	/* a NUL byte inside */
+	char nul[] = "bluearrow-outbox 1\nid 1\0.2\naccount d\nfrom a@b\nrcpt pending 0 c@d\n"
+	             "created 5\nend\n";
+	assert_int_equal(ba_outbox_entry_parse(&e, nul, sizeof(nul) - 1, &err), -1);
+}
+
+static char *tmpdir(void)
+{
+	char tmpl[] = "/tmp/ba-outbox-XXXXXX";
+	char *d = mkdtemp(tmpl);
+	assert_non_null(d);
+	return strdup(d);
+}
+
+static void rm_rf(const char *d)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+	assert_int_equal(WEXITSTATUS(system(cmd)), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* add, list, get, retry, remove; a corrupt and a foreign file are moved to corrupt/. */
+static void test_outbox__directory(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	char dir[512], path[600];
+	snprintf(dir, sizeof(dir), "%s/a/b/outbox", root);
+	ba_outbox *ob;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_open(&ob, dir, NULL, &err), 0);
+	struct stat st;
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	struct ba_outbox_entry e = sample();
+	e.id[0] = '\0';
+	e.created = 0;
+	e.next = 0;
+	free(e.msgid);
+	e.msgid = NULL;
+	const char *msg = "From: me@example.org\nMessage-ID:  <q.7@example.org>\n\nhello\n";
+	struct ba_mem_reader mr;
+	ba_mem_reader_init(&mr, msg, strlen(msg));
+	int hold;
+	assert_int_equal(ba_outbox_add(ob, &e, &mr.base, &hold, &err), 0);
+	assert_true(hold >= 0);
+	assert_int_equal(e.size, strlen(msg));
+	assert_string_equal(e.msgid, "<q.7@example.org>");
+	/* held: nobody else can take it */
+	assert_int_equal(ba_outbox_remove(ob, e.id, &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	close(hold);
+	snprintf(path, sizeof(path), "%s/q/%s.msg", dir, e.id);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	/* foreign and corrupt files */
+	snprintf(path, sizeof(path), "%s/q/notes.txt", dir);
+	write_file(path, "hello");
+	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.st", dir);
+	write_file(path, "bluearrow-outbox 1\nid 1.2.P3R4\n");
+	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.msg", dir);
+	write_file(path, "x");
+	/* a message left without state by a crash */
+	snprintf(path, sizeof(path), "%s/q/9.9.P9R9.msg", dir);
+	write_file(path, "y");
+
+	struct ba_outbox_entry *v;
+	size_t n;
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].id, e.id);
+	assert_string_equal(v[0].msgid, "<q.7@example.org>");
+	assert_int_equal(v[0].size, strlen(msg));
+	ba_outbox_list_free(v, n);
+	assert_int_equal(access(path, F_OK), -1); /* the orphan is gone */
+	snprintf(path, sizeof(path), "%s/q/notes.txt", dir);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/corrupt", dir);
+	DIR *d = opendir(path);
+	int moved = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;)
+		moved += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(moved, 3); /* notes.txt, 1.2.P3R4.st and its message */
+
+	struct ba_outbox_entry g;
+	assert_int_equal(ba_outbox_get(ob, e.id, &g, NULL, NULL, &err), 0);
+	assert_string_equal(g.account, "work");
+	ba_outbox_entry_release(&g);
+	assert_int_equal(ba_outbox_get(ob, "../x", &g, NULL, NULL, &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	assert_int_equal(ba_outbox_get(ob, "1.1.P1R1", &g, NULL, NULL, &err), -1);
+	assert_int_equal(err.code, EX_NOINPUT);
+	assert_int_equal(ba_outbox_retry(ob, e.id, &err), 0);
+	assert_int_equal(ba_outbox_remove(ob, e.id, &err), 0);
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 0);
+	ba_outbox_list_free(v, n);
+	ba_outbox_entry_release(&e);
+	ba_outbox_free(ob);
+
+	/* a directory open to others is refused */
+	chmod(dir, 0755);
+	assert_int_equal(ba_outbox_open(&ob, dir, NULL, &err), -1);
+	assert_int_equal(err.code, EX_NOPERM);
+	/* and a symbolic link */
+	chmod(dir, 0700);
+	snprintf(path, sizeof(path), "%s/link", root);
+	assert_int_equal(symlink(dir, path), 0);
+	assert_int_equal(ba_outbox_open(&ob, path, NULL, &err), -1);
+	assert_int_equal(err.code, EX_NOPERM);
+	rm_rf(root);
+	free(root);
+}
+
+/* A crash between the two steps of a move to failed/ is finished by the next list. */
+static void test_outbox__interrupted_move_to_failed(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	char path[600];
+	ba_outbox *ob;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_open(&ob, root, NULL, &err), 0);
+	snprintf(path, sizeof(path), "%s/failed/1.2.P3R4.st", root);
+	write_file(path, "bluearrow-outbox 1\nid 1.2.P3R4\naccount d\nfrom a@b\n"
+	                 "rcpt failed 550 c@d\ncreated 5\nend\n");
+	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.msg", root);
+	write_file(path, "Subject: x\n\nbody\n");
+	struct ba_outbox_entry *v;
+	size_t n;
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 0);
+	ba_outbox_list_free(v, n);
+	assert_int_equal(access(path, F_OK), -1);
+	struct ba_outbox_entry e;
+	int failed = 0;
+	assert_int_equal(ba_outbox_get(ob, "1.2.P3R4", &e, &failed, NULL, &err), 0);
+	assert_int_equal(failed, 1);
+	assert_int_equal(e.size, strlen("Subject: x\n\nbody\n"));
+	ba_outbox_entry_release(&e);
+	ba_outbox_free(ob);
+	rm_rf(root);
+	free(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_outbox__round_trip),
+		cmocka_unit_test(test_outbox__minimal),
+		cmocka_unit_test(test_outbox__corrupt),
+		cmocka_unit_test(test_outbox__directory),
+		cmocka_unit_test(test_outbox__interrupted_move_to_failed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
