@@ -136,6 +136,16 @@ static const struct field fields[BA_KEY_COUNT] = {
 	[BA_KEY_AUTO_FROM] = FVAL(auto_from),
 	[BA_KEY_MAILDOMAIN] = FSTR(maildomain),
 	[BA_KEY_PARTIAL_DELIVERY] = FVAL(partial_delivery),
+	[BA_KEY_OAUTH2_PROVIDER] = FSTR(oauth2_provider),
+	[BA_KEY_OAUTH2_TOKEN_ENDPOINT] = FSTR(oauth2_token_endpoint),
+	[BA_KEY_OAUTH2_AUTHORIZE_ENDPOINT] = FSTR(oauth2_authorize_endpoint),
+	[BA_KEY_OAUTH2_DEVICE_ENDPOINT] = FSTR(oauth2_device_endpoint),
+	[BA_KEY_OAUTH2_CLIENT_ID] = FSTR(oauth2_client_id),
+	[BA_KEY_OAUTH2_CLIENT_SECRET] = FSTR(oauth2_client_secret),
+	[BA_KEY_OAUTH2_CLIENT_SECRET_EVAL] = FSTR(oauth2_client_secret_eval),
+	[BA_KEY_OAUTH2_REFRESH_TOKEN] = FSTR(oauth2_refresh_token),
+	[BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL] = FSTR(oauth2_refresh_token_eval),
+	[BA_KEY_OAUTH2_SCOPE] = FSTR(oauth2_scope),
 };
 
 static const char *const key_names[BA_KEY_COUNT] = {
@@ -148,6 +158,10 @@ static const char *const key_names[BA_KEY_COUNT] = {
 	"set_date_header", "set_msgid_header", "remove_bcc_headers",
 	"undisclosed_recipients", "logfile", "logfile_time_format", "syslog", "aliases",
 	"auto_from", "maildomain", "partial_delivery",
+	"oauth2_provider", "oauth2_token_endpoint", "oauth2_authorize_endpoint",
+	"oauth2_device_endpoint", "oauth2_client_id", "oauth2_client_secret",
+	"oauth2_client_secret_eval", "oauth2_refresh_token", "oauth2_refresh_token_eval",
+	"oauth2_scope",
 };
 
 const char *ba_config_key_name(enum ba_config_key k)
@@ -176,13 +190,20 @@ static void free_str(const char *s, int secret)
 	free(p);
 }
 
+/* Keys whose value is a secret: wiped when freed, and the file must be private. */
+static int is_secret_key(enum ba_config_key k)
+{
+	return k == BA_KEY_PASSWORD || k == BA_KEY_OAUTH2_CLIENT_SECRET ||
+	       k == BA_KEY_OAUTH2_REFRESH_TOKEN;
+}
+
 static int set_str(struct ba_account *a, enum ba_config_key k, const char *v)
 {
 	const char **f = str_field(a, k);
 	char *copy = NULL;
 	if (v && !(copy = strdup(v)))
 		return -1;
-	free_str(*f, k == BA_KEY_PASSWORD);
+	free_str(*f, is_secret_key(k));
 	*f = copy;
 	return 0;
 }
@@ -223,7 +244,8 @@ static void acc_free(struct acc *a)
 		return;
 	for (int k = 0; k < BA_KEY_COUNT; k++)
 		if (fields[k].is_str)
-			free_str(*str_field(&a->pub, (enum ba_config_key)k), k == BA_KEY_PASSWORD);
+			free_str(*str_field(&a->pub, (enum ba_config_key)k),
+			         is_secret_key((enum ba_config_key)k));
 	free_str(a->pub.auth_method, 0);
 	free_str(a->pub.name, 0);
 	free(a->alias_of);
@@ -523,6 +545,8 @@ enum kind {
 	K_HDR_LEGACY,  /* add_missing_*_header: on = auto, off = off */
 	K_SYSLOG,
 	K_SSLV3,       /* tls_force_sslv3: only "off" is acceptable */
+	K_HTTPS,       /* an https:// URL without blanks or controls, empty = unset */
+	K_OAUTH2_PROVIDER, /* gmail, microsoft, custom; empty = unset */
 };
 
 struct keydef {
@@ -581,6 +605,16 @@ static const struct keydef keydefs[] = {
 	{ "auto_from", BA_KEY_AUTO_FROM, K_BOOL },
 	{ "maildomain", BA_KEY_MAILDOMAIN, K_STR_EMPTY },
 	{ "partial_delivery", BA_KEY_PARTIAL_DELIVERY, K_BOOL },
+	{ "oauth2_provider", BA_KEY_OAUTH2_PROVIDER, K_OAUTH2_PROVIDER },
+	{ "oauth2_token_endpoint", BA_KEY_OAUTH2_TOKEN_ENDPOINT, K_HTTPS },
+	{ "oauth2_authorize_endpoint", BA_KEY_OAUTH2_AUTHORIZE_ENDPOINT, K_HTTPS },
+	{ "oauth2_device_endpoint", BA_KEY_OAUTH2_DEVICE_ENDPOINT, K_HTTPS },
+	{ "oauth2_client_id", BA_KEY_OAUTH2_CLIENT_ID, K_STR },
+	{ "oauth2_client_secret", BA_KEY_OAUTH2_CLIENT_SECRET, K_STR },
+	{ "oauth2_client_secret_eval", BA_KEY_OAUTH2_CLIENT_SECRET_EVAL, K_STR },
+	{ "oauth2_refresh_token", BA_KEY_OAUTH2_REFRESH_TOKEN, K_STR },
+	{ "oauth2_refresh_token_eval", BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL, K_STR },
+	{ "oauth2_scope", BA_KEY_OAUTH2_SCOPE, K_STR },
 };
 
 /* The auth methods msmtp 1.8 accepts, plus SCRAM -PLUS (bluearrow). */
@@ -727,7 +761,7 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		a->proxy_port = *v ? (unsigned)num : 0;
 		break;
 	case K_STR:
-		if (kd->key == BA_KEY_PASSWORD && *v && (rc = check_private(ps)) < 0)
+		if (is_secret_key(kd->key) && *v && (rc = check_private(ps)) < 0)
 			goto out;
 		rc = set_str(a, kd->key, *v ? v : NULL);
 		break;
@@ -783,6 +817,18 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		if (on < 0)
 			goto invalid;
 		*(int *)(void *)((char *)a + fields[kd->key].off) = kd->kind == K_BOOL ? on : !on;
+		break;
+	case K_HTTPS:
+		if (*v && (strncasecmp(v, "https://", 8) != 0 || !v[8] ||
+		           strpbrk(v, " \t\r\n\"<>\\^`{|}") != NULL))
+			goto invalid;
+		rc = set_str(a, kd->key, *v ? v : NULL);
+		break;
+	case K_OAUTH2_PROVIDER:
+		if (*v && strcmp(v, "gmail") != 0 && strcmp(v, "microsoft") != 0 &&
+		    strcmp(v, "custom") != 0)
+			goto invalid;
+		rc = set_str(a, kd->key, *v ? v : NULL);
 		break;
 	case K_SSLV3:
 		if (on != 0) {
