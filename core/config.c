@@ -1127,6 +1127,7 @@ static void resolve(struct acc *a)
 		free(a->alias_of);
 		a->alias_of = NULL;
 	}
+	p->alias_of = a->alias_of;
 }
 
 static int parse_text(ba_config *cfg, struct parser *ps, const char *text, size_t len)

@@ -292,6 +292,12 @@ static int state_dir(struct ba_buf *out, int create, struct ba_err *err)
 	return 0;
 }
 
+/* The name tokens are kept under: "account default : gmail" shares gmail's. */
+static const char *state_name(const struct ba_account *acc)
+{
+	return acc->alias_of ? acc->alias_of : acc->name;
+}
+
 /* dir/ACCOUNT[suffix]; the name is percent-encoded where it is not [A-Za-z0-9._-@+]. */
 static int state_file(struct ba_buf *out, const struct ba_account *acc, const char *suffix,
                       int create, struct ba_err *err)
@@ -299,10 +305,11 @@ static int state_file(struct ba_buf *out, const struct ba_account *acc, const ch
 	if (state_dir(out, create, err) < 0)
 		return -1;
 	ba_buf_addch(out, '/');
-	for (const unsigned char *p = (const unsigned char *)acc->name; *p; p++) {
+	const char *name = state_name(acc);
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
 		int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
 		         (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '@' ||
-		         *p == '+' || (*p == '.' && p != (const unsigned char *)acc->name);
+		         *p == '+' || (*p == '.' && p != (const unsigned char *)name);
 		if (ok)
 			ba_buf_addch(out, *p);
 		else
@@ -744,7 +751,7 @@ int ba_oauth2_token(struct ba_buf *out, const struct ba_account *acc,
 	if (have == 0) {
 		ba_err_set(err, EX_CONFIG,
 		           "account '%s': no OAuth2 refresh token: run 'bluearrow oauth2 authorize "
-		           "-a %s' (or set oauth2_refresh_token_eval)", acc->name, acc->name);
+		           "-a %s' (or set oauth2_refresh_token_eval)", acc->name, state_name(acc));
 		goto out;
 	}
 	if (config_secret(&secret, acc, acc->oauth2_client_secret, acc->oauth2_client_secret_eval,
@@ -763,7 +770,8 @@ int ba_oauth2_token(struct ba_buf *out, const struct ba_account *acc,
 	if (t == 1 && err->code == EX_NOPERM) {
 		ba_err_set(err, EX_NOPERM,
 		           "account '%s': the OAuth2 refresh token was refused (%s): run 'bluearrow "
-		           "oauth2 authorize -a %s' to authorize again", acc->name, errcode, acc->name);
+		           "oauth2 authorize -a %s' to authorize again", acc->name, errcode,
+		           state_name(acc));
 		goto out;
 	}
 	if (t != 0)

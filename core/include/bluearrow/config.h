@@ -121,6 +121,8 @@ enum ba_config_dsn_return { BA_DSN_RET_OFF, BA_DSN_RET_HDRS, BA_DSN_RET_FULL };
  */
 struct ba_account {
 	const char *name;           /* "default" for the default account */
+	const char *alias_of;       /* "x" for "account NAME : x" without keys of its own (the
+	                               same account under a second name), else NULL */
 	const char *file;           /* the configuration file it came from */
 	unsigned line;              /* line of its `account` command */
 	uint64_t mask;              /* bit (1 << enum ba_config_key) per key set explicitly */
