@@ -47,6 +47,8 @@ const struct cli_cmd cli_cmds[] = {
 	  cli_check_usage },
 	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
 	  cli_sendmail_usage },
+	{ "oauth2", cli_cmd_oauth2, "authorize an account for OAuth2 (Gmail, Microsoft 365)",
+	  cli_oauth2_usage },
 	{ NULL, NULL, NULL, NULL },
 };
 

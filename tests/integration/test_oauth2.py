@@ -220,3 +220,126 @@ def test_no_refresh_token_names_command(setup):
     r = run(config(oauth2_refresh_token=None))
     assert r.returncode == 78, r.stderr
     assert b"run 'bluearrow oauth2 authorize -a test'" in r.stderr
+
+
+def test_check_reports_token_state(setup):
+    run, srv, ep, state, config = setup
+    cfg = config()
+    r = run(cfg, cmd=("check",), input=b"")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout.decode()
+    assert "no access token cached" in out
+    assert "refresh token from the configuration" in out
+    r = run(cfg, cmd=("check",), input=b"")
+    out = r.stdout.decode()
+    assert re.search(r"access token cached, valid for (59|60) min more", out), out
+    assert "secret" not in out
+    r = run(config(oauth2_refresh_token=None), cmd=("check",), input=b"")
+    assert "run 'bluearrow oauth2 authorize -a test'" in r.stdout.decode()
+
+
+def start_authorize(setup, *args, **keys):
+    run, srv, ep, state, config = setup
+    cfg = config(oauth2_refresh_token=None,
+                 oauth2_authorize_endpoint=ep.url("/authorize"),
+                 oauth2_device_endpoint=ep.url("/device"), **keys)
+    env = dict(os.environ, XDG_STATE_HOME=str(state.parent.parent))
+    return subprocess.Popen([bluearrow_path(), "oauth2", "authorize", "-C", cfg, "-a", "test",
+                             "--timeout", "20"] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env), cfg
+
+
+def read_url(p):
+    for _ in range(20):
+        line = p.stderr.readline().decode()
+        m = re.search(r"(https://\S+)", line)
+        if m:
+            return m.group(1)
+    raise AssertionError("no URL printed")
+
+
+def browser(url, ep, code="code-1", state=None):
+    """What the provider and the browser do: remember the PKCE challenge for the
+    code, then redirect to the loopback address with the code and the state."""
+    import urllib.parse
+    import urllib.request
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert q["response_type"] == "code" and q["client_id"] == "cid"
+    assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", q["redirect_uri"])
+    ep.authorize(code, q["code_challenge"], q["redirect_uri"])
+    target = q["redirect_uri"] + "?" + urllib.parse.urlencode(
+        {"code": code, "state": state or q["state"]})
+    try:
+        with urllib.request.urlopen(target, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_authorize_code_flow_with_pkce(setup):
+    run, srv, ep, state, config = setup
+    p, cfg = start_authorize(setup)
+    url = read_url(p)
+    assert url.startswith(ep.url("/authorize") + "?")
+    assert browser(url, ep, state="forged") == 400  # another state is ignored
+    assert browser(url, ep) == 200
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert out == b""
+    grant = ep.requests[-1][1]
+    assert grant["grant_type"] == "authorization_code" and "code_verifier" in grant
+    stored = state / "test.refresh"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stored.read_text() == "rt-1-rotated\n"
+    assert b"rt-1-rotated" not in err and b"code-1" not in err
+    # the access token of the exchange is cached: sending needs no request
+    n = ep.count()
+    r = run(cfg)
+    assert r.returncode == 0, r.stderr
+    assert ep.count() == n
+
+
+def test_authorize_code_flow_refuses_a_wrong_verifier(setup):
+    run, srv, ep, state, config = setup
+    p, cfg = start_authorize(setup)
+    url = read_url(p)
+    import urllib.parse
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    browser(url, ep)
+    ep.codes["code-1"] = ("not-the-challenge", q["redirect_uri"])  # the endpoint's check fails
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 77, err
+    assert not (state / "test.refresh").exists()
+
+
+def test_authorize_device_flow_print(setup):
+    run, srv, ep, state, config = setup
+    ep.device_script = ["pending", "slow_down", "ok"]
+    p, cfg = start_authorize(setup, "--device", "--print")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert b"WDJB-MJHT" in err and ep.url("/activate").encode() in err
+    assert out == b"rt-1-rotated\n"
+    assert not (state / "test.refresh").exists()  # --print stores nothing
+    polls = ep.device_polls
+    assert len(polls) == 3
+    assert polls[1] - polls[0] >= 0.9            # the interval (1 s)
+    assert polls[2] - polls[1] >= 5.9            # slow_down adds 5 s (RFC 8628 §3.5)
+    assert b"dev-code-secret" not in err + out
+
+
+def test_authorize_device_flow_expired(setup):
+    run, srv, ep, state, config = setup
+    ep.device_script = ["expired"]
+    p, cfg = start_authorize(setup, "--device")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 77, err
+    assert b"expired" in err
+
+
+def test_secrets_refused_on_the_command_line(setup):
+    run, srv, ep, state, config = setup
+    cfg = config()
+    r = run(cfg, "--oauth2-refresh-token=x", "-f", USER, "r@example.test")
+    assert r.returncode == 64, r.stderr
