@@ -238,7 +238,7 @@ static void add_param(struct ba_buf *b, const char *name, const char *value)
 {
 	if (!value)
 		return;
-	if (b->len && b->data[b->len - 1] != '?')
+	if (b->len && b->data[b->len - 1] != '?' && b->data[b->len - 1] != '&')
 		ba_buf_addch(b, '&');
 	ba_buf_addstr(b, name);
 	ba_buf_addch(b, '=');
