@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -710,7 +711,40 @@ static int cached_token(struct ba_buf *out, const struct ba_account *acc, const 
 	}
 	ba_buf_release(&path);
 	ba_buf_release_secret(&text);
+	if (rc < 0) {
+		/* a cache that cannot be read is no cache: fetch a token, and overwrite it */
+		ba_err_clear(err);
+		rc = 0;
+	}
 	return rc;
+}
+
+/*
+ * Takes ACCOUNT.lock (flock), so that processes started together (a cron
+ * burst of sendmail) refresh once and share the token, rather than each
+ * spending (and with rotation, invalidating) the refresh token.  Waits at
+ * most timeout_ms; returns the descriptor, or -1 when locking is not
+ * possible (the refresh then goes ahead unlocked: the lock only saves work).
+ */
+static int lock_refresh(const struct ba_account *acc, int timeout_ms)
+{
+	struct ba_buf path = BA_BUF_INIT;
+	struct ba_err ignored = BA_ERR_INIT;
+	int fd = -1;
+	if (state_file(&path, acc, ".lock", 1, &ignored) == 0)
+		fd = open(ba_buf_str(&path), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	ba_buf_release(&path);
+	for (int waited = 0; fd >= 0; waited += 50) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
+		if (errno != EWOULDBLOCK || waited >= timeout_ms)
+			break;
+		struct timespec ts = { 0, 50 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
 }
 
 int ba_oauth2_token(struct ba_buf *out, const struct ba_account *acc,
@@ -735,9 +769,19 @@ int ba_oauth2_token(struct ba_buf *out, const struct ba_account *acc,
 	struct ba_json j = { NULL, 0 };
 	char errcode[64];
 	int rc = -1;
+	int timeout = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	int lock = lock_refresh(acc, timeout);
 	ba_buf_init(&rt, SECRET_MAX);
 	ba_buf_init(&secret, SECRET_MAX);
 	ba_buf_init(&form, 0);
+	/* another process may have refreshed while this one waited for the lock */
+	if (lock >= 0 && !(o->flags & BA_OAUTH2_REFRESH)) {
+		int c = cached_token(out, acc, e.token, err);
+		if (c != 0) {
+			rc = c < 0 ? -1 : 0;
+			goto out;
+		}
+	}
 	int have = stored_refresh(&rt, acc, err);
 	if (have < 0) {
 		ba_err_prefix(err, "account '%s': ", acc->name);
@@ -778,6 +822,8 @@ int ba_oauth2_token(struct ba_buf *out, const struct ba_account *acc,
 		goto out;
 	rc = token_reply(out, NULL, acc, e.token, &j, ba_buf_str(&rt), 0, o->log, err);
 out:
+	if (lock >= 0)
+		close(lock); /* releases the flock */
 	ba_json_release(&j);
 	ba_buf_release_secret(&rt);
 	ba_buf_release_secret(&secret);

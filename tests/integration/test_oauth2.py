@@ -343,3 +343,36 @@ def test_secrets_refused_on_the_command_line(setup):
     cfg = config()
     r = run(cfg, "--oauth2-refresh-token=x", "-f", USER, "r@example.test")
     assert r.returncode == 64, r.stderr
+
+
+def test_concurrent_sends_refresh_once(setup):
+    run, srv, ep, state, config = setup
+    ep.delay = 1  # the first refresh is slow: the others wait for its lock
+    ep.rotate = True
+    cfg = config()
+    env = dict(os.environ, XDG_STATE_HOME=str(state.parent.parent))
+    msg = state.parent.parent.parent / "msg"
+    msg.write_bytes(MSG)
+    procs = []
+    for _ in range(4):  # all started before any finishes: each has its message at once
+        with open(msg, "rb") as f:
+            procs.append(subprocess.Popen([bluearrow_path(), "sendmail", "-C", cfg, "-f", USER,
+                                           "r@example.test"], stdin=f, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, env=env))
+    for p in procs:
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+    assert ep.count() == 1
+    assert len(srv.txns) == 4
+
+
+def test_unreadable_cache_is_replaced(setup):
+    run, srv, ep, state, config = setup
+    cfg = config()
+    assert run(cfg).returncode == 0
+    cache = state / "test"
+    cache.write_bytes(b"x" * (70 * 1024))  # over the 64 KB a state file may have
+    r = run(cfg)
+    assert r.returncode == 0, r.stderr
+    assert ep.count() == 2
+    assert "at-2-secret" in cache.read_text()
