@@ -351,7 +351,7 @@ static int read_private(struct ba_buf *out, const char *path, struct ba_err *err
 	return 1;
 }
 
-/* Writes data to path atomically: path.tmp.PID (0600), fsync, rename. */
+/* Writes data to path atomically: path.tmp.PID (0600), fsync, rename, fsync of the directory. */
 static int write_private(const char *path, const struct ba_buf *data, struct ba_err *err)
 {
 	struct ba_buf tmp = BA_BUF_INIT;
@@ -391,6 +391,19 @@ static int write_private(const char *path, const struct ba_buf *data, struct ba_
 		ba_err_set(err, EX_CANTCREAT, "cannot rename '%s' to '%s': %s", ba_buf_str(&tmp), path,
 		           ba_strerror_t(e));
 		goto out;
+	}
+	/* the rename itself is durable once the directory is synced */
+	const char *slash = strrchr(path, '/');
+	if (slash) {
+		ba_buf_reset(&tmp);
+		ba_buf_add(&tmp, path, (size_t)(slash - path));
+		int dfd = ba_buf_failed(&tmp)
+		                  ? -1
+		                  : open(ba_buf_str(&tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
 	}
 	rc = 0;
 out:

@@ -88,7 +88,10 @@ struct ba_oauth2_state {
 	int refresh_configured;     /* 1: oauth2_refresh_token or oauth2_refresh_token_eval */
 };
 
-/* Fills *st (no network, no command run).  Errors: EX_CONFIG when neither XDG_STATE_HOME nor HOME is set. */
+/*
+ * Fills *st (no network, no command run).  Errors: EX_CONFIG when neither
+ * XDG_STATE_HOME nor HOME is set; EX_IOERR when a state file cannot be read.
+ */
 int ba_oauth2_state(struct ba_oauth2_state *st, const struct ba_account *acc, struct ba_err *err);
 
 /*
@@ -129,7 +132,7 @@ int ba_oauth2_exchange_code(struct ba_buf *refresh_out, const struct ba_account 
                             const char *code, const char *redirect_uri, const char *verifier,
                             const struct ba_oauth2_opts *o, struct ba_err *err);
 
-/* A device authorization (RFC 8628 §3.2).  Strings owned; release with ba_oauth2_device_release(). */
+/* A device authorization (RFC 8628 §3.2); strings owned, released by ba_oauth2_device_release(). */
 struct ba_oauth2_device {
 	char *device_code;          /* a secret */
 	char *user_code;            /* shown to the user */
