@@ -132,7 +132,7 @@ int ba_oauth2_exchange_code(struct ba_buf *refresh_out, const struct ba_account 
                             const char *code, const char *redirect_uri, const char *verifier,
                             const struct ba_oauth2_opts *o, struct ba_err *err);
 
-/* A device authorization (RFC 8628 §3.2); strings owned, released by ba_oauth2_device_release(). */
+/* A device authorization (RFC 8628 §3.2); owns its strings (ba_oauth2_device_release()). */
 struct ba_oauth2_device {
 	char *device_code;          /* a secret */
 	char *user_code;            /* shown to the user */
