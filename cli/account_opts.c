@@ -32,8 +32,10 @@ int cli_account_option(struct cli_kv *kv, const char *cmd, int *i, int argc, cha
 	for (char *c = key; *c; c++)
 		if (*c == '-')
 			*c = '_';
-	/* from is the envelope sender (-f, --from); a password never goes on a command line */
-	int opt = strcmp(key, "from") == 0 || strcmp(key, "password") == 0
+	/* from is the envelope sender (-f, --from); a secret never goes on a command line */
+	int opt = strcmp(key, "from") == 0 || strcmp(key, "password") == 0 ||
+	                          strcmp(key, "oauth2_client_secret") == 0 ||
+	                          strcmp(key, "oauth2_refresh_token") == 0
 	                  ? -1
 	                  : ba_config_key_value_optional(key);
 	if (opt < 0) {

@@ -10,6 +10,7 @@
 
 #include "bluearrow/log.h"
 #include "bluearrow/net.h"
+#include "bluearrow/oauth2.h"
 #include "bluearrow/route.h"
 #include "bluearrow/smtp.h"
 #include "bluearrow/tls.h"
@@ -117,6 +118,8 @@ static int run_check(const struct ba_account *acc, int verbose)
 		printf("server       %s (unix socket), %s\n", acc->socket, mode);
 	else
 		printf("server       %s port %u, %s\n", acc->host, acc->port, mode);
+	if (ba_oauth2_enabled(acc))
+		cli_print_oauth2_state(acc);
 	struct ba_route_opts ro;
 	memset(&ro, 0, sizeof(ro));
 	ro.log = &log;

@@ -70,4 +70,11 @@ int cli_cmd_send(int argc, char **argv);
 extern const char cli_check_usage[];
 int cli_cmd_check(int argc, char **argv);
 
+/* bluearrow oauth2 (oauth2_cmd.c) */
+extern const char cli_oauth2_usage[];
+int cli_cmd_oauth2(int argc, char **argv);
+struct ba_account;
+/* Prints the "oauth2 ..." lines of check: the cached token's expiry, where the refresh token is. */
+void cli_print_oauth2_state(const struct ba_account *acc);
+
 #endif

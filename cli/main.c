@@ -50,6 +50,8 @@ const struct cli_cmd cli_cmds[] = {
 	  cli_sendmail_usage },
 	{ "outbox", cli_cmd_outbox, "list, show, flush, retry or remove queued messages",
 	  cli_outbox_usage },
+	{ "oauth2", cli_cmd_oauth2, "authorize an account for OAuth2 (Gmail, Microsoft 365)",
+	  cli_oauth2_usage },
 	{ NULL, NULL, NULL, NULL },
 };
 

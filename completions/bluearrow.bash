@@ -49,7 +49,7 @@ _bluearrow()
 	local cur prev words cword
 	_init_completion || return
 
-	local commands="help version compose send check config sendmail outbox"
+	local commands="help version compose send check config sendmail outbox oauth2"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
@@ -129,6 +129,18 @@ _bluearrow()
 		elif [[ ${words[2]} == @(show|flush|retry|rm) ]]; then
 			COMPREPLY=($(compgen -W "$(_bluearrow_outbox_ids)" -- "$cur"))
 		fi
+		;;
+	oauth2)
+		if [[ $cword -eq 2 ]]; then
+			COMPREPLY=($(compgen -W "authorize" -- "$cur"))
+			return
+		fi
+		case $prev in
+		-C | --file) _filedir; return ;;
+		-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
+		--timeout) return ;;
+		esac
+		COMPREPLY=($(compgen -W "-C --file -a --account --device --print --timeout --help" -- "$cur"))
 		;;
 	esac
 } &&

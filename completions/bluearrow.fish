@@ -1,6 +1,6 @@
 # fish completion for bluearrow; install as ~/.config/fish/completions/bluearrow.fish
 # (and as bluearrow-sendmail.fish for the sendmail personality)
-set -l commands help version compose send check config sendmail outbox
+set -l commands help version compose send check config sendmail outbox oauth2
 
 # Account names of the configuration (-C FILE on the command line, else the default search).
 function __bluearrow_accounts
@@ -27,6 +27,7 @@ complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a check -d
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d 'create or check the configuration, show an account'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a sendmail -d 'submit a message read on standard input'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a outbox -d 'list, show, flush, retry or remove queued messages'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a oauth2 -d 'authorize an account for OAuth2'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l help -d 'show the usage'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
 complete -c bluearrow -n "__fish_seen_subcommand_from help" -a "$commands"
@@ -50,8 +51,8 @@ complete -c bluearrow -n $c -l crlf -d 'end lines with CRLF'
 complete -c bluearrow -n $c -l 8bit -d 'allow 8bit text parts'
 complete -c bluearrow -n $c -l help -d 'show the usage'
 
-# -C, -a, -v for send, check, config
-set -l a "__fish_seen_subcommand_from send check config"
+# -C, -a, -v for send, check, config (and -C, -a for oauth2)
+set -l a "__fish_seen_subcommand_from send check config oauth2"
 complete -c bluearrow -n $a -s C -l file -r -F -d 'configuration file'
 complete -c bluearrow -n $a -s a -l account -x -a '(__bluearrow_accounts)' -d 'account'
 complete -c bluearrow -n "__fish_seen_subcommand_from send check" -s v -l verbose -d 'show the SMTP dialogue'
@@ -59,6 +60,10 @@ complete -c bluearrow -n "__fish_seen_subcommand_from send" -l dry-run -d 'show 
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l progress -d 'show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l no-progress -d 'never show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list init" -a 'check show list init'
+complete -c bluearrow -n "__fish_seen_subcommand_from oauth2; and not __fish_seen_subcommand_from authorize" -a authorize -d 'get and store a refresh token'
+complete -c bluearrow -n "__fish_seen_subcommand_from oauth2" -l device -d 'use the device flow'
+complete -c bluearrow -n "__fish_seen_subcommand_from oauth2" -l print -d 'print the refresh token instead of storing it'
+complete -c bluearrow -n "__fish_seen_subcommand_from oauth2" -l timeout -x -d 'seconds to wait for the authorization'
 # account keys as options (msmtp's names): send, sendmail, config init
 set -l k "__fish_seen_subcommand_from send sendmail init"
 for o in host port tls-trust-file user passwordeval domain timeout logfile

@@ -139,6 +139,16 @@ static const struct field fields[BA_KEY_COUNT] = {
 	[BA_KEY_OUTBOX] = FSTR(outbox),
 	[BA_KEY_QUEUE] = FVAL(queue),
 	[BA_KEY_QUEUE_MAX_AGE] = FVAL(queue_max_age),
+	[BA_KEY_OAUTH2_PROVIDER] = FSTR(oauth2_provider),
+	[BA_KEY_OAUTH2_TOKEN_ENDPOINT] = FSTR(oauth2_token_endpoint),
+	[BA_KEY_OAUTH2_AUTHORIZE_ENDPOINT] = FSTR(oauth2_authorize_endpoint),
+	[BA_KEY_OAUTH2_DEVICE_ENDPOINT] = FSTR(oauth2_device_endpoint),
+	[BA_KEY_OAUTH2_CLIENT_ID] = FSTR(oauth2_client_id),
+	[BA_KEY_OAUTH2_CLIENT_SECRET] = FSTR(oauth2_client_secret),
+	[BA_KEY_OAUTH2_CLIENT_SECRET_EVAL] = FSTR(oauth2_client_secret_eval),
+	[BA_KEY_OAUTH2_REFRESH_TOKEN] = FSTR(oauth2_refresh_token),
+	[BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL] = FSTR(oauth2_refresh_token_eval),
+	[BA_KEY_OAUTH2_SCOPE] = FSTR(oauth2_scope),
 };
 
 static const char *const key_names[BA_KEY_COUNT] = {
@@ -152,6 +162,10 @@ static const char *const key_names[BA_KEY_COUNT] = {
 	"undisclosed_recipients", "logfile", "logfile_time_format", "syslog", "aliases",
 	"auto_from", "maildomain", "partial_delivery",
 	"outbox", "queue", "queue_max_age",
+	"oauth2_provider", "oauth2_token_endpoint", "oauth2_authorize_endpoint",
+	"oauth2_device_endpoint", "oauth2_client_id", "oauth2_client_secret",
+	"oauth2_client_secret_eval", "oauth2_refresh_token", "oauth2_refresh_token_eval",
+	"oauth2_scope",
 };
 
 const char *ba_config_key_name(enum ba_config_key k)
@@ -180,13 +194,20 @@ static void free_str(const char *s, int secret)
 	free(p);
 }
 
+/* Keys whose value is a secret: wiped when freed, and the file must be private. */
+static int is_secret_key(enum ba_config_key k)
+{
+	return k == BA_KEY_PASSWORD || k == BA_KEY_OAUTH2_CLIENT_SECRET ||
+	       k == BA_KEY_OAUTH2_REFRESH_TOKEN;
+}
+
 static int set_str(struct ba_account *a, enum ba_config_key k, const char *v)
 {
 	const char **f = str_field(a, k);
 	char *copy = NULL;
 	if (v && !(copy = strdup(v)))
 		return -1;
-	free_str(*f, k == BA_KEY_PASSWORD);
+	free_str(*f, is_secret_key(k));
 	*f = copy;
 	return 0;
 }
@@ -227,7 +248,8 @@ static void acc_free(struct acc *a)
 		return;
 	for (int k = 0; k < BA_KEY_COUNT; k++)
 		if (fields[k].is_str)
-			free_str(*str_field(&a->pub, (enum ba_config_key)k), k == BA_KEY_PASSWORD);
+			free_str(*str_field(&a->pub, (enum ba_config_key)k),
+			         is_secret_key((enum ba_config_key)k));
 	free_str(a->pub.auth_method, 0);
 	free_str(a->pub.name, 0);
 	free(a->alias_of);
@@ -529,6 +551,8 @@ enum kind {
 	K_SSLV3,       /* tls_force_sslv3: only "off" is acceptable */
 	K_QUEUE,       /* off, on_failure, always */
 	K_AGE,         /* seconds, or a number with s, m, h or d */
+	K_HTTPS,       /* an https:// URL without blanks or controls, empty = unset */
+	K_OAUTH2_PROVIDER, /* gmail, microsoft, custom; empty = unset */
 };
 
 struct keydef {
@@ -590,6 +614,16 @@ static const struct keydef keydefs[] = {
 	{ "outbox", BA_KEY_OUTBOX, K_FILE },
 	{ "queue", BA_KEY_QUEUE, K_QUEUE },
 	{ "queue_max_age", BA_KEY_QUEUE_MAX_AGE, K_AGE },
+	{ "oauth2_provider", BA_KEY_OAUTH2_PROVIDER, K_OAUTH2_PROVIDER },
+	{ "oauth2_token_endpoint", BA_KEY_OAUTH2_TOKEN_ENDPOINT, K_HTTPS },
+	{ "oauth2_authorize_endpoint", BA_KEY_OAUTH2_AUTHORIZE_ENDPOINT, K_HTTPS },
+	{ "oauth2_device_endpoint", BA_KEY_OAUTH2_DEVICE_ENDPOINT, K_HTTPS },
+	{ "oauth2_client_id", BA_KEY_OAUTH2_CLIENT_ID, K_STR },
+	{ "oauth2_client_secret", BA_KEY_OAUTH2_CLIENT_SECRET, K_STR },
+	{ "oauth2_client_secret_eval", BA_KEY_OAUTH2_CLIENT_SECRET_EVAL, K_STR },
+	{ "oauth2_refresh_token", BA_KEY_OAUTH2_REFRESH_TOKEN, K_STR },
+	{ "oauth2_refresh_token_eval", BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL, K_STR },
+	{ "oauth2_scope", BA_KEY_OAUTH2_SCOPE, K_STR },
 };
 
 /* The auth methods msmtp 1.8 accepts, plus SCRAM -PLUS (bluearrow). */
@@ -736,7 +770,7 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		a->proxy_port = *v ? (unsigned)num : 0;
 		break;
 	case K_STR:
-		if (kd->key == BA_KEY_PASSWORD && *v && (rc = check_private(ps)) < 0)
+		if (is_secret_key(kd->key) && *v && (rc = check_private(ps)) < 0)
 			goto out;
 		rc = set_str(a, kd->key, *v ? v : NULL);
 		break;
@@ -792,6 +826,18 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		if (on < 0)
 			goto invalid;
 		*(int *)(void *)((char *)a + fields[kd->key].off) = kd->kind == K_BOOL ? on : !on;
+		break;
+	case K_HTTPS:
+		if (*v && (strncasecmp(v, "https://", 8) != 0 || !v[8] ||
+		           strpbrk(v, " \t\r\n\"<>\\^`{|}") != NULL))
+			goto invalid;
+		rc = set_str(a, kd->key, *v ? v : NULL);
+		break;
+	case K_OAUTH2_PROVIDER:
+		if (*v && strcmp(v, "gmail") != 0 && strcmp(v, "microsoft") != 0 &&
+		    strcmp(v, "custom") != 0)
+			goto invalid;
+		rc = set_str(a, kd->key, *v ? v : NULL);
 		break;
 	case K_SSLV3:
 		if (on != 0) {
@@ -1111,6 +1157,7 @@ static void resolve(struct acc *a)
 		free(a->alias_of);
 		a->alias_of = NULL;
 	}
+	p->alias_of = a->alias_of;
 }
 
 static int parse_text(ba_config *cfg, struct parser *ps, const char *text, size_t len)

@@ -406,6 +406,20 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 				v = num;
 			}
 			break;
+		case BA_KEY_OAUTH2_PROVIDER: v = a->oauth2_provider; break;
+		case BA_KEY_OAUTH2_TOKEN_ENDPOINT: v = a->oauth2_token_endpoint; break;
+		case BA_KEY_OAUTH2_AUTHORIZE_ENDPOINT: v = a->oauth2_authorize_endpoint; break;
+		case BA_KEY_OAUTH2_DEVICE_ENDPOINT: v = a->oauth2_device_endpoint; break;
+		case BA_KEY_OAUTH2_CLIENT_ID: v = a->oauth2_client_id; break;
+		case BA_KEY_OAUTH2_CLIENT_SECRET:
+			v = a->oauth2_client_secret ? "<redacted>" : NULL;
+			break;
+		case BA_KEY_OAUTH2_CLIENT_SECRET_EVAL: v = a->oauth2_client_secret_eval; break;
+		case BA_KEY_OAUTH2_REFRESH_TOKEN:
+			v = a->oauth2_refresh_token ? "<redacted>" : NULL;
+			break;
+		case BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL: v = a->oauth2_refresh_token_eval; break;
+		case BA_KEY_OAUTH2_SCOPE: v = a->oauth2_scope; break;
 		case BA_KEY_COUNT: break;
 		}
 		if (v)

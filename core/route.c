@@ -12,6 +12,7 @@
 
 #include "bluearrow/mime.h"
 #include "bluearrow/net.h"
+#include "bluearrow/oauth2.h"
 #include "bluearrow/secret.h"
 #include "bluearrow/tls.h"
 #include "route_probe.h"
@@ -188,6 +189,31 @@ static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_e
 	return ba_session_open(&r->session, st, &r->p.smtp, err);
 }
 
+/* The account's OAuth2 access token as the password (oauth2.h); flags: BA_OAUTH2_REFRESH. */
+static int route_token(ba_route *r, const struct ba_route_opts *o, unsigned flags,
+                       struct ba_err *err)
+{
+	struct ba_oauth2_opts oo = { o->log, r->p.net.timeout_ms, flags };
+	ba_buf_release_secret(&r->password);
+	ba_buf_init(&r->password, 0);
+	r->p.smtp.password = NULL;
+	if (ba_oauth2_token(&r->password, r->acc, &oo, err) < 0)
+		return -1;
+	r->p.smtp.password = ba_buf_str(&r->password);
+	return 0;
+}
+
+/*
+ * The server refused the OAuth2 token: a 5xx reply to AUTH (535, or the
+ * 334 error challenge of RFC 7628 §3.2.2 followed by one).  It may have
+ * expired or been revoked before the time cached with it.
+ */
+static int token_refused(const ba_route *r, const struct ba_err *e)
+{
+	return ba_oauth2_enabled(r->acc) && e->code == EX_NOPERM && e->smtp_code >= 500 &&
+	       e->smtp_code < 600;
+}
+
 /* Appends "server: reason" of a failed target to the merged text. */
 static void merge_reason(struct ba_buf *m, const char *server, const struct ba_err *e)
 {
@@ -221,7 +247,10 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 	r->p.smtp.tls_start = route_tls_start;
 	r->p.smtp.tls_binding = route_tls_binding;
 	r->p.smtp.tls_ctx = r;
-	if (r->p.needs_password) {
+	if (r->p.needs_password && ba_oauth2_enabled(acc)) {
+		if (route_token(r, o, 0, err) < 0)
+			goto fail;
+	} else if (r->p.needs_password) {
 		enum ba_secret_source src;
 		if (ba_secret_password(&r->password, &src, acc, err) < 0)
 			goto fail;
@@ -251,7 +280,8 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 	const struct ba_route_target *plan = o->nplan ? o->plan : &r->own;
 	size_t nplan = o->nplan ? o->nplan : 1;
 	struct ba_buf merged = BA_BUF_INIT;
-	int rc = -1;
+	int rc = -1, retried = 0;
+again:
 	for (size_t i = 0; i < nplan && rc < 0; i++) {
 		rc = open_target(r, &plan[i], err);
 		if (rc == 0)
@@ -261,6 +291,16 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 			break;
 		if (i + 1 < nplan)
 			ba_log(o->log, BA_LOG_INFO, "%s: %s; trying the next host", r->server, err->text);
+	}
+	/* a refused token is refreshed once, and tried again on a new connection */
+	if (rc < 0 && !retried && token_refused(r, err)) {
+		retried = 1;
+		ba_log(o->log, BA_LOG_INFO, "%s: the OAuth2 token was refused; refreshing it",
+		       r->server);
+		if (route_token(r, o, BA_OAUTH2_REFRESH, err) == 0) {
+			ba_buf_reset(&merged);
+			goto again;
+		}
 	}
 	if (rc < 0 && nplan > 1 && !ba_buf_failed(&merged)) {
 		int code = err->code, smtp = err->smtp_code;

@@ -54,6 +54,10 @@ def test_bash(cfg):
     assert bash_complete("bluearrow sendmail -R ") == ["full", "hdrs"]
     assert "--read-envelope-from" in bash_complete("bluearrow sendmail --r")
     assert bash_complete("bluearrow config ") == ["check", "init", "list", "show"]
+    assert bash_complete("bluearrow oa") == ["oauth2"]
+    assert bash_complete("bluearrow oauth2 ") == ["authorize"]
+    assert bash_complete("bluearrow oauth2 authorize --d") == ["--device"]
+    assert bash_complete("bluearrow oauth2 authorize -C %s -a w" % cfg) == ["work"]
     assert "--tls-trust-file" in bash_complete("bluearrow sendmail --tls")
     assert "--passwordeval" in bash_complete("bluearrow send --pass")
     assert bash_complete("bluearrow config init --ho") == ["--host"]
@@ -83,6 +87,8 @@ def test_fish(cfg):
     assert fish_complete("bluearrow check -C %s -a " % cfg) == ["default", "home", "work"]
     assert fish_complete("bluearrow-sendmail -R ") == ["full", "hdrs"]
     assert fish_complete("bluearrow config ") == ["check", "init", "list", "show"]
+    assert fish_complete("bluearrow oauth2 ") == ["authorize"]
+    assert "--device" in fish_complete("bluearrow oauth2 authorize --")
     assert "--tls-trust-file" in fish_complete("bluearrow sendmail --tls")
     assert fish_complete("bluearrow outbox ") == ["flush", "list", "retry", "rm", "show"]
 

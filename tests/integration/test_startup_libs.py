@@ -1,5 +1,5 @@
 """What the dynamic loader brings into each path: the sendmail path must not map libmagic (nor
-libcurl or ncurses), which only a content sniff needs; compose still sniffs attachment types,
+libcurl or ncurses), which only a content sniff needs (libcurl: only fetching an OAuth2 token); compose still sniffs attachment types,
 loading libmagic on first use.  Read from the loader itself (LD_DEBUG=files names every shared
 object it opens, whether needed at start or dlopen()ed later)."""
 import ctypes.util
@@ -66,3 +66,31 @@ def test_compose_sniffs_with_libmagic_loaded_on_demand(tmp_path):
     assert b"Content-Type: image/gif" in r.stdout
     if ctypes.util.find_library("magic"):  # else the extension decides (mime.h)
         assert "libmagic.so.1" in opened and "dynamically loaded by" in opened, opened
+
+
+def test_oauth2_loads_libcurl_only_to_fetch_a_token(smtp_server, write_config, tls_certs,
+                                                    tmp_path, monkeypatch):
+    """An account whose token comes from bluearrow's OAuth2 module: the send that
+    must fetch a token loads libcurl with dlopen(); the next one, with the token
+    cached, maps no libcurl, like a send without OAuth2."""
+    from servers.oauth2 import TokenEndpoint
+    user = "u@example.test"
+    srv = smtp_server(starttls=True, auth=["XOAUTH2"], tokens={})
+    ep = TokenEndpoint(tls_certs, refresh_tokens={"rt"},
+                       on_token=lambda t: srv.tokens.__setitem__(user, t)).start()
+    try:
+        cfg = write_config(srv, tls="on", tls_starttls="on", auth="xoauth2", user=user,
+                           oauth2_client_id="cid", oauth2_token_endpoint=ep.url("/token"),
+                           oauth2_refresh_token="rt")
+        msg = b"From: u@example.test\nTo: r@example.test\nSubject: s\n\nbody\n"
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # run_traced's env
+        r, opened = run_traced(["sendmail", "-C", cfg, "-f", user, "r@example.test"], msg)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
+        assert "libcurl-gnutls.so.4" in opened and "dynamically loaded by" in opened, opened
+        r, opened = run_traced(["sendmail", "-C", cfg, "-f", user, "r@example.test"], msg)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
+        assert "libgnutls" in opened
+        assert "libcurl" not in opened, opened
+        assert ep.count() == 1
+    finally:
+        ep.stop()

@@ -91,7 +91,15 @@ static void test_config__every_key_type(void **state)
 		"partial_delivery on\n"
 		"outbox ~/q\n"
 		"queue on_failure\n"
-		"queue_max_age 2d\n");
+		"queue_max_age 2d\n"
+		"oauth2_provider custom\n"
+		"oauth2_token_endpoint https://login.example.org/token\n"
+		"oauth2_authorize_endpoint https://login.example.org/auth\n"
+		"oauth2_device_endpoint https://login.example.org/device\n"
+		"oauth2_client_id cid\n"
+		"oauth2_client_secret_eval pass show cs\n"
+		"oauth2_refresh_token_eval pass show rt\n"
+		"oauth2_scope \"a b\"\n");
 	const struct ba_account *a = acc(cfg, "a");
 	assert_string_equal(a->host, "smtp.example.org");
 	assert_int_equal(a->port, 587);
@@ -138,9 +146,20 @@ static void test_config__every_key_type(void **state)
 	assert_string_equal(a->outbox, "/home/jo/q");
 	assert_int_equal(a->queue, BA_QUEUE_ON_FAILURE);
 	assert_int_equal(a->queue_max_age, 2 * 86400);
-	/* every key was set explicitly except password and ntlmdomain, and socket */
+	assert_string_equal(a->oauth2_provider, "custom");
+	assert_string_equal(a->oauth2_token_endpoint, "https://login.example.org/token");
+	assert_string_equal(a->oauth2_authorize_endpoint, "https://login.example.org/auth");
+	assert_string_equal(a->oauth2_device_endpoint, "https://login.example.org/device");
+	assert_string_equal(a->oauth2_client_id, "cid");
+	assert_null(a->oauth2_client_secret);
+	assert_string_equal(a->oauth2_client_secret_eval, "pass show cs");
+	assert_null(a->oauth2_refresh_token);
+	assert_string_equal(a->oauth2_refresh_token_eval, "pass show rt");
+	assert_string_equal(a->oauth2_scope, "a b");
+	/* every key was set explicitly except the secrets, ntlmdomain and socket */
 	for (int k = 0; k < BA_KEY_COUNT; k++) {
-		int expect = k != BA_KEY_PASSWORD && k != BA_KEY_NTLMDOMAIN && k != BA_KEY_SOCKET;
+		int expect = k != BA_KEY_PASSWORD && k != BA_KEY_NTLMDOMAIN && k != BA_KEY_SOCKET &&
+		             k != BA_KEY_OAUTH2_CLIENT_SECRET && k != BA_KEY_OAUTH2_REFRESH_TOKEN;
 		if (BA_ACCOUNT_HAS(a, k) != expect)
 			fail_msg("mask bit of '%s' is %d", ba_config_key_name((enum ba_config_key)k),
 			         BA_ACCOUNT_HAS(a, k));
@@ -445,6 +464,14 @@ static void test_config__errors_name_file_and_line(void **state)
 	assert_string_equal(e.text, "t.rc:2: invalid value 'PLAIN' for 'auth'");
 	e = parse_fail("account a\ntimeout 0\n");
 	assert_string_equal(e.text, "t.rc:2: invalid value '0' for 'timeout'");
+	e = parse_fail("account a\noauth2_provider google\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value 'google' for 'oauth2_provider'");
+	e = parse_fail("account a\noauth2_token_endpoint http://x.test/token\n");
+	assert_string_equal(e.text,
+	                    "t.rc:2: invalid value 'http://x.test/token' for 'oauth2_token_endpoint'");
+	e = parse_fail("account a\noauth2_device_endpoint \"https://x.test/a b\"\n");
+	assert_string_equal(e.text,
+	                    "t.rc:2: invalid value 'https://x.test/a b' for 'oauth2_device_endpoint'");
 	e = parse_fail("account a\nprotocol esmtp\n");
 	e = parse_fail("account a\ndsn_notify failure,failure\n");
 	e = parse_fail("account a\ndsn_notify\n");

@@ -85,6 +85,16 @@ enum ba_config_key {
 	BA_KEY_OUTBOX,             /* bluearrow extension */
 	BA_KEY_QUEUE,              /* bluearrow extension */
 	BA_KEY_QUEUE_MAX_AGE,      /* bluearrow extension */
+	BA_KEY_OAUTH2_PROVIDER,    /* bluearrow extension: OAuth2 (oauth2.h) */
+	BA_KEY_OAUTH2_TOKEN_ENDPOINT,
+	BA_KEY_OAUTH2_AUTHORIZE_ENDPOINT,
+	BA_KEY_OAUTH2_DEVICE_ENDPOINT,
+	BA_KEY_OAUTH2_CLIENT_ID,
+	BA_KEY_OAUTH2_CLIENT_SECRET,
+	BA_KEY_OAUTH2_CLIENT_SECRET_EVAL,
+	BA_KEY_OAUTH2_REFRESH_TOKEN,
+	BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL,
+	BA_KEY_OAUTH2_SCOPE,
 	BA_KEY_COUNT
 };
 
@@ -116,6 +126,8 @@ enum ba_config_dsn_return { BA_DSN_RET_OFF, BA_DSN_RET_HDRS, BA_DSN_RET_FULL };
  */
 struct ba_account {
 	const char *name;           /* "default" for the default account */
+	const char *alias_of;       /* "x" for "account NAME : x" without keys of its own (the
+	                               same account under a second name), else NULL */
 	const char *file;           /* the configuration file it came from */
 	unsigned line;              /* line of its `account` command */
 	uint64_t mask;              /* bit (1 << enum ba_config_key) per key set explicitly */
@@ -185,6 +197,18 @@ struct ba_account {
 	                               ($XDG_STATE_HOME/bluearrow/outbox, bluearrow/outbox.h) */
 	enum ba_config_queue queue; /* default BA_QUEUE_OFF */
 	long queue_max_age;         /* seconds an entry is retried before it fails; 0 = 5 days */
+
+	/* OAuth2 (bluearrow extension; bluearrow/oauth2.h fetches the token) */
+	const char *oauth2_provider;        /* "gmail", "microsoft" or "custom"; NULL = none */
+	const char *oauth2_token_endpoint;  /* https:// URLs; NULL = the provider's */
+	const char *oauth2_authorize_endpoint;
+	const char *oauth2_device_endpoint;
+	const char *oauth2_client_id;       /* NULL = none */
+	const char *oauth2_client_secret;   /* a secret: never log it; NULL = none */
+	const char *oauth2_client_secret_eval; /* command printing it; NULL = none */
+	const char *oauth2_refresh_token;   /* a secret: never log it; NULL = none */
+	const char *oauth2_refresh_token_eval; /* command printing it; NULL = none */
+	const char *oauth2_scope;           /* space-separated; NULL = the provider's */
 };
 
 enum ba_config_load_flags {
@@ -332,7 +356,8 @@ const char *ba_config_key_name(enum ba_config_key k);
  * Appends the effective settings of acc to out, one "key value" line per
  * key in enum order, in msmtprc syntax (values quoted when needed, so the
  * output can be read back), starting with "account NAME".  Unset string
- * keys are omitted; the password is written as "password <redacted>".
+ * keys are omitted; the password, oauth2_client_secret and oauth2_refresh_token
+ * are written as "<redacted>".
  * Returns 0, or -1 if out has failed.
  */
 int ba_config_format_account(struct ba_buf *out, const struct ba_account *acc);

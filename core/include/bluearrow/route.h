@@ -114,12 +114,16 @@ struct ba_route_opts {
  * report->wants_implicit_tls, instead of waiting for the timeout; nothing
  * is sent on the first connection.  When auth needs a password and neither
  * password, passwordeval nor netrc gives one, o->ask_password (if set) is
- * asked, before any connection.  acc is borrowed for the life of the
+ * asked, before any connection.  For an OAuth2 account (ba_oauth2_enabled())
+ * the password is the access token of ba_oauth2_token(), fetched before any
+ * connection; when the server refuses it (a 5xx reply to AUTH) it is
+ * refreshed once and the plan is tried again on new connections.  acc is borrowed for the life of the
  * route.  On success the caller frees *out with ba_route_free().
  * Errors: those of ba_route_params_init(), ba_net_connect (EX_NOHOST,
  * EX_TEMPFAIL...), ba_tls_start (EX_UNAVAILABLE...), ba_session_open, and
  * EX_CONFIG for an unusable account (auth on without a password, and no
- * o->ask_password or it failed: its error).
+ * o->ask_password or it failed: its error), and those of ba_oauth2_token()
+ * (EX_NOPERM for a refused refresh token, naming `bluearrow oauth2 authorize`).
  */
 int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_route_opts *o,
                   struct ba_err *err);
