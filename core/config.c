@@ -139,6 +139,8 @@ static const struct field fields[BA_KEY_COUNT] = {
 	[BA_KEY_OUTBOX] = FSTR(outbox),
 	[BA_KEY_QUEUE] = FVAL(queue),
 	[BA_KEY_QUEUE_MAX_AGE] = FVAL(queue_max_age),
+	[BA_KEY_QUEUE_DELAY] = FVAL(queue_delay),
+	[BA_KEY_QUEUE_FLUSH_ON_RUN] = FVAL(queue_flush_on_run),
 };
 
 static const char *const key_names[BA_KEY_COUNT] = {
@@ -152,6 +154,8 @@ static const char *const key_names[BA_KEY_COUNT] = {
 	"undisclosed_recipients", "logfile", "logfile_time_format", "syslog", "aliases",
 	"auto_from", "maildomain", "partial_delivery",
 	"outbox", "queue", "queue_max_age",
+	"queue_delay",
+	"queue_flush_on_run",
 };
 
 const char *ba_config_key_name(enum ba_config_key k)
@@ -590,6 +594,8 @@ static const struct keydef keydefs[] = {
 	{ "outbox", BA_KEY_OUTBOX, K_FILE },
 	{ "queue", BA_KEY_QUEUE, K_QUEUE },
 	{ "queue_max_age", BA_KEY_QUEUE_MAX_AGE, K_AGE },
+	{ "queue_delay", BA_KEY_QUEUE_DELAY, K_AGE },
+	{ "queue_flush_on_run", BA_KEY_QUEUE_FLUSH_ON_RUN, K_BOOL },
 };
 
 /* The auth methods msmtp 1.8 accepts, plus SCRAM -PLUS (bluearrow). */
@@ -885,9 +891,11 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		long x = strtol(v, &end, 10);
 		long unit = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
 		          : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
-		if (end == v || !unit || errno == ERANGE || x <= 0 || x > LONG_MAX / unit)
+		/* queue_delay 0 turns the delay off; a max age of 0 means nothing */
+		if (end == v || !unit || errno == ERANGE || x < (kd->key == BA_KEY_QUEUE_DELAY ? 0 : 1) ||
+		    x > LONG_MAX / unit)
 			goto invalid;
-		a->queue_max_age = x * unit;
+		*(long *)(void *)((char *)a + fields[kd->key].off) = x * unit;
 		break;
 	}
 	}

@@ -406,6 +406,13 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 				v = num;
 			}
 			break;
+		case BA_KEY_QUEUE_DELAY:
+			if (a->queue_delay) {
+				snprintf(num, sizeof(num), "%ld", a->queue_delay);
+				v = num;
+			}
+			break;
+		case BA_KEY_QUEUE_FLUSH_ON_RUN: v = onoff(a->queue_flush_on_run); break;
 		case BA_KEY_COUNT: break;
 		}
 		if (v)

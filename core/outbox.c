@@ -979,6 +979,116 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 
 /* ---- the flush ------------------------------------------------------------- */
 
+/* ---- send later ---------------------------------------------------------- */
+
+/* n digits at *p into *v; advances *p.  Returns 0, or -1 when they are not digits. */
+static int digits(const char **p, int n, int *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return -1;
+		*v = *v * 10 + (**p - '0');
+	}
+	return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int dm[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m == 2 && leap ? 29 : dm[m - 1];
+}
+
+/* "YYYY-MM-DD HH:MM[:SS]" or "YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM|+HHMM|-...]". */
+static int parse_absolute(int64_t *out, const char *s)
+{
+	const char *p = s;
+	int y, mo, d, h, mi, se = 0;
+	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+	    digits(&p, 2, &d) || (*p != ' ' && *p != 'T'))
+		return -1;
+	p++;
+	if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi))
+		return -1;
+	if (*p == ':' && (p++, digits(&p, 2, &se)))
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59)
+		return -1;
+	if (!*p) { /* local time */
+		struct tm tm;
+		memset(&tm, 0, sizeof(tm));
+		tm.tm_year = y - 1900;
+		tm.tm_mon = mo - 1;
+		tm.tm_mday = d;
+		tm.tm_hour = h;
+		tm.tm_min = mi;
+		tm.tm_sec = se;
+		tm.tm_isdst = -1;
+		time_t t = mktime(&tm);
+		if (t == (time_t)-1)
+			return -1;
+		*out = (int64_t)t;
+		return 0;
+	}
+	int64_t off = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '-' ? -1 : 1, oh, om;
+		if (digits(&p, 2, &oh))
+			return -1;
+		if (*p == ':')
+			p++;
+		if (digits(&p, 2, &om) || oh > 23 || om > 59)
+			return -1;
+		off = sign * (oh * 3600 + om * 60);
+	} else {
+		return -1;
+	}
+	if (*p)
+		return -1;
+	*out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
+	return 0;
+}
+
+int ba_outbox_parse_time(int64_t *out, const char *s, int64_t now, struct ba_err *err)
+{
+	if (s[0] == '+') {
+		char *end;
+		errno = 0;
+		long long x = strtoll(s + 1, &end, 10);
+		long unit = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
+		          : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+		if (end == s + 1 || s[1] < '0' || s[1] > '9' || !unit || errno == ERANGE ||
+		    x > 100LL * 365 * 86400 / unit)
+			return ba_err_set(err, EX_USAGE, "invalid time '%s': a relative time is +N "
+			                  "with s, m, h or d (+10m, +2h, +1d), at most 100 years", s);
+		*out = now + (int64_t)x * unit;
+		return 0;
+	}
+	int64_t t;
+	if (parse_absolute(&t, s) < 0)
+		return ba_err_set(err, EX_USAGE, "invalid time '%s': use \"YYYY-MM-DD HH:MM\" (local "
+		                  "time), ISO 8601 (2026-12-24T18:00:00+01:00) or +N with s, m, h "
+		                  "or d (+10m)", s);
+	if (t < now)
+		return ba_err_set(err, EX_USAGE, "time '%s' is in the past", s);
+	*out = t;
+	return 0;
+}
+
 int ba_outbox_temporary(const struct ba_err *err)
 {
 	if (err->smtp_code)
@@ -1270,7 +1380,8 @@ static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox
 				return 1;
 		return 0;
 	}
-	return o->all || e->next <= now;
+	/* -q sends every entry, but not one held for later and never tried yet */
+	return e->next <= now || (o->all && e->attempts > 0);
 }
 
 static int index_add(void *ctx, struct ba_outbox_entry *e, struct ba_err *err)

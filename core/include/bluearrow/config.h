@@ -85,6 +85,8 @@ enum ba_config_key {
 	BA_KEY_OUTBOX,             /* bluearrow extension */
 	BA_KEY_QUEUE,              /* bluearrow extension */
 	BA_KEY_QUEUE_MAX_AGE,      /* bluearrow extension */
+	BA_KEY_QUEUE_DELAY,        /* bluearrow extension */
+	BA_KEY_QUEUE_FLUSH_ON_RUN, /* bluearrow extension */
 	BA_KEY_COUNT
 };
 
@@ -185,6 +187,10 @@ struct ba_account {
 	                               ($XDG_STATE_HOME/bluearrow/outbox, bluearrow/outbox.h) */
 	enum ba_config_queue queue; /* default BA_QUEUE_OFF */
 	long queue_max_age;         /* seconds an entry is retried before it fails; 0 = 5 days */
+	long queue_delay;           /* seconds every message is held in the outbox before it is
+	                               sent (withdrawable meanwhile); 0 (default) = none */
+	int queue_flush_on_run;     /* 1: each send starts a detached flush of the due entries;
+	                               default 0 */
 };
 
 enum ba_config_load_flags {

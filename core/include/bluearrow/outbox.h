@@ -177,6 +177,16 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err);
  */
 int ba_outbox_temporary(const struct ba_err *err);
 
+/*
+ * A send time (`send --at`) into *out, seconds since the epoch: "+N" with
+ * an optional unit s, m, h or d (+10m, +2h, +1d) after now; "YYYY-MM-DD
+ * HH:MM[:SS]" in local time; ISO 8601 "YYYY-MM-DDTHH:MM[:SS]" followed by
+ * nothing (local time), Z or an offset (+01:00, -0500).  Errors: EX_USAGE
+ * "invalid time 'S': ..." (unparsable, a date that does not exist, a
+ * relative time over 100 years), EX_USAGE "time 'S' is in the past".
+ */
+int ba_outbox_parse_time(int64_t *out, const char *s, int64_t now, struct ba_err *err);
+
 /* What a flush did with one entry. */
 enum ba_outbox_outcome {
 	BA_OUTBOX_DELIVERED, /* accepted for every recipient: removed */
@@ -190,7 +200,8 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	const char *account;        /* only this account's entries; NULL = all */
 	const char *const *ids;     /* only these entries (due or not); nids = 0: every due one */
 	size_t nids;
-	int all;                    /* every entry, due or not (sendmail -q) */
+	int all;                    /* every entry, due or not (sendmail -q), except one held
+	                               for later: never tried, next attempt in the future */
 	int hold_fd;                /* > 0: an entry this process holds from ba_outbox_add() */
 	int64_t now;                /* seconds; 0 = the clock */
 	const struct ba_log *log;   /* the dialogue (BA_LOG_PROTO) and the logfile warnings */
