@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -119,8 +120,8 @@ static int open_for(ba_outbox **ob, const struct ba_account *acc, struct ba_err 
 
 /* ---- enqueueing --------------------------------------------------------- */
 
-int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, char *id,
-                       size_t idlen, int *hold, struct ba_err *err)
+int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, int64_t next,
+                       char *id, size_t idlen, int *hold, struct ba_err *err)
 {
 	ba_outbox *ob;
 	if (open_for(&ob, s->acc, err) < 0)
@@ -145,6 +146,7 @@ int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, char
 	}
 	e.notify = s->notify;
 	e.ret = s->ret;
+	e.next = next;
 	if (why) { /* the attempt that failed, for list */
 		e.attempts = 1;
 		e.error_class = why->code;
@@ -245,6 +247,16 @@ int cli_outbox_flush(const struct cli_flush *f)
 			code = cli_fail(&err);
 			continue;
 		}
+		int lock = -1;
+		if (f->exclusive) {
+			lock = open(dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) { /* another one is at it */
+				if (lock >= 0)
+					close(lock);
+				ba_outbox_free(ob);
+				continue;
+			}
+		}
 		struct ba_outbox_flush_opts o;
 		memset(&o, 0, sizeof(o));
 		o.cfg = cfg;
@@ -264,6 +276,8 @@ int cli_outbox_flush(const struct cli_flush *f)
 		total.failed += st.failed;
 		total.skipped += st.skipped;
 		ba_outbox_free(ob);
+		if (lock >= 0)
+			close(lock);
 	}
 	if (!code)
 		code = total.failed ? EX_UNAVAILABLE : total.deferred ? EX_TEMPFAIL : 0;
@@ -366,14 +380,15 @@ static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir
 
 static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
 {
-	char age[32], next[40];
+	char age[32], next[48];
 	fmt_age(age, sizeof(age), now - e->created);
 	if (e->next <= now)
 		snprintf(next, sizeof(next), "now");
 	else {
-		char in[32];
+		char in[24];
 		fmt_age(in, sizeof(in), e->next - now);
-		snprintf(next, sizeof(next), "in %s", in);
+		/* never tried and not due: held for later (send --at, queue_delay) */
+		snprintf(next, sizeof(next), "in %s%s", in, e->attempts ? "" : " (held)");
 	}
 	fprintf(o, "%s  age %s  %" PRIu64 " bytes  attempts %u  next attempt %s\n", e->id, age,
 	        e->size, e->attempts, next);

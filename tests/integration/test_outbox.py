@@ -207,6 +207,109 @@ def test_send_queues_on_failure_too(outbox_env):
         srv.stop()
 
 
+def test_send_at_holds_until_then_rm_withdraws(outbox_env):
+    """send --at queues (ID on stdout); -q does not send it early, does once it is due; rm
+    withdraws another one before its time."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv)
+        r = run("send", "-C", cfg, "--at", "+2s", "--to", "b@y.test", "--subject", "later",
+                "--body", "-", input=b"soon\n")
+        assert r.returncode == 0 and r.stderr == b"", r.stderr
+        eid = r.stdout.decode().strip()
+        r = run("send", "-C", cfg, "--at=+1h", "--to", "b@y.test", "--subject", "undo",
+                "--body", "-", input=b"never\n")
+        assert r.returncode == 0, r.stderr
+        undo = r.stdout.decode().strip()
+        assert srv.conns == []
+        e = {x["id"]: x for x in entries(run, cfg)}
+        assert set(e) == {eid, undo}
+        assert e[eid]["next_attempt"] >= int(time.time()) + 1
+        assert b"(held)" in run("outbox", "list", "-C", cfg).stdout
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert srv.messages == []                   # not before its time
+        assert run("outbox", "rm", "-C", cfg, undo).returncode == 0
+        time.sleep(2.2)
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert len(srv.messages) == 1 and b"Subject: later" in srv.messages[0].data
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2001-01-01 10:00", "+5y", ""])
+def test_send_at_refuses_a_bad_or_past_time(outbox_env, value):
+    make, box, run = outbox_env
+    cfg = make(port=closed_port())
+    r = run("send", "-C", cfg, "--at", value, "--to", "b@y.test", "--body", "-", input=b"x\n")
+    assert r.returncode == 64, r.stderr
+    assert ("'%s'" % value).encode() in r.stderr
+    assert listing(box / "q") == []
+
+
+def test_queue_delay_holds_every_message(outbox_env):
+    """queue_delay: sendmail acknowledges at once (exit 0, silent), the entry is held for the
+    delay, a flush sends it once due."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue_delay="2s")
+        r = run("sendmail", "-C", cfg, "b@y.test", input=msg(1))
+        assert r.returncode == 0 and r.stdout == b"" and r.stderr == b"", r.stderr
+        assert srv.conns == []
+        e = entries(run, cfg)
+        assert len(e) == 1 and e[0]["attempts"] == 0
+        assert e[0]["next_attempt"] - e[0]["created"] == 2
+        assert run("sendmail", "-C", cfg, "-q").returncode == 0
+        assert srv.messages == []
+        time.sleep(2.2)
+        assert run("outbox", "flush", "-C", cfg).returncode == 0
+        assert [t.data for t in srv.messages] == [msg(1)]
+    finally:
+        srv.stop()
+
+
+def test_queue_flush_on_run(outbox_env):
+    """A message queued while the server is down goes out after any later run, in a detached
+    child that never delays the run."""
+    make, box, run = outbox_env
+    cfg = make(port=closed_port(), queue="on_failure", queue_flush_on_run="on")
+    r = run("sendmail", "-C", cfg, "b@y.test", input=msg(1))
+    assert r.returncode == 0 and b"queued as" in r.stderr, r.stderr
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue="on_failure", queue_flush_on_run="on")
+        r = run("sendmail", "-C", cfg, "c@y.test", input=msg(2))
+        assert r.returncode == 0, r.stderr
+        end = time.monotonic() + 10
+        while len(srv.messages) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert sorted(t.data for t in srv.messages) == [msg(1), msg(2)]
+        while entries(run, cfg) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+def test_queue_flush_on_run_off_leaves_the_queue(outbox_env):
+    make, box, run = outbox_env
+    cfg = make(port=closed_port(), queue="on_failure")
+    assert run("sendmail", "-C", cfg, "b@y.test", input=msg(1)).returncode == 0
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue="on_failure")
+        assert run("sendmail", "-C", cfg, "c@y.test", input=msg(2)).returncode == 0
+        time.sleep(1)
+        assert [t.data for t in srv.messages] == [msg(2)]
+        assert len(entries(run, cfg)) == 1
+    finally:
+        srv.stop()
+
+
 def test_permanent_failure_is_not_queued(outbox_env):
     make, box, run = outbox_env
     srv = RawServer().start()
