@@ -46,50 +46,45 @@ const char cli_outbox_usage[] =
 
 /* ---- which outbox ------------------------------------------------------- */
 
-/* The outbox directories of cfg's accounts, each once (an account without `outbox`: the default). */
+/* The outbox directories of cfg's accounts, each once (ba_outbox_account_dir()). */
 static int outbox_dirs(char ***out, size_t *n, const ba_config *cfg, const char *account,
                        struct ba_err *err)
 {
 	*out = NULL;
 	*n = 0;
-	struct ba_buf def = BA_BUF_INIT;
+	struct ba_buf d = BA_BUF_INIT;
 	size_t count = cfg ? ba_config_count(cfg) : 0;
 	char **v = calloc(count + 1, sizeof(*v));
 	if (!v)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	size_t k = 0;
-	int need_default = count == 0;
-	for (size_t i = 0; i < count; i++) {
-		const struct ba_account *a = ba_config_at(cfg, i);
-		if (account && strcmp(a->name, account) != 0)
-			continue;
-		if (!a->outbox) {
-			need_default = 1;
-			continue;
+	for (size_t i = 0; i <= count; i++) {
+		int rc;
+		if (i < count) {
+			const struct ba_account *a = ba_config_at(cfg, i);
+			if (account && strcmp(a->name, account) != 0)
+				continue;
+			rc = ba_outbox_account_dir(&d, a, err);
+		} else if (count == 0) {
+			rc = ba_outbox_default_dir(&d, err);
+		} else {
+			break;
 		}
-		size_t j = 0;
-		while (j < k && strcmp(v[j], a->outbox) != 0)
-			j++;
-		if (j == k)
-			v[k++] = strdup(a->outbox);
-	}
-	if (need_default || k == 0) {
-		if (ba_outbox_default_dir(&def, err) < 0) {
+		if (rc < 0) {
+			ba_buf_release(&d);
 			cli_outbox_free_dirs(v, k);
 			return -1;
 		}
 		size_t j = 0;
-		while (j < k && strcmp(v[j], ba_buf_str(&def)) != 0)
+		while (j < k && strcmp(v[j], ba_buf_str(&d)) != 0)
 			j++;
-		if (j == k)
-			v[k++] = strdup(ba_buf_str(&def));
-		ba_buf_release(&def);
-	}
-	for (size_t j = 0; j < k; j++)
-		if (!v[j]) {
+		if (j == k && !(v[k++] = strdup(ba_buf_str(&d)))) {
+			ba_buf_release(&d);
 			cli_outbox_free_dirs(v, k);
 			return ba_err_set(err, EX_OSERR, "out of memory");
 		}
+	}
+	ba_buf_release(&d);
 	*out = v;
 	*n = k;
 	return 0;
@@ -104,14 +99,12 @@ void cli_outbox_free_dirs(char **v, size_t n)
 
 static struct ba_log quiet_log;
 
-/* Opens the outbox of acc (its `outbox`, else the default). */
+/* Opens the outbox of acc (ba_outbox_account_dir()); NULL: the default. */
 static int open_for(ba_outbox **ob, const struct ba_account *acc, struct ba_err *err)
 {
 	cli_log_stderr_init(&quiet_log, 0);
-	if (acc && acc->outbox)
-		return ba_outbox_open(ob, acc->outbox, &quiet_log, err);
 	struct ba_buf d = BA_BUF_INIT;
-	int rc = ba_outbox_default_dir(&d, err);
+	int rc = acc ? ba_outbox_account_dir(&d, acc, err) : ba_outbox_default_dir(&d, err);
 	if (rc == 0)
 		rc = ba_outbox_open(ob, ba_buf_str(&d), &quiet_log, err);
 	ba_buf_release(&d);

@@ -1235,6 +1235,8 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 	close(fd);
 	rc = parse_common(out, path, ba_buf_str(&text), text.len, &ps, err);
 	ba_buf_release_secret(&text); /* it may hold passwords */
+	for (size_t i = 0; rc == 0 && (flags & BA_CONFIG_SYSTEM) && i < (*out)->n; i++)
+		(*out)->accs[i]->pub.system_file = 1;
 	return rc;
 }
 

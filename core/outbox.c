@@ -278,6 +278,15 @@ int ba_outbox_default_dir(struct ba_buf *out, struct ba_err *err)
 	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
 }
 
+int ba_outbox_account_dir(struct ba_buf *out, const struct ba_account *acc, struct ba_err *err)
+{
+	if (!acc->outbox && !acc->system_file)
+		return ba_outbox_default_dir(out, err);
+	ba_buf_reset(out);
+	ba_buf_addstr(out, acc->outbox ? acc->outbox : BA_OUTBOX_SYSTEM_DIR);
+	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+}
+
 /* Opens (creating it 0700 when missing) the directory name under at; checks owner and mode. */
 static int open_dir(int *out, int at, const char *name, const char *shown, struct ba_err *err)
 {

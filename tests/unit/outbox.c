@@ -346,6 +346,43 @@ static void test_outbox__parse_time(void **state)
 	assert_string_equal(err.text, "time '2027-01-15T07:59:59Z' is in the past");
 }
 
+/* The default directory: the account's outbox, /var/spool/bluearrow for a system file, else XDG. */
+static void test_outbox__account_dir(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	char path[512];
+	snprintf(path, sizeof(path), "%s/conf", root);
+	write_file(path, "account a\nhost h\naccount b\nhost h\noutbox /srv/q\n");
+	setenv("XDG_STATE_HOME", "/xdg", 1);
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_buf d = BA_BUF_INIT;
+	for (int sys = 0; sys < 2; sys++) {
+		ba_config *cfg = NULL;
+		assert_int_equal(ba_config_load(&cfg, path, sys ? BA_CONFIG_SYSTEM : 0, &err), 0);
+		const struct ba_account *a = ba_config_account(cfg, "a", &err);
+		const struct ba_account *b = ba_config_account(cfg, "b", &err);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(a->system_file, sys);
+		assert_int_equal(ba_outbox_account_dir(&d, a, &err), 0);
+		assert_string_equal(ba_buf_str(&d), sys ? "/var/spool/bluearrow" : "/xdg/bluearrow/outbox");
+		assert_int_equal(ba_outbox_account_dir(&d, b, &err), 0);
+		assert_string_equal(ba_buf_str(&d), "/srv/q");
+		ba_config_free(cfg);
+	}
+	/* a file in memory (and -C FILE) is a user's */
+	ba_config *cfg = NULL;
+	assert_int_equal(ba_config_parse(&cfg, "mem", "account a\nhost h\n", 17, &err), 0);
+	assert_int_equal(ba_outbox_account_dir(&d, ba_config_account(cfg, "a", &err), &err), 0);
+	assert_string_equal(ba_buf_str(&d), "/xdg/bluearrow/outbox");
+	ba_config_free(cfg);
+	unsetenv("XDG_STATE_HOME");
+	ba_buf_release(&d);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +392,7 @@ int main(void)
 		cmocka_unit_test(test_outbox__directory),
 		cmocka_unit_test(test_outbox__interrupted_move_to_failed),
 		cmocka_unit_test(test_outbox__parse_time),
+		cmocka_unit_test(test_outbox__account_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -120,6 +120,7 @@ struct ba_account {
 	const char *name;           /* "default" for the default account */
 	const char *file;           /* the configuration file it came from */
 	unsigned line;              /* line of its `account` command */
+	int system_file;            /* 1: the file was loaded as system-wide (BA_CONFIG_SYSTEM) */
 	uint64_t mask;              /* bit (1 << enum ba_config_key) per key set explicitly */
 
 	/* connection */
@@ -184,7 +185,7 @@ struct ba_account {
 	/* bluearrow extensions */
 	int partial_delivery;       /* 1: exit 0 if some recipients were accepted; default 0 */
 	const char *outbox;         /* the outbox directory (~ expanded); NULL = the default
-	                               ($XDG_STATE_HOME/bluearrow/outbox, bluearrow/outbox.h) */
+	                               (ba_outbox_account_dir(), bluearrow/outbox.h) */
 	enum ba_config_queue queue; /* default BA_QUEUE_OFF */
 	long queue_max_age;         /* seconds an entry is retried before it fails; 0 = 5 days */
 	long queue_delay;           /* seconds every message is held in the outbox before it is

@@ -105,6 +105,15 @@ int ba_outbox_entry_parse(struct ba_outbox_entry *e, const char *text, size_t le
  * Errors: EX_CONFIG when neither variable is set; EX_OSERR.
  */
 int ba_outbox_default_dir(struct ba_buf *out, struct ba_err *err);
+/* Where a system-wide configuration (/etc/bluearrow.conf, /etc/msmtprc) queues by default. */
+#define BA_OUTBOX_SYSTEM_DIR "/var/spool/bluearrow"
+/*
+ * The outbox directory of acc into out (reset first): its `outbox` key,
+ * else BA_OUTBOX_SYSTEM_DIR when it comes from a system-wide file
+ * (acc->system_file), else ba_outbox_default_dir().  Errors: those of
+ * ba_outbox_default_dir().
+ */
+int ba_outbox_account_dir(struct ba_buf *out, const struct ba_account *acc, struct ba_err *err);
 
 /*
  * Opens the outbox at dir (borrowed; copied), creating it (0700, and its
