@@ -141,6 +141,7 @@ static const struct field fields[BA_KEY_COUNT] = {
 	[BA_KEY_QUEUE_MAX_AGE] = FVAL(queue_max_age),
 	[BA_KEY_QUEUE_DELAY] = FVAL(queue_delay),
 	[BA_KEY_QUEUE_FLUSH_ON_RUN] = FVAL(queue_flush_on_run),
+	[BA_KEY_BOUNCE] = FVAL(bounce),
 };
 
 static const char *const key_names[BA_KEY_COUNT] = {
@@ -156,6 +157,7 @@ static const char *const key_names[BA_KEY_COUNT] = {
 	"outbox", "queue", "queue_max_age",
 	"queue_delay",
 	"queue_flush_on_run",
+	"bounce",
 };
 
 const char *ba_config_key_name(enum ba_config_key k)
@@ -596,6 +598,7 @@ static const struct keydef keydefs[] = {
 	{ "queue_max_age", BA_KEY_QUEUE_MAX_AGE, K_AGE },
 	{ "queue_delay", BA_KEY_QUEUE_DELAY, K_AGE },
 	{ "queue_flush_on_run", BA_KEY_QUEUE_FLUSH_ON_RUN, K_BOOL },
+	{ "bounce", BA_KEY_BOUNCE, K_BOOL },
 };
 
 /* The auth methods msmtp 1.8 accepts, plus SCRAM -PLUS (bluearrow). */

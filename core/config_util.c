@@ -413,6 +413,7 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 			}
 			break;
 		case BA_KEY_QUEUE_FLUSH_ON_RUN: v = onoff(a->queue_flush_on_run); break;
+		case BA_KEY_BOUNCE: v = onoff(a->bounce); break;
 		case BA_KEY_COUNT: break;
 		}
 		if (v)

@@ -348,6 +348,65 @@ def test_550_during_flush_goes_to_failed(outbox_env):
         srv.stop()
 
 
+def test_bounce_reports_a_550_to_the_sender(outbox_env):
+    """bounce on: a 550 during a flush sends the sender an RFC 3464 report, from <>, with the
+    reply in it; a report that fails is logged and not retried."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, bounce="on")
+        assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+        eid = entries(run, cfg)[0]["id"]
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        assert len(srv.messages) == 1, r.stderr
+        t = srv.messages[0]
+        assert t.mail_from == "" and t.accepted_rcpts == ["a@x.test"]
+        d = t.data
+        assert b"Content-Type: multipart/report; report-type=delivery-status;" in d
+        assert b"Content-Type: message/delivery-status" in d
+        assert b"Final-Recipient: rfc822; reject@y.test" in d
+        assert b"Action: failed" in d and b"Status: 5.0.0" in d
+        assert b"550 5.1.1 <reject@y.test>: Recipient address rejected" in d
+        assert b"Content-Type: text/rfc822-headers" in d
+        assert b"Message-ID: <1@x.test>" in d and b"\r\nSubject: m1\r\n" in d
+        assert b"body\r\nEND" not in d                 # the header only
+        assert b"MAILER-DAEMON@x.test" in d and eid.encode() in d
+        assert (box / "failed" / (eid + ".st")).exists()
+    finally:
+        srv.stop()
+
+
+def test_bounce_that_fails_is_logged_once(outbox_env):
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        # the sender itself is refused: the report cannot go out either
+        cfg = make(srv, bounce="on", from_="reject@y.test")
+        assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        assert srv.messages == []
+        assert b"could not be sent" in r.stderr, r.stderr
+        assert listing(box / "q") == [] and len(listing(box / "failed")) == 2
+        r = run("sendmail", "-C", cfg, "-q")                  # nothing left to retry
+        assert r.returncode == 0 and srv.messages == []
+    finally:
+        srv.stop()
+
+
+def test_no_bounce_by_default(outbox_env):
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv)
+        assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+        assert run("sendmail", "-C", cfg, "-q").returncode == 69
+        assert srv.messages == []
+    finally:
+        srv.stop()
+
+
 def test_451_stays_queued_with_a_later_attempt(outbox_env):
     make, box, run = outbox_env
     srv = RawServer(replies={"DOT": "451 4.3.0 try again later"}).start()

@@ -93,7 +93,8 @@ static void test_config__every_key_type(void **state)
 		"queue on_failure\n"
 		"queue_max_age 2d\n"
 		"queue_delay 10m\n"
-		"queue_flush_on_run on\n");
+		"queue_flush_on_run on\n"
+		"bounce on\n");
 	const struct ba_account *a = acc(cfg, "a");
 	assert_string_equal(a->host, "smtp.example.org");
 	assert_int_equal(a->port, 587);
@@ -142,6 +143,7 @@ static void test_config__every_key_type(void **state)
 	assert_int_equal(a->queue_max_age, 2 * 86400);
 	assert_int_equal(a->queue_delay, 600);
 	assert_int_equal(a->queue_flush_on_run, 1);
+	assert_int_equal(a->bounce, 1);
 	/* every key was set explicitly except password and ntlmdomain, and socket */
 	for (int k = 0; k < BA_KEY_COUNT; k++) {
 		int expect = k != BA_KEY_PASSWORD && k != BA_KEY_NTLMDOMAIN && k != BA_KEY_SOCKET;

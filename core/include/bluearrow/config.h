@@ -87,6 +87,7 @@ enum ba_config_key {
 	BA_KEY_QUEUE_MAX_AGE,      /* bluearrow extension */
 	BA_KEY_QUEUE_DELAY,        /* bluearrow extension */
 	BA_KEY_QUEUE_FLUSH_ON_RUN, /* bluearrow extension */
+	BA_KEY_BOUNCE,             /* bluearrow extension */
 	BA_KEY_COUNT
 };
 
@@ -192,6 +193,8 @@ struct ba_account {
 	                               sent (withdrawable meanwhile); 0 (default) = none */
 	int queue_flush_on_run;     /* 1: each send starts a detached flush of the due entries;
 	                               default 0 */
+	int bounce;                 /* 1: an entry that fails during a flush is reported to its
+	                               sender (ba_outbox_flush()); default 0 */
 };
 
 enum ba_config_load_flags {

@@ -236,7 +236,12 @@ struct ba_outbox_flush_stats {
  * failure only sends that message again), deferred ones get attempts + 1, the error and a next attempt 5 minutes * 2^attempts
  * later (at most 4 hours), permanent failures (5xx, a refused
  * recipient, the data refused) and entries older than the account's
- * queue_max_age move to failed/.  Recipients already accepted are not sent
+ * queue_max_age move to failed/; with the account's `bounce on` and a
+ * sender that is not <>, a report of the failure (RFC 3464
+ * multipart/report: the reason per recipient and the original header) is
+ * then sent to the sender through the account with the null sender <>
+ * (a report that cannot be sent is logged as a warning, never queued or
+ * retried).  Recipients already accepted are not sent
  * again.  An entry whose account no longer exists (or is unusable) fails.
  * Returns 0 when the queue could be walked (individual failures are in
  * *st and in done), else -1.  Errors: those of ba_outbox_list().
