@@ -256,9 +256,10 @@ int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
 	int code = submit_or_queue(sub, delivery, config, so, &down);
 	/*
 	 * The due entries of the outbox, never waited for; not when this run just
-	 * found the server unreachable: they would only be deferred again.
+	 * found the server unreachable (they would only be deferred again), nor
+	 * for -odq, which asks for no delivery now.
 	 */
-	if (sub->acc->queue_flush_on_run && !so->dry_run && !down) {
+	if (sub->acc->queue_flush_on_run && !so->dry_run && !down && delivery != 'q') {
 		struct cli_flush f;
 		memset(&f, 0, sizeof(f));
 		f.config = config;

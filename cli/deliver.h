@@ -35,7 +35,7 @@ int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
  * its ID goes to stdout).  Then, with the account's queue_flush_on_run, a
  * detached process flushes the due entries (cli_outbox_background(), an
  * exclusive flush), unless a direct attempt of this run just failed
- * temporarily.  config (-C, or NULL) is what the detached processes
+ * temporarily or delivery is 'q'.  config (-C, or NULL) is what the detached processes
  * load.  Returns the exit code.
  */
 int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,

@@ -295,6 +295,33 @@ def test_queue_flush_on_run(outbox_env):
         srv.stop()
 
 
+def test_queue_flush_on_run_skips_an_outbox_being_flushed(outbox_env):
+    """The detached flushes take a lock on the outbox directory: while one holds it, another
+    run starts none (runs do not pile up)."""
+    import fcntl
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue_flush_on_run="on")
+        assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(1)).returncode == 0
+        fd = os.open(str(box), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            assert run("sendmail", "-C", cfg, "c@y.test", input=msg(2)).returncode == 0
+            time.sleep(1)
+            assert [t.data for t in srv.messages] == [msg(2)]
+            assert len(entries(run, cfg)) == 1
+        finally:
+            os.close(fd)
+        assert run("sendmail", "-C", cfg, "d@y.test", input=msg(3)).returncode == 0
+        end = time.monotonic() + 10
+        while len(srv.messages) < 3 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert sorted(t.data for t in srv.messages) == [msg(1), msg(2), msg(3)]
+    finally:
+        srv.stop()
+
+
 def test_queue_flush_on_run_off_leaves_the_queue(outbox_env):
     make, box, run = outbox_env
     cfg = make(port=closed_port(), queue="on_failure")
