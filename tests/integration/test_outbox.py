@@ -404,6 +404,21 @@ def test_bounce_reports_a_550_to_the_sender(outbox_env):
         srv.stop()
 
 
+def test_bounce_through_aiosmtpd(outbox_env, smtp_server):
+    """The same report against the aiosmtpd server: MAIL FROM:<> accepted, the reply in it."""
+    make, box, run = outbox_env
+    srv = smtp_server()
+    cfg = make(srv, bounce="on")
+    assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+    r = run("sendmail", "-C", cfg, "-q")
+    assert r.returncode == 69, r.stderr
+    assert len(srv.messages) == 1, r.stderr
+    t = srv.messages[0]
+    assert t.mail_from in ("", "<>") and t.accepted_rcpts == ["a@x.test"]
+    assert b"message/delivery-status" in t.data
+    assert b"550 5.1.1 <reject@y.test>: Recipient address rejected" in t.data
+
+
 def test_bounce_that_fails_is_logged_once(outbox_env):
     make, box, run = outbox_env
     srv = RawServer().start()
