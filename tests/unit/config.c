@@ -451,6 +451,14 @@ static void test_config__errors_name_file_and_line(void **state)
 	assert_string_equal(e.text, "t.rc:2: invalid value 'PLAIN' for 'auth'");
 	e = parse_fail("account a\ntimeout 0\n");
 	assert_string_equal(e.text, "t.rc:2: invalid value '0' for 'timeout'");
+	e = parse_fail("account a\nqueue_max_age 0\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value '0' for 'queue_max_age'");
+	e = parse_fail("account a\nqueue_delay -5\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value '-5' for 'queue_delay'");
+	e = parse_fail("account a\nqueue_delay 5y\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value '5y' for 'queue_delay'");
+	e = parse_fail("account a\nbounce maybe\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value 'maybe' for 'bounce'");
 	e = parse_fail("account a\nprotocol esmtp\n");
 	e = parse_fail("account a\ndsn_notify failure,failure\n");
 	e = parse_fail("account a\ndsn_notify\n");
