@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bluearrow/io.h"
@@ -196,20 +197,26 @@ int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
 	return code;
 }
 
-int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
-                        const struct cli_send_opts *so)
+/* *down: set when a direct attempt failed temporarily (the route is down for now) */
+static int submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
+                           const struct cli_send_opts *so, int *down)
 {
 	const struct ba_account *acc = sub->acc;
 	int mode = delivery ? delivery : acc->queue == BA_QUEUE_ALWAYS ? 'b' : 'i';
 	struct ba_err err = BA_ERR_INIT;
 	char id[BA_OUTBOX_ID_MAX];
+	/* send later: held in the outbox, withdrawable with `outbox rm` until then */
+	int64_t next = so->at ? so->at : acc->queue_delay > 0 ? (int64_t)time(NULL) + acc->queue_delay
+	                                                      : 0;
+	if (next)
+		mode = 'q';
 	if (so->dry_run || mode == 'i') {
 		int code = cli_submit_run_err(sub, so, &err);
-		if (code == 0 || so->dry_run || acc->queue == BA_QUEUE_OFF ||
-		    !ba_outbox_temporary(&err))
+		*down = code != 0 && ba_outbox_temporary(&err);
+		if (code == 0 || so->dry_run || acc->queue == BA_QUEUE_OFF || !*down)
 			return code;
 		struct ba_err qerr = BA_ERR_INIT;
-		if (cli_outbox_enqueue(sub, &err, id, sizeof(id), NULL, &qerr) < 0) {
+		if (cli_outbox_enqueue(sub, &err, 0, id, sizeof(id), NULL, &qerr) < 0) {
 			fprintf(stderr, "%s: the message could not be queued either: %s\n",
 			        cli_progname, qerr.text);
 			return code;
@@ -219,10 +226,13 @@ int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
 		return 0;
 	}
 	int hold = -1;
-	if (cli_outbox_enqueue(sub, NULL, id, sizeof(id), mode == 'b' ? &hold : NULL, &err) < 0) {
+	if (cli_outbox_enqueue(sub, NULL, next, id, sizeof(id), mode == 'b' ? &hold : NULL,
+	                       &err) < 0) {
 		fprintf(stderr, "%s: cannot queue the message: %s\n", cli_progname, err.text);
 		return err.code ? err.code : EX_SOFTWARE;
 	}
+	if (so->at)
+		printf("%s\n", id);
 	if (mode == 'b') {
 		const char *ids[1] = { id };
 		struct cli_flush f;
@@ -237,6 +247,26 @@ int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
 		close(hold);
 	}
 	return 0;
+}
+
+int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
+                        const struct cli_send_opts *so)
+{
+	int down = 0;
+	int code = submit_or_queue(sub, delivery, config, so, &down);
+	/*
+	 * The due entries of the outbox, never waited for; not when this run just
+	 * found the server unreachable (they would only be deferred again), nor
+	 * for -odq, which asks for no delivery now.
+	 */
+	if (sub->acc->queue_flush_on_run && !so->dry_run && !down && delivery != 'q') {
+		struct cli_flush f;
+		memset(&f, 0, sizeof(f));
+		f.config = config;
+		f.exclusive = 1;
+		cli_outbox_background(&f);
+	}
+	return code;
 }
 
 int cli_deliver_message(const struct cli_message *a, const struct cli_send_opts *so)

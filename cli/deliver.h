@@ -3,6 +3,7 @@
 #define BLUEARROW_CLI_DELIVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bluearrow/submit.h"
 
@@ -11,6 +12,7 @@ struct cli_send_opts {
 	int verbose;  /* -v: the dialogue on stderr */
 	int dry_run;  /* describe what would be sent on stdout; no connection, no password */
 	int progress; /* -1 = a bar on a terminal for a large message, 0 = never, 1 = always */
+	int64_t at;   /* send --at: queued, held until then, its ID on stdout; 0 = none */
 };
 
 /*
@@ -28,8 +30,13 @@ int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
  * cli_submit_run(), or the outbox as delivery (-od: 'i' now, 'b' queued
  * then sent by a detached process, 'q' queued only; 0 = as the account's
  * `queue` key says) and `queue on_failure` (a temporary failure queues the
- * message, with a note on stderr, and exits 0).  config (-C, or NULL) is
- * what the detached process loads.  Returns the exit code.
+ * message, with a note on stderr, and exits 0).  so->at and the account's
+ * queue_delay queue the message held until that time (as 'q'; with so->at
+ * its ID goes to stdout).  Then, with the account's queue_flush_on_run, a
+ * detached process flushes the due entries (cli_outbox_background(), an
+ * exclusive flush), unless a direct attempt of this run just failed
+ * temporarily or delivery is 'q'.  config (-C, or NULL) is what the detached processes
+ * load.  Returns the exit code.
  */
 int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
                         const struct cli_send_opts *so);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,50 +46,45 @@ const char cli_outbox_usage[] =
 
 /* ---- which outbox ------------------------------------------------------- */
 
-/* The outbox directories of cfg's accounts, each once (an account without `outbox`: the default). */
+/* The outbox directories of cfg's accounts, each once (ba_outbox_account_dir()). */
 static int outbox_dirs(char ***out, size_t *n, const ba_config *cfg, const char *account,
                        struct ba_err *err)
 {
 	*out = NULL;
 	*n = 0;
-	struct ba_buf def = BA_BUF_INIT;
+	struct ba_buf d = BA_BUF_INIT;
 	size_t count = cfg ? ba_config_count(cfg) : 0;
 	char **v = calloc(count + 1, sizeof(*v));
 	if (!v)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	size_t k = 0;
-	int need_default = count == 0;
-	for (size_t i = 0; i < count; i++) {
-		const struct ba_account *a = ba_config_at(cfg, i);
-		if (account && strcmp(a->name, account) != 0)
-			continue;
-		if (!a->outbox) {
-			need_default = 1;
-			continue;
+	for (size_t i = 0; i <= count; i++) {
+		int rc;
+		if (i < count) {
+			const struct ba_account *a = ba_config_at(cfg, i);
+			if (account && strcmp(a->name, account) != 0)
+				continue;
+			rc = ba_outbox_account_dir(&d, a, err);
+		} else if (count == 0) {
+			rc = ba_outbox_default_dir(&d, err);
+		} else {
+			break;
 		}
-		size_t j = 0;
-		while (j < k && strcmp(v[j], a->outbox) != 0)
-			j++;
-		if (j == k)
-			v[k++] = strdup(a->outbox);
-	}
-	if (need_default || k == 0) {
-		if (ba_outbox_default_dir(&def, err) < 0) {
+		if (rc < 0) {
+			ba_buf_release(&d);
 			cli_outbox_free_dirs(v, k);
 			return -1;
 		}
 		size_t j = 0;
-		while (j < k && strcmp(v[j], ba_buf_str(&def)) != 0)
+		while (j < k && strcmp(v[j], ba_buf_str(&d)) != 0)
 			j++;
-		if (j == k)
-			v[k++] = strdup(ba_buf_str(&def));
-		ba_buf_release(&def);
-	}
-	for (size_t j = 0; j < k; j++)
-		if (!v[j]) {
+		if (j == k && !(v[k++] = strdup(ba_buf_str(&d)))) {
+			ba_buf_release(&d);
 			cli_outbox_free_dirs(v, k);
 			return ba_err_set(err, EX_OSERR, "out of memory");
 		}
+	}
+	ba_buf_release(&d);
 	*out = v;
 	*n = k;
 	return 0;
@@ -103,14 +99,12 @@ void cli_outbox_free_dirs(char **v, size_t n)
 
 static struct ba_log quiet_log;
 
-/* Opens the outbox of acc (its `outbox`, else the default). */
+/* Opens the outbox of acc (ba_outbox_account_dir()); NULL: the default. */
 static int open_for(ba_outbox **ob, const struct ba_account *acc, struct ba_err *err)
 {
 	cli_log_stderr_init(&quiet_log, 0);
-	if (acc && acc->outbox)
-		return ba_outbox_open(ob, acc->outbox, &quiet_log, err);
 	struct ba_buf d = BA_BUF_INIT;
-	int rc = ba_outbox_default_dir(&d, err);
+	int rc = acc ? ba_outbox_account_dir(&d, acc, err) : ba_outbox_default_dir(&d, err);
 	if (rc == 0)
 		rc = ba_outbox_open(ob, ba_buf_str(&d), &quiet_log, err);
 	ba_buf_release(&d);
@@ -119,8 +113,8 @@ static int open_for(ba_outbox **ob, const struct ba_account *acc, struct ba_err 
 
 /* ---- enqueueing --------------------------------------------------------- */
 
-int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, char *id,
-                       size_t idlen, int *hold, struct ba_err *err)
+int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, int64_t next,
+                       char *id, size_t idlen, int *hold, struct ba_err *err)
 {
 	ba_outbox *ob;
 	if (open_for(&ob, s->acc, err) < 0)
@@ -145,6 +139,7 @@ int cli_outbox_enqueue(const struct ba_submit *s, const struct ba_err *why, char
 	}
 	e.notify = s->notify;
 	e.ret = s->ret;
+	e.next = next;
 	if (why) { /* the attempt that failed, for list */
 		e.attempts = 1;
 		e.error_class = why->code;
@@ -245,6 +240,16 @@ int cli_outbox_flush(const struct cli_flush *f)
 			code = cli_fail(&err);
 			continue;
 		}
+		int lock = -1;
+		if (f->exclusive) {
+			lock = open(dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) { /* another one is at it */
+				if (lock >= 0)
+					close(lock);
+				ba_outbox_free(ob);
+				continue;
+			}
+		}
 		struct ba_outbox_flush_opts o;
 		memset(&o, 0, sizeof(o));
 		o.cfg = cfg;
@@ -264,6 +269,8 @@ int cli_outbox_flush(const struct cli_flush *f)
 		total.failed += st.failed;
 		total.skipped += st.skipped;
 		ba_outbox_free(ob);
+		if (lock >= 0)
+			close(lock);
 	}
 	if (!code)
 		code = total.failed ? EX_UNAVAILABLE : total.deferred ? EX_TEMPFAIL : 0;
@@ -366,14 +373,15 @@ static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir
 
 static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
 {
-	char age[32], next[40];
+	char age[32], next[48];
 	fmt_age(age, sizeof(age), now - e->created);
 	if (e->next <= now)
 		snprintf(next, sizeof(next), "now");
 	else {
-		char in[32];
+		char in[24];
 		fmt_age(in, sizeof(in), e->next - now);
-		snprintf(next, sizeof(next), "in %s", in);
+		/* never tried and not due: held for later (send --at, queue_delay) */
+		snprintf(next, sizeof(next), "in %s%s", in, e->attempts ? "" : " (held)");
 	}
 	fprintf(o, "%s  age %s  %" PRIu64 " bytes  attempts %u  next attempt %s\n", e->id, age,
 	        e->size, e->attempts, next);

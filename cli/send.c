@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bluearrow/draft.h"
 #include "bluearrow/msg.h"
 #include "bluearrow/msg_read.h"
+#include "bluearrow/outbox.h"
 #include "cli.h"
 #include "bluearrow/submit.h"
 #include "deliver.h"
@@ -16,8 +18,9 @@
 
 const char cli_send_usage[] =
 	"usage: bluearrow send [-C FILE] [-a ACCOUNT] [-v] [--dry-run] [--[no-]progress]\n"
-	"                      [--from ADDR] --to ADDR [compose options]\n"
-	"       bluearrow send [-C FILE] [-a ACCOUNT] [-v] [--dry-run] [--[no-]progress] FILE|-\n"
+	"                      [--at TIME] [--from ADDR] --to ADDR [compose options]\n"
+	"       bluearrow send [-C FILE] [-a ACCOUNT] [-v] [--dry-run] [--[no-]progress]\n"
+	"                      [--at TIME] FILE|-\n"
 	"\n"
 	"Builds a message exactly as 'bluearrow compose' does (same options: --to --cc\n"
 	"--bcc --subject --body --html --attach --header ...; see 'bluearrow help compose')\n"
@@ -36,6 +39,13 @@ const char cli_send_usage[] =
 	"      --progress         show a progress bar on stderr (default: on a terminal,\n"
 	"                         for a message over 4 MB)\n"
 	"      --no-progress      never show one\n"
+	"      --at TIME          send later: queue the message in the outbox, held until\n"
+	"                         TIME, and print its ID on stdout; until then 'bluearrow\n"
+	"                         outbox rm ID' withdraws it.  TIME is \"YYYY-MM-DD HH:MM\"\n"
+	"                         (local time), ISO 8601 (2026-12-24T18:00+01:00) or +N\n"
+	"                         with s, m, h or d (+10m, +2h, +1d).  A flush sends it\n"
+	"                         once due: 'bluearrow outbox flush' from cron or a timer,\n"
+	"                         or queue_flush_on_run (bluearrowrc(5))\n"
 	"  --host=H --port=N --tls[=on|off] --tls-starttls[=on|off] --tls-trust-file=F\n"
 	"  --tls-certcheck[=on|off] --auth[=on|off|METHOD] --user=U --passwordeval=CMD\n"
 	"  --domain=D --timeout=S --protocol=smtp|lmtp --logfile=F ...\n"
@@ -75,6 +85,15 @@ static int split_args(int argc, char **argv, char **rest, int *nrest, const char
 		}
 		if (strcmp(s, "--progress") == 0 || strcmp(s, "--no-progress") == 0) {
 			so->progress = s[2] == 'p';
+			continue;
+		}
+		if (strcmp(s, "--at") == 0 || strncmp(s, "--at=", 5) == 0) {
+			const char *t = s[4] ? s + 5 : i + 1 < argc ? argv[++i] : NULL;
+			struct ba_err err = BA_ERR_INIT;
+			if (!t)
+				return cli_usage_error("send", "option '%s' needs a value", s);
+			if (ba_outbox_parse_time(&so->at, t, (int64_t)time(NULL), &err) < 0)
+				return cli_usage_error("send", "--at: %s", err.text);
 			continue;
 		}
 		if (strcmp(s, "-C") == 0 || strcmp(s, "--file") == 0)
@@ -249,7 +268,7 @@ static int add_local_names(ba_msg *m, const struct ba_account *acc, char **names
 int cli_cmd_send(int argc, char **argv)
 {
 	const char *file = NULL, *account = NULL;
-	struct cli_send_opts so = { 0, 0, -1 };
+	struct cli_send_opts so = { 0, 0, -1, 0 };
 	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
 	int nrest, code, first = 0;
 	if (!rest)

@@ -311,7 +311,7 @@ static int deliver(struct sm_args *a)
 	m.in_fd = 0;
 	m.in_name = "standard input";
 	m.delivery = a->delivery;
-	struct cli_send_opts so = { a->verbose, a->dry_run, a->progress };
+	struct cli_send_opts so = { a->verbose, a->dry_run, a->progress, 0 };
 	return cli_deliver_message(&m, &so);
 }
 

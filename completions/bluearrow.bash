@@ -76,7 +76,7 @@ _bluearrow()
 			return
 			;;
 		--from | --to | --cc | --bcc | --reply-to | --subject | --attach-name | --header | --in-reply-to | \
-			--references)
+			--references | --at)
 			return
 			;;
 		esac
@@ -84,7 +84,7 @@ _bluearrow()
 		if [[ ${words[1]} == send ]]; then
 			# an existing message to submit: a file name (or - for standard input)
 			[[ $cur != -* ]] && { _filedir; return; }
-			extra="-C --file -a --account -v --verbose --dry-run --progress --no-progress $_bluearrow_account_opts"
+			extra="-C --file -a --account -v --verbose --dry-run --progress --no-progress --at $_bluearrow_account_opts"
 		fi
 		COMPREPLY=($(compgen -W "$compose_opts $extra" -- "$cur"))
 		;;

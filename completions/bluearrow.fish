@@ -59,6 +59,7 @@ complete -c bluearrow -n "__fish_seen_subcommand_from send check" -s v -l verbos
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l dry-run -d 'show what would be sent; connect to nothing'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l progress -d 'show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l no-progress -d 'never show a progress bar'
+complete -c bluearrow -n "__fish_seen_subcommand_from send" -l at -x -d 'send later: hold in the outbox until TIME'
 complete -c bluearrow -n "__fish_seen_subcommand_from config; and not __fish_seen_subcommand_from check show list init" -a 'check show list init'
 complete -c bluearrow -n "__fish_seen_subcommand_from oauth2; and not __fish_seen_subcommand_from authorize" -a authorize -d 'get and store a refresh token'
 complete -c bluearrow -n "__fish_seen_subcommand_from oauth2" -l device -d 'use the device flow'

@@ -149,6 +149,9 @@ static const struct field fields[BA_KEY_COUNT] = {
 	[BA_KEY_OAUTH2_REFRESH_TOKEN] = FSTR(oauth2_refresh_token),
 	[BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL] = FSTR(oauth2_refresh_token_eval),
 	[BA_KEY_OAUTH2_SCOPE] = FSTR(oauth2_scope),
+	[BA_KEY_QUEUE_DELAY] = FVAL(queue_delay),
+	[BA_KEY_QUEUE_FLUSH_ON_RUN] = FVAL(queue_flush_on_run),
+	[BA_KEY_BOUNCE] = FVAL(bounce),
 };
 
 static const char *const key_names[BA_KEY_COUNT] = {
@@ -166,6 +169,9 @@ static const char *const key_names[BA_KEY_COUNT] = {
 	"oauth2_device_endpoint", "oauth2_client_id", "oauth2_client_secret",
 	"oauth2_client_secret_eval", "oauth2_refresh_token", "oauth2_refresh_token_eval",
 	"oauth2_scope",
+	"queue_delay",
+	"queue_flush_on_run",
+	"bounce",
 };
 
 const char *ba_config_key_name(enum ba_config_key k)
@@ -624,6 +630,9 @@ static const struct keydef keydefs[] = {
 	{ "oauth2_refresh_token", BA_KEY_OAUTH2_REFRESH_TOKEN, K_STR },
 	{ "oauth2_refresh_token_eval", BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL, K_STR },
 	{ "oauth2_scope", BA_KEY_OAUTH2_SCOPE, K_STR },
+	{ "queue_delay", BA_KEY_QUEUE_DELAY, K_AGE },
+	{ "queue_flush_on_run", BA_KEY_QUEUE_FLUSH_ON_RUN, K_BOOL },
+	{ "bounce", BA_KEY_BOUNCE, K_BOOL },
 };
 
 /* The auth methods msmtp 1.8 accepts, plus SCRAM -PLUS (bluearrow). */
@@ -931,9 +940,11 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		long x = strtol(v, &end, 10);
 		long unit = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
 		          : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
-		if (end == v || !unit || errno == ERANGE || x <= 0 || x > LONG_MAX / unit)
+		/* queue_delay 0 turns the delay off; a max age of 0 means nothing */
+		if (end == v || !unit || errno == ERANGE || x < (kd->key == BA_KEY_QUEUE_DELAY ? 0 : 1) ||
+		    x > LONG_MAX / unit)
 			goto invalid;
-		a->queue_max_age = x * unit;
+		*(long *)(void *)((char *)a + fields[kd->key].off) = x * unit;
 		break;
 	}
 	}
@@ -1274,6 +1285,8 @@ int ba_config_load(ba_config **out, const char *path, unsigned flags, struct ba_
 	close(fd);
 	rc = parse_common(out, path, ba_buf_str(&text), text.len, &ps, err);
 	ba_buf_release_secret(&text); /* it may hold passwords */
+	for (size_t i = 0; rc == 0 && (flags & BA_CONFIG_SYSTEM) && i < (*out)->n; i++)
+		(*out)->accs[i]->pub.system_file = 1;
 	return rc;
 }
 

@@ -420,6 +420,14 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 			break;
 		case BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL: v = a->oauth2_refresh_token_eval; break;
 		case BA_KEY_OAUTH2_SCOPE: v = a->oauth2_scope; break;
+		case BA_KEY_QUEUE_DELAY:
+			if (a->queue_delay) {
+				snprintf(num, sizeof(num), "%ld", a->queue_delay);
+				v = num;
+			}
+			break;
+		case BA_KEY_QUEUE_FLUSH_ON_RUN: v = onoff(a->queue_flush_on_run); break;
+		case BA_KEY_BOUNCE: v = onoff(a->bounce); break;
 		case BA_KEY_COUNT: break;
 		}
 		if (v)

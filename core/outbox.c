@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bluearrow/msg.h"
 #include "bluearrow/msg_read.h"
 #include "bluearrow/submit.h"
 
@@ -275,6 +276,15 @@ int ba_outbox_default_dir(struct ba_buf *out, struct ba_err *err)
 	else
 		return ba_err_set(err, EX_CONFIG, "no outbox directory: set 'outbox DIR' in the "
 		                  "configuration, or XDG_STATE_HOME or HOME");
+	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
+}
+
+int ba_outbox_account_dir(struct ba_buf *out, const struct ba_account *acc, struct ba_err *err)
+{
+	if (!acc->outbox && !acc->system_file)
+		return ba_outbox_default_dir(out, err);
+	ba_buf_reset(out);
+	ba_buf_addstr(out, acc->outbox ? acc->outbox : BA_OUTBOX_SYSTEM_DIR);
 	return ba_buf_failed(out) ? ba_err_set(err, EX_OSERR, "out of memory") : 0;
 }
 
@@ -979,6 +989,116 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 
 /* ---- the flush ------------------------------------------------------------- */
 
+/* ---- send later ---------------------------------------------------------- */
+
+/* n digits at *p into *v; advances *p.  Returns 0, or -1 when they are not digits. */
+static int digits(const char **p, int n, int *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return -1;
+		*v = *v * 10 + (**p - '0');
+	}
+	return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int dm[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m == 2 && leap ? 29 : dm[m - 1];
+}
+
+/* "YYYY-MM-DD HH:MM[:SS]" or "YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM|+HHMM|-...]". */
+static int parse_absolute(int64_t *out, const char *s)
+{
+	const char *p = s;
+	int y, mo, d, h, mi, se = 0;
+	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+	    digits(&p, 2, &d) || (*p != ' ' && *p != 'T'))
+		return -1;
+	p++;
+	if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi))
+		return -1;
+	if (*p == ':' && (p++, digits(&p, 2, &se)))
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59)
+		return -1;
+	if (!*p) { /* local time */
+		struct tm tm;
+		memset(&tm, 0, sizeof(tm));
+		tm.tm_year = y - 1900;
+		tm.tm_mon = mo - 1;
+		tm.tm_mday = d;
+		tm.tm_hour = h;
+		tm.tm_min = mi;
+		tm.tm_sec = se;
+		tm.tm_isdst = -1;
+		time_t t = mktime(&tm);
+		if (t == (time_t)-1)
+			return -1;
+		*out = (int64_t)t;
+		return 0;
+	}
+	int64_t off = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '-' ? -1 : 1, oh, om;
+		if (digits(&p, 2, &oh))
+			return -1;
+		if (*p == ':')
+			p++;
+		if (digits(&p, 2, &om) || oh > 23 || om > 59)
+			return -1;
+		off = sign * (oh * 3600 + om * 60);
+	} else {
+		return -1;
+	}
+	if (*p)
+		return -1;
+	*out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
+	return 0;
+}
+
+int ba_outbox_parse_time(int64_t *out, const char *s, int64_t now, struct ba_err *err)
+{
+	if (s[0] == '+') {
+		char *end;
+		errno = 0;
+		long long x = strtoll(s + 1, &end, 10);
+		long unit = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
+		          : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+		if (end == s + 1 || s[1] < '0' || s[1] > '9' || !unit || errno == ERANGE ||
+		    x > 100LL * 365 * 86400 / unit)
+			return ba_err_set(err, EX_USAGE, "invalid time '%s': a relative time is +N "
+			                  "with s, m, h or d (+10m, +2h, +1d), at most 100 years", s);
+		*out = now + (int64_t)x * unit;
+		return 0;
+	}
+	int64_t t;
+	if (parse_absolute(&t, s) < 0)
+		return ba_err_set(err, EX_USAGE, "invalid time '%s': use \"YYYY-MM-DD HH:MM\" (local "
+		                  "time), ISO 8601 (2026-12-24T18:00:00+01:00) or +N with s, m, h "
+		                  "or d (+10m)", s);
+	if (t < now)
+		return ba_err_set(err, EX_USAGE, "time '%s' is in the past", s);
+	*out = t;
+	return 0;
+}
+
 int ba_outbox_temporary(const struct ba_err *err)
 {
 	if (err->smtp_code)
@@ -1123,6 +1243,132 @@ static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry
 	return BA_OUTBOX_DEFERRED;
 }
 
+/* s with every byte outside printable ASCII as '?' (a report's fields are ASCII). */
+static void add_ascii(struct ba_buf *b, const char *s)
+{
+	for (; s && *s; s++)
+		ba_buf_addch(b, *s >= 0x20 && *s < 0x7f ? *s : '?');
+}
+
+#define BOUNCE_HEADER_MAX (64u << 10) /* of the original header, at most this is quoted */
+
+/* The original message's header (up to its blank line) from its file fd, into b. */
+static void add_header_of(struct ba_buf *b, int fd)
+{
+	char *buf = malloc(BOUNCE_HEADER_MAX);
+	ssize_t k;
+	if (!buf)
+		return;
+	while ((k = pread(fd, buf, BOUNCE_HEADER_MAX, 0)) < 0 && errno == EINTR)
+		;
+	size_t n = k > 0 ? (size_t)k : 0, end = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (buf[i] != '\n')
+			continue;
+		end = i + 1;
+		if (i + 1 < n && (buf[i + 1] == '\n' || (buf[i + 1] == '\r' && i + 2 < n &&
+		                                          buf[i + 2] == '\n')))
+			break;
+	}
+	ba_buf_add(b, buf, end);
+	free(buf);
+}
+
+/*
+ * bounce on: the report of an entry that failed for good, mailed to its
+ * sender through its account with the null sender (so a report never causes
+ * another): an RFC 3464 multipart/report with a text part, the
+ * message/delivery-status part (one block per recipient not delivered, with
+ * the reason) and the original header.  fd is the entry's message file.  A
+ * report that cannot be sent is logged and left: it is not queued.
+ */
+static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, int fd,
+                        const struct ba_account *acc, ba_route **route)
+{
+	const struct ba_outbox_flush_opts *o = c->o;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_buf b = BA_BUF_INIT, now = BA_BUF_INIT, arrival = BA_BUF_INIT;
+	ba_spool *spool = NULL;
+	const char *at = strrchr(e->from, '@');
+	const char *domain = at && at[1] ? at + 1 : acc->domain && *acc->domain ? acc->domain
+	                                                                         : "localhost";
+	const char *mta = acc->domain && *acc->domain ? acc->domain : domain;
+	const char *status = e->error_code >= 500 ? "5.0.0" : "4.4.7"; /* 4.4.7: expired */
+	ba_msg_format_date(&now, c->now, 0);
+	ba_msg_format_date(&arrival, e->created, 0);
+	ba_buf_addf(&b, "From: bluearrow outbox <MAILER-DAEMON@%s>\r\nTo: <%s>\r\n"
+	            "Subject: Undelivered mail returned to sender\r\nDate: %s\r\n"
+	            "Message-ID: <%s.bounce@%s>\r\nAuto-Submitted: auto-replied\r\n"
+	            "MIME-Version: 1.0\r\n"
+	            "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	            "\tboundary=\"=_bluearrow-%s\"\r\n\r\n"
+	            "This is a delivery status report (RFC 3464).\r\n\r\n"
+	            "--=_bluearrow-%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+	            "Your message ", domain, e->from, ba_buf_str(&now), e->id, domain, e->id, e->id);
+	if (e->msgid) {
+		add_ascii(&b, e->msgid);
+		ba_buf_addch(&b, ' ');
+	}
+	ba_buf_addf(&b, "could not be delivered to the recipient(s) below.\r\n"
+	            "bluearrow's outbox gave it up after %u attempt(s) (account '%s', entry\r\n"
+	            "%s, kept in failed/).\r\n\r\n", e->attempts, acc->name, e->id);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state != BA_OUTBOX_RCPT_SENT) {
+			ba_buf_addf(&b, "<%s>: ", e->rcpt[i].addr);
+			add_ascii(&b, e->error);
+			ba_buf_addstr(&b, "\r\n");
+		}
+	ba_buf_addf(&b, "\r\n--=_bluearrow-%s\r\nContent-Type: message/delivery-status\r\n\r\n"
+	            "Reporting-MTA: dns; %s\r\nArrival-Date: %s\r\n", e->id, mta,
+	            ba_buf_str(&arrival));
+	for (size_t i = 0; i < e->nrcpt; i++) {
+		const struct ba_outbox_rcpt *r = &e->rcpt[i];
+		if (r->state == BA_OUTBOX_RCPT_SENT)
+			continue;
+		ba_buf_addf(&b, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n"
+		            "Diagnostic-Code: smtp; ", r->addr, r->code >= 500 ? "5.0.0" : status);
+		add_ascii(&b, e->error);
+		ba_buf_addf(&b, "\r\nLast-Attempt-Date: %s\r\n", ba_buf_str(&now));
+	}
+	ba_buf_addf(&b, "\r\n--=_bluearrow-%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", e->id);
+	add_header_of(&b, fd);
+	ba_buf_addf(&b, "\r\n--=_bluearrow-%s--\r\n", e->id);
+	ba_buf_release(&now);
+	ba_buf_release(&arrival);
+	struct ba_submit_result res;
+	memset(&res, 0, sizeof(res));
+	int rc;
+	if (ba_buf_failed(&b)) {
+		rc = ba_err_set(&err, EX_OSERR, "out of memory");
+	} else if ((rc = ba_spool_new(&spool, 0, &err)) == 0 &&
+	           (rc = ba_write(ba_spool_writer(spool), b.data, b.len, &err)) == 0 &&
+	           (rc = ba_flush(ba_spool_writer(spool), &err)) == 0) {
+		const char *rcpt[1] = { e->from };
+		struct ba_submit sub;
+		memset(&sub, 0, sizeof(sub));
+		sub.acc = acc;
+		sub.from = "";
+		sub.rcpt = rcpt;
+		sub.nrcpt = 1;
+		sub.spool = spool;
+		sub.log = o->log;
+		sub.smtp_flags = o->smtp_flags;
+		sub.ask_password = o->ask_password;
+		sub.ask_password_ctx = o->ask_password_ctx;
+		sub.route = route;
+		rc = ba_submit_send(&res, &sub, &err);
+	}
+	if (rc < 0)
+		ba_log(o->log, BA_LOG_WARNING, "outbox %s: the report of failed entry '%s' to <%s> "
+		       "could not be sent: %s", c->ob->dir, e->id, e->from, err.text);
+	else
+		ba_log(o->log, BA_LOG_INFO, "outbox %s: failed entry '%s' reported to <%s>",
+		       c->ob->dir, e->id, e->from);
+	ba_submit_result_release(&res);
+	ba_spool_free(spool);
+	ba_buf_release(&b);
+}
+
 /* One entry: lock, reload, send over *route, record the outcome. */
 static void flush_one(struct flush_ctx *c, const char *id, const struct ba_account *acc,
                       const struct ba_err *acc_err, ba_route **route)
@@ -1210,8 +1456,11 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 		if (++c->unsynced >= REMOVE_SYNC_EVERY)
 			sync_removals(c);
 	}
-	else if (out == BA_OUTBOX_FAILED)
+	else if (out == BA_OUTBOX_FAILED) {
 		wr = move_entry(ob, D_Q, D_FAILED, &e, &serr);
+		if (wr == 0 && acc && acc->bounce && e.from[0]) /* never a report of a report */
+			send_bounce(c, &e, fd, acc, route);
+	}
 	else
 		wr = write_state(ob, &e, D_Q, &serr);
 	if (wr < 0) {
@@ -1270,7 +1519,8 @@ static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox
 				return 1;
 		return 0;
 	}
-	return o->all || e->next <= now;
+	/* -q sends every entry, but not one held for later and never tried yet */
+	return e->next <= now || (o->all && e->attempts > 0);
 }
 
 static int index_add(void *ctx, struct ba_outbox_entry *e, struct ba_err *err)

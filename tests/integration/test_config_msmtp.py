@@ -213,7 +213,8 @@ def test_same_settings_as_msmtp(sample, env, account):
     # and nothing we print is something msmtp has unset (apart from our own keys
     # and the ones msmtp --pretend does not print)
     extra = set(b) - set(m) - {"partial_delivery", "queue", "set_msgid_header", "from_full_name",
-                               "proxy_port", "tls_min_dh_prime_bits"}
+                               "proxy_port", "tls_min_dh_prime_bits", "queue_flush_on_run",
+                               "bounce"}
     assert not extra, f"{account}: only bluearrow sets {sorted(extra)}"
 
 

@@ -207,6 +207,136 @@ def test_send_queues_on_failure_too(outbox_env):
         srv.stop()
 
 
+def test_send_at_holds_until_then_rm_withdraws(outbox_env):
+    """send --at queues (ID on stdout); -q does not send it early, does once it is due; rm
+    withdraws another one before its time."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv)
+        r = run("send", "-C", cfg, "--at", "+2s", "--to", "b@y.test", "--subject", "later",
+                "--body", "-", input=b"soon\n")
+        assert r.returncode == 0 and r.stderr == b"", r.stderr
+        eid = r.stdout.decode().strip()
+        r = run("send", "-C", cfg, "--at=+1h", "--to", "b@y.test", "--subject", "undo",
+                "--body", "-", input=b"never\n")
+        assert r.returncode == 0, r.stderr
+        undo = r.stdout.decode().strip()
+        assert srv.conns == []
+        e = {x["id"]: x for x in entries(run, cfg)}
+        assert set(e) == {eid, undo}
+        assert e[eid]["next_attempt"] >= int(time.time()) + 1
+        assert b"(held)" in run("outbox", "list", "-C", cfg).stdout
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert srv.messages == []                   # not before its time
+        assert run("outbox", "rm", "-C", cfg, undo).returncode == 0
+        time.sleep(2.2)
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert len(srv.messages) == 1 and b"Subject: later" in srv.messages[0].data
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2001-01-01 10:00", "+5y", ""])
+def test_send_at_refuses_a_bad_or_past_time(outbox_env, value):
+    make, box, run = outbox_env
+    cfg = make(port=closed_port())
+    r = run("send", "-C", cfg, "--at", value, "--to", "b@y.test", "--body", "-", input=b"x\n")
+    assert r.returncode == 64, r.stderr
+    assert ("'%s'" % value).encode() in r.stderr
+    assert listing(box / "q") == []
+
+
+def test_queue_delay_holds_every_message(outbox_env):
+    """queue_delay: sendmail acknowledges at once (exit 0, silent), the entry is held for the
+    delay, a flush sends it once due."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue_delay="2s")
+        r = run("sendmail", "-C", cfg, "b@y.test", input=msg(1))
+        assert r.returncode == 0 and r.stdout == b"" and r.stderr == b"", r.stderr
+        assert srv.conns == []
+        e = entries(run, cfg)
+        assert len(e) == 1 and e[0]["attempts"] == 0
+        assert e[0]["next_attempt"] - e[0]["created"] == 2
+        assert run("sendmail", "-C", cfg, "-q").returncode == 0
+        assert srv.messages == []
+        time.sleep(2.2)
+        assert run("outbox", "flush", "-C", cfg).returncode == 0
+        assert [t.data for t in srv.messages] == [msg(1)]
+    finally:
+        srv.stop()
+
+
+def test_queue_flush_on_run(outbox_env):
+    """A message queued while the server is down goes out after any later run, in a detached
+    child that never delays the run."""
+    make, box, run = outbox_env
+    cfg = make(port=closed_port(), queue="on_failure", queue_flush_on_run="on")
+    r = run("sendmail", "-C", cfg, "b@y.test", input=msg(1))
+    assert r.returncode == 0 and b"queued as" in r.stderr, r.stderr
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue="on_failure", queue_flush_on_run="on")
+        r = run("sendmail", "-C", cfg, "c@y.test", input=msg(2))
+        assert r.returncode == 0, r.stderr
+        end = time.monotonic() + 10
+        while len(srv.messages) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert sorted(t.data for t in srv.messages) == [msg(1), msg(2)]
+        while entries(run, cfg) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+def test_queue_flush_on_run_skips_an_outbox_being_flushed(outbox_env):
+    """The detached flushes take a lock on the outbox directory: while one holds it, another
+    run starts none (runs do not pile up)."""
+    import fcntl
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue_flush_on_run="on")
+        assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(1)).returncode == 0
+        fd = os.open(str(box), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            assert run("sendmail", "-C", cfg, "c@y.test", input=msg(2)).returncode == 0
+            time.sleep(1)
+            assert [t.data for t in srv.messages] == [msg(2)]
+            assert len(entries(run, cfg)) == 1
+        finally:
+            os.close(fd)
+        assert run("sendmail", "-C", cfg, "d@y.test", input=msg(3)).returncode == 0
+        end = time.monotonic() + 10
+        while len(srv.messages) < 3 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert sorted(t.data for t in srv.messages) == [msg(1), msg(2), msg(3)]
+    finally:
+        srv.stop()
+
+
+def test_queue_flush_on_run_off_leaves_the_queue(outbox_env):
+    make, box, run = outbox_env
+    cfg = make(port=closed_port(), queue="on_failure")
+    assert run("sendmail", "-C", cfg, "b@y.test", input=msg(1)).returncode == 0
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, queue="on_failure")
+        assert run("sendmail", "-C", cfg, "c@y.test", input=msg(2)).returncode == 0
+        time.sleep(1)
+        assert [t.data for t in srv.messages] == [msg(2)]
+        assert len(entries(run, cfg)) == 1
+    finally:
+        srv.stop()
+
+
 def test_permanent_failure_is_not_queued(outbox_env):
     make, box, run = outbox_env
     srv = RawServer().start()
@@ -241,6 +371,80 @@ def test_550_during_flush_goes_to_failed(outbox_env):
         assert [x["id"] for x in e] == [eid] and e[0]["recipients"][0]["state"] == "pending"
         assert not os.path.exists(str(box / "failed" / (eid + ".st")))
         assert listing(box / "corrupt") == []
+    finally:
+        srv.stop()
+
+
+def test_bounce_reports_a_550_to_the_sender(outbox_env):
+    """bounce on: a 550 during a flush sends the sender an RFC 3464 report, from <>, with the
+    reply in it; a report that fails is logged and not retried."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, bounce="on")
+        assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+        eid = entries(run, cfg)[0]["id"]
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        assert len(srv.messages) == 1, r.stderr
+        t = srv.messages[0]
+        assert t.mail_from == "" and t.accepted_rcpts == ["a@x.test"]
+        d = t.data
+        assert b"Content-Type: multipart/report; report-type=delivery-status;" in d
+        assert b"Content-Type: message/delivery-status" in d
+        assert b"Final-Recipient: rfc822; reject@y.test" in d
+        assert b"Action: failed" in d and b"Status: 5.0.0" in d
+        assert b"550 5.1.1 <reject@y.test>: Recipient address rejected" in d
+        assert b"Content-Type: text/rfc822-headers" in d
+        assert b"Message-ID: <1@x.test>" in d and b"\r\nSubject: m1\r\n" in d
+        assert b"body\r\nEND" not in d                 # the header only
+        assert b"MAILER-DAEMON@x.test" in d and eid.encode() in d
+        assert (box / "failed" / (eid + ".st")).exists()
+    finally:
+        srv.stop()
+
+
+def test_bounce_through_aiosmtpd(outbox_env, smtp_server):
+    """The same report against the aiosmtpd server: MAIL FROM:<> accepted, the reply in it."""
+    make, box, run = outbox_env
+    srv = smtp_server()
+    cfg = make(srv, bounce="on")
+    assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+    r = run("sendmail", "-C", cfg, "-q")
+    assert r.returncode == 69, r.stderr
+    assert len(srv.messages) == 1, r.stderr
+    t = srv.messages[0]
+    assert t.mail_from in ("", "<>") and t.accepted_rcpts == ["a@x.test"]
+    assert b"message/delivery-status" in t.data
+    assert b"550 5.1.1 <reject@y.test>: Recipient address rejected" in t.data
+
+
+def test_bounce_that_fails_is_logged_once(outbox_env):
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        # the sender itself is refused: the report cannot go out either
+        cfg = make(srv, bounce="on", from_="reject@y.test")
+        assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        assert srv.messages == []
+        assert b"could not be sent" in r.stderr, r.stderr
+        assert listing(box / "q") == [] and len(listing(box / "failed")) == 2
+        r = run("sendmail", "-C", cfg, "-q")                  # nothing left to retry
+        assert r.returncode == 0 and srv.messages == []
+    finally:
+        srv.stop()
+
+
+def test_no_bounce_by_default(outbox_env):
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv)
+        assert run("sendmail", "-C", cfg, "-odq", "reject@y.test", input=msg(1)).returncode == 0
+        assert run("sendmail", "-C", cfg, "-q").returncode == 69
+        assert srv.messages == []
     finally:
         srv.stop()
 

@@ -99,7 +99,10 @@ static void test_config__every_key_type(void **state)
 		"oauth2_client_id cid\n"
 		"oauth2_client_secret_eval pass show cs\n"
 		"oauth2_refresh_token_eval pass show rt\n"
-		"oauth2_scope \"a b\"\n");
+		"oauth2_scope \"a b\"\n"
+		"queue_delay 10m\n"
+		"queue_flush_on_run on\n"
+		"bounce on\n");
 	const struct ba_account *a = acc(cfg, "a");
 	assert_string_equal(a->host, "smtp.example.org");
 	assert_int_equal(a->port, 587);
@@ -156,6 +159,9 @@ static void test_config__every_key_type(void **state)
 	assert_null(a->oauth2_refresh_token);
 	assert_string_equal(a->oauth2_refresh_token_eval, "pass show rt");
 	assert_string_equal(a->oauth2_scope, "a b");
+	assert_int_equal(a->queue_delay, 600);
+	assert_int_equal(a->queue_flush_on_run, 1);
+	assert_int_equal(a->bounce, 1);
 	/* every key was set explicitly except the secrets, ntlmdomain and socket */
 	for (int k = 0; k < BA_KEY_COUNT; k++) {
 		int expect = k != BA_KEY_PASSWORD && k != BA_KEY_NTLMDOMAIN && k != BA_KEY_SOCKET &&
@@ -472,6 +478,14 @@ static void test_config__errors_name_file_and_line(void **state)
 	e = parse_fail("account a\noauth2_device_endpoint \"https://x.test/a b\"\n");
 	assert_string_equal(e.text,
 	                    "t.rc:2: invalid value 'https://x.test/a b' for 'oauth2_device_endpoint'");
+	e = parse_fail("account a\nqueue_max_age 0\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value '0' for 'queue_max_age'");
+	e = parse_fail("account a\nqueue_delay -5\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value '-5' for 'queue_delay'");
+	e = parse_fail("account a\nqueue_delay 5y\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value '5y' for 'queue_delay'");
+	e = parse_fail("account a\nbounce maybe\n");
+	assert_string_equal(e.text, "t.rc:2: invalid value 'maybe' for 'bounce'");
 	e = parse_fail("account a\nprotocol esmtp\n");
 	e = parse_fail("account a\ndsn_notify failure,failure\n");
 	e = parse_fail("account a\ndsn_notify\n");

@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bluearrow/outbox.h"
@@ -287,6 +288,101 @@ static void test_outbox__interrupted_move_to_failed(void **state)
 	free(root);
 }
 
+/* send --at: relative, absolute (local, UTC, offsets), and what is refused */
+static void test_outbox__parse_time(void **state)
+{
+	(void)state;
+	struct ba_err err = BA_ERR_INIT;
+	const int64_t now = 1800000000; /* 2027-01-15T08:00:00Z */
+	int64_t t = 0;
+	assert_int_equal(ba_outbox_parse_time(&t, "+10m", now, &err), 0);
+	assert_int_equal(t, now + 600);
+	assert_int_equal(ba_outbox_parse_time(&t, "+2h", now, &err), 0);
+	assert_int_equal(t, now + 7200);
+	assert_int_equal(ba_outbox_parse_time(&t, "+1d", now, &err), 0);
+	assert_int_equal(t, now + 86400);
+	assert_int_equal(ba_outbox_parse_time(&t, "+30s", now, &err), 0);
+	assert_int_equal(t, now + 30);
+	assert_int_equal(ba_outbox_parse_time(&t, "+5", now, &err), 0);
+	assert_int_equal(t, now + 5);
+	assert_int_equal(ba_outbox_parse_time(&t, "2027-01-15T08:00:00Z", now, &err), 0);
+	assert_int_equal(t, now);
+	assert_int_equal(ba_outbox_parse_time(&t, "2027-01-15T09:30+01:00", now, &err), 0);
+	assert_int_equal(t, now + 1800);
+	assert_int_equal(ba_outbox_parse_time(&t, "2027-01-15T03:00:00-0500", now, &err), 0);
+	assert_int_equal(t, now);
+	assert_int_equal(ba_outbox_parse_time(&t, "2028-02-29T00:00Z", now, &err), 0);
+	assert_int_equal(t, 1835395200);
+	/* local time: in UTC here */
+	setenv("TZ", "UTC", 1);
+	tzset();
+	assert_int_equal(ba_outbox_parse_time(&t, "2027-01-15 08:10", now, &err), 0);
+	assert_int_equal(t, now + 600);
+	assert_int_equal(ba_outbox_parse_time(&t, "2027-01-15T08:10:30", now, &err), 0);
+	assert_int_equal(t, now + 630);
+	setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3", 1);
+	tzset();
+	assert_int_equal(ba_outbox_parse_time(&t, "2027-01-15 09:10", now, &err), 0);
+	assert_int_equal(t, now + 600);
+	unsetenv("TZ");
+	tzset();
+	static const char *const bad[] = {
+		"", "+", "+m", "+10x", "+-5m", "+ 5m", "10m", "tomorrow", "2027-01-15",
+		"2027-01-15 8:10", "2027-13-01 00:00", "2027-02-29 00:00", "2027-01-32T00:00Z",
+		"2027-01-15T24:00Z", "2027-01-15T08:60Z", "2027-01-15T08:10Zjunk",
+		"2027-01-15T08:10+1", "2027-01-15T08:10 ", "+99999999999d",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ba_err_clear(&err);
+		if (ba_outbox_parse_time(&t, bad[i], now, &err) == 0)
+			fail_msg("'%s' was accepted", bad[i]);
+		assert_int_equal(err.code, EX_USAGE);
+		if (!strstr(err.text, "invalid time '"))
+			fail_msg("'%s': %s", bad[i], err.text);
+	}
+	ba_err_clear(&err);
+	assert_int_equal(ba_outbox_parse_time(&t, "2027-01-15T07:59:59Z", now, &err), -1);
+	assert_int_equal(err.code, EX_USAGE);
+	assert_string_equal(err.text, "time '2027-01-15T07:59:59Z' is in the past");
+}
+
+/* The default directory: the account's outbox, /var/spool/bluearrow for a system file, else XDG. */
+static void test_outbox__account_dir(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	char path[512];
+	snprintf(path, sizeof(path), "%s/conf", root);
+	write_file(path, "account a\nhost h\naccount b\nhost h\noutbox /srv/q\n");
+	setenv("XDG_STATE_HOME", "/xdg", 1);
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_buf d = BA_BUF_INIT;
+	for (int sys = 0; sys < 2; sys++) {
+		ba_config *cfg = NULL;
+		assert_int_equal(ba_config_load(&cfg, path, sys ? BA_CONFIG_SYSTEM : 0, &err), 0);
+		const struct ba_account *a = ba_config_account(cfg, "a", &err);
+		const struct ba_account *b = ba_config_account(cfg, "b", &err);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(a->system_file, sys);
+		assert_int_equal(ba_outbox_account_dir(&d, a, &err), 0);
+		assert_string_equal(ba_buf_str(&d), sys ? "/var/spool/bluearrow" : "/xdg/bluearrow/outbox");
+		assert_int_equal(ba_outbox_account_dir(&d, b, &err), 0);
+		assert_string_equal(ba_buf_str(&d), "/srv/q");
+		ba_config_free(cfg);
+	}
+	/* a file in memory (and -C FILE) is a user's */
+	ba_config *cfg = NULL;
+	assert_int_equal(ba_config_parse(&cfg, "mem", "account a\nhost h\n", 17, &err), 0);
+	assert_int_equal(ba_outbox_account_dir(&d, ba_config_account(cfg, "a", &err), &err), 0);
+	assert_string_equal(ba_buf_str(&d), "/xdg/bluearrow/outbox");
+	ba_config_free(cfg);
+	unsetenv("XDG_STATE_HOME");
+	ba_buf_release(&d);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +391,8 @@ int main(void)
 		cmocka_unit_test(test_outbox__corrupt),
 		cmocka_unit_test(test_outbox__directory),
 		cmocka_unit_test(test_outbox__interrupted_move_to_failed),
+		cmocka_unit_test(test_outbox__parse_time),
+		cmocka_unit_test(test_outbox__account_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,6 +95,9 @@ enum ba_config_key {
 	BA_KEY_OAUTH2_REFRESH_TOKEN,
 	BA_KEY_OAUTH2_REFRESH_TOKEN_EVAL,
 	BA_KEY_OAUTH2_SCOPE,
+	BA_KEY_QUEUE_DELAY,        /* bluearrow extension */
+	BA_KEY_QUEUE_FLUSH_ON_RUN, /* bluearrow extension */
+	BA_KEY_BOUNCE,             /* bluearrow extension */
 	BA_KEY_COUNT
 };
 
@@ -130,6 +133,7 @@ struct ba_account {
 	                               same account under a second name), else NULL */
 	const char *file;           /* the configuration file it came from */
 	unsigned line;              /* line of its `account` command */
+	int system_file;            /* 1: the file was loaded as system-wide (BA_CONFIG_SYSTEM) */
 	uint64_t mask;              /* bit (1 << enum ba_config_key) per key set explicitly */
 
 	/* connection */
@@ -194,7 +198,7 @@ struct ba_account {
 	/* bluearrow extensions */
 	int partial_delivery;       /* 1: exit 0 if some recipients were accepted; default 0 */
 	const char *outbox;         /* the outbox directory (~ expanded); NULL = the default
-	                               ($XDG_STATE_HOME/bluearrow/outbox, bluearrow/outbox.h) */
+	                               (ba_outbox_account_dir(), bluearrow/outbox.h) */
 	enum ba_config_queue queue; /* default BA_QUEUE_OFF */
 	long queue_max_age;         /* seconds an entry is retried before it fails; 0 = 5 days */
 
@@ -209,6 +213,12 @@ struct ba_account {
 	const char *oauth2_refresh_token;   /* a secret: never log it; NULL = none */
 	const char *oauth2_refresh_token_eval; /* command printing it; NULL = none */
 	const char *oauth2_scope;           /* space-separated; NULL = the provider's */
+	long queue_delay;           /* seconds every message is held in the outbox before it is
+	                               sent (withdrawable meanwhile); 0 (default) = none */
+	int queue_flush_on_run;     /* 1: each send starts a detached flush of the due entries;
+	                               default 0 */
+	int bounce;                 /* 1: an entry that fails during a flush is reported to its
+	                               sender (ba_outbox_flush()); default 0 */
 };
 
 enum ba_config_load_flags {

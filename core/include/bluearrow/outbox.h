@@ -105,6 +105,15 @@ int ba_outbox_entry_parse(struct ba_outbox_entry *e, const char *text, size_t le
  * Errors: EX_CONFIG when neither variable is set; EX_OSERR.
  */
 int ba_outbox_default_dir(struct ba_buf *out, struct ba_err *err);
+/* Where a system-wide configuration (/etc/bluearrow.conf, /etc/msmtprc) queues by default. */
+#define BA_OUTBOX_SYSTEM_DIR "/var/spool/bluearrow"
+/*
+ * The outbox directory of acc into out (reset first): its `outbox` key,
+ * else BA_OUTBOX_SYSTEM_DIR when it comes from a system-wide file
+ * (acc->system_file), else ba_outbox_default_dir().  Errors: those of
+ * ba_outbox_default_dir().
+ */
+int ba_outbox_account_dir(struct ba_buf *out, const struct ba_account *acc, struct ba_err *err);
 
 /*
  * Opens the outbox at dir (borrowed; copied), creating it (0700, and its
@@ -177,6 +186,16 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err);
  */
 int ba_outbox_temporary(const struct ba_err *err);
 
+/*
+ * A send time (`send --at`) into *out, seconds since the epoch: "+N" with
+ * an optional unit s, m, h or d (+10m, +2h, +1d) after now; "YYYY-MM-DD
+ * HH:MM[:SS]" in local time; ISO 8601 "YYYY-MM-DDTHH:MM[:SS]" followed by
+ * nothing (local time), Z or an offset (+01:00, -0500).  Errors: EX_USAGE
+ * "invalid time 'S': ..." (unparsable, a date that does not exist, a
+ * relative time over 100 years), EX_USAGE "time 'S' is in the past".
+ */
+int ba_outbox_parse_time(int64_t *out, const char *s, int64_t now, struct ba_err *err);
+
 /* What a flush did with one entry. */
 enum ba_outbox_outcome {
 	BA_OUTBOX_DELIVERED, /* accepted for every recipient: removed */
@@ -190,7 +209,8 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	const char *account;        /* only this account's entries; NULL = all */
 	const char *const *ids;     /* only these entries (due or not); nids = 0: every due one */
 	size_t nids;
-	int all;                    /* every entry, due or not (sendmail -q) */
+	int all;                    /* every entry, due or not (sendmail -q), except one held
+	                               for later: never tried, next attempt in the future */
 	int hold_fd;                /* > 0: an entry this process holds from ba_outbox_add() */
 	int64_t now;                /* seconds; 0 = the clock */
 	const struct ba_log *log;   /* the dialogue (BA_LOG_PROTO) and the logfile warnings */
@@ -216,7 +236,12 @@ struct ba_outbox_flush_stats {
  * failure only sends that message again), deferred ones get attempts + 1, the error and a next attempt 5 minutes * 2^attempts
  * later (at most 4 hours), permanent failures (5xx, a refused
  * recipient, the data refused) and entries older than the account's
- * queue_max_age move to failed/.  Recipients already accepted are not sent
+ * queue_max_age move to failed/; with the account's `bounce on` and a
+ * sender that is not <>, a report of the failure (RFC 3464
+ * multipart/report: the reason per recipient and the original header) is
+ * then sent to the sender through the account with the null sender <>
+ * (a report that cannot be sent is logged as a warning, never queued or
+ * retried).  Recipients already accepted are not sent
  * again.  An entry whose account no longer exists (or is unusable) fails.
  * Returns 0 when the queue could be walked (individual failures are in
  * *st and in done), else -1.  Errors: those of ba_outbox_list().
