@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bluearrow/encode.h"
 #include "bluearrow/buf.h"
 #include "bluearrow/log.h"
 #include "bluearrow/oauth2.h"
@@ -49,17 +50,6 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The percent-decoded value of name in query q (up to a space or the end), into out: 1, else 0. */
 static int query_param(struct ba_buf *out, const char *q, const char *name)
 {
@@ -68,8 +58,8 @@ static int query_param(struct ba_buf *out, const char *q, const char *name)
 		const char *end = p + strcspn(p, "& ");
 		if ((size_t)(end - p) > n && strncmp(p, name, n) == 0 && p[n] == '=') {
 			for (const char *v = p + n + 1; v < end; v++) {
-				if (*v == '%' && v + 2 < end && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
-					ba_buf_addch(out, hexval(v[1]) << 4 | hexval(v[2]));
+				if (*v == '%' && v + 2 < end && ba_hex_digit(v[1]) >= 0 && ba_hex_digit(v[2]) >= 0) {
+					ba_buf_addch(out, ba_hex_digit(v[1]) << 4 | ba_hex_digit(v[2]));
 					v += 2;
 				} else {
 					ba_buf_addch(out, *v == '+' ? ' ' : *v);

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bluearrow/encode.h"
 #include "bluearrow/log.h"
 
 #define CONFIG_FILE_MAX (4u << 20) /* a configuration file larger than this is refused */
@@ -653,17 +654,6 @@ static long pos_int(const char *s, long max)
 	return x;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* "AB:CD:..." with 32, 20 or 16 bytes (SHA-256, SHA-1, MD5) -> raw; 0 or -1. */
 static int parse_fingerprint(unsigned char *raw, size_t *rawlen, const char *s)
 {
@@ -672,7 +662,7 @@ static int parse_fingerprint(unsigned char *raw, size_t *rawlen, const char *s)
 		return -1;
 	size_t bytes = (n + 1) / 3;
 	for (size_t i = 0; i < bytes; i++) {
-		int hi = hexval((unsigned char)s[3 * i]), lo = hexval((unsigned char)s[3 * i + 1]);
+		int hi = ba_hex_digit((unsigned char)s[3 * i]), lo = ba_hex_digit((unsigned char)s[3 * i + 1]);
 		if (hi < 0 || lo < 0 || (i + 1 < bytes && s[3 * i + 2] != ':'))
 			return -1;
 		raw[i] = (unsigned char)(hi << 4 | lo);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bluearrow/encode.h"
 #include "bluearrow/mime.h"
 
 /* header bytes of a file, on top of the body: what the reader allocates at most */
@@ -532,12 +533,6 @@ static int bad(struct reader *r, const char *fmt, ...)
 	return ba_err_set(r->err, EX_DATAERR, "'%s', line %zu: %s", r->name, r->line, text);
 }
 
-static int hexval(unsigned char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Decodes the escaped value p[0..n) into a new string in *out. */
 static int unescape(char **out, struct reader *r, const char *p, size_t n)
 {
@@ -566,8 +561,8 @@ static int unescape(char **out, struct reader *r, const char *p, size_t n)
 		case 'r': *o++ = '\r'; break;
 		case 't': *o++ = '\t'; break;
 		case 'x':
-			h1 = i + 1 < n ? hexval((unsigned char)p[i + 1]) : -1;
-			h2 = i + 2 < n ? hexval((unsigned char)p[i + 2]) : -1;
+			h1 = i + 1 < n ? ba_hex_digit((unsigned char)p[i + 1]) : -1;
+			h2 = i + 2 < n ? ba_hex_digit((unsigned char)p[i + 2]) : -1;
 			if (h1 < 0 || h2 < 0 || (h1 | h2) == 0) {
 				free(s);
 				return bad(r, "invalid escape: \\x needs two hex digits, not 00");

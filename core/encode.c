@@ -585,14 +585,14 @@ int ba_qp_writer_finish(struct ba_qp_writer *w, struct ba_err *err)
 
 /* ---- quoted-printable decoding ------------------------------------------------ */
 
-static int hexval(unsigned c)
+int ba_hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')
-		return (int)c - '0';
+		return c - '0';
 	if (c >= 'A' && c <= 'F')
-		return (int)c - 'A' + 10;
+		return c - 'A' + 10;
 	if (c >= 'a' && c <= 'f')
-		return (int)c - 'a' + 10;
+		return c - 'a' + 10;
 	return -1;
 }
 
@@ -629,7 +629,7 @@ int ba_qp_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err *err
 				i = j + (p[j] == '\r' ? 2 : 1);
 				continue;
 			}
-			int hi = i + 2 < n ? hexval(p[i + 1]) : -1, lo = hi >= 0 ? hexval(p[i + 2]) : -1;
+			int hi = i + 2 < n ? ba_hex_digit(p[i + 1]) : -1, lo = hi >= 0 ? ba_hex_digit(p[i + 2]) : -1;
 			if (lo < 0)
 				return ba_err_set(err, EX_DATAERR, "invalid quoted-printable escape at offset %zu",
 				                  i);

@@ -21,6 +21,8 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
+#include "bluearrow/encode.h"
+
 #define TLS_DEFAULT_TIMEOUT_MS 60000
 #define TLS_RECORD_MAX 16384
 #define TLS_BYE_TIMEOUT_MS 1000
@@ -383,17 +385,6 @@ static int is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * "AB:CD:..." (msmtp's form), an optional "SHA256:" prefix, colons optional:
  * 32 bytes (SHA-256), or 20 (SHA-1) or 16 (MD5) as msmtp still accepts.
@@ -410,7 +401,7 @@ static int parse_pin(unsigned char out[32], size_t *len, const char *s, struct b
 			q++;
 			continue;
 		}
-		int hi = hexval((unsigned char)q[0]), lo = hi < 0 ? -1 : hexval((unsigned char)q[1]);
+		int hi = ba_hex_digit((unsigned char)q[0]), lo = hi < 0 ? -1 : ba_hex_digit((unsigned char)q[1]);
 		if (hi < 0 || lo < 0 || n == 32)
 			return ba_err_set(err, EX_CONFIG, "invalid tls_fingerprint '%s': expected "
 			                  "XX:XX:... (the SHA-256 fingerprint, 32 bytes in hex)", s);

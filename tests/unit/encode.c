@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -838,6 +839,20 @@ static void test_encode__rfc2231_random(void **state)
 	ba_buf_release(&out);
 }
 
+/* one hex digit rule for QP, pins, percent-encoding and draft escapes */
+static void test_encode__hex_digit(void **state)
+{
+	(void)state;
+	const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(ba_hex_digit(digits[i]), i);
+		assert_int_equal(ba_hex_digit(toupper((unsigned char)digits[i])), i);
+	}
+	for (int c = -1; c < 256; c++)
+		if (!isxdigit(c))
+			assert_int_equal(ba_hex_digit(c), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -857,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_encode__rfc2047_invalid_utf8),
 		cmocka_unit_test(test_encode__rfc2231_params),
 		cmocka_unit_test(test_encode__rfc2231_random),
+		cmocka_unit_test(test_encode__hex_digit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -175,4 +175,7 @@ int ba_rfc2047_decode(struct ba_buf *out, const char *s, size_t n, struct ba_err
 int ba_rfc2231_param(struct ba_buf *out, const char *name, const char *value, size_t *col,
                      const char *eol, struct ba_err *err);
 
+/* The value of the hex digit c ('0'-'9', 'a'-'f', 'A'-'F'), or -1 for any other byte. */
+int ba_hex_digit(int c);
+
 #endif
