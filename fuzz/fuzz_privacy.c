@@ -54,8 +54,12 @@ static int fixed_random(void *ctx, void *p, size_t n, struct ba_err *err)
 	return 0;
 }
 
-/* 1 if the line p[0..n) (no line end) names a field called bcc or resent-bcc, as a receiver reads it. */
-static int is_bcc_line(const uint8_t *p, size_t n)
+/*
+ * The length of the field name of the line p[0..n) (no line end) as a
+ * receiver reads it: the text before the colon, trailing SP/HT dropped;
+ * 0 for a continuation (SP/HT first) or a line without a colon.
+ */
+static size_t line_name_len(const uint8_t *p, size_t n)
 {
 	if (!n || p[0] == ' ' || p[0] == '\t')
 		return 0;
@@ -65,6 +69,13 @@ static int is_bcc_line(const uint8_t *p, size_t n)
 	size_t k = (size_t)(colon - p);
 	while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
 		k--;
+	return k;
+}
+
+/* 1 if the line names a field called bcc or resent-bcc. */
+static int is_bcc_line(const uint8_t *p, size_t n)
+{
+	size_t k = line_name_len(p, n);
 	return (k == 3 && !strncasecmp((const char *)p, "bcc", 3)) ||
 	       (k == 10 && !strncasecmp((const char *)p, "resent-bcc", 10));
 }
@@ -99,18 +110,10 @@ static uint8_t *slurp(ba_reader *r, size_t *len)
 	return (uint8_t *)ba_buf_detach(&b, len);
 }
 
-/* A name (the text before the colon, trailing SP/HT dropped) starting "resent-". */
+/* 1 if the line's field name starts "resent-". */
 static int is_resent_line(const uint8_t *p, size_t n)
 {
-	if (!n || p[0] == ' ' || p[0] == '\t')
-		return 0;
-	const uint8_t *colon = memchr(p, ':', n);
-	if (!colon)
-		return 0;
-	size_t k = (size_t)(colon - p);
-	while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
-		k--;
-	return k > 7 && !strncasecmp((const char *)p, "resent-", 7);
+	return line_name_len(p, n) > 7 && !strncasecmp((const char *)p, "resent-", 7);
 }
 
 /*
