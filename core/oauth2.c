@@ -1,20 +1,16 @@
 /* oauth2.c - OAuth2 tokens: refresh grant, code exchange, device flow, the token cache
  *
- * HTTP is libcurl's, loaded with dlopen() on the first request (as libmagic
- * in mime.c): `bluearrow sendmail` with a cached token, or without OAuth2,
- * never maps it.  Only curl/curl.h is needed to build.  libcurl is never
- * put in verbose mode: it would print the request body (the secrets).
+ * HTTP is bluearrow/http.h's: libcurl, loaded on the first request, so
+ * `bluearrow sendmail` with a cached token, or without OAuth2, never maps
+ * it.
  */
 #include "bluearrow/oauth2.h"
 
-#include <curl/curl.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <limits.h>
-#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bluearrow/http.h"
 #include "bluearrow/json.h"
-#include "bluearrow/version.h"
 
-#define CURL_SONAME "libcurl-gnutls.so.4"
 #define DEFAULT_TIMEOUT_MS 60000
 #define STATE_MAX (64u * 1024)
 #define SECRET_MAX (64u * 1024)
@@ -73,91 +68,22 @@ int ba_oauth2_enabled(const struct ba_account *acc)
 	       acc->oauth2_client_id && *acc->oauth2_client_id;
 }
 
-/* ---- libcurl, loaded on demand ----------------------------------------- */
-
-struct curl_api {
-	CURL *(*init)(void);
-	CURLcode (*setopt)(CURL *, CURLoption, ...);
-	CURLcode (*perform)(CURL *);
-	CURLcode (*getinfo)(CURL *, CURLINFO, ...);
-	void (*cleanup)(CURL *);
-	const char *(*error_text)(CURLcode);
-	CURLcode (*global_init)(long);
-};
-
-static struct curl_api g_curl;
-static int g_curl_ok;
-static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_load(void)
-{
-	/* RTLD_LOCAL: nothing else resolves against it; the handle is kept for the process */
-	void *h = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return;
-	void *sym[7] = { dlsym(h, "curl_easy_init"), dlsym(h, "curl_easy_setopt"),
-		         dlsym(h, "curl_easy_perform"), dlsym(h, "curl_easy_getinfo"),
-		         dlsym(h, "curl_easy_cleanup"), dlsym(h, "curl_easy_strerror"),
-		         dlsym(h, "curl_global_init") };
-	for (int i = 0; i < 7; i++)
-		if (!sym[i]) {
-			dlclose(h);
-			return;
-		}
-	struct curl_api a;
-	/* POSIX dlsym() returns void *; conversion to a function pointer goes through memcpy */
-	memcpy(&a.init, &sym[0], sizeof(a.init));
-	memcpy(&a.setopt, &sym[1], sizeof(a.setopt));
-	memcpy(&a.perform, &sym[2], sizeof(a.perform));
-	memcpy(&a.getinfo, &sym[3], sizeof(a.getinfo));
-	memcpy(&a.cleanup, &sym[4], sizeof(a.cleanup));
-	memcpy(&a.error_text, &sym[5], sizeof(a.error_text));
-	memcpy(&a.global_init, &sym[6], sizeof(a.global_init));
-	/* the prototypes above must be curl.h's (checked, never evaluated: no link reference) */
-	(void)sizeof(a.init == &curl_easy_init);
-	(void)sizeof(a.perform == &curl_easy_perform);
-	(void)sizeof(a.cleanup == &curl_easy_cleanup);
-	(void)sizeof(a.error_text == &curl_easy_strerror);
-	(void)sizeof(a.global_init == &curl_global_init);
-	/* once, here: curl_easy_init() would do it lazily and not thread-safely */
-	if (a.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		dlclose(h);
-		return;
-	}
-	g_curl = a;
-	g_curl_ok = 1;
-}
-
-struct reply {
-	struct ba_buf body;
-	int too_big;
-};
-
-static size_t on_data(char *p, size_t size, size_t n, void *ctx)
-{
-	struct reply *r = ctx;
-	size_t len = size * n;
-	if (r->body.len + len > BA_OAUTH2_REPLY_MAX || ba_buf_add(&r->body, p, len) < 0) {
-		r->too_big = 1;
-		return 0; /* libcurl stops with CURLE_WRITE_ERROR */
-	}
-	return len;
-}
+/* ---- HTTPS (bluearrow/http.h) ------------------------------------------ */
 
 /*
  * POSTs form (application/x-www-form-urlencoded; a secret) to url and
- * returns the HTTP status in *status and the body in r->body (capped).
+ * returns the HTTP status in *status and the body in *body (capped).
  * Errors name the account and the URL, never the form.
  */
-static int http_post(struct reply *r, long *status, const struct ba_account *acc,
+static int http_post(struct ba_buf *body, long *status, const struct ba_account *acc,
                      const char *url, const struct ba_buf *form,
                      const struct ba_oauth2_opts *o, struct ba_err *err)
 {
-	pthread_once(&g_curl_once, curl_load);
-	if (!g_curl_ok)
+	if (!ba_http_available())
 		return ba_err_set(err, EX_UNAVAILABLE,
-		                  "account '%s': OAuth2 needs %s (Debian package libcurl3-gnutls), "
-		                  "which cannot be loaded", acc->name, CURL_SONAME);
+		                  "account '%s': OAuth2 needs %s (Debian package %s), "
+		                  "which cannot be loaded", acc->name, BA_HTTP_LIBRARY,
+		                  BA_HTTP_PACKAGE);
 	const char *ca = acc->tls_trust_file;
 	if (ca && !*ca)
 		return ba_err_set(err, EX_CONFIG,
@@ -165,56 +91,16 @@ static int http_post(struct reply *r, long *status, const struct ba_account *acc
 		                  "endpoint '%s' cannot be verified", acc->name, url);
 	if (ca && strcmp(ca, "system") == 0)
 		ca = NULL;
-	CURL *c = g_curl.init();
-	if (!c)
-		return ba_err_set(err, EX_OSERR, "account '%s': cannot initialise libcurl", acc->name);
-	int timeout = o && o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
-	ba_log(o ? o->log : NULL, BA_LOG_INFO, "oauth2: POST %s", url);
-	CURLcode cc = CURLE_OK;
-#define SET(opt, val)                                                  \
-	do {                                                           \
-		if (cc == CURLE_OK)                                    \
-			cc = g_curl.setopt(c, opt, val);               \
-	} while (0)
-	SET(CURLOPT_URL, url);
-	SET(CURLOPT_PROTOCOLS_STR, "https");
-	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_NOPROGRESS, 1L);
-	SET(CURLOPT_VERBOSE, 0L);
-	SET(CURLOPT_SSL_VERIFYPEER, 1L);
-	SET(CURLOPT_SSL_VERIFYHOST, 2L);
-	if (ca)
-		SET(CURLOPT_CAINFO, ca);
-	SET(CURLOPT_TIMEOUT_MS, (long)timeout);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)timeout);
-	SET(CURLOPT_USERAGENT, "bluearrow/" BA_VERSION);
-	SET(CURLOPT_POSTFIELDSIZE, (long)form->len);
-	SET(CURLOPT_POSTFIELDS, ba_buf_str(form));
-	SET(CURLOPT_MAXFILESIZE, (long)BA_OAUTH2_REPLY_MAX);
-	SET(CURLOPT_WRITEFUNCTION, on_data);
-	SET(CURLOPT_WRITEDATA, r);
-#undef SET
-	if (cc == CURLE_OK)
-		cc = g_curl.perform(c);
-	*status = 0;
-	if (cc == CURLE_OK)
-		g_curl.getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	g_curl.cleanup(c);
-	if (cc == CURLE_OK)
-		return 0;
-	int code = EX_TEMPFAIL;
-	const char *why = g_curl.error_text(cc);
-	if (r->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-		code = EX_PROTOCOL;
-		why = "the reply is larger than 64 KB";
-	} else if (cc == CURLE_OPERATION_TIMEDOUT) {
-		why = "no reply in time";
-	} else if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ||
-	           cc == CURLE_SSL_CONNECT_ERROR || cc == CURLE_UNSUPPORTED_PROTOCOL) {
-		code = EX_UNAVAILABLE;
-	}
-	return ba_err_set(err, code, "account '%s': OAuth2 endpoint '%s': %s", acc->name, url, why);
+	struct ba_http_params hp = { ca, o && o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS,
+		                     BA_OAUTH2_REPLY_MAX, NULL, o ? o->log : NULL };
+	struct ba_http_reply r;
+	r.body = *body;
+	int rc = ba_http_request(&r, url, ba_buf_str(form), form->len, &hp, err);
+	*body = r.body;
+	*status = r.status;
+	if (rc < 0)
+		return ba_err_prefix(err, "account '%s': OAuth2 endpoint '%s': ", acc->name, url);
+	return 0;
 }
 
 /* ---- forms and URLs ----------------------------------------------------- */
@@ -588,12 +474,12 @@ static int token_request(struct ba_json *j, char *errcode, size_t errsize,
                          const struct ba_buf *form, const struct ba_oauth2_opts *o,
                          struct ba_err *err)
 {
-	struct reply r = { BA_BUF_INIT, 0 };
+	struct { struct ba_buf body; } r = { BA_BUF_INIT };
 	long status = 0;
 	int rc = -1;
 	errcode[0] = '\0';
 	ba_buf_init(&r.body, BA_OAUTH2_REPLY_MAX + 1);
-	if (http_post(&r, &status, acc, url, form, o, err) < 0)
+	if (http_post(&r.body, &status, acc, url, form, o, err) < 0)
 		goto out;
 	if (ba_json_parse(j, r.body.data ? r.body.data : "", r.body.len, err) < 0) {
 		ba_json_release(j);
