@@ -11,6 +11,10 @@
  *       a message like `bluearrow compose`, with a fixed clock (2023-11-14 22:13:20
  *       +0100) and a fixed random source (bytes 0, 1, 2, ...): the output is the same
  *       on every run.
+ *   ba-test-tool mtasts DOMAIN [--txt RECORD]... [--txt-failed] [--trust FILE]
+ *                [--connect-to HOST:PORT] [--cache DIR] [--now EPOCH] [--timeout MS]
+ *       the MTA-STS policy that applies (ba_mtasts_lookup()) given the TXT records;
+ *       --connect-to sends the HTTPS fetch to a test server
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 #include "bluearrow/encode.h"
 #include "bluearrow/mime.h"
 #include "bluearrow/msg.h"
+#include "bluearrow/mtasts.h"
 #include "fixed.h"
 
 static int fail(const struct ba_err *err)
@@ -158,6 +163,67 @@ static int cmd_msg(int argc, char **argv)
 	return 0;
 }
 
+static void log_stderr(void *ctx, enum ba_log_level level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	fprintf(stderr, "log: %s\n", msg);
+}
+
+static int cmd_mtasts(int argc, char **argv)
+{
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_log log = { log_stderr, NULL, BA_LOG_DEBUG };
+	struct ba_mtasts_params p = { NULL, 10000, 0, NULL, 0, NULL, &log };
+	const char *txt[16];
+	size_t len[16];
+	struct ba_mtasts_txt t = { 0, 0, txt, len };
+	if (argc < 3)
+		return 64;
+	for (int i = 3; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--txt-failed")) {
+			t.failed = 1;
+			continue;
+		}
+		if (!v)
+			return 64;
+		i++;
+		if (!strcmp(a, "--txt") && t.n < 16) {
+			txt[t.n] = v;
+			len[t.n++] = strlen(v);
+		} else if (!strcmp(a, "--trust")) {
+			p.trust_file = v;
+		} else if (!strcmp(a, "--connect-to")) {
+			p.connect_to = v;
+		} else if (!strcmp(a, "--cache")) {
+			p.cache_dir = v;
+		} else if (!strcmp(a, "--now")) {
+			p.now = (time_t)strtoll(v, NULL, 10);
+		} else if (!strcmp(a, "--timeout")) {
+			p.timeout_ms = (int)strtol(v, NULL, 10);
+		} else {
+			return 64;
+		}
+	}
+	struct ba_mtasts_result r;
+	if (ba_mtasts_lookup(&r, argv[2], &t, &p, &err) < 0)
+		return fail(&err);
+	static const char *const src[] = { "none", "fetched", "cached" };
+	printf("source: %s\n", src[r.source]);
+	if (r.source != BA_MTASTS_SRC_NONE) {
+		printf("id: %s\nmode: %s\nmax_age: %ld\nfetched: %lld\n", r.policy.id,
+		       ba_mtasts_mode_name(r.policy.mode), r.policy.max_age,
+		       (long long)r.policy.fetched);
+		for (size_t i = 0; i < r.policy.nmx; i++)
+			printf("mx: %s\n", r.policy.mx[i]);
+	}
+	if (r.note[0])
+		printf("note: %s\n", r.note);
+	ba_mtasts_policy_release(&r.policy);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct ba_err err = BA_ERR_INIT;
@@ -190,6 +256,8 @@ int main(int argc, char **argv)
 		return cmd_mime(argc, argv);
 	if (!strcmp(cmd, "msg"))
 		return cmd_msg(argc, argv);
+	if (!strcmp(cmd, "mtasts"))
+		return cmd_mtasts(argc, argv);
 	if (!strcmp(cmd, "downgrade")) {
 		struct ba_mime_opts o = { argc > 2 && !strcmp(argv[2], "--crlf") ? "\r\n" : "\n", 0,
 		                          NULL, NULL, NULL };

@@ -157,7 +157,8 @@ class Certs:
         return ":".join("%02X" % b for b in c.fingerprint(h))
 
 
-def make_certs(directory):
+def make_certs(directory, extra=None):
+    """extra: {leaf name: (DNS names...)} of more server leaves signed by the test CA."""
     os.makedirs(directory, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     day = datetime.timedelta(days=1)
@@ -180,6 +181,8 @@ def make_certs(directory):
                     now + 365 * day),
         "ipcnonly": (ca_key, ca, "127.0.0.1", (), srv, now - day, now + 365 * day),
     }
+    for name, names in (extra or {}).items():
+        spec[name] = (ca_key, ca, names[0], tuple(names), srv, now - day, now + 365 * day)
     certs = Certs(directory)
     with open(certs.ca, "wb") as f:
         f.write(_pem_cert(ca))
