@@ -22,6 +22,7 @@
 #include <gnutls/x509.h>
 
 #include "bluearrow/encode.h"
+#include "tls_dane.h"
 
 #define TLS_DEFAULT_TIMEOUT_MS 60000
 #define TLS_RECORD_MAX 16384
@@ -46,6 +47,9 @@ struct tls_stream {
 	char vfail[BA_ERR_TEXT_MAX]; /* set by the verify callback */
 	char host[256];
 	int cancel_fd;             /* -1: none; also watched by the inner stream */
+	const struct ba_tls_tlsa *tlsa; /* DANE: during ba_tls_start only */
+	size_t ntlsa;
+	int dane_usage;            /* the usage of the TLSA record that matched */
 };
 
 static const struct ba_stream_ops tls_ops;
@@ -331,6 +335,20 @@ static int verify_cb(gnutls_session_t sess)
 		set_vfail(t, "the server sent no certificate", NULL);
 		return -1;
 	}
+	if (t->ntlsa) {
+		unsigned n = 0;
+		const gnutls_datum_t *certs = gnutls_certificate_get_peers(sess, &n);
+		char why[300];
+		unsigned problems = 0;
+		t->dane_usage = tls_dane_verify(certs, n, t->tlsa, t->ntlsa, t->host, why, sizeof(why),
+		                                &problems);
+		if (t->dane_usage)
+			return 0;
+		if (t->info)
+			t->info->problems = problems;
+		set_vfail(t, why, md);
+		return -1;
+	}
 	if (t->have_pin) {
 		unsigned char pmd[32];
 		const unsigned char *cmp = md;
@@ -478,7 +496,7 @@ static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p
                              struct ba_err *err)
 {
 	int system = !p->trust_file || strcmp(p->trust_file, "system") == 0;
-	if (p->certcheck && !t->have_pin && system && !p->crl_file && !p->cert_file &&
+	if (p->certcheck && !t->have_pin && !t->ntlsa && system && !p->crl_file && !p->cert_file &&
 	    !p->key_file) {
 		if (shared_system_cred(&t->cred, err) < 0)
 			return -1;
@@ -488,7 +506,8 @@ static int setup_credentials(struct tls_stream *t, const struct ba_tls_params *p
 	int r = gnutls_certificate_allocate_credentials(&t->cred);
 	if (r < 0)
 		return ba_err_set(err, EX_OSERR, "cannot set up TLS: %s", tls_strerror(r));
-	if (p->certcheck && !t->have_pin) {
+	/* DANE replaces the trust store: DANE-EE ignores PKIX, DANE-TA names its anchor */
+	if (p->certcheck && !t->have_pin && !t->ntlsa) {
 		if (!p->trust_file || strcmp(p->trust_file, "system") == 0) {
 			r = gnutls_certificate_set_x509_system_trust(t->cred);
 			if (r < 0)
@@ -679,7 +698,17 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 		ba_err_set(err, EX_CONFIG, "no host name to verify the TLS certificate against");
 		goto fail;
 	}
-	if (p->certcheck && p->fingerprint) {
+	if (p->ntlsa) {
+		if (!p->certcheck || !p->tlsa)
+			BA_BUG("DANE without certcheck or records");
+		if (!tls_dane_available()) {
+			ba_err_set(err, EX_UNAVAILABLE, "DANE needs libgnutls-dane.so.0 (Debian package "
+			           "libgnutls-dane0), which cannot be loaded");
+			goto fail;
+		}
+		t->tlsa = p->tlsa;
+		t->ntlsa = p->ntlsa;
+	} else if (p->certcheck && p->fingerprint) {
 		if (parse_pin(t->pin, &t->pin_len, p->fingerprint, err) < 0)
 			goto fail;
 		t->have_pin = 1;
@@ -694,14 +723,20 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	if (info) {
 		fill_session_info(t->sess, info);
 		info->verified = p->certcheck ? 1 : 0;
+		info->dane = t->dane_usage;
 	}
 	if (ba_log_enabled(p->log, BA_LOG_DEBUG)) {
 		char *desc = gnutls_session_get_desc(t->sess);
 		ba_log(p->log, BA_LOG_DEBUG, "TLS established with %s: %s%s", t->host,
-		       desc ? desc : "?", p->certcheck ? "" : " (certificate not checked)");
+		       desc ? desc : "?", !p->certcheck          ? " (certificate not checked)"
+		                          : t->dane_usage == 3 ? " (DANE-EE match)"
+		                          : t->dane_usage == 2 ? " (DANE-TA match)"
+		                                               : "");
 		gnutls_free(desc);
 	}
 	t->info = NULL;
+	t->tlsa = NULL;
+	t->ntlsa = 0;
 	*out = &t->base;
 	return 0;
 fail:

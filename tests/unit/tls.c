@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
@@ -208,6 +210,7 @@ struct server {
 	const char *priorities;    /* NULL: NORMAL */
 	int want_client_cert;
 	int cb_refused;            /* ba_tls_channel_binding() must give none (no EMS) */
+	const struct cert *issuer; /* sent after the leaf (a chain of two), or NULL */
 	/* results */
 	int handshake_rc;
 	char sni[256];             /* "" when the client sent none */
@@ -223,8 +226,8 @@ static void *server_main(void *arg)
 	gnutls_certificate_credentials_t cred;
 	gnutls_session_t sess;
 	gnutls_certificate_allocate_credentials(&cred);
-	gnutls_x509_crt_t chain[1] = { sv->cert->crt };
-	gnutls_certificate_set_x509_key(cred, chain, 1, sv->cert->key);
+	gnutls_x509_crt_t chain[2] = { sv->cert->crt, sv->issuer ? sv->issuer->crt : NULL };
+	gnutls_certificate_set_x509_key(cred, chain, sv->issuer ? 2 : 1, sv->cert->key);
 	gnutls_init(&sess, GNUTLS_SERVER | GNUTLS_NO_SIGNAL);
 	gnutls_priority_set_direct(sess, sv->priorities ? sv->priorities : "NORMAL", NULL);
 	gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, cred);
@@ -302,6 +305,8 @@ static int run(const struct cert *c, struct ba_tls_params *p, struct ba_tls_info
 		sv.want_client_cert = 1;
 	if (svout && svout->priorities)
 		sv.priorities = svout->priorities;
+	if (svout)
+		sv.issuer = svout->issuer;
 	ba_stream *in = start_server(&sv);
 	ba_stream *s = NULL;
 	if (!p->timeout_ms)
@@ -836,6 +841,139 @@ static void test_tls__not_tls(void **state)
  * loaded afresh, and with the system store shared by earlier sessions.  The
  * test CA is in no system store, so those handshakes fail, as they must.
  */
+/* ---- DANE ---- */
+
+/* A TLSA record for c: selector 0 (certificate) or 1 (key), mtype 0, 1 or 2. */
+static struct ba_tls_tlsa tlsa_of(const struct cert *c, unsigned usage, unsigned selector,
+                                  unsigned mtype, unsigned char *buf)
+{
+	gnutls_datum_t der;
+	if (selector == 0) {
+		assert_int_equal(gnutls_x509_crt_export2(c->crt, GNUTLS_X509_FMT_DER, &der), 0);
+	} else {
+		gnutls_pubkey_t pk;
+		assert_int_equal(gnutls_pubkey_init(&pk), 0);
+		assert_int_equal(gnutls_pubkey_import_x509(pk, c->crt, 0), 0);
+		assert_int_equal(gnutls_pubkey_export2(pk, GNUTLS_X509_FMT_DER, &der), 0);
+		gnutls_pubkey_deinit(pk);
+	}
+	size_t len = der.size;
+	if (mtype == 0) {
+		assert_true(der.size <= 2048);
+		memcpy(buf, der.data, der.size);
+	} else {
+		len = mtype == 1 ? 32 : 64;
+		assert_int_equal(gnutls_hash_fast(mtype == 1 ? GNUTLS_DIG_SHA256 : GNUTLS_DIG_SHA512,
+		                                  der.data, der.size, buf), 0);
+	}
+	gnutls_free(der.data);
+	struct ba_tls_tlsa r = { usage, selector, mtype, buf, len };
+	return r;
+}
+
+static void test_tls__dane_usable(void **state)
+{
+	(void)state;
+	unsigned char d[64] = { 1 };
+	struct ba_tls_tlsa r[] = {
+		{ 3, 1, 1, d, 32 }, { 3, 0, 1, d, 32 }, { 2, 0, 1, d, 32 }, { 2, 1, 2, d, 64 },
+		{ 3, 1, 0, d, 10 },
+	};
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		assert_int_equal(ba_tls_tlsa_usable(&r[i]), 1);
+	struct ba_tls_tlsa bad[] = {
+		{ 0, 0, 1, d, 32 },  /* PKIX-TA: unusable for SMTP (RFC 7672 §3.1.3) */
+		{ 1, 1, 1, d, 32 },  /* PKIX-EE */
+		{ 4, 1, 1, d, 32 }, { 3, 2, 1, d, 32 }, { 3, 1, 3, d, 32 },
+		{ 3, 1, 1, d, 31 },  /* a SHA-256 digest of the wrong length */
+		{ 3, 1, 2, d, 32 }, { 3, 1, 0, d, 0 }, { 3, 1, 0, NULL, 4 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(ba_tls_tlsa_usable(&bad[i]), 0);
+}
+
+static void test_tls__dane_ee(void **state)
+{
+	(void)state;
+	unsigned char b1[2048], b2[2048];
+	struct ba_tls_tlsa r = tlsa_of(&certs[C_SELF], 3, 1, 1, b1);
+	/* no trust store, a name the certificate does not have: DANE-EE looks at the key alone */
+	struct ba_tls_params p = { .host = "mx.example.test", .certcheck = 1, .tlsa = &r,
+		                   .ntlsa = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(run(&certs[C_SELF], &p, &info, &err, NULL), 0);
+	assert_int_equal(info.verified, 1);
+	assert_int_equal(info.dane, 3);
+	/* nor at the dates */
+	r = tlsa_of(&certs[C_EXPIRED], 3, 0, 2, b1);
+	assert_int_equal(run(&certs[C_EXPIRED], &p, &info, &err, NULL), 0);
+	assert_int_equal(info.dane, 3);
+	r = tlsa_of(&certs[C_EXPIRED], 3, 0, 0, b1);
+	assert_int_equal(run(&certs[C_EXPIRED], &p, &info, &err, NULL), 0);
+	/* a wrong digest: refused, and the error says so */
+	r = tlsa_of(&certs[C_SELF], 3, 1, 1, b1);
+	b1[0] ^= 1;
+	expect_refused_p(C_SELF, &p, ": certificate matches none of the DANE TLSA records (",
+	                 BA_TLS_P_DANE_MISMATCH);
+	/* the key of another certificate */
+	r = tlsa_of(&certs[C_GOOD], 3, 1, 1, b1);
+	expect_refused_p(C_SELF, &p, "matches none of the DANE TLSA records",
+	                 BA_TLS_P_DANE_MISMATCH);
+	/* one record of several matching is enough */
+	struct ba_tls_tlsa two[2] = { tlsa_of(&certs[C_GOOD], 3, 1, 1, b1),
+		                      tlsa_of(&certs[C_SELF], 3, 0, 1, b2) };
+	p.tlsa = two;
+	p.ntlsa = 2;
+	assert_int_equal(run(&certs[C_SELF], &p, &info, &err, NULL), 0);
+	/* a pin and a trust file do not apply under DANE */
+	p.fingerprint = "00:11";
+	p.trust_file = "/nonexistent";
+	assert_int_equal(run(&certs[C_SELF], &p, &info, &err, NULL), 0);
+	/* PKIX-EE records are never matched, even when they would */
+	struct ba_tls_tlsa pkix = tlsa_of(&certs[C_SELF], 1, 1, 1, b1);
+	p.tlsa = &pkix;
+	p.ntlsa = 1;
+	expect_refused_p(C_SELF, &p, "matches none of the DANE TLSA records",
+	                 BA_TLS_P_DANE_MISMATCH);
+}
+
+static void test_tls__dane_ta(void **state)
+{
+	(void)state;
+	unsigned char b[2048];
+	struct ba_tls_tlsa r = tlsa_of(&certs[C_CA], 2, 0, 1, b);
+	struct ba_tls_params p = { .host = "localhost", .certcheck = 1, .tlsa = &r, .ntlsa = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	struct server sv = { .issuer = &certs[C_CA] };
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv), 0);
+	assert_int_equal(info.dane, 2);
+	r = tlsa_of(&certs[C_CA], 2, 1, 2, b);
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv), 0);
+	assert_int_equal(info.dane, 2);
+	/* DANE-TA checks the name: the MX host name */
+	p.host = "mx.example.test";
+	struct server sv2 = { .issuer = &certs[C_CA] };
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv2), -1);
+	assert_non_null(strstr(err.text, "certificate is not valid for host 'mx.example.test' "
+	                                 "(DANE-TA)"));
+	assert_int_equal(info.problems, BA_TLS_P_WRONG_NAME);
+	/* another CA */
+	p.host = "localhost";
+	r = tlsa_of(&certs[C_OTHERCA], 2, 0, 1, b);
+	struct server sv3 = { .issuer = &certs[C_CA] };
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv3), -1);
+	assert_non_null(strstr(err.text, "matches none of the DANE TLSA records"));
+	/* a leaf that claims the CA but was signed by another key */
+	r = tlsa_of(&certs[C_OTHERCA], 2, 0, 1, b);
+	struct server sv4 = { .issuer = &certs[C_OTHERCA] };
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, &sv4), -1);
+	/* the server must send the anchor: a lone leaf matches no TA record */
+	r = tlsa_of(&certs[C_CA], 2, 0, 1, b);
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, NULL), -1);
+}
+
 static void test_tls__timing(void **state)
 {
 	(void)state;
@@ -882,6 +1020,9 @@ int main(void)
 		cmocka_unit_test(test_tls__peer_not_speaking_tls),
 		cmocka_unit_test(test_tls__not_tls),
 		cmocka_unit_test(test_tls__timing),
+		cmocka_unit_test(test_tls__dane_usable),
+		cmocka_unit_test(test_tls__dane_ee),
+		cmocka_unit_test(test_tls__dane_ta),
 	};
 	return cmocka_run_group_tests(tests, setup_certs, teardown_certs);
 }

@@ -22,6 +22,30 @@
 #include "bluearrow/io.h"
 #include "bluearrow/log.h"
 
+/*
+ * A TLSA record (RFC 6698 §2.1) of the server, for DANE (RFC 7672).  Its
+ * data is borrowed.
+ */
+struct ba_tls_tlsa {
+	unsigned usage;            /* 2 DANE-TA, 3 DANE-EE (0 PKIX-TA, 1 PKIX-EE: unusable) */
+	unsigned selector;         /* 0 the whole certificate, 1 its SubjectPublicKeyInfo */
+	unsigned mtype;            /* 0 exact, 1 SHA-256, 2 SHA-512 */
+	const unsigned char *data;
+	size_t len;
+};
+
+/* How many TLSA records a session is checked against (more are ignored). */
+#define BA_TLS_TLSA_MAX 16
+
+/*
+ * 1 if r is usable for SMTP (RFC 7672 §3.1.3): usage DANE-TA(2) or
+ * DANE-EE(3), selector 0 or 1, matching type 0 (any length), 1 (32 bytes)
+ * or 2 (64 bytes).  PKIX-TA(0) and PKIX-EE(1) records, unknown values and
+ * digests of the wrong length are unusable: a host whose TLSA records are
+ * all unusable is treated as having none (RFC 7672 §2.2).
+ */
+int ba_tls_tlsa_usable(const struct ba_tls_tlsa *r);
+
 struct ba_tls_params {
 	const char *host;          /* the name to verify (an A-label) and send as SNI; SNI only
 	                              for DNS names, never for IPv4/IPv6 literals ("[::1]" ok) */
@@ -39,6 +63,19 @@ struct ba_tls_params {
 	int min_dh_bits;           /* 0 = GnuTLS default */
 	int timeout_ms;            /* handshake deadline; <= 0: 60 s */
 	const struct ba_log *log;  /* optional */
+	/*
+	 * DANE (RFC 7672): with ntlsa > 0 the peer is verified against these
+	 * records (DNSSEC-secure and usable: the caller's business, see
+	 * ba_tls_tlsa_usable()) instead of the trust store, pin and CRL: a
+	 * DANE-EE(3) record matches the leaf certificate or key, whatever its
+	 * names and dates; a DANE-TA(2) record matches the certificate (or
+	 * key) that issued the leaf, and the leaf must then be valid for host
+	 * (and be in its validity period).  One matching record suffices.
+	 * certcheck must be 1.  The DANE code of GnuTLS (libgnutls-dane.so.0)
+	 * is loaded on the first such session.
+	 */
+	const struct ba_tls_tlsa *tlsa; /* borrowed for the call */
+	size_t ntlsa;
 };
 
 /* Why a certificate was refused (ba_tls_info.problems); more than one may be set. */
@@ -50,7 +87,8 @@ enum ba_tls_problem {
 	BA_TLS_P_NOT_YET_VALID  = 1 << 4,
 	BA_TLS_P_REVOKED        = 1 << 5,
 	BA_TLS_P_PIN_MISMATCH   = 1 << 6, /* not the certificate of tls_fingerprint */
-	BA_TLS_P_OTHER          = 1 << 7  /* signature, algorithm, key purpose, no certificate... */
+	BA_TLS_P_OTHER          = 1 << 7, /* signature, algorithm, key purpose, no certificate... */
+	BA_TLS_P_DANE_MISMATCH  = 1 << 8  /* matches none of the TLSA records given */
 };
 
 /* How many names of the certificate ba_tls_info keeps. */
@@ -64,7 +102,8 @@ struct ba_tls_info {
 	char issuer[256];
 	char not_before[32], not_after[32]; /* "2026-11-29 12:00:00 UTC" */
 	char sha256[100];          /* "AB:CD:..." SHA-256 of the DER certificate */
-	int verified;              /* 1 if verification (CA or pin) passed */
+	int verified;              /* 1 if verification (CA, pin or DANE) passed */
+	int dane;                  /* the usage of the TLSA record that matched (2 or 3), else 0 */
 	unsigned problems;         /* enum ba_tls_problem of a refused certificate, else 0 */
 	/* the names the certificate is valid for: its subjectAltName DNS names and IP
 	   addresses in order, else its subject CN; untrusted text, cleaned (ba_log_clean());
@@ -93,10 +132,14 @@ struct ba_tls_info {
  *    unknown", "certificate is self-signed and not trusted", "certificate
  *    has been revoked", "certificate is not meant for a TLS server (key
  *    purpose)", "certificate signature is invalid", "certificate does not
- *    match tls_fingerprint", ...; a server that answers in plain text:
+ *    match tls_fingerprint", "certificate matches none of the DANE TLSA
+ *    records", ...; a server that answers in plain text:
  *    "TLS handshake with 'h' failed: the server answered in plain text, not
  *    TLS ('220 mx ESMTP')" (info->plain is set).
  *  EX_TEMPFAIL     the handshake deadline passed
+ *  EX_UNAVAILABLE  also: TLSA records given but libgnutls-dane.so.0 cannot be
+ *                  loaded ("DANE needs libgnutls-dane.so.0 (Debian package
+ *                  libgnutls-dane0), which cannot be loaded")
  *  EX_CONFIG       unusable trust, CRL, certificate or key files, a bad pin,
  *                  or priorities ("invalid TLS priorities 'x' at position 8
  *                  ('+BOGUS')")
