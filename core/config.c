@@ -153,6 +153,9 @@ static const struct field fields[BA_KEY_COUNT] = {
 	[BA_KEY_QUEUE_DELAY] = FVAL(queue_delay),
 	[BA_KEY_QUEUE_FLUSH_ON_RUN] = FVAL(queue_flush_on_run),
 	[BA_KEY_BOUNCE] = FVAL(bounce),
+	[BA_KEY_DELIVERY] = FVAL(delivery),
+	[BA_KEY_DNSSEC_TRUST_ANCHOR] = FSTR(dnssec_trust_anchor),
+	[BA_KEY_MX_TLS_POLICY] = FVAL(mx_tls_policy),
 };
 
 static const char *const key_names[BA_KEY_COUNT] = {
@@ -173,6 +176,7 @@ static const char *const key_names[BA_KEY_COUNT] = {
 	"queue_delay",
 	"queue_flush_on_run",
 	"bounce",
+	"delivery", "dnssec_trust_anchor", "mx_tls_policy",
 };
 
 const char *ba_config_key_name(enum ba_config_key k)
@@ -350,7 +354,11 @@ const char *ba_config_default_name(const ba_config *cfg)
 int ba_config_account_check(const struct ba_account *a, struct ba_err *err)
 {
 	const char *what = NULL;
-	if (!a->host && !a->socket)
+	if (a->delivery == BA_DELIVERY_RELAY && !a->host && !a->socket)
+		what = "delivery relay needs host (or socket)";
+	else if (ba_config_delivers_mx(a))
+		; /* direct delivery: port 25 of each MX, no relay */
+	else if (!a->host && !a->socket)
 		what = "host not set";
 	else if (a->port == 0 && !a->socket)
 		what = "port not set (protocol lmtp has no default port)";
@@ -375,6 +383,12 @@ int ba_config_account_check(const struct ba_account *a, struct ba_err *err)
 		return ba_err_set(err, EX_CONFIG, "account '%s' (%s:%u): %s", a->name, a->file,
 		                  a->line, what);
 	return 0;
+}
+
+int ba_config_delivers_mx(const struct ba_account *acc)
+{
+	return acc->delivery == BA_DELIVERY_MX ||
+	       (acc->delivery == BA_DELIVERY_DEFAULT && !acc->host && !acc->socket);
 }
 
 const struct ba_account *ba_config_account(const ba_config *cfg, const char *name,
@@ -560,6 +574,8 @@ enum kind {
 	K_AGE,         /* seconds, or a number with s, m, h or d */
 	K_HTTPS,       /* an https:// URL without blanks or controls, empty = unset */
 	K_OAUTH2_PROVIDER, /* gmail, microsoft, custom; empty = unset */
+	K_DELIVERY,    /* relay, mx; empty = the default */
+	K_MX_TLS_POLICY, /* auto, verify, dane-only, may */
 };
 
 struct keydef {
@@ -634,6 +650,9 @@ static const struct keydef keydefs[] = {
 	{ "queue_delay", BA_KEY_QUEUE_DELAY, K_AGE },
 	{ "queue_flush_on_run", BA_KEY_QUEUE_FLUSH_ON_RUN, K_BOOL },
 	{ "bounce", BA_KEY_BOUNCE, K_BOOL },
+	{ "delivery", BA_KEY_DELIVERY, K_DELIVERY },
+	{ "dnssec_trust_anchor", BA_KEY_DNSSEC_TRUST_ANCHOR, K_FILE },
+	{ "mx_tls_policy", BA_KEY_MX_TLS_POLICY, K_MX_TLS_POLICY },
 };
 
 /* The auth methods msmtp 1.8 accepts, plus SCRAM -PLUS (bluearrow). */
@@ -913,6 +932,28 @@ static int set_key(struct parser *ps, const char *cmd, const char *v)
 		if (!valid_syslog(v))
 			goto invalid;
 		rc = set_str(a, kd->key, v);
+		break;
+	case K_DELIVERY:
+		if (!*v)
+			a->delivery = BA_DELIVERY_DEFAULT;
+		else if (strcmp(v, "relay") == 0)
+			a->delivery = BA_DELIVERY_RELAY;
+		else if (strcmp(v, "mx") == 0)
+			a->delivery = BA_DELIVERY_MX;
+		else
+			goto invalid;
+		break;
+	case K_MX_TLS_POLICY:
+		if (strcmp(v, "auto") == 0)
+			a->mx_tls_policy = BA_MX_TLS_AUTO;
+		else if (strcmp(v, "verify") == 0)
+			a->mx_tls_policy = BA_MX_TLS_VERIFY;
+		else if (strcmp(v, "dane-only") == 0)
+			a->mx_tls_policy = BA_MX_TLS_DANE_ONLY;
+		else if (strcmp(v, "may") == 0)
+			a->mx_tls_policy = BA_MX_TLS_MAY;
+		else
+			goto invalid;
 		break;
 	case K_QUEUE:
 		if (strcmp(v, "off") == 0)

@@ -428,6 +428,18 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 			break;
 		case BA_KEY_QUEUE_FLUSH_ON_RUN: v = onoff(a->queue_flush_on_run); break;
 		case BA_KEY_BOUNCE: v = onoff(a->bounce); break;
+		case BA_KEY_DELIVERY:
+			v = a->delivery == BA_DELIVERY_MX      ? "mx"
+			    : a->delivery == BA_DELIVERY_RELAY ? "relay"
+			                                       : NULL;
+			break;
+		case BA_KEY_DNSSEC_TRUST_ANCHOR: v = a->dnssec_trust_anchor; break;
+		case BA_KEY_MX_TLS_POLICY:
+			v = a->mx_tls_policy == BA_MX_TLS_VERIFY      ? "verify"
+			    : a->mx_tls_policy == BA_MX_TLS_DANE_ONLY ? "dane-only"
+			    : a->mx_tls_policy == BA_MX_TLS_MAY       ? "may"
+			                                              : "auto";
+			break;
 		case BA_KEY_COUNT: break;
 		}
 		if (v)

@@ -93,7 +93,16 @@ int ba_route_params_init(struct ba_route_params *p, const struct ba_account *acc
 	if (timeout_ms > 0 && (timeout == 0 || timeout > timeout_ms))
 		timeout = timeout_ms;
 
-	if (ba_config_expand(&p->helo, acc->domain ? acc->domain : "localhost", 0, err) < 0)
+	int mx = ba_config_delivers_mx(acc);
+	/*
+	 * Direct delivery greets with this host's FQDN unless `domain` is set:
+	 * an MX may refuse a bare "localhost" (RFC 5321 §4.1.1.1 asks for the
+	 * client's primary host name)
+	 */
+	const char *helo = mx && !(acc->mask & (UINT64_C(1) << BA_KEY_DOMAIN)) ? "%C"
+	                   : acc->domain                                        ? acc->domain
+	                                                                        : "localhost";
+	if (ba_config_expand(&p->helo, helo, 0, err) < 0)
 		return -1;
 	tls_params(&p->tls, acc, log, timeout);
 
@@ -117,6 +126,27 @@ int ba_route_params_init(struct ba_route_params *p, const struct ba_account *acc
 		sp->flags |= BA_SMTP_PARTIAL_DELIVERY;
 	if (acc->tls_cert_file)
 		sp->flags |= BA_SMTP_CLIENT_CERT;
+	if (mx) {
+		/*
+		 * Port 25 of each MX (the plan), never credentials, STARTTLS when
+		 * offered (RFC 3207, RFC 7435): encryption without authentication,
+		 * so the certificate is looked at (report) but not required.  The
+		 * domain's policy (DANE, MTA-STS, mx_tls_policy) may require more
+		 * per target.  Each domain's server takes what it takes: the
+		 * recipients of other domains went elsewhere already.
+		 */
+		p->net.host = NULL;
+		p->net.port = 25;
+		sp->host = NULL;
+		sp->port = 25;
+		sp->variant = BA_SMTP_MX;
+		sp->tls = BA_TLS_OPPORTUNISTIC;
+		sp->flags |= BA_SMTP_PARTIAL_DELIVERY;
+		p->tls.host = NULL;
+		p->tls.certcheck = 0;
+		p->tls.fingerprint = NULL;
+		return 0;
+	}
 	if (acc->auth) {
 		/*
 		 * EXTERNAL: the credential is the TLS client certificate (RFC 4422
@@ -186,7 +216,23 @@ static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_e
 		ba_stream_free(st);
 		return -1;
 	}
-	return ba_session_open(&r->session, st, &r->p.smtp, err);
+	int rc = ba_session_open(&r->session, st, &r->p.smtp, err);
+	if (rc < 0 && r->p.smtp.tls == BA_TLS_OPPORTUNISTIC && (err->flags & BA_ERR_TLS_FAILED)) {
+		/*
+		 * Opportunistic TLS (RFC 7435 §3): a handshake that fails leaves the
+		 * connection unusable, and plaintext is what the mode accepts when
+		 * encryption cannot be had; so once more, in clear, as Postfix's
+		 * smtp_tls_security_level = may does
+		 */
+		ba_log(r->p.smtp.log, BA_LOG_INFO, "%s: TLS failed (%s); again without TLS",
+		       r->server, err->text);
+		if (ba_net_connect(&st, &np, err) < 0)
+			return -1;
+		r->p.smtp.tls = BA_TLS_OFF;
+		rc = ba_session_open(&r->session, st, &r->p.smtp, err);
+		r->p.smtp.tls = BA_TLS_OPPORTUNISTIC;
+	}
+	return rc;
 }
 
 /* The account's OAuth2 access token as the password (oauth2.h); flags: BA_OAUTH2_REFRESH. */
@@ -274,6 +320,13 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 		ba_log(o->log, BA_LOG_WARNING,
 		       "tls_certcheck is off: the server's identity is not verified");
 
+	if (!o->nplan && ba_config_delivers_mx(acc)) {
+		ba_err_set(err, EX_USAGE,
+		           "account '%s' delivers directly to each recipient domain's MX: there is "
+		           "no one server to connect to (see 'bluearrow mx DOMAIN')",
+		           acc->name);
+		goto fail;
+	}
 	/* the plan: the caller's (e.g. the MX hosts of a domain), else the account's one server */
 	r->own.host = r->p.net.host;
 	r->own.port = r->p.net.port;

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "bluearrow/config_aliases.h"
+#include "bluearrow/dns.h"
 #include "bluearrow/log_file.h"
 #include "bluearrow/route.h"
 
@@ -432,11 +433,299 @@ out:
 	return rc;
 }
 
+/* ---- direct delivery: each recipient domain's MX ------------------------ */
+
+/* What happened to one recipient of a direct delivery. */
+struct mx_fate {
+	int done;            /* its domain was tried */
+	int accepted;
+	int code;            /* the server's reply, or the one made here (below); 0 = none */
+	char enhanced[16];
+	int klass;           /* sysexits class of its failure */
+	char text[BA_ERR_TEXT_MAX];
+};
+
+static const char *rcpt_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : "";
+}
+
+/* Case-insensitive ASCII compare of two domains (the A-label is made by dns). */
+static int same_domain(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++) {
+		char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
+		char y = *b >= 'A' && *b <= 'Z' ? (char)(*b + 32) : *b;
+		if (x != y)
+			return 0;
+	}
+	return *a == *b;
+}
+
+/*
+ * A failure before any RCPT for every recipient of one domain.  The reply
+ * code is the server's when there was one; otherwise one made here as
+ * Postfix does, so that the outbox and a report can tell a permanent
+ * failure (550 5.1.2 for a domain that does not exist, 556 5.1.10 for a
+ * null MX, RFC 7505 §4.2) from one to try again (0: no reply).
+ */
+static void mx_fail(struct mx_fate *f, const struct ba_err *e)
+{
+	f->done = 1;
+	f->accepted = 0;
+	f->klass = e->code ? e->code : EX_SOFTWARE;
+	snprintf(f->text, sizeof(f->text), "%s", e->text);
+	if (e->smtp_code) {
+		f->code = e->smtp_code;
+		snprintf(f->enhanced, sizeof(f->enhanced), "%s", e->enhanced);
+	} else if (e->code == EX_NOHOST) {
+		f->code = 550;
+		snprintf(f->enhanced, sizeof(f->enhanced), "5.1.2");
+	} else if (e->code == EX_UNAVAILABLE && strstr(e->text, "null MX")) {
+		f->code = 556;
+		snprintf(f->enhanced, sizeof(f->enhanced), "5.1.10");
+	} else if (e->code != EX_TEMPFAIL && e->code != EX_IOERR && !(e->flags & BA_ERR_TLS_FAILED)) {
+		f->code = 550;
+	}
+}
+
+/* One domain: its MX plan, one route, the recipients of that domain. */
+static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, const char *domain,
+                      const size_t *idx, size_t n, struct mx_fate *fate)
+{
+	const struct ba_account *acc = s->acc;
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_dns_opts dopts;
+	memset(&dopts, 0, sizeof(dopts));
+	dopts.timeout_ms = acc->timeout > 0 ? acc->timeout * 1000 : 0;
+	dopts.trust_anchor = acc->dnssec_trust_anchor;
+	dopts.log = s->log;
+	dopts.cancel_fd = s->cancel_fd;
+	struct ba_dns_mx_list mxl;
+	struct ba_route_target *plan = NULL;
+	const char **rcpt = calloc(n, sizeof(*rcpt));
+	ba_route *r = NULL;
+	struct ba_submit_result dres;
+	memset(&dres, 0, sizeof(dres));
+	int rc = -1;
+	if (!rcpt) {
+		ba_err_set(&err, EX_OSERR, "out of memory");
+		goto fail;
+	}
+	if (ba_dns_mx(&mxl, domain, &dopts, &err) < 0)
+		goto fail;
+	plan = calloc(mxl.n, sizeof(*plan));
+	if (!plan) {
+		ba_dns_mx_release(&mxl);
+		ba_err_set(&err, EX_OSERR, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < mxl.n; i++) {
+		plan[i].host = mxl.mx[i].host;
+		plan[i].port = 25;
+		ba_log(s->log, BA_LOG_DEBUG, "%s: MX %u %s%s (%s)", mxl.domain, mxl.mx[i].preference,
+		       mxl.mx[i].host, mxl.implicit ? " (implicit)" : "",
+		       ba_dns_status_name(mxl.status));
+	}
+	struct ba_route_report report;
+	memset(&report, 0, sizeof(report));
+	struct ba_route_opts ro;
+	memset(&ro, 0, sizeof(ro));
+	ro.log = s->log;
+	ro.smtp_flags = s->smtp_flags;
+	ro.report = &report;
+	ro.plan = plan;
+	ro.nplan = mxl.n;
+	ro.progress = s->progress;
+	ro.progress_ctx = s->progress_ctx;
+	ro.cancel_fd = s->cancel_fd;
+	rc = ba_route_open(&r, acc, &ro, &err);
+	if (report.server[0])
+		memcpy(res->server, report.server, sizeof(res->server));
+	if (rc == 0) {
+		for (size_t k = 0; k < n; k++)
+			rcpt[k] = s->rcpt[idx[k]];
+		struct ba_submit ds = *s;
+		ds.rcpt = rcpt;
+		ds.nrcpt = n;
+		ba_buf_init(&dres.smtp_msg, 0);
+		rc = deliver(&dres, &ds, r, &err);
+		if (dres.smtp_code) {
+			res->smtp_code = dres.smtp_code;
+			res->reached_data |= dres.reached_data;
+			ba_buf_reset(&res->smtp_msg);
+			ba_buf_addstr(&res->smtp_msg, ba_buf_str(&dres.smtp_msg));
+		}
+	}
+	ba_route_free(r);
+	ba_dns_mx_release(&mxl);
+	free(plan);
+	/* per recipient: the engine's replies when the envelope was reached */
+	const struct ba_result *dr = dres.result;
+	for (size_t k = 0; k < n; k++) {
+		struct mx_fate *f = &fate[idx[k]];
+		if (dr && k < dr->nrcpts && (dr->rcpts[k].code || dr->rcpts[k].accepted)) {
+			const struct ba_rcpt_result *x = &dr->rcpts[k];
+			f->done = 1;
+			f->accepted = x->accepted;
+			f->code = x->accepted || x->code >= 400 ? x->code : dr->code;
+			snprintf(f->enhanced, sizeof(f->enhanced), "%s", x->enhanced);
+			snprintf(f->text, sizeof(f->text), "%s", x->text);
+			if (!x->accepted && x->code >= 400) {
+				f->klass = x->code < 500 ? EX_TEMPFAIL : EX_UNAVAILABLE;
+			} else if (!x->accepted) { /* accepted at RCPT, refused at the data */
+				if (rc < 0)
+					mx_fail(f, &err);
+				else
+					f->klass = EX_UNAVAILABLE;
+			}
+		} else if (rc < 0) {
+			mx_fail(f, &err);
+		}
+	}
+	ba_submit_result_release(&dres);
+	free(rcpt);
+	return;
+fail:
+	for (size_t k = 0; k < n; k++)
+		mx_fail(&fate[idx[k]], &err);
+	free(rcpt);
+}
+
+/* The merged per-recipient result of a direct delivery, in the order of s->rcpt. */
+static struct ba_result *mx_result(const struct ba_submit *s, const struct mx_fate *fate)
+{
+	struct ba_result *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->rcpts = calloc(s->nrcpt ? s->nrcpt : 1, sizeof(*r->rcpts));
+	r->text = strdup("");
+	if (!r->rcpts || !r->text) {
+		ba_result_free(r);
+		return NULL;
+	}
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		struct ba_rcpt_result *x = &r->rcpts[i];
+		x->addr = strdup(s->rcpt[i]);
+		x->text = strdup(fate[i].text);
+		r->nrcpts++;
+		if (!x->addr || !x->text) {
+			ba_result_free(r);
+			return NULL;
+		}
+		x->code = fate[i].code;
+		memcpy(x->enhanced, fate[i].enhanced, sizeof(x->enhanced));
+		x->accepted = fate[i].accepted;
+		r->naccepted += (size_t)x->accepted;
+		if (x->accepted && !r->code)
+			r->code = 250;
+	}
+	return r;
+}
+
+/*
+ * Direct delivery (ba_config_delivers_mx()): the recipients grouped by
+ * domain, each domain's MX plan tried in turn over a route of its own, the
+ * outcomes merged per recipient in the order given.
+ */
+static int submit_mx(struct ba_submit_result *res, const struct ba_submit *s, struct ba_err *err)
+{
+	struct mx_fate *fate = calloc(s->nrcpt ? s->nrcpt : 1, sizeof(*fate));
+	size_t *idx = calloc(s->nrcpt ? s->nrcpt : 1, sizeof(*idx));
+	if (!fate || !idx) {
+		free(fate);
+		free(idx);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	if (s->route && *s->route) { /* a kept route reaches one server: not every domain's */
+		ba_route_free(*s->route);
+		*s->route = NULL;
+	}
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		if (fate[i].done)
+			continue;
+		const char *dom = rcpt_domain(s->rcpt[i]);
+		size_t n = 0;
+		for (size_t j = i; j < s->nrcpt; j++)
+			if (!fate[j].done && same_domain(rcpt_domain(s->rcpt[j]), dom))
+				idx[n++] = j;
+		if (!*dom) {
+			struct ba_err e = BA_ERR_INIT;
+			ba_err_set(&e, EX_DATAERR, "recipient '%s' has no domain", s->rcpt[i]);
+			for (size_t k = 0; k < n; k++)
+				mx_fail(&fate[idx[k]], &e);
+			continue;
+		}
+		mx_domain(res, s, dom, idx, n, fate);
+		for (size_t k = 0; k < n; k++)
+			fate[idx[k]].done = 1;
+		if (s->cancel_fd && ba_cancel_pending(*s->cancel_fd)) {
+			for (size_t j = 0; j < s->nrcpt; j++)
+				if (!fate[j].done) {
+					struct ba_err e = BA_ERR_INIT;
+					ba_err_cancel(&e, "cancelled");
+					mx_fail(&fate[j], &e);
+				}
+			break;
+		}
+	}
+	res->result = mx_result(s, fate);
+	size_t accepted = 0, temp = 0, first_bad = (size_t)-1;
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		accepted += (size_t)fate[i].accepted;
+		if (fate[i].accepted)
+			continue;
+		if (first_bad == (size_t)-1)
+			first_bad = i;
+		if (fate[i].code == 0 || (fate[i].code >= 400 && fate[i].code < 500))
+			temp++;
+	}
+	int rc = 0;
+	if (!res->result) {
+		rc = ba_err_set(err, EX_OSERR, "out of memory");
+	} else if (accepted < s->nrcpt && !(s->acc->partial_delivery && accepted)) {
+		/*
+		 * The class: temporary when any recipient may still be reached (the
+		 * outbox keeps just those), else the first permanent failure's; the
+		 * text names each recipient not delivered
+		 */
+		const struct mx_fate *f = &fate[first_bad];
+		struct ba_buf t = BA_BUF_INIT;
+		if (s->nrcpt > 1)
+			ba_buf_addf(&t, "%zu of %zu recipients not delivered: ", s->nrcpt - accepted,
+			            s->nrcpt);
+		for (size_t i = 0, k = 0; i < s->nrcpt; i++)
+			if (!fate[i].accepted)
+				ba_buf_addf(&t, "%s%s: %s", k++ ? "; " : "", s->rcpt[i], fate[i].text);
+		int klass = temp ? EX_TEMPFAIL : f->klass;
+		if (temp && (f->code >= 500 || f->klass != EX_TEMPFAIL))
+			for (size_t i = 0; i < s->nrcpt; i++)
+				if (!fate[i].accepted && (fate[i].code == 0 || fate[i].code < 500)) {
+					f = &fate[i];
+					break;
+				}
+		rc = ba_err_smtp(err, klass, f->code, f->enhanced[0] ? f->enhanced : NULL, "%.*s",
+		                 BA_ERR_TEXT_MAX - 1, ba_buf_str(&t));
+		if (f->klass == EX_TEMPFAIL && f->code == 0)
+			err->smtp_code = 0;
+		ba_buf_release(&t);
+	}
+	free(fate);
+	free(idx);
+	if (!res->server[0])
+		snprintf(res->server, sizeof(res->server), "MX");
+	write_log(s, res, err, rc == 0 ? 0 : err->code);
+	return rc;
+}
+
 int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, struct ba_err *err)
 {
 	memset(res, 0, sizeof(*res));
 	ba_buf_init(&res->smtp_msg, 0);
 	ba_buf_init(&res->hint, 4096);
+	if (ba_config_delivers_mx(s->acc))
+		return submit_mx(res, s, err);
 	struct ba_route_report report;
 	memset(&report, 0, sizeof(report));
 	struct ba_route_opts ro;
@@ -606,7 +895,9 @@ int ba_submit_describe(struct ba_buf *out, const struct ba_submit *s, struct ba_
 	if (rc == 0) {
 		ba_buf_addf(out, "account   %s (%s:%u)\n", acc->name, acc->file ? acc->file : "?",
 		            acc->line);
-		if (acc->socket)
+		if (ba_config_delivers_mx(acc))
+			ba_buf_addstr(out, "server    the MX of each recipient domain, port 25");
+		else if (acc->socket)
 			ba_buf_addf(out, "server    %s", p.net.host);
 		else
 			ba_buf_addf(out, "server    %s:%u", p.net.host ? p.net.host : "?", p.net.port);

@@ -98,6 +98,9 @@ enum ba_config_key {
 	BA_KEY_QUEUE_DELAY,        /* bluearrow extension */
 	BA_KEY_QUEUE_FLUSH_ON_RUN, /* bluearrow extension */
 	BA_KEY_BOUNCE,             /* bluearrow extension */
+	BA_KEY_DELIVERY,           /* bluearrow extension: direct delivery to the MX */
+	BA_KEY_DNSSEC_TRUST_ANCHOR,/* bluearrow extension */
+	BA_KEY_MX_TLS_POLICY,      /* bluearrow extension */
 	BA_KEY_COUNT
 };
 
@@ -118,6 +121,22 @@ enum ba_config_dsn_notify {
 };
 /* queue: when a message goes to the outbox instead of failing (bluearrow extension). */
 enum ba_config_queue { BA_QUEUE_OFF, BA_QUEUE_ON_FAILURE, BA_QUEUE_ALWAYS };
+/*
+ * `delivery`: where messages go.  DEFAULT: to the relay `host` (or `socket`)
+ * when one is set, else directly to each recipient domain's MX; RELAY: the
+ * relay (host or socket required); MX: directly, host ignored.  Use
+ * ba_config_delivers_mx() rather than testing the value.
+ */
+enum ba_config_delivery { BA_DELIVERY_DEFAULT, BA_DELIVERY_RELAY, BA_DELIVERY_MX };
+/*
+ * `mx_tls_policy` (direct delivery): AUTO = the strongest the domain
+ * publishes (DANE, else MTA-STS, else opportunistic STARTTLS); VERIFY = a
+ * verified certificate (DANE or PKIX) required; DANE_ONLY = DANE required;
+ * MAY = opportunistic STARTTLS only.
+ */
+enum ba_config_mx_tls_policy {
+	BA_MX_TLS_AUTO, BA_MX_TLS_VERIFY, BA_MX_TLS_DANE_ONLY, BA_MX_TLS_MAY
+};
 /* dsn_return (RFC 3461 §4.3). */
 enum ba_config_dsn_return { BA_DSN_RET_OFF, BA_DSN_RET_HDRS, BA_DSN_RET_FULL };
 
@@ -219,7 +238,16 @@ struct ba_account {
 	                               default 0 */
 	int bounce;                 /* 1: an entry that fails during a flush is reported to its
 	                               sender (ba_outbox_flush()); default 0 */
+
+	/* direct delivery to the recipients' MX (bluearrow extension; route.h, dns.h) */
+	enum ba_config_delivery delivery; /* default BA_DELIVERY_DEFAULT */
+	const char *dnssec_trust_anchor;  /* trust-anchor file for libunbound; NULL = the AD bit
+	                                     of a resolver on loopback (dns.h) */
+	enum ba_config_mx_tls_policy mx_tls_policy; /* default BA_MX_TLS_AUTO */
 };
+
+/* 1 when acc delivers directly to the recipients' MX: `delivery mx`, or no host and no socket. */
+int ba_config_delivers_mx(const struct ba_account *acc);
 
 enum ba_config_load_flags {
 	/*

@@ -179,8 +179,13 @@ class RawServer(Results):
         self._stopping = False
 
     # -- life cycle ------------------------------------------------------------
-    def start(self):
-        if self.path:
+    def start(self, sock=None):
+        """sock: a bound socket to listen on (netlab.py: one made in another network
+        namespace) instead of host and an ephemeral port."""
+        if sock is not None:
+            self._sock = sock
+            self.port = sock.getsockname()[1]
+        elif self.path:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self._sock.bind(self.path)
         else:

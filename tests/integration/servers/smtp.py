@@ -584,9 +584,14 @@ class SMTPServer(Results):
             ok = self.users.get(user) == data.password.decode("utf-8", "replace")
         return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
-    def start(self):
+    def start(self, sock=None):
+        """sock: a bound socket to listen on instead of host and an ephemeral port
+        (netlab.py makes one inside another network namespace)."""
         async def _start():
             ssl_ctx = self._ssl_context() if self.implicit_tls else None
+            if sock is not None:
+                return await _loop.get_loop().create_server(self._factory, sock=sock,
+                                                            ssl=ssl_ctx)
             return await _loop.get_loop().create_server(
                 self._factory, host=self.host, port=0, ssl=ssl_ctx,
                 family=socket.AF_INET6 if ":" in self.host else socket.AF_INET)
