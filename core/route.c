@@ -25,6 +25,7 @@ struct ba_route {
 	struct ba_route_target own;     /* the account's host or socket: the default plan */
 	char server[300];
 	ba_session *session;
+	int tls_done;                   /* a TLS handshake succeeded on the current target */
 };
 
 /* The engine's STARTTLS hook (and implicit TLS): ba_tls_start over the session's stream. */
@@ -47,6 +48,7 @@ static int route_tls_start(void *ctx, ba_stream **stream, struct ba_err *err)
 	}
 	ba_log(r->p.smtp.log, BA_LOG_INFO, "tls: %s %s, certificate %s", info.version, info.cipher,
 	       info.sha256);
+	r->tls_done = 1;
 	*stream = tls;
 	return 0;
 }
@@ -184,6 +186,62 @@ static int try_next(const struct ba_err *e)
 	default:
 		return 1;
 	}
+}
+
+static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_err *err);
+
+/*
+ * A target of direct delivery with its transport requirement (route_policy.h):
+ * the TLS mode and checks set for this target alone, then restored.
+ */
+static int open_secured(ba_route *r, const struct ba_route_target *t, struct ba_err *err)
+{
+	const struct ba_mxsec_target *sec = t->sec;
+	const struct ba_log *log = r->p.smtp.log;
+	if (t->host[0] == '/')
+		snprintf(r->server, sizeof(r->server), "%s", t->host);
+	else
+		snprintf(r->server, sizeof(r->server), "%s:%u", t->host, t->port);
+	if (sec->req == BA_MXSEC_SKIP || sec->req == BA_MXSEC_DEFER)
+		return ba_err_set(err, EX_TEMPFAIL, "%s", sec->why);
+	if (sec->outside_policy)
+		ba_log(log, BA_LOG_INFO, "mta-sts testing: %s", sec->why);
+	struct ba_smtp_params saved_smtp = r->p.smtp;
+	struct ba_tls_params saved_tls = r->p.tls;
+	struct ba_tls_params *tp = &r->p.tls;
+	int required = sec->req == BA_MXSEC_ENCRYPT || sec->req == BA_MXSEC_VERIFY ||
+	               sec->req == BA_MXSEC_DANE;
+	if (required)
+		r->p.smtp.tls = BA_TLS_STARTTLS; /* no plaintext fallback: RFC 7672 §2.2, RFC 8461 §5 */
+	tp->fingerprint = NULL;
+	tp->host = t->host;
+	tp->certcheck = sec->req == BA_MXSEC_VERIFY || sec->req == BA_MXSEC_DANE ||
+	                (sec->report_only && !sec->outside_policy);
+	tp->report_only = sec->report_only;
+	if (sec->req == BA_MXSEC_DANE) {
+		tp->tlsa = sec->tlsa;
+		tp->ntlsa = sec->ntlsa;
+	}
+	r->tls_done = 0;
+	int rc = open_target(r, t, err);
+	if (rc == 0 && sec->report_only && !sec->outside_policy && !r->tls_done)
+		ba_log(log, BA_LOG_INFO, "mta-sts testing: %s offers no STARTTLS: enforce would "
+		       "refuse it", r->server);
+	r->p.smtp = saved_smtp;
+	r->p.tls = saved_tls;
+	if (rc < 0 && required && err->code != EX_TEMPFAIL && !(err->flags & BA_ERR_CANCELLED) &&
+	    (err->code == EX_UNAVAILABLE || (err->flags & BA_ERR_TLS_FAILED))) {
+		/* a failed requirement is for later, or another MX: never the clear */
+		unsigned flags = err->flags;
+		err->code = EX_TEMPFAIL;
+		ba_err_prefix(err, "%s requires TLS%s: ", *sec->source ? sec->source : "the policy",
+		              sec->req == BA_MXSEC_ENCRYPT ? ""
+		              : sec->req == BA_MXSEC_DANE  ? " matching its TLSA records"
+		                                           : " with a verified certificate");
+		err->flags = flags;
+		err->smtp_code = 0;
+	}
+	return rc;
 }
 
 /* Connects to one target and opens the session. */
@@ -336,7 +394,7 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 	int rc = -1, retried = 0;
 again:
 	for (size_t i = 0; i < nplan && rc < 0; i++) {
-		rc = open_target(r, &plan[i], err);
+		rc = plan[i].sec ? open_secured(r, &plan[i], err) : open_target(r, &plan[i], err);
 		if (rc == 0)
 			break;
 		merge_reason(&merged, r->server, err);

@@ -503,6 +503,8 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 	dopts.log = s->log;
 	dopts.cancel_fd = s->cancel_fd;
 	struct ba_dns_mx_list mxl;
+	struct ba_mxsec sec;
+	memset(&sec, 0, sizeof(sec));
 	struct ba_route_target *plan = NULL;
 	const char **rcpt = calloc(n, sizeof(*rcpt));
 	ba_route *r = NULL;
@@ -528,6 +530,18 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 		       mxl.mx[i].host, mxl.implicit ? " (implicit)" : "",
 		       ba_dns_status_name(mxl.status));
 	}
+	/* what each MX requires: DANE, MTA-STS, mx_tls_policy (route_policy.h) */
+	struct ba_mtasts_params sts;
+	memset(&sts, 0, sizeof(sts));
+	sts.timeout_ms = dopts.timeout_ms;
+	sts.log = s->log;
+	struct ba_mxsec_opts so = { &dopts, &sts, s->log };
+	if (ba_mxsec_lookup(&sec, acc, &mxl, &so, &err) < 0) {
+		ba_dns_mx_release(&mxl);
+		goto fail;
+	}
+	for (size_t i = 0; i < mxl.n; i++)
+		plan[i].sec = &sec.t[i];
 	struct ba_route_report report;
 	memset(&report, 0, sizeof(report));
 	struct ba_route_opts ro;
@@ -560,6 +574,7 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 	}
 	ba_route_free(r);
 	ba_dns_mx_release(&mxl);
+	ba_mxsec_release(&sec);
 	free(plan);
 	/* per recipient: the engine's replies when the envelope was reached */
 	const struct ba_result *dr = dres.result;
@@ -590,6 +605,7 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 fail:
 	for (size_t k = 0; k < n; k++)
 		mx_fail(&fate[idx[k]], &err);
+	free(plan);
 	free(rcpt);
 }
 

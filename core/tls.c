@@ -50,6 +50,9 @@ struct tls_stream {
 	const struct ba_tls_tlsa *tlsa; /* DANE: during ba_tls_start only */
 	size_t ntlsa;
 	int dane_usage;            /* the usage of the TLSA record that matched */
+	int report_only;           /* a refused certificate is logged, not fatal */
+	int soft_failed;           /* ... and was refused */
+	const struct ba_log *log;
 };
 
 static const struct ba_stream_ops tls_ops;
@@ -321,8 +324,24 @@ static void set_vfail(struct tls_stream *t, const char *reason, const unsigned c
 	}
 }
 
+static int verify_peer(gnutls_session_t sess);
+
 /* GnuTLS calls this during the handshake, after the server's Certificate. */
 static int verify_cb(gnutls_session_t sess)
+{
+	struct tls_stream *t = gnutls_session_get_ptr(sess);
+	if (verify_peer(sess) == 0)
+		return 0;
+	if (!t->report_only)
+		return -1;
+	ba_log(t->log, BA_LOG_INFO, "TLS certificate of '%s' would not be accepted: %s", t->host,
+	       t->vfail);
+	t->soft_failed = 1;
+	t->vfail[0] = '\0';
+	return 0;
+}
+
+static int verify_peer(gnutls_session_t sess)
 {
 	struct tls_stream *t = gnutls_session_get_ptr(sess);
 	unsigned char md[32];
@@ -685,6 +704,8 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	t->cancel_fd = -1;
 	t->inner = inner;
 	t->info = info;
+	t->report_only = p->report_only;
+	t->log = p->log;
 	snprintf(t->host, sizeof(t->host), "%s", p->host ? p->host : "");
 	size_t hl = strlen(t->host);
 	if (hl > 2 && t->host[0] == '[' && t->host[hl - 1] == ']') {
@@ -722,7 +743,7 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	t->established = 1;
 	if (info) {
 		fill_session_info(t->sess, info);
-		info->verified = p->certcheck ? 1 : 0;
+		info->verified = p->certcheck && !t->soft_failed ? 1 : 0;
 		info->dane = t->dane_usage;
 	}
 	if (ba_log_enabled(p->log, BA_LOG_DEBUG)) {

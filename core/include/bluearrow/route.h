@@ -14,6 +14,7 @@
 #include "bluearrow/err.h"
 #include "bluearrow/log.h"
 #include "bluearrow/net.h"
+#include "bluearrow/route_policy.h"
 #include "bluearrow/smtp.h"
 #include "bluearrow/tls.h"
 
@@ -68,6 +69,18 @@ struct ba_route_report {
 struct ba_route_target {
 	const char *host;           /* name, address literal or unix socket path; borrowed */
 	unsigned port;
+	/*
+	 * Direct delivery: what the target requires (route_policy.h), borrowed;
+	 * NULL = as the account says.  SKIP and DEFER targets fail at once with
+	 * EX_TEMPFAIL and their reason, nothing connected.  ENCRYPT, VERIFY and
+	 * DANE require STARTTLS (the host name verified for VERIFY with the
+	 * account's tls_trust_file; the TLSA records for DANE); when the server
+	 * offers no STARTTLS or the handshake or check fails, nothing else is
+	 * sent and the target fails with EX_TEMPFAIL ("mx.a.test:25: DANE
+	 * requires TLS: ..."), so the next one is tried.  report_only (MTA-STS
+	 * testing) checks the certificate and logs what enforce would refuse.
+	 */
+	const struct ba_mxsec_target *sec;
 };
 
 /*

@@ -76,6 +76,13 @@ struct ba_tls_params {
 	 */
 	const struct ba_tls_tlsa *tlsa; /* borrowed for the call */
 	size_t ntlsa;
+	/*
+	 * 1: verify as certcheck says, but let a refused certificate through:
+	 * the reason is logged at INFO ("TLS certificate of 'h' would not be
+	 * accepted: ...") and info->verified is 0 (MTA-STS testing mode, RFC
+	 * 8461 §5).
+	 */
+	int report_only;
 };
 
 /* Why a certificate was refused (ba_tls_info.problems); more than one may be set. */
