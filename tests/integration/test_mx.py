@@ -249,3 +249,5 @@ def test_trust_anchor_with_libunbound(lab, tmp_path):
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr.decode()
     assert "secure" in out and "libunbound" in out
+    r = lab.run([bluearrow(), "mx", "-C", cfg, "bogus.test"])
+    assert r.returncode == 75, r.stdout.decode()
