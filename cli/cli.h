@@ -24,6 +24,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Prints the usage text of cmd on stdout; returns 0. */
 int cli_print_usage(const char *cmd);
 
+/* bluearrow mx (mx.c) */
+extern const char cli_mx_usage[];
+int cli_cmd_mx(int argc, char **argv);
+
 /* bluearrow compose (compose.c) */
 extern const char cli_compose_usage[];
 int cli_cmd_compose(int argc, char **argv);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <time.h>
@@ -157,11 +158,11 @@ static int ask_password(void *ctx, const char *user, const char *host, struct ba
 int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so)
 {
 	struct ba_err err = BA_ERR_INIT;
-	return cli_submit_run_err(sub, so, &err);
+	return cli_submit_run_err(sub, so, &err, NULL);
 }
 
 int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
-                       struct ba_err *errp)
+                       struct ba_err *errp, unsigned char *pending)
 {
 	struct ba_err err = BA_ERR_INIT;
 	if (so->dry_run) {
@@ -191,6 +192,12 @@ int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
 	if (show)
 		progress_finish(&p, total, rc == 0);
 	int code = cli_report(sub, &res, rc, &err);
+	for (size_t i = 0; pending && i < sub->nrcpt; i++) {
+		const struct ba_result *r = res.result;
+		/* without per-recipient replies (the route failed) every recipient is still to do */
+		pending[i] = !r || i >= r->nrcpts ||
+		             (!r->rcpts[i].accepted && r->rcpts[i].code < 500);
+	}
 	ba_submit_result_release(&res);
 	sub->log = NULL;
 	*errp = err;
@@ -211,12 +218,33 @@ static int submit_or_queue(struct ba_submit *sub, int delivery, const char *conf
 	if (next)
 		mode = 'q';
 	if (so->dry_run || mode == 'i') {
-		int code = cli_submit_run_err(sub, so, &err);
+		unsigned char *pending = calloc(sub->nrcpt ? sub->nrcpt : 1, 1);
+		const char **left = calloc(sub->nrcpt ? sub->nrcpt : 1, sizeof(*left));
+		if (!pending || !left) {
+			free(pending);
+			free(left);
+			fprintf(stderr, "%s: out of memory\n", cli_progname);
+			return EX_OSERR;
+		}
+		int code = cli_submit_run_err(sub, so, &err, pending);
 		*down = code != 0 && ba_outbox_temporary(&err);
-		if (code == 0 || so->dry_run || acc->queue == BA_QUEUE_OFF || !*down)
+		if (code == 0 || so->dry_run || acc->queue == BA_QUEUE_OFF || !*down) {
+			free(pending);
+			free(left);
 			return code;
+		}
+		/* only the recipients still to deliver (direct delivery may have reached others) */
+		struct ba_submit q = *sub;
+		q.rcpt = left;
+		q.nrcpt = 0;
+		for (size_t i = 0; i < sub->nrcpt; i++)
+			if (pending[i])
+				left[q.nrcpt++] = sub->rcpt[i];
 		struct ba_err qerr = BA_ERR_INIT;
-		if (cli_outbox_enqueue(sub, &err, 0, id, sizeof(id), NULL, &qerr) < 0) {
+		int queued = cli_outbox_enqueue(&q, &err, 0, id, sizeof(id), NULL, &qerr);
+		free(pending);
+		free(left);
+		if (queued < 0) {
 			fprintf(stderr, "%s: the message could not be queued either: %s\n",
 			        cli_progname, qerr.text);
 			return code;

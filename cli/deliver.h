@@ -22,9 +22,14 @@ struct cli_send_opts {
  * Returns the exit code.
  */
 int cli_submit_run(struct ba_submit *sub, const struct cli_send_opts *so);
-/* As cli_submit_run(), and the failure into *err (left clear on success). */
+/*
+ * As cli_submit_run(), and the failure into *err (left clear on success).
+ * pending (optional, sub->nrcpt entries): set to 1 for each recipient still
+ * to deliver after a failure (not accepted, not refused for good), for the
+ * outbox; direct delivery may have delivered to the others already.
+ */
 int cli_submit_run_err(struct ba_submit *sub, const struct cli_send_opts *so,
-                       struct ba_err *err);
+                       struct ba_err *err, unsigned char *pending);
 
 /*
  * cli_submit_run(), or the outbox as delivery (-od: 'i' now, 'b' queued

@@ -48,6 +48,8 @@ const struct cli_cmd cli_cmds[] = {
 	  cli_check_usage },
 	{ "sendmail", cli_cmd_sendmail, "submit a message read on standard input (sendmail-compatible)",
 	  cli_sendmail_usage },
+	{ "mx", cli_cmd_mx, "show the route direct delivery takes to a domain: MX, DNSSEC, TLS",
+	  cli_mx_usage },
 	{ "outbox", cli_cmd_outbox, "list, show, flush, retry or remove queued messages",
 	  cli_outbox_usage },
 	{ "oauth2", cli_cmd_oauth2, "authorize an account for OAuth2 (Gmail, Microsoft 365)",

@@ -36,6 +36,27 @@ int cli_report(const struct ba_submit *s, const struct ba_submit_result *res, in
 				        r->rcpts[i].addr, r->rcpts[i].code, r->rcpts[i].text);
 		return 0;
 	}
+	const struct ba_result *r = res->result;
+	if (ba_config_delivers_mx(s->acc) && r && r->nrcpts > 1) {
+		/* direct delivery: each domain went its own way; say where each recipient stands */
+		size_t bad = 0;
+		for (size_t i = 0; i < r->nrcpts; i++) {
+			const struct ba_rcpt_result *x = &r->rcpts[i];
+			const char *fate = x->accepted ? "delivered"
+			                   : x->code >= 500 ? "failed"
+			                                    : "deferred";
+			bad += !x->accepted;
+			if (x->code)
+				fprintf(stderr, "%s: recipient '%s': %s: %d%s%s %s\n", cli_progname, x->addr,
+				        fate, x->code, x->enhanced[0] ? " " : "", x->enhanced, x->text);
+			else
+				fprintf(stderr, "%s: recipient '%s': %s: %s\n", cli_progname, x->addr, fate,
+				        x->text);
+		}
+		fprintf(stderr, "%s: account '%s': %zu of %zu recipients not delivered\n",
+		        cli_progname, s->acc->name, bad, r->nrcpts);
+		return err->code ? err->code : EX_SOFTWARE;
+	}
 	fprintf(stderr, "%s: account '%s', server %s: %s\n", cli_progname, s->acc->name, res->server,
 	        err->text);
 	char prefix[200];

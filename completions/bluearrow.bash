@@ -49,7 +49,7 @@ _bluearrow()
 	local cur prev words cword
 	_init_completion || return
 
-	local commands="help version compose send check config sendmail outbox oauth2"
+	local commands="help version compose send check config sendmail mx outbox oauth2"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
@@ -94,6 +94,13 @@ _bluearrow()
 		-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
 		esac
 		COMPREPLY=($(compgen -W "-C --file -a --account -v --verbose --help" -- "$cur"))
+		;;
+	mx)
+		case $prev in
+		-C | --file) _filedir; return ;;
+		-a | --account) COMPREPLY=($(compgen -W "$(_bluearrow_accounts)" -- "$cur")); return ;;
+		esac
+		[[ $cur == -* ]] && COMPREPLY=($(compgen -W "-C --file -a --account --probe -v --verbose --help" -- "$cur"))
 		;;
 	config)
 		if [[ $cword -eq 2 ]]; then

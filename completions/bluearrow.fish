@@ -1,6 +1,6 @@
 # fish completion for bluearrow; install as ~/.config/fish/completions/bluearrow.fish
 # (and as bluearrow-sendmail.fish for the sendmail personality)
-set -l commands help version compose send check config sendmail outbox oauth2
+set -l commands help version compose send check config sendmail mx outbox oauth2
 
 # Account names of the configuration (-C FILE on the command line, else the default search).
 function __bluearrow_accounts
@@ -26,6 +26,7 @@ complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a send -d 
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a check -d 'test an account: TLS, capabilities, authentication'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a config -d 'create or check the configuration, show an account'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a sendmail -d 'submit a message read on standard input'
+complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a mx -d 'show the route direct delivery takes to a domain'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a outbox -d 'list, show, flush, retry or remove queued messages'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -a oauth2 -d 'authorize an account for OAuth2'
 complete -c bluearrow -n "not __fish_seen_subcommand_from $commands" -l help -d 'show the usage'
@@ -51,11 +52,12 @@ complete -c bluearrow -n $c -l crlf -d 'end lines with CRLF'
 complete -c bluearrow -n $c -l 8bit -d 'allow 8bit text parts'
 complete -c bluearrow -n $c -l help -d 'show the usage'
 
-# -C, -a, -v for send, check, config (and -C, -a for oauth2)
-set -l a "__fish_seen_subcommand_from send check config oauth2"
+# -C, -a, -v for send, check, config, mx (and -C, -a for oauth2)
+set -l a "__fish_seen_subcommand_from send check config mx oauth2"
 complete -c bluearrow -n $a -s C -l file -r -F -d 'configuration file'
 complete -c bluearrow -n $a -s a -l account -x -a '(__bluearrow_accounts)' -d 'account'
-complete -c bluearrow -n "__fish_seen_subcommand_from send check" -s v -l verbose -d 'show the SMTP dialogue'
+complete -c bluearrow -n "__fish_seen_subcommand_from send check mx" -s v -l verbose -d 'show the SMTP dialogue'
+complete -c bluearrow -n "__fish_seen_subcommand_from mx" -l probe -d 'connect to port 25 of each host: STARTTLS, certificate'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l dry-run -d 'show what would be sent; connect to nothing'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l progress -d 'show a progress bar'
 complete -c bluearrow -n "__fish_seen_subcommand_from send" -l no-progress -d 'never show a progress bar'

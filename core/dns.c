@@ -54,6 +54,8 @@ static const char *type_name(int type)
 struct ub_api {
 	struct ub_ctx *(*create)(void);
 	int (*resolvconf)(struct ub_ctx *, const char *);
+	int (*set_option)(struct ub_ctx *, const char *, const char *);
+	int (*zone_add)(struct ub_ctx *, const char *, const char *);
 	int (*add_ta_file)(struct ub_ctx *, const char *);
 	int (*resolve)(struct ub_ctx *, const char *, int, int, struct ub_result **);
 	void (*result_free)(struct ub_result *);
@@ -73,10 +75,11 @@ static void ub_load(void)
 	void *h = dlopen(UNBOUND_SONAME, RTLD_NOW | RTLD_LOCAL);
 	if (!h)
 		return;
-	void *sym[6] = { dlsym(h, "ub_ctx_create"), dlsym(h, "ub_ctx_resolvconf"),
+	void *sym[8] = { dlsym(h, "ub_ctx_create"), dlsym(h, "ub_ctx_resolvconf"),
 		         dlsym(h, "ub_ctx_add_ta_file"), dlsym(h, "ub_resolve"),
-		         dlsym(h, "ub_resolve_free"), dlsym(h, "ub_strerror") };
-	for (int i = 0; i < 6; i++)
+		         dlsym(h, "ub_resolve_free"), dlsym(h, "ub_strerror"),
+		         dlsym(h, "ub_ctx_set_option"), dlsym(h, "ub_ctx_zone_add") };
+	for (int i = 0; i < 8; i++)
 		if (!sym[i]) {
 			dlclose(h);
 			return;
@@ -88,6 +91,8 @@ static void ub_load(void)
 	memcpy(&a.resolve, &sym[3], sizeof(a.resolve));
 	memcpy(&a.result_free, &sym[4], sizeof(a.result_free));
 	memcpy(&a.error_text, &sym[5], sizeof(a.error_text));
+	memcpy(&a.set_option, &sym[6], sizeof(a.set_option));
+	memcpy(&a.zone_add, &sym[7], sizeof(a.zone_add));
 	/* the prototypes above must be unbound.h's (checked, never evaluated: no link reference) */
 	(void)sizeof(a.create == &ub_ctx_create);
 	(void)sizeof(a.resolvconf == &ub_ctx_resolvconf);
@@ -95,6 +100,8 @@ static void ub_load(void)
 	(void)sizeof(a.resolve == &ub_resolve);
 	(void)sizeof(a.result_free == &ub_resolve_free);
 	(void)sizeof(a.error_text == &ub_strerror);
+	(void)sizeof(a.set_option == &ub_ctx_set_option);
+	(void)sizeof(a.zone_add == &ub_ctx_zone_add);
 	g_ub = a;
 	g_ub_ok = 1;
 }
@@ -127,7 +134,16 @@ static struct ub_ctx *ub_context(const char *anchor, struct ba_err *err)
 		free(a);
 		return ba_err_set(err, EX_OSERR, "cannot create a libunbound context"), NULL;
 	}
-	if ((rc = g_ub.resolvconf(c, NULL)) != 0 || (rc = g_ub.add_ta_file(c, anchor)) != 0) {
+	/*
+	 * The forwarders are resolv.conf's, often on loopback (a local Unbound,
+	 * systemd-resolved): libunbound skips those unless told.  Names are the
+	 * system resolver's to answer, also the "test." of RFC 6761, which
+	 * libunbound would otherwise answer itself (NXDOMAIN).
+	 */
+	if ((rc = g_ub.resolvconf(c, NULL)) != 0 ||
+	    (rc = g_ub.set_option(c, "do-not-query-localhost:", "no")) != 0 ||
+	    (rc = g_ub.add_ta_file(c, anchor)) != 0 ||
+	    (rc = g_ub.zone_add(c, "test.", "nodefault")) != 0) { /* last: it finalizes c */
 		pthread_mutex_unlock(&g_ub_mu);
 		free(a);
 		return ba_err_set(err, EX_CONFIG, "cannot use the trust anchor '%s': %s", anchor,
@@ -609,12 +625,19 @@ static int ask(struct ba_dns_answer *out, const char *ascii, int type,
 		goto out;
 	}
 	if (q->len < 0) {
-		int e = q->sys_errno;
-		ba_err_set(err, EX_TEMPFAIL, "looking up '%s' %s: %s", ascii, type_name(type),
-		           e == ETIMEDOUT  ? "no answer from the DNS resolver"
-		           : e == ECONNREFUSED ? "the DNS resolver failed (SERVFAIL, refused or "
-		                                 "unreachable)"
-		                               : "no usable answer from the DNS resolver");
+		/*
+		 * glibc's stub reports SERVFAIL and REFUSED of every server only as
+		 * a failure; a validating resolver answers SERVFAIL for a bogus
+		 * signature too, so the text says so
+		 */
+		if (ub && q->ub_rcode)
+			ba_err_set(err, EX_TEMPFAIL, "looking up '%s' %s: the DNS resolver answered %s",
+			           ascii, type_name(type), rcode_name(q->ub_rcode));
+		else
+			ba_err_set(err, EX_TEMPFAIL,
+			           "looking up '%s' %s: no answer from the DNS resolver (SERVFAIL, "
+			           "as for a bogus DNSSEC signature, refused, or timed out)",
+			           ascii, type_name(type));
 		goto out;
 	}
 	if (parse_answer(out, q->pkt, q->len, ascii, type, err) < 0) {
