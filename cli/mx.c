@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bluearrow/dns.h"
 #include "bluearrow/log.h"
 #include "bluearrow/route.h"
+#include "bluearrow/route_policy.h"
 #include "bluearrow/submit.h"
 #include "cli.h"
 #include "output.h"
@@ -100,18 +102,48 @@ static void print_tlsa(const char *host, const struct ba_dns_opts *o)
 	ba_dns_answer_release(&a);
 }
 
+static const char *const setting_names[] = { "auto", "verify", "dane-only", "may" };
+
 /*
- * What delivery to the domain would require of the transport.  The place
- * for the domain's policy: DANE (usable TLSA records of a secure MX),
- * MTA-STS and mx_tls_policy decide it once they are evaluated; without
- * them direct delivery is opportunistic (route.c).
+ * What delivery to the domain would require of the transport, as sending
+ * decides it (route_policy.h): the MTA-STS policy and its age, then each
+ * host's requirement.  The policy cache is read, never written.
  */
-static void print_policy(const struct ba_account *acc, const struct ba_dns_mx_list *l)
+static void print_policy(const struct ba_account *acc, const struct ba_dns_mx_list *l,
+                         const struct ba_dns_opts *o, const struct ba_log *log)
 {
-	(void)acc;
-	(void)l;
-	printf("  requires  opportunistic STARTTLS: encrypted when the host offers it, the "
-	       "certificate not required to verify; plaintext otherwise\n");
+	struct ba_mtasts_params sp;
+	memset(&sp, 0, sizeof(sp));
+	sp.timeout_ms = o->timeout_ms;
+	sp.no_cache_write = 1;
+	sp.log = log;
+	struct ba_mxsec_opts so = { o, &sp, log };
+	struct ba_mxsec m;
+	struct ba_err err = BA_ERR_INIT;
+	unsigned setting = (unsigned)acc->mx_tls_policy;
+	printf("  policy    mx_tls_policy %s\n", setting < 4 ? setting_names[setting] : "?");
+	if (ba_mxsec_lookup(&m, acc, l, &so, &err) < 0) {
+		printf("  requires  error: %s\n", err.text);
+		return;
+	}
+	if (m.sts_looked_up && m.sts.source == BA_MTASTS_SRC_NONE) {
+		printf("  mta-sts   none%s%s%s\n", m.sts.note[0] ? " (" : "", m.sts.note,
+		       m.sts.note[0] ? ")" : "");
+	} else if (m.sts_looked_up) {
+		const struct ba_mtasts_policy *p = &m.sts.policy;
+		long long age = (long long)(time(NULL) - p->fetched);
+		printf("  mta-sts   mode %s, id %s, max_age %ld, %s %lld s ago\n",
+		       ba_mtasts_mode_name(p->mode), p->id, p->max_age,
+		       m.sts.source == BA_MTASTS_SRC_CACHED ? "cached, fetched" : "fetched",
+		       age < 0 ? 0 : age);
+		for (size_t i = 0; i < p->nmx; i++)
+			printf("  mta-sts   mx %s\n", p->mx[i]);
+		if (m.sts.note[0])
+			printf("  mta-sts   note: %s\n", m.sts.note);
+	}
+	for (size_t i = 0; i < m.n; i++)
+		printf("  requires  %s: %s\n", ba_mxsec_req_name(m.t[i].req), m.t[i].why);
+	ba_mxsec_release(&m);
 }
 
 /*
@@ -179,7 +211,7 @@ static int show_domain(const struct ba_account *acc, const char *domain,
 		if (do_probe)
 			probe(acc, l.mx[i].host, log);
 	}
-	print_policy(acc, &l);
+	print_policy(acc, &l, o, log);
 	ba_dns_mx_release(&l);
 	return 0;
 }
