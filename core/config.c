@@ -385,10 +385,23 @@ int ba_config_account_check(const struct ba_account *a, struct ba_err *err)
 	return 0;
 }
 
+/*
+ * Settings that only a relay uses: an account with them but no host is a
+ * relay account whose host is missing (a template, a slip), not one meant
+ * to deliver directly; its mail must not leave another way than the user
+ * set up.
+ */
+static int has_relay_settings(const struct ba_account *a)
+{
+	return a->auth || a->user || a->password || a->passwordeval || a->tls ||
+	       a->oauth2_provider || (a->mask & (UINT64_C(1) << BA_KEY_PORT));
+}
+
 int ba_config_delivers_mx(const struct ba_account *acc)
 {
 	return acc->delivery == BA_DELIVERY_MX ||
-	       (acc->delivery == BA_DELIVERY_DEFAULT && !acc->host && !acc->socket);
+	       (acc->delivery == BA_DELIVERY_DEFAULT && !acc->host && !acc->socket &&
+	        !has_relay_settings(acc));
 }
 
 const struct ba_account *ba_config_account(const ba_config *cfg, const char *name,

@@ -438,7 +438,8 @@ int ba_config_format_account(struct ba_buf *out, const struct ba_account *a)
 			v = a->mx_tls_policy == BA_MX_TLS_VERIFY      ? "verify"
 			    : a->mx_tls_policy == BA_MX_TLS_DANE_ONLY ? "dane-only"
 			    : a->mx_tls_policy == BA_MX_TLS_MAY       ? "may"
-			                                              : "auto";
+			    : BA_ACCOUNT_HAS(a, BA_KEY_MX_TLS_POLICY) ? "auto"
+			                                              : NULL;
 			break;
 		case BA_KEY_COUNT: break;
 		}

@@ -102,7 +102,10 @@ static void test_config__every_key_type(void **state)
 		"oauth2_scope \"a b\"\n"
 		"queue_delay 10m\n"
 		"queue_flush_on_run on\n"
-		"bounce on\n");
+		"bounce on\n"
+		"delivery relay\n"
+		"dnssec_trust_anchor ~/root.key\n"
+		"mx_tls_policy dane-only\n");
 	const struct ba_account *a = acc(cfg, "a");
 	assert_string_equal(a->host, "smtp.example.org");
 	assert_int_equal(a->port, 587);
@@ -162,6 +165,9 @@ static void test_config__every_key_type(void **state)
 	assert_int_equal(a->queue_delay, 600);
 	assert_int_equal(a->queue_flush_on_run, 1);
 	assert_int_equal(a->bounce, 1);
+	assert_int_equal(a->delivery, BA_DELIVERY_RELAY);
+	assert_string_equal(a->dnssec_trust_anchor, "/home/jo/root.key");
+	assert_int_equal(a->mx_tls_policy, BA_MX_TLS_DANE_ONLY);
 	/* every key was set explicitly except the secrets, ntlmdomain and socket */
 	for (int k = 0; k < BA_KEY_COUNT; k++) {
 		int expect = k != BA_KEY_PASSWORD && k != BA_KEY_NTLMDOMAIN && k != BA_KEY_SOCKET &&

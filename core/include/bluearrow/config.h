@@ -246,7 +246,12 @@ struct ba_account {
 	enum ba_config_mx_tls_policy mx_tls_policy; /* default BA_MX_TLS_AUTO */
 };
 
-/* 1 when acc delivers directly to the recipients' MX: `delivery mx`, or no host and no socket. */
+/*
+ * 1 when acc delivers directly to the recipients' MX: `delivery mx`, or
+ * neither host nor socket and no setting only a relay uses (auth, user,
+ * password, passwordeval, tls on, oauth2_provider, an explicit port: such
+ * an account lacks its host, and ba_config_account_check() says so).
+ */
 int ba_config_delivers_mx(const struct ba_account *acc);
 
 enum ba_config_load_flags {
