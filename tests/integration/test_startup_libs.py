@@ -1,5 +1,6 @@
 """What the dynamic loader brings into each path: the sendmail path must not map libmagic (nor
-libcurl or ncurses), which only a content sniff needs (libcurl: only fetching an OAuth2 token); compose still sniffs attachment types,
+libcurl or ncurses), which only a content sniff needs (libcurl: only fetching an OAuth2 token or an
+MTA-STS policy; libgnutls-dane: only a DANE check); compose still sniffs attachment types,
 loading libmagic on first use.  Read from the loader itself (LD_DEBUG=files names every shared
 object it opens, whether needed at start or dlopen()ed later)."""
 import ctypes.util
@@ -32,7 +33,7 @@ def test_not_linked():
         pytest.skip("readelf not available")
     needed = [l for l in r.stdout.splitlines() if "(NEEDED)" in l]
     assert needed, r.stdout
-    for lib in ("libmagic", "libcurl", "ncurses", "libtinfo"):
+    for lib in ("libmagic", "libcurl", "ncurses", "libtinfo", "libgnutls-dane", "libunbound"):
         assert not any(lib in l for l in needed), needed
 
 
@@ -45,7 +46,8 @@ def test_sendmail_does_not_load_libmagic(smtp_server, write_config):
     assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
     assert srv.wait_txn().accepted_rcpts == ["you@example.test"]
     assert "libgnutls" in opened  # the trace works: a library that is needed shows up
-    for lib in ("libmagic", "libcurl", "ncurses", "libtinfo"):
+    # DANE's GnuTLS code (and the libunbound it links) only for direct delivery with TLSA
+    for lib in ("libmagic", "libcurl", "ncurses", "libtinfo", "libgnutls-dane", "libunbound"):
         assert lib not in opened, opened
 
 
