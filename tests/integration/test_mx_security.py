@@ -5,6 +5,7 @@ and DANE (RFC 7672) with TLSA records in DNSSEC-signed zones.
   enforce.test   MTA-STS enforce; its one MX presents a certificate for another name
   skip.test      MTA-STS enforce; MX 10 outside.elsewhere.test (not in the policy),
                  MX 20 mx.skip.test (in it, a certificate of the test CA)
+  elsewhere.test no MX: its address (and outside.elsewhere.test) is a server without STARTTLS
   testing.test   MTA-STS testing; its MX presents a certificate for another name
   dane.test      signed; TLSA 3 1 1 of its MX's key (a certificate no CA here trusts)
   danebad.test   signed; TLSA 3 1 1 of another key
@@ -59,7 +60,7 @@ def lab(tmp_path_factory):
         sts = "_mta-sts TXT \"v=STSv1; id=1\"\nmta-sts A %s\n" % STS
         lab.zone("enforce.test", "@ MX 10 mx\nmx A %s\n" % W + sts)
         lab.zone("skip.test", "@ MX 10 outside.elsewhere.test.\n@ MX 20 mx\nmx A %s\n" % G + sts)
-        lab.zone("elsewhere.test", "outside A %s" % X)
+        lab.zone("elsewhere.test", "outside A %s\n@ A %s\n" % (X, X))
         lab.zone("testing.test", "@ MX 10 mx\nmx A %s\n" % TT + sts)
         good = spki_sha256(certs.crt("untrusted"))
         tlsa = "_25._tcp.mx TLSA 3 1 1 %s\n"
@@ -221,3 +222,16 @@ def test_mx_command_shows_the_policy(lab, tmp_path):
     assert "requires  verify: mx.skip.test" in out, out
     assert "mta-sts   mode testing" in out, out
     assert not (tmp_path / "cache" / "bluearrow").exists()   # `mx` writes no cache
+
+
+def test_verify_requires_a_verified_certificate(lab, tmp_path):
+    # elsewhere.test has no MX and no policy: its implicit MX offers no STARTTLS
+    code, err = send(lab, tmp_path, "r@elsewhere.test", extra="mx_tls_policy verify\n")
+    assert code == 75, err
+    assert "mx_tls_policy requires TLS with a verified certificate" in err, err
+    assert not lab.x.txns
+    assert all(c.plaintext_commands() in (["EHLO"], ["EHLO", "QUIT"]) for c in lab.x.conns)
+    # the same host without the setting: opportunistic, delivered in clear
+    code, err = send(lab, tmp_path, "r@elsewhere.test")
+    assert code == 0, err
+    assert delivered(lab.x, "r@elsewhere.test")
