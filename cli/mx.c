@@ -106,11 +106,12 @@ static const char *const setting_names[] = { "auto", "verify", "dane-only", "may
 
 /*
  * What delivery to the domain would require of the transport, as sending
- * decides it (route_policy.h): the MTA-STS policy and its age, then each
- * host's requirement.  The policy cache is read, never written.
+ * decides it (route_policy.h), into *m; the policy cache is read, never
+ * written.  Returns 0, or -1 with err set.
  */
-static void print_policy(const struct ba_account *acc, const struct ba_dns_mx_list *l,
-                         const struct ba_dns_opts *o, const struct ba_log *log)
+static int lookup_policy(struct ba_mxsec *m, const struct ba_account *acc,
+                         const struct ba_dns_mx_list *l, const struct ba_dns_opts *o,
+                         const struct ba_log *log, struct ba_err *err)
 {
 	struct ba_mtasts_params sp;
 	memset(&sp, 0, sizeof(sp));
@@ -118,14 +119,20 @@ static void print_policy(const struct ba_account *acc, const struct ba_dns_mx_li
 	sp.no_cache_write = 1;
 	sp.log = log;
 	struct ba_mxsec_opts so = { o, &sp, log };
-	struct ba_mxsec m;
-	struct ba_err err = BA_ERR_INIT;
+	return ba_mxsec_lookup(m, acc, l, &so, err);
+}
+
+/* The setting, the MTA-STS policy and its age, then each host's requirement. */
+static void print_policy(const struct ba_account *acc, const struct ba_mxsec *mp, int rc,
+                         const struct ba_err *err)
+{
 	unsigned setting = (unsigned)acc->mx_tls_policy;
 	printf("  policy    mx_tls_policy %s\n", setting < 4 ? setting_names[setting] : "?");
-	if (ba_mxsec_lookup(&m, acc, l, &so, &err) < 0) {
-		printf("  requires  error: %s\n", err.text);
+	if (rc < 0) {
+		printf("  requires  error: %s\n", err->text);
 		return;
 	}
+	const struct ba_mxsec m = *mp;
 	if (m.sts_looked_up && m.sts.source == BA_MTASTS_SRC_NONE) {
 		printf("  mta-sts   none%s%s%s\n", m.sts.note[0] ? " (" : "", m.sts.note,
 		       m.sts.note[0] ? ")" : "");
@@ -143,15 +150,16 @@ static void print_policy(const struct ba_account *acc, const struct ba_dns_mx_li
 	}
 	for (size_t i = 0; i < m.n; i++)
 		printf("  requires  %s: %s\n", ba_mxsec_req_name(m.t[i].req), m.t[i].why);
-	ba_mxsec_release(&m);
 }
 
 /*
  * Connects to host:25 as a relay account with STARTTLS and the certificate
  * checked (a copy of acc with that host), so the same code as `check` says
- * what the host offers.  Nothing is sent.
+ * what the host offers; against its TLSA records when sec requires DANE.
+ * Nothing is sent.
  */
-static void probe(const struct ba_account *acc, const char *host, const struct ba_log *log)
+static void probe(const struct ba_account *acc, const char *host,
+                  const struct ba_mxsec_target *sec, const struct ba_log *log)
 {
 	struct ba_account a = *acc;
 	a.delivery = BA_DELIVERY_RELAY;
@@ -177,15 +185,24 @@ static void probe(const struct ba_account *acc, const char *host, const struct b
 	ro.log = log;
 	ro.timeout_ms = MX_TIMEOUT_MS;
 	ro.report = &rep;
+	struct ba_route_target dane = { host, 25, sec };
+	if (sec && sec->req == BA_MXSEC_DANE) {
+		ro.plan = &dane;
+		ro.nplan = 1;
+	}
 	ba_route *r = NULL;
 	struct ba_err err = BA_ERR_INIT;
 	int rc = ba_route_open(&r, &a, &ro, &err);
 	printf("    probe   %s:25: ", host);
-	if (rc == 0)
+	if (rc == 0 && rep.tls.dane)
+		printf("STARTTLS %s, certificate matches its TLSA records (%s; %s)\n",
+		       rep.tls.version, rep.tls.dane == 3 ? "DANE-EE" : "DANE-TA", rep.tls.subject);
+	else if (rc == 0)
 		printf("STARTTLS %s, certificate verified for '%s' (%s)\n", rep.tls.version, host,
 		       rep.tls.subject);
 	else if (rep.tls_attempted && rep.tls.subject[0])
-		printf("STARTTLS %s, certificate NOT verified: %s\n", rep.tls.version, err.text);
+		printf("STARTTLS%s%s, certificate NOT verified: %s\n", rep.tls.version[0] ? " " : "",
+		       rep.tls.version, err.text);
 	else
 		printf("%s\n", err.text);
 	ba_route_free(r);
@@ -200,6 +217,9 @@ static int show_domain(const struct ba_account *acc, const char *domain,
 		printf("%s\n  error     %s\n", domain, err.text);
 		return err.code ? err.code : EX_SOFTWARE;
 	}
+	struct ba_mxsec m;
+	struct ba_err perr = BA_ERR_INIT;
+	int prc = lookup_policy(&m, acc, &l, o, log, &perr);
 	printf("%s\n", l.domain);
 	printf("  dnssec    %s (MX%s answer)\n", ba_dns_status_name(l.status),
 	       l.implicit ? " denial: implicit MX" : "");
@@ -209,9 +229,11 @@ static int show_domain(const struct ba_account *acc, const char *domain,
 		print_addresses(l.mx[i].host, o);
 		print_tlsa(l.mx[i].host, o);
 		if (do_probe)
-			probe(acc, l.mx[i].host, log);
+			probe(acc, l.mx[i].host, prc == 0 ? &m.t[i] : NULL, log);
 	}
-	print_policy(acc, &l, o, log);
+	print_policy(acc, &m, prc, &perr);
+	if (prc == 0)
+		ba_mxsec_release(&m);
 	ba_dns_mx_release(&l);
 	return 0;
 }

@@ -235,3 +235,13 @@ def test_verify_requires_a_verified_certificate(lab, tmp_path):
     code, err = send(lab, tmp_path, "r@elsewhere.test")
     assert code == 0, err
     assert delivered(lab.x, "r@elsewhere.test")
+
+
+def test_mx_probe_checks_dane(lab, tmp_path):
+    r = lab.run([bluearrow(), "mx", "--probe", "dane.test", "danebad.test"])
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode() + out
+    assert "probe   mx.dane.test:25: STARTTLS TLS1.3, certificate matches its TLSA records " \
+           "(DANE-EE" in out, out
+    assert "probe   mx.danebad.test:25: STARTTLS, certificate NOT verified" in out, out
+    assert "matches none of the DANE TLSA records" in out, out
