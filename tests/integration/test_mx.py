@@ -225,6 +225,30 @@ def test_partial_failure_queues_only_the_deferred(lab, tmp_path):
     assert to == ["<four@tempfail.test>"], out
 
 
+def test_flush_never_sends_twice_to_a_delivered_domain(lab, tmp_path):
+    """A queued message for three domains: the flush delivers one, one fails for good, one
+    is deferred; the next flush must try only the deferred one."""
+    reset(lab)
+    outbox = tmp_path / "outbox"
+    cfg = config(tmp_path, "outbox %s\n" % outbox)
+    code, err = send(lab, cfg, "q1@pref.test", "q2@tempfail.test", "q3@nullmx.test",
+                     extra=["-odq"])
+    assert code == 0, err
+    for _ in range(2):
+        r = lab.run([bluearrow(), "outbox", "-C", cfg, "flush"])
+        assert r.returncode == 75, r.stderr.decode()
+        out = lab.run([bluearrow(), "outbox", "-C", cfg, "list"]).stdout.decode()
+        for ident in [ln.split()[0] for ln in out.splitlines() if ln and ln[0].isdigit()]:
+            lab.run([bluearrow(), "outbox", "-C", cfg, "retry", ident])   # due again now
+    assert len(delivered(lab.a, "q1@pref.test")) == 1
+    assert len(lab.c.conns) == 0                     # the null MX domain: never connected
+    assert len(lab.t.conns) == 2
+    out = lab.run([bluearrow(), "outbox", "-C", cfg, "list"]).stdout.decode()
+    to = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("to ")]
+    assert to == ["to <q1@pref.test> (sent)", "to <q2@tempfail.test>",
+                  "to <q3@nullmx.test> (failed)"], out
+
+
 def test_mx_command_dnssec_status(lab, tmp_path):
     r = lab.run([bluearrow(), "mx", "sec.test", "pref.test"])
     out = r.stdout.decode()
