@@ -57,6 +57,7 @@ CLONE_NEWNET = 0x40000000
 NET = "192.0.2."
 DNS_ADDR = NET + "53"
 CLIENT_ADDR = NET + "2"
+BLACKHOLE_ADDR = NET + "254"   # nobody has it: packets to it go unanswered
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -147,6 +148,7 @@ class Lab:
         self.hosts = {}          # address -> namespace
         self.zones = {}          # name -> (text, signed, corrupt)
         self.servfail = []
+        self.blackhole = []
         self.anchors = {}
         self.procs = []
         self.servers = []
@@ -219,6 +221,11 @@ class Lab:
         """A zone the resolver asks NSD for but NSD does not serve: SERVFAIL."""
         self.servfail.append(name)
 
+    def zone_blackhole(self, name):
+        """A zone whose server never answers (an address nobody has): the resolver keeps
+        trying, so the client's deadline decides."""
+        self.blackhole.append(name)
+
     def anchor(self, zone):
         """The trust-anchor file (DNSKEY) of a signed zone."""
         return self.anchors[zone]
@@ -287,6 +294,8 @@ class Lab:
             uconf.append("  trust-anchor-file: %s" % a)
         for z in list(self.zones) + self.servfail:
             uconf += ["stub-zone:", '  name: "%s"' % z, "  stub-addr: %s" % DNS_ADDR]
+        for z in self.blackhole:
+            uconf += ["stub-zone:", '  name: "%s"' % z, "  stub-addr: %s" % BLACKHOLE_ADDR]
         with open(os.path.join(d, "unbound.conf"), "w") as f:
             f.write("\n".join(uconf) + "\n")
         os.makedirs(self.etc, exist_ok=True)

@@ -16,6 +16,8 @@ bluearrow runs in the client namespace with an account that has no host.
   sec.test       signed: MX 10 mx -> server S (STARTTLS, test CA certificate)
   bogus.test     signed, its MX signature spoiled: the resolver says SERVFAIL
   tempfail.test  MX -> server T, which answers 451 to every RCPT
+  slow.test      its DNS server never answers: the account's timeout decides
+  bücher.test    (xn--bcher-kva.test) an IDN domain, implicit MX -> server C
 """
 import os
 import time
@@ -77,6 +79,8 @@ def lab():
             mx A %s
         """ % A, signed=True, corrupt="MX")
         lab.zone_servfail("servfail.test")
+        lab.zone_blackhole("slow.test")
+        lab.zone("xn--bcher-kva.test", "@ A %s" % C)     # bücher.test: implicit MX
         lab.host("down", DOWN)
         lab.a = lab.smtp(A, hostname="mx-a.pref.test")
         lab.b = lab.smtp(B, hostname="mx-b.pref.test")
@@ -189,6 +193,27 @@ def test_bogus_signature_is_temporary_and_sends_nothing(lab, tmp_path):
     assert all(n == 0 for n in lab.connections().values())
 
 
+def test_dns_deadline(lab, tmp_path):
+    reset(lab)
+    cfg = config(tmp_path)
+    with open(cfg, "a") as f:
+        f.write("timeout %d\n" % (10 if SLOW else 2))
+    t0 = time.monotonic()
+    code, err = send(lab, cfg, "d@slow.test")
+    took = time.monotonic() - t0
+    assert code == 75, err
+    assert "no DNS answer in time" in err, err
+    assert took < (25 if SLOW else 6), took
+
+
+def test_idn_domain_as_a_label(lab, tmp_path):
+    reset(lab)
+    code, err = send(lab, config(tmp_path), "i@b\u00fccher.test")
+    assert code == 0, err
+    # the server lacks SMTPUTF8: the address goes out with the A-label
+    assert delivered(lab.c, "i@xn--bcher-kva.test"), [t.rcpts for t in lab.c.txns]
+
+
 def test_starttls_opportunistic(lab, tmp_path):
     reset(lab)
     code, err = send(lab, config(tmp_path), "t@sec.test")
@@ -258,6 +283,18 @@ def test_mx_command_dnssec_status(lab, tmp_path):
     assert "pref.test" in out and "insecure" in out
     lines = [ln for ln in out.splitlines() if "pref.test" in ln and " MX " in ln or "mx-" in ln]
     assert lines, out
+
+
+def test_mx_command_probe(lab, tmp_path):
+    r = lab.run([bluearrow(), "mx", "--probe", "sec.test", "equal.test"])
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    # mx.sec.test offers STARTTLS with the test CA's "localhost" certificate: not verified
+    probe = [ln for ln in out.splitlines() if "probe" in ln]
+    assert any("mx.sec.test:25: STARTTLS" in ln and "NOT verified" in ln for ln in probe), out
+    # the hosts of equal.test do not offer STARTTLS
+    assert any("mx-a.equal.test:25" in ln and "STARTTLS" in ln for ln in probe), out
+    assert len(lab.s.conns) >= 1
 
 
 def test_mx_command_failures(lab, tmp_path):
