@@ -154,6 +154,8 @@ static void probe(const struct ba_account *acc, const char *host, const struct b
 		       rep.tls.subject);
 	else if (rep.tls_attempted && rep.tls.subject[0])
 		printf("STARTTLS %s, certificate NOT verified: %s\n", rep.tls.version, err.text);
+	else if (!rep.tls_attempted && strstr(err.text, "STARTTLS"))
+		printf("no STARTTLS offered: delivery would be in plaintext\n");
 	else
 		printf("%s\n", err.text);
 	ba_route_free(r);
