@@ -114,6 +114,12 @@ static int run_check(const struct ba_account *acc, int verbose)
 
 	const char *mode = !acc->tls ? "no TLS" : acc->tls_starttls ? "STARTTLS" : "implicit TLS";
 	printf("account      %s (%s:%u)\n", acc->name, acc->file, acc->line);
+	if (ba_config_delivers_mx(acc)) {
+		/* no one server: each recipient domain has its own */
+		printf("server       none: direct delivery to the MX of each recipient domain\n"
+		       "hint         'bluearrow mx DOMAIN --probe' shows and tests the route to one\n");
+		goto out;
+	}
 	if (acc->socket)
 		printf("server       %s (unix socket), %s\n", acc->socket, mode);
 	else

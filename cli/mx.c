@@ -205,6 +205,10 @@ static void probe(const struct ba_account *acc, const char *host,
 	else if (rep.tls_attempted && rep.tls.subject[0])
 		printf("STARTTLS%s%s, certificate NOT verified: %s\n", rep.tls.version[0] ? " " : "",
 		       rep.tls.version, err.text);
+	else if (!rep.tls_attempted && strstr(err.text, "STARTTLS") && ro.nplan)
+		printf("no STARTTLS offered: delivery would fail (%s)\n", err.text);
+	else if (!rep.tls_attempted && strstr(err.text, "STARTTLS"))
+		printf("no STARTTLS offered: delivery would be in plaintext\n");
 	else
 		printf("%s\n", err.text);
 	ba_route_free(r);

@@ -17,7 +17,7 @@ _bluearrow_accounts()
 
 # account keys as options (msmtp's names), for send and sendmail
 _bluearrow_account_opts="--host --port --tls --tls-starttls --tls-trust-file --tls-certcheck --auth
-	--user --passwordeval --domain --timeout --protocol --logfile"
+	--user --passwordeval --domain --timeout --protocol --logfile --delivery"
 _bluearrow_sendmail_opts="-t -i -oi -f -r -F -C -a -N -R -V -v -d -bm -bp -q -qI --read-envelope-from --
 	--pretend --dry-run --progress --no-progress
 	-oem -odi -odb -odq -B8BITMIME -B7BIT --help $_bluearrow_account_opts"

@@ -73,6 +73,7 @@ for o in host port tls-trust-file user passwordeval domain timeout logfile
     complete -c bluearrow -n $k -l $o -x -d 'account key'
 end
 complete -c bluearrow -n $k -l protocol -x -a 'smtp lmtp' -d 'account key'
+complete -c bluearrow -n $k -l delivery -x -a 'relay mx' -d 'account key: relay or direct to the MX'
 for o in tls tls-starttls tls-certcheck auth
     complete -c bluearrow -n $k -l $o -d 'account key (on|off)'
 end

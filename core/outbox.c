@@ -1220,6 +1220,23 @@ static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry
 			ba_err_set(err, EX_TEMPFAIL, "%u recipient(s) deferred", (unsigned)pending);
 		}
 	} else if (sent < 0) {
+		/*
+		 * Direct delivery reaches each domain on its own, so a failed
+		 * attempt may still have delivered to some recipients (and been
+		 * refused for good for others): those are settled, never tried
+		 * again.  A relay's failure delivered to no one.
+		 */
+		struct ba_result *r = res ? res->result : NULL;
+		for (size_t k = 0; r && k < nidx && k < r->nrcpts; k++) {
+			struct ba_outbox_rcpt *rc = &e->rcpt[idx[k]];
+			if (r->rcpts[k].accepted) {
+				rc->state = BA_OUTBOX_RCPT_SENT;
+				rc->code = r->rcpts[k].code;
+			} else if (acc && ba_config_delivers_mx(acc) && r->rcpts[k].code >= 500) {
+				rc->state = BA_OUTBOX_RCPT_FAILED;
+				rc->code = r->rcpts[k].code;
+			}
+		}
 		perm = !ba_outbox_temporary(err);
 	}
 	set_error(e, err, res ? res->server : NULL);

@@ -24,7 +24,9 @@ int ba_submit_config_kv(ba_config **out, const char *file, const struct ba_confi
 	int has_host = 0;
 	*out = NULL;
 	for (size_t i = 0; i < n; i++)
-		has_host |= strcmp(kv[i].key, "host") == 0 || strcmp(kv[i].key, "socket") == 0;
+		has_host |= strcmp(kv[i].key, "host") == 0 || strcmp(kv[i].key, "socket") == 0 ||
+		            (strcmp(kv[i].key, "delivery") == 0 && kv[i].value &&
+		             strcmp(kv[i].value, "mx") == 0);
 	if (!file) {
 		if (ba_config_find_default_path(&path, &flags, err) < 0) {
 			ba_buf_release(&path);

@@ -1,6 +1,6 @@
 """A small test internet in network namespaces, for direct (MX) delivery.
 
-    lab = Lab(tmpdir)                      # root and ip(8) needed: Lab.available()
+    lab = Lab(certs=make_certs(dir))       # root and ip(8) needed: netlab.available()
     lab.zone("pref.test", '''
         @      MX 10 mx-down
         @      MX 20 mx-a
@@ -57,6 +57,7 @@ CLONE_NEWNET = 0x40000000
 NET = "192.0.2."
 DNS_ADDR = NET + "53"
 CLIENT_ADDR = NET + "2"
+BLACKHOLE_ADDR = NET + "254"   # nobody has it: packets to it go unanswered
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -134,8 +135,10 @@ class _InNetns:
 
 
 class Lab:
-    def __init__(self, tmpdir, certs=None):
-        self.dir = str(tmpdir)
+    def __init__(self, tmpdir=None, certs=None):
+        # a directory of its own, removed by close(): pytest's numbered directories are
+        # pruned by other pytest runs on the machine, also while this one uses them
+        self.dir = tempfile.mkdtemp(prefix="ba-netlab-", dir=tmpdir)
         self.certs = certs
         self.id = uuid.uuid4().hex[:6]
         self.hub = "ba%s-hub" % self.id
@@ -145,6 +148,7 @@ class Lab:
         self.hosts = {}          # address -> namespace
         self.zones = {}          # name -> (text, signed, corrupt)
         self.servfail = []
+        self.blackhole = []
         self.anchors = {}
         self.procs = []
         self.servers = []
@@ -217,6 +221,11 @@ class Lab:
         """A zone the resolver asks NSD for but NSD does not serve: SERVFAIL."""
         self.servfail.append(name)
 
+    def zone_blackhole(self, name):
+        """A zone whose server never answers (an address nobody has): the resolver keeps
+        trying, so the client's deadline decides."""
+        self.blackhole.append(name)
+
     def anchor(self, zone):
         """The trust-anchor file (DNSKEY) of a signed zone."""
         return self.anchors[zone]
@@ -285,11 +294,13 @@ class Lab:
             uconf.append("  trust-anchor-file: %s" % a)
         for z in list(self.zones) + self.servfail:
             uconf += ["stub-zone:", '  name: "%s"' % z, "  stub-addr: %s" % DNS_ADDR]
+        for z in self.blackhole:
+            uconf += ["stub-zone:", '  name: "%s"' % z, "  stub-addr: %s" % BLACKHOLE_ADDR]
         with open(os.path.join(d, "unbound.conf"), "w") as f:
             f.write("\n".join(uconf) + "\n")
         os.makedirs(self.etc, exist_ok=True)
         with open(os.path.join(self.etc, "resolv.conf"), "w") as f:
-            f.write("nameserver 127.0.0.1\noptions timeout:2 attempts:2\n")
+            f.write("nameserver 127.0.0.1\noptions timeout:2 attempts:2 trust-ad\n")
         self._spawn(self.client, [unbound, "-d", "-c", os.path.join(d, "unbound.conf")],
                     "unbound")
         self._wait_port(self.client, "127.0.0.1", 53, "unbound")
@@ -358,9 +369,175 @@ class Lab:
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         self.namespaces = []
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def skip_unless_available():
     why = available()
     if why:
         pytest.skip("NO NETWORK LAB: " + why)
+
+
+MASTER_CF = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class Postfix:
+    """Postfix as the reference MTA for direct delivery, in the lab's client namespace:
+    Debian's package unpacked (never installed), a private config, queue and log under
+    dir, its master in the foreground, `smtp_dns_support_level = dnssec` and
+    `smtp_tls_security_level = dane`, no relayhost.  send(rcpts) injects a message with
+    its sendmail; fates(rcpts) waits for each recipient's status= in the log
+    ("sent", "bounced", "deferred")."""
+
+    def __init__(self, lab, directory=None):
+        import grp
+        import pwd
+        self.lab = lab
+        # Postfix's daemons run as its mail_owner: the queue must be reachable for it, which
+        # pytest's private (0700) temporary directories are not; so a directory of its own
+        # (directory: where, default the system's temporary directory)
+        self.dir = tempfile.mkdtemp(prefix="ba-postfix-", dir=directory)
+        os.chmod(self.dir, 0o755)
+        self.root = os.path.dirname(os.path.dirname(os.path.dirname(
+            unpacked("postfix", "usr/sbin/postfix"))))
+        lib = os.path.join(self.root, "usr/lib/postfix")
+        try:
+            owner = pwd.getpwnam("postfix").pw_name
+        except KeyError:
+            owner = "nobody"
+        try:
+            group = grp.getgrnam("postdrop").gr_name
+        except KeyError:
+            group = "mail"
+        etc, spool = os.path.join(self.dir, "etc"), os.path.join(self.dir, "spool")
+        os.makedirs(etc, exist_ok=True)
+        os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
+        uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+        os.chown(os.path.join(self.dir, "data"), uid, -1)
+        for sub, mode, o, g in [("active", 0o700, uid, -1), ("bounce", 0o700, uid, -1),
+                                ("corrupt", 0o700, uid, -1), ("defer", 0o700, uid, -1),
+                                ("deferred", 0o700, uid, -1), ("flush", 0o700, uid, -1),
+                                ("hold", 0o700, uid, -1), ("incoming", 0o700, uid, -1),
+                                ("private", 0o700, uid, -1), ("saved", 0o700, uid, -1),
+                                ("trace", 0o700, uid, -1), ("maildrop", 0o730, uid, gid),
+                                ("public", 0o710, uid, gid), ("pid", 0o755, 0, -1)]:
+            p = os.path.join(spool, sub)
+            os.makedirs(p, exist_ok=True)
+            os.chown(p, o, g)
+            os.chmod(p, mode)
+        self.log = os.path.join(self.dir, "maillog")
+        open(self.log, "w").close()
+        os.chown(self.log, uid, -1)
+        main = {
+            "compatibility_level": "3.6",
+            "queue_directory": spool,
+            "data_directory": os.path.join(self.dir, "data"),
+            "daemon_directory": os.path.join(lib, "sbin"),
+            "command_directory": os.path.join(self.root, "usr/sbin"),
+            "shlib_directory": lib,
+            "meta_directory": etc,
+            "mail_owner": owner,
+            "setgid_group": group,
+            "import_environment": "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C "
+                                  "LD_LIBRARY_PATH=" + lib,
+            "myhostname": "client.lab.test",
+            "mydomain": "lab.test",
+            "myorigin": "lab.test",
+            "mydestination": "",
+            "inet_interfaces": "loopback-only",
+            "inet_protocols": "ipv4",
+            "relayhost": "",
+            "smtp_dns_support_level": "dnssec",
+            "smtp_tls_security_level": "dane",
+            "dnssec_probe": "",
+            "maillog_file": self.log,
+            "maillog_file_prefixes": self.dir,
+            "queue_run_delay": "1s",
+            "minimal_backoff_time": "1s",
+            "maximal_backoff_time": "2s",
+            "smtp_connect_timeout": "5s",
+            "alias_maps": "",
+            "alias_database": "",
+            "biff": "no",
+            "smtputf8_enable": "no",
+            "notify_classes": "",
+        }
+        with open(os.path.join(etc, "main.cf"), "w") as f:
+            f.write("".join("%s = %s\n" % kv for kv in main.items()))
+        with open(os.path.join(etc, "master.cf"), "w") as f:
+            f.write(MASTER_CF)
+        open(os.path.join(etc, "dynamicmaps.cf"), "w").close()
+        self.etc = etc
+        self.env = {"MAIL_CONFIG": etc, "LD_LIBRARY_PATH": lib}
+        # in the foreground (as `postfix start-fg`), its own process group: close() ends the
+        # master and every daemon it started
+        out = open(os.path.join(self.dir, "master.out"), "w")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.client, "env", "MAIL_CONFIG=" + etc,
+             "LD_LIBRARY_PATH=" + lib, os.path.join(lib, "sbin", "master"), "-c", etc, "-s"],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(os.path.join(spool, "public", "pickup")):
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not os.path.exists(os.path.join(spool, "public", "pickup")):
+            err = "exit %s, %s: %s" % (self.proc.poll(), self.dir, open(os.path.join(self.dir, "master.out")).read() + open(self.log).read())
+            raise RuntimeError("postfix did not start: " + err)
+
+    def send(self, rcpts, msg):
+        r = self.lab.run([os.path.join(self.root, "usr/sbin/sendmail"), "-C", self.etc,
+                          "-f", "a@sender.test", "--"] + list(rcpts), input=msg, env=self.env)
+        assert r.returncode == 0, r.stderr
+
+    def fates(self, rcpts, timeout=20):
+        """{rcpt: "sent" | "bounced" | "deferred"}: the first status of each in the log."""
+        import re
+        deadline = time.monotonic() + timeout
+        got = {}
+        while time.monotonic() < deadline and len(got) < len(rcpts):
+            text = open(self.log, errors="replace").read()
+            for rc in rcpts:
+                m = re.search(r"to=<%s>,.* status=(\w+)" % re.escape(rc), text)
+                if m and rc not in got:
+                    got[rc] = m.group(1)
+            time.sleep(0.1)
+        return got
+
+    def close(self):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(0.2)  # the daemons leave after the master
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -559,6 +559,40 @@ static void test_config__account_check(void **state)
 	ba_config_free(cfg);
 }
 
+static void test_config__delivery(void **state)
+{
+	(void)state;
+	ba_config *cfg = parse_ok("account direct\nfrom a@b.test\n"
+	                          "account relayish\nuser u\n"
+	                          "account tlsish\ntls on\n"
+	                          "account portish\nport 587\n"
+	                          "account relay\ndelivery relay\n"
+	                          "account mx\nhost smtp.example.org\ndelivery mx\nauth on\nuser u\n"
+	                          "account classic\nhost smtp.example.org\n");
+	struct ba_err err = BA_ERR_INIT;
+	const struct ba_account *a = ba_config_account(cfg, "direct", &err);
+	assert_non_null(a);
+	assert_int_equal(ba_config_delivers_mx(a), 1);
+	/* a relay's settings without its host: a slip, refused as msmtp refuses it */
+	assert_null(ba_config_account(cfg, "relayish", &err));
+	assert_non_null(strstr(err.text, "host not set"));
+	assert_null(ba_config_account(cfg, "tlsish", &err));
+	assert_null(ba_config_account(cfg, "portish", &err));
+	assert_null(ba_config_account(cfg, "relay", &err));
+	assert_non_null(strstr(err.text, "delivery relay needs host"));
+	a = ba_config_account(cfg, "mx", &err);
+	assert_non_null(a);
+	assert_int_equal(ba_config_delivers_mx(a), 1); /* explicit: host ignored */
+	a = ba_config_account(cfg, "classic", &err);
+	assert_non_null(a);
+	assert_int_equal(ba_config_delivers_mx(a), 0);
+	ba_config_free(cfg);
+	struct ba_err e = parse_fail("account x\ndelivery sideways\n");
+	assert_non_null(strstr(e.text, "delivery"));
+	e = parse_fail("account x\nmx_tls_policy strict\n");
+	assert_non_null(strstr(e.text, "mx_tls_policy"));
+}
+
 static void test_config__account_by_from(void **state)
 {
 	(void)state;
@@ -842,6 +876,7 @@ int main(void)
 		cmocka_unit_test(test_config__errors_name_file_and_line),
 		cmocka_unit_test(test_config__values_and_fingerprints),
 		cmocka_unit_test(test_config__account_check),
+		cmocka_unit_test(test_config__delivery),
 		cmocka_unit_test(test_config__account_by_from),
 		cmocka_unit_test(test_config__eval),
 		cmocka_unit_test(test_config__format_round_trip),

@@ -49,8 +49,8 @@ int ba_submit_config(ba_config **out, const char *file, struct ba_err *err);
 /*
  * As ba_submit_config(), then the keys kv[0..n) (msmtp's command-line
  * account settings, --host=H ...) set on every account (ba_config_apply()).
- * When file is NULL and no file exists, kv with a host (or socket) is the
- * configuration: one account "default" (ba_config_from_kv()); without one
+ * When file is NULL and no file exists, kv with a host (or socket, or
+ * delivery mx) is the configuration: one account "default" (ba_config_from_kv()); without one
  * the error (EX_CONFIG) says how to create a file (bluearrow config init).
  */
 int ba_submit_config_kv(ba_config **out, const char *file, const struct ba_config_kv *kv,
