@@ -205,8 +205,11 @@ static void probe(const struct ba_account *acc, const char *host,
 	else if (rep.tls_attempted && rep.tls.subject[0])
 		printf("STARTTLS%s%s, certificate NOT verified: %s\n", rep.tls.version[0] ? " " : "",
 		       rep.tls.version, err.text);
-	else if (!rep.tls_attempted && strstr(err.text, "STARTTLS") && ro.nplan)
-		printf("no STARTTLS offered: delivery would fail (%s)\n", err.text);
+	else if (!rep.tls_attempted && strstr(err.text, "STARTTLS") && sec &&
+	         (sec->req == BA_MXSEC_ENCRYPT || sec->req == BA_MXSEC_VERIFY ||
+	          sec->req == BA_MXSEC_DANE))
+		printf("no STARTTLS offered: delivery would fail (%s requires TLS)\n",
+		       *sec->source ? sec->source : "the policy");
 	else if (!rep.tls_attempted && strstr(err.text, "STARTTLS"))
 		printf("no STARTTLS offered: delivery would be in plaintext\n");
 	else

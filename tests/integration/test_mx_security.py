@@ -245,3 +245,10 @@ def test_mx_probe_checks_dane(lab, tmp_path):
            "(DANE-EE" in out, out
     assert "probe   mx.danebad.test:25: STARTTLS, certificate NOT verified" in out, out
     assert "matches none of the DANE TLSA records" in out, out
+
+
+def test_mx_probe_without_starttls_where_dane_requires_it(lab, tmp_path):
+    r = lab.run([bluearrow(), "mx", "--probe", "danenotls.test"])
+    out = r.stdout.decode()
+    assert "probe   mx.danenotls.test:25: no STARTTLS offered: delivery would fail (DANE " \
+           "requires TLS)" in out, out
