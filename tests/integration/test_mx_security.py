@@ -252,3 +252,45 @@ def test_mx_probe_without_starttls_where_dane_requires_it(lab, tmp_path):
     out = r.stdout.decode()
     assert "probe   mx.danenotls.test:25: no STARTTLS offered: delivery would fail (DANE " \
            "requires TLS)" in out, out
+
+
+# The reference: the DANE cases (and the MTA-STS domains, which Postfix alone does not
+# evaluate) through Postfix with smtp_tls_security_level = dane (netlab.Postfix).  Each row:
+# case, recipient, Postfix's status, the server that must have the message.
+POSTFIX_CASES = [
+    ("DANE-EE match", "pf1@dane.test", "sent", D),
+    ("DANE-TA match", "pf2@daneta.test", "sent", TA),
+    ("DANE mismatch", "pf3@danebad.test", "deferred", None),
+    ("DANE, no STARTTLS offered", "pf4@danenotls.test", "deferred", None),
+    ("DANE, bogus TLSA signature", "pf5@danebogus.test", "deferred", None),
+    ("MTA-STS enforce, wrong certificate (no MTA-STS in Postfix)", "pf6@enforce.test", "sent", W),
+    ("MTA-STS enforce, MX outside the policy (no MTA-STS in Postfix)", "pf7@skip.test", "sent",
+     X),
+]
+
+
+@pytest.fixture(scope="module")
+def postfix(lab):
+    if SLOW:
+        pytest.skip("the Postfix reference runs in the normal pass only (not under valgrind)")
+    try:
+        pf = netlab.Postfix(lab)
+    except Exception as e:  # noqa: BLE001 - a missing package must not hide the other cases
+        pytest.skip("NO POSTFIX REFERENCE: %s" % e)
+    yield pf
+    pf.close()
+
+
+def test_postfix_reference(lab, postfix):
+    reset(lab)
+    rcpts = [c[1] for c in POSTFIX_CASES]
+    postfix.send(rcpts, MSG)
+    fates = postfix.fates(rcpts)
+    by_addr = {s.host: s for s in lab.servers}
+    for name, rcpt, want, server in POSTFIX_CASES:
+        assert fates.get(rcpt) == want, "%s: Postfix said %s\n%s" % (
+            name, fates.get(rcpt), open(postfix.log).read()[-3000:])
+        if want == "sent":
+            assert delivered(by_addr[server], rcpt), name
+    for rcpt in ("pf3@danebad.test", "pf4@danenotls.test", "pf5@danebogus.test"):
+        assert not any(delivered(s, rcpt) for s in lab.servers if hasattr(s, "txns")), rcpt
