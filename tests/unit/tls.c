@@ -974,6 +974,34 @@ static void test_tls__dane_ta(void **state)
 	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, NULL), -1);
 }
 
+static void capture_log(void *ctx, enum ba_log_level level, const char *msg)
+{
+	(void)level;
+	snprintf(ctx, 512, "%s", msg);
+}
+
+/* MTA-STS testing mode: a refused certificate is logged, the handshake goes on. */
+static void test_tls__report_only(void **state)
+{
+	(void)state;
+	char logged[512] = "";
+	struct ba_log log = { capture_log, logged, BA_LOG_INFO };
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1,
+		                   .report_only = 1, .log = &log };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(run(&certs[C_WRONGHOST], &p, &info, &err, NULL), 0);
+	assert_int_equal(info.verified, 0);
+	assert_int_equal(info.problems, BA_TLS_P_WRONG_NAME);
+	assert_non_null(strstr(logged, "TLS certificate of 'localhost' would not be accepted: "
+	                               "certificate is not valid for host 'localhost'"));
+	/* a good certificate: verified, nothing logged at INFO about it */
+	logged[0] = '\0';
+	assert_int_equal(run(&certs[C_GOOD], &p, &info, &err, NULL), 0);
+	assert_int_equal(info.verified, 1);
+	assert_null(strstr(logged, "would not be accepted"));
+}
+
 static void test_tls__timing(void **state)
 {
 	(void)state;
@@ -1023,6 +1051,7 @@ int main(void)
 		cmocka_unit_test(test_tls__dane_usable),
 		cmocka_unit_test(test_tls__dane_ee),
 		cmocka_unit_test(test_tls__dane_ta),
+		cmocka_unit_test(test_tls__report_only),
 	};
 	return cmocka_run_group_tests(tests, setup_certs, teardown_certs);
 }
