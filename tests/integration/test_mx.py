@@ -89,6 +89,7 @@ def lab():
         lab.t = lab.smtp(T, hostname="mx.tempfail.test", rcpt_rule=temp_rcpt)
         lab.busy = lab.smtp(BUSY, cls=RawServer, hostname="mx-busy.pref.test",
                             replies={"GREETING": "421 4.3.2 too busy, try another"})
+        lab.remote = lab.client_ns("remote", "192.0.2.3", netlab.DNS_ADDR)
         lab.start()
         yield lab
     finally:
@@ -354,3 +355,30 @@ def test_postfix_reference(lab, postfix):
     # Postfix never connected for the null MX domain (its A record points at server C,
     # which saw only pf2's connection)
     assert len(lab.c.conns) == 1
+
+
+def test_resolver_elsewhere_is_indeterminate_and_libunbound_validates(lab, tmp_path):
+    """A client whose resolver is not on loopback (NSD itself, answering for its zones):
+    its AD bit is not believed; with the trust anchor libunbound validates, so a spoiled
+    signature is reported as bogus by bluearrow itself, not as the resolver's SERVFAIL."""
+    r = lab.run([bluearrow(), "mx", "sec.test"], ns=lab.remote)
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    assert "not on loopback" in out and "indeterminate" in out and " secure" not in out, out
+    anchors = tmp_path / "anchors"
+    anchors.write_text(open(lab.anchor("sec.test")).read() + open(lab.anchor("bogus.test")).read())
+    cfg = config(tmp_path, "dnssec_trust_anchor %s\n" % anchors)
+    r = lab.run([bluearrow(), "mx", "-C", cfg, "sec.test", "pref.test"], ns=lab.remote)
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    assert "dnssec    secure" in out and "dnssec    insecure" in out, out
+    r = lab.run([bluearrow(), "mx", "-C", cfg, "bogus.test"], ns=lab.remote)
+    out = r.stdout.decode()
+    assert r.returncode == 75, out
+    assert "DNSSEC validation of 'bogus.test' MX failed (bogus)" in out, out
+    # and a send to it: temporary, nothing sent
+    reset(lab)
+    rr = lab.run([bluearrow(), "sendmail", "-C", cfg, "b@bogus.test"], input=MSG, ns=lab.remote)
+    assert rr.returncode == 75, rr.stderr.decode()
+    assert "bogus" in rr.stderr.decode()
+    assert all(n == 0 for n in lab.connections().values())
