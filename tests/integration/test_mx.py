@@ -329,8 +329,10 @@ POSTFIX_CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def postfix(lab):
+    """Per test: a Postfix left running would retry its deferred recipients (server T)
+    while later tests count connections."""
     if SLOW:
         pytest.skip("the Postfix reference runs in the normal pass only (not under valgrind)")
     try:
