@@ -530,6 +530,12 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 		       mxl.mx[i].host, mxl.implicit ? " (implicit)" : "",
 		       ba_dns_status_name(mxl.status));
 	}
+	/*
+	 * Here the domain's transport policy belongs (RFC 7672 DANE from the
+	 * TLSA records of a secure MX answer, mxl.status; RFC 8461 MTA-STS;
+	 * mx_tls_policy): which targets stay in the plan and what TLS each
+	 * requires.  Without one the route is opportunistic (route.c).
+	 */
 	struct ba_route_report report;
 	memset(&report, 0, sizeof(report));
 	struct ba_route_opts ro;
