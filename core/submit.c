@@ -532,7 +532,11 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 		       mxl.mx[i].host, mxl.implicit ? " (implicit)" : "",
 		       ba_dns_status_name(mxl.status));
 	}
-	/* what each MX requires: DANE, MTA-STS, mx_tls_policy (route_policy.h) */
+	/*
+	 * The domain's transport policy (route_policy.h): RFC 7672 DANE from the
+	 * TLSA records of a secure MX answer, RFC 8461 MTA-STS, mx_tls_policy;
+	 * what TLS each target requires, and which are skipped or deferred
+	 */
 	struct ba_mtasts_params sts;
 	memset(&sts, 0, sizeof(sts));
 	sts.timeout_ms = dopts.timeout_ms;

@@ -144,6 +144,7 @@ class Lab:
         self.hub = "ba%s-hub" % self.id
         self.client = "ba%s-client" % self.id
         self.etc = "/etc/netns/" + self.client
+        self.etcs = [self.etc]
         self.namespaces = []
         self.hosts = {}          # address -> namespace
         self.zones = {}          # name -> (text, signed, corrupt)
@@ -187,6 +188,19 @@ class Lab:
         """A namespace of its own with addrs (nothing listens: port 25 refuses)."""
         ns = "ba%s-%s" % (self.id, name)
         self._attach(ns, list(addrs))
+        return ns
+
+    def client_ns(self, name, addr, resolver):
+        """Another client namespace at addr whose resolv.conf names resolver (e.g.
+        DNS_ADDR: NSD itself, which answers for its zones; not on loopback, so its answers
+        are indeterminate, and with a trust anchor libunbound validates them itself).
+        Returns its name, for run(..., ns=)."""
+        ns = self.host(name, addr)
+        etc = "/etc/netns/" + ns
+        os.makedirs(etc, exist_ok=True)
+        self.etcs.append(etc)
+        with open(os.path.join(etc, "resolv.conf"), "w") as f:
+            f.write("nameserver %s\noptions timeout:2 attempts:2\n" % resolver)
         return ns
 
     def smtp(self, addr, cls=None, port=25, **opts):
@@ -340,12 +354,13 @@ class Lab:
         return text
 
     # -- the client ----------------------------------------------------------
-    def run(self, argv, input=b"", timeout=60, env=None):
-        """argv in the client namespace (its resolv.conf names the lab's resolver)."""
+    def run(self, argv, input=b"", timeout=60, env=None, ns=None):
+        """argv in the client namespace (its resolv.conf names the lab's resolver), or in
+        ns (client_ns())."""
         e = dict(os.environ)
         e.update(env or {})
-        return subprocess.run(["ip", "netns", "exec", self.client] + list(argv), input=input,
-                              capture_output=True, timeout=timeout, env=e)
+        return subprocess.run(["ip", "netns", "exec", ns or self.client] + list(argv),
+                              input=input, capture_output=True, timeout=timeout, env=e)
 
     def connections(self):
         """How many connections each server saw: {address: n}."""
@@ -365,7 +380,8 @@ class Lab:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        shutil.rmtree(self.etc, ignore_errors=True)
+        for etc in self.etcs:
+            shutil.rmtree(etc, ignore_errors=True)
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         self.namespaces = []

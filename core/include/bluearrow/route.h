@@ -38,7 +38,12 @@ struct ba_route_params {
 };
 
 /*
- * Fills *p from acc.  log is stored in every params struct; smtp_flags are
+ * Fills *p from acc.  For an account that delivers directly
+ * (ba_config_delivers_mx()): variant BA_SMTP_MX, port 25, no host (the plan
+ * gives each target), BA_TLS_OPPORTUNISTIC with the certificate looked at
+ * but not checked (no pin), BA_SMTP_PARTIAL_DELIVERY, never credentials,
+ * and the EHLO name is the host's canonical name (%C) unless `domain` is
+ * set.  log is stored in every params struct; smtp_flags are
  * added to the engine's flags (enum ba_smtp_flags); timeout_ms > 0 caps the
  * account's timeout (check uses a short one).  Errors: EX_CONFIG "account
  * 'x': auth is on but user is not set", and those of ba_config_expand() for
@@ -130,7 +135,11 @@ struct ba_route_opts {
  * asked, before any connection.  For an OAuth2 account (ba_oauth2_enabled())
  * the password is the access token of ba_oauth2_token(), fetched before any
  * connection; when the server refuses it (a 5xx reply to AUTH) it is
- * refreshed once and the plan is tried again on new connections.  acc is borrowed for the life of the
+ * refreshed once and the plan is tried again on new connections.  With
+ * opportunistic TLS (direct delivery), a failed TLS handshake
+ * (BA_ERR_TLS_FAILED) is followed by one more connection to the same
+ * target in plaintext.  An account that delivers directly needs o->plan
+ * (EX_USAGE without one).  acc is borrowed for the life of the
  * route.  On success the caller frees *out with ba_route_free().
  * Errors: those of ba_route_params_init(), ba_net_connect (EX_NOHOST,
  * EX_TEMPFAIL...), ba_tls_start (EX_UNAVAILABLE...), ba_session_open, and

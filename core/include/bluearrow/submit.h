@@ -256,6 +256,20 @@ struct ba_submit_result {
  * ba_session_send(); the text is the reason, without the account or
  * server: res->server and s->acc->name give those).
  */
+/*
+ * Direct delivery (ba_config_delivers_mx(s->acc)): the recipients are
+ * grouped by domain; per domain ba_dns_mx() gives the plan (port 25) and a
+ * route of its own delivers that domain's recipients (s->route is not kept:
+ * it is freed and left NULL).  res->result then holds every recipient of
+ * s->rcpt in order, with its fate: accepted, the server's reply, or for a
+ * domain that failed before RCPT the reason (text) with code 0 when it may
+ * still be reached later, 550 5.1.2 for a domain that does not exist, 556
+ * 5.1.10 for a null MX, 550 for another permanent failure.  Returns 0 when
+ * every recipient was delivered (with partial_delivery: one was); else -1
+ * with err: EX_TEMPFAIL when any recipient may still be reached, else the
+ * first permanent failure's class (EX_NOHOST, EX_UNAVAILABLE...), the text
+ * naming each recipient not delivered and why.
+ */
 int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, struct ba_err *err);
 void ba_submit_result_release(struct ba_submit_result *res);
 
