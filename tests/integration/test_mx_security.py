@@ -269,8 +269,9 @@ POSTFIX_CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def postfix(lab):
+    """Postfix for its own test only: it retries deferred mail in the background."""
     if SLOW:
         pytest.skip("the Postfix reference runs in the normal pass only (not under valgrind)")
     try:
