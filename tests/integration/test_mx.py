@@ -16,6 +16,7 @@ bluearrow runs in the client namespace with an account that has no host.
   sec.test       signed: MX 10 mx -> server S (STARTTLS, test CA certificate)
   bogus.test     signed, its MX signature spoiled: the resolver says SERVFAIL
   tempfail.test  MX -> server T, which answers 451 to every RCPT
+  brokentls.test MX -> a server whose STARTTLS handshake fails (then plaintext)
   slow.test      its DNS server never answers: the account's timeout decides
   bücher.test    (xn--bcher-kva.test) an IDN domain, implicit MX -> server C
 """
@@ -28,7 +29,7 @@ import netlab
 from servers import RawServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-A, B, C, S, T, BUSY, DOWN = ("192.0.2.%d" % n for n in (11, 12, 13, 15, 16, 14, 20))
+A, B, C, S, T, BUSY, DOWN, BROKEN = ("192.0.2.%d" % n for n in (11, 12, 13, 15, 16, 14, 20, 17))
 MSG = (b"From: a@sender.test\nTo: x@pref.test\nDate: Sun, 06 Dec 2026 00:00:00 +0000\n"
        b"Message-ID: <mx@sender.test>\nSubject: mx\n\nbody\n")
 SLOW = os.environ.get("BA_VALGRIND") == "1"
@@ -36,6 +37,16 @@ SLOW = os.environ.get("BA_VALGRIND") == "1"
 
 def temp_rcpt(addr):
     return "451 4.3.0 try again later"
+
+
+class BrokenTLS(RawServer):
+    """Offers STARTTLS, says 220, then answers the ClientHello with plain text: the
+    handshake fails.  Mail in clear is accepted."""
+
+    def cmd_STARTTLS(self, s, arg):
+        s.reply("220 2.0.0 ready to start TLS")
+        s.sock.sendall(b"this is not TLS\r\n")
+        return "quit"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +77,7 @@ def lab():
             @ MX 0 .
             @ A %s
         """ % C)
+        lab.zone("brokentls.test", "@ MX 10 mx\nmx A %s" % BROKEN)
         lab.zone("tempfail.test", """
             @ MX 10 mx
             mx A %s
@@ -87,6 +99,8 @@ def lab():
         lab.c = lab.smtp(C, hostname="implicit.test")
         lab.s = lab.smtp(S, hostname="mx.sec.test", starttls=True)
         lab.t = lab.smtp(T, hostname="mx.tempfail.test", rcpt_rule=temp_rcpt)
+        lab.broken = lab.smtp(BROKEN, cls=BrokenTLS, hostname="mx.brokentls.test",
+                              starttls=True)
         lab.busy = lab.smtp(BUSY, cls=RawServer, hostname="mx-busy.pref.test",
                             replies={"GREETING": "421 4.3.2 too busy, try another"})
         lab.remote = lab.client_ns("remote", "192.0.2.3", netlab.DNS_ADDR)
@@ -222,6 +236,14 @@ def test_starttls_opportunistic(lab, tmp_path):
     txn = delivered(lab.s, "t@sec.test")[0]
     assert txn.tls
     assert lab.s.conns[-1].plaintext_commands() == ["EHLO", "STARTTLS"]
+
+
+def test_failed_handshake_falls_back_to_plaintext(lab, tmp_path):
+    reset(lab)
+    code, err = send(lab, config(tmp_path), "p@brokentls.test")
+    assert code == 0, err
+    assert len(lab.broken.conns) == 2                 # the handshake, then in clear
+    assert delivered(lab.broken, "p@brokentls.test")
 
 
 def test_three_domains_each_recipients_fate(lab, tmp_path):
