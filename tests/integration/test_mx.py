@@ -348,6 +348,7 @@ POSTFIX_CASES = [
     ("bogus signature", "pf6@bogus.test", "deferred", None),
     ("4xx to RCPT", "pf7@tempfail.test", "deferred", T),
     ("STARTTLS offered (DANE level, no TLSA)", "pf8@sec.test", "sent", S),
+    ("failed STARTTLS handshake", "pf9@brokentls.test", "deferred", None),
 ]
 
 
@@ -379,6 +380,19 @@ def test_postfix_reference(lab, postfix):
     # Postfix never connected for the null MX domain (its A record points at server C,
     # which saw only pf2's connection)
     assert len(lab.c.conns) == 1
+    # after a failed handshake Postfix defers (4.7.5) and, on the retry, goes in plaintext
+    # (a "TLS is not working here" note in its connection cache, smtp_tls_security_level
+    # may); bluearrow retries at once on a new connection
+    import re
+    import time as _t
+    deadline = _t.monotonic() + 15
+    while _t.monotonic() < deadline:
+        log = open(postfix.log).read()
+        if re.search(r"to=<pf9@brokentls.test>,.* status=sent", log):
+            break
+        _t.sleep(0.2)
+    assert re.search(r"to=<pf9@brokentls.test>,.* status=sent", open(postfix.log).read())
+    assert delivered(lab.broken, "pf9@brokentls.test")
 
 
 def test_resolver_elsewhere_is_indeterminate_and_libunbound_validates(lab, tmp_path):
