@@ -497,8 +497,15 @@ static int do_starttls(ba_session *s, struct ba_err *err)
 	}
 	smtp_set_state(s, ST_STARTTLS);
 	/* trailing bytes after the 220 are an error (RFC 3207 §6, CVE-2011-0411) */
-	if (cmd_exchange(s, err, "%s", "STARTTLS") < 0)
+	if (cmd_exchange(s, err, "%s", "STARTTLS") < 0) {
+		/*
+		 * bytes after the 220 mean no usable TLS on this connection: as a
+		 * failed handshake, which an opportunistic caller may retry in clear
+		 */
+		if (opportunistic && err && s->r.code == 220 && !(err->flags & BA_ERR_CANCELLED))
+			err->flags |= BA_ERR_TLS_FAILED;
 		return -1;
+	}
 	if (s->r.code != 220 && opportunistic && !s->desync) {
 		/*
 		 * RFC 3207 §4: a refused STARTTLS leaves the session as it was;
