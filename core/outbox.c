@@ -1547,6 +1547,8 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 			o->phase(o->phase_ctx, e.id, BA_OUTBOX_CONNECTING, 0, 0, 0);
 		sent = ba_submit_send(&res, &sub, &err);
 		c->cur = NULL;
+		if (o->result)
+			o->result(o->result_ctx, &e, &res);
 	}
 	int special = acc && nidx ? flush_special(c, &e, sent, &res, &err) : -1;
 	if (special >= 0)

@@ -230,6 +230,8 @@ enum ba_outbox_phase {
 	BA_OUTBOX_AWAITING    /* the end of the data is out: waiting for the reply */
 };
 
+struct ba_submit_result;
+
 struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	const ba_config *cfg;       /* the accounts (required) */
 	const char *account;        /* only this account's entries; NULL = all */
@@ -265,6 +267,11 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	void (*phase)(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_t sent,
 	              uint64_t acked, uint64_t total);
 	void *phase_ctx;
+	/* optional: after each attempt that reached the server, before done: its result (the
+	   reply to the data in res->smtp_code and smtp_msg, per recipient in res->result) */
+	void (*result)(void *ctx, const struct ba_outbox_entry *e,
+	               const struct ba_submit_result *res);
+	void *result_ctx;
 };
 
 struct ba_outbox_flush_stats {
