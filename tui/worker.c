@@ -424,8 +424,10 @@ static void on_result(void *ctx, const struct ba_outbox_entry *e,
 		const struct ba_rcpt_result *x = &r->rcpts[k];
 		if (x->accepted || x->code < 400)
 			continue;
+		size_t el = strlen(x->enhanced);
+		int has = el && strncmp(x->text, x->enhanced, el) == 0; /* the text often starts with it */
 		ba_buf_addf(&b, "%s%s: %d%s%s %s", b.len ? "\n" : "", x->addr, x->code,
-		            x->enhanced[0] ? " " : "", x->enhanced, x->text);
+		            el && !has ? " " : "", has ? "" : x->enhanced, x->text);
 	}
 	pthread_mutex_lock(&w->mu);
 	struct rec *rec = find(w, e->id);
