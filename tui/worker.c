@@ -74,7 +74,7 @@ struct tui_worker {
 	const struct ba_log *log;
 	int rescan_ms;
 	unsigned smtp_flags;
-	struct box *boxes;
+	struct box **boxes; /* grown by the UI thread under mu; a box never moves or goes */
 	size_t nboxes;
 	pthread_t th;
 	int started;
@@ -93,6 +93,15 @@ struct tui_worker {
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
+
+/* Box b for the worker thread (the UI thread may be adding one), or NULL past the end. */
+static struct box *wk_box(struct tui_worker *w, size_t b)
+{
+	pthread_mutex_lock(&w->mu);
+	struct box *x = b < w->nboxes ? w->boxes[b] : NULL;
+	pthread_mutex_unlock(&w->mu);
+	return x;
+}
 
 static char *xstrdup(const char *s)
 {
@@ -315,11 +324,12 @@ static void rescan(struct tui_worker *w)
 {
 	int64_t now = (int64_t)time(NULL);
 	int changed = 0;
-	for (size_t b = 0; b < w->nboxes; b++) {
+	struct box *bx;
+	for (size_t b = 0; (bx = wk_box(w, b)) != NULL; b++) {
 		struct ba_outbox_entry *v = NULL;
 		size_t n = 0;
 		struct ba_err err = BA_ERR_INIT;
-		if (ba_outbox_list(w->boxes[b].wk, &v, &n, &err) < 0) {
+		if (ba_outbox_list(bx->wk, &v, &n, &err) < 0) {
 			ba_log(w->log, BA_LOG_WARNING, "%s", err.text);
 			continue;
 		}
@@ -334,7 +344,7 @@ static void rescan(struct tui_worker *w)
 			struct ba_buf path = BA_BUF_INIT, s = BA_BUF_INIT;
 			struct ba_outbox_entry tmp;
 			struct ba_err gerr = BA_ERR_INIT;
-			if (ba_outbox_get(w->boxes[b].wk, v[i].id, &tmp, NULL, &path, &gerr) == 0) {
+			if (ba_outbox_get(bx->wk, v[i].id, &tmp, NULL, &path, &gerr) == 0) {
 				read_subject(&s, ba_buf_str(&path));
 				ba_outbox_entry_release(&tmp);
 			}
@@ -517,7 +527,7 @@ static void send_one(struct tui_worker *w, size_t box, const char *id)
 	o.done_ctx = w;
 	struct ba_outbox_flush_stats st;
 	struct ba_err err = BA_ERR_INIT;
-	if (ba_outbox_flush(w->boxes[box].wk, &o, &st, &err) < 0)
+	if (ba_outbox_flush(wk_box(w, box)->wk, &o, &st, &err) < 0)
 		ba_log(w->log, BA_LOG_WARNING, "%s", err.text);
 	pthread_mutex_lock(&w->mu);
 	w->cur[0] = '\0';
@@ -649,25 +659,37 @@ static void *run(void *arg)
 static int open_box(struct tui_worker *w, const char *dir, size_t *idx, struct ba_err *err)
 {
 	for (size_t i = 0; i < w->nboxes; i++)
-		if (strcmp(w->boxes[i].dir, dir) == 0) {
+		if (strcmp(w->boxes[i]->dir, dir) == 0) {
 			*idx = i;
 			return 0;
 		}
-	struct box *nb = realloc(w->boxes, (w->nboxes + 1) * sizeof(*nb));
-	if (!nb)
+	struct box *b = calloc(1, sizeof(*b));
+	if (!b || !(b->dir = strdup(dir))) {
+		free(b);
 		return ba_err_set(err, EX_OSERR, "out of memory");
-	w->boxes = nb;
-	struct box *b = &w->boxes[w->nboxes];
-	memset(b, 0, sizeof(*b));
-	if (!(b->dir = strdup(dir)))
-		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
 	if (ba_outbox_open(&b->ui, dir, w->log, err) < 0 ||
 	    ba_outbox_open(&b->wk, dir, w->log, err) < 0) {
 		ba_outbox_free(b->ui);
 		free(b->dir);
+		free(b);
 		return -1;
 	}
-	*idx = w->nboxes++;
+	pthread_mutex_lock(&w->mu);
+	struct box **nb = realloc(w->boxes, (w->nboxes + 1) * sizeof(*nb));
+	if (nb) {
+		w->boxes = nb;
+		nb[w->nboxes] = b;
+		*idx = w->nboxes++;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (!nb) {
+		ba_outbox_free(b->ui);
+		ba_outbox_free(b->wk);
+		free(b->dir);
+		free(b);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
 	return 0;
 }
 
@@ -738,9 +760,10 @@ void tui_worker_stop(struct tui_worker *w)
 		pthread_join(w->th, NULL);
 	}
 	for (size_t i = 0; i < w->nboxes; i++) {
-		ba_outbox_free(w->boxes[i].ui);
-		ba_outbox_free(w->boxes[i].wk);
-		free(w->boxes[i].dir);
+		ba_outbox_free(w->boxes[i]->ui);
+		ba_outbox_free(w->boxes[i]->wk);
+		free(w->boxes[i]->dir);
+		free(w->boxes[i]);
 	}
 	free(w->boxes);
 	for (size_t i = 0; i < w->nrecs; i++)
@@ -871,7 +894,7 @@ int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *acco
 	}
 	int64_t now = (int64_t)time(NULL);
 	e.next = hold_until > now ? hold_until : now;
-	if (ba_outbox_add(w->boxes[box].ui, &e, ba_spool_reader(spool), NULL, err) < 0)
+	if (ba_outbox_add(w->boxes[box]->ui, &e, ba_spool_reader(spool), NULL, err) < 0)
 		goto out;
 	if (id_out && idlen)
 		snprintf(id_out, idlen, "%s", e.id);
@@ -987,7 +1010,7 @@ int tui_worker_cancel(struct tui_worker *w, const char *id, struct ba_err *err)
 		if (current)
 			return 0; /* the flush records it: BA_OUTBOX_CANCELLED */
 		struct ba_err cerr = BA_ERR_INIT;
-		if (ba_outbox_cancel(w->boxes[box].ui, id, &cerr) == 0) {
+		if (ba_outbox_cancel(w->boxes[box]->ui, id, &cerr) == 0) {
 			set_state(w, id, TUI_CANCELLED, "cancelled");
 			return 0;
 		}
@@ -1011,7 +1034,7 @@ int tui_worker_retry(struct tui_worker *w, const char *id, struct ba_err *err)
 		return -1;
 	if ((current && wait_settled(w, id, st)) || st == TUI_SENT)
 		return ba_err_set(err, EX_TEMPFAIL, "entry '%s' is %s", id, tui_state_name(st));
-	if (ba_outbox_retry(w->boxes[box].ui, id, err) < 0)
+	if (ba_outbox_retry(w->boxes[box]->ui, id, err) < 0)
 		return -1;
 	pthread_mutex_lock(&w->mu);
 	struct rec *r = find(w, id);
@@ -1034,7 +1057,7 @@ int tui_worker_remove(struct tui_worker *w, const char *id, struct ba_err *err)
 		return -1;
 	if (current && wait_settled(w, id, st))
 		return ba_err_set(err, EX_TEMPFAIL, "entry '%s' is being sent", id);
-	if (st != TUI_SENT && ba_outbox_remove(w->boxes[box].ui, id, err) < 0)
+	if (st != TUI_SENT && ba_outbox_remove(w->boxes[box]->ui, id, err) < 0)
 		return -1;
 	pthread_mutex_lock(&w->mu);
 	struct rec *r = find(w, id);
@@ -1068,7 +1091,7 @@ int tui_worker_message_path(struct tui_worker *w, const char *id, struct ba_buf 
 	if (lookup(w, id, &box, &st, &current, err) < 0)
 		return -1;
 	struct ba_outbox_entry e;
-	if (ba_outbox_get(w->boxes[box].ui, id, &e, NULL, out, err) < 0)
+	if (ba_outbox_get(w->boxes[box]->ui, id, &e, NULL, out, err) < 0)
 		return -1;
 	ba_outbox_entry_release(&e);
 	return 0;
