@@ -627,6 +627,40 @@ static void test_progress_acknowledged(void **state)
 	fix_stop(&f);
 }
 
+/* The SIZE limit is probed off the UI thread: 1 at once, the figure when the descriptor says so. */
+static void test_size_limit(void **state)
+{
+	(void)state;
+	struct fix f;
+	memset(&f, 0, sizeof(f));
+	fix_start(&f);
+	uint64_t limit = 1;
+	struct ba_err err = BA_ERR_INIT;
+	int64_t t0 = ba_now_ms();
+	assert_int_equal(tui_worker_size_limit(f.w, "t", &limit, &err), 1);
+	assert_true(ba_now_ms() - t0 < 50);
+	int rc;
+	int64_t end = ba_now_ms() + 5000;
+	while ((rc = tui_worker_size_limit(f.w, "t", &limit, &err)) == 1 && ba_now_ms() < end) {
+		struct pollfd p = { tui_worker_fd(f.w), POLLIN, 0 };
+		poll(&p, 1, 100);
+		tui_worker_drain(f.w);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(limit, 100000000);
+	assert_int_equal(atomic_load(&f.sv.conns), 1);
+	assert_int_equal(atomic_load(&f.sv.ends), 0);
+	/* an unknown account */
+	while ((rc = tui_worker_size_limit(f.w, "nope", &limit, &err)) == 1) {
+		struct pollfd p = { tui_worker_fd(f.w), POLLIN, 0 };
+		poll(&p, 1, 100);
+		tui_worker_drain(f.w);
+	}
+	assert_int_equal(rc, -1);
+	assert_int_equal(err.code, EX_CONFIG);
+	fix_stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +672,7 @@ int main(void)
 		cmocka_unit_test(test_hung_cancelled),
 		cmocka_unit_test(test_drop_after_dot_unknown),
 		cmocka_unit_test(test_progress_acknowledged),
+		cmocka_unit_test(test_size_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
