@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,8 @@ const char *tui_state_name(enum tui_state s)
 struct box {
 	char *dir;
 	ba_outbox *ui, *wk;
+	struct timespec qmtime; /* worker thread: q/ as of the last listing */
+	int listed;
 };
 
 /* One entry as the worker knows it; e's strings are malloc'd, "" when unknown. */
@@ -58,6 +61,7 @@ struct rec {
 	                   no longer has the entry in q/ */
 	int64_t t0_ms;  /* sending: when the data phase began, for the rate */
 	int rcpt_reply; /* reply holds the refused recipients' replies of the last attempt */
+	int64_t eager_at; /* deferred in this session: tried again then, before the outbox's time */
 };
 
 enum probe_state { PROBE_WANTED, PROBE_RUNNING, PROBE_DONE, PROBE_FAILED };
@@ -73,6 +77,7 @@ struct tui_worker {
 	const ba_config *cfg;
 	const struct ba_log *log;
 	int rescan_ms;
+	int retry_s;
 	unsigned smtp_flags;
 	struct box **boxes; /* grown by the UI thread under mu; a box never moves or goes */
 	size_t nboxes;
@@ -281,14 +286,17 @@ static void state_from_entry(struct tui_worker *w, struct rec *r, const struct b
 		st = e->attempts ? TUI_DEFERRED : TUI_HELD;
 	else
 		st = TUI_QUEUED;
+	int64_t next = e->next;
+	if (st == TUI_DEFERRED && r->eager_at && r->eager_at < next)
+		next = r->eager_at;
 	int changed = r->e.state != st || r->e.attempts != e->attempts ||
-	              r->e.next_try != e->next || r->e.size != e->size ||
+	              r->e.next_try != next || r->e.size != e->size ||
 	              r->e.code != e->error_code || strcmp(r->e.reply, e->error ? e->error : "");
 	r->e.state = st;
 	r->e.attempts = e->attempts;
 	r->e.created = e->created;
 	r->e.hold_until = st == TUI_HELD ? e->next : 0;
-	r->e.next_try = e->next;
+	r->e.next_try = next;
 	r->e.size = e->size;
 	r->e.code = e->error_code;
 	if (st != TUI_QUEUED && st != TUI_HELD)
@@ -320,12 +328,24 @@ static int fill_static(struct tui_worker *w, struct rec *r, const struct ba_outb
  * records up to date; entries that left q/ without this worker's doing are
  * dropped.  Subjects are read for new entries, outside the mutex.
  */
-static void rescan(struct tui_worker *w)
+static void rescan(struct tui_worker *w, int force)
 {
 	int64_t now = (int64_t)time(NULL);
 	int changed = 0;
 	struct box *bx;
 	for (size_t b = 0; (bx = wk_box(w, b)) != NULL; b++) {
+		/* q/ unchanged since the last listing: nothing to read (a long queue costs) */
+		struct ba_buf qd = BA_BUF_INIT;
+		struct stat qs;
+		ba_buf_addf(&qd, "%s/q", bx->dir);
+		int have = stat(ba_buf_str(&qd), &qs) == 0;
+		ba_buf_release(&qd);
+		if (!force && have && bx->listed && qs.st_mtim.tv_sec == bx->qmtime.tv_sec &&
+		    qs.st_mtim.tv_nsec == bx->qmtime.tv_nsec)
+			continue;
+		if (have)
+			bx->qmtime = qs.st_mtim;
+		bx->listed = have;
 		struct ba_outbox_entry *v = NULL;
 		size_t n = 0;
 		struct ba_err err = BA_ERR_INIT;
@@ -409,6 +429,7 @@ static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_
 		if (st == TUI_CONNECTING) {
 			r->e.sent = r->e.acked = r->e.total = 0;
 			r->e.rate = 0;
+			r->eager_at = 0;
 		}
 		if (sent || acked || total) {
 			r->e.sent = sent;
@@ -472,6 +493,14 @@ static void on_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_o
 			break;
 		case BA_OUTBOX_DEFERRED:
 			r->e.state = TUI_DEFERRED;
+			if (w->retry_s > 0) {
+				int64_t wait = w->retry_s;
+				for (unsigned k = 1; k < e->attempts && wait < 3600; k++)
+					wait *= 2;
+				r->eager_at = (int64_t)time(NULL) + wait;
+				if (r->eager_at < e->next)
+					r->e.next_try = r->eager_at;
+			}
 			set_str(&r->e.reply, e->error ? e->error : err ? err->text : "");
 			break;
 		case BA_OUTBOX_FAILED:
@@ -608,10 +637,13 @@ static int next_due(struct tui_worker *w, char *id, size_t *box, int64_t *wake_a
 	return found;
 }
 
+/* Every outbox is read completely this often even when its q/ did not change. */
+#define FULL_RESCAN_MS 30000
+
 static void *run(void *arg)
 {
 	struct tui_worker *w = arg;
-	int64_t last_scan = 0;
+	int64_t last_scan = 0, last_full = 0;
 	for (;;) {
 		pthread_mutex_lock(&w->mu);
 		int stop = w->stop, now_scan = w->rescan_now;
@@ -622,8 +654,11 @@ static void *run(void *arg)
 		run_probes(w);
 		int64_t t = ba_now_ms();
 		if (now_scan || t - last_scan >= w->rescan_ms) {
-			rescan(w);
+			int full = !last_full || t - last_full >= FULL_RESCAN_MS;
+			rescan(w, full);
 			last_scan = ba_now_ms();
+			if (full)
+				last_full = last_scan;
 		}
 		char id[TUI_ID_MAX];
 		size_t box = 0;
@@ -705,6 +740,7 @@ int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
 	w->cfg = o->cfg;
 	w->log = o->log;
 	w->rescan_ms = o->rescan_ms > 0 ? o->rescan_ms : 2000;
+	w->retry_s = o->retry_s == 0 ? 15 : o->retry_s;
 	w->smtp_flags = o->smtp_flags;
 	w->notify[0] = w->notify[1] = w->wake[0] = w->wake[1] = w->cancel[0] = w->cancel[1] = -1;
 	pthread_mutex_init(&w->mu, NULL);
@@ -729,9 +765,7 @@ int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
 		}
 	}
 	ba_buf_release(&dir);
-	rescan(w);
-	drain_fd(w->notify[0]);
-	signal_ui(w);
+	/* the first reading of the outboxes is the thread's: a long queue does not delay the UI */
 	if (pthread_create(&w->th, NULL, run, w) != 0) {
 		ba_err_set(err, EX_OSERR, "cannot start the delivery thread");
 		goto fail;

@@ -44,6 +44,7 @@ struct srv {
 	atomic_int fail_451;      /* answer 451 after the data this many times */
 	atomic_int drop_after_dot; /* close after the final dot without a reply */
 	atomic_int hang_in_data;  /* stop reading after 354 */
+	atomic_int down;          /* greet with 421 and close */
 	atomic_long rate;         /* data bytes per second; 0 = as fast as possible */
 	int rcvbuf;               /* SO_RCVBUF of accepted connections; 0 = default */
 	/* what it saw */
@@ -164,6 +165,12 @@ static void serve(struct srv *sv, int fd)
 	struct conn *c = calloc(1, sizeof(*c));
 	c->fd = fd;
 	char line[1024];
+	if (atomic_load(&sv->down)) {
+		say(fd, "421 4.3.2 mx.test going down\r\n");
+		close(fd);
+		free(c);
+		return;
+	}
 	say(fd, "220 mx.test ESMTP\r\n");
 	while (get_line(sv, c, line, sizeof line)) {
 		if (!strncmp(line, "EHLO", 4)) {
@@ -244,6 +251,7 @@ struct fix {
 	char dir[64], box[96];
 	ba_config *cfg;
 	struct tui_worker *w;
+	int retry_s;
 };
 
 static void fix_start(struct fix *f)
@@ -264,6 +272,7 @@ static void fix_start(struct fix *f)
 	memset(&o, 0, sizeof(o));
 	o.cfg = f->cfg;
 	o.rescan_ms = 200;
+	o.retry_s = f->retry_s;
 	if (tui_worker_start(&f->w, &o, &err) < 0)
 		fail_msg("start: %s", err.text);
 }
@@ -564,9 +573,7 @@ static void test_drop_after_dot_unknown(void **state)
 	o.rescan_ms = 200;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(tui_worker_start(&f.w, &o, &err), 0);
-	x = get(&f, id);
-	assert_non_null(x);
-	assert_int_equal(x->state, TUI_SENT_UNKNOWN);
+	wait_state(&f, id, TUI_SENT_UNKNOWN, 1000);
 	msleep(600);
 	assert_int_equal(atomic_load(&f.sv.conns), 1);
 	/* an explicit retry sends it */
@@ -627,6 +634,28 @@ static void test_progress_acknowledged(void **state)
 	fix_stop(&f);
 }
 
+/* The server down, then up: the worker tries again by itself and delivers once. */
+static void test_server_back(void **state)
+{
+	(void)state;
+	struct fix f;
+	memset(&f, 0, sizeof(f));
+	f.retry_s = 1;
+	fix_start(&f);
+	atomic_store(&f.sv.down, 1);
+	char id[TUI_ID_MAX];
+	enqueue(&f, "a@example.org", 500, 0, id);
+	const struct tui_entry *x = wait_state(&f, id, TUI_DEFERRED, 5000);
+	assert_non_null(strstr(x->reply, "421"));
+	assert_true(x->next_try <= (int64_t)time(NULL) + 2);
+	atomic_store(&f.sv.down, 0);
+	wait_state(&f, id, TUI_SENT, 6000);
+	msleep(500);
+	assert_int_equal(atomic_load(&f.sv.deliveries), 1);
+	release_snap();
+	fix_stop(&f);
+}
+
 /* The SIZE limit is probed off the UI thread: 1 at once, the figure when the descriptor says so. */
 static void test_size_limit(void **state)
 {
@@ -673,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_drop_after_dot_unknown),
 		cmocka_unit_test(test_progress_acknowledged),
 		cmocka_unit_test(test_size_limit),
+		cmocka_unit_test(test_server_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
