@@ -48,7 +48,7 @@ const char *tui_state_name(enum tui_state s)
 struct box {
 	char *dir;
 	ba_outbox *ui, *wk;
-	struct timespec qmtime; /* worker thread: q/ as of the last listing */
+	struct timespec qmtime, fmtime; /* worker thread: q/ and failed/ as of the last listing */
 	int listed;
 };
 
@@ -173,16 +173,28 @@ static void close_pipe(int p[2])
 	p[0] = p[1] = -1;
 }
 
+/* Under mu: the index of id in the records (kept sorted by id), or where it would go. */
+static size_t lower(const struct tui_worker *w, const char *id)
+{
+	size_t lo = 0, hi = w->nrecs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(w->recs[mid].e.id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Under mu. */
 static struct rec *find(struct tui_worker *w, const char *id)
 {
-	for (size_t i = 0; i < w->nrecs; i++)
-		if (strcmp(w->recs[i].e.id, id) == 0)
-			return &w->recs[i];
-	return NULL;
+	size_t i = lower(w, id);
+	return i < w->nrecs && strcmp(w->recs[i].e.id, id) == 0 ? &w->recs[i] : NULL;
 }
 
-/* Under mu: a new record for id in box (strings ""), or NULL when out of memory. */
+/* Under mu: a new record for id (not there yet) in box (strings ""), or NULL when out of memory. */
 static struct rec *add_rec(struct tui_worker *w, const char *id, size_t box)
 {
 	if (w->nrecs == w->caprecs) {
@@ -193,21 +205,24 @@ static struct rec *add_rec(struct tui_worker *w, const char *id, size_t box)
 		w->recs = nv;
 		w->caprecs = nc;
 	}
-	struct rec *r = &w->recs[w->nrecs];
-	memset(r, 0, sizeof(*r));
-	snprintf(r->e.id, sizeof(r->e.id), "%s", id);
-	r->box = box;
-	r->e.account = xstrdup("");
-	r->e.from = xstrdup("");
-	r->e.rcpts = xstrdup("");
-	r->e.subject = xstrdup("");
-	r->e.reply = xstrdup("");
-	if (!r->e.account || !r->e.from || !r->e.rcpts || !r->e.subject || !r->e.reply) {
-		entry_release(&r->e);
+	struct rec n;
+	memset(&n, 0, sizeof(n));
+	snprintf(n.e.id, sizeof(n.e.id), "%s", id);
+	n.box = box;
+	n.e.account = xstrdup("");
+	n.e.from = xstrdup("");
+	n.e.rcpts = xstrdup("");
+	n.e.subject = xstrdup("");
+	n.e.reply = xstrdup("");
+	if (!n.e.account || !n.e.from || !n.e.rcpts || !n.e.subject || !n.e.reply) {
+		entry_release(&n.e);
 		return NULL;
 	}
+	size_t i = lower(w, id);
+	memmove(&w->recs[i + 1], &w->recs[i], (w->nrecs - i) * sizeof(*w->recs));
+	w->recs[i] = n;
 	w->nrecs++;
-	return r;
+	return &w->recs[i];
 }
 
 /* Under mu. */
@@ -307,6 +322,33 @@ static void state_from_entry(struct tui_worker *w, struct rec *r, const struct b
 		touch(r);
 }
 
+/* Under mu: r from an entry in failed/; the replies per recipient of this session are kept. */
+static void failed_from_entry(struct rec *r, const struct ba_outbox_entry *e)
+{
+	int changed = r->e.state != TUI_FAILED || r->e.attempts != e->attempts;
+	r->e.state = TUI_FAILED;
+	r->e.attempts = e->attempts;
+	r->e.created = e->created;
+	r->e.hold_until = 0;
+	r->e.next_try = 0;
+	r->e.size = e->size;
+	if (!r->rcpt_reply) {
+		struct ba_buf b = BA_BUF_INIT;
+		for (size_t i = 0; i < e->nrcpt; i++)
+			if (e->rcpt[i].state == BA_OUTBOX_RCPT_FAILED)
+				ba_buf_addf(&b, "%s: %d\n", e->rcpt[i].addr, e->rcpt[i].code);
+		ba_buf_addstr(&b, e->error ? e->error : "");
+		if (strcmp(r->e.reply, ba_buf_str(&b)) != 0) {
+			set_str(&r->e.reply, ba_buf_str(&b));
+			r->e.code = e->error_code;
+			changed = 1;
+		}
+		ba_buf_release(&b);
+	}
+	if (changed)
+		r->e.seq++;
+}
+
 static int fill_static(struct tui_worker *w, struct rec *r, const struct ba_outbox_entry *e)
 {
 	struct ba_buf b = BA_BUF_INIT;
@@ -323,10 +365,82 @@ static int fill_static(struct tui_worker *w, struct rec *r, const struct ba_outb
 	return 0;
 }
 
+/* The modification time of DIR/sub into *t; 0, or -1 when it cannot be read. */
+static int dir_mtime(const char *dir, const char *sub, struct timespec *t)
+{
+	struct ba_buf p = BA_BUF_INIT;
+	struct stat st;
+	ba_buf_addf(&p, "%s/%s", dir, sub);
+	int rc = stat(ba_buf_str(&p), &st);
+	ba_buf_release(&p);
+	if (rc == 0)
+		*t = st.st_mtim;
+	return rc;
+}
+
+static int same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* The subjects of the entries of v not known yet (NULL for known ones); outside the mutex. */
+static char **subjects(struct tui_worker *w, ba_outbox *ob, const struct ba_outbox_entry *v,
+                       size_t n)
+{
+	char **subj = calloc(n ? n : 1, sizeof(*subj));
+	for (size_t i = 0; subj && i < n; i++) {
+		pthread_mutex_lock(&w->mu);
+		int known = find(w, v[i].id) != NULL;
+		pthread_mutex_unlock(&w->mu);
+		if (known)
+			continue;
+		struct ba_buf path = BA_BUF_INIT, s = BA_BUF_INIT;
+		struct ba_outbox_entry tmp;
+		struct ba_err gerr = BA_ERR_INIT;
+		if (ba_outbox_get(ob, v[i].id, &tmp, NULL, &path, &gerr) == 0) {
+			read_subject(&s, ba_buf_str(&path));
+			ba_outbox_entry_release(&tmp);
+		}
+		subj[i] = strdup(ba_buf_str(&s));
+		ba_buf_release(&path);
+		ba_buf_release(&s);
+	}
+	return subj;
+}
+
+/* Under mu: the records of box b from the listing v (failed: of failed/).  1 when any changed. */
+static int merge(struct tui_worker *w, size_t b, const struct ba_outbox_entry *v, size_t n,
+                 char **subj, int failed, int64_t now)
+{
+	int changed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct rec *r = find(w, v[i].id);
+		if (!r) {
+			if (!(r = add_rec(w, v[i].id, b)))
+				continue;
+			fill_static(w, r, &v[i]);
+			if (subj && subj[i])
+				set_str(&r->e.subject, subj[i]);
+			r->e.state = TUI_NSTATES; /* so that the state counts as a change */
+			changed = 1;
+		}
+		r->seen = 1;
+		r->local = 0;
+		unsigned seq = r->e.seq;
+		if (failed)
+			failed_from_entry(r, &v[i]);
+		else
+			state_from_entry(w, r, &v[i], now);
+		changed |= seq != r->e.seq;
+	}
+	return changed;
+}
+
 /*
- * Reads every outbox directory (with the worker's handles) and brings the
- * records up to date; entries that left q/ without this worker's doing are
- * dropped.  Subjects are read for new entries, outside the mutex.
+ * Reads every outbox directory whose q/ or failed/ changed since the last
+ * reading (all of them with force), with the worker's handles, and brings
+ * the records up to date; entries that left both without this worker's
+ * doing are dropped.  Subjects are read for new entries, outside the mutex.
  */
 static void rescan(struct tui_worker *w, int force)
 {
@@ -334,65 +448,31 @@ static void rescan(struct tui_worker *w, int force)
 	int changed = 0;
 	struct box *bx;
 	for (size_t b = 0; (bx = wk_box(w, b)) != NULL; b++) {
-		/* q/ unchanged since the last listing: nothing to read (a long queue costs) */
-		struct ba_buf qd = BA_BUF_INIT;
-		struct stat qs;
-		ba_buf_addf(&qd, "%s/q", bx->dir);
-		int have = stat(ba_buf_str(&qd), &qs) == 0;
-		ba_buf_release(&qd);
-		if (!force && have && bx->listed && qs.st_mtim.tv_sec == bx->qmtime.tv_sec &&
-		    qs.st_mtim.tv_nsec == bx->qmtime.tv_nsec)
-			continue;
-		if (have)
-			bx->qmtime = qs.st_mtim;
+		struct timespec qt = { 0, 0 }, ft = { 0, 0 };
+		int have = dir_mtime(bx->dir, "q", &qt) == 0 && dir_mtime(bx->dir, "failed", &ft) == 0;
+		if (!force && have && bx->listed && same_time(&qt, &bx->qmtime) &&
+		    same_time(&ft, &bx->fmtime))
+			continue; /* nothing to read: a long queue costs */
+		bx->qmtime = qt;
+		bx->fmtime = ft;
 		bx->listed = have;
-		struct ba_outbox_entry *v = NULL;
-		size_t n = 0;
+		struct ba_outbox_entry *v = NULL, *fv = NULL;
+		size_t n = 0, fn = 0;
 		struct ba_err err = BA_ERR_INIT;
-		if (ba_outbox_list(bx->wk, &v, &n, &err) < 0) {
+		if (ba_outbox_list(bx->wk, &v, &n, &err) < 0 ||
+		    ba_outbox_list_failed(bx->wk, &fv, &fn, &err) < 0) {
 			ba_log(w->log, BA_LOG_WARNING, "%s", err.text);
+			ba_outbox_list_free(v, n);
+			bx->listed = 0;
 			continue;
 		}
-		/* subjects of the entries not known yet */
-		char **subj = calloc(n ? n : 1, sizeof(*subj));
-		for (size_t i = 0; subj && i < n; i++) {
-			pthread_mutex_lock(&w->mu);
-			int known = find(w, v[i].id) != NULL;
-			pthread_mutex_unlock(&w->mu);
-			if (known)
-				continue;
-			struct ba_buf path = BA_BUF_INIT, s = BA_BUF_INIT;
-			struct ba_outbox_entry tmp;
-			struct ba_err gerr = BA_ERR_INIT;
-			if (ba_outbox_get(bx->wk, v[i].id, &tmp, NULL, &path, &gerr) == 0) {
-				read_subject(&s, ba_buf_str(&path));
-				ba_outbox_entry_release(&tmp);
-			}
-			subj[i] = strdup(ba_buf_str(&s));
-			ba_buf_release(&path);
-			ba_buf_release(&s);
-		}
+		char **subj = subjects(w, bx->wk, v, n), **fsubj = subjects(w, bx->wk, fv, fn);
 		pthread_mutex_lock(&w->mu);
 		for (size_t i = 0; i < w->nrecs; i++)
 			if (w->recs[i].box == b)
 				w->recs[i].seen = 0;
-		for (size_t i = 0; i < n; i++) {
-			struct rec *r = find(w, v[i].id);
-			if (!r) {
-				if (!(r = add_rec(w, v[i].id, b)))
-					continue;
-				fill_static(w, r, &v[i]);
-				if (subj && subj[i])
-					set_str(&r->e.subject, subj[i]);
-				r->e.state = TUI_NSTATES; /* so that the state counts as a change */
-				changed = 1;
-			}
-			r->seen = 1;
-			r->local = 0;
-			unsigned seq = r->e.seq;
-			state_from_entry(w, r, &v[i], now);
-			changed |= seq != r->e.seq;
-		}
+		changed |= merge(w, b, v, n, subj, 0, now);
+		changed |= merge(w, b, fv, fn, fsubj, 1, now);
 		for (size_t i = w->nrecs; i-- > 0;) {
 			struct rec *r = &w->recs[i];
 			if (r->box == b && !r->seen && !r->local && strcmp(w->cur, r->e.id) != 0) {
@@ -403,8 +483,12 @@ static void rescan(struct tui_worker *w, int force)
 		pthread_mutex_unlock(&w->mu);
 		for (size_t i = 0; subj && i < n; i++)
 			free(subj[i]);
+		for (size_t i = 0; fsubj && i < fn; i++)
+			free(fsubj[i]);
 		free(subj);
+		free(fsubj);
 		ba_outbox_list_free(v, n);
+		ba_outbox_list_free(fv, fn);
 	}
 	if (changed)
 		signal_ui(w);

@@ -503,6 +503,22 @@ static void test_one_recipient_refused(void **state)
 	assert_true(x->acknowledged);
 	assert_int_equal(atomic_load(&f.sv.deliveries), 0);
 	assert_int_equal(atomic_load(&f.sv.ends), 0);
+	/* the next process shows it from failed/, with the refused recipient, until removed */
+	tui_worker_stop(f.w);
+	struct tui_worker_opts o;
+	memset(&o, 0, sizeof(o));
+	o.cfg = f.cfg;
+	o.rescan_ms = 200;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(tui_worker_start(&f.w, &o, &err), 0);
+	x = wait_state(&f, id, TUI_FAILED, 1000);
+	assert_non_null(strstr(x->reply, "bad@example.org"));
+	assert_non_null(strstr(x->reply, "550 5.1.1 no such user here"));
+	assert_false(x->acknowledged);
+	assert_int_equal(tui_worker_remove(f.w, id, &err), 0);
+	assert_null(get(&f, id));
+	msleep(500);
+	assert_null(get(&f, id));
 	release_snap();
 	fix_stop(&f);
 }
