@@ -399,7 +399,9 @@ static void test_enqueue_delivered_once(void **state)
 	assert_string_equal(e.rcpt[0].addr, "a@example.org");
 	ba_outbox_entry_release(&e);
 	print_message("enqueue took %lld ms\n", (long long)took);
-	assert_true(took <= 100);
+	/* the composer's budget; valgrind runs everything some ten times slower */
+	const char *pre = getenv("LD_PRELOAD");
+	assert_true(took <= (pre && strstr(pre, "vgpreload") ? 1000 : 100));
 	atomic_store(&f.sv.hang_in_data, 0);
 	const struct tui_entry *x = wait_state(&f, id, TUI_SENT, 5000);
 	assert_non_null(strstr(x->reply, "queued as ABC123"));
@@ -601,7 +603,7 @@ static void test_drop_after_dot_unknown(void **state)
 }
 
 /*
- * A slow server (256 KB/s, a small receive buffer): at every sample the
+ * A slow server (1 MB/s, a small receive buffer): at every sample the
  * worker's acknowledged share is within 10 points of the share the server
  * has read, although the socket's send buffer takes megabytes at once.
  */
