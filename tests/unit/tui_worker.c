@@ -444,6 +444,54 @@ static void test_hold_remove(void **state)
 	fix_stop(&f);
 }
 
+/* The message as queued: Bcc in the envelope only, the account's From, a UTF-8 subject shown decoded. */
+static void test_enqueue_message(void **state)
+{
+	(void)state;
+	struct fix f;
+	memset(&f, 0, sizeof(f));
+	fix_start(&f);
+	ba_draft *d = draft("a@example.org", "\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4 subject", 100);
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_draft_add(d, BA_DRAFT_BCC, "hidden@example.org", &err), 0);
+	char id[TUI_ID_MAX];
+	if (tui_worker_enqueue(f.w, d, NULL, (int64_t)time(NULL) + 60, id, sizeof(id), &err) < 0)
+		fail_msg("enqueue: %s", err.text);
+	ba_draft_free(d);
+	int found;
+	struct ba_outbox_entry e = on_disk(&f, id, &found);
+	assert_true(found);
+	assert_int_equal(e.nrcpt, 2);
+	assert_string_equal(e.rcpt[1].addr, "hidden@example.org");
+	assert_string_equal(e.from, "me@example.org");
+	ba_outbox_entry_release(&e);
+	struct ba_buf path = BA_BUF_INIT;
+	assert_int_equal(tui_worker_message_path(f.w, id, &path, &err), 0);
+	FILE *m = fopen(ba_buf_str(&path), "r");
+	assert_non_null(m);
+	char buf[8192];
+	size_t k = fread(buf, 1, sizeof(buf) - 1, m);
+	fclose(m);
+	buf[k] = '\0';
+	assert_null(strstr(buf, "hidden@"));
+	assert_non_null(strstr(buf, "From: me@example.org"));
+	ba_buf_release(&path);
+	/* after a rescan the subject comes from the file, decoded */
+	msleep(400);
+	tui_worker_stop(f.w);
+	struct tui_worker_opts o;
+	memset(&o, 0, sizeof(o));
+	o.cfg = f.cfg;
+	assert_int_equal(tui_worker_start(&f.w, &o, &err), 0);
+	const struct tui_entry *x = wait_state(&f, id, TUI_HELD, 1000);
+	assert_string_equal(x->subject, "\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4 subject");
+	assert_string_equal(x->rcpts, "a@example.org, hidden@example.org");
+	assert_int_equal(tui_worker_remove(f.w, id, &err), 0);
+	assert_int_equal(atomic_load(&f.sv.conns), 0);
+	release_snap();
+	fix_stop(&f);
+}
+
 /* A held entry goes out by itself when the hold ends. */
 static void test_hold_then_sent(void **state)
 {
@@ -713,6 +761,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_enqueue_delivered_once),
 		cmocka_unit_test(test_hold_remove),
+		cmocka_unit_test(test_enqueue_message),
 		cmocka_unit_test(test_hold_then_sent),
 		cmocka_unit_test(test_451_deferred_retried),
 		cmocka_unit_test(test_one_recipient_refused),
