@@ -161,10 +161,10 @@ struct ba_stream_ops {
 	/* Watches a cancel descriptor (see ba_stream_set_cancel()).  May be NULL. */
 	int (*set_cancel)(ba_stream *s, int fd);
 	/*
-	 * Bytes written that the peer has not acknowledged yet (a socket's
+	 * Bytes written that the peer has not acknowledged yet (a TCP socket's
 	 * unsent and unacknowledged send queue; for TLS the ciphertext's, taken
-	 * as plaintext bytes: the record overhead is under 1%).  May be NULL:
-	 * not known, taken as 0.
+	 * as plaintext bytes: the record overhead is under 1%).  May be NULL or
+	 * return 0: not known (a pipe, a unix socket).
 	 */
 	uint64_t (*unsent)(ba_stream *s);
 };
