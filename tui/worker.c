@@ -91,6 +91,7 @@ struct tui_worker {
 	struct rec *recs;
 	size_t nrecs, caprecs;
 	char cur[TUI_ID_MAX]; /* the entry being sent; "" = none */
+	int64_t progress_ms;  /* when the UI was last woken for a progress figure */
 	int stop;
 	int rescan_now;
 	struct probe *probes;
@@ -496,10 +497,13 @@ static void rescan(struct tui_worker *w, int force)
 
 /* ---- the flush's callbacks (worker thread) --------------------------------- */
 
+#define PROGRESS_MS 50
+
 static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_t sent,
                      uint64_t acked, uint64_t total)
 {
 	struct tui_worker *w = ctx;
+	int wake = 1;
 	pthread_mutex_lock(&w->mu);
 	struct rec *r = find(w, id);
 	if (r) {
@@ -509,6 +513,11 @@ static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_
 		int64_t now = ba_now_ms();
 		if (st == TUI_SENDING && r->e.state != TUI_SENDING)
 			r->t0_ms = now;
+		/* a new figure in the same state wakes the UI at most every PROGRESS_MS */
+		if (st == r->e.state && now - w->progress_ms < PROGRESS_MS)
+			wake = 0;
+		else
+			w->progress_ms = now;
 		r->e.state = st;
 		if (st == TUI_CONNECTING) {
 			r->e.sent = r->e.acked = r->e.total = 0;
@@ -525,7 +534,8 @@ static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_
 		touch(r);
 	}
 	pthread_mutex_unlock(&w->mu);
-	signal_ui(w);
+	if (wake)
+		signal_ui(w);
 }
 
 /* The reply per refused recipient, one line each, else the reply to the data. */

@@ -121,7 +121,8 @@ void tui_worker_stop(struct tui_worker *w);
 
 /*
  * A descriptor that is readable when the state changed since the last
- * tui_worker_drain(): poll it with POLLIN together with standard input.
+ * tui_worker_drain() (for progress figures at most every 50 ms): poll it
+ * with POLLIN together with standard input.
  * Borrowed; valid until tui_worker_stop().
  */
 int tui_worker_fd(const struct tui_worker *w);
