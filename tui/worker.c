@@ -62,6 +62,7 @@ struct rec {
 	int64_t t0_ms;  /* sending: when the data phase began, for the rate */
 	int rcpt_reply; /* reply holds the refused recipients' replies of the last attempt */
 	int64_t eager_at; /* deferred in this session: tried again then, before the outbox's time */
+	int64_t skip_until_ms; /* the last flush did not take it (another process holds it) */
 };
 
 enum probe_state { PROBE_WANTED, PROBE_RUNNING, PROBE_DONE, PROBE_FAILED };
@@ -92,6 +93,7 @@ struct tui_worker {
 	size_t nrecs, caprecs;
 	char cur[TUI_ID_MAX]; /* the entry being sent; "" = none */
 	int64_t progress_ms;  /* when the UI was last woken for a progress figure */
+	int handled;          /* the flush of cur reported an outcome */
 	int stop;
 	int rescan_now;
 	struct probe *probes;
@@ -574,6 +576,7 @@ static void on_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_o
 {
 	struct tui_worker *w = ctx;
 	pthread_mutex_lock(&w->mu);
+	w->handled = 1;
 	struct rec *r = find(w, e->id);
 	if (r) {
 		r->e.attempts = e->attempts;
@@ -627,10 +630,14 @@ static void on_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_o
 
 /* ---- the thread -------------------------------------------------------------- */
 
+/* An entry the flush did not take is not tried again before this (ms). */
+#define SKIP_MS 2000
+
 static void send_one(struct tui_worker *w, size_t box, const char *id)
 {
 	pthread_mutex_lock(&w->mu);
 	snprintf(w->cur, sizeof(w->cur), "%s", id);
+	w->handled = 0;
 	pthread_mutex_unlock(&w->mu);
 	struct ba_outbox_flush_opts o;
 	memset(&o, 0, sizeof(o));
@@ -654,6 +661,9 @@ static void send_one(struct tui_worker *w, size_t box, const char *id)
 		ba_log(w->log, BA_LOG_WARNING, "%s", err.text);
 	pthread_mutex_lock(&w->mu);
 	w->cur[0] = '\0';
+	struct rec *r = find(w, id);
+	if (r && !w->handled) /* locked by another process, or changed meanwhile: later */
+		r->skip_until_ms = ba_now_ms() + SKIP_MS;
 	pthread_mutex_unlock(&w->mu);
 	drain_fd(w->cancel[0]); /* a cancel that came too late for this send */
 }
@@ -716,6 +726,13 @@ static int next_due(struct tui_worker *w, char *id, size_t *box, int64_t *wake_a
 		                                           : -1;
 		if (due < 0)
 			continue;
+		int64_t left_ms = r->skip_until_ms - ba_now_ms(); /* monotonic: made relative */
+		if (left_ms > 0) {
+			int64_t at = now + left_ms / 1000 + 1;
+			if (!*wake_at || at < *wake_at)
+				*wake_at = at;
+			continue;
+		}
 		if (due <= now) {
 			if (!found || r->e.created < oldest) {
 				found = 1;
