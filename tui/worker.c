@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -877,7 +878,13 @@ int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
 	}
 	ba_buf_release(&dir);
 	/* the first reading of the outboxes is the thread's: a long queue does not delay the UI */
-	if (pthread_create(&w->th, NULL, run, w) != 0) {
+	/* signals (SIGWINCH, SIGINT, SIGTSTP...) go to the UI thread, never to this one */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int prc = pthread_create(&w->th, NULL, run, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (prc != 0) {
 		ba_err_set(err, EX_OSERR, "cannot start the delivery thread");
 		goto fail;
 	}

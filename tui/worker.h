@@ -20,7 +20,8 @@
  *
  * Thread safety: every function here is called from one thread (the UI
  * thread), except that tui_worker_fd() may be polled anywhere.  The log
- * callback of the options is called from the worker thread.
+ * callback of the options is called from the worker thread, which blocks
+ * every signal: they reach the UI thread.
  */
 #ifndef BLUEARROW_TUI_WORKER_H
 #define BLUEARROW_TUI_WORKER_H
