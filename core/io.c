@@ -421,9 +421,17 @@ static uint64_t fd_stream_unsent(ba_stream *base)
 	return 0;
 }
 
+static int fd_stream_readable(ba_stream *base, int timeout_ms)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+	struct pollfd p = { s->rfd, POLLIN, 0 };
+	int r = poll(&p, 1, timeout_ms);
+	return r != 0; /* ready, or a poll error a read will report */
+}
+
 static const struct ba_stream_ops fd_stream_ops = { fd_stream_read, fd_stream_write, NULL,
 	                                            fd_stream_free, fd_stream_set_cancel,
-	                                            fd_stream_unsent };
+	                                            fd_stream_unsent, fd_stream_readable };
 
 ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 {
