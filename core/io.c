@@ -8,10 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#endif
 
 int64_t ba_now_ms(void)
 {
@@ -294,6 +298,7 @@ struct fd_stream {
 	int rfd, wfd;
 	int cancel_fd;  /* -1: none */
 	int is_sock; /* wfd is a socket: write with MSG_NOSIGNAL */
+	int is_tcp;  /* ... an IPv4 or IPv6 one (its send queue counts bytes) */
 	char name[64];
 };
 
@@ -398,8 +403,35 @@ static int fd_stream_set_cancel(ba_stream *base, int fd)
 	return 0;
 }
 
+/*
+ * A TCP socket's send queue: the bytes not yet acknowledged by the peer
+ * (SIOCOUTQ).  Not for a unix socket, where the figure is the memory its
+ * buffers take (a quarter more than the bytes): 0, not known.
+ */
+static uint64_t fd_stream_unsent(ba_stream *base)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+#ifdef SIOCOUTQ
+	int q = 0;
+	if (s->is_tcp && ioctl(s->wfd, SIOCOUTQ, &q) == 0 && q > 0)
+		return (uint64_t)q;
+#else
+	(void)s;
+#endif
+	return 0;
+}
+
+static int fd_stream_readable(ba_stream *base, int timeout_ms)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+	struct pollfd p = { s->rfd, POLLIN, 0 };
+	int r = poll(&p, 1, timeout_ms);
+	return r != 0; /* ready, or a poll error a read will report */
+}
+
 static const struct ba_stream_ops fd_stream_ops = { fd_stream_read, fd_stream_write, NULL,
-	                                            fd_stream_free, fd_stream_set_cancel };
+	                                            fd_stream_free, fd_stream_set_cancel,
+	                                            fd_stream_unsent, fd_stream_readable };
 
 ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 {
@@ -419,6 +451,10 @@ ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 	fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
 	struct stat st;
 	s->is_sock = fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode);
+	struct sockaddr_storage sa;
+	socklen_t salen = sizeof(sa);
+	s->is_tcp = s->is_sock && getsockname(wfd, (struct sockaddr *)&sa, &salen) == 0 &&
+	            (sa.ss_family == AF_INET || sa.ss_family == AF_INET6);
 	return &s->base;
 }
 

@@ -160,6 +160,20 @@ struct ba_stream_ops {
 	void (*free)(ba_stream *s);
 	/* Watches a cancel descriptor (see ba_stream_set_cancel()).  May be NULL. */
 	int (*set_cancel)(ba_stream *s, int fd);
+	/*
+	 * Bytes written that the peer has not acknowledged yet (a TCP socket's
+	 * unsent and unacknowledged send queue; for TLS the ciphertext's, taken
+	 * as plaintext bytes: the record overhead is under 1%).  May be NULL or
+	 * return 0: not known (a pipe, a unix socket).
+	 */
+	uint64_t (*unsent)(ba_stream *s);
+	/*
+	 * Waits at most timeout_ms for something to read (data already
+	 * buffered counts, and so do a close and an error: a read tells which);
+	 * 1 when there is, 0 when not yet.  Nothing is read.  May be NULL: 1
+	 * at once.
+	 */
+	int (*readable)(ba_stream *s, int timeout_ms);
 };
 struct ba_stream {
 	const struct ba_stream_ops *ops;
@@ -178,6 +192,16 @@ static inline int ba_stream_write(ba_stream *s, const void *p, size_t n, int64_t
 static inline size_t ba_stream_pending(ba_stream *s)
 {
 	return s->ops->pending ? s->ops->pending(s) : 0;
+}
+/* Bytes written that the peer has not acknowledged yet; 0 when the stream cannot tell. */
+static inline uint64_t ba_stream_unsent(ba_stream *s)
+{
+	return s->ops->unsent ? s->ops->unsent(s) : 0;
+}
+/* 1 when something can be read within timeout_ms (see the op), else 0; reads nothing. */
+static inline int ba_stream_readable(ba_stream *s, int timeout_ms)
+{
+	return s->ops->readable ? s->ops->readable(s, timeout_ms) : 1;
 }
 /* Closes and frees the stream; NULL is a no-op. */
 void ba_stream_free(ba_stream *s);
