@@ -3,6 +3,8 @@
 aiosmtpd, like Postfix, answers the RCPT and DATA pipelined after a refused
 MAIL with 503; bluearrow must report the MAIL reply and exit by its class
 (tests/proto/cases 51xx script the same dialogues byte by byte)."""
+import re
+
 import pytest
 
 MSG = (b"From: a@x.test\r\nTo: b@y.test\r\nDate: Sun, 29 Nov 2026 00:00:00 +0000\r\n"
@@ -26,5 +28,6 @@ def test_refused_mail_is_the_error(reply, code, pipelining, smtp_server, write_c
     err = r.stderr.decode(errors="replace")
     assert r.returncode == code, err
     assert reply in err
-    assert "503" not in err.split(": ", 1)[1]
+    # no 503 reply in the message (a port number such as 35037 may contain the digits)
+    assert not re.search(r"\b503\b", err), err
     assert srv.conns[0].txns == []
