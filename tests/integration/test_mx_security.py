@@ -12,6 +12,13 @@ and DANE (RFC 7672) with TLSA records in DNSSEC-signed zones.
   danenotls.test signed; TLSA 3 1 1, the MX offers no STARTTLS
   danebogus.test signed, its TLSA signature spoiled: bogus
   daneta.test    signed; TLSA 2 0 1 of the test CA, the MX sends leaf and CA
+  insecaddr.test signed; its MX host is a CNAME into unsigned plain.test (insecure
+                 addresses), a TLSA record that matches nothing at the MX host name
+  cnamebad.test  signed; its MX host is a CNAME to mx.target.test (signed), whose TLSA
+                 record matches nothing
+  tacname.test   signed; its MX host is a CNAME to mx.tatarget.test (signed, TLSA 2 0 1
+                 of the test CA); the certificate names only mx.tacname.test
+  hosts.test     MX -> server X; the client's /etc/hosts says mx.hosts.test is server G
 """
 import hashlib
 import os
@@ -22,7 +29,8 @@ import netlab
 from servers.mtasts import PolicyServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STS, W, G, X, TT, D, N, TA = ("192.0.2.%d" % n for n in (30, 31, 32, 33, 34, 40, 42, 43))
+STS, W, G, X, TT, D, N, TA, TA2 = ("192.0.2.%d" % n
+                                    for n in (30, 31, 32, 33, 34, 40, 42, 43, 44))
 MSG = (b"From: a@sender.test\nTo: x@sec.test\nDate: Sun, 06 Dec 2026 00:00:00 +0000\n"
        b"Message-ID: <sec@sender.test>\nSubject: sec\n\nbody\n")
 SLOW = os.environ.get("BA_VALGRIND") == "1"
@@ -54,7 +62,8 @@ def lab(tmp_path_factory):
     d = tmp_path_factory.mktemp("netlab-sec")
     certs = make_certs(str(d / "certs"), extra={
         "mtasts": ["mta-sts." + x for x in STS_DOMAINS],
-        "mxskip": ["mx.skip.test"], "mxta": ["mx.daneta.test"]})
+        "mxskip": ["mx.skip.test"], "mxta": ["mx.daneta.test"],
+        "mxtacname": ["mx.tacname.test"]})
     lab = netlab.Lab(d, certs)
     try:
         sts = "_mta-sts TXT \"v=STSv1; id=1\"\nmta-sts A %s\n" % STS
@@ -71,6 +80,21 @@ def lab(tmp_path_factory):
                  corrupt="TLSA")
         lab.zone("daneta.test", "@ MX 10 mx\nmx A %s\n_25._tcp.mx TLSA 2 0 1 %s\n" %
                  (TA, cert_sha256(certs.ca)), signed=True)
+        # RFC 7672 §2.2.1 and §2.2.2: the addresses and CNAME expansion of MX hosts
+        nomatch = "_25._tcp.mx TLSA 3 1 1 %s\n" % ("00" * 32)
+        lab.zone("insecaddr.test", "@ MX 10 mx\nmx CNAME mx.plain.test.\n" + nomatch,
+                 signed=True)
+        lab.zone("plain.test", "mx A %s\n" % D)
+        lab.zone("cnamebad.test", "@ MX 10 mx\nmx CNAME mx.target.test.\n", signed=True)
+        lab.zone("target.test", "mx A %s\n" % D + nomatch, signed=True)
+        lab.zone("tacname.test", "@ MX 10 mx\nmx CNAME mx.tatarget.test.\n", signed=True)
+        lab.zone("tatarget.test", "mx A %s\n_25._tcp.mx TLSA 2 0 1 %s\n" %
+                 (TA2, cert_sha256(certs.ca)), signed=True)
+        lab.zone("hosts.test", "@ MX 10 mx\nmx A %s\n" % X)
+        os.makedirs(lab.etc, exist_ok=True)
+        with open("/etc/hosts") as f, open(os.path.join(lab.etc, "hosts"), "w") as h:
+            h.write(f.read() + "\n%s mx.hosts.test\n" % G)
+        lab.ta2 = lab.smtp(TA2, hostname="mx.tacname.test", starttls=True, cert="mxtacname")
         lab.w = lab.smtp(W, hostname="mx.enforce.test", starttls=True, cert="wronghost")
         lab.g = lab.smtp(G, hostname="mx.skip.test", starttls=True, cert="mxskip")
         lab.x = lab.smtp(X, hostname="outside.elsewhere.test")
@@ -153,6 +177,18 @@ def test_mta_sts_testing_delivers_and_logs(lab, tmp_path):
     # without -v: silent, as any successful delivery
     code, err = send(lab, tmp_path, "r@testing.test")
     assert code == 0 and err == "", err
+
+
+def test_mta_sts_testing_findings_in_the_log_line(lab, tmp_path):
+    log = tmp_path / "log"
+    code, err = send(lab, tmp_path, "r@testing.test", extra="logfile %s\n" % log)
+    assert code == 0 and err == "", err
+    line = log.read_text()
+    assert "exitcode=EX_OK mtasts_testing='mx.testing.test:25: certificate would not be " \
+           "accepted: certificate is not valid for host \"mx.testing.test\"" in line, line
+    # a domain without a policy in mode testing: no such field
+    code, err = send(lab, tmp_path, "r@enforce.test", extra="logfile %s\n" % log)
+    assert "mtasts_testing" not in log.read_text().splitlines()[-1]
 
 
 def test_dane_match(lab, tmp_path):
@@ -252,6 +288,40 @@ def test_mx_probe_without_starttls_where_dane_requires_it(lab, tmp_path):
     out = r.stdout.decode()
     assert "probe   mx.danenotls.test:25: no STARTTLS offered: delivery would fail (DANE " \
            "requires TLS)" in out, out
+
+
+def test_dane_needs_secure_addresses(lab, tmp_path):
+    # the MX RRset and the TLSA record are secure, the host's address is not (a CNAME into
+    # an unsigned zone): no DANE for it (RFC 7672 §2.2.1), so the record that matches
+    # nothing does not stop an opportunistic delivery
+    code, err = send(lab, tmp_path, "r@insecaddr.test", args=["-v"])
+    assert code == 0, err
+    assert delivered(lab.d, "r@insecaddr.test")[0].tls
+    assert "its addresses are not DNSSEC-secure" in err, err
+
+
+def test_dane_tlsa_at_the_cname_expansion(lab, tmp_path):
+    # RFC 7672 §2.2.2: the TLSA base domain of an alias is its expansion
+    code, err = send(lab, tmp_path, "r@cnamebad.test")
+    assert code == 75, err
+    assert "matches none of the DANE TLSA records" in err, err
+    assert not delivered(lab.d, "r@cnamebad.test")
+
+
+def test_dane_ta_accepts_the_mx_host_name_of_an_alias(lab, tmp_path):
+    # §3.2.2: the certificate names the MX host name, the records are at its expansion
+    code, err = send(lab, tmp_path, "r@tacname.test", args=["-v"])
+    assert code == 0, err
+    assert "DANE-TA match" in err, err
+    assert delivered(lab.ta2, "r@tacname.test")[0].tls
+
+
+def test_connects_to_the_address_of_the_dns_answer(lab, tmp_path):
+    # /etc/hosts (the system resolver's first source) says otherwise: not asked
+    code, err = send(lab, tmp_path, "r@hosts.test")
+    assert code == 0, err
+    assert delivered(lab.x, "r@hosts.test")
+    assert not lab.g.conns
 
 
 # The reference: the DANE cases (and the MTA-STS domains, which Postfix alone does not
