@@ -194,7 +194,8 @@ static int try_next(const struct ba_err *e)
 static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_err *err);
 
 /* Appends an MTA-STS testing-mode finding to the report (route.h), cut at its size. */
-static void testing_finding(ba_route *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void testing_finding(ba_route *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void testing_finding(ba_route *r, const char *fmt, ...)
 {
 	if (!r->report)
