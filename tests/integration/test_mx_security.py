@@ -336,6 +336,15 @@ POSTFIX_CASES = [
     ("MTA-STS enforce, wrong certificate (no MTA-STS in Postfix)", "pf6@enforce.test", "sent", W),
     ("MTA-STS enforce, MX outside the policy (no MTA-STS in Postfix)", "pf7@skip.test", "sent",
      X),
+    # Postfix 3.7 falls back to the TLSA records of the MX host name when its CNAME
+    # expansion is insecure; RFC 7672 §2.2.1 (and bluearrow) apply no DANE then
+    ("DANE, insecure addresses of the MX host", "pf8@insecaddr.test", "deferred", None),
+    ("DANE, TLSA at the CNAME expansion, mismatch", "pf9@cnamebad.test", "deferred", None),
+    # Postfix 3.7 checks a DANE-TA certificate against the expansion only; RFC 7672 §3.2.2
+    # (and bluearrow) accept the MX host name too
+    ("DANE-TA, certificate for the MX host name of an alias", "pf10@tacname.test", "deferred",
+     None),
+    ("/etc/hosts disagrees with the DNS", "pf11@hosts.test", "sent", X),
 ]
 
 
@@ -363,5 +372,6 @@ def test_postfix_reference(lab, postfix):
             name, fates.get(rcpt), open(postfix.log).read()[-3000:])
         if want == "sent":
             assert delivered(by_addr[server], rcpt), name
-    for rcpt in ("pf3@danebad.test", "pf4@danenotls.test", "pf5@danebogus.test"):
+    for rcpt in ("pf3@danebad.test", "pf4@danenotls.test", "pf5@danebogus.test",
+                 "pf9@cnamebad.test"):
         assert not any(delivered(s, rcpt) for s in lab.servers if hasattr(s, "txns")), rcpt
