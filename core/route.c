@@ -301,7 +301,7 @@ static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_e
 	np.naddrs = t->naddrs;
 	r->p.smtp.host = t->host;
 	r->p.smtp.port = t->port;
-	if (t != &r->own && !r->acc->tls_host_override)
+	if (t != &r->own && !t->sec && !r->acc->tls_host_override)
 		r->p.tls.host = t->host; /* a planned host is verified by its own name */
 	if (t->host[0] == '/')
 		snprintf(r->server, sizeof(r->server), "%s", t->host);

@@ -18,6 +18,8 @@ and DANE (RFC 7672) with TLSA records in DNSSEC-signed zones.
                  record matches nothing
   tacname.test   signed; its MX host is a CNAME to mx.tatarget.test (signed, TLSA 2 0 1
                  of the test CA); the certificate names only mx.tacname.test
+  ta2cname.test  signed; its MX host is a CNAME to mx.daneta.test (its TLSA 2 0 1 and
+                 certificate for that name)
   hosts.test     MX -> server X; the client's /etc/hosts says mx.hosts.test is server G
 """
 import hashlib
@@ -90,6 +92,7 @@ def lab(tmp_path_factory):
         lab.zone("tacname.test", "@ MX 10 mx\nmx CNAME mx.tatarget.test.\n", signed=True)
         lab.zone("tatarget.test", "mx A %s\n_25._tcp.mx TLSA 2 0 1 %s\n" %
                  (TA2, cert_sha256(certs.ca)), signed=True)
+        lab.zone("ta2cname.test", "@ MX 10 mx\nmx CNAME mx.daneta.test.\n", signed=True)
         lab.zone("hosts.test", "@ MX 10 mx\nmx A %s\n" % X)
         os.makedirs(lab.etc, exist_ok=True)
         with open("/etc/hosts") as f, open(os.path.join(lab.etc, "hosts"), "w") as h:
@@ -260,6 +263,17 @@ def test_mx_command_shows_the_policy(lab, tmp_path):
     assert not (tmp_path / "cache" / "bluearrow").exists()   # `mx` writes no cache
 
 
+def test_mx_command_shows_aliases_and_insecure_addresses(lab, tmp_path):
+    r = lab.run([bluearrow(), "mx", "tacname.test", "insecaddr.test"])
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode() + out
+    assert "alias   of mx.tatarget.test (CNAME)" in out, out
+    assert "requires  dane: mx.tacname.test: 1 usable secure TLSA record at its CNAME target " \
+           "mx.tatarget.test: DANE" in out, out
+    assert "requires  may: mx.insecaddr.test: opportunistic STARTTLS (no DANE: its addresses " \
+           "are not DNSSEC-secure" in out, out
+
+
 def test_verify_requires_a_verified_certificate(lab, tmp_path):
     # elsewhere.test has no MX and no policy: its implicit MX offers no STARTTLS
     code, err = send(lab, tmp_path, "r@elsewhere.test", extra="mx_tls_policy verify\n")
@@ -316,6 +330,13 @@ def test_dane_ta_accepts_the_mx_host_name_of_an_alias(lab, tmp_path):
     assert delivered(lab.ta2, "r@tacname.test")[0].tls
 
 
+def test_dane_ta_accepts_the_expansion_of_an_alias(lab, tmp_path):
+    code, err = send(lab, tmp_path, "r@ta2cname.test", args=["-v"])
+    assert code == 0, err
+    assert "DANE-TA match" in err, err
+    assert delivered(lab.ta, "r@ta2cname.test")[0].tls
+
+
 def test_connects_to_the_address_of_the_dns_answer(lab, tmp_path):
     # /etc/hosts (the system resolver's first source) says otherwise: not asked
     code, err = send(lab, tmp_path, "r@hosts.test")
@@ -345,6 +366,7 @@ POSTFIX_CASES = [
     ("DANE-TA, certificate for the MX host name of an alias", "pf10@tacname.test", "deferred",
      None),
     ("/etc/hosts disagrees with the DNS", "pf11@hosts.test", "sent", X),
+    ("DANE-TA, certificate for the expansion of an alias", "pf12@ta2cname.test", "sent", TA),
 ]
 
 
