@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bluearrow/io.h"
+
 const char *ba_mxsec_req_name(enum ba_mxsec_req r)
 {
 	static const char *const names[] = { "may", "encrypt", "verify", "dane", "skip", "defer" };
@@ -317,9 +319,17 @@ static int host_addresses(struct host_addrs *h, const char *host, const struct b
 	h->a = calloc(BA_MXSEC_ADDRS_MAX, sizeof(*h->a));
 	if (!h->a)
 		return ba_err_set(err, EX_OSERR, "out of memory");
+	/* one deadline for both, as one getaddrinfo() had */
+	struct ba_dns_opts o;
+	memset(&o, 0, sizeof(o));
+	if (dns)
+		o = *dns;
+	int64_t deadline = ba_now_ms() + (o.timeout_ms > 0 ? o.timeout_ms : 30000);
 	for (int k = 0; k < 2; k++) {
 		struct ba_dns_answer a;
-		if (ba_dns_query(&a, host, types[k], dns, &qerr[k]) < 0) {
+		int64_t left = deadline - ba_now_ms();
+		o.timeout_ms = left > 0 ? (int)left : 1;
+		if (ba_dns_query(&a, host, types[k], &o, &qerr[k]) < 0) {
 			if ((qerr[k].flags & BA_ERR_CANCELLED) || qerr[k].code == EX_OSERR) {
 				*err = qerr[k];
 				return -1;
