@@ -20,6 +20,8 @@ and DANE (RFC 7672) with TLSA records in DNSSEC-signed zones.
                  of the test CA); the certificate names only mx.tacname.test
   ta2cname.test  signed; its MX host is a CNAME to mx.daneta.test (its TLSA 2 0 1 and
                  certificate for that name)
+  noaddr.test    MX 10 gone.noaddr.test (no such name), MX 20 -> server X;
+                 single.noaddr.test: only MX 10 gone.noaddr.test
   hosts.test     MX -> server X; the client's /etc/hosts says mx.hosts.test is server G
 """
 import hashlib
@@ -93,6 +95,7 @@ def lab(tmp_path_factory):
         lab.zone("tatarget.test", "mx A %s\n_25._tcp.mx TLSA 2 0 1 %s\n" %
                  (TA2, cert_sha256(certs.ca)), signed=True)
         lab.zone("ta2cname.test", "@ MX 10 mx\nmx CNAME mx.daneta.test.\n", signed=True)
+        lab.zone("noaddr.test", "@ MX 10 gone\n@ MX 20 mx\nmx A %s\nsingle MX 10 gone\n" % X)
         lab.zone("hosts.test", "@ MX 10 mx\nmx A %s\n" % X)
         os.makedirs(lab.etc, exist_ok=True)
         with open("/etc/hosts") as f, open(os.path.join(lab.etc, "hosts"), "w") as h:
@@ -335,6 +338,17 @@ def test_dane_ta_accepts_the_expansion_of_an_alias(lab, tmp_path):
     assert code == 0, err
     assert "DANE-TA match" in err, err
     assert delivered(lab.ta, "r@ta2cname.test")[0].tls
+
+
+def test_an_mx_host_without_address_is_skipped(lab, tmp_path):
+    code, err = send(lab, tmp_path, "r@noaddr.test", args=["-v"])
+    assert code == 0, err
+    assert "MX host 'gone.noaddr.test' does not exist" in err, err
+    assert delivered(lab.x, "r@noaddr.test")
+    # the only MX without an address: a permanent failure, as an unresolvable name was
+    code, err = send(lab, tmp_path, "r@single.noaddr.test")
+    assert code == 68, err
+    assert "MX host 'gone.noaddr.test' does not exist" in err, err
 
 
 def test_connects_to_the_address_of_the_dns_answer(lab, tmp_path):
