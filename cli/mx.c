@@ -58,7 +58,7 @@ static void print_addresses(const char *host, const struct ba_dns_opts *o)
 	static const enum ba_dns_type types[2] = { BA_DNS_A, BA_DNS_AAAA };
 	printf("    address");
 	int any = 0;
-	char status[128] = "";
+	char status[128] = "", canon[256] = "";
 	for (int t = 0; t < 2; t++) {
 		struct ba_dns_answer a;
 		struct ba_err err = BA_ERR_INIT;
@@ -69,6 +69,8 @@ static void print_addresses(const char *host, const struct ba_dns_opts *o)
 		}
 		for (size_t i = 0; i < a.n; i++)
 			printf(" %s", a.rr[i].text);
+		if (a.n && strcmp(a.canon, host) != 0)
+			snprintf(canon, sizeof(canon), "%s", a.canon);
 		any |= a.n > 0;
 		if (a.n)
 			snprintf(status + strlen(status), sizeof(status) - strlen(status), "%s%s %s",
@@ -80,6 +82,8 @@ static void print_addresses(const char *host, const struct ba_dns_opts *o)
 	if (status[0])
 		printf("  [%s]", status);
 	printf("\n");
+	if (canon[0])
+		printf("    alias   of %s (CNAME)\n", canon);
 }
 
 /* The TLSA records of host's port 25 (RFC 7672 §2.2), with their status. */
@@ -187,11 +191,15 @@ static void probe(const struct ba_account *acc, const char *host,
 	ro.log = log;
 	ro.timeout_ms = MX_TIMEOUT_MS;
 	ro.report = &rep;
-	struct ba_route_target dane = { host, 25, sec };
-	if (sec && sec->req == BA_MXSEC_DANE) {
-		ro.plan = &dane;
-		ro.nplan = 1;
+	/* where delivery would connect: the addresses its DNS lookups found */
+	struct ba_route_target tgt = { host, 25, sec && sec->req == BA_MXSEC_DANE ? sec : NULL,
+		                       sec ? sec->addrs : NULL, sec ? sec->naddrs : 0 };
+	if (sec && sec->addr_err.code) {
+		printf("    probe   %s:25: %s\n", host, sec->addr_err.text);
+		return;
 	}
+	ro.plan = &tgt;
+	ro.nplan = 1;
 	ba_route *r = NULL;
 	struct ba_err err = BA_ERR_INIT;
 	int rc = ba_route_open(&r, &a, &ro, &err);
@@ -236,7 +244,8 @@ static int show_domain(const struct ba_account *acc, const char *domain,
 		printf("  mx %-5u  %s%s\n", l.mx[i].preference, l.mx[i].host,
 		       l.implicit ? " (implicit: the domain itself)" : "");
 		print_addresses(l.mx[i].host, o);
-		print_tlsa(l.mx[i].host, o);
+		/* the TLSA records that apply: at the CNAME expansion when DANE found them there */
+		print_tlsa(prc == 0 && m.t[i].tlsa_base[0] ? m.t[i].tlsa_base : l.mx[i].host, o);
 		if (do_probe)
 			probe(acc, l.mx[i].host, prc == 0 ? &m.t[i] : NULL, log);
 	}

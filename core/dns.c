@@ -524,6 +524,64 @@ static const char *rcode_name(int rc)
 	}
 }
 
+/* 1 when a and b are the same domain name (ASCII case-insensitive, a trailing dot ignored). */
+static int same_name(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la && a[la - 1] == '.')
+		la--;
+	if (lb && b[lb - 1] == '.')
+		lb--;
+	if (la != lb)
+		return 0;
+	for (size_t i = 0; i < la; i++)
+		if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * The end of the CNAME chain that starts at name in the answer section of
+ * m, into out[256] (lowercase, no trailing dot): name itself when it has no
+ * CNAME.  At most 16 links (a loop or a longer chain is malformed: the
+ * resolver gives up long before).  Returns 0, or -1 for a malformed chain.
+ */
+static int follow_cnames(char *out, ns_msg *m, const char *name)
+{
+	char cur[NS_MAXDNAME];
+	snprintf(cur, sizeof(cur), "%s", name);
+	int count = ns_msg_count(*m, ns_s_an);
+	for (int hops = 0;; hops++) {
+		int moved = 0;
+		for (int i = 0; i < count && !moved; i++) {
+			ns_rr rr;
+			if (ns_parserr(m, ns_s_an, i, &rr) < 0)
+				return -1;
+			if (ns_rr_type(rr) != ns_t_cname || ns_rr_class(rr) != ns_c_in ||
+			    !same_name(ns_rr_name(rr), cur))
+				continue;
+			char target[NS_MAXDNAME];
+			if (ns_name_uncompress(ns_msg_base(*m), ns_msg_end(*m), ns_rr_rdata(rr), target,
+			                       sizeof(target)) < 0)
+				return -1;
+			if (hops >= 16)
+				return -1;
+			snprintf(cur, sizeof(cur), "%s", target);
+			moved = 1;
+		}
+		if (!moved)
+			break;
+	}
+	size_t n = strlen(cur);
+	if (n && cur[n - 1] == '.')
+		cur[--n] = '\0';
+	if (n == 0 || n > 253)
+		return -1;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = (char)tolower((unsigned char)cur[i]);
+	return 0;
+}
+
 /* The records of type in the answer section of pkt into *out. */
 static int parse_answer(struct ba_dns_answer *out, const unsigned char *pkt, int len,
                         const char *name, int type, struct ba_err *err)
@@ -535,6 +593,9 @@ static int parse_answer(struct ba_dns_answer *out, const unsigned char *pkt, int
 	int rcode = ns_msg_getflag(m, ns_f_rcode);
 	if (rcode == ns_r_nxdomain) {
 		out->nxdomain = 1;
+		/* an alias whose target does not exist: the chain is in the answer */
+		if (follow_cnames(out->canon, &m, name) < 0)
+			snprintf(out->canon, sizeof(out->canon), "%s", name);
 		return 0;
 	}
 	if (rcode != ns_r_noerror)
@@ -547,6 +608,9 @@ static int parse_answer(struct ba_dns_answer *out, const unsigned char *pkt, int
 	out->rr = calloc(count > 0 ? (size_t)count : 1, sizeof(*out->rr));
 	if (!out->rr)
 		return ba_err_set(err, EX_OSERR, "out of memory");
+	if (follow_cnames(out->canon, &m, name) < 0)
+		return ba_err_set(err, EX_TEMPFAIL, "looking up '%s' %s: malformed DNS answer", name,
+		                  type_name(type));
 	for (int i = 0; i < count; i++) {
 		ns_rr rr;
 		if (ns_parserr(&m, ns_s_an, i, &rr) < 0)
@@ -554,6 +618,8 @@ static int parse_answer(struct ba_dns_answer *out, const unsigned char *pkt, int
 			                  name, type_name(type));
 		if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
 			continue; /* the CNAME chain, signatures */
+		if (!same_name(ns_rr_name(rr), out->canon))
+			continue; /* not at the end of the chain: no answer to the question */
 		int rc = parse_rr(&out->rr[out->n], &m, &rr, type);
 		if (rc == -2)
 			return ba_err_set(err, EX_OSERR, "out of memory");

@@ -52,6 +52,8 @@ int ba_log_entry_format(struct ba_buf *out, const struct ba_log_entry *e)
 	ba_buf_addf(out, " exitcode=%s", e->exitcode ? ba_err_class_name(e->exitcode) : "EX_OK");
 	if (e->dropped_after_dot)
 		ba_buf_addf(out, " dropped_after_dot=%llu", (unsigned long long)e->dropped_after_dot);
+	if (e->mtasts_testing && *e->mtasts_testing)
+		add_quoted(out, "mtasts_testing", e->mtasts_testing);
 	return ba_buf_failed(out) ? -1 : 0;
 }
 

@@ -365,31 +365,78 @@ static int he_start(struct he_attempt *at, const struct addrinfo *ai, const char
  * fails), each with its own deadline of timeout_ms; the first connection
  * wins and the others are closed.  On success *fdp is a connected socket.
  */
-static int connect_tcp(int *fdp, const char *host, unsigned port, const char *source_ip,
-                       int timeout_ms, int cfd, const struct ba_log *log, struct ba_err *err)
+/* The given addresses as an addrinfo list in given[] (no resolver): the first n of them. */
+static struct addrinfo *given_list(struct addrinfo *ai, struct sockaddr_storage *ss,
+                                   const struct ba_net_addr *addrs, size_t n, unsigned port)
+{
+	struct addrinfo *head = NULL, **tail = &head;
+	for (size_t i = 0; i < n; i++) {
+		memset(&ai[i], 0, sizeof(ai[i]));
+		memset(&ss[i], 0, sizeof(ss[i]));
+		if (addrs[i].family == AF_INET) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&ss[i];
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons((uint16_t)port);
+			memcpy(&s4->sin_addr, addrs[i].addr, 4);
+			ai[i].ai_addrlen = sizeof(*s4);
+		} else if (addrs[i].family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&ss[i];
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = htons((uint16_t)port);
+			memcpy(&s6->sin6_addr, addrs[i].addr, 16);
+			ai[i].ai_addrlen = sizeof(*s6);
+		} else {
+			continue;
+		}
+		ai[i].ai_family = addrs[i].family;
+		ai[i].ai_socktype = SOCK_STREAM;
+		ai[i].ai_protocol = IPPROTO_TCP;
+		ai[i].ai_addr = (struct sockaddr *)(void *)&ss[i];
+		*tail = &ai[i];
+		tail = &ai[i].ai_next;
+	}
+	return head;
+}
+
+static int connect_tcp(int *fdp, const char *host, unsigned port, const struct ba_net_addr *addrs,
+                       size_t naddrs, const char *source_ip, int timeout_ms, int cfd,
+                       const struct ba_log *log, struct ba_err *err)
 {
 	struct addrinfo hints, *res = NULL;
+	struct addrinfo given[HE_MAX];
+	struct sockaddr_storage given_sa[HE_MAX];
 	char service[16];
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(service, sizeof(service), "%u", port);
-	int timed_out, sys_errno;
-	int r = resolve_deadline(host, service, &hints, &res, ba_deadline(timeout_ms), cfd,
-	                         &timed_out, &sys_errno);
-	if (ba_cancel_pending(cfd)) {
-		freeaddrinfo(res);
-		return ba_err_cancel(err, "resolving '%s': cancelled", host);
+	if (naddrs) {
+		/* the caller looked the name up: exactly those addresses, no resolver */
+		res = given_list(given, given_sa, addrs, naddrs < HE_MAX ? naddrs : HE_MAX, port);
+		if (!res)
+			return ba_err_set(err, EX_NOHOST, "cannot connect to '%s': no usable address",
+			                  host);
+	} else {
+		int timed_out, sys_errno;
+		int r = resolve_deadline(host, service, &hints, &res, ba_deadline(timeout_ms), cfd,
+		                         &timed_out, &sys_errno);
+		if (ba_cancel_pending(cfd)) {
+			freeaddrinfo(res);
+			return ba_err_cancel(err, "resolving '%s': cancelled", host);
+		}
+		if (timed_out)
+			return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': no answer within %d s",
+			                  host, (timeout_ms + 999) / 1000);
+		if (r == EAI_SYSTEM)
+			return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host,
+			                  ba_strerror_t(sys_errno));
+		if (r == EAI_AGAIN)
+			return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': %s", host,
+			                  gai_strerror(r));
+		if (r != 0)
+			return ba_err_set(err, EX_NOHOST, "cannot resolve '%s': %s", host,
+			                  gai_strerror(r));
 	}
-	if (timed_out)
-		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': no answer within %d s", host,
-		                  (timeout_ms + 999) / 1000);
-	if (r == EAI_SYSTEM)
-		return ba_err_set(err, EX_OSERR, "cannot resolve '%s': %s", host, ba_strerror_t(sys_errno));
-	if (r == EAI_AGAIN)
-		return ba_err_set(err, EX_TEMPFAIL, "cannot resolve '%s': %s", host, gai_strerror(r));
-	if (r != 0)
-		return ba_err_set(err, EX_NOHOST, "cannot resolve '%s': %s", host, gai_strerror(r));
 
 	struct addrinfo *list[HE_MAX];
 	size_t nlist = he_order(res, list, HE_MAX), next = 0, nat = 0;
@@ -472,7 +519,8 @@ static int connect_tcp(int *fdp, const char *host, unsigned port, const char *so
 	for (size_t i = 0; i < nat; i++)
 		if (at[i].fd >= 0 && (int)i != winner)
 			close(at[i].fd);
-	freeaddrinfo(res);
+	if (!naddrs)
+		freeaddrinfo(res);
 	if (cancelled) {
 		if (winner >= 0)
 			close(at[winner].fd);
@@ -524,9 +572,12 @@ static int read_exact(ba_stream *s, void *p, size_t n, int64_t deadline, const c
 	return 0;
 }
 
-/* SOCKS5 greeting and CONNECT with a DOMAINNAME address (RFC 1928 §3, §4, §5, §6). */
-static int socks5_handshake(ba_stream *s, const struct ba_net_params *p, int timeout_ms,
-                            struct ba_err *err)
+/*
+ * SOCKS5 greeting and CONNECT (RFC 1928 §3, §4, §5, §6): to the address to
+ * when given (ATYP 1 or 4), else to p->host as a DOMAINNAME.
+ */
+static int socks5_handshake(ba_stream *s, const struct ba_net_params *p,
+                            const struct ba_net_addr *to, int timeout_ms, struct ba_err *err)
 {
 	char what[300];
 	snprintf(what, sizeof(what), "SOCKS5 proxy '%s' port %u", p->proxy_host, p->proxy_port);
@@ -547,16 +598,23 @@ static int socks5_handshake(ba_stream *s, const struct ba_net_params *p, int tim
 	if (rep[1] != 0)
 		return ba_err_set(err, EX_PROTOCOL, "%s: requires authentication, which is not "
 		                  "supported", what);
-	/* §4: CONNECT, ATYP 3 = DOMAINNAME, so the proxy resolves the name */
+	/* §4: CONNECT, ATYP 3 = DOMAINNAME, so the proxy resolves the name; or the address */
 	unsigned char req[4 + 1 + 255 + 2];
 	size_t n = 0;
 	req[n++] = 5;
 	req[n++] = 1;
 	req[n++] = 0;
-	req[n++] = 3;
-	req[n++] = (unsigned char)hlen;
-	memcpy(req + n, p->host, hlen);
-	n += hlen;
+	if (to) {
+		size_t al = to->family == AF_INET6 ? 16 : 4;
+		req[n++] = to->family == AF_INET6 ? 4 : 1;
+		memcpy(req + n, to->addr, al);
+		n += al;
+	} else {
+		req[n++] = 3;
+		req[n++] = (unsigned char)hlen;
+		memcpy(req + n, p->host, hlen);
+		n += hlen;
+	}
 	req[n++] = (unsigned char)(p->port >> 8);
 	req[n++] = (unsigned char)(p->port & 0xff);
 	if (ba_stream_write(s, req, n, deadline, err) < 0)
@@ -617,27 +675,42 @@ int ba_net_connect(ba_stream **out, const struct ba_net_params *p, struct ba_err
 		bare[hl - 2] = 0;
 		chost = bare;
 	}
-	int fd = -1;
-	if (connect_tcp(&fd, chost, cport, p->source_ip, timeout_ms, cfd, p->log, err) < 0) {
-		if (p->proxy_host && !(err && (err->flags & BA_ERR_CANCELLED)))
-			ba_err_prefix(err, "SOCKS5 proxy: ");
-		return -1;
-	}
-	char name[300];
-	snprintf(name, sizeof(name), "%s", p->host);
-	ba_stream *s = ba_fd_stream_new(fd, fd, name);
-	if (!s)
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	if (cfd >= 0)
-		ba_stream_set_cancel(s, cfd);
-	if (p->proxy_host) {
-		ba_log(p->log, BA_LOG_DEBUG, "asking SOCKS5 proxy %s for %s port %u", p->proxy_host,
-		       p->host, p->port);
-		if (socks5_handshake(s, p, timeout_ms, err) < 0) {
-			ba_stream_free(s);
+	/* through a proxy with given addresses: one proxy connection per address, in turn */
+	size_t rounds = p->proxy_host && p->naddrs ? p->naddrs : 1;
+	for (size_t i = 0; i < rounds; i++) {
+		int fd = -1;
+		if (ba_cancel_pending(cfd))
+			return ba_err_cancel(err, "connecting to '%s': cancelled", p->host);
+		if (connect_tcp(&fd, chost, cport, p->proxy_host ? NULL : p->addrs,
+		                p->proxy_host ? 0 : p->naddrs, p->source_ip, timeout_ms, cfd, p->log,
+		                err) < 0) {
+			if (p->proxy_host && !(err && (err->flags & BA_ERR_CANCELLED)))
+				ba_err_prefix(err, "SOCKS5 proxy: ");
 			return -1;
 		}
+		char name[300];
+		snprintf(name, sizeof(name), "%s", p->host);
+		ba_stream *s = ba_fd_stream_new(fd, fd, name);
+		if (!s)
+			return ba_err_set(err, EX_OSERR, "out of memory");
+		if (cfd >= 0)
+			ba_stream_set_cancel(s, cfd);
+		if (p->proxy_host) {
+			const struct ba_net_addr *to = p->naddrs ? &p->addrs[i] : NULL;
+			ba_log(p->log, BA_LOG_DEBUG, "asking SOCKS5 proxy %s for %s port %u",
+			       p->proxy_host, p->host, p->port);
+			if (socks5_handshake(s, p, to, timeout_ms, err) < 0) {
+				ba_stream_free(s);
+				if (i + 1 < rounds && err && err->code == EX_TEMPFAIL &&
+				    !(err->flags & BA_ERR_CANCELLED)) {
+					ba_err_clear(err);
+					continue;
+				}
+				return -1;
+			}
+		}
+		*out = s;
+		return 0;
 	}
-	*out = s;
-	return 0;
+	return ba_err_set(err, EX_NOHOST, "cannot connect to '%s': no address", p->host);
 }

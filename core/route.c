@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <idn2.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@ struct ba_route {
 	char server[300];
 	ba_session *session;
 	int tls_done;                   /* a TLS handshake succeeded on the current target */
+	char tls_refused[BA_ERR_TEXT_MAX]; /* report_only: why its certificate would be refused */
 };
 
 /* The engine's STARTTLS hook (and implicit TLS): ba_tls_start over the session's stream. */
@@ -36,6 +38,7 @@ static int route_tls_start(void *ctx, ba_stream **stream, struct ba_err *err)
 	struct ba_tls_info info;
 	memset(&info, 0, sizeof(info));
 	int rc = ba_tls_start(&tls, *stream, &r->p.tls, &info, err);
+	memcpy(r->tls_refused, info.refused, sizeof(r->tls_refused));
 	if (r->report) {
 		r->report->tls_attempted = 1;
 		r->report->tls = info;
@@ -190,6 +193,27 @@ static int try_next(const struct ba_err *e)
 
 static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_err *err);
 
+/* Appends an MTA-STS testing-mode finding to the report (route.h), cut at its size. */
+static void testing_finding(ba_route *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void testing_finding(ba_route *r, const char *fmt, ...)
+{
+	if (!r->report)
+		return;
+	char *f = r->report->mtasts_testing;
+	size_t size = sizeof(r->report->mtasts_testing), len = strlen(f);
+	if (len && len + 2 < size) {
+		memcpy(f + len, "; ", 3);
+		len += 2;
+	}
+	if (len + 1 >= size)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(f + len, size - len, fmt, ap);
+	va_end(ap);
+}
+
 /*
  * A target of direct delivery with its transport requirement (route_policy.h):
  * the TLS mode and checks set for this target alone, then restored.
@@ -202,10 +226,16 @@ static int open_secured(ba_route *r, const struct ba_route_target *t, struct ba_
 		snprintf(r->server, sizeof(r->server), "%s", t->host);
 	else
 		snprintf(r->server, sizeof(r->server), "%s:%u", t->host, t->port);
+	if (sec->addr_err.code) { /* no address to connect to (route_policy.h) */
+		*err = sec->addr_err;
+		return -1;
+	}
 	if (sec->req == BA_MXSEC_SKIP || sec->req == BA_MXSEC_DEFER)
 		return ba_err_set(err, EX_TEMPFAIL, "%s", sec->why);
-	if (sec->outside_policy)
+	if (sec->outside_policy) {
 		ba_log(log, BA_LOG_INFO, "mta-sts testing: %s", sec->why);
+		testing_finding(r, "%s", sec->why);
+	}
 	struct ba_smtp_params saved_smtp = r->p.smtp;
 	struct ba_tls_params saved_tls = r->p.tls;
 	struct ba_tls_params *tp = &r->p.tls;
@@ -215,6 +245,17 @@ static int open_secured(ba_route *r, const struct ba_route_target *t, struct ba_
 		r->p.smtp.tls = BA_TLS_STARTTLS; /* no plaintext fallback: RFC 7672 §2.2, RFC 8461 §5 */
 	tp->fingerprint = NULL;
 	tp->host = t->host;
+	if ((sec->req == BA_MXSEC_DANE || sec->req == BA_MXSEC_ENCRYPT) && sec->tlsa_base[0]) {
+		/*
+		 * RFC 7672 §3.2.2 and §8.1: SNI is the TLSA base domain; a DANE-TA
+		 * certificate may name it or the other of the MX host name and its
+		 * CNAME expansion
+		 */
+		tp->host = sec->tlsa_base;
+		tp->dane_alt_host = strcmp(sec->tlsa_base, t->host) != 0 ? t->host
+		                    : sec->canon[0]                     ? sec->canon
+		                                                        : NULL;
+	}
 	tp->certcheck = sec->req == BA_MXSEC_VERIFY || sec->req == BA_MXSEC_DANE ||
 	                (sec->report_only && !sec->outside_policy);
 	tp->report_only = sec->report_only;
@@ -223,10 +264,16 @@ static int open_secured(ba_route *r, const struct ba_route_target *t, struct ba_
 		tp->ntlsa = sec->ntlsa;
 	}
 	r->tls_done = 0;
+	r->tls_refused[0] = '\0';
 	int rc = open_target(r, t, err);
-	if (rc == 0 && sec->report_only && !sec->outside_policy && !r->tls_done)
+	if (rc == 0 && sec->report_only && !sec->outside_policy && !r->tls_done) {
 		ba_log(log, BA_LOG_INFO, "mta-sts testing: %s offers no STARTTLS: enforce would "
 		       "refuse it", r->server);
+		testing_finding(r, "%s offers no STARTTLS", r->server);
+	}
+	if (rc == 0 && sec->report_only && r->tls_refused[0])
+		testing_finding(r, "%s: certificate would not be accepted: %s", r->server,
+		                r->tls_refused);
 	r->p.smtp = saved_smtp;
 	r->p.tls = saved_tls;
 	if (rc < 0 && required && err->code != EX_TEMPFAIL && !(err->flags & BA_ERR_CANCELLED) &&
@@ -250,9 +297,11 @@ static int open_target(ba_route *r, const struct ba_route_target *t, struct ba_e
 	struct ba_net_params np = r->p.net;
 	np.host = t->host;
 	np.port = t->port;
+	np.addrs = t->addrs;
+	np.naddrs = t->naddrs;
 	r->p.smtp.host = t->host;
 	r->p.smtp.port = t->port;
-	if (t != &r->own && !r->acc->tls_host_override)
+	if (t != &r->own && !t->sec && !r->acc->tls_host_override)
 		r->p.tls.host = t->host; /* a planned host is verified by its own name */
 	if (t->host[0] == '/')
 		snprintf(r->server, sizeof(r->server), "%s", t->host);

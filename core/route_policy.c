@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include "bluearrow/io.h"
 
 const char *ba_mxsec_req_name(enum ba_mxsec_req r)
 {
@@ -24,6 +27,7 @@ void ba_mxsec_release(struct ba_mxsec *m)
 		for (size_t k = 0; k < m->t[i].ntlsa; k++)
 			free((void *)m->t[i].tlsa[k].data);
 		free(m->t[i].tlsa);
+		free(m->t[i].addrs);
 	}
 	free(m->t);
 	ba_mtasts_policy_release(&m->sts.policy);
@@ -89,14 +93,18 @@ static int dane(struct ba_mxsec_target *t, const char *host, const struct ba_mxs
 		return 1;
 	}
 	t->source = "DANE";
+	snprintf(t->tlsa_base, sizeof(t->tlsa_base), "%s", in->base ? in->base : host);
+	char at[300] = "";
+	if (in->base)
+		snprintf(at, sizeof(at), " at its CNAME target %s", in->base);
 	if (t->ntlsa == 0) {
 		t->req = BA_MXSEC_ENCRYPT;
-		why(t, "%s: %zu secure TLSA record%s, none usable: TLS required, not authenticated "
-		    "(RFC 7672 §2.2)", host, a->n, a->n == 1 ? "" : "s");
+		why(t, "%s: %zu secure TLSA record%s%s, none usable: TLS required, not "
+		    "authenticated (RFC 7672 §2.2)", host, a->n, a->n == 1 ? "" : "s", at);
 	} else {
 		t->req = BA_MXSEC_DANE;
-		why(t, "%s: %zu usable secure TLSA record%s: DANE", host, t->ntlsa,
-		    t->ntlsa == 1 ? "" : "s");
+		why(t, "%s: %zu usable secure TLSA record%s%s: DANE", host, t->ntlsa,
+		    t->ntlsa == 1 ? "" : "s", at);
 	}
 	return 1;
 }
@@ -163,8 +171,9 @@ int ba_mxsec_decide(struct ba_mxsec *out, const char *domain, const char *const 
 			t->req = BA_MXSEC_DEFER;
 			t->source = "mx_tls_policy";
 			why(t, "%s: no DNSSEC-secure TLSA records (%s), and mx_tls_policy is dane-only",
-			    h, tlsa && tlsa[i].asked ? "none found or not signed"
-			                             : "the MX records are not DNSSEC-secure");
+			    h, tlsa && tlsa[i].asked        ? "none found or not signed"
+			       : tlsa && tlsa[i].addr_insecure ? "its addresses are not DNSSEC-secure"
+			                                       : "the MX records are not DNSSEC-secure");
 			continue;
 		}
 		if (pol && pol->mode == BA_MTASTS_MODE_ENFORCE) {
@@ -194,6 +203,9 @@ int ba_mxsec_decide(struct ba_mxsec *out, const char *domain, const char *const 
 			else
 				why(t, "%s: MTA-STS policy of '%s' (mode testing, id %s): certificate "
 				    "checked, failures only logged", h, domain, pol->id);
+		} else if (tlsa && tlsa[i].addr_insecure) {
+			why(t, "%s: opportunistic STARTTLS (no DANE: its addresses are not "
+			    "DNSSEC-secure, RFC 7672 §2.2.1)", h);
 		} else {
 			why(t, "%s: opportunistic STARTTLS", h);
 		}
@@ -266,6 +278,133 @@ out:
 	return rc;
 }
 
+/* A host's addresses as looked up, before they are moved into its target. */
+struct host_addrs {
+	struct ba_net_addr *a;
+	size_t n;
+	enum ba_dns_status status;
+	char canon[256];
+	struct ba_err err;
+};
+
+/* Where the status of one more address answer leaves the host's: the weakest so far. */
+static enum ba_dns_status weaker(enum ba_dns_status acc, enum ba_dns_status s)
+{
+	if (acc == BA_DNS_BOGUS || s == BA_DNS_BOGUS)
+		return BA_DNS_BOGUS;
+	if (acc == BA_DNS_INDETERMINATE || s == BA_DNS_INDETERMINATE)
+		return BA_DNS_INDETERMINATE;
+	if (acc == BA_DNS_INSECURE || s == BA_DNS_INSECURE)
+		return BA_DNS_INSECURE;
+	return BA_DNS_SECURE;
+}
+
+/*
+ * The AAAA and A records of host through dns.h, with their DNSSEC status
+ * (RFC 7672 §2.2.1), into *h: delivery connects to these and nothing else,
+ * so what was validated is what is used.  One family failing (SERVFAIL,
+ * timeout) leaves the other's addresses; a bogus answer of either makes
+ * the host unusable now.  Returns 0 (h->err says when there is no address),
+ * or -1 with err for a cancel or no memory.
+ */
+static int host_addresses(struct host_addrs *h, const char *host, const struct ba_dns_opts *dns,
+                          struct ba_err *err)
+{
+	static const enum ba_dns_type types[2] = { BA_DNS_AAAA, BA_DNS_A };
+	struct ba_err qerr[2] = { BA_ERR_INIT, BA_ERR_INIT };
+	int answered = 0, failed = -1, bogus = -1, nxdomain = 0;
+	enum ba_dns_status st = BA_DNS_SECURE;
+	memset(h, 0, sizeof(*h));
+	h->err = (struct ba_err)BA_ERR_INIT;
+	h->a = calloc(BA_MXSEC_ADDRS_MAX, sizeof(*h->a));
+	if (!h->a)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	/* one deadline for both, as one getaddrinfo() had */
+	struct ba_dns_opts o;
+	memset(&o, 0, sizeof(o));
+	if (dns)
+		o = *dns;
+	int64_t deadline = ba_now_ms() + (o.timeout_ms > 0 ? o.timeout_ms : 30000);
+	for (int k = 0; k < 2; k++) {
+		struct ba_dns_answer a;
+		int64_t left = deadline - ba_now_ms();
+		o.timeout_ms = left > 0 ? (int)left : 1;
+		if (ba_dns_query(&a, host, types[k], &o, &qerr[k]) < 0) {
+			if ((qerr[k].flags & BA_ERR_CANCELLED) || qerr[k].code == EX_OSERR) {
+				*err = qerr[k];
+				return -1;
+			}
+			if (a.status == BA_DNS_BOGUS)
+				bogus = k;
+			failed = k;
+			continue;
+		}
+		answered++;
+		nxdomain |= a.nxdomain;
+		st = weaker(st, a.status);
+		if (a.canon[0] && strcasecmp(a.canon, host) != 0 && (!h->canon[0] || a.n))
+			snprintf(h->canon, sizeof(h->canon), "%s", a.canon);
+		for (size_t i = 0; i < a.n && h->n < BA_MXSEC_ADDRS_MAX; i++) {
+			h->a[h->n].family = a.rr[i].family;
+			memcpy(h->a[h->n].addr, a.rr[i].addr, sizeof(h->a[h->n].addr));
+			h->n++;
+		}
+		ba_dns_answer_release(&a);
+	}
+	h->status = answered ? st : BA_DNS_INDETERMINATE;
+	if (bogus >= 0) {
+		h->n = 0;
+		h->status = BA_DNS_BOGUS;
+		h->err = qerr[bogus];
+		ba_err_prefix(&h->err, "MX host %s: ", host);
+	} else if (h->n == 0 && failed >= 0) {
+		h->err = qerr[failed];
+		ba_err_prefix(&h->err, "MX host %s: ", host);
+	} else if (h->n == 0) {
+		ba_err_set(&h->err, EX_NOHOST, "MX host '%s' %s", host,
+		           nxdomain ? "does not exist" : "has no address records");
+	}
+	return 0;
+}
+
+/*
+ * The TLSA records for host into *ans and in (RFC 7672 §2.2.2): at its
+ * CNAME expansion canon first (when it is an alias), and when those are not
+ * there or not secure, at the host's own name.  Returns 0, or -1 with err
+ * for a cancel.
+ */
+static int host_tlsa(struct ba_mxsec_tlsa_input *in, struct ba_dns_answer *ans,
+                     struct ba_err *qerr, const char *host, const char *canon,
+                     const struct ba_dns_opts *dns, struct ba_err *err)
+{
+	const char *names[2] = { canon && *canon ? canon : NULL, host };
+	for (int k = names[0] ? 0 : 1; k < 2; k++) {
+		char name[300];
+		snprintf(name, sizeof(name), "_25._tcp.%s", names[k]);
+		in->asked = 1;
+		in->base = k == 0 ? canon : NULL;
+		if (ba_dns_query(ans, name, BA_DNS_TLSA, dns, qerr) < 0) {
+			if (qerr->flags & BA_ERR_CANCELLED) {
+				*err = *qerr;
+				return -1;
+			}
+			in->failed = 1;
+			in->status = ans->status;
+			in->error = qerr->text;
+			memset(ans, 0, sizeof(*ans));
+			return 0;
+		}
+		in->answer = ans;
+		if (k == 0 && !(ans->status == BA_DNS_SECURE && ans->n)) {
+			ba_dns_answer_release(ans);
+			in->answer = NULL;
+			continue; /* none at the expansion: the original name's (RFC 7671 §7) */
+		}
+		return 0;
+	}
+	return 0;
+}
+
 int ba_mxsec_lookup(struct ba_mxsec *out, const struct ba_account *acc,
                     const struct ba_dns_mx_list *mxl, const struct ba_mxsec_opts *o,
                     struct ba_err *err)
@@ -277,38 +416,37 @@ int ba_mxsec_lookup(struct ba_mxsec *out, const struct ba_account *acc,
 	struct ba_mxsec_tlsa_input *in = calloc(n ? n : 1, sizeof(*in));
 	struct ba_dns_answer *ans = calloc(n ? n : 1, sizeof(*ans));
 	struct ba_err *qerr = calloc(n ? n : 1, sizeof(*qerr));
+	struct host_addrs *ha = calloc(n ? n : 1, sizeof(*ha));
 	int rc = -1;
 	struct ba_mtasts_result sts;
 	memset(&sts, 0, sizeof(sts));
-	if (!hosts || !in || !ans || !qerr) {
+	if (!hosts || !in || !ans || !qerr || !ha) {
 		ba_err_set(err, EX_OSERR, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
 		hosts[i] = mxl->mx[i].host;
-	/* RFC 7672 §2.2.1: TLSA records count only behind a secure MX RRset */
-	for (size_t i = 0; i < n && setting != BA_MX_TLS_MAY && mxl->status == BA_DNS_SECURE; i++) {
-		struct ba_buf name = BA_BUF_INIT;
-		ba_buf_addf(&name, "_25._tcp.%s", hosts[i]);
-		if (ba_buf_failed(&name)) {
-			ba_err_set(err, EX_OSERR, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (host_addresses(&ha[i], hosts[i], o->dns, err) < 0)
 			goto out;
-		}
-		in[i].asked = 1;
-		if (ba_dns_query(&ans[i], ba_buf_str(&name), BA_DNS_TLSA, o->dns, &qerr[i]) < 0) {
-			ba_buf_release(&name);
-			if (qerr[i].flags & BA_ERR_CANCELLED) {
-				*err = qerr[i];
-				goto out;
-			}
-			in[i].failed = 1;
-			in[i].status = ans[i].status;
-			in[i].error = qerr[i].text;
-			memset(&ans[i], 0, sizeof(ans[i]));
+		if (ha[i].status != BA_DNS_BOGUS)
+			ba_log(o->log, BA_LOG_DEBUG, "%s: %zu address%s%s%s (%s)", hosts[i], ha[i].n,
+			       ha[i].n == 1 ? "" : "es", ha[i].canon[0] ? ", an alias of " : "",
+			       ha[i].canon, ba_dns_status_name(ha[i].status));
+	}
+	/*
+	 * RFC 7672 §2.2.1: TLSA records count only behind a secure MX RRset and
+	 * secure address records of the host (which are where delivery goes)
+	 */
+	for (size_t i = 0; i < n && setting != BA_MX_TLS_MAY && mxl->status == BA_DNS_SECURE; i++) {
+		if (ha[i].err.code)
+			continue; /* no address: the host is not tried */
+		if (ha[i].status != BA_DNS_SECURE) {
+			in[i].addr_insecure = 1;
 			continue;
 		}
-		ba_buf_release(&name);
-		in[i].answer = &ans[i];
+		if (host_tlsa(&in[i], &ans[i], &qerr[i], hosts[i], ha[i].canon, o->dns, err) < 0)
+			goto out;
 	}
 	/* MTA-STS only where DANE does not decide every host */
 	if (ba_mxsec_decide(out, mxl->domain, hosts, n, setting, in, NULL, err) < 0)
@@ -325,10 +463,25 @@ int ba_mxsec_lookup(struct ba_mxsec *out, const struct ba_account *acc,
 		if (ba_mxsec_decide(out, mxl->domain, hosts, n, setting, in, &sts, err) < 0)
 			goto out;
 	}
-	for (size_t i = 0; i < n; i++)
-		ba_log(o->log, BA_LOG_DEBUG, "%s: %s", ba_mxsec_req_name(out->t[i].req), out->t[i].why);
+	for (size_t i = 0; i < n; i++) {
+		struct ba_mxsec_target *t = &out->t[i];
+		t->addrs = ha[i].a;
+		t->naddrs = ha[i].n;
+		ha[i].a = NULL;
+		t->addr_status = ha[i].status;
+		t->addr_err = ha[i].err;
+		memcpy(t->canon, ha[i].canon, sizeof(t->canon));
+		if (t->addr_err.code) {
+			t->req = BA_MXSEC_DEFER;
+			why(t, "%s", t->addr_err.text);
+		}
+		ba_log(o->log, BA_LOG_DEBUG, "%s: %s", ba_mxsec_req_name(t->req), t->why);
+	}
 	rc = 0;
 out:
+	for (size_t i = 0; ha && i < n; i++)
+		free(ha[i].a);
+	free(ha);
 	for (size_t i = 0; ans && i < n; i++)
 		if (in && in[i].answer)
 			ba_dns_answer_release(&ans[i]);

@@ -340,6 +340,7 @@ static void write_log(const struct ba_submit *s, const struct ba_submit_result *
 	e.errormsg = code ? err->text : NULL;
 	e.exitcode = code;
 	e.dropped_after_dot = s->dropped_after_dot;
+	e.mtasts_testing = res->mtasts_testing;
 	struct ba_buf line = BA_BUF_INIT, rmsg = BA_BUF_INIT, rtext = BA_BUF_INIT;
 	const struct ba_rcpt_result *refused = refused_at_rcpt(res->result, code, err);
 	if (refused) { /* msmtp's fields: the refusing reply, no mailsize (nothing was sent) */
@@ -546,8 +547,12 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 		ba_dns_mx_release(&mxl);
 		goto fail;
 	}
-	for (size_t i = 0; i < mxl.n; i++)
+	for (size_t i = 0; i < mxl.n; i++) {
 		plan[i].sec = &sec.t[i];
+		/* connect where the DNS answer checked above points, not where getaddrinfo would */
+		plan[i].addrs = sec.t[i].addrs;
+		plan[i].naddrs = sec.t[i].naddrs;
+	}
 	struct ba_route_report report;
 	memset(&report, 0, sizeof(report));
 	struct ba_route_opts ro;
@@ -563,6 +568,11 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 	rc = ba_route_open(&r, acc, &ro, &err);
 	if (report.server[0])
 		memcpy(res->server, report.server, sizeof(res->server));
+	if (report.mtasts_testing[0]) { /* RFC 8461 §5: for the log line too, not only -v */
+		size_t len = strlen(res->mtasts_testing);
+		snprintf(res->mtasts_testing + len, sizeof(res->mtasts_testing) - len, "%s%s",
+		         len ? "; " : "", report.mtasts_testing);
+	}
 	if (rc == 0) {
 		for (size_t k = 0; k < n; k++)
 			rcpt[k] = s->rcpt[idx[k]];

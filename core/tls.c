@@ -46,6 +46,7 @@ struct tls_stream {
 	int shared_cred;           /* cred is the shared system-store one */
 	char vfail[BA_ERR_TEXT_MAX]; /* set by the verify callback */
 	char host[256];
+	char dane_alt[256];        /* DANE-TA: another acceptable name, or "" */
 	int cancel_fd;             /* -1: none; also watched by the inner stream */
 	const struct ba_tls_tlsa *tlsa; /* DANE: during ba_tls_start only */
 	size_t ntlsa;
@@ -336,6 +337,8 @@ static int verify_cb(gnutls_session_t sess)
 		return -1;
 	ba_log(t->log, BA_LOG_INFO, "TLS certificate of '%s' would not be accepted: %s", t->host,
 	       t->vfail);
+	if (t->info)
+		snprintf(t->info->refused, sizeof(t->info->refused), "%s", t->vfail);
 	t->soft_failed = 1;
 	t->vfail[0] = '\0';
 	return 0;
@@ -359,7 +362,8 @@ static int verify_peer(gnutls_session_t sess)
 		const gnutls_datum_t *certs = gnutls_certificate_get_peers(sess, &n);
 		char why[300];
 		unsigned problems = 0;
-		t->dane_usage = tls_dane_verify(certs, n, t->tlsa, t->ntlsa, t->host, why, sizeof(why),
+		t->dane_usage = tls_dane_verify(certs, n, t->tlsa, t->ntlsa, t->host,
+		                                t->dane_alt[0] ? t->dane_alt : NULL, why, sizeof(why),
 		                                &problems);
 		if (t->dane_usage)
 			return 0;
@@ -707,6 +711,7 @@ int ba_tls_start(ba_stream **out, ba_stream *inner, const struct ba_tls_params *
 	t->report_only = p->report_only;
 	t->log = p->log;
 	snprintf(t->host, sizeof(t->host), "%s", p->host ? p->host : "");
+	snprintf(t->dane_alt, sizeof(t->dane_alt), "%s", p->dane_alt_host ? p->dane_alt_host : "");
 	size_t hl = strlen(t->host);
 	if (hl > 2 && t->host[0] == '[' && t->host[hl - 1] == ']') {
 		memmove(t->host, t->host + 1, hl - 2); /* "[::1]" -> "::1" */

@@ -159,7 +159,8 @@ static int leaf_has_name(const gnutls_datum_t *leaf, const char *host)
 }
 
 int tls_dane_verify(const gnutls_datum_t *chain, unsigned n, const struct ba_tls_tlsa *r,
-                    size_t nr, const char *host, char *why, size_t whysz, unsigned *problems)
+                    size_t nr, const char *host, const char *alt, char *why, size_t whysz,
+                    unsigned *problems)
 {
 	*problems = 0;
 	if (!tls_dane_available()) {
@@ -180,9 +181,14 @@ int tls_dane_verify(const gnutls_datum_t *chain, unsigned n, const struct ba_tls
 	if (ee == 1)
 		return 3;
 	if (ta == 1) {
-		if (leaf_has_name(&chain[0], host))
+		/* RFC 7672 §3.2.2: the MX host name or its CNAME expansion */
+		if (leaf_has_name(&chain[0], host) || (alt && *alt && leaf_has_name(&chain[0], alt)))
 			return 2;
-		snprintf(why, whysz, "certificate is not valid for host '%s' (DANE-TA)", host);
+		if (alt && *alt)
+			snprintf(why, whysz, "certificate is valid neither for host '%s' nor for '%s' "
+			         "(DANE-TA)", host, alt);
+		else
+			snprintf(why, whysz, "certificate is not valid for host '%s' (DANE-TA)", host);
 		*problems = BA_TLS_P_WRONG_NAME;
 		return 0;
 	}

@@ -12,6 +12,17 @@ and DANE (RFC 7672) with TLSA records in DNSSEC-signed zones.
   danenotls.test signed; TLSA 3 1 1, the MX offers no STARTTLS
   danebogus.test signed, its TLSA signature spoiled: bogus
   daneta.test    signed; TLSA 2 0 1 of the test CA, the MX sends leaf and CA
+  insecaddr.test signed; its MX host is a CNAME into unsigned plain.test (insecure
+                 addresses), a TLSA record that matches nothing at the MX host name
+  cnamebad.test  signed; its MX host is a CNAME to mx.target.test (signed), whose TLSA
+                 record matches nothing
+  tacname.test   signed; its MX host is a CNAME to mx.tatarget.test (signed, TLSA 2 0 1
+                 of the test CA); the certificate names only mx.tacname.test
+  ta2cname.test  signed; its MX host is a CNAME to mx.daneta.test (its TLSA 2 0 1 and
+                 certificate for that name)
+  noaddr.test    MX 10 gone.noaddr.test (no such name), MX 20 -> server X;
+                 single.noaddr.test: only MX 10 gone.noaddr.test
+  hosts.test     MX -> server X; the client's /etc/hosts says mx.hosts.test is server G
 """
 import hashlib
 import os
@@ -22,7 +33,8 @@ import netlab
 from servers.mtasts import PolicyServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STS, W, G, X, TT, D, N, TA = ("192.0.2.%d" % n for n in (30, 31, 32, 33, 34, 40, 42, 43))
+STS, W, G, X, TT, D, N, TA, TA2 = ("192.0.2.%d" % n
+                                    for n in (30, 31, 32, 33, 34, 40, 42, 43, 44))
 MSG = (b"From: a@sender.test\nTo: x@sec.test\nDate: Sun, 06 Dec 2026 00:00:00 +0000\n"
        b"Message-ID: <sec@sender.test>\nSubject: sec\n\nbody\n")
 SLOW = os.environ.get("BA_VALGRIND") == "1"
@@ -54,7 +66,8 @@ def lab(tmp_path_factory):
     d = tmp_path_factory.mktemp("netlab-sec")
     certs = make_certs(str(d / "certs"), extra={
         "mtasts": ["mta-sts." + x for x in STS_DOMAINS],
-        "mxskip": ["mx.skip.test"], "mxta": ["mx.daneta.test"]})
+        "mxskip": ["mx.skip.test"], "mxta": ["mx.daneta.test"],
+        "mxtacname": ["mx.tacname.test"]})
     lab = netlab.Lab(d, certs)
     try:
         sts = "_mta-sts TXT \"v=STSv1; id=1\"\nmta-sts A %s\n" % STS
@@ -71,6 +84,23 @@ def lab(tmp_path_factory):
                  corrupt="TLSA")
         lab.zone("daneta.test", "@ MX 10 mx\nmx A %s\n_25._tcp.mx TLSA 2 0 1 %s\n" %
                  (TA, cert_sha256(certs.ca)), signed=True)
+        # RFC 7672 §2.2.1 and §2.2.2: the addresses and CNAME expansion of MX hosts
+        nomatch = "_25._tcp.mx TLSA 3 1 1 %s\n" % ("00" * 32)
+        lab.zone("insecaddr.test", "@ MX 10 mx\nmx CNAME mx.plain.test.\n" + nomatch,
+                 signed=True)
+        lab.zone("plain.test", "mx A %s\n" % D)
+        lab.zone("cnamebad.test", "@ MX 10 mx\nmx CNAME mx.target.test.\n", signed=True)
+        lab.zone("target.test", "mx A %s\n" % D + nomatch, signed=True)
+        lab.zone("tacname.test", "@ MX 10 mx\nmx CNAME mx.tatarget.test.\n", signed=True)
+        lab.zone("tatarget.test", "mx A %s\n_25._tcp.mx TLSA 2 0 1 %s\n" %
+                 (TA2, cert_sha256(certs.ca)), signed=True)
+        lab.zone("ta2cname.test", "@ MX 10 mx\nmx CNAME mx.daneta.test.\n", signed=True)
+        lab.zone("noaddr.test", "@ MX 10 gone\n@ MX 20 mx\nmx A %s\nsingle MX 10 gone\n" % X)
+        lab.zone("hosts.test", "@ MX 10 mx\nmx A %s\n" % X)
+        os.makedirs(lab.etc, exist_ok=True)
+        with open("/etc/hosts") as f, open(os.path.join(lab.etc, "hosts"), "w") as h:
+            h.write(f.read() + "\n%s mx.hosts.test\n" % G)
+        lab.ta2 = lab.smtp(TA2, hostname="mx.tacname.test", starttls=True, cert="mxtacname")
         lab.w = lab.smtp(W, hostname="mx.enforce.test", starttls=True, cert="wronghost")
         lab.g = lab.smtp(G, hostname="mx.skip.test", starttls=True, cert="mxskip")
         lab.x = lab.smtp(X, hostname="outside.elsewhere.test")
@@ -155,6 +185,18 @@ def test_mta_sts_testing_delivers_and_logs(lab, tmp_path):
     assert code == 0 and err == "", err
 
 
+def test_mta_sts_testing_findings_in_the_log_line(lab, tmp_path):
+    log = tmp_path / "log"
+    code, err = send(lab, tmp_path, "r@testing.test", extra="logfile %s\n" % log)
+    assert code == 0 and err == "", err
+    line = log.read_text()
+    assert "exitcode=EX_OK mtasts_testing='mx.testing.test:25: certificate would not be " \
+           "accepted: certificate is not valid for host \"mx.testing.test\"" in line, line
+    # a domain without a policy in mode testing: no such field
+    code, err = send(lab, tmp_path, "r@enforce.test", extra="logfile %s\n" % log)
+    assert "mtasts_testing" not in log.read_text().splitlines()[-1]
+
+
 def test_dane_match(lab, tmp_path):
     code, err = send(lab, tmp_path, "r@dane.test", args=["-v"])
     assert code == 0, err
@@ -224,6 +266,17 @@ def test_mx_command_shows_the_policy(lab, tmp_path):
     assert not (tmp_path / "cache" / "bluearrow").exists()   # `mx` writes no cache
 
 
+def test_mx_command_shows_aliases_and_insecure_addresses(lab, tmp_path):
+    r = lab.run([bluearrow(), "mx", "tacname.test", "insecaddr.test"])
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode() + out
+    assert "alias   of mx.tatarget.test (CNAME)" in out, out
+    assert "requires  dane: mx.tacname.test: 1 usable secure TLSA record at its CNAME target " \
+           "mx.tatarget.test: DANE" in out, out
+    assert "requires  may: mx.insecaddr.test: opportunistic STARTTLS (no DANE: its addresses " \
+           "are not DNSSEC-secure" in out, out
+
+
 def test_verify_requires_a_verified_certificate(lab, tmp_path):
     # elsewhere.test has no MX and no policy: its implicit MX offers no STARTTLS
     code, err = send(lab, tmp_path, "r@elsewhere.test", extra="mx_tls_policy verify\n")
@@ -254,6 +307,58 @@ def test_mx_probe_without_starttls_where_dane_requires_it(lab, tmp_path):
            "requires TLS)" in out, out
 
 
+def test_dane_needs_secure_addresses(lab, tmp_path):
+    # the MX RRset and the TLSA record are secure, the host's address is not (a CNAME into
+    # an unsigned zone): no DANE for it (RFC 7672 §2.2.1), so the record that matches
+    # nothing does not stop an opportunistic delivery
+    code, err = send(lab, tmp_path, "r@insecaddr.test", args=["-v"])
+    assert code == 0, err
+    assert delivered(lab.d, "r@insecaddr.test")[0].tls
+    assert "its addresses are not DNSSEC-secure" in err, err
+
+
+def test_dane_tlsa_at_the_cname_expansion(lab, tmp_path):
+    # RFC 7672 §2.2.2: the TLSA base domain of an alias is its expansion
+    code, err = send(lab, tmp_path, "r@cnamebad.test")
+    assert code == 75, err
+    assert "matches none of the DANE TLSA records" in err, err
+    assert not delivered(lab.d, "r@cnamebad.test")
+
+
+def test_dane_ta_accepts_the_mx_host_name_of_an_alias(lab, tmp_path):
+    # §3.2.2: the certificate names the MX host name, the records are at its expansion
+    code, err = send(lab, tmp_path, "r@tacname.test", args=["-v"])
+    assert code == 0, err
+    assert "DANE-TA match" in err, err
+    assert delivered(lab.ta2, "r@tacname.test")[0].tls
+
+
+def test_dane_ta_accepts_the_expansion_of_an_alias(lab, tmp_path):
+    code, err = send(lab, tmp_path, "r@ta2cname.test", args=["-v"])
+    assert code == 0, err
+    assert "DANE-TA match" in err, err
+    assert delivered(lab.ta, "r@ta2cname.test")[0].tls
+
+
+def test_an_mx_host_without_address_is_skipped(lab, tmp_path):
+    code, err = send(lab, tmp_path, "r@noaddr.test", args=["-v"])
+    assert code == 0, err
+    assert "MX host 'gone.noaddr.test' does not exist" in err, err
+    assert delivered(lab.x, "r@noaddr.test")
+    # the only MX without an address: a permanent failure, as an unresolvable name was
+    code, err = send(lab, tmp_path, "r@single.noaddr.test")
+    assert code == 68, err
+    assert "MX host 'gone.noaddr.test' does not exist" in err, err
+
+
+def test_connects_to_the_address_of_the_dns_answer(lab, tmp_path):
+    # /etc/hosts (the system resolver's first source) says otherwise: not asked
+    code, err = send(lab, tmp_path, "r@hosts.test")
+    assert code == 0, err
+    assert delivered(lab.x, "r@hosts.test")
+    assert not lab.g.conns
+
+
 # The reference: the DANE cases (and the MTA-STS domains, which Postfix alone does not
 # evaluate) through Postfix with smtp_tls_security_level = dane (netlab.Postfix).  Each row:
 # case, recipient, Postfix's status, the server that must have the message.
@@ -266,6 +371,16 @@ POSTFIX_CASES = [
     ("MTA-STS enforce, wrong certificate (no MTA-STS in Postfix)", "pf6@enforce.test", "sent", W),
     ("MTA-STS enforce, MX outside the policy (no MTA-STS in Postfix)", "pf7@skip.test", "sent",
      X),
+    # Postfix 3.7 falls back to the TLSA records of the MX host name when its CNAME
+    # expansion is insecure; RFC 7672 §2.2.1 (and bluearrow) apply no DANE then
+    ("DANE, insecure addresses of the MX host", "pf8@insecaddr.test", "deferred", None),
+    ("DANE, TLSA at the CNAME expansion, mismatch", "pf9@cnamebad.test", "deferred", None),
+    # Postfix 3.7 checks a DANE-TA certificate against the expansion only; RFC 7672 §3.2.2
+    # (and bluearrow) accept the MX host name too
+    ("DANE-TA, certificate for the MX host name of an alias", "pf10@tacname.test", "deferred",
+     None),
+    ("/etc/hosts disagrees with the DNS", "pf11@hosts.test", "sent", X),
+    ("DANE-TA, certificate for the expansion of an alias", "pf12@ta2cname.test", "sent", TA),
 ]
 
 
@@ -293,5 +408,6 @@ def test_postfix_reference(lab, postfix):
             name, fates.get(rcpt), open(postfix.log).read()[-3000:])
         if want == "sent":
             assert delivered(by_addr[server], rcpt), name
-    for rcpt in ("pf3@danebad.test", "pf4@danenotls.test", "pf5@danebogus.test"):
+    for rcpt in ("pf3@danebad.test", "pf4@danenotls.test", "pf5@danebogus.test",
+                 "pf9@cnamebad.test"):
         assert not any(delivered(s, rcpt) for s in lab.servers if hasattr(s, "txns")), rcpt

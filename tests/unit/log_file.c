@@ -34,6 +34,13 @@ static void test_log_file__format(void **state)
 	                    "host=mail.example.org tls=on auth=on user=joe from=me@example.org "
 	                    "recipients=a@example.net,b@example.net mailsize=180 smtpstatus=250 "
 	                    "smtpmsg='250 2.0.0 Ok: queued as 4F?[31m' exitcode=EX_OK");
+	/* MTA-STS testing findings: last, quoted */
+	ba_buf_reset(&b);
+	e.mtasts_testing = "mx.a.test:25: certificate would not be accepted: 'x'";
+	assert_int_equal(ba_log_entry_format(&b, &e), 0);
+	assert_non_null(strstr(ba_buf_str(&b), "exitcode=EX_OK mtasts_testing='mx.a.test:25: "
+	                       "certificate would not be accepted: \"x\"'"));
+	e.mtasts_testing = NULL;
 	/* failure before the message was read; user only with auth */
 	ba_buf_reset(&b);
 	memset(&e, 0, sizeof(e));

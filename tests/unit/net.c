@@ -154,6 +154,31 @@ static void test_net__tries_every_address(void **state)
 	close(lfd);
 }
 
+/* Given addresses: no resolution (the name does not exist), each tried in turn. */
+static void test_net__given_addresses(void **state)
+{
+	(void)state;
+	unsigned port;
+	int lfd = listen_on("127.0.0.1", &port, 5);
+	assert_true(lfd >= 0);
+	struct ba_net_addr a[2] = { { AF_INET, { 127, 0, 0, 2 } }, { AF_INET, { 127, 0, 0, 1 } } };
+	struct ba_net_params p = { .host = "mx.nowhere.invalid", .port = port, .timeout_ms = 2000,
+		                   .addrs = a, .naddrs = 2 };
+	struct ba_err err = BA_ERR_INIT;
+	ba_stream *s = NULL;
+	assert_int_equal(ba_net_connect(&s, &p, &err), 0);
+	int peer = accept(lfd, NULL, NULL);
+	exchange(s, peer);
+	ba_stream_free(s);
+	close(peer);
+	/* only refusing addresses: the host is named, no resolver error */
+	p.naddrs = 1;
+	assert_int_equal(ba_net_connect(&s, &p, &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_non_null(strstr(err.text, "cannot connect to 'mx.nowhere.invalid' port"));
+	close(lfd);
+}
+
 static void test_net__refused_names_host_and_port(void **state)
 {
 	(void)state;
@@ -347,6 +372,51 @@ static void test_net__socks5_domainname(void **state)
 	close(lfd);
 }
 
+/* A SOCKS5 server that wants CONNECT to 192.0.2.7:25 as an IPv4 address (ATYP 1), then echoes. */
+static pid_t socks_server_ipv4(int lfd)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	int c = accept(lfd, NULL, NULL);
+	unsigned char b[64];
+	if (c < 0 || read_n(c, b, 3) < 0 || write(c, "\x05\x00", 2) != 2)
+		_exit(10);
+	static const unsigned char want[] = { 5, 1, 0, 1, 192, 0, 2, 7, 0, 25 };
+	if (read_n(c, b, sizeof(want)) < 0 || memcmp(b, want, sizeof(want)) != 0)
+		_exit(12);
+	unsigned char r[] = { 5, 0, 0, 1, 0, 0, 0, 0, 0, 0 };
+	if (write(c, r, sizeof(r)) != (ssize_t)sizeof(r))
+		_exit(16);
+	ssize_t k = read(c, b, sizeof(b));
+	if (k <= 0 || write(c, b, (size_t)k) != k)
+		_exit(17);
+	_exit(0);
+}
+
+static void test_net__socks5_given_address(void **state)
+{
+	(void)state;
+	unsigned port;
+	int lfd = listen_on("127.0.0.1", &port, 5);
+	pid_t pid = socks_server_ipv4(lfd);
+	struct ba_net_addr a = { AF_INET, { 192, 0, 2, 7 } };
+	struct ba_net_params p = { .host = "mx.example.test", .port = 25, .proxy_host = "127.0.0.1",
+		                   .proxy_port = port, .timeout_ms = 2000, .addrs = &a, .naddrs = 1 };
+	struct ba_err err = BA_ERR_INIT;
+	ba_stream *s = NULL;
+	assert_int_equal(ba_net_connect(&s, &p, &err), 0);
+	char buf[16];
+	assert_int_equal(ba_stream_write(s, "EHLO", 4, ba_deadline(2000), &err), 0);
+	assert_int_equal(ba_stream_read(s, buf, sizeof(buf), ba_deadline(2000), &err), 4);
+	ba_stream_free(s);
+	int status;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	close(lfd);
+}
+
 static void test_net__socks5_refused_reply(void **state)
 {
 	(void)state;
@@ -490,12 +560,14 @@ int main(void)
 		cmocka_unit_test(test_net__write_to_closed_peer),
 		cmocka_unit_test(test_net__tcp_ipv6),
 		cmocka_unit_test(test_net__tries_every_address),
+		cmocka_unit_test(test_net__given_addresses),
 		cmocka_unit_test(test_net__refused_names_host_and_port),
 		cmocka_unit_test(test_net__timeout_on_full_backlog),
 		cmocka_unit_test(test_net__source_ip),
 		cmocka_unit_test(test_net__unresolvable_host),
 		cmocka_unit_test(test_net__unix_socket),
 		cmocka_unit_test(test_net__socks5_domainname),
+		cmocka_unit_test(test_net__socks5_given_address),
 		cmocka_unit_test(test_net__socks5_refused_reply),
 		cmocka_unit_test(test_net__socks5_proxy_down),
 		cmocka_unit_test(test_net__cancel),

@@ -202,8 +202,9 @@ static void test_route__plan_tries_the_next_target(void **state)
 	const struct ba_account *acc = ba_config_account(cfg, "t", &err);
 	assert_non_null(acc);
 
-	struct ba_route_target plan[] = { { "127.0.0.1", p_closed, NULL }, { "127.0.0.1", p_busy, NULL },
-	                                  { "127.0.0.1", p_good, NULL } };
+	struct ba_route_target plan[] = { { "127.0.0.1", p_closed, NULL, NULL, 0 },
+		                          { "127.0.0.1", p_busy, NULL, NULL, 0 },
+		                          { "127.0.0.1", p_good, NULL, NULL, 0 } };
 	struct ba_route_opts o;
 	memset(&o, 0, sizeof(o));
 	o.plan = plan;
@@ -248,7 +249,7 @@ static void test_route__plan_stops_on_config_errors(void **state)
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(ba_config_parse(&cfg, "t.rc", text, strlen(text), &err), 0);
 	const struct ba_account *acc = ba_config_account(cfg, "t", &err);
-	struct ba_route_target plan[] = { { "127.0.0.1", p_good, NULL } };
+	struct ba_route_target plan[] = { { "127.0.0.1", p_good, NULL, NULL, 0 } };
 	struct ba_route_opts o;
 	memset(&o, 0, sizeof(o));
 	o.plan = plan;

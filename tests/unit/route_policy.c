@@ -62,7 +62,8 @@ static void test_route_policy__may_looks_at_nothing(void **state)
 	(void)state;
 	struct ba_dns_rr rr[1];
 	struct ba_dns_answer a = answer(BA_DNS_SECURE, 1, 3, rr);
-	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, &a, 0, NULL }, { 1, 0, &a, 0, NULL } };
+	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, &a, 0, NULL, 0, NULL },
+		                             { 1, 0, &a, 0, NULL, 0, NULL } };
 	struct ba_mtasts_result sts = policy(BA_MTASTS_MODE_ENFORCE);
 	struct ba_mxsec m;
 	decide(&m, BA_MX_TLS_MAY, in, &sts);
@@ -80,7 +81,8 @@ static void test_route_policy__dane(void **state)
 	struct ba_dns_answer good = answer(BA_DNS_SECURE, 2, 3, rr1);
 	rr1[1].usage = 1; /* PKIX-EE: left out */
 	struct ba_dns_answer none = answer(BA_DNS_SECURE, 0, 3, rr2);
-	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, &good, 0, NULL }, { 1, 0, &none, 0, NULL } };
+	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, &good, 0, NULL, 0, NULL },
+		                             { 1, 0, &none, 0, NULL, 0, NULL } };
 	struct ba_mxsec m;
 	decide(&m, BA_MX_TLS_AUTO, in, NULL);
 	assert_int_equal(m.t[0].req, BA_MXSEC_DANE);
@@ -111,14 +113,39 @@ static void test_route_policy__dane(void **state)
 	ba_mxsec_release(&m);
 
 	/* not asked (the MX RRset is not secure): no DANE */
-	struct ba_mxsec_tlsa_input notasked[2] = { { 0, 0, &good, 0, NULL }, { 0, 0, NULL, 0, NULL } };
+	struct ba_mxsec_tlsa_input notasked[2] = { { 0, 0, &good, 0, NULL, 0, NULL },
+		                                   { 0, 0, NULL, 0, NULL, 0, NULL } };
 	decide(&m, BA_MX_TLS_AUTO, notasked, NULL);
 	assert_int_equal(m.t[0].req, BA_MXSEC_MAY);
 	ba_mxsec_release(&m);
 
+	/* not asked because the host's addresses are not secure (RFC 7672 §2.2.1): said so */
+	notasked[0].addr_insecure = 1;
+	decide(&m, BA_MX_TLS_AUTO, notasked, NULL);
+	assert_int_equal(m.t[0].req, BA_MXSEC_MAY);
+	assert_non_null(strstr(m.t[0].why, "its addresses are not DNSSEC-secure"));
+	ba_mxsec_release(&m);
+	decide(&m, BA_MX_TLS_DANE_ONLY, notasked, NULL);
+	assert_int_equal(m.t[0].req, BA_MXSEC_DEFER);
+	assert_non_null(strstr(m.t[0].why, "its addresses are not DNSSEC-secure"));
+	ba_mxsec_release(&m);
+
+	/* records found at the CNAME expansion: that is the TLSA base domain */
+	struct ba_mxsec_tlsa_input alias[2] = { { 1, 0, &good, 0, NULL, 0, "mx.target.test" },
+		                                { 0, 0, NULL, 0, NULL, 0, NULL } };
+	decide(&m, BA_MX_TLS_AUTO, alias, NULL);
+	assert_int_equal(m.t[0].req, BA_MXSEC_DANE);
+	assert_string_equal(m.t[0].tlsa_base, "mx.target.test");
+	assert_non_null(strstr(m.t[0].why, "at its CNAME target mx.target.test"));
+	ba_mxsec_release(&m);
+	in[0].answer = &good;
+	decide(&m, BA_MX_TLS_AUTO, in, NULL);
+	assert_string_equal(m.t[0].tlsa_base, "mx1.a.test");
+	ba_mxsec_release(&m);
+
 	/* bogus, or a failed lookup: that host is a temporary failure, the other is tried */
-	struct ba_mxsec_tlsa_input bad[2] = { { 1, 1, NULL, BA_DNS_BOGUS, "x" },
-		                              { 1, 1, NULL, BA_DNS_INDETERMINATE, "SERVFAIL" } };
+	struct ba_mxsec_tlsa_input bad[2] = { { 1, 1, NULL, BA_DNS_BOGUS, "x", 0, NULL },
+		                              { 1, 1, NULL, BA_DNS_INDETERMINATE, "SERVFAIL", 0, NULL } };
 	decide(&m, BA_MX_TLS_AUTO, bad, NULL);
 	assert_int_equal(m.t[0].req, BA_MXSEC_DEFER);
 	assert_non_null(strstr(m.t[0].why, "mx1.a.test: its TLSA records fail DNSSEC validation"));
@@ -143,7 +170,8 @@ static void test_route_policy__mta_sts(void **state)
 	/* DANE wins over MTA-STS where it applies (RFC 8461 §2), even outside the policy */
 	struct ba_dns_rr rr[1];
 	struct ba_dns_answer good = answer(BA_DNS_SECURE, 1, 2, rr);
-	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, NULL, 0, NULL }, { 1, 0, &good, 0, NULL } };
+	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, NULL, 0, NULL, 0, NULL },
+		                             { 1, 0, &good, 0, NULL, 0, NULL } };
 	struct ba_dns_answer empty = answer(BA_DNS_SECURE, 0, 3, rr);
 	in[0].answer = &empty;
 	decide(&m, BA_MX_TLS_AUTO, in, &sts);
@@ -191,7 +219,8 @@ static void test_route_policy__verify_and_dane_only(void **state)
 	struct ba_dns_rr rr[1], rr2[1];
 	struct ba_dns_answer good = answer(BA_DNS_SECURE, 1, 3, rr);
 	struct ba_dns_answer pkix = answer(BA_DNS_SECURE, 1, 1, rr2);
-	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, &good, 0, NULL }, { 1, 0, &pkix, 0, NULL } };
+	struct ba_mxsec_tlsa_input in[2] = { { 1, 0, &good, 0, NULL, 0, NULL },
+		                             { 1, 0, &pkix, 0, NULL, 0, NULL } };
 	decide(&m, BA_MX_TLS_DANE_ONLY, in, &sts);
 	assert_int_equal(m.t[0].req, BA_MXSEC_DANE);
 	assert_int_equal(m.t[1].req, BA_MXSEC_DEFER);

@@ -98,6 +98,15 @@ struct ba_dns_answer {
 	                              chain is followed by the resolver: its target's records) */
 	struct ba_dns_rr *rr;
 	char why[160];             /* libunbound's reason for BA_DNS_BOGUS, else "" */
+	/*
+	 * The owner name of the records (A-label, lowercase, no trailing dot):
+	 * the name asked, or where the CNAME chain of the answer ends when the
+	 * name is an alias (RFC 1034 §3.6.2; a DNAME's synthesized CNAME
+	 * counts).  Set on every success, also with no records (the end of the
+	 * chain that has none).  status covers the whole chain.  RFC 7672
+	 * §2.2.2 makes it the TLSA base domain of an MX host that is an alias.
+	 */
+	char canon[256];
 };
 
 /*

@@ -6,6 +6,7 @@
  *
  *   host=H tls=on|off auth=on|off [user=U] from=F recipients=A,B
  *   [mailsize=N] [smtpstatus=C] [smtpmsg='REPLY'] [errormsg='TEXT'] exitcode=EX_OK
+ *   [dropped_after_dot=N] [mtasts_testing='TEXT']
  *
  * The logfile line is prefixed with the local time in logfile_time_format
  * (default "%b %d %H:%M:%S") and a space.  Secrets never reach this line: it
@@ -36,6 +37,10 @@ struct ba_log_entry {             /* all strings borrowed; NULL = field left out
 	uint64_t dropped_after_dot;   /* bytes after a lone "." line that were not sent; 0 = the
 	                                 field is left out (msmtp has no such field: it comes last,
 	                                 after exitcode, as one more key=value) */
+	const char *mtasts_testing;   /* direct delivery under an MTA-STS policy in mode testing
+	                                 (RFC 8461 §5): what enforce would have refused; NULL or
+	                                 "" = left out.  Quoted as smtpmsg, last on the line (no
+	                                 msmtp field either) */
 };
 
 /*

@@ -6,6 +6,12 @@
 #include "bluearrow/io.h"
 #include "bluearrow/log.h"
 
+/* One address to connect to, as the DNS gives it (no name resolution). */
+struct ba_net_addr {
+	int family;              /* AF_INET or AF_INET6 */
+	unsigned char addr[16];  /* network order: 4 bytes for AF_INET, 16 for AF_INET6 */
+};
+
 struct ba_net_params {
 	const char *host;        /* name or address literal; a path starting with '/' = unix socket */
 	unsigned port;
@@ -22,11 +28,22 @@ struct ba_net_params {
 	 * A pointer, so that a zeroed struct means "none" (0 is a descriptor).
 	 */
 	const int *cancel_fd;
+	/*
+	 * Optional (naddrs 0 = none): the addresses of host, already looked up
+	 * (borrowed).  host is then not resolved: exactly these addresses are
+	 * tried, in this order with the families interleaved as below (direct
+	 * delivery connects where its DNSSEC-checked answer points, RFC 7672
+	 * §2.2.1); host only names the peer in messages.  With proxy_host the
+	 * proxy is asked for each address in turn (SOCKS5 IPv4/IPv6 address
+	 * types), a new proxy connection for each, until one connects.
+	 */
+	const struct ba_net_addr *addrs;
+	size_t naddrs;
 };
 
 /*
  * Connects to p->host:p->port, resolved (AF_UNSPEC: IPv6 and IPv4) within
- * the timeout, trying the addresses as RFC 8305 says: the families
+ * the timeout (or to p->addrs), trying the addresses as RFC 8305 says: the families
  * interleaved, a new attempt every 250 ms while the earlier ones go on, each
  * within the timeout, the first connection wins; with TCP_NODELAY set (the engine batches its writes, so Nagle
  * only adds delay).  host may be an address literal, also "[2001:db8::1]".

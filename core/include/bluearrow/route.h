@@ -64,6 +64,13 @@ struct ba_route_report {
 	unsigned port;              /* its port (0 for a socket) */
 	int wants_implicit_tls;     /* no greeting came, and the port answered a TLS handshake
 	                               on a second connection: it expects implicit TLS */
+	/*
+	 * MTA-STS testing mode (RFC 8461 §5): what enforce would have refused
+	 * on the way, "; "-separated ("mx.a.test: certificate would not be
+	 * accepted: ...", "mx.a.test:25 offers no STARTTLS", "b.test: not an MX
+	 * host of the MTA-STS policy ..."); "" when nothing.  Cut at its size.
+	 */
+	char mtasts_testing[BA_ERR_TEXT_MAX];
 };
 
 /*
@@ -84,8 +91,19 @@ struct ba_route_target {
 	 * sent and the target fails with EX_TEMPFAIL ("mx.a.test:25: DANE
 	 * requires TLS: ..."), so the next one is tried.  report_only (MTA-STS
 	 * testing) checks the certificate and logs what enforce would refuse.
+	 * DANE and ENCRYPT present sec->tlsa_base as SNI and verify DANE-TA
+	 * against it and the other of host and sec->canon (RFC 7672 §3.2.2).
+	 * sec->addr_err set: the target fails with it at once.
 	 */
 	const struct ba_mxsec_target *sec;
+	/*
+	 * Optional (naddrs 0: host is resolved by the system, net.h): the
+	 * addresses to connect to, borrowed; direct delivery passes the ones
+	 * its DNS lookups found (sec->addrs), so it connects where the answer
+	 * it checked points.
+	 */
+	const struct ba_net_addr *addrs;
+	size_t naddrs;
 };
 
 /*

@@ -27,7 +27,11 @@
 #include "bluearrow/err.h"
 #include "bluearrow/log.h"
 #include "bluearrow/mtasts.h"
+#include "bluearrow/net.h"
 #include "bluearrow/tls.h"
+
+/* At most this many addresses of one MX host are kept (and tried). */
+#define BA_MXSEC_ADDRS_MAX 16
 
 /* What one MX host requires. */
 enum ba_mxsec_req {
@@ -56,6 +60,28 @@ struct ba_mxsec_target {
 	size_t tlsa_found;         /* TLSA records found (usable or not) */
 	char why[BA_ERR_TEXT_MAX]; /* for SKIP and DEFER: the reason ("mx.a.test: TLSA lookup
 	                              failed: ..."); else what applied, for logs and `mx` */
+	/*
+	 * Filled by ba_mxsec_lookup() (left zero by ba_mxsec_decide()): the
+	 * host's addresses from its AAAA and A answers, AAAA first (owned), the
+	 * ones delivery connects to; addr_status SECURE only when every address
+	 * answer was; canon the CNAME-expanded host name ("" when the host is no
+	 * alias); addr_err.code set when there is no address to connect to
+	 * (EX_NOHOST: none exists, EX_TEMPFAIL: the lookups failed, or an answer
+	 * was bogus), then the target fails with that error, nothing connected.
+	 */
+	struct ba_net_addr *addrs;
+	size_t naddrs;
+	enum ba_dns_status addr_status;
+	char canon[256];
+	struct ba_err addr_err;
+	/*
+	 * For DANE and ENCRYPT: the TLSA base domain (RFC 7672 §2.2.2), the name
+	 * whose _25._tcp records apply: canon when it has secure TLSA records,
+	 * else the host; sent as SNI and, for DANE-TA, one of the names the
+	 * certificate may carry (the other being the host or canon).  "" for
+	 * other requirements.
+	 */
+	char tlsa_base[256];
 };
 
 /* A domain's transport security.  Release with ba_mxsec_release(). */
@@ -76,6 +102,10 @@ struct ba_mxsec_tlsa_input {
 	const struct ba_dns_answer *answer; /* when asked and not failed */
 	enum ba_dns_status status;       /* when failed: BOGUS for a bogus answer */
 	const char *error;               /* when failed: the lookup's error text */
+	int addr_insecure;               /* not asked because the host's addresses are not
+	                                    DNSSEC-secure (RFC 7672 §2.2.1) */
+	const char *base;                /* the TLSA base domain answer is for (the host's
+	                                    CNAME expansion); NULL = the host */
 };
 
 /*
@@ -99,9 +129,12 @@ struct ba_mxsec_opts {
 
 /*
  * The transport security of mxl's domain under acc's mx_tls_policy: the
- * TLSA records of each host (only when mxl->status is BA_DNS_SECURE, RFC
- * 7672 §2.2.1), the _mta-sts TXT record and policy (auto and verify), then
- * ba_mxsec_decide().  Lookup failures are not errors: they become the
+ * addresses of each host (AAAA and A through dns.h, whatever the setting:
+ * delivery connects to them and to nothing else), the TLSA records of each
+ * host (only when mxl->status and the host's address answers are all
+ * BA_DNS_SECURE, RFC 7672 §2.2.1; for a host that is an alias, at its
+ * CNAME expansion first, then at its own name, §2.2.2), the _mta-sts TXT
+ * record and policy (auto and verify), then ba_mxsec_decide().  Lookup failures are not errors: they become the
  * hosts' requirements (DEFER) or no MTA-STS policy.  Logs each host's
  * requirement at DEBUG.  On success the caller releases *out.
  * Errors: EX_OSERR out of memory; EX_TEMPFAIL with BA_ERR_CANCELLED.

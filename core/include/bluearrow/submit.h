@@ -245,6 +245,9 @@ struct ba_submit_result {
 	int reached_data;          /* the message itself was transferred */
 	struct ba_buf hint;        /* on failure, what to change (ba_route_hint()): lines ending
 	                              in a newline, config lines indented by two spaces; "" if none */
+	char mtasts_testing[BA_ERR_TEXT_MAX]; /* direct delivery: what an MTA-STS policy in mode
+	                              testing would have refused, "; "-separated (route.h); also
+	                              written to the log line; "" when nothing */
 };
 
 /*

@@ -83,6 +83,12 @@ struct ba_tls_params {
 	 * 8461 §5).
 	 */
 	int report_only;
+	/*
+	 * DANE-TA(2): a second name the leaf may be valid for instead of host
+	 * (RFC 7672 §3.2.2: the MX host name and its CNAME expansion are both
+	 * reference identifiers); NULL = host only.  Not sent as SNI.
+	 */
+	const char *dane_alt_host;
 };
 
 /* Why a certificate was refused (ba_tls_info.problems); more than one may be set. */
@@ -120,6 +126,9 @@ struct ba_tls_info {
 	int names_more;
 	char plain[128];           /* when the server answered the ClientHello with text rather
 	                              than TLS: its first line, cleaned ("220 mx ESMTP"); else "" */
+	char refused[BA_ERR_TEXT_MAX]; /* report_only (ba_tls_params): why the certificate would
+	                              have been refused (the text of the error it would have
+	                              been, without the "not accepted" prefix); else "" */
 };
 
 /*
