@@ -57,7 +57,7 @@ CLONE_NEWNET = 0x40000000
 NET = "192.0.2."
 DNS_ADDR = NET + "53"
 CLIENT_ADDR = NET + "2"
-BLACKHOLE_ADDR = NET + "254"   # nobody has it: packets to it go unanswered
+BLACKHOLE_ADDR = NET + "254"   # a DNS server that reads queries and never answers
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -160,7 +160,7 @@ class Lab:
             _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
             _ip("-n", self.hub, "link", "set", "br0", "up")
             self._attach(self.client, [CLIENT_ADDR])
-            self._attach("ba%s-dns" % self.id, [DNS_ADDR])
+            self._attach("ba%s-dns" % self.id, [DNS_ADDR, BLACKHOLE_ADDR])
         except BaseException:
             self.close()
             raise
@@ -293,6 +293,15 @@ class Lab:
             conf += ["zone:", "  name: %s" % name, "  zonefile: %s" % path]
         with open(os.path.join(d, "nsd.conf"), "w") as f:
             f.write("\n".join(conf) + "\n")
+        if self.blackhole:
+            # a host that has the address and swallows every query: no ICMP error and no
+            # failed ARP that would let the resolver give up early, so the client's own
+            # deadline is what ends the wait
+            self._spawn("ba%s-dns" % self.id, ["/usr/bin/python3", "-c",
+                        "import socket\n"
+                        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                        "s.bind((%r, 53))\n"
+                        "while True:\n    s.recv(4096)\n" % BLACKHOLE_ADDR], "blackhole")
         self._spawn("ba%s-dns" % self.id, [nsd, "-d", "-c", os.path.join(d, "nsd.conf")],
                     "nsd")
         uconf = ["server:", "  interface: 127.0.0.1", "  port: 53", '  username: ""',
