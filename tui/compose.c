@@ -873,6 +873,12 @@ void tui_compose_draw(struct tui *t, int rows, int cols)
 		t->compose_top = t->focus;
 	if (t->focus >= t->compose_top + (size_t)list)
 		t->compose_top = t->focus - (size_t)list + 1;
+	/* no empty rows at the end while rows above are hidden (after a resize) */
+	size_t shown = n + (header && na ? 1 : 0);
+	if (t->compose_top && t->compose_top + (size_t)list > shown)
+		t->compose_top = shown > (size_t)list ? shown - (size_t)list : 0;
+	if (t->focus < t->compose_top)
+		t->compose_top = t->focus;
 	int y = 1;
 	for (size_t r = t->compose_top; r < n && y < rows - 2; r++) {
 		if (header && r == NFIELDROWS && y < rows - 2) {
@@ -1099,6 +1105,8 @@ void tui_drafts_draw(struct tui *t, int rows, int cols)
 		t->dtop = t->dsel;
 	if (t->dsel >= t->dtop + (size_t)list)
 		t->dtop = t->dsel - (size_t)list + 1;
+	if (t->dtop + (size_t)list > t->ndrafts)
+		t->dtop = t->ndrafts > (size_t)list ? t->ndrafts - (size_t)list : 0;
 	int y = 1;
 	for (size_t i = t->dtop; i < t->ndrafts && y < rows - 2; i++, y++) {
 		struct ba_buf b = BA_BUF_INIT;

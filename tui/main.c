@@ -181,7 +181,14 @@ static void draw(struct tui *t)
 	case SCR_PAGER: case SCR_HELP: tui_pager_draw(t, rows, cols); break;
 	case SCR_EDITOR: break;
 	}
-	status_line(t, rows - 2, cols);
+	if (t->prompt != P_NONE && t->prompt != P_ASK && t->msg[0]) {
+		/* the prompt has the last row: its messages (completions, errors) go above it */
+		tui_attr(t->msg_error ? TA_ERROR : TA_TITLE);
+		tui_put_pad(rows - 2, 0, cols, t->msg);
+		tui_attr(TA_NORMAL);
+	} else {
+		status_line(t, rows - 2, cols);
+	}
 	tui_prompt_draw(t, rows - 1, cols);
 	if (t->screen == SCR_EDITOR) {
 		tui_editor_draw(t, rows, cols);   /* last: it places the cursor */

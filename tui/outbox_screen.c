@@ -206,6 +206,8 @@ void tui_outbox_draw(struct tui *t, int rows, int cols)
 		t->top = t->sel;
 	if (t->sel >= t->top + (size_t)list)
 		t->top = t->sel - (size_t)list + 1;
+	if (t->top + (size_t)list > t->nent)
+		t->top = t->nent > (size_t)list ? t->nent - (size_t)list : 0;
 	int y = 1;
 	for (size_t i = t->top; i < t->nent && y <= list; i++, y++)
 		row(t, y, cols, &t->ent[i], i == t->sel);
