@@ -59,13 +59,15 @@ static void progress_draw(struct progress *p, uint64_t sent, uint64_t total, int
 	p->last = now;
 }
 
-static void progress_cb(void *ctx, uint64_t sent, uint64_t total)
+/* the bar shows what the server has acknowledged, not what was written (the socket buffers) */
+static void progress_cb(void *ctx, uint64_t sent, uint64_t acked, uint64_t total)
 {
 	struct progress *p = ctx;
 	int64_t now = ba_now_ms();
+	(void)sent;
 	if (p->shown && now - p->last < PROGRESS_EVERY_MS)
 		return;
-	progress_draw(p, sent, total, now);
+	progress_draw(p, acked, total, now);
 }
 
 /* After the send: the bar at 100% when it went through, and the newline that ends it. */

@@ -178,6 +178,12 @@ static void flush_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbo
 		fprintf(stderr, "%s: %s: failed, moved to failed/: %s\n", cli_progname, e->id,
 		        e->error ? e->error : err ? err->text : "");
 		break;
+	case BA_OUTBOX_UNKNOWN:
+		fprintf(stderr, "%s: %s: sent-unknown (the connection was lost after the end of the "
+		        "data): not sent again without 'outbox retry': %s\n", cli_progname, e->id,
+		        e->error ? e->error : err ? err->text : "");
+		break;
+	case BA_OUTBOX_CANCELLED:
 	case BA_OUTBOX_SKIPPED:
 		break;
 	}
@@ -368,7 +374,8 @@ static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir
 	json_str(o, e->msgid);
 	fputs(", \"last_error\": ", o);
 	json_str(o, e->error);
-	fprintf(o, ", \"last_code\": %d}", e->error_code);
+	fprintf(o, ", \"last_code\": %d, \"sent_unknown\": %s, \"cancelled\": %s}", e->error_code,
+	        e->inflight ? "true" : "false", e->cancelled ? "true" : "false");
 }
 
 static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
@@ -383,6 +390,10 @@ static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
 		/* never tried and not due: held for later (send --at, queue_delay) */
 		snprintf(next, sizeof(next), "in %s%s", in, e->attempts ? "" : " (held)");
 	}
+	if (e->inflight)
+		snprintf(next, sizeof(next), "never (sent-unknown: retry to send again)");
+	else if (e->cancelled)
+		snprintf(next, sizeof(next), "never (cancelled: retry to send)");
 	fprintf(o, "%s  age %s  %" PRIu64 " bytes  attempts %u  next attempt %s\n", e->id, age,
 	        e->size, e->attempts, next);
 	fprintf(o, "  from <%s>  account %s\n", e->from, e->account);

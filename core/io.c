@@ -8,10 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#endif
 
 int64_t ba_now_ms(void)
 {
@@ -398,8 +402,26 @@ static int fd_stream_set_cancel(ba_stream *base, int fd)
 	return 0;
 }
 
+/*
+ * The socket's send queue: for TCP the bytes not yet acknowledged by the
+ * peer (SIOCOUTQ), for a unix socket those the peer has not read yet.
+ */
+static uint64_t fd_stream_unsent(ba_stream *base)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+#ifdef SIOCOUTQ
+	int q = 0;
+	if (s->is_sock && ioctl(s->wfd, SIOCOUTQ, &q) == 0 && q > 0)
+		return (uint64_t)q;
+#else
+	(void)s;
+#endif
+	return 0;
+}
+
 static const struct ba_stream_ops fd_stream_ops = { fd_stream_read, fd_stream_write, NULL,
-	                                            fd_stream_free, fd_stream_set_cancel };
+	                                            fd_stream_free, fd_stream_set_cancel,
+	                                            fd_stream_unsent };
 
 ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 {

@@ -89,6 +89,10 @@ int ba_outbox_entry_format(struct ba_buf *out, const struct ba_outbox_entry *e)
 		ba_buf_addf(out, "error %d %d ", e->error_class, e->error_code);
 		add_text(out, "", e->error ? e->error : "");
 	}
+	if (e->inflight)
+		ba_buf_addf(out, "inflight %" PRId64 "\n", e->inflight);
+	if (e->cancelled)
+		ba_buf_addstr(out, "cancelled 1\n");
 	ba_buf_addstr(out, "end\n");
 	return ba_buf_failed(out) ? -1 : 0;
 }
@@ -195,6 +199,14 @@ static int parse_line(struct ba_outbox_entry *e, char *key, char *v)
 	}
 	if (strcmp(key, "attempts") == 0 && num(v, 0, UINT_MAX, &x) == 0) {
 		e->attempts = (unsigned)x;
+		return 0;
+	}
+	if (strcmp(key, "inflight") == 0 && num(v, 1, INT64_MAX, &x) == 0) {
+		e->inflight = x;
+		return 0;
+	}
+	if (strcmp(key, "cancelled") == 0 && num(v, 1, 1, &x) == 0) {
+		e->cancelled = 1;
 		return 0;
 	}
 	return -1;
@@ -972,6 +984,8 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 		return -1;
 	int64_t now = (int64_t)time(NULL);
 	e.next = now;
+	e.inflight = 0;
+	e.cancelled = 0;
 	int rc;
 	if (sub == D_FAILED) {
 		for (size_t i = 0; i < e.nrcpt; i++)
@@ -980,6 +994,26 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 		e.created = now; /* a fresh max age */
 		rc = move_entry(ob, D_FAILED, D_Q, &e, err);
 	} else {
+		rc = write_state(ob, &e, D_Q, err);
+	}
+	ba_outbox_entry_release(&e);
+	close(fd);
+	return rc;
+}
+
+int ba_outbox_cancel(ba_outbox *ob, const char *id, struct ba_err *err)
+{
+	struct ba_outbox_entry e;
+	int fd = -1;
+	int sub = take(ob, id, &e, &fd, err);
+	if (sub < 0)
+		return -1;
+	int rc;
+	if (sub == D_FAILED) {
+		rc = ba_err_set(err, EX_USAGE, "outbox %s: entry '%s' has failed: nothing to cancel",
+		                ob->dir, id);
+	} else {
+		e.cancelled = 1;
 		rc = write_state(ob, &e, D_Q, err);
 	}
 	ba_outbox_entry_release(&e);
@@ -1170,6 +1204,9 @@ struct flush_ctx {
 	struct ba_outbox_flush_stats *st;
 	int64_t now;
 	unsigned unsynced;       /* removals since q/ was last fsync'd */
+	struct ba_outbox_entry *cur; /* the entry being sent (its phase, its in-flight mark) */
+	int end_sent;            /* its end of the data may have reached the server */
+	int stopped;             /* a send was cancelled: the flush ends */
 };
 
 static void sync_removals(struct flush_ctx *c)
@@ -1369,6 +1406,60 @@ static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, in
 	ba_buf_release(&b);
 }
 
+/* ---- an interactive send: its phases, in-flight mark, cancel ---- */
+
+static void flush_progress(void *ctx, uint64_t sent, uint64_t acked, uint64_t total)
+{
+	struct flush_ctx *c = ctx;
+	if (c->cur && c->o->phase)
+		c->o->phase(c->o->phase_ctx, c->cur->id, c->end_sent ? BA_OUTBOX_AWAITING
+		                                                     : BA_OUTBOX_SENDING,
+		            sent, acked, total);
+}
+
+/* Before the final dot: an interactive flush marks the entry in flight, durably. */
+static int flush_data_end(void *ctx, struct ba_err *err)
+{
+	struct flush_ctx *c = ctx;
+	if (!c->cur)
+		return 0;
+	if (c->o->interactive) {
+		c->cur->inflight = (int64_t)time(NULL);
+		if (write_state(c->ob, c->cur, D_Q, err) < 0) {
+			c->cur->inflight = 0;
+			return -1;
+		}
+	}
+	c->end_sent = 1;
+	if (c->o->phase)
+		c->o->phase(c->o->phase_ctx, c->cur->id, BA_OUTBOX_AWAITING, 0, 0, 0);
+	return 0;
+}
+
+/*
+ * A cancelled send, or an interactive one whose end of the data went out
+ * without a reply: recorded (cancelled, or sent-unknown with the in-flight
+ * mark kept) instead of settled.  Returns the outcome, or -1 when the
+ * attempt is settled as usual (then the in-flight mark is cleared).
+ */
+static int flush_special(struct flush_ctx *c, struct ba_outbox_entry *e, int sent,
+                         const struct ba_submit_result *res, const struct ba_err *err)
+{
+	if (sent < 0 && (err->flags & BA_ERR_CANCELLED) && !c->end_sent) {
+		e->cancelled = 1;
+		set_error(e, err, res->server);
+		c->stopped = 1;
+		return BA_OUTBOX_CANCELLED;
+	}
+	if (sent < 0 && c->o->interactive && c->end_sent && e->inflight && !err->smtp_code) {
+		e->attempts++;
+		set_error(e, err, res->server);
+		return BA_OUTBOX_UNKNOWN;
+	}
+	e->inflight = 0;
+	return -1;
+}
+
 /* One entry: lock, reload, send over *route, record the outcome. */
 static void flush_one(struct flush_ctx *c, const char *id, const struct ba_account *acc,
                       const struct ba_err *acc_err, ba_route **route)
@@ -1443,9 +1534,26 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 		sub.ask_password = o->ask_password;
 		sub.ask_password_ctx = o->ask_password_ctx;
 		sub.route = route;
+		sub.cancel_fd = o->cancel_fd;
+		if (o->interactive || o->phase) {
+			sub.progress = flush_progress;
+			sub.progress_ctx = c;
+			sub.data_end = flush_data_end;
+			sub.data_end_ctx = c;
+		}
+		c->cur = &e;
+		c->end_sent = 0;
+		if (o->phase)
+			o->phase(o->phase_ctx, e.id, BA_OUTBOX_CONNECTING, 0, 0, 0);
 		sent = ba_submit_send(&res, &sub, &err);
+		c->cur = NULL;
+		if (o->result)
+			o->result(o->result_ctx, &e, &res);
 	}
-	if (!acc || sent < 0)
+	int special = acc && nidx ? flush_special(c, &e, sent, &res, &err) : -1;
+	if (special >= 0)
+		out = (enum ba_outbox_outcome)special;
+	else if (!acc || sent < 0)
 		out = settle(c, &e, -1, &res, idx, nidx, acc, &err);
 	else
 		out = settle(c, &e, 0, &res, idx, nidx, acc, &err);
@@ -1474,6 +1582,8 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 	case BA_OUTBOX_DEFERRED: c->st->deferred++; break;
 	case BA_OUTBOX_FAILED: c->st->failed++; break;
 	case BA_OUTBOX_SKIPPED: c->st->skipped++; break;
+	case BA_OUTBOX_UNKNOWN: c->st->unknown++; break;
+	case BA_OUTBOX_CANCELLED: c->st->cancelled++; break;
 	}
 	if (o->done)
 		o->done(o->done_ctx, &e, out, out == BA_OUTBOX_DELIVERED ? NULL : &err);
@@ -1511,6 +1621,8 @@ struct flush_index {
 static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox_entry *e,
                     int64_t now)
 {
+	if (e->inflight || e->cancelled) /* sent-unknown or cancelled: only after a retry */
+		return 0;
 	if (o->account && strcmp(o->account, e->account) != 0)
 		return 0;
 	if (o->nids) {
@@ -1575,7 +1687,7 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
                     struct ba_outbox_flush_stats *st, struct ba_err *err)
 {
 	memset(st, 0, sizeof(*st));
-	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0 };
+	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0, NULL, 0, 0 };
 	struct flush_index x;
 	memset(&x, 0, sizeof(x));
 	x.o = o;
@@ -1591,7 +1703,7 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
 		struct ba_err acc_err = BA_ERR_INIT;
 		const struct ba_account *acc = ba_config_account(o->cfg, name, &acc_err);
 		ba_route *route = NULL;
-		for (size_t j = i; j < x.n; j++) {
+		for (size_t j = i; j < x.n && !c.stopped; j++) {
 			if (x.v[j].done || x.v[j].account != x.v[i].account)
 				continue;
 			x.v[j].done = 1;

@@ -239,6 +239,8 @@ int ba_route_open(ba_route **out, const struct ba_account *acc, const struct ba_
 		goto fail;
 	r->p.smtp.progress = o->progress;
 	r->p.smtp.progress_ctx = o->progress_ctx;
+	r->p.smtp.data_end = o->data_end;
+	r->p.smtp.data_end_ctx = o->data_end_ctx;
 	if (o->cancel_fd) {
 		r->p.net.cancel_fd = o->cancel_fd;
 		r->p.smtp.cancel_fd = *o->cancel_fd;

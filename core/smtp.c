@@ -85,6 +85,9 @@ struct ba_session {
 	struct ba_buf dbuf;    /* data waiting to be written */
 	struct reply r;
 	struct reply held;     /* a refusal kept while the pipelined replies after it are read */
+	uint64_t data_sent;    /* body bytes of the last data phase (progress after its end) */
+	uint64_t wire_data;    /* bytes written in this data phase, framing included */
+	uint64_t acked;        /* body bytes last reported acknowledged */
 };
 
 /* ---- state, logging, errors --------------------------------------------- */
@@ -1141,10 +1144,62 @@ static int cancel_check(ba_session *s, struct ba_err *err)
 	return 0;
 }
 
+/*
+ * sent less what the server has not acknowledged yet: the socket's send
+ * queue counts bytes on the wire (CRLF, dot-stuffing, BDAT headers), so
+ * the acknowledged share of the wire bytes of this data phase is applied
+ * to the message bytes; never less than reported before.
+ */
 static void progress(ba_session *s, uint64_t sent, uint64_t total)
 {
-	if (s->p->progress)
-		s->p->progress(s->p->progress_ctx, sent, total);
+	if (!s->p->progress)
+		return;
+	uint64_t unsent = s->stream ? ba_stream_unsent(s->stream) : 0, acked = 0;
+	if (s->wire_data > unsent)
+		acked = (uint64_t)((double)sent * (double)(s->wire_data - unsent) /
+		                   (double)s->wire_data);
+	if (acked > sent)
+		acked = sent;
+	if (acked < s->acked)
+		acked = s->acked;
+	s->acked = acked;
+	s->p->progress(s->p->progress_ctx, sent, acked, total);
+}
+
+#define ACK_POLL_MS 100
+
+/*
+ * After the end of the data, before its reply: reports the progress every
+ * ACK_POLL_MS while the server has not acknowledged everything, reading
+ * what arrives meanwhile into rbuf (the reply, read by read_reply()).
+ * Stops at the first byte, at a close or error (left for read_reply() to
+ * meet), or at the reply deadline.
+ */
+static void progress_until_acked(ba_session *s, uint64_t sent, uint64_t total)
+{
+	if (!s->p->progress || !s->stream || !s->stream->ops->unsent)
+		return;
+	int64_t deadline = ba_deadline(s->timeout_ms > 0 ? s->timeout_ms : 300000);
+	int waited = 0;
+	/* the loop below reads into rbuf: it must be empty (nothing was pipelined after the end) */
+	while (s->rend == s->rstart && ba_stream_unsent(s->stream) > 0 && ba_now_ms() < deadline) {
+		if (s->rstart) {
+			s->rstart = 0;
+			s->rend = 0;
+		}
+		struct ba_err e = BA_ERR_INIT;
+		int64_t until = ba_now_ms() + ACK_POLL_MS;
+		ssize_t k = ba_stream_read(s->stream, s->rbuf + s->rend, s->rsize - s->rend,
+		                           until < deadline ? until : deadline, &e);
+		if (k > 0)
+			s->rend += (size_t)k;
+		if (k != -1 || e.code != EX_TEMPFAIL || ba_now_ms() < until)
+			break; /* data, a close or an error: read_reply() meets it */
+		progress(s, sent, total);
+		waited = 1;
+	}
+	if (waited || s->acked < sent)
+		progress(s, sent, total);
 }
 
 /*
@@ -1161,6 +1216,7 @@ static int pump_write(ba_session *s, const struct framing *f, int last, struct b
 		size_t n = s->dbuf.len - keep;
 		if (stream_write(s, s->dbuf.data, n, err) < 0)
 			return -1;
+		s->wire_data += n;
 		ba_buf_consume(&s->dbuf, n);
 		return 0;
 	}
@@ -1171,6 +1227,7 @@ static int pump_write(ba_session *s, const struct framing *f, int last, struct b
 	memcpy(s->dbuf.data + BDAT_HDR - h, hdr, (size_t)h);
 	if (stream_write(s, s->dbuf.data + BDAT_HDR - h, n + (size_t)h, err) < 0)
 		return -1;
+	s->wire_data += n + (size_t)h;
 	ba_buf_truncate(&s->dbuf, BDAT_HDR);
 	return 0;
 }
@@ -1190,6 +1247,8 @@ static int send_body(ba_session *s, const struct framing *f, ba_reader *body, ui
 	struct ba_smtp_data_state st = { 0 };
 	uint64_t sent = 0;
 	st.seven_bit = seven_bit;
+	s->wire_data = 0;
+	s->acked = 0;
 	ba_buf_reset(&s->dbuf);
 	if (f->reserve && ba_buf_add(&s->dbuf, "                                        ", f->reserve) < 0)
 		return ba_err_set(err, EX_OSERR, "out of memory");
@@ -1219,12 +1278,15 @@ static int send_body(ba_session *s, const struct framing *f, ba_reader *body, ui
 	}
 	if (ba_smtp_data_end(&s->dbuf, &st, !f->bdat, err) < 0 || cancel_check(s, err) < 0)
 		return -1;
+	if (s->p->data_end && s->p->data_end(s->p->data_end_ctx, err) < 0)
+		return -1;
 	if (!f->bdat)
 		ba_log(s->p->log, BA_LOG_PROTO, "--> <message data, %" PRIu64 " lines> .",
 		       st.line - 1);
 	if (pump_write(s, f, 1, err) < 0)
 		return -1;
 	progress(s, sent, total);
+	s->data_sent = sent;
 	return 0;
 }
 
@@ -1428,6 +1490,7 @@ static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader 
 	 */
 	if (s->p->flags & BA_SMTP_CANCEL)
 		ba_stream_set_cancel(s->stream, -1);
+	progress_until_acked(s, s->data_sent, env->size);
 	int frc = read_final(s, res, err);
 	if (s->stream && (s->p->flags & BA_SMTP_CANCEL))
 		ba_stream_set_cancel(s->stream, s->p->cancel_fd);

@@ -446,6 +446,8 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	ro.report = &report;
 	ro.progress = s->progress;
 	ro.progress_ctx = s->progress_ctx;
+	ro.data_end = s->data_end;
+	ro.data_end_ctx = s->data_end_ctx;
 	ro.cancel_fd = s->cancel_fd;
 	ro.ask_password = s->ask_password;
 	ro.ask_password_ctx = s->ask_password_ctx;

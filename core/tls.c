@@ -813,8 +813,15 @@ static int tls_set_cancel(ba_stream *base, int fd)
 	return ba_stream_set_cancel(t->inner, fd);
 }
 
+/* The ciphertext the peer has not acknowledged, as plaintext bytes (records add < 1%). */
+static uint64_t tls_unsent(ba_stream *base)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	return t->inner ? ba_stream_unsent(t->inner) : 0;
+}
+
 static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free,
-	                                      tls_set_cancel };
+	                                      tls_set_cancel, tls_unsent };
 
 int ba_tls_is_tls(ba_stream *s)
 {

@@ -45,8 +45,9 @@ struct worker {
 	size_t naccepted;
 };
 
-static void on_progress(void *ctx, uint64_t sent, uint64_t total)
+static void on_progress(void *ctx, uint64_t sent, uint64_t acked, uint64_t total)
 {
+	(void)acked;
 	struct worker *w = ctx;
 	atomic_store(&w->sent, sent);
 	atomic_fetch_add(&w->calls, 1);

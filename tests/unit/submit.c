@@ -292,8 +292,9 @@ struct job {
 	uint64_t total;
 };
 
-static void job_progress(void *ctx, uint64_t sent, uint64_t total)
+static void job_progress(void *ctx, uint64_t sent, uint64_t acked, uint64_t total)
 {
+	(void)acked;
 	struct job *j = ctx;
 	atomic_store(&j->sent, sent);
 	j->total = total;

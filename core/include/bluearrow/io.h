@@ -160,6 +160,13 @@ struct ba_stream_ops {
 	void (*free)(ba_stream *s);
 	/* Watches a cancel descriptor (see ba_stream_set_cancel()).  May be NULL. */
 	int (*set_cancel)(ba_stream *s, int fd);
+	/*
+	 * Bytes written that the peer has not acknowledged yet (a socket's
+	 * unsent and unacknowledged send queue; for TLS the ciphertext's, taken
+	 * as plaintext bytes: the record overhead is under 1%).  May be NULL:
+	 * not known, taken as 0.
+	 */
+	uint64_t (*unsent)(ba_stream *s);
 };
 struct ba_stream {
 	const struct ba_stream_ops *ops;
@@ -178,6 +185,11 @@ static inline int ba_stream_write(ba_stream *s, const void *p, size_t n, int64_t
 static inline size_t ba_stream_pending(ba_stream *s)
 {
 	return s->ops->pending ? s->ops->pending(s) : 0;
+}
+/* Bytes written that the peer has not acknowledged yet; 0 when the stream cannot tell. */
+static inline uint64_t ba_stream_unsent(ba_stream *s)
+{
+	return s->ops->unsent ? s->ops->unsent(s) : 0;
 }
 /* Closes and frees the stream; NULL is a no-op. */
 void ba_stream_free(ba_stream *s);

@@ -77,6 +77,13 @@ struct ba_outbox_entry {
 	int error_code;              /* its SMTP reply code; 0 = none */
 	char *error;                 /* its text, with the server's reply; NULL = none */
 	uint64_t size;               /* bytes of the message file (set by list and add) */
+	int64_t inflight;            /* an interactive flush (o->interactive) sent the end of the
+	                                data at this time and has no reply yet; when it stays set
+	                                (the connection was lost after the final dot, or the
+	                                process died) delivery is unknown ("sent-unknown"): no
+	                                flush sends it again until ba_outbox_retry(); 0 = none */
+	int cancelled;               /* cancelled by the user (ba_outbox_cancel(), or a flush's
+	                                cancel_fd): kept, not sent until ba_outbox_retry() */
 };
 
 /* Frees the strings of *e and zeroes it; safe on a zeroed struct. */
@@ -171,11 +178,18 @@ int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int 
  */
 int ba_outbox_remove(ba_outbox *ob, const char *id, struct ba_err *err);
 /*
- * Makes an entry due now; an entry in failed/ goes back to q/ with its
- * failed recipients pending again and a fresh max age.  Errors as
- * ba_outbox_remove().
+ * Makes an entry due now, clearing its cancelled and in-flight marks (a
+ * sent-unknown entry is sent again: the user asked); an entry in failed/
+ * goes back to q/ with its failed recipients pending again and a fresh max
+ * age.  Errors as ba_outbox_remove().
  */
 int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err);
+/*
+ * Marks a queued entry cancelled (durably): no flush sends it until
+ * ba_outbox_retry().  Errors as ba_outbox_remove(); EX_USAGE for an entry
+ * in failed/.
+ */
+int ba_outbox_cancel(ba_outbox *ob, const char *id, struct ba_err *err);
 
 /*
  * Whether the failure in err may pass with time, so the message is worth
@@ -201,8 +215,22 @@ enum ba_outbox_outcome {
 	BA_OUTBOX_DELIVERED, /* accepted for every recipient: removed */
 	BA_OUTBOX_DEFERRED,  /* a temporary failure: stays queued until e->next */
 	BA_OUTBOX_FAILED,    /* a permanent failure or too old: moved to failed/ */
-	BA_OUTBOX_SKIPPED    /* locked by another process, or its account is unusable now */
+	BA_OUTBOX_SKIPPED,   /* locked by another process, or its account is unusable now */
+	BA_OUTBOX_UNKNOWN,   /* interactive: the connection was lost after the end of the data,
+	                        before the reply: kept with e->inflight set, never resent without
+	                        ba_outbox_retry() */
+	BA_OUTBOX_CANCELLED  /* the send was cancelled (cancel_fd): kept with e->cancelled set,
+	                        not counted as an attempt */
 };
+
+/* What an entry's send is doing, for a flush's phase callback. */
+enum ba_outbox_phase {
+	BA_OUTBOX_CONNECTING, /* the route is being opened (or the kept one used) */
+	BA_OUTBOX_SENDING,    /* the data is going out: sent, acked and total as smtp.h */
+	BA_OUTBOX_AWAITING    /* the end of the data is out: waiting for the reply */
+};
+
+struct ba_submit_result;
 
 struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	const ba_config *cfg;       /* the accounts (required) */
@@ -221,10 +249,33 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	void (*done)(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_outcome outcome,
 	             const struct ba_err *err);
 	void *done_ctx;
+	/*
+	 * Interactive (a person watching, bluearrow-tui): before the end of the
+	 * data goes out the entry is marked in flight (e->inflight, written and
+	 * fsync'd); when no reply to the data comes (the connection lost after
+	 * the final dot) the outcome is BA_OUTBOX_UNKNOWN and the mark stays, so
+	 * neither this nor any later flush sends the message again unless
+	 * ba_outbox_retry() is called.  The bulk flush (0) keeps at-least-once:
+	 * such a message is deferred and sent again.  Entries marked in flight or
+	 * cancelled are never selected, interactive or not.
+	 */
+	int interactive;
+	const int *cancel_fd;       /* optional: cancels the send in progress (smtp.h); that entry
+	                               becomes BA_OUTBOX_CANCELLED and the flush stops */
+	/* optional: called in the flushing thread as a send advances (sent, acked and total
+	   only for BA_OUTBOX_SENDING and BA_OUTBOX_AWAITING; 0 otherwise) */
+	void (*phase)(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_t sent,
+	              uint64_t acked, uint64_t total);
+	void *phase_ctx;
+	/* optional: after each attempt that reached the server, before done: its result (the
+	   reply to the data in res->smtp_code and smtp_msg, per recipient in res->result) */
+	void (*result)(void *ctx, const struct ba_outbox_entry *e,
+	               const struct ba_submit_result *res);
+	void *result_ctx;
 };
 
 struct ba_outbox_flush_stats {
-	size_t delivered, deferred, failed, skipped;
+	size_t delivered, deferred, failed, skipped, unknown, cancelled;
 };
 
 /*

@@ -88,6 +88,8 @@ struct ba_route_opts {
 	size_t nplan;              /* 0 = the account's one target */
 	ba_smtp_progress_fn *progress; /* optional: body bytes sent (smtp.h), in the calling thread */
 	void *progress_ctx;
+	ba_smtp_data_end_fn *data_end; /* optional: before the end of the data (smtp.h) */
+	void *data_end_ctx;
 	const int *cancel_fd;      /* optional: a descriptor whose readability cancels connecting
 	                              and sending (smtp.h, net.h); borrowed for the route's life */
 	ba_route_ask_password_fn *ask_password; /* optional: called when auth needs a password

@@ -115,12 +115,25 @@ enum ba_smtp_flags {
 
 /*
  * Progress of the data phase: sent is the number of message bytes (as read
- * from the body reader) handed to the connection so far, total is
- * env->size (0 when unknown).  Called after each write of a data chunk
- * (64 KB for DATA, a BDAT chunk) and once at the end, in the sending
- * thread; it must not call into the session.
+ * from the body reader) handed to the connection so far, acked how many of
+ * them the server has acknowledged: sent less what is still in the
+ * socket's send queue (ba_stream_unsent(); the figure a progress bar
+ * should show: a fast local write says nothing about a slow server), total
+ * is env->size (0 when unknown).  Called after each write of a data chunk
+ * (64 KB for DATA, a BDAT chunk), after the end of the data, and while the
+ * reply to it is awaited, every 100 ms until the server has acknowledged
+ * everything, in the sending thread; it must not call into the session.
  */
-typedef void ba_smtp_progress_fn(void *ctx, uint64_t sent, uint64_t total);
+typedef void ba_smtp_progress_fn(void *ctx, uint64_t sent, uint64_t acked, uint64_t total);
+/*
+ * Called once the whole body is out but the end of the data (the final
+ * "." or the last BDAT chunk) is not, in the sending thread: the last
+ * moment the message is certainly not delivered (an interactive sender
+ * records there that the outcome may become unknown).  Returning -1 (with
+ * err set) stops the send as a cancel does: the connection is dropped and
+ * the server never sees the end of the data.
+ */
+typedef int ba_smtp_data_end_fn(void *ctx, struct ba_err *err);
 
 /*
  * Transparent, zero = defaults.  Every pointer is borrowed for the life of
@@ -145,6 +158,8 @@ struct ba_smtp_params {
 	const struct ba_log *log;          /* optional; BA_LOG_PROTO traces the dialogue */
 	ba_smtp_progress_fn *progress;     /* optional */
 	void *progress_ctx;
+	ba_smtp_data_end_fn *data_end;     /* optional */
+	void *data_end_ctx;
 	/*
 	 * With BA_SMTP_CANCEL: a descriptor (borrowed, typically the read end of
 	 * a pipe) that cancels the session when it becomes readable; nothing is

@@ -208,9 +208,14 @@ struct ba_submit {
 	unsigned smtp_flags;          /* extra enum ba_smtp_flags (benchmarks, tests) */
 	long repeat;                  /* send the message this many times over one session
 	                                 (benchmarks); 0 = once */
-	ba_smtp_progress_fn *progress; /* optional: body bytes sent of the total, called in the
-	                                  sending thread after each chunk (a progress bar) */
+	ba_smtp_progress_fn *progress; /* optional: body bytes sent and acknowledged of the
+	                                  total, called in the sending thread after each chunk
+	                                  and while the reply is awaited (a progress bar) */
 	void *progress_ctx;
+	ba_smtp_data_end_fn *data_end; /* optional: called before the end of the data goes out
+	                                  (smtp.h).  With a kept route (below) the progress and
+	                                  data_end of the message that opened it stay in use */
+	void *data_end_ctx;
 	const int *cancel_fd;         /* optional: when this descriptor becomes readable (a byte
 	                                 written to a pipe by a UI thread) the send stops: -1,
 	                                 EX_TEMPFAIL with BA_ERR_CANCELLED in err->flags, and the
