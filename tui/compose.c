@@ -97,10 +97,17 @@ static void reset(struct tui *t, ba_draft *d, char *path)
 
 static int account_of(const struct tui *t, struct ba_buf *name);
 
-/* Starts the size probe of the composition's account, so the answer is there at send. */
+/*
+ * Starts the size probe of the composition's account, so the answer is there
+ * at send.  Only for a message with attachments: the probe connects to the
+ * server, and a plain message is never near a limit (the engine's SIZE=
+ * parameter still has the server refuse an oversized one before the data).
+ */
 static void probe_size(struct tui *t)
 {
 	struct ba_buf acc = BA_BUF_INIT;
+	if (!ba_draft_attach_count(t->d))
+		return;
 	uint64_t limit;
 	struct ba_err err = BA_ERR_INIT;
 	if (t->worker && account_of(t, &acc) == 0)
@@ -427,6 +434,7 @@ static void attach(struct tui *t, const char *text)
 		changed(t);
 		t->focus = NFIELDROWS + ba_draft_attach_count(t->d) - 1;
 		tui_message(t, 0, "%d file%s attached", count, count == 1 ? "" : "s");
+		probe_size(t);
 	} else {
 		snap_free(&t->undo[--t->nundo]);
 	}
@@ -675,7 +683,7 @@ static void send_checks(struct tui *t, int stage)
 		    NULL);
 		return;
 	}
-	if (stage <= 3 && t->worker) {
+	if (stage <= 3 && t->worker && ba_draft_attach_count(t->d)) {
 		struct ba_buf acc = BA_BUF_INIT;
 		uint64_t limit = 0, est = estimate(t->d);
 		if (account_of(t, &acc) == 0 &&

@@ -69,8 +69,10 @@ void tui_refresh_outbox(struct tui *t)
 	if (!t->worker)
 		return;
 	tui_worker_drain(t->worker);
-	if (tui_worker_snapshot(t->worker, &v, &n, &err) < 0)
+	if (tui_worker_snapshot(t->worker, &v, &n, &err) < 0) {
+		tui_error(t, &err);
 		return;
+	}
 	tui_worker_snapshot_free(t->ent, t->nent);
 	t->ent = v;
 	t->nent = n;
