@@ -82,10 +82,11 @@ class Tui:
             self.tmux("new-session", "-d", "-x", str(self.width), "-y", str(self.height),
                       "-s", "t", "sh", "-c", "sleep 3600")
             self.tmux("set-option", "-g", "remain-on-exit", "on")
+            self.tmux("set-option", "-g", "window-size", "manual")
             self.tmux("set-option", "-g", "status", "off")
         self.tmux("respawn-pane", "-k", "-t", "t", *cmd)
         self.pid = int(self.tmux("display-message", "-p", "-t", "t", "#{pane_pid}").stdout)
-        self.wait_for(lambda s: "--" in s, timeout=5)
+        self.wait_for(lambda s: "--" in s or not self.alive(), timeout=5)
 
     def _alive_server(self):
         return self.tmux("has-session", "-t", "t", check=False).returncode == 0
@@ -158,6 +159,22 @@ class Tui:
                 self.type(line)
         self.keys("C-x")
         self.wait_for("Send")
+
+
+def cells(s):
+    """Terminal cells of s: East Asian wide and fullwidth characters take two."""
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+
+def fit(s, width):
+    """The longest prefix of s that fits in width cells."""
+    out = ""
+    for c in s:
+        if cells(out + c) > width:
+            break
+        out += c
+    return out
 
 
 def has_tmux():
