@@ -705,6 +705,7 @@ static void clean_tmp(ba_outbox *ob)
 			close(fd);
 		return;
 	}
+	rewinddir(d); /* the dup shares the offset the last reading left at the end */
 	time_t now = time(NULL);
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
@@ -757,6 +758,7 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 			close(fd);
 		return io_err(ob, "read", "q", ".", errno, err);
 	}
+	rewinddir(d); /* the dup shares the offset the last reading left at the end */
 	struct dirent *de;
 	int rc = 0;
 	while (rc == 0 && (de = readdir(d)) != NULL) {

@@ -424,8 +424,10 @@ static void on_result(void *ctx, const struct ba_outbox_entry *e,
 		const struct ba_rcpt_result *x = &r->rcpts[k];
 		if (x->accepted || x->code < 400)
 			continue;
+		size_t el = strlen(x->enhanced);
+		int has = el && strncmp(x->text, x->enhanced, el) == 0; /* the text often starts with it */
 		ba_buf_addf(&b, "%s%s: %d%s%s %s", b.len ? "\n" : "", x->addr, x->code,
-		            x->enhanced[0] ? " " : "", x->enhanced, x->text);
+		            el && !has ? " " : "", has ? "" : x->enhanced, x->text);
 	}
 	pthread_mutex_lock(&w->mu);
 	struct rec *rec = find(w, e->id);
@@ -921,6 +923,27 @@ static int lookup(struct tui_worker *w, const char *id, size_t *box, enum tui_st
 	return 0;
 }
 
+/*
+ * An entry whose outcome is shown (deferred, failed...) may still be held by
+ * the flush for a moment after (its lock, the record of the outcome): waits
+ * up to a second for that.  Returns whether id is still being sent.
+ */
+static int wait_settled(struct tui_worker *w, const char *id, enum tui_state st)
+{
+	if (st == TUI_CONNECTING || st == TUI_SENDING || st == TUI_AWAITING)
+		return 1;
+	for (int i = 0; i < 100; i++) {
+		pthread_mutex_lock(&w->mu);
+		int current = strcmp(w->cur, id) == 0;
+		pthread_mutex_unlock(&w->mu);
+		if (!current)
+			return 0;
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return 1;
+}
+
 static void set_state(struct tui_worker *w, const char *id, enum tui_state st, const char *reply)
 {
 	pthread_mutex_lock(&w->mu);
@@ -949,6 +972,8 @@ int tui_worker_cancel(struct tui_worker *w, const char *id, struct ba_err *err)
 	if (st == TUI_AWAITING)
 		return ba_err_set(err, EX_TEMPFAIL, "entry '%s': the end of the message is out, the "
 		                  "server's reply is awaited", id);
+	if (st == TUI_DEFERRED && current)
+		wait_settled(w, id, st); /* the attempt is over: the entry itself is cancelled */
 	for (int tries = 0; tries < 2; tries++) {
 		pthread_mutex_lock(&w->mu);
 		current = strcmp(w->cur, id) == 0;
@@ -984,7 +1009,7 @@ int tui_worker_retry(struct tui_worker *w, const char *id, struct ba_err *err)
 	int current;
 	if (lookup(w, id, &box, &st, &current, err) < 0)
 		return -1;
-	if (current || st == TUI_SENT)
+	if ((current && wait_settled(w, id, st)) || st == TUI_SENT)
 		return ba_err_set(err, EX_TEMPFAIL, "entry '%s' is %s", id, tui_state_name(st));
 	if (ba_outbox_retry(w->boxes[box].ui, id, err) < 0)
 		return -1;
@@ -1007,7 +1032,7 @@ int tui_worker_remove(struct tui_worker *w, const char *id, struct ba_err *err)
 	int current;
 	if (lookup(w, id, &box, &st, &current, err) < 0)
 		return -1;
-	if (current)
+	if (current && wait_settled(w, id, st))
 		return ba_err_set(err, EX_TEMPFAIL, "entry '%s' is being sent", id);
 	if (st != TUI_SENT && ba_outbox_remove(w->boxes[box].ui, id, err) < 0)
 		return -1;

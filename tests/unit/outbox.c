@@ -257,6 +257,73 @@ static void test_outbox__directory(void **state)
 	free(root);
 }
 
+/* One handle listed again and again (a long-running process) sees every entry added meanwhile. */
+static void test_outbox__list_again(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	ba_outbox *ob;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_open(&ob, root, NULL, &err), 0);
+	struct ba_outbox_entry *v;
+	size_t n;
+	for (size_t k = 1; k <= 3; k++) {
+		struct ba_outbox_entry e = sample();
+		e.id[0] = '\0';
+		const char *msg = "From: me@example.org\n\nhello\n";
+		struct ba_mem_reader mr;
+		ba_mem_reader_init(&mr, msg, strlen(msg));
+		assert_int_equal(ba_outbox_add(ob, &e, &mr.base, NULL, &err), 0);
+		ba_outbox_entry_release(&e);
+		assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+		assert_int_equal(n, k);
+		ba_outbox_list_free(v, n);
+	}
+	ba_outbox_free(ob);
+	rm_rf(root);
+	free(root);
+}
+
+/* The in-flight and cancelled marks: kept in the state file, cleared by retry. */
+static void test_outbox__marks(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	ba_outbox *ob;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_open(&ob, root, NULL, &err), 0);
+	struct ba_outbox_entry e = sample();
+	e.id[0] = '\0';
+	e.inflight = 1733500000;
+	const char *msg = "From: me@example.org\n\nhello\n";
+	struct ba_mem_reader mr;
+	ba_mem_reader_init(&mr, msg, strlen(msg));
+	assert_int_equal(ba_outbox_add(ob, &e, &mr.base, NULL, &err), 0);
+	struct ba_outbox_entry g;
+	assert_int_equal(ba_outbox_get(ob, e.id, &g, NULL, NULL, &err), 0);
+	assert_int_equal(g.inflight, 1733500000);
+	assert_false(g.cancelled);
+	ba_outbox_entry_release(&g);
+	assert_int_equal(ba_outbox_cancel(ob, e.id, &err), 0);
+	assert_int_equal(ba_outbox_get(ob, e.id, &g, NULL, NULL, &err), 0);
+	assert_true(g.cancelled);
+	ba_outbox_entry_release(&g);
+	assert_int_equal(ba_outbox_retry(ob, e.id, &err), 0);
+	assert_int_equal(ba_outbox_get(ob, e.id, &g, NULL, NULL, &err), 0);
+	assert_int_equal(g.inflight, 0);
+	assert_false(g.cancelled);
+	ba_outbox_entry_release(&g);
+	/* a mark with a bad value does not parse */
+	const char *bad = "bluearrow-outbox 1\nid 1.2.P3R4\naccount a\nfrom \nrcpt pending 0 x@y\n"
+	                  "created 5\ncancelled 2\nend\n";
+	assert_int_equal(ba_outbox_entry_parse(&g, bad, strlen(bad), &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	ba_outbox_entry_release(&e);
+	ba_outbox_free(ob);
+	rm_rf(root);
+	free(root);
+}
+
 /* A crash between the two steps of a move to failed/ is finished by the next list. */
 static void test_outbox__interrupted_move_to_failed(void **state)
 {
@@ -393,6 +460,8 @@ int main(void)
 		cmocka_unit_test(test_outbox__interrupted_move_to_failed),
 		cmocka_unit_test(test_outbox__parse_time),
 		cmocka_unit_test(test_outbox__account_dir),
+		cmocka_unit_test(test_outbox__list_again),
+		cmocka_unit_test(test_outbox__marks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
