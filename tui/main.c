@@ -130,10 +130,13 @@ static void status_line(struct tui *t, int y, int cols)
 	static const char *const names[] = { "Compose", "Outbox", "Drafts", "", "Help", "Body" };
 	const char *name = t->screen == SCR_PAGER ? t->pager_title : names[t->screen];
 	size_t busy = 0, held = 0;
+	const struct tui_entry *cur = NULL;
 	for (size_t i = 0; i < t->nent; i++) {
 		enum tui_state s = t->ent[i].state;
 		busy += s == TUI_CONNECTING || s == TUI_SENDING || s == TUI_AWAITING || s == TUI_QUEUED;
 		held += s == TUI_HELD;
+		if (tui_shown_state(&t->ent[i]) == TUI_SENDING && !cur)
+			cur = &t->ent[i];
 	}
 	ba_buf_addf(&b, "-- %s", name);
 	if (t->screen == SCR_COMPOSE || t->screen == SCR_EDITOR)
@@ -141,6 +144,11 @@ static void status_line(struct tui *t, int y, int cols)
 	ba_buf_addf(&b, " -- outbox: %zu", t->nent);
 	if (busy)
 		ba_buf_addf(&b, ", %zu sending", busy);
+	if (cur) {   /* the progress of the send under way, seen from every screen */
+		uint64_t total = cur->total ? cur->total : cur->size;
+		ba_buf_addf(&b, " %d%%", total ? (int)((cur->acked > total ? total : cur->acked) * 100 /
+		                                       total) : 0);
+	}
 	if (held)
 		ba_buf_addf(&b, ", %zu held", held);
 	int errs = tui_unacked_errors(t);
@@ -285,7 +293,7 @@ static void loop(struct tui *t)
 			timeout = 250;
 		for (size_t i = 0; i < t->nent; i++)
 			if (t->ent[i].state == TUI_HELD || t->ent[i].state == TUI_SENDING ||
-			    t->ent[i].state == TUI_DEFERRED)
+			    t->ent[i].state == TUI_AWAITING || t->ent[i].state == TUI_DEFERRED)
 				timeout = (timeout < 0 || timeout > 500) ? 500 : timeout;
 		struct pollfd p[3] = {
 			{ STDIN_FILENO, POLLIN, 0 },

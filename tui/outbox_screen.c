@@ -17,6 +17,20 @@
 
 #include "tui.h"
 
+/*
+ * The state shown: the worker reports "awaiting reply" once the end of the
+ * data is written, but while the server has not acknowledged every byte the
+ * user is still waiting on the upload, so it shows as sending with the
+ * acknowledged percentage.
+ */
+enum tui_state tui_shown_state(const struct tui_entry *e)
+{
+	uint64_t total = e->total ? e->total : e->size;
+	if (e->state == TUI_AWAITING && total && e->acked < total)
+		return TUI_SENDING;
+	return e->state;
+}
+
 static int is_error(const struct tui_entry *e)
 {
 	return (e->state == TUI_DEFERRED || e->state == TUI_FAILED || e->state == TUI_SENT_UNKNOWN) &&
@@ -63,8 +77,9 @@ static void state_text(struct ba_buf *b, const struct tui_entry *e)
 {
 	int64_t now = (int64_t)time(NULL);
 	char when[32];
-	ba_buf_addstr(b, tui_state_name(e->state));
-	switch (e->state) {
+	enum tui_state st = tui_shown_state(e);
+	ba_buf_addstr(b, tui_state_name(st));
+	switch (st) {
 	case TUI_HELD:
 		if (e->hold_until - now <= 3600)
 			ba_buf_addf(b, " %ld s", (long)(e->hold_until > now ? e->hold_until - now : 0));
@@ -73,7 +88,7 @@ static void state_text(struct ba_buf *b, const struct tui_entry *e)
 		break;
 	case TUI_SENDING:
 	case TUI_AWAITING:
-		if (e->state == TUI_SENDING)
+		if (st == TUI_SENDING)
 			ba_buf_addf(b, " %d%%", percent(e));
 		break;
 	case TUI_DEFERRED:
@@ -94,7 +109,7 @@ static void row(struct tui *t, int y, int cols, const struct tui_entry *e, int s
 	int sw = cols >= 60 ? 26 : cols / 2;
 	if (sw > cols)
 		sw = cols;
-	tui_attr(selected ? TA_SELECT : state_attr(e->state));
+	tui_attr(selected ? TA_SELECT : state_attr(tui_shown_state(e)));
 	ba_buf_addf(&b, "%s%s", is_error(e) ? "ERROR " : "", ba_buf_str(&st));
 	tui_put_pad(y, 0, sw, ba_buf_str(&b));
 	ba_buf_reset(&b);
@@ -116,7 +131,7 @@ static size_t details(const struct tui_entry *e, char **lines, size_t max)
 	int64_t now = (int64_t)time(NULL);
 #define LINE() do { ba_buf_add(&b, "", 0); if (n < max) lines[n++] = ba_buf_detach(&b, NULL); \
 		ba_buf_release(&b); } while (0)
-	ba_buf_addf(&b, "State: %s%s   Id: %s   Account: %s", tui_state_name(e->state),
+	ba_buf_addf(&b, "State: %s%s   Id: %s   Account: %s", tui_state_name(tui_shown_state(e)),
 	            is_error(e) ? " (ERROR, ! acknowledges)" : "", e->id, e->account);
 	LINE();
 	ba_buf_addf(&b, "From: %s   To: %s", *e->from ? e->from : "<>", e->rcpts);
@@ -132,8 +147,8 @@ static size_t details(const struct tui_entry *e, char **lines, size_t max)
 			if (total > e->acked)
 				ba_buf_addf(&b, ", %.0f s left", (double)(total - e->acked) / e->rate);
 		}
-		if (e->state == TUI_AWAITING)
-			ba_buf_addstr(&b, "; all data out, awaiting the server's reply");
+		if (tui_shown_state(e) == TUI_AWAITING)
+			ba_buf_addstr(&b, "; all data acknowledged, awaiting the server's reply");
 		LINE();
 	}
 	if (e->state == TUI_HELD) {

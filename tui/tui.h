@@ -242,6 +242,7 @@ int tui_copy_path(struct ba_buf *out, const char *id);
 void tui_outbox_draw(struct tui *t, int rows, int cols);
 void tui_outbox_key(struct tui *t, int key);
 int tui_unacked_errors(const struct tui *t);
+enum tui_state tui_shown_state(const struct tui_entry *e);
 
 /* pager.c */
 void tui_pager_show(struct tui *t, const char *title, char *text, size_t len);

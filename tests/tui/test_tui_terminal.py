@@ -81,7 +81,7 @@ def test_no_color_and_vt100_keep_states_readable(tui, tmp_path):
 
 
 def test_colour_only_adds_to_words(tui):
-    t = tui(NO_SERVER, env={"TERM": "xterm-256color"})
+    t = tui(NO_SERVER, env={"TERM": "xterm-256color"})   # colours on
     compose(t)
     t.keys("a")
     t.type("/nonexistent/file")

@@ -49,7 +49,7 @@ class Tui:
             "HOME": self.home, "XDG_DATA_HOME": os.path.join(self.root, "data"),
             "XDG_STATE_HOME": os.path.join(self.root, "state"),
             "XDG_CONFIG_HOME": os.path.join(self.root, "config"),
-            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm-256color",
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "tmux-256color" if os.path.exists("/lib/terminfo/t/tmux-256color") or os.path.exists("/usr/share/terminfo/t/tmux-256color") else "screen",
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
         self.env.update(env or {})
