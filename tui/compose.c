@@ -169,18 +169,23 @@ int tui_compose_open(struct tui *t, const char *path)
 
 void tui_compose_autosave(struct tui *t, int force)
 {
-	if (!t->dirty || !t->d)
+	struct ba_err err = BA_ERR_INIT;
+	if (!t->dirty || !t->d) {
+		if (force && tui_saver_sync(t->saver, &err) < 0)
+			tui_error(t, &err);
 		return;
+	}
 	int64_t now = tui_now_ms();
 	if (!force && now - t->last_save_ms < 250)
 		return;
-	struct ba_err err = BA_ERR_INIT;
 	int rc;
 	if (t->draft_path)
-		rc = ba_draft_save(t->d, t->draft_path, &err);
-	else
+		rc = tui_saver_put(t->saver, t->d, t->draft_path, &err);
+	else   /* the first save names the file: here, so the name is known at once */
 		rc = ba_draft_save_new(&t->draft_path, t->d, drafts_dir(t), &err);
 	t->last_save_ms = now;
+	if (rc == 0 && force)
+		rc = tui_saver_sync(t->saver, &err);
 	if (rc < 0) {
 		tui_error(t, &err);
 		return;
@@ -202,6 +207,7 @@ static int is_empty(const ba_draft *d)
 void tui_compose_discard(struct tui *t)
 {
 	struct ba_err err = BA_ERR_INIT;
+	tui_saver_sync(t->saver, &err);   /* no late write may bring the file back */
 	if (t->draft_path && ba_draft_delete(t->draft_path, &err) < 0 && err.code != EX_NOINPUT)
 		tui_error(t, &err);
 	free(t->draft_path);
@@ -806,6 +812,7 @@ void tui_ask_answer(struct tui *t, int key)
 		if (yes && t->dsel < t->ndrafts) {
 			if (t->draft_path && strcmp(t->draft_path, t->drafts[t->dsel]) == 0)
 				tui_compose_new(t), t->screen = SCR_DRAFTS;
+			tui_saver_sync(t->saver, &err);
 			if (ba_draft_delete(t->drafts[t->dsel], &err) < 0)
 				tui_error(t, &err);
 			tui_drafts_load(t);

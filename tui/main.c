@@ -324,6 +324,9 @@ static void loop(struct tui *t)
 			tui_compose_autosave(t, 0);
 		}
 		tui_compose_autosave(t, 0);
+		struct ba_err err = BA_ERR_INIT;
+		if (tui_saver_error(t->saver, &err) < 0)
+			tui_error(t, &err);
 		if (t->undo_id[0] && tui_now_ms() >= t->undo_until_ms)
 			t->undo_id[0] = '\0';
 	}
@@ -368,6 +371,8 @@ int main(int argc, char **argv)
 		tui_conf_release(&t.conf);
 		return err.code ? err.code : EX_SOFTWARE;
 	}
+	if (tui_saver_start(&t.saver) < 0)
+		t.saver = NULL;   /* saves are then made in this thread */
 	struct tui_worker_opts wo = { .cfg = t.cfg };
 	if (tui_worker_start(&t.worker, &wo, &err) < 0) {
 		/* composing still works: drafts are saved; sending says why it cannot */
@@ -414,6 +419,7 @@ int main(int argc, char **argv)
 	int code = 0;
 	endwin();
 	tui_worker_stop(t.worker);
+	tui_saver_stop(t.saver);
 	if (t.quit == 3)
 		code = 128 + SIGHUP;
 	tui_worker_snapshot_free(t.ent, t.nent);

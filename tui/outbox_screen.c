@@ -25,8 +25,7 @@
  */
 enum tui_state tui_shown_state(const struct tui_entry *e)
 {
-	uint64_t total = e->total ? e->total : e->size;
-	if (e->state == TUI_AWAITING && total && e->acked < total)
+	if (e->state == TUI_AWAITING && e->sent && e->acked < e->sent)
 		return TUI_SENDING;
 	return e->state;
 }

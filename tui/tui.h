@@ -134,6 +134,20 @@ void tui_history_add(const ba_draft *d);
 /* ~/ expanded into out. */
 void tui_expand_home(struct ba_buf *out, const char *path);
 
+/* ---- autosave (autosave.c): a thread writes the draft files ---------------------- */
+
+struct tui_saver;
+int tui_saver_start(struct tui_saver **out);
+/* Queues a copy of d to be saved at path (a newer copy replaces a queued one).  s NULL:
+ * saves now.  Errors: ba_draft_format()'s, ba_draft_save()'s when s is NULL. */
+int tui_saver_put(struct tui_saver *s, const ba_draft *d, const char *path, struct ba_err *err);
+/* Waits until everything queued is on disk; -1 with the last failure. */
+int tui_saver_sync(struct tui_saver *s, struct ba_err *err);
+/* The last failure of a save in the background, once (-1), else 0. */
+int tui_saver_error(struct tui_saver *s, struct ba_err *err);
+/* Writes what is queued, stops the thread, frees s; NULL is a no-op. */
+void tui_saver_stop(struct tui_saver *s);
+
 /* ---- the application (main.c, compose.c, outbox_screen.c, pager.c) ---------- */
 
 enum tui_screen { SCR_COMPOSE, SCR_OUTBOX, SCR_DRAFTS, SCR_PAGER, SCR_HELP, SCR_EDITOR };
@@ -162,6 +176,7 @@ struct tui {
 	ba_config *cfg;
 	struct tui_conf conf;
 	struct tui_worker *worker;
+	struct tui_saver *saver;
 	enum tui_screen screen, back;   /* back: where the pager, help and editor return to */
 	int quit;
 	int64_t now_ms;
