@@ -64,11 +64,15 @@ static int percent(const struct tui_entry *e)
 	return (int)(a * 100 / total);
 }
 
+/* "17:39" today (with seconds when secs), "Dec 07 17:39" on another day. */
 static void hhmm(char *buf, size_t n, int64_t t, int secs)
 {
-	time_t w = (time_t)t;
-	struct tm tm;
-	strftime(buf, n, secs ? "%H:%M:%S" : "%b %d %H:%M", localtime_r(&w, &tm));
+	time_t w = (time_t)t, now = time(NULL);
+	struct tm tm, tn;
+	localtime_r(&w, &tm);
+	localtime_r(&now, &tn);
+	int today = tm.tm_year == tn.tm_year && tm.tm_yday == tn.tm_yday;
+	strftime(buf, n, today ? (secs ? "%H:%M:%S" : "%H:%M") : "%b %d %H:%M", &tm);
 }
 
 /* The state and what it needs to be read at a glance: "sending 42%", "held 8 s". */
@@ -105,7 +109,7 @@ static void row(struct tui *t, int y, int cols, const struct tui_entry *e, int s
 	char when[32], sz[32];
 	state_text(&st, e);
 	hhmm(when, sizeof when, e->created, 0);
-	int sw = cols >= 60 ? 26 : cols / 2;
+	int sw = cols >= 60 ? 22 : cols / 2;
 	if (sw > cols)
 		sw = cols;
 	tui_attr(selected ? TA_SELECT : state_attr(tui_shown_state(e)));
@@ -113,8 +117,8 @@ static void row(struct tui *t, int y, int cols, const struct tui_entry *e, int s
 	tui_put_pad(y, 0, sw, ba_buf_str(&b));
 	ba_buf_reset(&b);
 	tui_attr(selected ? TA_SELECT : TA_NORMAL);
-	ba_buf_addf(&b, " %s  %s  %s  %s", when, e->rcpts, *e->subject ? e->subject : "(no subject)",
-	            tui_size(sz, sizeof sz, e->size));
+	ba_buf_addf(&b, " %5s %8s  %s  %s", when, tui_size(sz, sizeof sz, e->size),
+	            *e->subject ? e->subject : "(no subject)", e->rcpts);
 	tui_put_pad(y, sw, cols - sw, ba_buf_str(&b));
 	ba_buf_release(&b);
 	ba_buf_release(&st);

@@ -27,7 +27,8 @@ def pytest_collection_modifyitems(config, items):
         reason = "not run under valgrind (real-time terminal scenarios)"
     if reason:
         for item in items:
-            item.add_marker(pytest.mark.skip(reason=reason))
+            if "tui" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def account_config(port, **keys):

@@ -95,7 +95,7 @@ class Tui:
         self.tmux("send-keys", "-t", "t", *keys)
 
     def type(self, text):
-        self.tmux("send-keys", "-t", "t", "-l", text)
+        self.tmux("send-keys", "-t", "t", "-l", "--", text)
 
     def screen(self, escapes=False):
         args = ["capture-pane", "-p", "-t", "t"] + (["-e"] if escapes else [])
