@@ -51,6 +51,9 @@ class Tui:
             "XDG_CONFIG_HOME": os.path.join(self.root, "config"),
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "tmux-256color" if os.path.exists("/lib/terminfo/t/tmux-256color") or os.path.exists("/usr/share/terminfo/t/tmux-256color") else "screen",
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # an ASan/UBSan build reports into files here; close() fails the test on one
+            "ASAN_OPTIONS": "log_path=%s/sanitizer:detect_leaks=1" % self.root,
+            "UBSAN_OPTIONS": "log_path=%s/sanitizer:print_stacktrace=1" % self.root,
         }
         self.env.update(env or {})
         self.args = list(args)
@@ -124,8 +127,8 @@ class Tui:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
-        out = self.tmux("display-message", "-p", "-t", "t", "#{pane_dead}").stdout.strip()
-        return out == "0"
+        out = self.tmux("display-message", "-p", "-t", "t", "#{pane_dead}", check=False)
+        return out.returncode == 0 and out.stdout.strip() == "0"
 
     def kill(self, sig=signal.SIGKILL):
         os.kill(self.pid, sig)
@@ -138,7 +141,20 @@ class Tui:
         return self.tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").stdout.strip()
 
     def close(self):
+        if self.pid is not None and self.alive():
+            # SIGTERM: the program saves and returns from main, so a sanitizer build
+            # checks for leaks at exit
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 3 * SLOW
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
         self.tmux("kill-server", check=False)
+        self.pid = None
+        reports = [n for n in os.listdir(self.root) if n.startswith("sanitizer")]
+        for n in reports:
+            with open(os.path.join(self.root, n)) as f:
+                text = f.read()
+            raise AssertionError("sanitizer report %s:\n%s" % (n, text[:4000]))
 
     # ---- composing ------------------------------------------------------------
     def field(self, key, text, clear=True):
