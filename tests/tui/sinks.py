@@ -17,13 +17,16 @@ import time
 
 class Sink:
     def __init__(self, port=0, rate=0, replies=None, greet=True, rcvbuf=32768,
-                 refuse=()):
+                 refuse=(), size=100000000, drop_after=None):
         self.port = port
         self.rate = rate
         self.replies = dict(replies or {})
         self.greet = greet
         self.rcvbuf = rcvbuf
         self.refuse = set(refuse)
+        self.size = size
+        self.drop_after = drop_after     # close the connection after this many data bytes
+        self.verbs = []
         self.lock = threading.Lock()
         self.data_read = 0
         self.messages = []
@@ -87,8 +90,10 @@ class Sink:
                 buf += d
             line, buf = buf.split(b"\r\n", 1)
             verb = line.split(b" ", 1)[0].upper().decode(errors="replace")
+            with self.lock:
+                self.verbs.append(verb)
             if verb in ("EHLO", "HELO"):
-                c.sendall(b"250-sink.test\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n")
+                c.sendall(b"250-sink.test\r\n250-8BITMIME\r\n250 SIZE %d\r\n" % self.size)
             elif verb == "MAIL":
                 self._reply(c, "MAIL", "250 2.1.0 ok")
             elif verb == "RCPT":
@@ -130,6 +135,8 @@ class Sink:
                     continue
             d = c.recv(4096 if self.rate else 65536)
             if not d:
+                return None, b""
+            if self.drop_after is not None and len(data) + len(d) >= self.drop_after:
                 return None, b""
             data += d
             with self.lock:

@@ -200,15 +200,53 @@ def test_completion_from_each_source(tmp_path, smtp_server, tui):
     t.keys("Enter")
 
 
-def test_compose_screen_usable_quickly(smtp_server, tui):
+def test_compose_screen_usable_within_100ms(smtp_server, tui):
+    """From exec to the composer on the terminal, measured on a pty of our own (no tmux)."""
+    import pty
+    import select
     srv = smtp_server()
     t = tui(srv, start=False)
-    t0 = time.monotonic()
-    t.start()
-    t.wait_for("Subject:")
-    t.keys("t")
-    t.type("x")
-    t.wait_for("To: x")
-    elapsed = time.monotonic() - t0
-    # tmux itself takes part of it; the limit that matters is 100 ms for the program
-    assert elapsed < 1.0 * tuilib.SLOW, elapsed
+    env = dict(t.env, TERM="xterm")
+    best = None
+    for _ in range(3):
+        t0 = time.monotonic()
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(tuilib.tui_path(), [tuilib.tui_path(), "-C", t.cfg], env)
+        out = b""
+        while b"Subject:" not in out and time.monotonic() - t0 < 5 * tuilib.SLOW:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    break
+        elapsed = time.monotonic() - t0
+        os.write(fd, b"q")
+        os.waitpid(pid, 0)
+        os.close(fd)
+        assert b"Subject:" in out, out[-500:]
+        best = elapsed if best is None else min(best, elapsed)
+    assert best < 0.1 * tuilib.SLOW, best
+
+
+def test_size_limit_refused_before_any_upload(tmp_path, tui):
+    from sinks import Sink
+    sink = Sink(size=50000).start()
+    f = tmp_path / "big.bin"
+    f.write_bytes(os.urandom(120000))
+    try:
+        t = tui(sink.port)
+        t.field("t", "bob@example.test")
+        t.field("s", "too big")
+        t.keys("a")
+        t.type(str(f))
+        t.keys("Enter")
+        t.wait_for("big.bin")
+        time.sleep(1.0 * tuilib.SLOW)   # the SIZE probe (EHLO only) has its answer
+        t.keys("y")
+        t.wait_for("over the server's limit")
+        time.sleep(0.5)
+        assert "MAIL" not in sink.verbs and "DATA" not in sink.verbs
+        assert sink.messages == []
+    finally:
+        sink.stop()

@@ -243,3 +243,56 @@ def test_ten_thousand_entries_scroll_without_delay(tui):
     s = t.wait_for("entry 1 of 10000")
     assert "held" in s
     assert statistics.median(times) < 0.1 * SLOW, times
+
+
+def test_server_drops_mid_data_deferred_then_delivered_once(tmp_path, tui):
+    # larger than the socket buffers: the end of the data cannot be out when the server drops
+    sink = Sink(drop_after=100000).start()
+    big = tmp_path / "data.bin"
+    big.write_bytes(os.urandom(6 << 20))
+    try:
+        t = tui(sink.port)
+        t.field("t", "bob@example.test")
+        t.field("s", "dropped")
+        t.keys("a")
+        t.type(str(big))
+        t.keys("Enter")
+        t.wait_for("data.bin")
+        t.keys("y")
+        s = t.wait_for("deferred", timeout=15)
+        assert "ERROR" in s and sink.messages == []
+        sink.drop_after = None
+        t.keys("r")
+        t.wait_for("sent ", timeout=15)
+        time.sleep(1)
+        assert len(sink.messages) == 1
+    finally:
+        sink.stop()
+
+
+def test_send_later_view_and_delete(tui):
+    sink = Sink().start()
+    try:
+        t = tui(sink.port)
+        t.field("t", "bob@example.test")
+        t.field("s", "for later")
+        t.builtin_body("the body to view")
+        t.keys("L")
+        t.type("+1h")
+        t.keys("Enter")
+        s = t.wait_for("held ")
+        assert "Queued for" in s
+        # view: the message as queued
+        t.keys("v")
+        s = t.wait_for("Subject: for later")
+        assert "the body to view" in s
+        t.keys("q")
+        t.wait_for("-- Outbox")
+        t.keys("d")
+        t.wait_for("Delete")
+        t.keys("y")
+        t.wait_for("The outbox is empty.")
+        time.sleep(0.5)
+        assert sink.connections == 0
+    finally:
+        sink.stop()
