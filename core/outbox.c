@@ -827,6 +827,46 @@ int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct 
 	return 0;
 }
 
+int ba_outbox_list_failed(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n,
+                          struct ba_err *err)
+{
+	*v = NULL;
+	*n = 0;
+	struct list_ctx l = { NULL, 0, 0 };
+	int fd = dup(ob->sub[D_FAILED]);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return io_err(ob, "read", "failed", ".", errno, err);
+	}
+	rewinddir(d);
+	struct dirent *de;
+	int rc = 0;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		char id[BA_OUTBOX_ID_MAX];
+		if (name_kind(de->d_name, id, sizeof(id)) != 1)
+			continue; /* only state files name entries; list() tidies q/, not this */
+		struct ba_err lerr = BA_ERR_INIT;
+		struct ba_outbox_entry e;
+		int r = load(ob, D_FAILED, id, &e, &lerr);
+		if (r == 0)
+			rc = list_add(&l, &e, err);
+		else if (r < 0 && lerr.code == EX_OSERR)
+			rc = ba_err_set(err, EX_OSERR, "out of memory");
+	}
+	closedir(d);
+	if (rc < 0) {
+		ba_outbox_list_free(l.v, l.n);
+		return -1;
+	}
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_entry);
+	*v = l.v;
+	*n = l.n;
+	return 0;
+}
+
 void ba_outbox_list_free(struct ba_outbox_entry *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

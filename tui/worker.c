@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,8 @@ const char *tui_state_name(enum tui_state s)
 struct box {
 	char *dir;
 	ba_outbox *ui, *wk;
+	struct timespec qmtime, fmtime; /* worker thread: q/ and failed/ as of the last listing */
+	int listed;
 };
 
 /* One entry as the worker knows it; e's strings are malloc'd, "" when unknown. */
@@ -58,6 +61,7 @@ struct rec {
 	                   no longer has the entry in q/ */
 	int64_t t0_ms;  /* sending: when the data phase began, for the rate */
 	int rcpt_reply; /* reply holds the refused recipients' replies of the last attempt */
+	int64_t eager_at; /* deferred in this session: tried again then, before the outbox's time */
 };
 
 enum probe_state { PROBE_WANTED, PROBE_RUNNING, PROBE_DONE, PROBE_FAILED };
@@ -73,8 +77,9 @@ struct tui_worker {
 	const ba_config *cfg;
 	const struct ba_log *log;
 	int rescan_ms;
+	int retry_s;
 	unsigned smtp_flags;
-	struct box *boxes;
+	struct box **boxes; /* grown by the UI thread under mu; a box never moves or goes */
 	size_t nboxes;
 	pthread_t th;
 	int started;
@@ -93,6 +98,15 @@ struct tui_worker {
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
+
+/* Box b for the worker thread (the UI thread may be adding one), or NULL past the end. */
+static struct box *wk_box(struct tui_worker *w, size_t b)
+{
+	pthread_mutex_lock(&w->mu);
+	struct box *x = b < w->nboxes ? w->boxes[b] : NULL;
+	pthread_mutex_unlock(&w->mu);
+	return x;
+}
 
 static char *xstrdup(const char *s)
 {
@@ -159,16 +173,28 @@ static void close_pipe(int p[2])
 	p[0] = p[1] = -1;
 }
 
+/* Under mu: the index of id in the records (kept sorted by id), or where it would go. */
+static size_t lower(const struct tui_worker *w, const char *id)
+{
+	size_t lo = 0, hi = w->nrecs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(w->recs[mid].e.id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Under mu. */
 static struct rec *find(struct tui_worker *w, const char *id)
 {
-	for (size_t i = 0; i < w->nrecs; i++)
-		if (strcmp(w->recs[i].e.id, id) == 0)
-			return &w->recs[i];
-	return NULL;
+	size_t i = lower(w, id);
+	return i < w->nrecs && strcmp(w->recs[i].e.id, id) == 0 ? &w->recs[i] : NULL;
 }
 
-/* Under mu: a new record for id in box (strings ""), or NULL when out of memory. */
+/* Under mu: a new record for id (not there yet) in box (strings ""), or NULL when out of memory. */
 static struct rec *add_rec(struct tui_worker *w, const char *id, size_t box)
 {
 	if (w->nrecs == w->caprecs) {
@@ -179,21 +205,24 @@ static struct rec *add_rec(struct tui_worker *w, const char *id, size_t box)
 		w->recs = nv;
 		w->caprecs = nc;
 	}
-	struct rec *r = &w->recs[w->nrecs];
-	memset(r, 0, sizeof(*r));
-	snprintf(r->e.id, sizeof(r->e.id), "%s", id);
-	r->box = box;
-	r->e.account = xstrdup("");
-	r->e.from = xstrdup("");
-	r->e.rcpts = xstrdup("");
-	r->e.subject = xstrdup("");
-	r->e.reply = xstrdup("");
-	if (!r->e.account || !r->e.from || !r->e.rcpts || !r->e.subject || !r->e.reply) {
-		entry_release(&r->e);
+	struct rec n;
+	memset(&n, 0, sizeof(n));
+	snprintf(n.e.id, sizeof(n.e.id), "%s", id);
+	n.box = box;
+	n.e.account = xstrdup("");
+	n.e.from = xstrdup("");
+	n.e.rcpts = xstrdup("");
+	n.e.subject = xstrdup("");
+	n.e.reply = xstrdup("");
+	if (!n.e.account || !n.e.from || !n.e.rcpts || !n.e.subject || !n.e.reply) {
+		entry_release(&n.e);
 		return NULL;
 	}
+	size_t i = lower(w, id);
+	memmove(&w->recs[i + 1], &w->recs[i], (w->nrecs - i) * sizeof(*w->recs));
+	w->recs[i] = n;
 	w->nrecs++;
-	return r;
+	return &w->recs[i];
 }
 
 /* Under mu. */
@@ -272,14 +301,17 @@ static void state_from_entry(struct tui_worker *w, struct rec *r, const struct b
 		st = e->attempts ? TUI_DEFERRED : TUI_HELD;
 	else
 		st = TUI_QUEUED;
+	int64_t next = e->next;
+	if (st == TUI_DEFERRED && r->eager_at && r->eager_at < next)
+		next = r->eager_at;
 	int changed = r->e.state != st || r->e.attempts != e->attempts ||
-	              r->e.next_try != e->next || r->e.size != e->size ||
+	              r->e.next_try != next || r->e.size != e->size ||
 	              r->e.code != e->error_code || strcmp(r->e.reply, e->error ? e->error : "");
 	r->e.state = st;
 	r->e.attempts = e->attempts;
 	r->e.created = e->created;
 	r->e.hold_until = st == TUI_HELD ? e->next : 0;
-	r->e.next_try = e->next;
+	r->e.next_try = next;
 	r->e.size = e->size;
 	r->e.code = e->error_code;
 	if (st != TUI_QUEUED && st != TUI_HELD)
@@ -288,6 +320,33 @@ static void state_from_entry(struct tui_worker *w, struct rec *r, const struct b
 		set_str(&r->e.reply, "");
 	if (changed)
 		touch(r);
+}
+
+/* Under mu: r from an entry in failed/; the replies per recipient of this session are kept. */
+static void failed_from_entry(struct rec *r, const struct ba_outbox_entry *e)
+{
+	int changed = r->e.state != TUI_FAILED || r->e.attempts != e->attempts;
+	r->e.state = TUI_FAILED;
+	r->e.attempts = e->attempts;
+	r->e.created = e->created;
+	r->e.hold_until = 0;
+	r->e.next_try = 0;
+	r->e.size = e->size;
+	if (!r->rcpt_reply) {
+		struct ba_buf b = BA_BUF_INIT;
+		for (size_t i = 0; i < e->nrcpt; i++)
+			if (e->rcpt[i].state == BA_OUTBOX_RCPT_FAILED)
+				ba_buf_addf(&b, "%s: %d\n", e->rcpt[i].addr, e->rcpt[i].code);
+		ba_buf_addstr(&b, e->error ? e->error : "");
+		if (strcmp(r->e.reply, ba_buf_str(&b)) != 0) {
+			set_str(&r->e.reply, ba_buf_str(&b));
+			r->e.code = e->error_code;
+			changed = 1;
+		}
+		ba_buf_release(&b);
+	}
+	if (changed)
+		r->e.seq++;
 }
 
 static int fill_static(struct tui_worker *w, struct rec *r, const struct ba_outbox_entry *e)
@@ -306,63 +365,114 @@ static int fill_static(struct tui_worker *w, struct rec *r, const struct ba_outb
 	return 0;
 }
 
+/* The modification time of DIR/sub into *t; 0, or -1 when it cannot be read. */
+static int dir_mtime(const char *dir, const char *sub, struct timespec *t)
+{
+	struct ba_buf p = BA_BUF_INIT;
+	struct stat st;
+	ba_buf_addf(&p, "%s/%s", dir, sub);
+	int rc = stat(ba_buf_str(&p), &st);
+	ba_buf_release(&p);
+	if (rc == 0)
+		*t = st.st_mtim;
+	return rc;
+}
+
+static int same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* The subjects of the entries of v not known yet (NULL for known ones); outside the mutex. */
+static char **subjects(struct tui_worker *w, ba_outbox *ob, const struct ba_outbox_entry *v,
+                       size_t n)
+{
+	char **subj = calloc(n ? n : 1, sizeof(*subj));
+	for (size_t i = 0; subj && i < n; i++) {
+		pthread_mutex_lock(&w->mu);
+		int known = find(w, v[i].id) != NULL;
+		pthread_mutex_unlock(&w->mu);
+		if (known)
+			continue;
+		struct ba_buf path = BA_BUF_INIT, s = BA_BUF_INIT;
+		struct ba_outbox_entry tmp;
+		struct ba_err gerr = BA_ERR_INIT;
+		if (ba_outbox_get(ob, v[i].id, &tmp, NULL, &path, &gerr) == 0) {
+			read_subject(&s, ba_buf_str(&path));
+			ba_outbox_entry_release(&tmp);
+		}
+		subj[i] = strdup(ba_buf_str(&s));
+		ba_buf_release(&path);
+		ba_buf_release(&s);
+	}
+	return subj;
+}
+
+/* Under mu: the records of box b from the listing v (failed: of failed/).  1 when any changed. */
+static int merge(struct tui_worker *w, size_t b, const struct ba_outbox_entry *v, size_t n,
+                 char **subj, int failed, int64_t now)
+{
+	int changed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct rec *r = find(w, v[i].id);
+		if (!r) {
+			if (!(r = add_rec(w, v[i].id, b)))
+				continue;
+			fill_static(w, r, &v[i]);
+			if (subj && subj[i])
+				set_str(&r->e.subject, subj[i]);
+			r->e.state = TUI_NSTATES; /* so that the state counts as a change */
+			changed = 1;
+		}
+		r->seen = 1;
+		r->local = 0;
+		unsigned seq = r->e.seq;
+		if (failed)
+			failed_from_entry(r, &v[i]);
+		else
+			state_from_entry(w, r, &v[i], now);
+		changed |= seq != r->e.seq;
+	}
+	return changed;
+}
+
 /*
- * Reads every outbox directory (with the worker's handles) and brings the
- * records up to date; entries that left q/ without this worker's doing are
- * dropped.  Subjects are read for new entries, outside the mutex.
+ * Reads every outbox directory whose q/ or failed/ changed since the last
+ * reading (all of them with force), with the worker's handles, and brings
+ * the records up to date; entries that left both without this worker's
+ * doing are dropped.  Subjects are read for new entries, outside the mutex.
  */
-static void rescan(struct tui_worker *w)
+static void rescan(struct tui_worker *w, int force)
 {
 	int64_t now = (int64_t)time(NULL);
 	int changed = 0;
-	for (size_t b = 0; b < w->nboxes; b++) {
-		struct ba_outbox_entry *v = NULL;
-		size_t n = 0;
+	struct box *bx;
+	for (size_t b = 0; (bx = wk_box(w, b)) != NULL; b++) {
+		struct timespec qt = { 0, 0 }, ft = { 0, 0 };
+		int have = dir_mtime(bx->dir, "q", &qt) == 0 && dir_mtime(bx->dir, "failed", &ft) == 0;
+		if (!force && have && bx->listed && same_time(&qt, &bx->qmtime) &&
+		    same_time(&ft, &bx->fmtime))
+			continue; /* nothing to read: a long queue costs */
+		bx->qmtime = qt;
+		bx->fmtime = ft;
+		bx->listed = have;
+		struct ba_outbox_entry *v = NULL, *fv = NULL;
+		size_t n = 0, fn = 0;
 		struct ba_err err = BA_ERR_INIT;
-		if (ba_outbox_list(w->boxes[b].wk, &v, &n, &err) < 0) {
+		if (ba_outbox_list(bx->wk, &v, &n, &err) < 0 ||
+		    ba_outbox_list_failed(bx->wk, &fv, &fn, &err) < 0) {
 			ba_log(w->log, BA_LOG_WARNING, "%s", err.text);
+			ba_outbox_list_free(v, n);
+			bx->listed = 0;
 			continue;
 		}
-		/* subjects of the entries not known yet */
-		char **subj = calloc(n ? n : 1, sizeof(*subj));
-		for (size_t i = 0; subj && i < n; i++) {
-			pthread_mutex_lock(&w->mu);
-			int known = find(w, v[i].id) != NULL;
-			pthread_mutex_unlock(&w->mu);
-			if (known)
-				continue;
-			struct ba_buf path = BA_BUF_INIT, s = BA_BUF_INIT;
-			struct ba_outbox_entry tmp;
-			struct ba_err gerr = BA_ERR_INIT;
-			if (ba_outbox_get(w->boxes[b].wk, v[i].id, &tmp, NULL, &path, &gerr) == 0) {
-				read_subject(&s, ba_buf_str(&path));
-				ba_outbox_entry_release(&tmp);
-			}
-			subj[i] = strdup(ba_buf_str(&s));
-			ba_buf_release(&path);
-			ba_buf_release(&s);
-		}
+		char **subj = subjects(w, bx->wk, v, n), **fsubj = subjects(w, bx->wk, fv, fn);
 		pthread_mutex_lock(&w->mu);
 		for (size_t i = 0; i < w->nrecs; i++)
 			if (w->recs[i].box == b)
 				w->recs[i].seen = 0;
-		for (size_t i = 0; i < n; i++) {
-			struct rec *r = find(w, v[i].id);
-			if (!r) {
-				if (!(r = add_rec(w, v[i].id, b)))
-					continue;
-				fill_static(w, r, &v[i]);
-				if (subj && subj[i])
-					set_str(&r->e.subject, subj[i]);
-				r->e.state = TUI_NSTATES; /* so that the state counts as a change */
-				changed = 1;
-			}
-			r->seen = 1;
-			r->local = 0;
-			unsigned seq = r->e.seq;
-			state_from_entry(w, r, &v[i], now);
-			changed |= seq != r->e.seq;
-		}
+		changed |= merge(w, b, v, n, subj, 0, now);
+		changed |= merge(w, b, fv, fn, fsubj, 1, now);
 		for (size_t i = w->nrecs; i-- > 0;) {
 			struct rec *r = &w->recs[i];
 			if (r->box == b && !r->seen && !r->local && strcmp(w->cur, r->e.id) != 0) {
@@ -373,8 +483,12 @@ static void rescan(struct tui_worker *w)
 		pthread_mutex_unlock(&w->mu);
 		for (size_t i = 0; subj && i < n; i++)
 			free(subj[i]);
+		for (size_t i = 0; fsubj && i < fn; i++)
+			free(fsubj[i]);
 		free(subj);
+		free(fsubj);
 		ba_outbox_list_free(v, n);
+		ba_outbox_list_free(fv, fn);
 	}
 	if (changed)
 		signal_ui(w);
@@ -399,6 +513,7 @@ static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_
 		if (st == TUI_CONNECTING) {
 			r->e.sent = r->e.acked = r->e.total = 0;
 			r->e.rate = 0;
+			r->eager_at = 0;
 		}
 		if (sent || acked || total) {
 			r->e.sent = sent;
@@ -462,6 +577,14 @@ static void on_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_o
 			break;
 		case BA_OUTBOX_DEFERRED:
 			r->e.state = TUI_DEFERRED;
+			if (w->retry_s > 0) {
+				int64_t wait = w->retry_s;
+				for (unsigned k = 1; k < e->attempts && wait < 3600; k++)
+					wait *= 2;
+				r->eager_at = (int64_t)time(NULL) + wait;
+				if (r->eager_at < e->next)
+					r->e.next_try = r->eager_at;
+			}
 			set_str(&r->e.reply, e->error ? e->error : err ? err->text : "");
 			break;
 		case BA_OUTBOX_FAILED:
@@ -517,7 +640,7 @@ static void send_one(struct tui_worker *w, size_t box, const char *id)
 	o.done_ctx = w;
 	struct ba_outbox_flush_stats st;
 	struct ba_err err = BA_ERR_INIT;
-	if (ba_outbox_flush(w->boxes[box].wk, &o, &st, &err) < 0)
+	if (ba_outbox_flush(wk_box(w, box)->wk, &o, &st, &err) < 0)
 		ba_log(w->log, BA_LOG_WARNING, "%s", err.text);
 	pthread_mutex_lock(&w->mu);
 	w->cur[0] = '\0';
@@ -598,10 +721,13 @@ static int next_due(struct tui_worker *w, char *id, size_t *box, int64_t *wake_a
 	return found;
 }
 
+/* Every outbox is read completely this often even when its q/ did not change. */
+#define FULL_RESCAN_MS 30000
+
 static void *run(void *arg)
 {
 	struct tui_worker *w = arg;
-	int64_t last_scan = 0;
+	int64_t last_scan = 0, last_full = 0;
 	for (;;) {
 		pthread_mutex_lock(&w->mu);
 		int stop = w->stop, now_scan = w->rescan_now;
@@ -612,8 +738,11 @@ static void *run(void *arg)
 		run_probes(w);
 		int64_t t = ba_now_ms();
 		if (now_scan || t - last_scan >= w->rescan_ms) {
-			rescan(w);
+			int full = !last_full || t - last_full >= FULL_RESCAN_MS;
+			rescan(w, full);
 			last_scan = ba_now_ms();
+			if (full)
+				last_full = last_scan;
 		}
 		char id[TUI_ID_MAX];
 		size_t box = 0;
@@ -649,25 +778,37 @@ static void *run(void *arg)
 static int open_box(struct tui_worker *w, const char *dir, size_t *idx, struct ba_err *err)
 {
 	for (size_t i = 0; i < w->nboxes; i++)
-		if (strcmp(w->boxes[i].dir, dir) == 0) {
+		if (strcmp(w->boxes[i]->dir, dir) == 0) {
 			*idx = i;
 			return 0;
 		}
-	struct box *nb = realloc(w->boxes, (w->nboxes + 1) * sizeof(*nb));
-	if (!nb)
+	struct box *b = calloc(1, sizeof(*b));
+	if (!b || !(b->dir = strdup(dir))) {
+		free(b);
 		return ba_err_set(err, EX_OSERR, "out of memory");
-	w->boxes = nb;
-	struct box *b = &w->boxes[w->nboxes];
-	memset(b, 0, sizeof(*b));
-	if (!(b->dir = strdup(dir)))
-		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
 	if (ba_outbox_open(&b->ui, dir, w->log, err) < 0 ||
 	    ba_outbox_open(&b->wk, dir, w->log, err) < 0) {
 		ba_outbox_free(b->ui);
 		free(b->dir);
+		free(b);
 		return -1;
 	}
-	*idx = w->nboxes++;
+	pthread_mutex_lock(&w->mu);
+	struct box **nb = realloc(w->boxes, (w->nboxes + 1) * sizeof(*nb));
+	if (nb) {
+		w->boxes = nb;
+		nb[w->nboxes] = b;
+		*idx = w->nboxes++;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (!nb) {
+		ba_outbox_free(b->ui);
+		ba_outbox_free(b->wk);
+		free(b->dir);
+		free(b);
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	}
 	return 0;
 }
 
@@ -683,6 +824,7 @@ int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
 	w->cfg = o->cfg;
 	w->log = o->log;
 	w->rescan_ms = o->rescan_ms > 0 ? o->rescan_ms : 2000;
+	w->retry_s = o->retry_s == 0 ? 15 : o->retry_s;
 	w->smtp_flags = o->smtp_flags;
 	w->notify[0] = w->notify[1] = w->wake[0] = w->wake[1] = w->cancel[0] = w->cancel[1] = -1;
 	pthread_mutex_init(&w->mu, NULL);
@@ -707,9 +849,7 @@ int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
 		}
 	}
 	ba_buf_release(&dir);
-	rescan(w);
-	drain_fd(w->notify[0]);
-	signal_ui(w);
+	/* the first reading of the outboxes is the thread's: a long queue does not delay the UI */
 	if (pthread_create(&w->th, NULL, run, w) != 0) {
 		ba_err_set(err, EX_OSERR, "cannot start the delivery thread");
 		goto fail;
@@ -738,9 +878,10 @@ void tui_worker_stop(struct tui_worker *w)
 		pthread_join(w->th, NULL);
 	}
 	for (size_t i = 0; i < w->nboxes; i++) {
-		ba_outbox_free(w->boxes[i].ui);
-		ba_outbox_free(w->boxes[i].wk);
-		free(w->boxes[i].dir);
+		ba_outbox_free(w->boxes[i]->ui);
+		ba_outbox_free(w->boxes[i]->wk);
+		free(w->boxes[i]->dir);
+		free(w->boxes[i]);
 	}
 	free(w->boxes);
 	for (size_t i = 0; i < w->nrecs; i++)
@@ -871,7 +1012,7 @@ int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *acco
 	}
 	int64_t now = (int64_t)time(NULL);
 	e.next = hold_until > now ? hold_until : now;
-	if (ba_outbox_add(w->boxes[box].ui, &e, ba_spool_reader(spool), NULL, err) < 0)
+	if (ba_outbox_add(w->boxes[box]->ui, &e, ba_spool_reader(spool), NULL, err) < 0)
 		goto out;
 	if (id_out && idlen)
 		snprintf(id_out, idlen, "%s", e.id);
@@ -987,7 +1128,7 @@ int tui_worker_cancel(struct tui_worker *w, const char *id, struct ba_err *err)
 		if (current)
 			return 0; /* the flush records it: BA_OUTBOX_CANCELLED */
 		struct ba_err cerr = BA_ERR_INIT;
-		if (ba_outbox_cancel(w->boxes[box].ui, id, &cerr) == 0) {
+		if (ba_outbox_cancel(w->boxes[box]->ui, id, &cerr) == 0) {
 			set_state(w, id, TUI_CANCELLED, "cancelled");
 			return 0;
 		}
@@ -1011,7 +1152,7 @@ int tui_worker_retry(struct tui_worker *w, const char *id, struct ba_err *err)
 		return -1;
 	if ((current && wait_settled(w, id, st)) || st == TUI_SENT)
 		return ba_err_set(err, EX_TEMPFAIL, "entry '%s' is %s", id, tui_state_name(st));
-	if (ba_outbox_retry(w->boxes[box].ui, id, err) < 0)
+	if (ba_outbox_retry(w->boxes[box]->ui, id, err) < 0)
 		return -1;
 	pthread_mutex_lock(&w->mu);
 	struct rec *r = find(w, id);
@@ -1034,7 +1175,7 @@ int tui_worker_remove(struct tui_worker *w, const char *id, struct ba_err *err)
 		return -1;
 	if (current && wait_settled(w, id, st))
 		return ba_err_set(err, EX_TEMPFAIL, "entry '%s' is being sent", id);
-	if (st != TUI_SENT && ba_outbox_remove(w->boxes[box].ui, id, err) < 0)
+	if (st != TUI_SENT && ba_outbox_remove(w->boxes[box]->ui, id, err) < 0)
 		return -1;
 	pthread_mutex_lock(&w->mu);
 	struct rec *r = find(w, id);
@@ -1068,7 +1209,7 @@ int tui_worker_message_path(struct tui_worker *w, const char *id, struct ba_buf 
 	if (lookup(w, id, &box, &st, &current, err) < 0)
 		return -1;
 	struct ba_outbox_entry e;
-	if (ba_outbox_get(w->boxes[box].ui, id, &e, NULL, out, err) < 0)
+	if (ba_outbox_get(w->boxes[box]->ui, id, &e, NULL, out, err) < 0)
 		return -1;
 	ba_outbox_entry_release(&e);
 	return 0;

@@ -89,23 +89,34 @@ struct tui_worker_opts {          /* zero = defaults */
 	const ba_config *cfg;     /* required; borrowed until tui_worker_stop() returns */
 	const struct ba_log *log; /* optional; called from the worker thread (BA_LOG_PROTO
 	                             gives the dialogues: leave it out of a terminal UI) */
-	int rescan_ms;            /* how often the outbox directories are read again for
+	int rescan_ms;            /* how often the outbox directories are looked at again for
 	                             entries other processes add or change; 0 = 2000 */
+	int retry_s;              /* a deferred entry is tried again after retry_s seconds,
+	                             doubled per attempt (at most the outbox's own next attempt,
+	                             5 minutes doubled per attempt, which `outbox list` shows and
+	                             a later process keeps to): a person watching wants a message
+	                             out soon after the server is back; 0 = 15, < 0 = only at the
+	                             outbox's time */
 	unsigned smtp_flags;      /* extra enum ba_smtp_flags (tests) */
 };
 
 /*
  * Opens the outbox directory of every account of o->cfg (ba_outbox_account_dir();
- * created when missing), reads them and starts the worker thread.  Entries
- * found in flight (a previous process died after the end of the data) are
- * shown as TUI_SENT_UNKNOWN.  On success the caller stops it with
- * tui_worker_stop().  Errors: those of ba_outbox_open() (naming the
- * directory), EX_OSERR (thread, pipe).
+ * created when missing) and starts the worker thread, which reads them
+ * (the first snapshot may be empty: the descriptor becomes readable when
+ * the entries are in).  Entries found in flight (a previous process died
+ * after the end of the data) are shown as TUI_SENT_UNKNOWN.  On success the
+ * caller stops it with tui_worker_stop().  Errors: those of
+ * ba_outbox_open() (naming the directory), EX_OSERR (thread, pipe).
  */
 int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
                      struct ba_err *err);
 
-/* Stops the thread (cancelling a send in progress: nothing is committed), frees w.  NULL is a no-op. */
+/*
+ * Stops the thread, cancelling a send in progress (nothing is committed;
+ * one whose end of the data is out waits for the server's reply, at most
+ * the account's timeout), and frees w.  NULL is a no-op.
+ */
 void tui_worker_stop(struct tui_worker *w);
 
 /*

@@ -727,3 +727,35 @@ echo "after=$(ls '{box}/q' | tr '\\n' ' ')"
         assert [t.data for t in srv.messages] == [msg(1)]
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("mark", ["inflight 1733500000", "cancelled 1"])
+def test_sent_unknown_and_cancelled_wait_for_retry(outbox_env, mark):
+    """An entry the TUI left in flight (the connection lost after the final dot: maybe
+    delivered) or cancelled is listed as such, no flush sends it, and `outbox retry` does."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv)
+        r = run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(1))
+        assert r.returncode == 0, r.stderr
+        (eid,) = [x["id"] for x in entries(run, cfg)]
+        st = box / "q" / (eid + ".st")
+        st.write_text(st.read_text().replace("\nend\n", "\n%s\nend\n" % mark))
+        e = entries(run, cfg)[0]
+        key = "sent_unknown" if mark.startswith("inflight") else "cancelled"
+        assert e[key] is True
+        text = run("outbox", "list", "-C", cfg).stdout
+        word = b"sent-unknown" if key == "sent_unknown" else b"cancelled"
+        assert b"next attempt never (" + word in text, text
+        make_due(box, eid)
+        for args in (("sendmail", "-C", cfg, "-q"), ("outbox", "flush", "-C", cfg)):
+            assert run(*args).returncode == 0
+        assert srv.messages == []
+        assert run("outbox", "retry", "-C", cfg, eid).returncode == 0
+        assert entries(run, cfg)[0][key] is False
+        assert run("outbox", "flush", "-C", cfg).returncode == 0
+        assert [t.data for t in srv.messages] == [msg(1)]
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()

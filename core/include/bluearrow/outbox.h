@@ -163,6 +163,13 @@ int ba_outbox_add(ba_outbox *ob, struct ba_outbox_entry *e, ba_reader *msg, int 
  */
 int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct ba_err *err);
 void ba_outbox_list_free(struct ba_outbox_entry *v, size_t n);
+/*
+ * As ba_outbox_list() for the entries in failed/ (oldest first; their
+ * e->error says why).  A state file that does not parse is moved to
+ * corrupt/.  Errors: EX_IOERR, EX_OSERR.
+ */
+int ba_outbox_list_failed(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n,
+                          struct ba_err *err);
 
 /*
  * Reads one entry (ID as shown by list); failed/ is searched too (*failed
