@@ -347,6 +347,16 @@ static int parse_line(struct tui_conf *c, char *line, const char *file, unsigned
 			c->undo_seconds = (int)n;
 			return 0;
 		}
+		if (strcmp(key, "retry_seconds") == 0) {
+			char *end;
+			errno = 0;
+			long n = strtol(v, &end, 10);
+			if (!*v || *end || errno || n < 1 || n > 86400)
+				return ba_err_set(err, EX_CONFIG, "%s:%u: invalid value '%s' for 'retry_seconds' "
+				                  "(1 to 86400)", file, lineno, v);
+			c->retry_seconds = (int)n;
+			return 0;
+		}
 		if (strcmp(key, "color") == 0) {
 			if (strcmp(v, "on") && strcmp(v, "off"))
 				return ba_err_set(err, EX_CONFIG, "%s:%u: invalid value '%s' for 'color' (on or off)",

@@ -373,7 +373,7 @@ int main(int argc, char **argv)
 	}
 	if (tui_saver_start(&t.saver) < 0)
 		t.saver = NULL;   /* saves are then made in this thread */
-	struct tui_worker_opts wo = { .cfg = t.cfg };
+	struct tui_worker_opts wo = { .cfg = t.cfg, .retry_s = t.conf.retry_seconds };
 	if (tui_worker_start(&t.worker, &wo, &err) < 0) {
 		/* composing still works: drafts are saved; sending says why it cannot */
 		t.worker = NULL;

@@ -52,6 +52,7 @@ struct tui_bind {
 
 struct tui_conf {
 	int undo_seconds;        /* the undo window after send; default 10 */
+	int retry_seconds;       /* first retry of a deferred entry (doubling); 0 = the worker's */
 	char *alias_file;        /* a mutt alias file; NULL = none */
 	char *query_command;     /* mutt's query_command ("%s" = the query); NULL = none */
 	char *editor;            /* overrides $VISUAL/$EDITOR; "builtin" = the built-in editor */
