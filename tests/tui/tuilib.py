@@ -17,13 +17,23 @@ import time
 import uuid
 
 VALGRIND = os.environ.get("BA_VALGRIND") == "1"
-# a slow build (ASan) gets more time; every wait below is bounded by this factor
-SLOW = float(os.environ.get("BA_TUI_SLOW", "3" if VALGRIND else "1"))
 
 
 def build_dir():
     return os.environ.get("BA_BUILD_DIR") or os.path.join(os.path.dirname(__file__), "..", "..",
                                                           "build")
+
+
+def _sanitized():
+    try:
+        with open(os.path.join(build_dir(), "CMakeCache.txt")) as f:
+            return "BA_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+# a slow build (ASan) gets more time: every wait and time limit below is multiplied by this
+SLOW = float(os.environ.get("BA_TUI_SLOW", "3" if VALGRIND or _sanitized() else "1"))
 
 
 def tui_path():
