@@ -987,12 +987,11 @@ void tui_compose_key(struct tui *t, int key)
 		if (att_undo(t) == 0) {
 			tui_message(t, 0, "attachment change undone");
 		} else if (t->undo_id[0] && tui_now_ms() < t->undo_until_ms) {
-			t->screen = SCR_OUTBOX;
+			char id[TUI_ID_MAX];
+			snprintf(id, sizeof id, "%s", t->undo_id);
 			tui_refresh_outbox(t);
-			snprintf(t->sel_id, sizeof t->sel_id, "%s", t->undo_id);
-			tui_outbox_key(t, TUI_FN | 0);   /* select it */
-			tui_message(t, 0, "press %s on the held message to take it back",
-			            tui_func_key(&t->conf, MENU_OUTBOX, F_CANCEL, k, sizeof k));
+			if (tui_outbox_take_back(t, id) < 0)
+				tui_message(t, 1, "too late: the message is no longer held");
 		} else {
 			tui_message(t, 1, "nothing to undo");
 		}

@@ -314,6 +314,16 @@ static void reopen(struct tui *t, const struct tui_entry *e, int remove)
 	ba_buf_release(&copy);
 }
 
+int tui_outbox_take_back(struct tui *t, const char *id)
+{
+	for (size_t i = 0; i < t->nent; i++)
+		if (strcmp(t->ent[i].id, id) == 0 && t->ent[i].state == TUI_HELD) {
+			reopen(t, &t->ent[i], 1);
+			return 0;
+		}
+	return -1;
+}
+
 void tui_outbox_key(struct tui *t, int key)
 {
 	enum tui_func f = key == (TUI_FN | 0) ? F_NONE : tui_key_func(&t->conf, MENU_OUTBOX, key);

@@ -259,6 +259,8 @@ void tui_outbox_draw(struct tui *t, int rows, int cols);
 void tui_outbox_key(struct tui *t, int key);
 int tui_unacked_errors(const struct tui *t);
 enum tui_state tui_shown_state(const struct tui_entry *e);
+/* Takes the held entry id back into the composer (removed from the outbox); -1 if not held. */
+int tui_outbox_take_back(struct tui *t, const char *id);
 
 /* pager.c */
 void tui_pager_show(struct tui *t, const char *title, char *text, size_t len);

@@ -124,6 +124,17 @@ def test_undo_within_the_window_never_contacts_the_server(smtp_server, tui):
     t.keys("o")
     s = t.wait_for("Outbox")
     assert "held" not in s and "take me back" not in s
+    # from the composer too: u after sending takes it back
+    t.keys("m")
+    t.keys("y")
+    t.wait_for("held")
+    t.keys("m")
+    t.wait_for("-- Compose")
+    t.keys("u")
+    s = t.wait_for("taken back")
+    assert "take me back" in s
+    time.sleep(3.5)
+    assert srv.conns == []
 
 
 def test_undo_window_passes_then_sent(smtp_server, tui):
