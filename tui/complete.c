@@ -303,11 +303,21 @@ void tui_history_add(const ba_draft *d)
 				struct ba_buf line = BA_BUF_INIT;
 				if (!list.v[j].local || !list.v[j].domain)
 					continue;
-				if (list.v[j].display)
-					ba_buf_addf(&line, "%s <%s@%s>", list.v[j].display, list.v[j].local,
-					            list.v[j].domain);
-				else
+				const char *dn = list.v[j].display;
+				if (dn && strpbrk(dn, "()<>[]:;@\\,.\"")) {
+					/* a quoted-string, so the line reads back as one mailbox */
+					ba_buf_addch(&line, '"');
+					for (const char *c = dn; *c; c++) {
+						if (*c == '"' || *c == '\\')
+							ba_buf_addch(&line, '\\');
+						ba_buf_addch(&line, *c);
+					}
+					ba_buf_addf(&line, "\" <%s@%s>", list.v[j].local, list.v[j].domain);
+				} else if (dn) {
+					ba_buf_addf(&line, "%s <%s@%s>", dn, list.v[j].local, list.v[j].domain);
+				} else {
 					ba_buf_addf(&line, "%s@%s", list.v[j].local, list.v[j].domain);
+				}
 				ba_buf_addch(&line, '\n');
 				const char *h = ba_buf_str(&have), *l = ba_buf_str(&line);
 				int dup = (strncmp(h, l, strlen(l)) == 0);

@@ -228,20 +228,18 @@ static void key(struct tui *t, int k)
 		return;
 	if (t->prompt != P_NONE) {
 		tui_prompt_key(t, k);
-		return;
+	} else {
+		if (t->screen != SCR_EDITOR && t->msg[0] && !t->msg_error)
+			t->msg[0] = '\0';
+		switch (t->screen) {
+		case SCR_COMPOSE: tui_compose_key(t, k); break;
+		case SCR_OUTBOX: tui_outbox_key(t, k); break;
+		case SCR_DRAFTS: tui_drafts_key(t, k); break;
+		case SCR_PAGER: case SCR_HELP: tui_pager_key(t, k); break;
+		case SCR_EDITOR: tui_editor_key(t, k); break;
+		}
 	}
-	if (t->screen != SCR_EDITOR && t->msg[0] && !t->msg_error)
-		t->msg[0] = '\0';
-	switch (t->screen) {
-	case SCR_COMPOSE: tui_compose_key(t, k); break;
-	case SCR_OUTBOX: tui_outbox_key(t, k); break;
-	case SCR_DRAFTS: tui_drafts_key(t, k); break;
-	case SCR_PAGER: case SCR_HELP: tui_pager_key(t, k); break;
-	case SCR_EDITOR: tui_editor_key(t, k); break;
-	}
-	if (t->msg_error && t->prompt == P_NONE && k != (TUI_FN | KEY_RESIZE) && t->screen != SCR_EDITOR) {
-		/* an error stays one key: the next key clears it (unless it made a new one) */
-	}
+	/* leaving while a message is on the wire: ask (quitting cancels it, it stays queued) */
 	if (t->quit == 1 && sending(t)) {
 		t->quit = 0;
 		t->prompt = P_ASK;

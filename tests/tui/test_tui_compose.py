@@ -184,7 +184,7 @@ def test_completion_from_each_source(tmp_path, smtp_server, tui):
                 % (mutt, query))
     t = tui(srv, settings=settings, config_keys={"aliases": str(aliases)})
     # addresses already sent to: send one first
-    t.field("t", "frank@example.test")
+    t.field("t", 'frank@example.test, "Doe, Jane" <jane@example.test>')
     t.field("s", "first")
     t.keys("y")
     srv.wait_txn(timeout=10 * tuilib.SLOW)
@@ -193,7 +193,8 @@ def test_completion_from_each_source(tmp_path, smtp_server, tui):
     for typed, want in (("tea", "alice@example.test, carol@example.test"),
                         ("dav", "Dave Doe <dave@example.test>"),
                         ("er", "Erin Query <erin@example.test>"),
-                        ("fra", "frank@example.test")):
+                        ("fra", "frank@example.test"),
+                        ("jan", '"Doe, Jane" <jane@example.test>')):
         t.keys("t", "C-u")
         t.type(typed)
         t.keys("Tab")
