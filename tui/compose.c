@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -752,6 +753,58 @@ void tui_do_send(struct tui *t)
 	tui_refresh_outbox(t);
 }
 
+/*
+ * A writer that keeps the first PREVIEW_MAX bytes and counts the rest: the
+ * preview of a message with a 100 MB attachment shows its start without
+ * holding it all in memory.
+ */
+#define PREVIEW_MAX (2u << 20)
+struct head_writer {
+	ba_writer base;
+	struct ba_buf *buf;
+	uint64_t skipped;
+};
+
+static int head_write(ba_writer *w, const void *p, size_t n, struct ba_err *err)
+{
+	struct head_writer *h = (struct head_writer *)w;
+	size_t keep = h->buf->len < PREVIEW_MAX ? PREVIEW_MAX - h->buf->len : 0;
+	if (keep > n)
+		keep = n;
+	if (keep && ba_buf_add(h->buf, p, keep) < 0)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	h->skipped += n - keep;
+	return 0;
+}
+
+static void preview(struct tui *t)
+{
+	static const struct ba_writer_ops ops = { head_write, NULL };
+	struct ba_err err = BA_ERR_INIT;
+	struct ba_buf out = BA_BUF_INIT;
+	struct head_writer w = { { &ops }, &out, 0 };
+	struct ba_msg_opts o = { 0 };
+	ba_msg *m;
+	o.mime.eol = "\n";
+	o.mime.flags = BA_MIME_ALLOW_8BIT;   /* the body readable as it is */
+	if (ba_draft_build(&m, t->d, &err) < 0) {
+		tui_error(t, &err);
+		return;
+	}
+	int rc = ba_msg_write(m, &w.base, &o, &err);
+	ba_msg_free(m);
+	if (rc < 0) {
+		tui_error(t, &err);
+		ba_buf_release(&out);
+		return;
+	}
+	if (w.skipped)
+		ba_buf_addf(&out, "\n[... %" PRIu64 " more bytes not shown]\n", w.skipped);
+	size_t len;
+	char *text = ba_buf_detach(&out, &len);
+	tui_pager_show(t, "Preview (Bcc is not written into the message)", text, len);
+}
+
 /* ---- questions ------------------------------------------------------------------- */
 
 void tui_ask_answer(struct tui *t, int key)
@@ -1019,33 +1072,9 @@ void tui_compose_key(struct tui *t, int key)
 		send_checks(t, 0);
 		break;
 	case F_SEND_LATER: prompt_start(t, P_SENDAT, ""); break;
-	case F_PREVIEW: {
-		struct ba_err err = BA_ERR_INIT;
-		ba_msg *m;
-		struct ba_buf out = BA_BUF_INIT;
-		struct ba_buf_writer w;
-		struct ba_msg_opts o = { 0 };
-		o.mime.eol = "\n";
-		o.mime.flags = BA_MIME_ALLOW_8BIT;   /* the body readable as it is */
-		ba_buf_init(&out, 64u << 20);
-		ba_buf_writer_init(&w, &out);
-		if (ba_draft_build(&m, t->d, &err) < 0) {
-			tui_error(t, &err);
-			ba_buf_release(&out);
-			break;
-		}
-		int rc = ba_msg_write(m, &w.base, &o, &err);
-		ba_msg_free(m);
-		if (rc < 0) {
-			tui_error(t, &err);
-			ba_buf_release(&out);
-			break;
-		}
-		size_t len;
-		char *text = ba_buf_detach(&out, &len);
-		tui_pager_show(t, "Preview (Bcc is not written into the message)", text, len);
+	case F_PREVIEW:
+		preview(t);
 		break;
-	}
 	case F_POSTPONE:
 		if (!t->touched && !t->draft_path) {
 			tui_message(t, 1, "nothing to postpone");

@@ -264,7 +264,7 @@ static void view(struct tui *t, const struct tui_entry *e)
 	}
 	char tmp[65536];
 	ssize_t r;
-	while (text.len < (8u << 20) && (r = read(fd, tmp, sizeof tmp)) > 0)
+	while (text.len < (2u << 20) && (r = read(fd, tmp, sizeof tmp)) > 0)
 		for (ssize_t i = 0; i < r; i++)
 			if (tmp[i] != '\r')
 				ba_buf_addch(&text, tmp[i]);

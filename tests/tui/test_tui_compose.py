@@ -34,6 +34,14 @@ def test_korean_subject_two_attachments_delivered_intact(tmp_path, smtp_server, 
     t.type(str(txt))
     t.keys("Enter")
     t.wait_for("[2] notes.txt")
+    # the preview is the message as it will be built
+    t.keys("p")
+    s = t.wait_for("-- Preview")
+    assert "To: bob@example.test" in s and "Subject: =?utf-8?" in s
+    t.keys("End")
+    s = t.wait_for("filename=notes.txt")
+    t.keys("q")
+    t.wait_for("-- Compose")
     t.keys("y")
     txn = srv.wait_txn(timeout=10 * tuilib.SLOW)
     assert txn.accepted_rcpts == ["bob@example.test"]
