@@ -296,3 +296,42 @@ def test_send_later_view_and_delete(tui):
         assert sink.connections == 0
     finally:
         sink.stop()
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_rss_stays_small_while_100mb_is_sent(tmp_path, tui):
+    mb = int(os.environ.get("BA_TUI_BIG_MB", "100"))
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        chunk = bytes(range(256)) * 4096
+        for _ in range(mb):
+            f.write(chunk)
+    sink = Sink(size=1 << 30).start()
+    try:
+        t = tui(sink.port)
+        t.field("t", "bob@example.test")
+        t.field("s", "a hundred megabytes")
+        t.keys("a")
+        t.type(str(big))
+        t.keys("Enter")
+        t.wait_for("big.bin")
+        t.keys("y")
+        peak = 0
+        deadline = time.monotonic() + 120 * SLOW
+        while not sink.messages and time.monotonic() < deadline:
+            peak = max(peak, rss_kb(t.pid))
+            time.sleep(0.05)
+        assert sink.messages, "not delivered in time"
+        assert len(sink.messages[0]) > mb << 20
+        t.wait_for("sent ", timeout=10)
+        if not tuilib._sanitized():   # ASan's shadow memory is no measure of ours
+            assert peak < 30 * 1024, "peak RSS %d KiB" % peak
+    finally:
+        sink.stop()
