@@ -119,6 +119,10 @@ int ba_config_run_command(struct ba_buf *out, const char *cmd, struct ba_err *er
 		if (null < 0 || dup2(null, 0) < 0 || dup2(fds[1], 1) < 0)
 			_exit(127);
 		signal(SIGPIPE, SIG_DFL);
+		/* a thread that blocks signals (bluearrow-tui's delivery thread) does not pass that on */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}

@@ -298,6 +298,7 @@ struct fd_stream {
 	int rfd, wfd;
 	int cancel_fd;  /* -1: none */
 	int is_sock; /* wfd is a socket: write with MSG_NOSIGNAL */
+	int is_tcp;  /* ... an IPv4 or IPv6 one (its send queue counts bytes) */
 	char name[64];
 };
 
@@ -403,15 +404,16 @@ static int fd_stream_set_cancel(ba_stream *base, int fd)
 }
 
 /*
- * The socket's send queue: for TCP the bytes not yet acknowledged by the
- * peer (SIOCOUTQ), for a unix socket those the peer has not read yet.
+ * A TCP socket's send queue: the bytes not yet acknowledged by the peer
+ * (SIOCOUTQ).  Not for a unix socket, where the figure is the memory its
+ * buffers take (a quarter more than the bytes): 0, not known.
  */
 static uint64_t fd_stream_unsent(ba_stream *base)
 {
 	struct fd_stream *s = (struct fd_stream *)base;
 #ifdef SIOCOUTQ
 	int q = 0;
-	if (s->is_sock && ioctl(s->wfd, SIOCOUTQ, &q) == 0 && q > 0)
+	if (s->is_tcp && ioctl(s->wfd, SIOCOUTQ, &q) == 0 && q > 0)
 		return (uint64_t)q;
 #else
 	(void)s;
@@ -419,9 +421,17 @@ static uint64_t fd_stream_unsent(ba_stream *base)
 	return 0;
 }
 
+static int fd_stream_readable(ba_stream *base, int timeout_ms)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+	struct pollfd p = { s->rfd, POLLIN, 0 };
+	int r = poll(&p, 1, timeout_ms);
+	return r != 0; /* ready, or a poll error a read will report */
+}
+
 static const struct ba_stream_ops fd_stream_ops = { fd_stream_read, fd_stream_write, NULL,
 	                                            fd_stream_free, fd_stream_set_cancel,
-	                                            fd_stream_unsent };
+	                                            fd_stream_unsent, fd_stream_readable };
 
 ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 {
@@ -441,6 +451,10 @@ ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 	fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
 	struct stat st;
 	s->is_sock = fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode);
+	struct sockaddr_storage sa;
+	socklen_t salen = sizeof(sa);
+	s->is_tcp = s->is_sock && getsockname(wfd, (struct sockaddr *)&sa, &salen) == 0 &&
+	            (sa.ss_family == AF_INET || sa.ss_family == AF_INET6);
 	return &s->base;
 }
 

@@ -1478,6 +1478,32 @@ static int flush_data_end(void *ctx, struct ba_err *err)
 	return 0;
 }
 
+/* Before a send: its cancel descriptor and the callbacks above; the connecting phase. */
+static void watch_begin(struct flush_ctx *c, struct ba_submit *sub, struct ba_outbox_entry *e)
+{
+	const struct ba_outbox_flush_opts *o = c->o;
+	sub->cancel_fd = o->cancel_fd;
+	if (o->interactive || o->phase) {
+		sub->progress = flush_progress;
+		sub->progress_ctx = c;
+		sub->data_end = flush_data_end;
+		sub->data_end_ctx = c;
+	}
+	c->cur = e;
+	c->end_sent = 0;
+	if (o->phase)
+		o->phase(o->phase_ctx, e->id, BA_OUTBOX_CONNECTING, 0, 0, 0);
+}
+
+/* After a send: its result to o->result. */
+static void watch_end(struct flush_ctx *c, const struct ba_outbox_entry *e,
+                      const struct ba_submit_result *res)
+{
+	c->cur = NULL;
+	if (c->o->result)
+		c->o->result(c->o->result_ctx, e, res);
+}
+
 /*
  * A cancelled send, or an interactive one whose end of the data went out
  * without a reply: recorded (cancelled, or sent-unknown with the in-flight
@@ -1576,21 +1602,9 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 		sub.ask_password = o->ask_password;
 		sub.ask_password_ctx = o->ask_password_ctx;
 		sub.route = route;
-		sub.cancel_fd = o->cancel_fd;
-		if (o->interactive || o->phase) {
-			sub.progress = flush_progress;
-			sub.progress_ctx = c;
-			sub.data_end = flush_data_end;
-			sub.data_end_ctx = c;
-		}
-		c->cur = &e;
-		c->end_sent = 0;
-		if (o->phase)
-			o->phase(o->phase_ctx, e.id, BA_OUTBOX_CONNECTING, 0, 0, 0);
+		watch_begin(c, &sub, &e);
 		sent = ba_submit_send(&res, &sub, &err);
-		c->cur = NULL;
-		if (o->result)
-			o->result(o->result_ctx, &e, &res);
+		watch_end(c, &e, &res);
 	}
 	int special = acc && nidx ? flush_special(c, &e, sent, &res, &err) : -1;
 	if (special >= 0)

@@ -1170,10 +1170,10 @@ static void progress(ba_session *s, uint64_t sent, uint64_t total)
 
 /*
  * After the end of the data, before its reply: reports the progress every
- * ACK_POLL_MS while the server has not acknowledged everything, reading
- * what arrives meanwhile into rbuf (the reply, read by read_reply()).
- * Stops at the first byte, at a close or error (left for read_reply() to
- * meet), or at the reply deadline.
+ * ACK_POLL_MS while the server has not acknowledged everything and nothing
+ * has come to read (the reply, a close: read_reply() meets them).  Nothing
+ * is read here, so no stream (TLS) is left in the middle of a record.
+ * Stops at the reply deadline.
  */
 static void progress_until_acked(ba_session *s, uint64_t sent, uint64_t total)
 {
@@ -1181,20 +1181,8 @@ static void progress_until_acked(ba_session *s, uint64_t sent, uint64_t total)
 		return;
 	int64_t deadline = ba_deadline(s->timeout_ms > 0 ? s->timeout_ms : 300000);
 	int waited = 0;
-	/* the loop below reads into rbuf: it must be empty (nothing was pipelined after the end) */
-	while (s->rend == s->rstart && ba_stream_unsent(s->stream) > 0 && ba_now_ms() < deadline) {
-		if (s->rstart) {
-			s->rstart = 0;
-			s->rend = 0;
-		}
-		struct ba_err e = BA_ERR_INIT;
-		int64_t until = ba_now_ms() + ACK_POLL_MS;
-		ssize_t k = ba_stream_read(s->stream, s->rbuf + s->rend, s->rsize - s->rend,
-		                           until < deadline ? until : deadline, &e);
-		if (k > 0)
-			s->rend += (size_t)k;
-		if (k != -1 || e.code != EX_TEMPFAIL || ba_now_ms() < until)
-			break; /* data, a close or an error: read_reply() meets it */
+	while (s->rend == s->rstart && ba_stream_unsent(s->stream) > 0 && ba_now_ms() < deadline &&
+	       !ba_stream_readable(s->stream, ACK_POLL_MS)) {
 		progress(s, sent, total);
 		waited = 1;
 	}

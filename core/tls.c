@@ -820,8 +820,17 @@ static uint64_t tls_unsent(ba_stream *base)
 	return t->inner ? ba_stream_unsent(t->inner) : 0;
 }
 
+/* Decrypted data waiting, else whatever the connection under it has. */
+static int tls_readable(ba_stream *base, int timeout_ms)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	if (gnutls_record_check_pending(t->sess) > 0 || !t->inner)
+		return 1;
+	return ba_stream_readable(t->inner, timeout_ms);
+}
+
 static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free,
-	                                      tls_set_cancel, tls_unsent };
+	                                      tls_set_cancel, tls_unsent, tls_readable };
 
 int ba_tls_is_tls(ba_stream *s)
 {

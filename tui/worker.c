@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ struct rec {
 	int64_t t0_ms;  /* sending: when the data phase began, for the rate */
 	int rcpt_reply; /* reply holds the refused recipients' replies of the last attempt */
 	int64_t eager_at; /* deferred in this session: tried again then, before the outbox's time */
+	int64_t skip_until_ms; /* the last flush did not take it (another process holds it) */
 };
 
 enum probe_state { PROBE_WANTED, PROBE_RUNNING, PROBE_DONE, PROBE_FAILED };
@@ -91,6 +93,8 @@ struct tui_worker {
 	struct rec *recs;
 	size_t nrecs, caprecs;
 	char cur[TUI_ID_MAX]; /* the entry being sent; "" = none */
+	int64_t progress_ms;  /* when the UI was last woken for a progress figure */
+	int handled;          /* the flush of cur reported an outcome */
 	int stop;
 	int rescan_now;
 	struct probe *probes;
@@ -496,10 +500,13 @@ static void rescan(struct tui_worker *w, int force)
 
 /* ---- the flush's callbacks (worker thread) --------------------------------- */
 
+#define PROGRESS_MS 50
+
 static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_t sent,
                      uint64_t acked, uint64_t total)
 {
 	struct tui_worker *w = ctx;
+	int wake = 1;
 	pthread_mutex_lock(&w->mu);
 	struct rec *r = find(w, id);
 	if (r) {
@@ -509,6 +516,11 @@ static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_
 		int64_t now = ba_now_ms();
 		if (st == TUI_SENDING && r->e.state != TUI_SENDING)
 			r->t0_ms = now;
+		/* a new figure in the same state wakes the UI at most every PROGRESS_MS */
+		if (st == r->e.state && now - w->progress_ms < PROGRESS_MS)
+			wake = 0;
+		else
+			w->progress_ms = now;
 		r->e.state = st;
 		if (st == TUI_CONNECTING) {
 			r->e.sent = r->e.acked = r->e.total = 0;
@@ -525,7 +537,8 @@ static void on_phase(void *ctx, const char *id, enum ba_outbox_phase ph, uint64_
 		touch(r);
 	}
 	pthread_mutex_unlock(&w->mu);
-	signal_ui(w);
+	if (wake)
+		signal_ui(w);
 }
 
 /* The reply per refused recipient, one line each, else the reply to the data. */
@@ -564,6 +577,7 @@ static void on_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_o
 {
 	struct tui_worker *w = ctx;
 	pthread_mutex_lock(&w->mu);
+	w->handled = 1;
 	struct rec *r = find(w, e->id);
 	if (r) {
 		r->e.attempts = e->attempts;
@@ -617,10 +631,14 @@ static void on_done(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_o
 
 /* ---- the thread -------------------------------------------------------------- */
 
+/* An entry the flush did not take is not tried again before this (ms). */
+#define SKIP_MS 2000
+
 static void send_one(struct tui_worker *w, size_t box, const char *id)
 {
 	pthread_mutex_lock(&w->mu);
 	snprintf(w->cur, sizeof(w->cur), "%s", id);
+	w->handled = 0;
 	pthread_mutex_unlock(&w->mu);
 	struct ba_outbox_flush_opts o;
 	memset(&o, 0, sizeof(o));
@@ -644,6 +662,9 @@ static void send_one(struct tui_worker *w, size_t box, const char *id)
 		ba_log(w->log, BA_LOG_WARNING, "%s", err.text);
 	pthread_mutex_lock(&w->mu);
 	w->cur[0] = '\0';
+	struct rec *r = find(w, id);
+	if (r && !w->handled) /* locked by another process, or changed meanwhile: later */
+		r->skip_until_ms = ba_now_ms() + SKIP_MS;
 	pthread_mutex_unlock(&w->mu);
 	drain_fd(w->cancel[0]); /* a cancel that came too late for this send */
 }
@@ -706,6 +727,13 @@ static int next_due(struct tui_worker *w, char *id, size_t *box, int64_t *wake_a
 		                                           : -1;
 		if (due < 0)
 			continue;
+		int64_t left_ms = r->skip_until_ms - ba_now_ms(); /* monotonic: made relative */
+		if (left_ms > 0) {
+			int64_t at = now + left_ms / 1000 + 1;
+			if (!*wake_at || at < *wake_at)
+				*wake_at = at;
+			continue;
+		}
 		if (due <= now) {
 			if (!found || r->e.created < oldest) {
 				found = 1;
@@ -850,7 +878,13 @@ int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
 	}
 	ba_buf_release(&dir);
 	/* the first reading of the outboxes is the thread's: a long queue does not delay the UI */
-	if (pthread_create(&w->th, NULL, run, w) != 0) {
+	/* signals (SIGWINCH, SIGINT, SIGTSTP...) go to the UI thread, never to this one */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int prc = pthread_create(&w->th, NULL, run, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (prc != 0) {
 		ba_err_set(err, EX_OSERR, "cannot start the delivery thread");
 		goto fail;
 	}

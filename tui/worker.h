@@ -20,7 +20,8 @@
  *
  * Thread safety: every function here is called from one thread (the UI
  * thread), except that tui_worker_fd() may be polled anywhere.  The log
- * callback of the options is called from the worker thread.
+ * callback of the options is called from the worker thread, which blocks
+ * every signal: they reach the UI thread.
  */
 #ifndef BLUEARROW_TUI_WORKER_H
 #define BLUEARROW_TUI_WORKER_H
@@ -45,7 +46,8 @@ enum tui_state {
 	TUI_AWAITING,     /* the end of the data is out; waiting for the server's reply */
 	TUI_SENT,         /* accepted: reply holds the server's reply (kept for this session) */
 	TUI_DEFERRED,     /* a temporary failure: reply, attempts, next_try */
-	TUI_FAILED,       /* a permanent failure: reply has one line per refused recipient */
+	TUI_FAILED,       /* a permanent failure (in failed/, also of earlier runs): reply says
+	                     why, one line per refused recipient */
 	TUI_CANCELLED,    /* cancelled by the user; kept in the outbox, sent only on retry */
 	TUI_SENT_UNKNOWN, /* the connection was lost (or the process died) after the end of
 	                     the data, before the reply: never resent without a retry */
@@ -80,7 +82,8 @@ struct tui_entry {
 	char *reply;           /* TUI_SENT: the server's reply; TUI_DEFERRED, TUI_FAILED,
 	                          TUI_SENT_UNKNOWN, TUI_CANCELLED: the reason in words, for
 	                          TUI_FAILED one line per refused recipient
-	                          ("addr: 550 5.1.1 no such user"), lines separated by "\n" */
+	                          ("addr: 550 5.1.1 no such user"), lines separated by "\n"
+	                          (a failure of an earlier run: the outbox's error text) */
 	int acknowledged;      /* the user has acknowledged the error (tui_worker_ack()) */
 	unsigned seq;          /* changes whenever anything in this entry changes */
 };
@@ -121,7 +124,8 @@ void tui_worker_stop(struct tui_worker *w);
 
 /*
  * A descriptor that is readable when the state changed since the last
- * tui_worker_drain(): poll it with POLLIN together with standard input.
+ * tui_worker_drain() (for progress figures at most every 50 ms): poll it
+ * with POLLIN together with standard input.
  * Borrowed; valid until tui_worker_stop().
  */
 int tui_worker_fd(const struct tui_worker *w);
@@ -129,8 +133,8 @@ int tui_worker_fd(const struct tui_worker *w);
 void tui_worker_drain(struct tui_worker *w);
 
 /*
- * Every entry now, oldest first (sent entries of this session included),
- * into *v (*n of them).  Never waits for the network: only copies under
+ * Every entry now, oldest first (those in failed/ and the ones sent in
+ * this session included), into *v (*n of them).  Never waits for the network: only copies under
  * the worker's mutex.  The caller frees with tui_worker_snapshot_free().
  * Errors: EX_OSERR (out of memory).
  */
@@ -164,13 +168,15 @@ int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *acco
  * the outbox as TUI_CANCELLED and is sent only after tui_worker_retry().
  * Cancelling a queued, held or deferred entry makes it TUI_CANCELLED too.
  * Returns at once; the snapshot shows the result.  Errors: EX_NOINPUT (no
- * such entry), EX_USAGE (already sent or failed).
+ * such entry), EX_USAGE (sent, failed, sent-unknown or cancelled already),
+ * EX_TEMPFAIL (awaiting the reply: too late; or the entry could not be
+ * taken: try again).
  */
 int tui_worker_cancel(struct tui_worker *w, const char *id, struct ba_err *err);
 /*
  * Makes id due now (ba_outbox_retry()): a deferred, cancelled, sent-unknown
  * or failed entry is sent again by the worker.  Errors: EX_NOINPUT,
- * EX_TEMPFAIL (being sent), those of ba_outbox_retry().
+ * EX_TEMPFAIL (being sent, or sent), those of ba_outbox_retry().
  */
 int tui_worker_retry(struct tui_worker *w, const char *id, struct ba_err *err);
 /*
@@ -184,8 +190,9 @@ int tui_worker_remove(struct tui_worker *w, const char *id, struct ba_err *err);
 int tui_worker_ack(struct tui_worker *w, const char *id);
 
 /*
- * The path of id's message file (as sent: Bcc removed) into out (reset
- * first), to view it or reopen it in the composer.  Errors: EX_NOINPUT.
+ * The path of id's message file (as sent: Bcc removed; in q/ or failed/)
+ * into out (reset first), to view it or reopen it in the composer.
+ * Errors: EX_NOINPUT (no such entry, or sent).
  */
 int tui_worker_message_path(struct tui_worker *w, const char *id, struct ba_buf *out,
                             struct ba_err *err);

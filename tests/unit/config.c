@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -791,6 +793,15 @@ static void test_config__run_command(void **state)
 	ba_buf_reset(&out);
 	assert_int_equal(ba_config_run_command(&out, "kill -9 $$", &err), -1);
 	assert_non_null(strstr(err.text, "killed by signal 9"));
+	ba_buf_reset(&out);
+	/* run from a thread that blocks every signal (bluearrow-tui's worker): the command does not */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = ba_config_run_command(&out, "grep SigBlk /proc/self/status", &err);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	assert_int_equal(rc, 0);
+	assert_string_equal(ba_buf_str(&out), "SigBlk:\t0000000000000000");
 	ba_buf_release(&out);
 }
 

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,6 +183,63 @@ static void test_io__strerror(void **state)
 	assert_string_equal(ba_strerror_t(EACCES), "Permission denied");
 }
 
+/* A TCP stream counts what its peer has not acknowledged; a pipe or unix socket cannot tell. */
+static void test_io__stream_unsent(void **state)
+{
+	(void)state;
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	int small = 4096, big = 1 << 20;
+	setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)); /* the peer's window */
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+	assert_int_equal(listen(l, 1), 0);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(c, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	int p = accept(l, NULL, NULL);
+	assert_true(p >= 0);
+	ba_stream *s = ba_fd_stream_new(c, c, "peer");
+	assert_non_null(s);
+	struct ba_err err = BA_ERR_INIT;
+	static char buf[100000];
+	memset(buf, 'u', sizeof(buf));
+	assert_int_equal(ba_stream_unsent(s), 0);
+	assert_int_equal(ba_stream_write(s, buf, sizeof(buf), ba_deadline(5000), &err), 0);
+	uint64_t u = ba_stream_unsent(s);
+	assert_true(u >= 50000 && u <= 100000); /* the peer's window took a few KB at most */
+	size_t got = 0;
+	while (got < sizeof(buf)) {
+		ssize_t k = read(p, buf, sizeof(buf));
+		assert_true(k > 0);
+		got += (size_t)k;
+	}
+	for (int i = 0; i < 100 && ba_stream_unsent(s) > 0; i++)
+		usleep(10000);
+	assert_int_equal(ba_stream_unsent(s), 0);
+	ba_stream_free(s);
+	close(p);
+	close(l);
+	/* a unix socket and a pipe: not known */
+	int sp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	s = ba_fd_stream_new(sp[0], sp[0], "unix");
+	assert_int_equal(ba_stream_write(s, "x", 1, ba_deadline(5000), &err), 0);
+	assert_int_equal(ba_stream_unsent(s), 0);
+	ba_stream_free(s);
+	close(sp[1]);
+	int pp[2];
+	assert_int_equal(pipe(pp), 0);
+	s = ba_fd_stream_new(pp[0], pp[1], "pipe");
+	assert_int_equal(ba_stream_write(s, "x", 1, ba_deadline(5000), &err), 0);
+	assert_int_equal(ba_stream_unsent(s), 0);
+	ba_stream_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +249,7 @@ int main(void)
 		cmocka_unit_test(test_io__stream_deadline),
 		cmocka_unit_test(test_io__stream_cancel),
 		cmocka_unit_test(test_io__strerror),
+		cmocka_unit_test(test_io__stream_unsent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

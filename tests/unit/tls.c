@@ -437,6 +437,36 @@ static void test_tls__cancel(void **state)
 	close(pfd[1]);
 }
 
+/* readable() waits without reading: a wait that ends with nothing leaves the session usable. */
+static void test_tls__readable(void **state)
+{
+	(void)state;
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	struct server sv = { .cert = &certs[C_GOOD] };
+	ba_stream *inner = start_server(&sv);
+	ba_stream *t = NULL;
+	assert_int_equal(ba_tls_start(&t, inner, &p, &info, &err), 0);
+	int64_t t0 = ba_now_ms();
+	assert_int_equal(ba_stream_readable(t, 150), 0);
+	assert_true(ba_now_ms() - t0 >= 100);
+	assert_int_equal(ba_stream_readable(t, 150), 0);
+	assert_int_equal(ba_stream_write(t, "hello", 5, ba_deadline(5000), &err), 0);
+	assert_int_equal(ba_stream_readable(t, 5000), 1);
+	char buf[16];
+	size_t got = 0;
+	while (got < 5) {
+		ssize_t k = ba_stream_read(t, buf + got, sizeof(buf) - got, ba_deadline(5000), &err);
+		assert_true(k > 0);
+		got += (size_t)k;
+	}
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(ba_stream_unsent(t), 0); /* a unix socket under it: not known */
+	ba_stream_free(t);
+	pthread_join(sv.thread, NULL);
+}
+
 static void test_tls__ip_literal_no_sni(void **state)
 {
 	(void)state;
@@ -878,6 +908,7 @@ int main(void)
 		cmocka_unit_test(test_tls__config_errors),
 		cmocka_unit_test(test_tls__over_net_connect),
 		cmocka_unit_test(test_tls__cancel),
+		cmocka_unit_test(test_tls__readable),
 		cmocka_unit_test(test_tls__handshake_timeout),
 		cmocka_unit_test(test_tls__peer_not_speaking_tls),
 		cmocka_unit_test(test_tls__not_tls),

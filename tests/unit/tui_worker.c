@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -722,6 +724,32 @@ static void test_server_back(void **state)
 	fix_stop(&f);
 }
 
+/* An entry another process holds (a flush from cron) is left alone, without spinning, then sent. */
+static void test_locked_elsewhere(void **state)
+{
+	(void)state;
+	struct fix f;
+	memset(&f, 0, sizeof(f));
+	fix_start(&f);
+	char id[TUI_ID_MAX], path[256];
+	enqueue(&f, "a@example.org", 100, (int64_t)time(NULL) + 1, id);
+	snprintf(path, sizeof(path), "%s/q/%s.msg", f.box, id);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
+	clock_t c0 = clock();
+	msleep(3000);
+	double cpu_ms = (double)(clock() - c0) * 1000.0 / CLOCKS_PER_SEC;
+	print_message("cpu while locked: %.0f ms\n", cpu_ms);
+	assert_true(cpu_ms < 500);
+	assert_int_equal(atomic_load(&f.sv.conns), 0);
+	close(fd);
+	wait_state(&f, id, TUI_SENT, 5000);
+	assert_int_equal(atomic_load(&f.sv.deliveries), 1);
+	release_snap();
+	fix_stop(&f);
+}
+
 /* The SIZE limit is probed off the UI thread: 1 at once, the figure when the descriptor says so. */
 static void test_size_limit(void **state)
 {
@@ -770,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_progress_acknowledged),
 		cmocka_unit_test(test_size_limit),
 		cmocka_unit_test(test_server_back),
+		cmocka_unit_test(test_locked_elsewhere),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,12 +161,19 @@ struct ba_stream_ops {
 	/* Watches a cancel descriptor (see ba_stream_set_cancel()).  May be NULL. */
 	int (*set_cancel)(ba_stream *s, int fd);
 	/*
-	 * Bytes written that the peer has not acknowledged yet (a socket's
+	 * Bytes written that the peer has not acknowledged yet (a TCP socket's
 	 * unsent and unacknowledged send queue; for TLS the ciphertext's, taken
-	 * as plaintext bytes: the record overhead is under 1%).  May be NULL:
-	 * not known, taken as 0.
+	 * as plaintext bytes: the record overhead is under 1%).  May be NULL or
+	 * return 0: not known (a pipe, a unix socket).
 	 */
 	uint64_t (*unsent)(ba_stream *s);
+	/*
+	 * Waits at most timeout_ms for something to read (data already
+	 * buffered counts, and so do a close and an error: a read tells which);
+	 * 1 when there is, 0 when not yet.  Nothing is read.  May be NULL: 1
+	 * at once.
+	 */
+	int (*readable)(ba_stream *s, int timeout_ms);
 };
 struct ba_stream {
 	const struct ba_stream_ops *ops;
@@ -190,6 +197,11 @@ static inline size_t ba_stream_pending(ba_stream *s)
 static inline uint64_t ba_stream_unsent(ba_stream *s)
 {
 	return s->ops->unsent ? s->ops->unsent(s) : 0;
+}
+/* 1 when something can be read within timeout_ms (see the op), else 0; reads nothing. */
+static inline int ba_stream_readable(ba_stream *s, int timeout_ms)
+{
+	return s->ops->readable ? s->ops->readable(s, timeout_ms) : 1;
 }
 /* Closes and frees the stream; NULL is a no-op. */
 void ba_stream_free(ba_stream *s);
