@@ -719,7 +719,12 @@ void tui_do_send(struct tui *t)
 		tui_message(t, 1, "cannot send: the outbox is not available");
 		return;
 	}
-	if (tui_worker_enqueue(t->worker, t->d, NULL, hold, id, sizeof id, &err) < 0) {
+	int64_t t0 = tui_now_ms();
+	int rc = tui_worker_enqueue(t->worker, t->d, NULL, hold, id, sizeof id, &err);
+	/* Writing a large message into the outbox takes a moment: keys typed meanwhile were
+	 * meant for a screen that was not there, so they are dropped, never run as commands. */
+	int dropped = tui_now_ms() - t0 > 150 && flushinp() == OK;
+	if (rc < 0) {
 		tui_error(t, &err);
 		t->send_at = 0;
 		return;
@@ -747,6 +752,9 @@ void tui_do_send(struct tui *t)
 	} else {
 		tui_message(t, 0, "Queued.");
 	}
+	if (dropped)
+		snprintf(t->msg + strlen(t->msg), sizeof t->msg - strlen(t->msg),
+		         " (keys typed while it was written were dropped)");
 	t->send_at = 0;
 	tui_compose_new(t);
 	t->screen = SCR_OUTBOX;
