@@ -270,3 +270,26 @@ def test_size_limit_refused_before_any_upload(tmp_path, tui):
         assert sink.messages == []
     finally:
         sink.stop()
+
+
+def test_body_in_the_external_editor(tmp_path, smtp_server, tui):
+    srv = smtp_server()
+    editor = tmp_path / "editor"
+    # an editor that shows itself on the terminal, waits a moment, and appends a line
+    editor.write_text("#!/bin/sh\nprintf 'EDITOR RUNNING %s\\n' \"$1\"\nsleep 0.5\n"
+                      "printf 'written by the editor: 한글\\n' >>\"$1\"\n")
+    editor.chmod(0o755)
+    t = tui(srv, env={"EDITOR": str(editor)})
+    t.field("t", "bob@example.test")
+    t.field("s", "edited")
+    t.keys("e")
+    t.wait_for("EDITOR RUNNING")         # the editor has the terminal (endwin)
+    s = t.wait_for("-- Compose")         # and the screen comes back
+    assert "written by the editor: 한글" in s
+    t.keys("e")
+    t.wait_for("EDITOR RUNNING")
+    t.wait_for("(2 lines) written by the editor")
+    t.keys("y")
+    txn = srv.wait_txn(timeout=10 * tuilib.SLOW)
+    body = parse(txn.data).get_body(("plain",)).get_content()
+    assert body == "written by the editor: 한글\nwritten by the editor: 한글\n"
