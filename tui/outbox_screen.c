@@ -109,7 +109,8 @@ static void row(struct tui *t, int y, int cols, const struct tui_entry *e, int s
 	char when[32], sz[32];
 	state_text(&st, e);
 	hhmm(when, sizeof when, e->created, 0);
-	int sw = cols >= 60 ? 22 : cols / 2;
+	/* narrow: the state alone, whole (it is what the row is for) */
+	int sw = cols >= 60 ? 22 : cols >= 40 ? cols / 2 : cols;
 	if (sw > cols)
 		sw = cols;
 	tui_attr(selected ? TA_SELECT : state_attr(tui_shown_state(e)));
@@ -119,7 +120,8 @@ static void row(struct tui *t, int y, int cols, const struct tui_entry *e, int s
 	tui_attr(selected ? TA_SELECT : TA_NORMAL);
 	ba_buf_addf(&b, " %5s %8s  %s  %s", when, tui_size(sz, sizeof sz, e->size),
 	            *e->subject ? e->subject : "(no subject)", e->rcpts);
-	tui_put_pad(y, sw, cols - sw, ba_buf_str(&b));
+	if (cols > sw)
+		tui_put_pad(y, sw, cols - sw, ba_buf_str(&b));
 	ba_buf_release(&b);
 	ba_buf_release(&st);
 	(void)t;
@@ -136,10 +138,6 @@ static size_t details(const struct tui_entry *e, char **lines, size_t max)
 		ba_buf_release(&b); } while (0)
 	ba_buf_addf(&b, "State: %s%s   Id: %s   Account: %s", tui_state_name(tui_shown_state(e)),
 	            is_error(e) ? " (ERROR, ! acknowledges)" : "", e->id, e->account);
-	LINE();
-	ba_buf_addf(&b, "From: %s   To: %s", *e->from ? e->from : "<>", e->rcpts);
-	LINE();
-	ba_buf_addf(&b, "Subject: %s   Size: %s", e->subject, tui_size(a, sizeof a, e->size));
 	LINE();
 	if (e->state == TUI_SENDING || e->state == TUI_AWAITING) {
 		uint64_t total = e->total ? e->total : e->size;
@@ -185,6 +183,11 @@ static size_t details(const struct tui_entry *e, char **lines, size_t max)
 			p += len + (p[len] == '\n');
 		}
 	}
+	/* what the message is comes last: on a short screen the state and its reason come first */
+	ba_buf_addf(&b, "From: %s   To: %s", *e->from ? e->from : "<>", e->rcpts);
+	LINE();
+	ba_buf_addf(&b, "Subject: %s   Size: %s", e->subject, tui_size(a, sizeof a, e->size));
+	LINE();
 #undef LINE
 	ba_buf_release(&b);
 	return n;
@@ -212,7 +215,7 @@ void tui_outbox_draw(struct tui *t, int rows, int cols)
 	char *lines[24];
 	size_t nd = 0;
 	int area = rows - 3;       /* rows 1 .. rows-3 */
-	if (area >= 12) {
+	if (area >= 8) {
 		nd = details(&t->ent[t->sel], lines, area >= 20 ? 12 : 6);
 		if ((int)nd > area - 5)
 			nd = (size_t)(area - 5);
