@@ -1,4 +1,4 @@
-"""Drive bluearrow-tui black-box in tmux on a private socket (tmux -L NAME).
+"""Drive bluearrow-tui black-box in tmux on a private socket (tmux -S ROOT/tmux.sock).
 
     def test_x(tui):
         t = tui(server)                 # a config with `account test` on the server's port
@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 
 VALGRIND = os.environ.get("BA_VALGRIND") == "1"
 
@@ -44,7 +43,8 @@ class Tui:
     def __init__(self, root, config_text, settings="", width=80, height=24, env=None,
                  args=(), start=True):
         self.root = str(root)
-        self.sock = "ba-tui-" + uuid.uuid4().hex[:10]
+        # a private server on a socket inside the test's directory (tmux -S): removed with it
+        self.sock = os.path.join(self.root, "tmux.sock")
         self.width, self.height = width, height
         self.home = os.path.join(self.root, "home")
         for d in ("home", "data", "state", "config/bluearrow"):
@@ -82,14 +82,17 @@ class Tui:
         return sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".draft"))
 
     def tmux(self, *args, check=True):
-        return subprocess.run(["tmux", "-L", self.sock, "-f", "/dev/null"] + list(args),
+        return subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null"] + list(args),
                               capture_output=True, text=True, check=check, timeout=10)
 
     def start(self, env=None):
         e = dict(self.env)
         e.update(env or {})
         envargs = ["%s=%s" % kv for kv in e.items()]
-        cmd = ["env", "-i"] + envargs + [tui_path(), "-C", self.cfg] + self.args
+        # standard error goes to a file (BUG lines, sanitizer output, start-up errors)
+        self.stderr_path = os.path.join(self.root, "stderr")
+        cmd = ["sh", "-c", 'exec "$@" 2>>"$0"', self.stderr_path, "env", "-i"] + envargs + \
+            [tui_path(), "-C", self.cfg] + self.args
         # the pane stays after the program exits, so its last screen and exit status can be read
         if self.pid is None and not self._alive_server():
             self.tmux("new-session", "-d", "-x", str(self.width), "-y", str(self.height),
@@ -137,8 +140,8 @@ class Tui:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
-        out = self.tmux("display-message", "-p", "-t", "t", "#{pane_dead}", check=False)
-        return out.returncode == 0 and out.stdout.strip() == "0"
+        out = self.tmux("list-panes", "-t", "t", "-F", "#{pane_dead}", check=False)
+        return out.returncode != 0 or out.stdout.strip() != "1"
 
     def kill(self, sig=signal.SIGKILL):
         os.kill(self.pid, sig)
@@ -148,7 +151,32 @@ class Tui:
         self.pid = None
 
     def exit_status(self):
-        return self.tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").stdout.strip()
+        """The exit status, or "signal N" for a program killed by a signal."""
+        deadline = time.monotonic() + 3 * SLOW
+        while True:   # tmux sees the terminal close, then reaps the process a moment later
+            out = self.tmux("list-panes", "-t", "t", "-F",
+                            "#{pane_dead}/#{pane_dead_status}/#{pane_dead_signal}").stdout.strip()
+            if (out.startswith("1/") and out != "1//") or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        out = out.partition("/")[2]
+        status, _, sig = out.partition("/")
+        return status if status else "signal %s" % sig
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except (OSError, AttributeError):
+            return ""
+
+    def sanitizer_reports(self):
+        text = self.stderr()
+        for n in sorted(os.listdir(self.root)):
+            if n.startswith("sanitizer"):
+                with open(os.path.join(self.root, n)) as f:
+                    text += f.read()
+        return text
 
     def close(self):
         if self.pid is not None and self.alive():
