@@ -160,3 +160,17 @@ _bluearrow_sendmail()
 	_bluearrow_sendmail_args
 } &&
 	complete -F _bluearrow_sendmail bluearrow-sendmail
+
+_bluearrow_tui()
+{
+	local cur prev words cword
+	_init_completion || return
+	case $prev in
+	-C | -F)
+		_filedir
+		return
+		;;
+	esac
+	COMPREPLY=($(compgen -W "-C -F --drafts --version --help" -- "$cur"))
+} &&
+	complete -F _bluearrow_tui bluearrow-tui

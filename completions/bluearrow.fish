@@ -119,3 +119,10 @@ complete -c bluearrow -n "$o; and __fish_seen_subcommand_from show flush retry r
 complete -c bluearrow -n "$o; and __fish_seen_subcommand_from list" -l json -d 'list as JSON'
 complete -c bluearrow -n $o -s C -l file -r -F -d 'configuration file'
 complete -c bluearrow -n "$o; and __fish_seen_subcommand_from flush" -s a -l account -x -a '(__bluearrow_accounts)' -d 'account'
+
+# bluearrow-tui
+complete -c bluearrow-tui -s C -r -F -d 'configuration file (accounts)'
+complete -c bluearrow-tui -s F -r -F -d 'the TUI settings file'
+complete -c bluearrow-tui -l drafts -d 'start in the drafts list'
+complete -c bluearrow-tui -l version -d 'print the version'
+complete -c bluearrow-tui -l help -d 'print a usage summary'

@@ -71,6 +71,7 @@ def test_bash(cfg):
     assert bash_complete("bluearrow outbox list --j") == ["--json"]
     assert bash_complete("bluearrow outbox flush -C %s -a w" % cfg) == ["work"]
     assert bash_complete("bluearrow sendmail -od") == ["-odb", "-odi", "-odq"]
+    assert bash_complete("bluearrow-tui --d", "_bluearrow_tui") == ["--drafts"]
 
 
 def fish_complete(line):
@@ -91,9 +92,11 @@ def test_fish(cfg):
     assert "--device" in fish_complete("bluearrow oauth2 authorize --")
     assert "--tls-trust-file" in fish_complete("bluearrow sendmail --tls")
     assert fish_complete("bluearrow outbox ") == ["flush", "list", "retry", "rm", "show"]
+    assert fish_complete("bluearrow-tui --d") == ["--drafts"]
 
 
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh missing")
 def test_zsh_parses():
-    r = subprocess.run(["zsh", "-n", os.path.join(COMP, "_bluearrow")], capture_output=True)
-    assert r.returncode == 0, r.stderr
+    for f in ("_bluearrow", "_bluearrow-tui"):
+        r = subprocess.run(["zsh", "-n", os.path.join(COMP, f)], capture_output=True)
+        assert r.returncode == 0, r.stderr
