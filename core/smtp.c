@@ -1286,12 +1286,25 @@ static int send_body(ba_session *s, const struct framing *f, ba_reader *body, ui
 }
 
 /* Replies after the data: one, or for LMTP one per accepted recipient (RFC 2033 §4.2). */
+/*
+ * Recipients from index `from` on did not get the message: accepted at
+ * RCPT, but the data or its verdict never came through (a lost connection,
+ * a timeout, a cancel).  `accepted` means delivered, so it is cleared.
+ */
+static void undelivered(struct ba_result *res, size_t from)
+{
+	for (size_t i = from; i < res->nrcpts; i++)
+		res->rcpts[i].accepted = 0;
+}
+
 static int read_final(ba_session *s, struct ba_result *res, struct ba_err *err)
 {
 	smtp_set_state(s, ST_DATA_END);
 	if (s->p->variant != BA_SMTP_LMTP) {
-		if (read_reply(s, 0, err) < 0)
+		if (read_reply(s, 0, err) < 0) {
+			undelivered(res, 0);
 			return -1;
+		}
 		result_final(s, res);
 		if (s->r.code != 250)
 			for (size_t i = 0; i < res->nrcpts; i++)
@@ -1307,6 +1320,7 @@ static int read_final(ba_session *s, struct ba_result *res, struct ba_err *err)
 			continue;
 		got[i] = 1;
 		if (read_reply(s, 1, err) < 0) {
+			undelivered(res, i); /* the replies read before this one stand */
 			rc = -1;
 			break;
 		}
@@ -1460,6 +1474,7 @@ static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader 
 		}
 		static const struct framing data = { 0, 0, DATA_CHUNK };
 		if (send_body(s, &data, body, env->size, seven_bit, in, err) < 0) {
+			undelivered(res, 0);
 			smtp_kill(s);
 			return -1;
 		}
@@ -1467,6 +1482,7 @@ static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader 
 		static const struct framing bdat = { 1, BDAT_HDR, BDAT_CHUNK };
 		int rc = send_body(s, &bdat, body, env->size, seven_bit, in, err);
 		if (rc < 0) {
+			undelivered(res, 0);
 			smtp_kill(s);
 			return -1;
 		}

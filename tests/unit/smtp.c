@@ -659,6 +659,60 @@ static void test_smtp__pipelined_refusal_drops(void **state)
 	peer_free(p);
 }
 
+static void test_smtp__lost_after_data_delivers_to_no_one(void **state)
+{
+	(void)state;
+	/* every RCPT accepted, then the connection ends after the data without a verdict */
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n", "G:4",
+		"S:250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n", "D", "X", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_result *res;
+	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
+	assert_non_null(res);
+	/* accepted means delivered: nobody got a message the server never confirmed */
+	assert_int_equal(res->rcpts[0].accepted, 0);
+	assert_int_equal(res->rcpts[1].accepted, 0);
+	ba_result_free(res);
+	ba_session_free(s);
+	peer_end(p);
+	peer_free(p);
+}
+
+static void test_smtp__lmtp_lost_after_first_verdict(void **state)
+{
+	(void)state;
+	/* LMTP: the first recipient's verdict arrives, then the connection ends */
+	static const char *const sc[] = {
+		GREET, "C:LHLO client.test", "S:250-mx\r\n250 PIPELINING\r\n", "G:4",
+		"S:250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n", "D", "S:250 2.0.0 a done\r\n",
+		"X", NULL
+	};
+	struct ba_smtp_params pp = params();
+	pp.variant = BA_SMTP_LMTP;
+	pp.flags = BA_SMTP_PARTIAL_DELIVERY;
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_result *res;
+	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
+	assert_non_null(res);
+	assert_int_equal(res->rcpts[0].accepted, 1);
+	assert_int_equal(res->rcpts[1].accepted, 0);
+	ba_result_free(res);
+	ba_session_free(s);
+	peer_end(p);
+	peer_free(p);
+}
+
 static void test_smtp__lmtp(void **state)
 {
 	(void)state;
@@ -1193,6 +1247,8 @@ int main(void)
 		cmocka_unit_test(test_smtp__pipelined_send),
 		cmocka_unit_test(test_smtp__refused_recipients),
 		cmocka_unit_test(test_smtp__pipelined_refusal_drops),
+		cmocka_unit_test(test_smtp__lost_after_data_delivers_to_no_one),
+		cmocka_unit_test(test_smtp__lmtp_lost_after_first_verdict),
 		cmocka_unit_test(test_smtp__lmtp),
 		cmocka_unit_test(test_smtp__bdat),
 		cmocka_unit_test(test_smtp__envelope_checks),
