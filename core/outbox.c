@@ -1170,6 +1170,7 @@ struct flush_ctx {
 	struct ba_outbox_flush_stats *st;
 	int64_t now;
 	unsigned unsynced;       /* removals since q/ was last fsync'd */
+	struct job *jobs;        /* sent, the server's verdict still to come */
 };
 
 static void sync_removals(struct flush_ctx *c)
@@ -1369,105 +1370,54 @@ static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, in
 	ba_buf_release(&b);
 }
 
-/* One entry: lock, reload, send over *route, record the outcome. */
-static void flush_one(struct flush_ctx *c, const char *id, const struct ba_account *acc,
-                      const struct ba_err *acc_err, ba_route **route)
+/*
+ * One entry being sent.  With pipelining across messages the server's
+ * verdict on it arrives while the next entry is sent (job_done() from
+ * within ba_submit_send()), so what settling needs lives here until then.
+ */
+struct job {
+	struct flush_ctx *c;
+	char id[BA_OUTBOX_ID_MAX];
+	struct ba_outbox_entry e;
+	const struct ba_account *acc;
+	int fd, own_fd;
+	size_t *idx;
+	const char **rcpt;
+	size_t nidx;
+	ba_spool *spool;
+	int settled;            /* the outcome is recorded; left: the report, closing */
+	int bounce;             /* a report is to be mailed (outside of any send) */
+	struct job *next;
+};
+
+/* Records the outcome of j's attempt: its state file, the statistics, o->done. */
+static void job_settle(struct job *j, int sent, const struct ba_submit_result *res,
+                       struct ba_err *err)
 {
+	struct flush_ctx *c = j->c;
 	const struct ba_outbox_flush_opts *o = c->o;
 	ba_outbox *ob = c->ob;
-	struct ba_err err = BA_ERR_INIT;
-	struct ba_outbox_entry e;
-	memset(&e, 0, sizeof(e));
-	int fd = -1, own_fd = 1;
-	if (o->hold_fd > 0) {
-		/* the entry this process added and still holds (sendmail -odb) */
-		char mname[BA_OUTBOX_ID_MAX + 8];
-		struct stat a, b;
-		snprintf(mname, sizeof(mname), "%s.msg", id);
-		if (fstat(o->hold_fd, &a) == 0 &&
-		    fstatat(ob->sub[D_Q], mname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
-			fd = o->hold_fd;
-			own_fd = 0;
-		}
-	}
-	if (fd < 0) {
-		int r = lock_entry(ob, D_Q, id, &fd, &err);
-		if (r != 0) {
-			if (r < 0)
-				c->st->skipped++;
-			return; /* locked by another flush, or already gone */
-		}
-	}
-	int r = load(ob, D_Q, id, &e, &err);
-	if (r != 0) {
-		if (own_fd)
-			close(fd);
-		return;
-	}
-	enum ba_outbox_outcome out;
-	struct ba_submit_result res;
-	memset(&res, 0, sizeof(res));
-	ba_spool *spool = NULL;
-	size_t *idx = calloc(e.nrcpt, sizeof(*idx));
-	const char **rcpt = calloc(e.nrcpt, sizeof(*rcpt));
-	size_t nidx = 0;
-	int sent = -1;
-	if (!idx || !rcpt) {
-		ba_err_set(&err, EX_OSERR, "out of memory");
-		c->st->skipped++;
-		goto done_nostate;
-	}
-	for (size_t i = 0; i < e.nrcpt; i++)
-		if (e.rcpt[i].state == BA_OUTBOX_RCPT_PENDING) {
-			idx[nidx] = i;
-			rcpt[nidx++] = e.rcpt[i].addr;
-		}
-	if (!acc) {
-		err = *acc_err;
-	} else if (nidx == 0) {
-		sent = 0; /* nothing left to send: settle it */
-	} else if (spool_file(&spool, fd, ob, id, &err) == 0) {
-		struct ba_submit sub;
-		memset(&sub, 0, sizeof(sub));
-		sub.acc = acc;
-		sub.from = e.from;
-		sub.rcpt = rcpt;
-		sub.nrcpt = nidx;
-		sub.spool = spool;
-		sub.notify = e.notify;
-		sub.ret = e.ret;
-		sub.envid = e.envid;
-		sub.log = o->log;
-		sub.smtp_flags = o->smtp_flags;
-		sub.ask_password = o->ask_password;
-		sub.ask_password_ctx = o->ask_password_ctx;
-		sub.route = route;
-		sent = ba_submit_send(&res, &sub, &err);
-	}
-	if (!acc || sent < 0)
-		out = settle(c, &e, -1, &res, idx, nidx, acc, &err);
-	else
-		out = settle(c, &e, 0, &res, idx, nidx, acc, &err);
+	enum ba_outbox_outcome out = settle(c, &j->e, sent < 0 ? -1 : 0, res, j->idx, j->nidx,
+	                                    j->acc, err);
 	struct ba_err serr = BA_ERR_INIT;
 	int wr;
 	if (out == BA_OUTBOX_DELIVERED) {
-		wr = remove_files(ob, D_Q, id, 0, &serr);
+		wr = remove_files(ob, D_Q, j->id, 0, &serr);
 		if (++c->unsynced >= REMOVE_SYNC_EVERY)
 			sync_removals(c);
 	}
 	else if (out == BA_OUTBOX_FAILED) {
-		wr = move_entry(ob, D_Q, D_FAILED, &e, &serr);
-		if (wr == 0 && acc && acc->bounce && e.from[0]) /* never a report of a report */
-			send_bounce(c, &e, fd, acc, route);
+		wr = move_entry(ob, D_Q, D_FAILED, &j->e, &serr);
+		/* never a report of a report */
+		j->bounce = wr == 0 && j->acc && j->acc->bounce && j->e.from[0];
 	}
 	else
-		wr = write_state(ob, &e, D_Q, &serr);
+		wr = write_state(ob, &j->e, D_Q, &serr);
 	if (wr < 0) {
 		ba_log(o->log, BA_LOG_ERROR, "%s", serr.text);
 		if (out == BA_OUTBOX_DELIVERED)
 			ba_log(o->log, BA_LOG_ERROR, "outbox %s: entry '%s' was delivered but stays "
-			       "queued: it may be sent again", ob->dir, id);
+			       "queued: it may be sent again", ob->dir, j->id);
 	}
 	switch (out) {
 	case BA_OUTBOX_DELIVERED: c->st->delivered++; break;
@@ -1476,15 +1426,145 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 	case BA_OUTBOX_SKIPPED: c->st->skipped++; break;
 	}
 	if (o->done)
-		o->done(o->done_ctx, &e, out, out == BA_OUTBOX_DELIVERED ? NULL : &err);
-done_nostate:
+		o->done(o->done_ctx, &j->e, out, out == BA_OUTBOX_DELIVERED ? NULL : err);
+	j->settled = 1;
+}
+
+/* ba_submit_send() returned 1 for j: its outcome, once the server's verdict is read. */
+static void job_done(void *ctx, const struct ba_submit_result *res, int rc,
+                     const struct ba_err *err)
+{
+	struct ba_err e = BA_ERR_INIT;
+	if (rc < 0)
+		e = *err;
+	job_settle(ctx, rc, res, &e);
+}
+
+/* The rest of a settled (or never sent) job: the report, the lock, the memory. */
+static void job_end(struct job *j, ba_route **route)
+{
+	if (j->bounce)
+		send_bounce(j->c, &j->e, j->fd, j->acc, route);
+	ba_spool_free(j->spool);
+	free(j->idx);
+	free(j->rcpt);
+	ba_outbox_entry_release(&j->e);
+	if (j->own_fd && j->fd >= 0)
+		close(j->fd);
+	free(j);
+}
+
+/* Ends every settled job of the list (a report sent meanwhile may settle more). */
+static void jobs_reap(struct flush_ctx *c, ba_route **route)
+{
+	for (;;) {
+		struct job **pp = &c->jobs;
+		while (*pp && !(*pp)->settled)
+			pp = &(*pp)->next;
+		if (!*pp)
+			return;
+		struct job *j = *pp;
+		*pp = j->next;
+		job_end(j, route);
+	}
+}
+
+/* One entry: lock, reload, send over *route; its outcome now or from job_done(). */
+static void flush_one(struct flush_ctx *c, const char *id, const struct ba_account *acc,
+                      const struct ba_err *acc_err, ba_route **route)
+{
+	const struct ba_outbox_flush_opts *o = c->o;
+	ba_outbox *ob = c->ob;
+	struct ba_err err = BA_ERR_INIT;
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		c->st->skipped++;
+		return;
+	}
+	j->c = c;
+	j->acc = acc;
+	j->fd = -1;
+	j->own_fd = 1;
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	if (o->hold_fd > 0) {
+		/* the entry this process added and still holds (sendmail -odb) */
+		char mname[BA_OUTBOX_ID_MAX + 8];
+		struct stat a, b;
+		snprintf(mname, sizeof(mname), "%s.msg", id);
+		if (fstat(o->hold_fd, &a) == 0 &&
+		    fstatat(ob->sub[D_Q], mname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+			j->fd = o->hold_fd;
+			j->own_fd = 0;
+		}
+	}
+	if (j->fd < 0) {
+		int r = lock_entry(ob, D_Q, id, &j->fd, &err);
+		if (r != 0) {
+			if (r < 0)
+				c->st->skipped++;
+			j->fd = -1;
+			job_end(j, route); /* locked by another flush, or already gone */
+			return;
+		}
+	}
+	if (load(ob, D_Q, id, &j->e, &err) != 0) {
+		job_end(j, route);
+		return;
+	}
+	struct ba_outbox_entry *e = &j->e;
+	struct ba_submit_result res;
+	memset(&res, 0, sizeof(res));
+	j->idx = calloc(e->nrcpt, sizeof(*j->idx));
+	j->rcpt = calloc(e->nrcpt, sizeof(*j->rcpt));
+	int sent = -1;
+	if (!j->idx || !j->rcpt) {
+		ba_err_set(&err, EX_OSERR, "out of memory");
+		c->st->skipped++;
+		job_end(j, route);
+		return;
+	}
+	for (size_t i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == BA_OUTBOX_RCPT_PENDING) {
+			j->idx[j->nidx] = i;
+			j->rcpt[j->nidx++] = e->rcpt[i].addr;
+		}
+	if (!acc) {
+		err = *acc_err;
+	} else if (j->nidx == 0) {
+		sent = 0; /* nothing left to send: settle it */
+	} else if (spool_file(&j->spool, j->fd, ob, id, &err) == 0) {
+		struct ba_submit sub;
+		memset(&sub, 0, sizeof(sub));
+		sub.acc = acc;
+		sub.from = e->from;
+		sub.rcpt = j->rcpt;
+		sub.nrcpt = j->nidx;
+		sub.spool = j->spool;
+		sub.notify = e->notify;
+		sub.ret = e->ret;
+		sub.envid = e->envid;
+		sub.log = o->log;
+		sub.smtp_flags = o->smtp_flags;
+		sub.ask_password = o->ask_password;
+		sub.ask_password_ctx = o->ask_password_ctx;
+		sub.route = route;
+		sub.done = job_done;
+		sub.done_ctx = j;
+		/* on the list first: the verdict may come before the call returns (route freed) */
+		j->next = c->jobs;
+		c->jobs = j;
+		sent = ba_submit_send(&res, &sub, &err);
+		if (sent == 1) {
+			jobs_reap(c, route);
+			return;
+		}
+		c->jobs = j->next;
+	}
+	job_settle(j, !acc || sent < 0 ? -1 : 0, &res, &err);
 	ba_submit_result_release(&res);
-	ba_spool_free(spool);
-	free(idx);
-	free(rcpt);
-	ba_outbox_entry_release(&e);
-	if (own_fd)
-		close(fd);
+	job_end(j, route);
+	jobs_reap(c, route);
 }
 
 /*
@@ -1575,7 +1655,7 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
                     struct ba_outbox_flush_stats *st, struct ba_err *err)
 {
 	memset(st, 0, sizeof(*st));
-	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0 };
+	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0, NULL };
 	struct flush_index x;
 	memset(&x, 0, sizeof(x));
 	x.o = o;
@@ -1597,6 +1677,9 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
 			x.v[j].done = 1;
 			flush_one(&c, x.v[j].id, acc, &acc_err, &route);
 		}
+		ba_route_free(route); /* reads the last verdict */
+		route = NULL;
+		jobs_reap(&c, &route);
 		ba_route_free(route);
 	}
 	sync_removals(&c);

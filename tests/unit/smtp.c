@@ -559,7 +559,7 @@ static void test_smtp__pipelined_send(void **state)
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
 	struct ba_rcpt r2[] = { { "a@x.test", BA_NOTIFY_SUCCESS | BA_NOTIFY_FAILURE, "A+b=c@x.test" },
 		                { "b@x.test", BA_NOTIFY_NEVER, NULL } };
-	struct ba_envelope env = { "me@x.test", r2, 2, 1234, BA_BODY_7BIT, 0, BA_RET_HDRS, "id 1" };
+	struct ba_envelope env = { "me@x.test", r2, 2, 1234, BA_BODY_7BIT, 0, BA_RET_HDRS, "id 1", NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "Subject: x\n\n.hi\n", &res, &err), 0);
 	assert_int_equal(res->naccepted, 2);
@@ -567,7 +567,7 @@ static void test_smtp__pipelined_send(void **state)
 	assert_string_equal(res->text, "queued");
 	assert_int_equal(res->rcpts[1].code, 251);
 	ba_result_free(res);
-	struct ba_envelope env1 = { "", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env1 = { "", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &env1, "x", &res, &err), 0);
 	ba_result_free(res);
 	ba_session_free(s);
@@ -604,7 +604,7 @@ static void test_smtp__refused_recipients(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
 	assert_int_equal(err.code, EX_NOUSER);
@@ -645,7 +645,7 @@ static void test_smtp__pipelined_refusal_drops(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "secret body\n", &res, &err), -1);
 	assert_int_equal(err.code, EX_TEMPFAIL);
@@ -674,7 +674,7 @@ static void test_smtp__lmtp(void **state)
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
 	struct ba_rcpt three[] = { { "a@x", 0, NULL }, { "b@x", 0, NULL }, { "c@x", 0, NULL } };
-	struct ba_envelope env = { "me@x", three, 3, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", three, 3, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	pp.flags = BA_SMTP_PARTIAL_DELIVERY;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), 0);
@@ -710,7 +710,7 @@ static void test_smtp__bdat(void **state)
 	for (size_t i = 0; i < n; i++)
 		body[i] = i % 100 == 99 ? '\n' : (i % 100 == 0 ? '.' : 'a');
 	body[n] = '\0';
-	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, body, &res, &err), 0);
 	assert_string_equal(res->text, "done");
@@ -746,31 +746,31 @@ static void test_smtp__envelope_checks(void **state)
 		                           "a@b\x01" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct ba_rcpt r = { bad[i], 0, NULL };
-		struct ba_envelope env = { "me@x", &r, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env = { "me@x", &r, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		assert_int_equal(send_msg(s, &env, "x", &res, &err), -1);
 		assert_int_equal(err.code, EX_DATAERR);
 		ba_result_free(res);
-		struct ba_envelope env2 = { bad[i], two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env2 = { bad[i], two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		assert_int_equal(send_msg(s, &env2, "x", &res, &err), -1);
 		assert_int_equal(err.code, EX_DATAERR);
 		ba_result_free(res);
 	}
 	/* RFC 5321 §4.1.1.3: a null reverse-path is fine, a null forward-path is not */
 	struct ba_rcpt empty = { "", 0, NULL };
-	struct ba_envelope enve = { "", &empty, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope enve = { "", &empty, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &enve, "x", &res, &err), -1);
 	assert_int_equal(err.code, EX_DATAERR);
 	ba_result_free(res);
 	struct ba_rcpt u = { "j\xc3\xb6rg@x", 0, NULL };
-	struct ba_envelope envu = { "me@x", &u, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope envu = { "me@x", &u, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &envu, "x", &res, &err), -1);
 	assert_non_null(strstr(err.text, "SMTPUTF8"));
 	ba_result_free(res);
-	struct ba_envelope env8 = { "me@x", two, 1, 0, BA_BODY_8BITMIME, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env8 = { "me@x", two, 1, 0, BA_BODY_8BITMIME, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &env8, "x", &res, &err), -1);
 	assert_non_null(strstr(err.text, "8BITMIME"));
 	ba_result_free(res);
-	struct ba_envelope big = { "me@x", two, 1, 1001, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope big = { "me@x", two, 1, 1001, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &big, "x", &res, &err), -1);
 	assert_int_equal(err.code, EX_DATAERR);
 	assert_int_equal(err.smtp_code, 552);
@@ -799,7 +799,7 @@ static void test_smtp__bad_body_drops(void **state)
 		memset(body, 'a', sizeof body - 1);
 		if (k == 0)
 			memcpy(body, "ok\n\xe9t\xe9\n", 8);
-		struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		struct ba_result *res;
 		assert_int_equal(send_msg(s, &env, body, &res, &err), -1);
 		assert_int_equal(err.code, EX_DATAERR);
@@ -871,7 +871,7 @@ static void mail_refused_case(const char *reply, int want_class, int want_code, 
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
 	assert_int_equal(err.code, want_class);
@@ -919,7 +919,7 @@ static void bdat_refused_case(const char *reply, int want_class, const char *wan
 	for (size_t i = 0; i < n; i++)
 		body[i] = i % 100 == 99 ? '\n' : 'a';
 	body[n] = '\0';
-	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, body, &res, &err), -1);
 	assert_int_equal(err.code, want_class);
@@ -982,7 +982,7 @@ static void test_smtp__opportunistic_tls(void **state)
 	assert_int_equal(open_with(none, &pp, &p, &s, &err), 0);
 	assert_int_equal(fake_tls_calls, 0);
 	assert_false(ba_session_caps(s) & BA_CAP_TLS_ACTIVE);
-	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "hi\n", &res, &err), 0);
 	ba_result_free(res);
@@ -1117,7 +1117,7 @@ static void test_smtp__progress(void **state)
 		ba_session *s;
 		struct ba_err err = BA_ERR_INIT;
 		assert_int_equal(open_with(chunking ? bdat : data, &pp, &p, &s, &err), 0);
-		struct ba_envelope env = { "me@x", two, 1, n, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env = { "me@x", two, 1, n, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		struct ba_result *res;
 		assert_int_equal(send_msg(s, &env, body, &res, &err), 0);
 		ba_result_free(res);
@@ -1153,7 +1153,7 @@ static void test_smtp__lmtp_extra_reply(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "hi\n", &res, &err), -1);
 	assert_int_equal(err.code, EX_PROTOCOL);
