@@ -517,6 +517,98 @@ def test_flush_reconnects_after_421(outbox_env):
         srv.stop()
 
 
+class VerdictBySubject(RawServer):
+    """Answers the end of a message's data by its subject ("m2": "554 ..."), else 250;
+    with close_after, closes the connection after that reply."""
+
+    def __init__(self, verdicts, close_after=(), **kw):
+        super().__init__(**kw)
+        self.verdicts = verdicts
+        self.close_after = close_after
+
+    def _finish(self, s, data):
+        subj = re.search(rb"^Subject: (\S+)\r$", data, re.M).group(1).decode()
+        if subj in self.verdicts:
+            self.replies["DOT"] = self.verdicts[subj]
+        else:
+            self.replies.pop("DOT", None)
+        super()._finish(s, data)
+        if subj in self.close_after:
+            raise OSError("closed after the verdict on %s" % subj)
+
+
+def test_flush_pipelines_across_messages_and_attributes_verdicts(outbox_env):
+    """The next message's commands go out before the verdict on the previous one; each
+    verdict still settles its own entry: 554 to failed/, 451 stays queued, 250 removed."""
+    make, box, run = outbox_env
+    srv = VerdictBySubject({"m2": "554 5.6.0 m2 refused", "m3": "451 4.3.0 m3 later"}).start()
+    try:
+        cfg = make(srv)
+        ids = []
+        for n in (1, 2, 3, 4):
+            assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(n)).returncode == 0
+            ids.append([e["id"] for e in entries(run, cfg) if e["id"] not in ids][0])
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode != 0, r.stderr
+        assert [t.data for t in srv.messages] == [msg(1), msg(4)]
+        assert len(srv.conns) == 1
+        conn = srv.conns[0]
+        assert conn.pipelining_violations == []
+        # MAIL of messages 2-4 arrived before the verdict on the message before
+        assert sum(1 for l in conn.sent_ahead if l.upper().startswith(b"MAIL")) >= 3
+        left = entries(run, cfg)
+        assert [e["id"] for e in left] == [ids[2]]
+        assert left[0]["last_code"] == 451 and "m3 later" in left[0]["last_error"]
+        state = (box / "failed" / (ids[1] + ".st")).read_text()
+        assert "554 5.6.0 m2 refused" in state
+        assert sorted(listing(box / "failed")) == sorted([ids[1] + ".st", ids[1] + ".msg"])
+    finally:
+        srv.stop()
+
+
+def test_flush_421_verdict_mid_batch_reconnects(outbox_env):
+    """421 as the verdict on message 2 while message 3's commands are out: 2 stays
+    queued (never counted delivered), 3 goes over a new connection, 1 and 3 delivered."""
+    make, box, run = outbox_env
+    srv = VerdictBySubject({"m2": "421 4.3.2 m2 shutting down"}, close_after=("m2",)).start()
+    try:
+        cfg = make(srv)
+        for n in (1, 2, 3):
+            assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(n)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 75, r.stderr
+        assert [t.data for t in srv.messages] == [msg(1), msg(3)]
+        assert len(srv.conns) == 2
+        left = entries(run, cfg)
+        assert len(left) == 1 and left[0]["last_code"] == 421
+        # the server is fine again: the entry goes, once
+        srv.verdicts.clear()
+        srv.close_after = ()
+        assert run("outbox", "retry", left[0]["id"], "-C", cfg).returncode == 0
+        assert run("sendmail", "-C", cfg, "-q").returncode == 0
+        assert [t.data for t in srv.messages] == [msg(1), msg(3), msg(2)]
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+def test_flush_without_pipelining_is_lockstep(outbox_env):
+    make, box, run = outbox_env
+    srv = VerdictBySubject({}, pipelining=False).start()
+    try:
+        cfg = make(srv)
+        for n in (1, 2, 3):
+            assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(n)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert [t.data for t in srv.messages] == [msg(1), msg(2), msg(3)]
+        assert len(srv.conns) == 1
+        assert srv.conns[0].sent_ahead == [] and srv.conns[0].pipelining_violations == []
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
 def test_queue_max_age_fails_an_old_entry(outbox_env):
     make, box, run = outbox_env
     srv = RawServer(replies={"DOT": "451 4.3.0 try again later"}).start()

@@ -584,6 +584,194 @@ static void test_smtp__pipelined_send(void **state)
 	peer_free(p);
 }
 
+/* What the done callback of pipelining across messages saw, in order. */
+struct verdicts {
+	int n;
+	int rc[4], code[4], cls[4], smtp[4];
+	size_t naccepted[4];
+	char text[4][64];
+};
+
+static void on_done(void *ctx, struct ba_result *res, int rc, const struct ba_err *err)
+{
+	struct verdicts *v = ctx;
+	assert_true(v->n < 4);
+	size_t acc = 0;
+	for (size_t i = 0; i < res->nrcpts; i++)
+		acc += res->rcpts[i].accepted;
+	v->rc[v->n] = rc;
+	v->code[v->n] = res->code;
+	v->cls[v->n] = rc < 0 ? err->code : 0;
+	v->smtp[v->n] = rc < 0 ? err->smtp_code : 0;
+	v->naccepted[v->n] = acc;
+	snprintf(v->text[v->n], sizeof v->text[0], "%s", res->text);
+	v->n++;
+	ba_result_free(res);
+}
+
+static void test_smtp__pipelined_across_messages(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n",
+		"G:3", "C:MAIL", "C:RCPT", "C:DATA", "S:250 ok\r\n250 ok\r\n354 go\r\n",
+		/* the first message's data and end travel with the second's commands */
+		"G:5", "D", "C:MAIL FROM:<two@", "C:RCPT", "C:DATA",
+		"S:250 first queued\r\n550 5.7.1 sender refused\r\n503 need MAIL\r\n"
+		"503 need MAIL\r\n",
+		/* the third: RSET, as after any refusal; its verdict comes when the session ends */
+		"G:4", "C:RSET", "C:MAIL", "C:RCPT", "C:DATA", "S:250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+		"G:2", "D", "S:451 4.3.0 try later\r\n", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_envelope e2 = e1, e3 = e1;
+	e2.from = "two@x.test";
+	e3.from = "three@x.test";
+	struct ba_result *res = (struct ba_result *)&v;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	assert_null(res);
+	assert_int_equal(v.n, 0); /* no verdict yet */
+	/* the second's refusal is its own; the first's 250 is the first's */
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_UNAVAILABLE);
+	assert_int_equal(err.smtp_code, 550);
+	assert_non_null(res);
+	assert_int_equal(res->naccepted, 0);
+	ba_result_free(res);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], 0);
+	assert_int_equal(v.code[0], 250);
+	assert_int_equal(v.naccepted[0], 1);
+	assert_string_equal(v.text[0], "first queued");
+	ba_err_clear(&err);
+	assert_int_equal(send_msg(s, &e3, "z", &res, &err), 1);
+	assert_int_equal(v.n, 1);
+	ba_session_free(s); /* reads the third's verdict, then QUIT */
+	assert_int_equal(v.n, 2);
+	assert_int_equal(v.rc[1], -1);
+	assert_int_equal(v.cls[1], EX_TEMPFAIL);
+	assert_int_equal(v.smtp[1], 451);
+	assert_int_equal(v.naccepted[1], 0);
+	const char *got = peer_end(p);
+	assert_string_equal(got,
+	                    "EHLO client.test\r\n"
+	                    "MAIL FROM:<one@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	                    "x\r\n.\r\nMAIL FROM:<two@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	                    "RSET\r\nMAIL FROM:<three@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	                    "z\r\n.\r\nQUIT\r\n");
+	peer_free(p);
+}
+
+/* 421 as the verdict on the first message: neither it nor the second counts as delivered. */
+static void test_smtp__pipelined_across_421(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n",
+		"G:3", "C:MAIL", "C:RCPT", "C:DATA", "S:250 ok\r\n250 ok\r\n354 go\r\n",
+		"G:5", "D", "S:421 4.3.2 shutting down\r\n", "X", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_envelope e2 = e1;
+	struct ba_result *res = NULL;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_true(res == NULL || res->naccepted == 0);
+	ba_result_free(res);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], -1);
+	assert_int_equal(v.code[0], 421);
+	assert_int_equal(v.cls[0], EX_TEMPFAIL);
+	assert_int_equal(v.naccepted[0], 0);
+	/* the session is dead: the next send fails at once, nothing pending is left */
+	ba_err_clear(&err);
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	ba_session_free(s);
+	assert_int_equal(v.n, 1);
+	peer_end(p);
+	peer_free(p);
+}
+
+/* The connection closes before the verdict: the message is not delivered (not known). */
+static void test_smtp__pipelined_across_lost(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n",
+		"G:4", "C:MAIL", "C:RCPT", "C:RCPT", "C:DATA",
+		"S:250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n", "X", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_result *res = NULL;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	ba_session_free(s);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], -1);
+	assert_int_equal(v.cls[0], EX_TEMPFAIL);
+	assert_int_equal(v.naccepted[0], 0);
+	peer_end(p);
+	peer_free(p);
+}
+
+/* Without PIPELINING a done callback changes nothing: lock-step, the verdict awaited. */
+static void test_smtp__pipelined_across_lockstep(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 8BITMIME\r\n",
+		"G:1", "C:MAIL", "S:250 ok\r\n", "G:1", "C:RCPT", "S:250 ok\r\n", "G:1", "C:DATA",
+		"S:354 go\r\n", "D", "S:250 queued\r\n",
+		"G:1", "C:MAIL", "S:250 ok\r\n", "G:1", "C:RCPT", "S:250 ok\r\n", "G:1", "C:DATA",
+		"S:354 go\r\n", "D", "S:250 queued\r\n", "G:1", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_result *res = NULL;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(send_msg(s, &e1, "x", &res, &err), 0);
+		assert_non_null(res);
+		assert_int_equal(res->naccepted, 1);
+		ba_result_free(res);
+	}
+	ba_session_free(s);
+	assert_int_equal(v.n, 0);
+	peer_end(p);
+	peer_free(p);
+}
+
 static void test_smtp__refused_recipients(void **state)
 {
 	(void)state;
@@ -1198,6 +1386,10 @@ int main(void)
 		cmocka_unit_test(test_smtp__cancel_stalled),
 		cmocka_unit_test(test_smtp__progress),
 		cmocka_unit_test(test_smtp__lmtp_extra_reply),
+		cmocka_unit_test(test_smtp__pipelined_across_messages),
+		cmocka_unit_test(test_smtp__pipelined_across_421),
+		cmocka_unit_test(test_smtp__pipelined_across_lost),
+		cmocka_unit_test(test_smtp__pipelined_across_lockstep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
