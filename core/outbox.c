@@ -573,6 +573,11 @@ static int read_small(struct ba_buf *out, int dirfd, const char *name, int *eno)
 		ssize_t k = read(fd, buf, sizeof(buf));
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k > 0 && (size_t)k < sizeof(buf) && out->len + (size_t)k >= (size_t)st.st_size) {
+			/* the whole file (states are replaced, never appended to): no read for the end */
+			ba_buf_add(out, buf, (size_t)k);
+			k = 0;
+		}
 		if (k <= 0) {
 			*eno = k < 0 ? errno : 0;
 			close(fd);
@@ -1121,13 +1126,20 @@ static void set_error(struct ba_outbox_entry *e, const struct ba_err *err, const
 	ba_buf_release(&b);
 }
 
-/* Spools the locked message file fd for sending (read once here for the flags, not copied). */
+#define SPOOL_COPY_MAX (64u << 10) /* a message up to this size is copied, not referred to */
+
+/*
+ * Spools the locked message file fd of size bytes for sending: read once
+ * here for the flags; a small one is kept in memory (the send then costs
+ * no further system calls), a larger one is read again from fd.
+ */
 static int spool_file(ba_spool **out, int fd, const ba_outbox *ob, const char *id,
-                      struct ba_err *err)
+                      uint64_t size, struct ba_err *err)
 {
 	if (ba_spool_new(out, 0, err) < 0)
 		return -1;
-	ba_spool_refer(*out, fd, 0);
+	if (size > SPOOL_COPY_MAX)
+		ba_spool_refer(*out, fd, 0);
 	ba_writer *w = ba_spool_writer(*out);
 	char buf[65536];
 	off_t off = 0;
@@ -1145,6 +1157,8 @@ static int spool_file(ba_spool **out, int fd, const ba_outbox *ob, const char *i
 		if (ba_write(w, buf, (size_t)k, err) < 0)
 			goto fail;
 		off += k;
+		if ((size_t)k < sizeof(buf) && (uint64_t)off >= size)
+			break; /* the end: no read for the zero */
 	}
 	if (ba_flush(w, err) < 0)
 		goto fail;
@@ -1533,7 +1547,7 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 		err = *acc_err;
 	} else if (j->nidx == 0) {
 		sent = 0; /* nothing left to send: settle it */
-	} else if (spool_file(&j->spool, j->fd, ob, id, &err) == 0) {
+	} else if (spool_file(&j->spool, j->fd, ob, id, e->size, &err) == 0) {
 		struct ba_submit sub;
 		memset(&sub, 0, sizeof(sub));
 		sub.acc = acc;
