@@ -89,10 +89,18 @@ struct ba_session {
 	struct ba_result *pend; /* sent with env->done: the reply to its end of data is unread */
 	ba_smtp_done_fn *pend_done;
 	void *pend_ctx;
+	struct {                /* a verdict read, handed over after the next write (ready_fire) */
+		struct ba_result *res;
+		int rc;
+		struct ba_err err;
+		ba_smtp_done_fn *done;
+		void *ctx;
+	} ready;
 };
 
 static int pend_finish(ba_session *s, int more, struct ba_err *err);
 static void pend_fail(ba_session *s);
+static void ready_fire(ba_session *s);
 
 /* ---- state, logging, errors --------------------------------------------- */
 
@@ -868,11 +876,13 @@ void ba_session_free(ba_session *s)
 {
 	if (!s)
 		return;
+	ready_fire(s);
 	if (s->pend && s->stream && s->state != ST_DEAD && !s->desync) {
 		struct ba_err ignored = BA_ERR_INIT;
 		pend_finish(s, 0, &ignored);
 	}
 	pend_fail(s);
+	ready_fire(s);
 	if (s->stream && s->state != ST_DEAD && s->state != ST_INIT && !s->desync) {
 		struct ba_err ignored = BA_ERR_INIT;
 		smtp_set_state(s, ST_QUIT);
@@ -1080,6 +1090,7 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 	int rset = s->need_rset;
 	size_t left = (size_t)rset + 1 + env->nrcpts + (pipe && with_data ? 1 : 0);
 	*data_code = 0;
+	ready_fire(s);
 	if (!pipe && s->pend && pend_finish(s, 0, err) < 0)
 		return -1;
 	if (pipe) {
@@ -1090,6 +1101,8 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 				return -1;
 		if ((with_data && cmd_add(s, 0, err, "DATA") < 0) || cmd_flush(s, err) < 0)
 			return -1;
+		/* the caller's work on the last verdict overlaps the server's on this group */
+		ready_fire(s);
 		/*
 		 * The previous message's data ended the last group (RFC 2920 §3.1:
 		 * message content may begin one); its reply comes before these.
@@ -1413,18 +1426,31 @@ static int defer_final(const ba_session *s)
 	return pipelined(s) && s->p->variant != BA_SMTP_LMTP && !(s->p->flags & BA_SMTP_CANCEL);
 }
 
+/* Hands a verdict kept in s->ready to its done callback. */
+static void ready_fire(ba_session *s)
+{
+	struct ba_result *res = s->ready.res;
+	if (!res)
+		return;
+	s->ready.res = NULL;
+	s->ready.done(s->ready.ctx, res, s->ready.rc, &s->ready.err);
+}
+
 /*
  * Reads the pending message's reply to the end of its data (more = 1 when
- * the replies of the commands written since follow it) and hands the
- * outcome to its done callback.  Returns -1 with err set when the reply
- * could not be read: the session is dead, and the pending message was
- * told so too.
+ * the replies of the commands written since follow it).  The outcome is
+ * kept in s->ready and handed to the done callback after the next write
+ * (or at the end of ba_session_send() when nothing more is pending), so
+ * the caller's work on it overlaps the server's.  Returns -1 with err set
+ * when the reply could not be read: the session is dead, and the pending
+ * message was told so too.
  */
 static int pend_finish(ba_session *s, int more, struct ba_err *err)
 {
 	struct ba_result *res = s->pend;
 	struct ba_err perr = BA_ERR_INIT;
 	int rc;
+	ready_fire(s);
 	s->pend = NULL;
 	smtp_set_state(s, ST_DATA_END);
 	if (cmd_flush(s, &perr) < 0 || read_reply(s, more, &perr) < 0) {
@@ -1440,7 +1466,11 @@ static int pend_finish(ba_session *s, int more, struct ba_err *err)
 		for (size_t i = 0; i < res->nrcpts; i++)
 			res->rcpts[i].accepted = 0;
 	rc = data_outcome(s, res, &perr);
-	s->pend_done(s->pend_ctx, res, rc, &perr);
+	s->ready.res = res;
+	s->ready.rc = rc;
+	s->ready.err = perr;
+	s->ready.done = s->pend_done;
+	s->ready.ctx = s->pend_ctx;
 	return 0;
 }
 
@@ -1448,6 +1478,7 @@ static int pend_finish(ba_session *s, int more, struct ba_err *err)
 static void pend_fail(ba_session *s)
 {
 	struct ba_result *res = s->pend;
+	ready_fire(s);
 	if (!res)
 		return;
 	s->pend = NULL;
@@ -1578,6 +1609,8 @@ int ba_session_send(ba_session *s, const struct ba_envelope *env, ba_reader *bod
 		smtp_kill(s);
 	if (s->state == ST_DEAD)
 		pend_fail(s);
+	if (rc != 1)
+		ready_fire(s);
 	*out = rc == 1 ? NULL : res;
 	return rc;
 }
