@@ -219,13 +219,18 @@ struct ba_envelope {
 	 * Optional: pipelining across messages (RFC 2920 §3.1: message content
 	 * may begin a group).  When set and the session pipelines (PIPELINING
 	 * offered, no BA_SMTP_NO_PIPELINING, not LMTP, no BA_SMTP_CANCEL),
-	 * ba_session_send() returns 1 as soon as the end of the data is written,
-	 * with *out NULL, without waiting for the server's verdict.  The next
-	 * ba_session_send() writes its commands, then reads that verdict ahead
-	 * of their replies; done(done_ctx, ...) gets the outcome exactly once:
-	 * from within that later ba_session_send() or ba_session_free() (which
-	 * reads it before QUIT).  A connection lost before the verdict gives rc
-	 * -1, EX_TEMPFAIL, every recipient not accepted: nothing counts as
+	 * ba_session_send() returns 1 once the data is sent but for its end,
+	 * with *out NULL, without waiting for the server's verdict.  The end of
+	 * the data waits in the session for the next ba_session_send(), which
+	 * writes it together with its own commands (one write) and reads the
+	 * verdict ahead of their replies.  done(done_ctx, ...) gets the outcome
+	 * exactly once, in the order of the messages: from within a later
+	 * ba_session_send() (right after its next write, so the caller's work
+	 * on it overlaps the server's; or before it returns 0 or -1) or from
+	 * ba_session_free(), which writes the end, reads the verdict, then
+	 * QUITs.  So the caller must go on with the next message (or free the
+	 * session) without delay.  A connection lost before the verdict gives
+	 * rc -1, EX_TEMPFAIL, no recipient accepted: nothing counts as
 	 * delivered without its 250.  Without PIPELINING the call behaves as
 	 * when done is NULL (lock-step, the verdict awaited).
 	 */
