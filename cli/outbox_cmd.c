@@ -345,7 +345,14 @@ static void json_str(FILE *o, const char *s)
 
 static const char *const rcpt_state[] = { "pending", "sent", "failed" };
 
-static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir, int first)
+/* Never tried and not due yet: held for later (send --at, queue_delay), not backing off. */
+static int held(const struct ba_outbox_entry *e, int64_t now)
+{
+	return e->attempts == 0 && e->next > now;
+}
+
+static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir, int first,
+                       int64_t now)
 {
 	fputs(first ? "\n  {" : ",\n  {", o);
 	fputs("\"id\": ", o);
@@ -368,7 +375,11 @@ static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir
 	json_str(o, e->msgid);
 	fputs(", \"last_error\": ", o);
 	json_str(o, e->error);
-	fprintf(o, ", \"last_code\": %d}", e->error_code);
+	fprintf(o, ", \"last_code\": %d", e->error_code);
+	if (held(e, now))
+		fprintf(o, ", \"held\": true, \"hold_until\": %" PRId64 "}", e->next);
+	else
+		fputs(", \"held\": false, \"hold_until\": null}", o);
 }
 
 static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
@@ -380,8 +391,7 @@ static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
 	else {
 		char in[24];
 		fmt_age(in, sizeof(in), e->next - now);
-		/* never tried and not due: held for later (send --at, queue_delay) */
-		snprintf(next, sizeof(next), "in %s%s", in, e->attempts ? "" : " (held)");
+		snprintf(next, sizeof(next), "in %s%s", in, held(e, now) ? " (held)" : "");
 	}
 	fprintf(o, "%s  age %s  %" PRIu64 " bytes  attempts %u  next attempt %s\n", e->id, age,
 	        e->size, e->attempts, next);
@@ -443,7 +453,7 @@ int cli_outbox_list(const char *config, int json, int mailq)
 		}
 		for (size_t k = 0; k < n; k++) {
 			if (json)
-				print_json(stdout, &v[k], dirs[i], total == 0);
+				print_json(stdout, &v[k], dirs[i], total == 0, now);
 			else
 				print_text(stdout, &v[k], now);
 			total++;

@@ -240,6 +240,8 @@ def test_send_at_holds_until_then_rm_withdraws(outbox_env):
         assert t0 + 60 <= e[eid]["next_attempt"] <= int(time.time()) + 60
         assert e[undo]["next_attempt"] >= t0 + 3600
         assert b"(held)" in run("outbox", "list", "-C", cfg).stdout
+        assert e[eid]["held"] is True and e[eid]["hold_until"] == e[eid]["next_attempt"]
+        assert e[undo]["held"] is True and e[undo]["hold_until"] == e[undo]["next_attempt"]
         r = run("sendmail", "-C", cfg, "-q")
         assert r.returncode == 0, r.stderr
         assert srv.messages == []                   # not before its time
@@ -473,6 +475,8 @@ def test_451_stays_queued_with_a_later_attempt(outbox_env):
         assert r.returncode == 75 and b"deferred" in r.stderr, r.stderr
         e = entries(run, cfg)
         assert len(e) == 1 and e[0]["attempts"] == 1
+        # waiting for a retry is not held (nothing holds it back but the back-off)
+        assert e[0]["held"] is False and e[0]["hold_until"] is None
         assert e[0]["last_code"] == 451 and "451 4.3.0 try again later" in e[0]["last_error"]
         assert e[0]["next_attempt"] >= e[0]["created"] + 300
         r = run("outbox", "list", "-C", cfg)
