@@ -367,8 +367,13 @@ static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		fputs(i ? ", {\"address\": " : "{\"address\": ", o);
 		json_str(o, e->rcpt[i].addr);
-		fprintf(o, ", \"state\": \"%s\", \"code\": %d}", rcpt_state[e->rcpt[i].state],
-		        e->rcpt[i].code);
+		fprintf(o, ", \"state\": \"%s\", \"code\": %d, \"reply\": ",
+		        rcpt_state[e->rcpt[i].state], e->rcpt[i].code);
+		if (e->rcpt[i].reply)
+			json_str(o, e->rcpt[i].reply);
+		else
+			fputs("null", o);
+		fputc('}', o);
 	}
 	fprintf(o, "], \"size\": %" PRIu64 ", \"created\": %" PRId64 ", \"next_attempt\": %" PRId64
 	        ", \"attempts\": %u, \"message_id\": ", e->size, e->created, e->next, e->attempts);
@@ -397,10 +402,13 @@ static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
 	        e->size, e->attempts, next);
 	fprintf(o, "  from <%s>  account %s\n", e->from, e->account);
 	for (size_t i = 0; i < e->nrcpt; i++)
-		fprintf(o, "  to <%s>%s\n", e->rcpt[i].addr,
+		fprintf(o, "  to <%s>%s%s%s\n", e->rcpt[i].addr,
 		        e->rcpt[i].state == BA_OUTBOX_RCPT_SENT     ? " (sent)"
 		        : e->rcpt[i].state == BA_OUTBOX_RCPT_FAILED ? " (failed)"
-		                                                    : "");
+		                                                    : "",
+		        e->rcpt[i].reply && e->rcpt[i].state != BA_OUTBOX_RCPT_SENT ? ": " : "",
+		        e->rcpt[i].reply && e->rcpt[i].state != BA_OUTBOX_RCPT_SENT ? e->rcpt[i].reply
+		                                                                    : "");
 	if (e->error)
 		fprintf(o, "  last error: %s\n", e->error);
 }

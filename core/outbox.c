@@ -47,8 +47,10 @@ void ba_outbox_entry_release(struct ba_outbox_entry *e)
 {
 	free(e->account);
 	free(e->from);
-	for (size_t i = 0; i < e->nrcpt; i++)
+	for (size_t i = 0; i < e->nrcpt; i++) {
 		free(e->rcpt[i].addr);
+		free(e->rcpt[i].reply);
+	}
 	free(e->rcpt);
 	free(e->envid);
 	free(e->msgid);
@@ -77,6 +79,8 @@ int ba_outbox_entry_format(struct ba_buf *out, const struct ba_outbox_entry *e)
 		ba_buf_addf(out, "rcpt %s %d ", rcpt_state_names[e->rcpt[i].state],
 		            e->rcpt[i].code);
 		add_text(out, "", e->rcpt[i].addr);
+		if (e->rcpt[i].reply) /* belongs to the rcpt line above it */
+			add_text(out, "reply", e->rcpt[i].reply);
 	}
 	ba_buf_addf(out, "notify %u\nret %d\n", e->notify, e->ret);
 	if (e->envid)
@@ -164,8 +168,15 @@ static int parse_line(struct ba_outbox_entry *e, char *key, char *v)
 			return -2;
 		r[e->nrcpt].state = (enum ba_outbox_rcpt_state)st;
 		r[e->nrcpt].code = (int)x;
+		r[e->nrcpt].reply = NULL;
 		e->nrcpt++;
 		return 0;
+	}
+	if (strcmp(key, "reply") == 0) {
+		if (!e->nrcpt || e->rcpt[e->nrcpt - 1].reply)
+			return -1;
+		e->rcpt[e->nrcpt - 1].reply = strdup(v);
+		return e->rcpt[e->nrcpt - 1].reply ? 0 : -2;
 	}
 	if (strcmp(key, "error") == 0) {
 		long long y;
@@ -1203,6 +1214,22 @@ static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry
 {
 	e->attempts++;
 	int perm = 0;
+	/* each recipient's refusal as the server worded it, kept for show and the report */
+	for (size_t k = 0; res && res->result && k < nidx && k < res->result->nrcpts; k++) {
+		const struct ba_rcpt_result *rr = &res->result->rcpts[k];
+		struct ba_outbox_rcpt *rc = &e->rcpt[idx[k]];
+		char *t;
+		if (rr->code && rr->code < 400) { /* accepted at RCPT this time */
+			free(rc->reply);
+			rc->reply = NULL;
+		}
+		if (rr->accepted || rr->code < 400 || !(t = malloc(strlen(rr->text) + 8)))
+			continue;
+		snprintf(t, strlen(rr->text) + 8, "%d %s", rr->code, rr->text);
+		free(rc->reply);
+		rc->reply = t;
+		rc->code = rr->code;
+	}
 	if (sent == 0) {
 		/* per recipient: accepted, refused for good, or still to try */
 		struct ba_result *r = res->result;
@@ -1330,7 +1357,7 @@ static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, in
 	for (size_t i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state != BA_OUTBOX_RCPT_SENT) {
 			ba_buf_addf(&b, "<%s>: ", e->rcpt[i].addr);
-			add_ascii(&b, e->error);
+			add_ascii(&b, e->rcpt[i].reply ? e->rcpt[i].reply : e->error);
 			ba_buf_addstr(&b, "\r\n");
 		}
 	ba_buf_addf(&b, "\r\n--=_bluearrow-%s\r\nContent-Type: message/delivery-status\r\n\r\n"
@@ -1342,7 +1369,7 @@ static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, in
 			continue;
 		ba_buf_addf(&b, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n"
 		            "Diagnostic-Code: smtp; ", r->addr, r->code >= 500 ? "5.0.0" : status);
-		add_ascii(&b, e->error);
+		add_ascii(&b, r->reply ? r->reply : e->error); /* its own refusal, else the entry's */
 		ba_buf_addf(&b, "\r\nLast-Attempt-Date: %s\r\n", ba_buf_str(&now));
 	}
 	ba_buf_addf(&b, "\r\n--=_bluearrow-%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", e->id);

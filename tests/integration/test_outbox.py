@@ -420,6 +420,32 @@ def test_bounce_reports_a_550_to_the_sender(outbox_env):
         srv.stop()
 
 
+def test_bounce_carries_each_recipients_reply(outbox_env):
+    """Each refused recipient's block in the report quotes the server's reply to it, not the
+    entry's last error; the state file keeps each recipient's reply too."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, bounce="on")
+        r = run("sendmail", "-C", cfg, "-odq", "reject1@y.test", "reject2@y.test", input=msg(1))
+        assert r.returncode == 0, r.stderr
+        eid = entries(run, cfg)[0]["id"]
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        assert len(srv.messages) == 1, r.stderr
+        d = srv.messages[0].data
+        for n in (1, 2):
+            block = (b"Final-Recipient: rfc822; reject%d@y.test\r\nAction: failed\r\n"
+                     b"Status: 5.0.0\r\nDiagnostic-Code: smtp; 550 5.1.1 <reject%d@y.test>: "
+                     b"Recipient address rejected\r\n" % (n, n))
+            assert block in d, d
+            assert (b"<reject%d@y.test>: 550 5.1.1 <reject%d@y.test>" % (n, n)) in d
+        state = (box / "failed" / (eid + ".st")).read_text()
+        assert "reply 550 5.1.1 <reject2@y.test>: Recipient address rejected" in state
+    finally:
+        srv.stop()
+
+
 def test_bounce_through_aiosmtpd(outbox_env, smtp_server):
     """The same report against the aiosmtpd server: MAIL FROM:<> accepted, the reply in it."""
     make, box, run = outbox_env

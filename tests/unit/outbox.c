@@ -30,6 +30,8 @@ static struct ba_outbox_entry sample(void)
 	e.rcpt[0].state = BA_OUTBOX_RCPT_SENT;
 	e.rcpt[0].code = 250;
 	e.rcpt[1].addr = strdup("b@example.net");
+	e.rcpt[1].code = 452;
+	e.rcpt[1].reply = strdup("452 4.2.2 mailbox full\r\n(try later)");
 	e.notify = 6;
 	e.ret = 2;
 	e.envid = strdup("QQ314159");
@@ -62,6 +64,11 @@ static void test_outbox__round_trip(void **state)
 	assert_int_equal(f.rcpt[0].state, BA_OUTBOX_RCPT_SENT);
 	assert_int_equal(f.rcpt[0].code, 250);
 	assert_int_equal(f.rcpt[1].state, BA_OUTBOX_RCPT_PENDING);
+	assert_null(f.rcpt[0].reply);
+	/* a recipient's reply follows its rcpt line, on one line */
+	assert_non_null(strstr(b.data, "rcpt pending 452 b@example.net\n"
+	                               "reply 452 4.2.2 mailbox full  (try later)\n"));
+	assert_string_equal(f.rcpt[1].reply, "452 4.2.2 mailbox full  (try later)");
 	assert_int_equal(f.notify, 6);
 	assert_int_equal(f.ret, 2);
 	assert_string_equal(f.envid, "QQ314159");
@@ -120,6 +127,10 @@ static void test_outbox__corrupt(void **state)
 		"created 5\nend\n", /* a key twice */
 		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
 		"created 5\nend\nid 2\n", /* text after end */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nreply 550 no\n"
+		"rcpt pending 0 c@d\ncreated 5\nend\n", /* a reply before any recipient */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"reply 550 no\nreply 551 no\ncreated 5\nend\n", /* two replies for one */
 	};
 	struct ba_outbox_entry e;
 	struct ba_err err = BA_ERR_INIT;

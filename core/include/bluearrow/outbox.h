@@ -57,6 +57,8 @@ struct ba_outbox_rcpt {
 	char *addr;                  /* the envelope recipient (after aliases) */
 	enum ba_outbox_rcpt_state state;
 	int code;                    /* the server's last reply to it; 0 = none yet */
+	char *reply;                 /* that reply when it refused the recipient ("550 5.1.1
+	                                no such user", cleaned); NULL = none */
 };
 
 /* One entry's envelope and state.  Strings are malloc'd; release with ba_outbox_entry_release(). */
