@@ -311,6 +311,31 @@ def test_queue_flush_on_run(outbox_env):
         srv.stop()
 
 
+def test_queue_flush_on_run_flushes_only_the_runs_account(outbox_env):
+    """The detached flush of a run sends the due entries of that run's account, not those of
+    the other accounts sharing the outbox (their runs, or -q, send those)."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        acc = "account %s\nhost 127.0.0.1\nport %d\nfrom %s\n"
+        cfg = make(port=srv.port, queue_flush_on_run="on")
+        with open(cfg, "a") as f:
+            f.write(acc % ("two", srv.port, "two@x.test") + "outbox %s\n" % box)
+        assert run("sendmail", "-C", cfg, "-a", "two", "-odq", "b@y.test",
+                   input=msg(1)).returncode == 0
+        assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(2)).returncode == 0
+        assert sorted(e["account"] for e in entries(run, cfg)) == ["test", "two"]
+        assert run("sendmail", "-C", cfg, "c@y.test", input=msg(3)).returncode == 0
+        end = time.monotonic() + 10
+        while len(srv.messages) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert sorted(t.data for t in srv.messages) == [msg(2), msg(3)]
+        assert [e["account"] for e in entries(run, cfg)] == ["two"]
+    finally:
+        srv.stop()
+
+
 def test_queue_flush_on_run_skips_an_outbox_being_flushed(outbox_env):
     """The detached flushes take a lock on the outbox directory: while one holds it, another
     run starts none (runs do not pile up)."""
