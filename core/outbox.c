@@ -1597,6 +1597,7 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 		c->jobs = j;
 		sent = ba_submit_send(&res, &sub, &err);
 		if (sent == 1) {
+			ba_submit_result_release(&res); /* what a failed first try left (reconnected) */
 			jobs_reap(c, route);
 			return;
 		}
