@@ -219,7 +219,11 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	unsigned smtp_flags;        /* extra enum ba_smtp_flags */
 	ba_route_ask_password_fn *ask_password;
 	void *ask_password_ctx;
-	/* optional: called after each entry, with the error of a failed attempt (else NULL) */
+	/*
+	 * optional: called once per entry when its outcome is recorded (in the
+	 * order of the entries; with PIPELINING during the next entry's send),
+	 * with the error of a failed attempt (else NULL)
+	 */
 	void (*done)(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_outcome outcome,
 	             const struct ba_err *err);
 	void *done_ctx;
@@ -232,8 +236,12 @@ struct ba_outbox_flush_stats {
 /*
  * Delivers the entries o selects, oldest first, grouped by account: one
  * connection per account carries every message (ba_submit_send() with a
- * kept route), reconnecting after a failure.  Each outcome is recorded
- * before the next message: delivered entries are removed (the directory is
+ * kept route), reconnecting after a failure.  With PIPELINING the end of
+ * a message's data goes out with the next message's commands and its
+ * outcome is recorded when the server's reply to it is read, during the
+ * next message's send (an entry counts as delivered only on the 250 to
+ * its own data; a connection lost before it leaves the entry queued, to
+ * be sent again).  Delivered entries are removed (the directory is
  * fsync'd once per 256 removals and at the end: a removal lost to a power
  * failure only sends that message again), deferred ones get attempts + 1, the error and a next attempt 5 minutes * 2^attempts
  * later (at most 4 hours), permanent failures (5xx, a refused
