@@ -1094,12 +1094,15 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 	if (!pipe && s->pend && pend_finish(s, 0, err) < 0)
 		return -1;
 	if (pipe) {
-		if ((rset && cmd_add(s, 0, err, "RSET") < 0) || add_mail(s, env, utf8, err) < 0)
+		size_t start = s->wbuf.len; /* a held end of data may precede the group */
+		int bad = (rset && cmd_add(s, 0, err, "RSET") < 0) || add_mail(s, env, utf8, err) < 0;
+		for (size_t i = 0; i < env->nrcpts && !bad; i++)
+			bad = add_rcpt(s, &env->rcpts[i], utf8, err) < 0;
+		if (bad || (with_data && cmd_add(s, 0, err, "DATA") < 0)) {
+			ba_buf_truncate(&s->wbuf, start); /* never half a group */
 			return -1;
-		for (size_t i = 0; i < env->nrcpts; i++)
-			if (add_rcpt(s, &env->rcpts[i], utf8, err) < 0)
-				return -1;
-		if ((with_data && cmd_add(s, 0, err, "DATA") < 0) || cmd_flush(s, err) < 0)
+		}
+		if (cmd_flush(s, err) < 0)
 			return -1;
 		/* the caller's work on the last verdict overlaps the server's on this group */
 		ready_fire(s);
@@ -1609,6 +1612,11 @@ int ba_session_send(ba_session *s, const struct ba_envelope *env, ba_reader *bod
 		smtp_kill(s);
 	if (s->state == ST_DEAD)
 		pend_fail(s);
+	if (rc != 1 && s->pend) { /* failed before its writes: the earlier verdict first */
+		struct ba_err ignored = BA_ERR_INIT;
+		if (pend_finish(s, 0, &ignored) < 0)
+			pend_fail(s);
+	}
 	if (rc != 1)
 		ready_fire(s);
 	*out = rc == 1 ? NULL : res;

@@ -739,6 +739,40 @@ static void test_smtp__pipelined_across_lost(void **state)
 	peer_free(p);
 }
 
+/* A send refused before it writes (over SIZE) still hands over the earlier verdict first. */
+static void test_smtp__pipelined_across_local_refusal(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250-SIZE 100\r\n250 PIPELINING\r\n",
+		"G:3", "C:MAIL", "C:RCPT", "C:DATA", "S:250 ok\r\n250 ok\r\n354 go\r\n",
+		"G:2", "D", "S:250 first queued\r\n", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_envelope e2 = e1;
+	e2.size = 1000;
+	struct ba_result *res = NULL;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	ba_result_free(res);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], 0);
+	assert_string_equal(v.text[0], "first queued");
+	ba_session_free(s);
+	assert_int_equal(v.n, 1);
+	peer_end(p);
+	peer_free(p);
+}
+
 /* Without PIPELINING a done callback changes nothing: lock-step, the verdict awaited. */
 static void test_smtp__pipelined_across_lockstep(void **state)
 {
@@ -1390,6 +1424,7 @@ int main(void)
 		cmocka_unit_test(test_smtp__pipelined_across_421),
 		cmocka_unit_test(test_smtp__pipelined_across_lost),
 		cmocka_unit_test(test_smtp__pipelined_across_lockstep),
+		cmocka_unit_test(test_smtp__pipelined_across_local_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

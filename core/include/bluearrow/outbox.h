@@ -221,8 +221,9 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	void *ask_password_ctx;
 	/*
 	 * optional: called once per entry when its outcome is recorded (in the
-	 * order of the entries; with PIPELINING during the next entry's send),
-	 * with the error of a failed attempt (else NULL)
+	 * order of the entries but for one that fails before it reaches the
+	 * server; with PIPELINING during the next entry's send), with the
+	 * error of a failed attempt (else NULL)
 	 */
 	void (*done)(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_outcome outcome,
 	             const struct ba_err *err);
