@@ -763,29 +763,43 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 	}
 	struct dirent *de;
 	int rc = 0;
-	while (rc == 0 && (de = readdir(d)) != NULL) {
-		char id[BA_OUTBOX_ID_MAX];
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		int kind = name_kind(de->d_name, id, sizeof(id));
-		if (kind == 0) {
-			set_aside(ob, D_Q, de->d_name, "is no outbox file");
-			continue;
+	size_t nmsg = 0, paired = 0;
+	/*
+	 * Pass 1 loads the states; pass 2 looks for messages without a state
+	 * (an enqueue or a move a crash interrupted), one system call each, and
+	 * is needed only when there are more messages than states that had one.
+	 */
+	for (int pass = 1; pass <= 2 && rc == 0; pass++) {
+		if (pass == 2) {
+			if (nmsg == paired)
+				break;
+			rewinddir(d);
 		}
-		if (kind == 2) {
-			char sname[BA_OUTBOX_ID_MAX + 8];
-			snprintf(sname, sizeof(sname), "%s.st", id);
-			if (faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
-				drop_orphan(ob, id, de->d_name);
-			continue;
+		while (rc == 0 && (de = readdir(d)) != NULL) {
+			char id[BA_OUTBOX_ID_MAX];
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			int kind = name_kind(de->d_name, id, sizeof(id));
+			if (kind == 0 && pass == 1) {
+				set_aside(ob, D_Q, de->d_name, "is no outbox file");
+			} else if (kind == 2 && pass == 2) {
+				char sname[BA_OUTBOX_ID_MAX + 8];
+				snprintf(sname, sizeof(sname), "%s.st", id);
+				if (faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+					drop_orphan(ob, id, de->d_name);
+			} else if (kind == 2) {
+				nmsg++;
+			} else if (kind == 1 && pass == 1) {
+				struct ba_err lerr = BA_ERR_INIT;
+				struct ba_outbox_entry e;
+				int r = load(ob, D_Q, id, &e, &lerr);
+				paired += r == 0; /* a state with its message */
+				if (r == 0)
+					rc = fn(ctx, &e, err);
+				else if (r < 0 && lerr.code == EX_OSERR)
+					rc = ba_err_set(err, EX_OSERR, "out of memory");
+			}
 		}
-		struct ba_err lerr = BA_ERR_INIT;
-		struct ba_outbox_entry e;
-		int r = load(ob, D_Q, id, &e, &lerr);
-		if (r == 0)
-			rc = fn(ctx, &e, err);
-		else if (r < 0 && lerr.code == EX_OSERR)
-			rc = ba_err_set(err, EX_OSERR, "out of memory");
 	}
 	closedir(d);
 	return rc;
