@@ -620,9 +620,13 @@ static void set_aside(ba_outbox *ob, int sub, const char *name, const char *why)
 	}
 }
 
-/* Reads the state of ID in sub; a state that does not parse is moved aside.  1 = gone. */
-static int load(ba_outbox *ob, int sub, const char *id, struct ba_outbox_entry *e,
-                struct ba_err *err)
+/*
+ * Reads the state of ID in sub; a state that does not parse is moved aside.
+ * msg_st: the message file's status when the caller holds it open, else
+ * NULL (it is looked up).  1 = gone.
+ */
+static int load(ba_outbox *ob, int sub, const char *id, const struct stat *msg_st,
+                struct ba_outbox_entry *e, struct ba_err *err)
 {
 	char name[BA_OUTBOX_ID_MAX + 8];
 	snprintf(name, sizeof(name), "%s.st", id);
@@ -664,7 +668,11 @@ static int load(ba_outbox *ob, int sub, const char *id, struct ba_outbox_entry *
 	struct stat st;
 	char mname[BA_OUTBOX_ID_MAX + 8];
 	snprintf(mname, sizeof(mname), "%s.msg", id);
-	if (fstatat(ob->sub[sub], mname, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+	if (msg_st)
+		st = *msg_st;
+	else if (fstatat(ob->sub[sub], mname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		st.st_mode = 0;
+	if (!S_ISREG(st.st_mode)) {
 		ba_outbox_entry_release(e);
 		set_aside(ob, sub, name, "has no message file");
 		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' has no message", ob->dir,
@@ -792,7 +800,7 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 			} else if (kind == 1 && pass == 1) {
 				struct ba_err lerr = BA_ERR_INIT;
 				struct ba_outbox_entry e;
-				int r = load(ob, D_Q, id, &e, &lerr);
+				int r = load(ob, D_Q, id, NULL, &e, &lerr);
 				paired += r == 0; /* a state with its message */
 				if (r == 0)
 					rc = fn(ctx, &e, err);
@@ -864,7 +872,7 @@ int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int 
 	if (check_id(ob, id, err) < 0)
 		return -1;
 	for (int sub = D_Q; sub <= D_FAILED; sub++) {
-		int r = load(ob, sub, id, e, err);
+		int r = load(ob, sub, id, NULL, e, err);
 		if (r < 0)
 			return -1;
 		if (r == 1)
@@ -880,8 +888,12 @@ int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int 
 	return ba_err_set(err, EX_NOINPUT, "outbox %s: no entry '%s'", ob->dir, id);
 }
 
-/* Opens and locks ID's message file in sub (without waiting).  1 = it is gone. */
-static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct ba_err *err)
+/*
+ * Opens and locks ID's message file in sub (without waiting), its status
+ * into *st when st is not NULL.  1 = it is gone.
+ */
+static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct stat *st,
+                      struct ba_err *err)
 {
 	char mname[BA_OUTBOX_ID_MAX + 8];
 	snprintf(mname, sizeof(mname), "%s.msg", id);
@@ -894,8 +906,10 @@ static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct ba
 		return ba_err_set(err, EX_TEMPFAIL, "outbox %s: entry '%s' is being sent", ob->dir,
 		                  id);
 	}
-	struct stat st;
-	if (fstat(*fd, &st) < 0 || st.st_nlink == 0) { /* removed while we waited */
+	struct stat own;
+	if (!st)
+		st = &own;
+	if (fstat(*fd, st) < 0 || st->st_nlink == 0) { /* removed while we waited */
 		close(*fd);
 		*fd = -1;
 		return 1;
@@ -964,12 +978,12 @@ static int take(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *f
 	if (check_id(ob, id, err) < 0)
 		return -1;
 	for (int sub = D_Q; sub <= D_FAILED; sub++) {
-		int r = lock_entry(ob, sub, id, fd, err);
+		int r = lock_entry(ob, sub, id, fd, NULL, err);
 		if (r < 0)
 			return -1;
 		if (r == 1)
 			continue;
-		r = load(ob, sub, id, e, err);
+		r = load(ob, sub, id, NULL, e, err);
 		if (r == 0)
 			return sub;
 		close(*fd);
@@ -1553,8 +1567,9 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 			j->own_fd = 0;
 		}
 	}
+	struct stat mst, *msg_st = NULL;
 	if (j->fd < 0) {
-		int r = lock_entry(ob, D_Q, id, &j->fd, &err);
+		int r = lock_entry(ob, D_Q, id, &j->fd, &mst, &err);
 		if (r != 0) {
 			if (r < 0)
 				c->st->skipped++;
@@ -1563,7 +1578,9 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 			return;
 		}
 	}
-	if (load(ob, D_Q, id, &j->e, &err) != 0) {
+	if (j->own_fd)
+		msg_st = &mst; /* locked: no need to look it up again */
+	if (load(ob, D_Q, id, msg_st, &j->e, &err) != 0) {
 		job_end(j, route);
 		return;
 	}
