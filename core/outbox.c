@@ -1224,6 +1224,12 @@ struct flush_ctx {
 	int64_t now;
 	unsigned unsynced;       /* removals since q/ was last fsync'd */
 	struct job *jobs;        /* sent, the server's verdict still to come */
+	/* the entry after the one being sent, prepared while the server works (job_done()) */
+	const char *ahead_id;
+	const struct ba_account *ahead_acc;
+	const struct ba_err *ahead_acc_err;
+	struct job *ahead;
+	int ahead_tried;
 };
 
 static void sync_removals(struct flush_ctx *c)
@@ -1456,6 +1462,8 @@ struct job {
 	ba_spool *spool;
 	int settled;            /* the outcome is recorded; left: the report, closing */
 	int bounce;             /* a report is to be mailed (outside of any send) */
+	int ready;              /* prepared: 1 to send, 0 nothing left to send, -1 failed (err) */
+	struct ba_err err;
 	struct job *next;
 };
 
@@ -1499,14 +1507,27 @@ static void job_settle(struct job *j, int sent, const struct ba_submit_result *r
 	j->settled = 1;
 }
 
-/* ba_submit_send() returned 1 for j: its outcome, once the server's verdict is read. */
+static struct job *job_prepare(struct flush_ctx *c, const char *id,
+                               const struct ba_account *acc, const struct ba_err *acc_err);
+
+/*
+ * ba_submit_send() returned 1 for j: its outcome, once the server's verdict
+ * is read.  That is right after the next message went out, so the entry
+ * after it is prepared now too, while the server works.
+ */
 static void job_done(void *ctx, const struct ba_submit_result *res, int rc,
                      const struct ba_err *err)
 {
+	struct job *j = ctx;
+	struct flush_ctx *c = j->c;
 	struct ba_err e = BA_ERR_INIT;
 	if (rc < 0)
 		e = *err;
-	job_settle(ctx, rc, res, &e);
+	job_settle(j, rc, res, &e);
+	if (c->ahead_id && !c->ahead_tried) {
+		c->ahead_tried = 1;
+		c->ahead = job_prepare(c, c->ahead_id, c->ahead_acc, c->ahead_acc_err);
+	}
 }
 
 /* The rest of a settled (or never sent) job: the report, the lock, the memory. */
@@ -1538,22 +1559,26 @@ static void jobs_reap(struct flush_ctx *c, ba_route **route)
 	}
 }
 
-/* One entry: lock, reload, send over *route; its outcome now or from job_done(). */
-static void flush_one(struct flush_ctx *c, const char *id, const struct ba_account *acc,
-                      const struct ba_err *acc_err, ba_route **route)
+/*
+ * One entry locked and read for sending: its state, its recipients still to
+ * do, its message spooled.  NULL when it is gone, locked by another flush or
+ * unreadable (counted and logged here).
+ */
+static struct job *job_prepare(struct flush_ctx *c, const char *id,
+                               const struct ba_account *acc, const struct ba_err *acc_err)
 {
 	const struct ba_outbox_flush_opts *o = c->o;
 	ba_outbox *ob = c->ob;
-	struct ba_err err = BA_ERR_INIT;
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j) {
 		c->st->skipped++;
-		return;
+		return NULL;
 	}
 	j->c = c;
 	j->acc = acc;
 	j->fd = -1;
 	j->own_fd = 1;
+	ba_err_clear(&j->err);
 	snprintf(j->id, sizeof(j->id), "%s", id);
 	if (o->hold_fd > 0) {
 		/* the entry this process added and still holds (sendmail -odb) */
@@ -1569,43 +1594,72 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 	}
 	struct stat mst, *msg_st = NULL;
 	if (j->fd < 0) {
-		int r = lock_entry(ob, D_Q, id, &j->fd, &mst, &err);
+		int r = lock_entry(ob, D_Q, id, &j->fd, &mst, &j->err);
 		if (r != 0) {
 			if (r < 0)
 				c->st->skipped++;
 			j->fd = -1;
-			job_end(j, route); /* locked by another flush, or already gone */
-			return;
+			job_end(j, NULL); /* locked by another flush, or already gone */
+			return NULL;
 		}
 	}
 	if (j->own_fd)
 		msg_st = &mst; /* locked: no need to look it up again */
-	if (load(ob, D_Q, id, msg_st, &j->e, &err) != 0) {
-		job_end(j, route);
-		return;
+	if (load(ob, D_Q, id, msg_st, &j->e, &j->err) != 0) {
+		job_end(j, NULL);
+		return NULL;
 	}
 	struct ba_outbox_entry *e = &j->e;
-	struct ba_submit_result res;
-	memset(&res, 0, sizeof(res));
 	j->idx = calloc(e->nrcpt, sizeof(*j->idx));
 	j->rcpt = calloc(e->nrcpt, sizeof(*j->rcpt));
-	int sent = -1;
 	if (!j->idx || !j->rcpt) {
-		ba_err_set(&err, EX_OSERR, "out of memory");
 		c->st->skipped++;
-		job_end(j, route);
-		return;
+		job_end(j, NULL);
+		return NULL;
 	}
 	for (size_t i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state == BA_OUTBOX_RCPT_PENDING) {
 			j->idx[j->nidx] = i;
 			j->rcpt[j->nidx++] = e->rcpt[i].addr;
 		}
-	if (!acc) {
-		err = *acc_err;
-	} else if (j->nidx == 0) {
-		sent = 0; /* nothing left to send: settle it */
-	} else if (spool_file(&j->spool, j->fd, ob, id, e->size, &err) == 0) {
+	j->ready = -1;
+	if (!acc)
+		j->err = *acc_err;
+	else if (j->nidx == 0)
+		j->ready = 0; /* nothing left to send: settle it */
+	else if (spool_file(&j->spool, j->fd, ob, id, e->size, &j->err) == 0)
+		j->ready = 1;
+	return j;
+}
+
+/*
+ * One entry: lock, reload, send over *route; its outcome now or from
+ * job_done().  next_id: the entry to send after it (same account), prepared
+ * while the server answers, or NULL.
+ */
+static void flush_one(struct flush_ctx *c, const char *id, const char *next_id,
+                      const struct ba_account *acc, const struct ba_err *acc_err,
+                      ba_route **route)
+{
+	const struct ba_outbox_flush_opts *o = c->o;
+	struct job *j;
+	if (c->ahead_tried && c->ahead_id && strcmp(c->ahead_id, id) == 0)
+		j = c->ahead; /* prepared already (NULL: it was gone or locked) */
+	else
+		j = job_prepare(c, id, acc, acc_err);
+	c->ahead_id = next_id;
+	c->ahead_acc = acc;
+	c->ahead_acc_err = acc_err;
+	c->ahead = NULL;
+	c->ahead_tried = 0;
+	if (!j)
+		return;
+	struct ba_submit_result res;
+	memset(&res, 0, sizeof(res));
+	int sent = j->ready < 0 ? -1 : 0;
+	struct ba_err err = j->err;
+	if (j->ready == 1) {
+		struct ba_outbox_entry *e = &j->e;
 		struct ba_submit sub;
 		memset(&sub, 0, sizeof(sub));
 		sub.acc = acc;
@@ -1634,7 +1688,7 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 		}
 		c->jobs = j->next;
 	}
-	job_settle(j, !acc || sent < 0 ? -1 : 0, &res, &err);
+	job_settle(j, sent < 0 ? -1 : 0, &res, &err);
 	ba_submit_result_release(&res);
 	job_end(j, route);
 	jobs_reap(c, route);
@@ -1728,7 +1782,12 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
                     struct ba_outbox_flush_stats *st, struct ba_err *err)
 {
 	memset(st, 0, sizeof(*st));
-	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0, NULL };
+	struct flush_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.ob = ob;
+	c.o = o;
+	c.st = st;
+	c.now = o->now ? o->now : (int64_t)time(NULL);
 	struct flush_index x;
 	memset(&x, 0, sizeof(x));
 	x.o = o;
@@ -1744,13 +1803,19 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
 		struct ba_err acc_err = BA_ERR_INIT;
 		const struct ba_account *acc = ba_config_account(o->cfg, name, &acc_err);
 		ba_route *route = NULL;
-		for (size_t j = i; j < x.n; j++) {
-			if (x.v[j].done || x.v[j].account != x.v[i].account)
-				continue;
+		for (size_t j = i; j < x.n;) {
+			size_t k = j + 1; /* the account's next entry */
+			while (k < x.n && (x.v[k].done || x.v[k].account != x.v[i].account))
+				k++;
 			x.v[j].done = 1;
-			flush_one(&c, x.v[j].id, acc, &acc_err, &route);
+			flush_one(&c, x.v[j].id, k < x.n ? x.v[k].id : NULL, acc, &acc_err, &route);
+			j = k;
 		}
 		ba_route_free(route); /* reads the last verdict */
+		if (c.ahead) /* not sent after all: unlock it */
+			job_end(c.ahead, NULL);
+		c.ahead = NULL;
+		c.ahead_id = NULL;
 		route = NULL;
 		jobs_reap(&c, &route);
 		ba_route_free(route);

@@ -1090,7 +1090,6 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 	int rset = s->need_rset;
 	size_t left = (size_t)rset + 1 + env->nrcpts + (pipe && with_data ? 1 : 0);
 	*data_code = 0;
-	ready_fire(s);
 	if (!pipe && s->pend && pend_finish(s, 0, err) < 0)
 		return -1;
 	if (pipe) {
