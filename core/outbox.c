@@ -1223,8 +1223,12 @@ fail:
  * mounted with online discard (common on virtual machines) costs
  * milliseconds per file, nearly all of it waiting for the journal, while
  * removals made at the same time share one journal commit.  So a flush
- * hands the removals to a few threads and goes on sending; each entry stays
- * locked until its files are gone.
+ * takes the entry out of the queue at once (its state renamed to
+ * tmp/ID.sent: cheap, no blocks freed) and hands the removal of the files
+ * to a few threads while it goes on sending.  A crash before they are done
+ * leaves a message without a state in q/ (dropped by the next scan) and a
+ * file in tmp/ (cleaned after 36 hours), never an entry sent again.  The
+ * entry stays locked until its files are gone.
  */
 #define REAPERS 8
 #define REAP_QUEUE 256
@@ -1239,11 +1243,8 @@ struct reaper {
 	pthread_cond_t more, room;
 	struct reap_item q[REAP_QUEUE];
 	size_t head, n;
-	int stop, dirfd, nth;
+	int stop, qfd, tmpfd, nth;
 	pthread_t th[REAPERS];
-	unsigned failed;             /* removals that failed: those entries may be sent again */
-	char first[BA_OUTBOX_ID_MAX];
-	int first_errno;
 };
 
 static void *reaper_main(void *arg)
@@ -1261,21 +1262,13 @@ static void *reaper_main(void *arg)
 		pthread_cond_signal(&r->room);
 		pthread_mutex_unlock(&r->mu);
 		char name[BA_OUTBOX_ID_MAX + 8];
-		int eno = 0;
-		snprintf(name, sizeof(name), "%s.st", it.id); /* the state first: the entry is gone */
-		if (unlinkat(r->dirfd, name, 0) < 0 && errno != ENOENT) {
-			eno = errno;
-		} else {
-			snprintf(name, sizeof(name), "%s.msg", it.id);
-			unlinkat(r->dirfd, name, 0);
-		}
+		snprintf(name, sizeof(name), "%s.sent", it.id);
+		unlinkat(r->tmpfd, name, 0);
+		snprintf(name, sizeof(name), "%s.msg", it.id);
+		unlinkat(r->qfd, name, 0);
 		if (it.fd >= 0)
 			close(it.fd);
 		pthread_mutex_lock(&r->mu);
-		if (eno && !r->failed++) {
-			memcpy(r->first, it.id, sizeof(r->first));
-			r->first_errno = eno;
-		}
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
@@ -1298,7 +1291,11 @@ struct flush_ctx {
 	int reaper_failed;       /* could not be started: removals are made in place */
 };
 
-/* Hands the removal of delivered entry id (fd: its locked message file) to the reaper. */
+/*
+ * Takes delivered entry id out of the queue and hands the removal of its
+ * files (fd: its locked message file, closed last) to the reaper.  -1 when
+ * that cannot be done: the caller removes the entry itself.
+ */
 static int reap(struct flush_ctx *c, const char *id, int fd)
 {
 	struct reaper *r = c->reaper;
@@ -1307,7 +1304,8 @@ static int reap(struct flush_ctx *c, const char *id, int fd)
 		if (r && pthread_mutex_init(&r->mu, NULL) == 0) {
 			pthread_cond_init(&r->more, NULL);
 			pthread_cond_init(&r->room, NULL);
-			r->dirfd = c->ob->sub[D_Q];
+			r->qfd = c->ob->sub[D_Q];
+			r->tmpfd = c->ob->sub[D_TMP];
 			while (r->nth < REAPERS &&
 			       pthread_create(&r->th[r->nth], NULL, reaper_main, r) == 0)
 				r->nth++;
@@ -1326,6 +1324,11 @@ static int reap(struct flush_ctx *c, const char *id, int fd)
 	}
 	if (!r)
 		return -1;
+	char name[BA_OUTBOX_ID_MAX + 8], sent[BA_OUTBOX_ID_MAX + 8];
+	snprintf(name, sizeof(name), "%s.st", id);
+	snprintf(sent, sizeof(sent), "%s.sent", id);
+	if (renameat(c->ob->sub[D_Q], name, c->ob->sub[D_TMP], sent) < 0 && errno != ENOENT)
+		return -1;
 	pthread_mutex_lock(&r->mu);
 	while (r->n == REAP_QUEUE)
 		pthread_cond_wait(&r->room, &r->mu);
@@ -1338,7 +1341,7 @@ static int reap(struct flush_ctx *c, const char *id, int fd)
 	return 0;
 }
 
-/* Waits for every removal handed over; reports those that failed. */
+/* Waits for every removal handed over. */
 static void reap_wait(struct flush_ctx *c)
 {
 	struct reaper *r = c->reaper;
@@ -1350,11 +1353,6 @@ static void reap_wait(struct flush_ctx *c)
 	pthread_mutex_unlock(&r->mu);
 	for (int k = 0; k < r->nth; k++)
 		pthread_join(r->th[k], NULL);
-	if (r->failed)
-		ba_log(c->o->log, BA_LOG_ERROR, "outbox %s: %u delivered entr%s could not be "
-		       "removed (first 'q/%s.st': %s): sent, but may be sent again", c->ob->dir,
-		       r->failed, r->failed == 1 ? "y" : "ies", r->first,
-		       ba_strerror_t(r->first_errno));
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->more);
 	pthread_cond_destroy(&r->room);
