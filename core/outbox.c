@@ -1232,6 +1232,7 @@ fail:
  */
 #define REAPERS 8
 #define REAP_QUEUE 256
+#define REAP_BATCH 16  /* the threads are woken for this many removals at once */
 
 struct reap_item {
 	char id[BA_OUTBOX_ID_MAX];
@@ -1335,8 +1336,8 @@ static int reap(struct flush_ctx *c, const char *id, int fd)
 	struct reap_item *it = &r->q[(r->head + r->n) % REAP_QUEUE];
 	snprintf(it->id, sizeof(it->id), "%s", id);
 	it->fd = fd;
-	r->n++;
-	pthread_cond_signal(&r->more);
+	if (++r->n % REAP_BATCH == 0)
+		pthread_cond_broadcast(&r->more);
 	pthread_mutex_unlock(&r->mu);
 	return 0;
 }
