@@ -285,14 +285,16 @@ int cli_submit_or_queue(struct ba_submit *sub, int delivery, const char *config,
 	int down = 0;
 	int code = submit_or_queue(sub, delivery, config, so, &down);
 	/*
-	 * The due entries of the outbox, never waited for; not when this run just
-	 * found the server unreachable (they would only be deferred again), nor
-	 * for -odq, which asks for no delivery now.
+	 * The due entries of this run's account, never waited for (the server
+	 * just answered for that account, not for the others sharing the
+	 * outbox); not when this run found the server unreachable (they would
+	 * only be deferred again), nor for -odq, which asks for no delivery now.
 	 */
 	if (sub->acc->queue_flush_on_run && !so->dry_run && !down && delivery != 'q') {
 		struct cli_flush f;
 		memset(&f, 0, sizeof(f));
 		f.config = config;
+		f.account = sub->acc->name;
 		f.exclusive = 1;
 		cli_outbox_background(&f);
 	}

@@ -351,7 +351,15 @@ static void json_str(FILE *o, const char *s)
 
 static const char *const rcpt_state[] = { "pending", "sent", "failed" };
 
-static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir, int first)
+/* Never tried and not due yet: held for later (send --at, queue_delay), not backing off. */
+static int held(const struct ba_outbox_entry *e, int64_t now)
+{
+	/* a cancelled or sent-unknown entry waits for a retry, not for its time */
+	return e->attempts == 0 && e->next > now && !e->inflight && !e->cancelled;
+}
+
+static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir, int first,
+                       int64_t now)
 {
 	fputs(first ? "\n  {" : ",\n  {", o);
 	fputs("\"id\": ", o);
@@ -366,16 +374,25 @@ static void print_json(FILE *o, const struct ba_outbox_entry *e, const char *dir
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		fputs(i ? ", {\"address\": " : "{\"address\": ", o);
 		json_str(o, e->rcpt[i].addr);
-		fprintf(o, ", \"state\": \"%s\", \"code\": %d}", rcpt_state[e->rcpt[i].state],
-		        e->rcpt[i].code);
+		fprintf(o, ", \"state\": \"%s\", \"code\": %d, \"reply\": ",
+		        rcpt_state[e->rcpt[i].state], e->rcpt[i].code);
+		if (e->rcpt[i].reply)
+			json_str(o, e->rcpt[i].reply);
+		else
+			fputs("null", o);
+		fputc('}', o);
 	}
 	fprintf(o, "], \"size\": %" PRIu64 ", \"created\": %" PRId64 ", \"next_attempt\": %" PRId64
 	        ", \"attempts\": %u, \"message_id\": ", e->size, e->created, e->next, e->attempts);
 	json_str(o, e->msgid);
 	fputs(", \"last_error\": ", o);
 	json_str(o, e->error);
-	fprintf(o, ", \"last_code\": %d, \"sent_unknown\": %s, \"cancelled\": %s}", e->error_code,
+	fprintf(o, ", \"last_code\": %d, \"sent_unknown\": %s, \"cancelled\": %s", e->error_code,
 	        e->inflight ? "true" : "false", e->cancelled ? "true" : "false");
+	if (held(e, now))
+		fprintf(o, ", \"held\": true, \"hold_until\": %" PRId64 "}", e->next);
+	else
+		fputs(", \"held\": false, \"hold_until\": null}", o);
 }
 
 static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
@@ -387,8 +404,7 @@ static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
 	else {
 		char in[24];
 		fmt_age(in, sizeof(in), e->next - now);
-		/* never tried and not due: held for later (send --at, queue_delay) */
-		snprintf(next, sizeof(next), "in %s%s", in, e->attempts ? "" : " (held)");
+		snprintf(next, sizeof(next), "in %s%s", in, held(e, now) ? " (held)" : "");
 	}
 	if (e->inflight)
 		snprintf(next, sizeof(next), "never (sent-unknown: retry to send again)");
@@ -398,10 +414,13 @@ static void print_text(FILE *o, const struct ba_outbox_entry *e, int64_t now)
 	        e->size, e->attempts, next);
 	fprintf(o, "  from <%s>  account %s\n", e->from, e->account);
 	for (size_t i = 0; i < e->nrcpt; i++)
-		fprintf(o, "  to <%s>%s\n", e->rcpt[i].addr,
+		fprintf(o, "  to <%s>%s%s%s\n", e->rcpt[i].addr,
 		        e->rcpt[i].state == BA_OUTBOX_RCPT_SENT     ? " (sent)"
 		        : e->rcpt[i].state == BA_OUTBOX_RCPT_FAILED ? " (failed)"
-		                                                    : "");
+		                                                    : "",
+		        e->rcpt[i].reply && e->rcpt[i].state != BA_OUTBOX_RCPT_SENT ? ": " : "",
+		        e->rcpt[i].reply && e->rcpt[i].state != BA_OUTBOX_RCPT_SENT ? e->rcpt[i].reply
+		                                                                    : "");
 	if (e->error)
 		fprintf(o, "  last error: %s\n", e->error);
 }
@@ -454,7 +473,7 @@ int cli_outbox_list(const char *config, int json, int mailq)
 		}
 		for (size_t k = 0; k < n; k++) {
 			if (json)
-				print_json(stdout, &v[k], dirs[i], total == 0);
+				print_json(stdout, &v[k], dirs[i], total == 0, now);
 			else
 				print_text(stdout, &v[k], now);
 			total++;

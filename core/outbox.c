@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,10 @@ void ba_outbox_entry_release(struct ba_outbox_entry *e)
 {
 	free(e->account);
 	free(e->from);
-	for (size_t i = 0; i < e->nrcpt; i++)
+	for (size_t i = 0; i < e->nrcpt; i++) {
 		free(e->rcpt[i].addr);
+		free(e->rcpt[i].reply);
+	}
 	free(e->rcpt);
 	free(e->envid);
 	free(e->msgid);
@@ -77,6 +80,8 @@ int ba_outbox_entry_format(struct ba_buf *out, const struct ba_outbox_entry *e)
 		ba_buf_addf(out, "rcpt %s %d ", rcpt_state_names[e->rcpt[i].state],
 		            e->rcpt[i].code);
 		add_text(out, "", e->rcpt[i].addr);
+		if (e->rcpt[i].reply) /* belongs to the rcpt line above it */
+			add_text(out, "reply", e->rcpt[i].reply);
 	}
 	ba_buf_addf(out, "notify %u\nret %d\n", e->notify, e->ret);
 	if (e->envid)
@@ -168,8 +173,15 @@ static int parse_line(struct ba_outbox_entry *e, char *key, char *v)
 			return -2;
 		r[e->nrcpt].state = (enum ba_outbox_rcpt_state)st;
 		r[e->nrcpt].code = (int)x;
+		r[e->nrcpt].reply = NULL;
 		e->nrcpt++;
 		return 0;
+	}
+	if (strcmp(key, "reply") == 0) {
+		if (!e->nrcpt || e->rcpt[e->nrcpt - 1].reply)
+			return -1;
+		e->rcpt[e->nrcpt - 1].reply = strdup(v);
+		return e->rcpt[e->nrcpt - 1].reply ? 0 : -2;
 	}
 	if (strcmp(key, "error") == 0) {
 		long long y;
@@ -585,6 +597,11 @@ static int read_small(struct ba_buf *out, int dirfd, const char *name, int *eno)
 		ssize_t k = read(fd, buf, sizeof(buf));
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k > 0 && (size_t)k < sizeof(buf) && out->len + (size_t)k >= (size_t)st.st_size) {
+			/* the whole file (states are replaced, never appended to): no read for the end */
+			ba_buf_add(out, buf, (size_t)k);
+			k = 0;
+		}
 		if (k <= 0) {
 			*eno = k < 0 ? errno : 0;
 			close(fd);
@@ -616,9 +633,13 @@ static void set_aside(ba_outbox *ob, int sub, const char *name, const char *why)
 	}
 }
 
-/* Reads the state of ID in sub; a state that does not parse is moved aside.  1 = gone. */
-static int load(ba_outbox *ob, int sub, const char *id, struct ba_outbox_entry *e,
-                struct ba_err *err)
+/*
+ * Reads the state of ID in sub; a state that does not parse is moved aside.
+ * msg_st: the message file's status when the caller holds it open, else
+ * NULL (it is looked up).  1 = gone.
+ */
+static int load(ba_outbox *ob, int sub, const char *id, const struct stat *msg_st,
+                struct ba_outbox_entry *e, struct ba_err *err)
 {
 	char name[BA_OUTBOX_ID_MAX + 8];
 	snprintf(name, sizeof(name), "%s.st", id);
@@ -660,7 +681,11 @@ static int load(ba_outbox *ob, int sub, const char *id, struct ba_outbox_entry *
 	struct stat st;
 	char mname[BA_OUTBOX_ID_MAX + 8];
 	snprintf(mname, sizeof(mname), "%s.msg", id);
-	if (fstatat(ob->sub[sub], mname, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+	if (msg_st)
+		st = *msg_st;
+	else if (fstatat(ob->sub[sub], mname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		st.st_mode = 0;
+	if (!S_ISREG(st.st_mode)) {
 		ba_outbox_entry_release(e);
 		set_aside(ob, sub, name, "has no message file");
 		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' has no message", ob->dir,
@@ -761,29 +786,43 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 	rewinddir(d); /* the dup shares the offset the last reading left at the end */
 	struct dirent *de;
 	int rc = 0;
-	while (rc == 0 && (de = readdir(d)) != NULL) {
-		char id[BA_OUTBOX_ID_MAX];
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		int kind = name_kind(de->d_name, id, sizeof(id));
-		if (kind == 0) {
-			set_aside(ob, D_Q, de->d_name, "is no outbox file");
-			continue;
+	size_t nmsg = 0, paired = 0;
+	/*
+	 * Pass 1 loads the states; pass 2 looks for messages without a state
+	 * (an enqueue or a move a crash interrupted), one system call each, and
+	 * is needed only when there are more messages than states that had one.
+	 */
+	for (int pass = 1; pass <= 2 && rc == 0; pass++) {
+		if (pass == 2) {
+			if (nmsg == paired)
+				break;
+			rewinddir(d);
 		}
-		if (kind == 2) {
-			char sname[BA_OUTBOX_ID_MAX + 8];
-			snprintf(sname, sizeof(sname), "%s.st", id);
-			if (faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
-				drop_orphan(ob, id, de->d_name);
-			continue;
+		while (rc == 0 && (de = readdir(d)) != NULL) {
+			char id[BA_OUTBOX_ID_MAX];
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			int kind = name_kind(de->d_name, id, sizeof(id));
+			if (kind == 0 && pass == 1) {
+				set_aside(ob, D_Q, de->d_name, "is no outbox file");
+			} else if (kind == 2 && pass == 2) {
+				char sname[BA_OUTBOX_ID_MAX + 8];
+				snprintf(sname, sizeof(sname), "%s.st", id);
+				if (faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+					drop_orphan(ob, id, de->d_name);
+			} else if (kind == 2) {
+				nmsg++;
+			} else if (kind == 1 && pass == 1) {
+				struct ba_err lerr = BA_ERR_INIT;
+				struct ba_outbox_entry e;
+				int r = load(ob, D_Q, id, NULL, &e, &lerr);
+				paired += r == 0; /* a state with its message */
+				if (r == 0)
+					rc = fn(ctx, &e, err);
+				else if (r < 0 && lerr.code == EX_OSERR)
+					rc = ba_err_set(err, EX_OSERR, "out of memory");
+			}
 		}
-		struct ba_err lerr = BA_ERR_INIT;
-		struct ba_outbox_entry e;
-		int r = load(ob, D_Q, id, &e, &lerr);
-		if (r == 0)
-			rc = fn(ctx, &e, err);
-		else if (r < 0 && lerr.code == EX_OSERR)
-			rc = ba_err_set(err, EX_OSERR, "out of memory");
 	}
 	closedir(d);
 	return rc;
@@ -849,7 +888,7 @@ int ba_outbox_list_failed(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n,
 			continue; /* only state files name entries; list() tidies q/, not this */
 		struct ba_err lerr = BA_ERR_INIT;
 		struct ba_outbox_entry e;
-		int r = load(ob, D_FAILED, id, &e, &lerr);
+		int r = load(ob, D_FAILED, id, NULL, &e, &lerr);
 		if (r == 0)
 			rc = list_add(&l, &e, err);
 		else if (r < 0 && lerr.code == EX_OSERR)
@@ -888,7 +927,7 @@ int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int 
 	if (check_id(ob, id, err) < 0)
 		return -1;
 	for (int sub = D_Q; sub <= D_FAILED; sub++) {
-		int r = load(ob, sub, id, e, err);
+		int r = load(ob, sub, id, NULL, e, err);
 		if (r < 0)
 			return -1;
 		if (r == 1)
@@ -904,8 +943,12 @@ int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int 
 	return ba_err_set(err, EX_NOINPUT, "outbox %s: no entry '%s'", ob->dir, id);
 }
 
-/* Opens and locks ID's message file in sub (without waiting).  1 = it is gone. */
-static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct ba_err *err)
+/*
+ * Opens and locks ID's message file in sub (without waiting), its status
+ * into *st when st is not NULL.  1 = it is gone.
+ */
+static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct stat *st,
+                      struct ba_err *err)
 {
 	char mname[BA_OUTBOX_ID_MAX + 8];
 	snprintf(mname, sizeof(mname), "%s.msg", id);
@@ -918,8 +961,10 @@ static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct ba
 		return ba_err_set(err, EX_TEMPFAIL, "outbox %s: entry '%s' is being sent", ob->dir,
 		                  id);
 	}
-	struct stat st;
-	if (fstat(*fd, &st) < 0 || st.st_nlink == 0) { /* removed while we waited */
+	struct stat own;
+	if (!st)
+		st = &own;
+	if (fstat(*fd, st) < 0 || st->st_nlink == 0) { /* removed while we waited */
 		close(*fd);
 		*fd = -1;
 		return 1;
@@ -988,12 +1033,12 @@ static int take(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *f
 	if (check_id(ob, id, err) < 0)
 		return -1;
 	for (int sub = D_Q; sub <= D_FAILED; sub++) {
-		int r = lock_entry(ob, sub, id, fd, err);
+		int r = lock_entry(ob, sub, id, fd, NULL, err);
 		if (r < 0)
 			return -1;
 		if (r == 1)
 			continue;
-		r = load(ob, sub, id, e, err);
+		r = load(ob, sub, id, NULL, e, err);
 		if (r == 0)
 			return sub;
 		close(*fd);
@@ -1197,13 +1242,20 @@ static void set_error(struct ba_outbox_entry *e, const struct ba_err *err, const
 	ba_buf_release(&b);
 }
 
-/* Spools the locked message file fd for sending (read once here for the flags, not copied). */
+#define SPOOL_COPY_MAX (64u << 10) /* a message up to this size is copied, not referred to */
+
+/*
+ * Spools the locked message file fd of size bytes for sending: read once
+ * here for the flags; a small one is kept in memory (the send then costs
+ * no further system calls), a larger one is read again from fd.
+ */
 static int spool_file(ba_spool **out, int fd, const ba_outbox *ob, const char *id,
-                      struct ba_err *err)
+                      uint64_t size, struct ba_err *err)
 {
 	if (ba_spool_new(out, 0, err) < 0)
 		return -1;
-	ba_spool_refer(*out, fd, 0);
+	if (size > SPOOL_COPY_MAX)
+		ba_spool_refer(*out, fd, 0);
 	ba_writer *w = ba_spool_writer(*out);
 	char buf[65536];
 	off_t off = 0;
@@ -1221,6 +1273,8 @@ static int spool_file(ba_spool **out, int fd, const ba_outbox *ob, const char *i
 		if (ba_write(w, buf, (size_t)k, err) < 0)
 			goto fail;
 		off += k;
+		if ((size_t)k < sizeof(buf) && (uint64_t)off >= size)
+			break; /* the end: no read for the zero */
 	}
 	if (ba_flush(w, err) < 0)
 		goto fail;
@@ -1240,6 +1294,63 @@ fail:
  */
 #define REMOVE_SYNC_EVERY 256
 
+/*
+ * Removing a delivered entry frees its blocks, which on a file system
+ * mounted with online discard (common on virtual machines) costs
+ * milliseconds per file, nearly all of it waiting for the journal, while
+ * removals made at the same time share one journal commit.  So a flush
+ * takes the entry out of the queue at once (its state renamed to
+ * tmp/ID.sent: cheap, no blocks freed) and hands the removal of the files
+ * to a few threads while it goes on sending.  A crash before they are done
+ * leaves a message without a state in q/ (dropped by the next scan) and a
+ * file in tmp/ (cleaned after 36 hours), never an entry sent again.  The
+ * entry stays locked until its files are gone.
+ */
+#define REAPERS 8
+#define REAP_QUEUE 256
+#define REAP_BATCH 16  /* the threads are woken for this many removals at once */
+
+struct reap_item {
+	char id[BA_OUTBOX_ID_MAX];
+	int fd;                      /* the entry's locked message file, closed last; or -1 */
+};
+
+struct reaper {
+	pthread_mutex_t mu;
+	pthread_cond_t more, room;
+	struct reap_item q[REAP_QUEUE];
+	size_t head, n;
+	int stop, qfd, tmpfd, nth;
+	pthread_t th[REAPERS];
+};
+
+static void *reaper_main(void *arg)
+{
+	struct reaper *r = arg;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->n && !r->stop)
+			pthread_cond_wait(&r->more, &r->mu);
+		if (!r->n)
+			break;
+		struct reap_item it = r->q[r->head];
+		r->head = (r->head + 1) % REAP_QUEUE;
+		r->n--;
+		pthread_cond_signal(&r->room);
+		pthread_mutex_unlock(&r->mu);
+		char name[BA_OUTBOX_ID_MAX + 8];
+		snprintf(name, sizeof(name), "%s.sent", it.id);
+		unlinkat(r->tmpfd, name, 0);
+		snprintf(name, sizeof(name), "%s.msg", it.id);
+		unlinkat(r->qfd, name, 0);
+		if (it.fd >= 0)
+			close(it.fd);
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
 struct flush_ctx {
 	ba_outbox *ob;
 	const struct ba_outbox_flush_opts *o;
@@ -1249,7 +1360,85 @@ struct flush_ctx {
 	struct ba_outbox_entry *cur; /* the entry being sent (its phase, its in-flight mark) */
 	int end_sent;            /* its end of the data may have reached the server */
 	int stopped;             /* a send was cancelled: the flush ends */
+	struct job *jobs;        /* sent, the server's verdict still to come */
+	/* the entry after the one being sent, prepared while the server works (job_done()) */
+	const char *ahead_id;
+	const struct ba_account *ahead_acc;
+	const struct ba_err *ahead_acc_err;
+	struct job *ahead;
+	int ahead_tried;
+	struct reaper *reaper;   /* removes delivered entries; NULL until the first (or none) */
+	int reaper_failed;       /* could not be started: removals are made in place */
 };
+
+/*
+ * Takes delivered entry id out of the queue and hands the removal of its
+ * files (fd: its locked message file, closed last) to the reaper.  -1 when
+ * that cannot be done: the caller removes the entry itself.
+ */
+static int reap(struct flush_ctx *c, const char *id, int fd)
+{
+	struct reaper *r = c->reaper;
+	if (!r && !c->reaper_failed) {
+		r = calloc(1, sizeof(*r));
+		if (r && pthread_mutex_init(&r->mu, NULL) == 0) {
+			pthread_cond_init(&r->more, NULL);
+			pthread_cond_init(&r->room, NULL);
+			r->qfd = c->ob->sub[D_Q];
+			r->tmpfd = c->ob->sub[D_TMP];
+			while (r->nth < REAPERS &&
+			       pthread_create(&r->th[r->nth], NULL, reaper_main, r) == 0)
+				r->nth++;
+		}
+		if (!r || !r->nth) {
+			if (r) {
+				pthread_mutex_destroy(&r->mu);
+				pthread_cond_destroy(&r->more);
+				pthread_cond_destroy(&r->room);
+			}
+			free(r);
+			r = NULL;
+			c->reaper_failed = 1;
+		}
+		c->reaper = r;
+	}
+	if (!r)
+		return -1;
+	char name[BA_OUTBOX_ID_MAX + 8], sent[BA_OUTBOX_ID_MAX + 8];
+	snprintf(name, sizeof(name), "%s.st", id);
+	snprintf(sent, sizeof(sent), "%s.sent", id);
+	if (renameat(c->ob->sub[D_Q], name, c->ob->sub[D_TMP], sent) < 0 && errno != ENOENT)
+		return -1;
+	pthread_mutex_lock(&r->mu);
+	while (r->n == REAP_QUEUE)
+		pthread_cond_wait(&r->room, &r->mu);
+	struct reap_item *it = &r->q[(r->head + r->n) % REAP_QUEUE];
+	snprintf(it->id, sizeof(it->id), "%s", id);
+	it->fd = fd;
+	if (++r->n % REAP_BATCH == 0)
+		pthread_cond_broadcast(&r->more);
+	pthread_mutex_unlock(&r->mu);
+	return 0;
+}
+
+/* Waits for every removal handed over. */
+static void reap_wait(struct flush_ctx *c)
+{
+	struct reaper *r = c->reaper;
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = 1;
+	pthread_cond_broadcast(&r->more);
+	pthread_mutex_unlock(&r->mu);
+	for (int k = 0; k < r->nth; k++)
+		pthread_join(r->th[k], NULL);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->more);
+	pthread_cond_destroy(&r->room);
+	free(r);
+	c->reaper = NULL;
+}
 
 static void sync_removals(struct flush_ctx *c)
 {
@@ -1267,6 +1456,22 @@ static enum ba_outbox_outcome settle(struct flush_ctx *c, struct ba_outbox_entry
 {
 	e->attempts++;
 	int perm = 0;
+	/* each recipient's refusal as the server worded it, kept for show and the report */
+	for (size_t k = 0; res && res->result && k < nidx && k < res->result->nrcpts; k++) {
+		const struct ba_rcpt_result *rr = &res->result->rcpts[k];
+		struct ba_outbox_rcpt *rc = &e->rcpt[idx[k]];
+		char *t;
+		if (rr->code && rr->code < 400) { /* accepted at RCPT this time */
+			free(rc->reply);
+			rc->reply = NULL;
+		}
+		if (rr->accepted || rr->code < 400 || !(t = malloc(strlen(rr->text) + 8)))
+			continue;
+		snprintf(t, strlen(rr->text) + 8, "%d %s", rr->code, rr->text);
+		free(rc->reply);
+		rc->reply = t;
+		rc->code = rr->code;
+	}
 	if (sent == 0) {
 		/* per recipient: accepted, refused for good, or still to try */
 		struct ba_result *r = res->result;
@@ -1411,7 +1616,7 @@ static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, in
 	for (size_t i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state != BA_OUTBOX_RCPT_SENT) {
 			ba_buf_addf(&b, "<%s>: ", e->rcpt[i].addr);
-			add_ascii(&b, e->error);
+			add_ascii(&b, e->rcpt[i].reply ? e->rcpt[i].reply : e->error);
 			ba_buf_addstr(&b, "\r\n");
 		}
 	ba_buf_addf(&b, "\r\n--=_bluearrow-%s\r\nContent-Type: message/delivery-status\r\n\r\n"
@@ -1423,7 +1628,7 @@ static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, in
 			continue;
 		ba_buf_addf(&b, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n"
 		            "Diagnostic-Code: smtp; ", r->addr, r->code >= 500 ? "5.0.0" : status);
-		add_ascii(&b, e->error);
+		add_ascii(&b, r->reply ? r->reply : e->error); /* its own refusal, else the entry's */
 		ba_buf_addf(&b, "\r\nLast-Attempt-Date: %s\r\n", ba_buf_str(&now));
 	}
 	ba_buf_addf(&b, "\r\n--=_bluearrow-%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", e->id);
@@ -1512,11 +1717,12 @@ static void watch_begin(struct flush_ctx *c, struct ba_submit *sub, struct ba_ou
 		o->phase(o->phase_ctx, e->id, BA_OUTBOX_CONNECTING, 0, 0, 0);
 }
 
-/* After a send: its result to o->result. */
+/* After a send's verdict: its result to o->result. */
 static void watch_end(struct flush_ctx *c, const struct ba_outbox_entry *e,
                       const struct ba_submit_result *res)
 {
-	c->cur = NULL;
+	if (c->cur == e) /* pipelined, the next entry's send may be the current one */
+		c->cur = NULL;
 	if (c->o->result)
 		c->o->result(c->o->result_ctx, e, res);
 }
@@ -1545,110 +1751,66 @@ static int flush_special(struct flush_ctx *c, struct ba_outbox_entry *e, int sen
 	return -1;
 }
 
-/* One entry: lock, reload, send over *route, record the outcome. */
-static void flush_one(struct flush_ctx *c, const char *id, const struct ba_account *acc,
-                      const struct ba_err *acc_err, ba_route **route)
+/*
+ * One entry being sent.  With pipelining across messages the server's
+ * verdict on it arrives while the next entry is sent (job_done() from
+ * within ba_submit_send()), so what settling needs lives here until then.
+ */
+struct job {
+	struct flush_ctx *c;
+	char id[BA_OUTBOX_ID_MAX];
+	struct ba_outbox_entry e;
+	const struct ba_account *acc;
+	int fd, own_fd;
+	size_t *idx;
+	const char **rcpt;
+	size_t nidx;
+	ba_spool *spool;
+	int settled;            /* the outcome is recorded; left: the report, closing */
+	int bounce;             /* a report is to be mailed (outside of any send) */
+	int ready;              /* prepared: 1 to send, 0 nothing left to send, -1 failed (err) */
+	int watched;            /* sent lock-step: its verdict came back from ba_submit_send() */
+	struct ba_err err;
+	struct job *next;
+};
+
+/* Records the outcome of j's attempt: its state file, the statistics, o->done. */
+static void job_settle(struct job *j, int sent, const struct ba_submit_result *res,
+                       struct ba_err *err)
 {
+	struct flush_ctx *c = j->c;
 	const struct ba_outbox_flush_opts *o = c->o;
 	ba_outbox *ob = c->ob;
-	struct ba_err err = BA_ERR_INIT;
-	struct ba_outbox_entry e;
-	memset(&e, 0, sizeof(e));
-	int fd = -1, own_fd = 1;
-	if (o->hold_fd > 0) {
-		/* the entry this process added and still holds (sendmail -odb) */
-		char mname[BA_OUTBOX_ID_MAX + 8];
-		struct stat a, b;
-		snprintf(mname, sizeof(mname), "%s.msg", id);
-		if (fstat(o->hold_fd, &a) == 0 &&
-		    fstatat(ob->sub[D_Q], mname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
-			fd = o->hold_fd;
-			own_fd = 0;
-		}
-	}
-	if (fd < 0) {
-		int r = lock_entry(ob, D_Q, id, &fd, &err);
-		if (r != 0) {
-			if (r < 0)
-				c->st->skipped++;
-			return; /* locked by another flush, or already gone */
-		}
-	}
-	int r = load(ob, D_Q, id, &e, &err);
-	if (r != 0) {
-		if (own_fd)
-			close(fd);
-		return;
-	}
-	enum ba_outbox_outcome out;
-	struct ba_submit_result res;
-	memset(&res, 0, sizeof(res));
-	ba_spool *spool = NULL;
-	size_t *idx = calloc(e.nrcpt, sizeof(*idx));
-	const char **rcpt = calloc(e.nrcpt, sizeof(*rcpt));
-	size_t nidx = 0;
-	int sent = -1;
-	if (!idx || !rcpt) {
-		ba_err_set(&err, EX_OSERR, "out of memory");
-		c->st->skipped++;
-		goto done_nostate;
-	}
-	for (size_t i = 0; i < e.nrcpt; i++)
-		if (e.rcpt[i].state == BA_OUTBOX_RCPT_PENDING) {
-			idx[nidx] = i;
-			rcpt[nidx++] = e.rcpt[i].addr;
-		}
-	if (!acc) {
-		err = *acc_err;
-	} else if (nidx == 0) {
-		sent = 0; /* nothing left to send: settle it */
-	} else if (spool_file(&spool, fd, ob, id, &err) == 0) {
-		struct ba_submit sub;
-		memset(&sub, 0, sizeof(sub));
-		sub.acc = acc;
-		sub.from = e.from;
-		sub.rcpt = rcpt;
-		sub.nrcpt = nidx;
-		sub.spool = spool;
-		sub.notify = e.notify;
-		sub.ret = e.ret;
-		sub.envid = e.envid;
-		sub.log = o->log;
-		sub.smtp_flags = o->smtp_flags;
-		sub.ask_password = o->ask_password;
-		sub.ask_password_ctx = o->ask_password_ctx;
-		sub.route = route;
-		watch_begin(c, &sub, &e);
-		sent = ba_submit_send(&res, &sub, &err);
-		watch_end(c, &e, &res);
-	}
-	int special = acc && nidx ? flush_special(c, &e, sent, &res, &err) : -1;
-	if (special >= 0)
-		out = (enum ba_outbox_outcome)special;
-	else if (!acc || sent < 0)
-		out = settle(c, &e, -1, &res, idx, nidx, acc, &err);
-	else
-		out = settle(c, &e, 0, &res, idx, nidx, acc, &err);
+	/* a cancelled or sent-unknown send is recorded as such, not settled */
+	int special = j->watched ? flush_special(c, &j->e, sent, res, err) : -1;
+	enum ba_outbox_outcome out =
+	        special >= 0 ? (enum ba_outbox_outcome)special
+	                     : settle(c, &j->e, sent < 0 ? -1 : 0, res, j->idx, j->nidx, j->acc, err);
 	struct ba_err serr = BA_ERR_INIT;
 	int wr;
 	if (out == BA_OUTBOX_DELIVERED) {
-		wr = remove_files(ob, D_Q, id, 0, &serr);
+		if (reap(c, j->id, j->own_fd ? j->fd : -1) == 0) {
+			wr = 0;
+			if (j->own_fd)
+				j->fd = -1; /* the reaper closes it once the files are gone */
+		} else {
+			wr = remove_files(ob, D_Q, j->id, 0, &serr);
+		}
 		if (++c->unsynced >= REMOVE_SYNC_EVERY)
 			sync_removals(c);
 	}
 	else if (out == BA_OUTBOX_FAILED) {
-		wr = move_entry(ob, D_Q, D_FAILED, &e, &serr);
-		if (wr == 0 && acc && acc->bounce && e.from[0]) /* never a report of a report */
-			send_bounce(c, &e, fd, acc, route);
+		wr = move_entry(ob, D_Q, D_FAILED, &j->e, &serr);
+		/* never a report of a report */
+		j->bounce = wr == 0 && j->acc && j->acc->bounce && j->e.from[0];
 	}
 	else
-		wr = write_state(ob, &e, D_Q, &serr);
+		wr = write_state(ob, &j->e, D_Q, &serr);
 	if (wr < 0) {
 		ba_log(o->log, BA_LOG_ERROR, "%s", serr.text);
 		if (out == BA_OUTBOX_DELIVERED)
 			ba_log(o->log, BA_LOG_ERROR, "outbox %s: entry '%s' was delivered but stays "
-			       "queued: it may be sent again", ob->dir, id);
+			       "queued: it may be sent again", ob->dir, j->id);
 	}
 	switch (out) {
 	case BA_OUTBOX_DELIVERED: c->st->delivered++; break;
@@ -1659,15 +1821,210 @@ static void flush_one(struct flush_ctx *c, const char *id, const struct ba_accou
 	case BA_OUTBOX_CANCELLED: c->st->cancelled++; break;
 	}
 	if (o->done)
-		o->done(o->done_ctx, &e, out, out == BA_OUTBOX_DELIVERED ? NULL : &err);
-done_nostate:
+		o->done(o->done_ctx, &j->e, out, out == BA_OUTBOX_DELIVERED ? NULL : err);
+	j->settled = 1;
+}
+
+static struct job *job_prepare(struct flush_ctx *c, const char *id,
+                               const struct ba_account *acc, const struct ba_err *acc_err);
+
+/*
+ * ba_submit_send() returned 1 for j: its outcome, once the server's verdict
+ * is read.  That is right after the next message went out, so the entry
+ * after it is prepared now too, while the server works.
+ */
+static void job_done(void *ctx, const struct ba_submit_result *res, int rc,
+                     const struct ba_err *err)
+{
+	struct job *j = ctx;
+	struct flush_ctx *c = j->c;
+	struct ba_err e = BA_ERR_INIT;
+	if (rc < 0)
+		e = *err;
+	watch_end(c, &j->e, res);
+	job_settle(j, rc, res, &e);
+	if (c->ahead_id && !c->ahead_tried) {
+		c->ahead_tried = 1;
+		c->ahead = job_prepare(c, c->ahead_id, c->ahead_acc, c->ahead_acc_err);
+	}
+}
+
+/* The rest of a settled (or never sent) job: the report, the lock, the memory. */
+static void job_end(struct job *j, ba_route **route)
+{
+	if (j->bounce)
+		send_bounce(j->c, &j->e, j->fd, j->acc, route);
+	ba_spool_free(j->spool);
+	free(j->idx);
+	free(j->rcpt);
+	ba_outbox_entry_release(&j->e);
+	if (j->own_fd && j->fd >= 0)
+		close(j->fd);
+	free(j);
+}
+
+/* Ends every settled job of the list (a report sent meanwhile may settle more). */
+static void jobs_reap(struct flush_ctx *c, ba_route **route)
+{
+	for (;;) {
+		struct job **pp = &c->jobs;
+		while (*pp && !(*pp)->settled)
+			pp = &(*pp)->next;
+		if (!*pp)
+			return;
+		struct job *j = *pp;
+		*pp = j->next;
+		job_end(j, route);
+	}
+}
+
+/*
+ * One entry locked and read for sending: its state, its recipients still to
+ * do, its message spooled.  NULL when it is gone, locked by another flush or
+ * unreadable (counted and logged here).
+ */
+static struct job *job_prepare(struct flush_ctx *c, const char *id,
+                               const struct ba_account *acc, const struct ba_err *acc_err)
+{
+	const struct ba_outbox_flush_opts *o = c->o;
+	ba_outbox *ob = c->ob;
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		c->st->skipped++;
+		return NULL;
+	}
+	j->c = c;
+	j->acc = acc;
+	j->fd = -1;
+	j->own_fd = 1;
+	ba_err_clear(&j->err);
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	if (o->hold_fd > 0) {
+		/* the entry this process added and still holds (sendmail -odb) */
+		char mname[BA_OUTBOX_ID_MAX + 8];
+		struct stat a, b;
+		snprintf(mname, sizeof(mname), "%s.msg", id);
+		if (fstat(o->hold_fd, &a) == 0 &&
+		    fstatat(ob->sub[D_Q], mname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+			j->fd = o->hold_fd;
+			j->own_fd = 0;
+		}
+	}
+	struct stat mst, *msg_st = NULL;
+	if (j->fd < 0) {
+		int r = lock_entry(ob, D_Q, id, &j->fd, &mst, &j->err);
+		if (r != 0) {
+			if (r < 0)
+				c->st->skipped++;
+			j->fd = -1;
+			job_end(j, NULL); /* locked by another flush, or already gone */
+			return NULL;
+		}
+	}
+	if (j->own_fd)
+		msg_st = &mst; /* locked: no need to look it up again */
+	if (load(ob, D_Q, id, msg_st, &j->e, &j->err) != 0 || j->e.inflight || j->e.cancelled) {
+		/* gone, or marked sent-unknown or cancelled since the queue was read */
+		job_end(j, NULL);
+		return NULL;
+	}
+	struct ba_outbox_entry *e = &j->e;
+	j->idx = calloc(e->nrcpt, sizeof(*j->idx));
+	j->rcpt = calloc(e->nrcpt, sizeof(*j->rcpt));
+	if (!j->idx || !j->rcpt) {
+		c->st->skipped++;
+		job_end(j, NULL);
+		return NULL;
+	}
+	for (size_t i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == BA_OUTBOX_RCPT_PENDING) {
+			j->idx[j->nidx] = i;
+			j->rcpt[j->nidx++] = e->rcpt[i].addr;
+		}
+	j->ready = -1;
+	if (!acc)
+		j->err = *acc_err;
+	else if (j->nidx == 0)
+		j->ready = 0; /* nothing left to send: settle it */
+	else if (spool_file(&j->spool, j->fd, ob, id, e->size, &j->err) == 0)
+		j->ready = 1;
+	return j;
+}
+
+/*
+ * One entry: lock, reload, send over *route; its outcome now or from
+ * job_done().  next_id: the entry to send after it (same account), prepared
+ * while the server answers, or NULL.
+ */
+static void flush_one(struct flush_ctx *c, const char *id, const char *next_id,
+                      const struct ba_account *acc, const struct ba_err *acc_err,
+                      ba_route **route)
+{
+	const struct ba_outbox_flush_opts *o = c->o;
+	struct job *j;
+	if (c->ahead_tried && c->ahead_id && strcmp(c->ahead_id, id) == 0)
+		j = c->ahead; /* prepared already (NULL: it was gone or locked) */
+	else
+		j = job_prepare(c, id, acc, acc_err);
+	c->ahead_id = next_id;
+	c->ahead_acc = acc;
+	c->ahead_acc_err = acc_err;
+	c->ahead = NULL;
+	c->ahead_tried = 0;
+	if (!j)
+		return;
+	struct ba_submit_result res;
+	memset(&res, 0, sizeof(res));
+	int sent = j->ready < 0 ? -1 : 0;
+	struct ba_err err = j->err;
+	if (j->ready == 1) {
+		struct ba_outbox_entry *e = &j->e;
+		struct ba_submit sub;
+		memset(&sub, 0, sizeof(sub));
+		sub.acc = acc;
+		sub.from = e->from;
+		sub.rcpt = j->rcpt;
+		sub.nrcpt = j->nidx;
+		sub.spool = j->spool;
+		sub.notify = e->notify;
+		sub.ret = e->ret;
+		sub.envid = e->envid;
+		sub.log = o->log;
+		sub.smtp_flags = o->smtp_flags;
+		sub.ask_password = o->ask_password;
+		sub.ask_password_ctx = o->ask_password_ctx;
+		sub.route = route;
+		/*
+		 * A send someone watches or may cancel (bluearrow-tui) goes
+		 * lock-step, its verdict awaited before the next message: the
+		 * in-flight mark, the phases and a cancel then concern that message
+		 * alone.  The bulk flush pipelines across messages (job_done()).
+		 */
+		int lockstep = o->interactive || o->cancel_fd || o->phase || o->result;
+		watch_begin(c, &sub, e);
+		if (!lockstep) {
+			sub.done = job_done;
+			sub.done_ctx = j;
+			/* on the list first: the verdict may come before the call returns */
+			j->next = c->jobs;
+			c->jobs = j;
+		}
+		sent = ba_submit_send(&res, &sub, &err);
+		if (sent == 1) {
+			ba_submit_result_release(&res); /* what a failed first try left (reconnected) */
+			jobs_reap(c, route);
+			return;
+		}
+		if (!lockstep)
+			c->jobs = j->next;
+		watch_end(c, e, &res);
+		j->watched = 1;
+	}
+	job_settle(j, sent < 0 ? -1 : 0, &res, &err);
 	ba_submit_result_release(&res);
-	ba_spool_free(spool);
-	free(idx);
-	free(rcpt);
-	ba_outbox_entry_release(&e);
-	if (own_fd)
-		close(fd);
+	job_end(j, route);
+	jobs_reap(c, route);
 }
 
 /*
@@ -1760,7 +2117,12 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
                     struct ba_outbox_flush_stats *st, struct ba_err *err)
 {
 	memset(st, 0, sizeof(*st));
-	struct flush_ctx c = { ob, o, st, o->now ? o->now : (int64_t)time(NULL), 0, NULL, 0, 0 };
+	struct flush_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.ob = ob;
+	c.o = o;
+	c.st = st;
+	c.now = o->now ? o->now : (int64_t)time(NULL);
 	struct flush_index x;
 	memset(&x, 0, sizeof(x));
 	x.o = o;
@@ -1776,14 +2138,24 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
 		struct ba_err acc_err = BA_ERR_INIT;
 		const struct ba_account *acc = ba_config_account(o->cfg, name, &acc_err);
 		ba_route *route = NULL;
-		for (size_t j = i; j < x.n && !c.stopped; j++) {
-			if (x.v[j].done || x.v[j].account != x.v[i].account)
-				continue;
+		for (size_t j = i; j < x.n && !c.stopped;) {
+			size_t k = j + 1; /* the account's next entry */
+			while (k < x.n && (x.v[k].done || x.v[k].account != x.v[i].account))
+				k++;
 			x.v[j].done = 1;
-			flush_one(&c, x.v[j].id, acc, &acc_err, &route);
+			flush_one(&c, x.v[j].id, k < x.n ? x.v[k].id : NULL, acc, &acc_err, &route);
+			j = k;
 		}
+		ba_route_free(route); /* reads the last verdict */
+		if (c.ahead) /* not sent after all: unlock it */
+			job_end(c.ahead, NULL);
+		c.ahead = NULL;
+		c.ahead_id = NULL;
+		route = NULL;
+		jobs_reap(&c, &route);
 		ba_route_free(route);
 	}
+	reap_wait(&c);
 	sync_removals(&c);
 	free(x.v);
 	for (size_t a = 0; a < x.naccounts; a++)

@@ -88,7 +88,22 @@ struct ba_session {
 	uint64_t data_sent;    /* body bytes of the last data phase (progress after its end) */
 	uint64_t wire_data;    /* bytes written in this data phase, framing included */
 	uint64_t acked;        /* body bytes last reported acknowledged */
+	int hold_tail;         /* the end of the data waits in wbuf for the next commands */
+	struct ba_result *pend; /* sent with env->done: the reply to its end of data is unread */
+	ba_smtp_done_fn *pend_done;
+	void *pend_ctx;
+	struct {                /* a verdict read, handed over after the next write (ready_fire) */
+		struct ba_result *res;
+		int rc;
+		struct ba_err err;
+		ba_smtp_done_fn *done;
+		void *ctx;
+	} ready;
 };
+
+static int pend_finish(ba_session *s, int more, struct ba_err *err);
+static void pend_fail(ba_session *s);
+static void ready_fire(ba_session *s);
 
 /* ---- state, logging, errors --------------------------------------------- */
 
@@ -871,6 +886,13 @@ void ba_session_free(ba_session *s)
 {
 	if (!s)
 		return;
+	ready_fire(s);
+	if (s->pend && s->stream && s->state != ST_DEAD && !s->desync) {
+		struct ba_err ignored = BA_ERR_INIT;
+		pend_finish(s, 0, &ignored);
+	}
+	pend_fail(s);
+	ready_fire(s);
 	if (s->stream && s->state != ST_DEAD && s->state != ST_INIT && !s->desync) {
 		struct ba_err ignored = BA_ERR_INIT;
 		smtp_set_state(s, ST_QUIT);
@@ -1078,13 +1100,26 @@ static int send_envelope(ba_session *s, const struct ba_envelope *env, int utf8,
 	int rset = s->need_rset;
 	size_t left = (size_t)rset + 1 + env->nrcpts + (pipe && with_data ? 1 : 0);
 	*data_code = 0;
+	if (!pipe && s->pend && pend_finish(s, 0, err) < 0)
+		return -1;
 	if (pipe) {
-		if ((rset && cmd_add(s, 0, err, "RSET") < 0) || add_mail(s, env, utf8, err) < 0)
+		size_t start = s->wbuf.len; /* a held end of data may precede the group */
+		int bad = (rset && cmd_add(s, 0, err, "RSET") < 0) || add_mail(s, env, utf8, err) < 0;
+		for (size_t i = 0; i < env->nrcpts && !bad; i++)
+			bad = add_rcpt(s, &env->rcpts[i], utf8, err) < 0;
+		if (bad || (with_data && cmd_add(s, 0, err, "DATA") < 0)) {
+			ba_buf_truncate(&s->wbuf, start); /* never half a group */
 			return -1;
-		for (size_t i = 0; i < env->nrcpts; i++)
-			if (add_rcpt(s, &env->rcpts[i], utf8, err) < 0)
-				return -1;
-		if ((with_data && cmd_add(s, 0, err, "DATA") < 0) || cmd_flush(s, err) < 0)
+		}
+		if (cmd_flush(s, err) < 0)
+			return -1;
+		/* the caller's work on the last verdict overlaps the server's on this group */
+		ready_fire(s);
+		/*
+		 * The previous message's data ended the last group (RFC 2920 §3.1:
+		 * message content may begin one); its reply comes before these.
+		 */
+		if (s->pend && pend_finish(s, 1, err) < 0)
 			return -1;
 	}
 	if (rset) {
@@ -1200,8 +1235,19 @@ static void progress_until_acked(ba_session *s, uint64_t sent, uint64_t total)
 /*
  * Writes the data in dbuf: for DATA all but the last `keep` bytes (the end
  * marker always travels with the tail: no tiny last segment); for BDAT one
- * chunk, its header put in the room reserved in front.
+ * chunk, its header put in the room reserved in front.  With hold_tail the
+ * last piece is left in wbuf, to travel with the next message's commands.
  */
+static int data_write(ba_session *s, const void *p, size_t n, int last, struct ba_err *err)
+{
+	if (!last || !s->hold_tail)
+		return stream_write(s, p, n, err);
+	/* goes out with the next message's commands, one write (RFC 2920 §3.1) */
+	if (ba_buf_add(&s->wbuf, p, n) < 0)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	return 0;
+}
+
 static int pump_write(ba_session *s, const struct framing *f, int last, struct ba_err *err)
 {
 	if (!f->bdat) {
@@ -1209,7 +1255,7 @@ static int pump_write(ba_session *s, const struct framing *f, int last, struct b
 		if (s->dbuf.len <= keep)
 			return 0;
 		size_t n = s->dbuf.len - keep;
-		if (stream_write(s, s->dbuf.data, n, err) < 0)
+		if (data_write(s, s->dbuf.data, n, last, err) < 0)
 			return -1;
 		s->wire_data += n;
 		ba_buf_consume(&s->dbuf, n);
@@ -1220,7 +1266,7 @@ static int pump_write(ba_session *s, const struct framing *f, int last, struct b
 	int h = snprintf(hdr, sizeof hdr, "BDAT %zu%s\r\n", n, last ? " LAST" : "");
 	ba_log(s->p->log, BA_LOG_PROTO, "--> %.*s <%zu bytes>", h - 2, hdr, n);
 	memcpy(s->dbuf.data + BDAT_HDR - h, hdr, (size_t)h);
-	if (stream_write(s, s->dbuf.data + BDAT_HDR - h, n + (size_t)h, err) < 0)
+	if (data_write(s, s->dbuf.data + BDAT_HDR - h, n + (size_t)h, last, err) < 0)
 		return -1;
 	s->wire_data += n + (size_t)h;
 	ba_buf_truncate(&s->dbuf, BDAT_HDR);
@@ -1428,6 +1474,93 @@ static int check_envelope(ba_session *s, const struct ba_envelope *env, int *utf
 	return 0;
 }
 
+/* The outcome once the replies after the data are in res (and the last one in s->r). */
+static int data_outcome(ba_session *s, struct ba_result *res, struct ba_err *err)
+{
+	int partial = !!(s->p->flags & BA_SMTP_PARTIAL_DELIVERY);
+	size_t nacc = 0;
+	for (size_t i = 0; i < res->nrcpts; i++)
+		nacc += res->rcpts[i].accepted;
+	res->naccepted = nacc;
+	if (s->p->variant != BA_SMTP_LMTP && res->code != 250)
+		return reply_fail(s, EX_DATAERR, err, "server refused the message");
+	if (nacc == res->nrcpts || (partial && nacc))
+		return 0;
+	return refused_fail(res, nacc, err);
+}
+
+/*
+ * Whether a message's final reply may be left for later: the server
+ * pipelines, one reply follows the data (not LMTP), and no cancel has to
+ * be honoured up to the verdict.
+ */
+static int defer_final(const ba_session *s)
+{
+	return pipelined(s) && s->p->variant != BA_SMTP_LMTP && !(s->p->flags & BA_SMTP_CANCEL);
+}
+
+/* Hands a verdict kept in s->ready to its done callback. */
+static void ready_fire(ba_session *s)
+{
+	struct ba_result *res = s->ready.res;
+	if (!res)
+		return;
+	s->ready.res = NULL;
+	s->ready.done(s->ready.ctx, res, s->ready.rc, &s->ready.err);
+}
+
+/*
+ * Reads the pending message's reply to the end of its data (more = 1 when
+ * the replies of the commands written since follow it).  The outcome is
+ * kept in s->ready and handed to the done callback after the next write
+ * (or at the end of ba_session_send() when nothing more is pending), so
+ * the caller's work on it overlaps the server's.  Returns -1 with err set
+ * when the reply could not be read: the session is dead, and the pending
+ * message was told so too.
+ */
+static int pend_finish(ba_session *s, int more, struct ba_err *err)
+{
+	struct ba_result *res = s->pend;
+	struct ba_err perr = BA_ERR_INIT;
+	int rc;
+	ready_fire(s);
+	s->pend = NULL;
+	smtp_set_state(s, ST_DATA_END);
+	if (cmd_flush(s, &perr) < 0 || read_reply(s, more, &perr) < 0) {
+		smtp_kill(s);
+		undelivered(res, 0);
+		*err = perr;
+		s->pend_done(s->pend_ctx, res, -1, &perr);
+		return -1;
+	}
+	result_final(s, res);
+	if (s->r.code != 250)
+		for (size_t i = 0; i < res->nrcpts; i++)
+			res->rcpts[i].accepted = 0;
+	rc = data_outcome(s, res, &perr);
+	s->ready.res = res;
+	s->ready.rc = rc;
+	s->ready.err = perr;
+	s->ready.done = s->pend_done;
+	s->ready.ctx = s->pend_ctx;
+	return 0;
+}
+
+/* The pending message on a dead session: its outcome is not known, so it is not delivered. */
+static void pend_fail(ba_session *s)
+{
+	struct ba_result *res = s->pend;
+	ready_fire(s);
+	if (!res)
+		return;
+	s->pend = NULL;
+	undelivered(res, 0);
+	struct ba_err e = BA_ERR_INIT;
+	ba_err_set(&e, EX_TEMPFAIL, "connection to the server lost before its reply to the end "
+	           "of the data: the message may have been delivered");
+	s->pend_done(s->pend_ctx, res, -1, &e);
+}
+
 /* Runs the transaction; the caller owns res. */
 static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader *body,
                         struct ba_result *res, unsigned char *in, struct ba_err *err)
@@ -1494,6 +1627,14 @@ static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader 
 			                  "server refused the message data");
 		}
 	}
+	s->need_rset = 0; /* RFC 5321 §4.1.1.4: the end of data ends the transaction */
+	if (env->done && defer_final(s)) {
+		/* the verdict is read with the next message's replies (pend_finish) */
+		s->pend = res;
+		s->pend_done = env->done;
+		s->pend_ctx = env->done_ctx;
+		return 1;
+	}
 	/*
 	 * The end of the data is out: from here a cancel would leave the
 	 * outcome unknown (the server may have taken the message), so the
@@ -1509,24 +1650,17 @@ static int session_send(ba_session *s, const struct ba_envelope *env, ba_reader 
 		smtp_kill(s);
 		return -1;
 	}
-	s->need_rset = 0; /* RFC 5321 §4.1.1.4: the end of data ends the transaction */
-	nacc = 0;
-	for (size_t i = 0; i < res->nrcpts; i++)
-		nacc += res->rcpts[i].accepted;
-	res->naccepted = nacc;
-	if (s->p->variant != BA_SMTP_LMTP && res->code != 250)
-		return reply_fail(s, EX_DATAERR, err, "server refused the message");
-	if (nacc == res->nrcpts || (partial && nacc))
-		return 0;
-	return refused_fail(res, nacc, err);
+	return data_outcome(s, res, err);
 }
 
 int ba_session_send(ba_session *s, const struct ba_envelope *env, ba_reader *body,
                     struct ba_result **out, struct ba_err *err)
 {
 	*out = NULL;
-	if (s->state == ST_DEAD || !s->stream)
+	if (s->state == ST_DEAD || !s->stream) {
+		pend_fail(s);
 		return ba_err_set(err, EX_TEMPFAIL, "the connection to the server is no longer usable");
+	}
 	if (s->state != ST_READY)
 		BA_BUG("ba_session_send() in state %s", state_names[s->state]);
 	struct ba_result *res = result_new(env);
@@ -1536,7 +1670,9 @@ int ba_session_send(ba_session *s, const struct ba_envelope *env, ba_reader *bod
 		free(in);
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	}
+	s->hold_tail = env->done && defer_final(s);
 	int rc = session_send(s, env, body, res, in, err);
+	s->hold_tail = 0;
 	free(in);
 	if (s->dbuf.alloc > 4 * BDAT_CHUNK)
 		ba_buf_release(&s->dbuf);
@@ -1545,6 +1681,15 @@ int ba_session_send(ba_session *s, const struct ba_envelope *env, ba_reader *bod
 	if (rc < 0 && err && (err->code == EX_PROTOCOL || (err->flags & BA_ERR_CANCELLED)) &&
 	    s->state != ST_DEAD)
 		smtp_kill(s);
-	*out = res;
+	if (s->state == ST_DEAD)
+		pend_fail(s);
+	if (rc != 1 && s->pend) { /* failed before its writes: the earlier verdict first */
+		struct ba_err ignored = BA_ERR_INIT;
+		if (pend_finish(s, 0, &ignored) < 0)
+			pend_fail(s);
+	}
+	if (rc != 1)
+		ready_fire(s);
+	*out = rc == 1 ? NULL : res;
 	return rc;
 }

@@ -381,6 +381,29 @@ static void note_reply(struct ba_submit_result *res, const struct ba_result *res
 	}
 }
 
+/* A message whose verdict the engine left for later (ba_submit.done). */
+struct submit_pend {
+	struct ba_submit sub;        /* a shallow copy: the caller keeps what it points to */
+	struct ba_submit_result res;
+};
+
+/* The engine's verdict on a pending message: the result, the log line, the caller's done. */
+static void submit_done(void *ctx, struct ba_result *result, int rc, const struct ba_err *err)
+{
+	struct submit_pend *p = ctx;
+	struct ba_err e = BA_ERR_INIT;
+	if (rc < 0)
+		e = *err;
+	p->res.result = result;
+	note_reply(&p->res, result);
+	if (rc < 0 && e.smtp_code && !p->res.smtp_code)
+		p->res.smtp_code = e.smtp_code;
+	write_log(&p->sub, &p->res, &e, rc == 0 ? 0 : (e.code ? e.code : EX_SOFTWARE));
+	p->sub.done(p->sub.done_ctx, &p->res, rc, &e);
+	ba_submit_result_release(&p->res);
+	free(p);
+}
+
 /* The session part: addresses for the session, envelope, 7-bit decision, the engine. */
 static int deliver(struct ba_submit_result *res, const struct ba_submit *s, ba_route *r,
                    struct ba_err *err)
@@ -417,15 +440,36 @@ static int deliver(struct ba_submit_result *res, const struct ba_submit *s, ba_r
 	env.envid = s->envid;
 	/* route re-encodes to 7 bit for a server without 8BITMIME, and for lines over 998 octets */
 	int force_7bit = (flags & BA_SPOOL_LONG_LINE) != 0;
+	struct submit_pend *pend = NULL;
+	if (s->done && s->route && s->repeat <= 1 && (pend = calloc(1, sizeof(*pend)))) {
+		pend->sub = *s;
+		ba_buf_init(&pend->res.smtp_msg, 0);
+		ba_buf_init(&pend->res.hint, 4096);
+		memcpy(pend->res.server, res->server, sizeof(res->server));
+		env.done = submit_done;
+		env.done_ctx = pend;
+	}
 	for (long n = 0; n < (s->repeat > 0 ? s->repeat : 1); n++) {
 		ba_result_free(res->result);
 		res->result = NULL;
 		int sent = ba_route_send(r, &env, ba_spool_reader(s->spool), force_7bit, &res->result,
 		                         err);
-		note_reply(res, res->result);
-		if (sent < 0)
+		if (sent == 1) { /* submit_done() has pend now */
+			res->reached_data = 1;
+			rc = 1;
 			goto out;
+		}
+		note_reply(res, res->result);
+		if (sent < 0) {
+			if (pend)
+				ba_submit_result_release(&pend->res);
+			free(pend);
+			goto out;
+		}
 	}
+	if (pend)
+		ba_submit_result_release(&pend->res);
+	free(pend);
 	rc = 0;
 out:
 	for (size_t i = 0; rb && i < s->nrcpt; i++)
@@ -579,6 +623,7 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 		struct ba_submit ds = *s;
 		ds.rcpt = rcpt;
 		ds.nrcpt = n;
+		ds.done = NULL; /* this route is freed below: each domain's verdict is awaited */
 		ba_buf_init(&dres.smtp_msg, 0);
 		rc = deliver(&dres, &ds, r, &err);
 		if (dres.smtp_code) {
@@ -814,13 +859,15 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	}
 	if (rc < 0 && err->smtp_code && !res->smtp_code)
 		res->smtp_code = err->smtp_code;
-	if (s->route && rc == 0) {
+	if (s->route && rc >= 0) {
 		*s->route = r;
 	} else {
 		ba_route_free(r);
 		if (s->route)
 			*s->route = NULL;
 	}
+	if (rc == 1)
+		return 1; /* logged when its verdict comes (submit_done()) */
 	int code = rc == 0 ? 0 : (err->code ? err->code : EX_SOFTWARE);
 	if (rc < 0)
 		ba_route_hint(&res->hint, s->acc, err, &report);

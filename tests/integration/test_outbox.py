@@ -240,6 +240,8 @@ def test_send_at_holds_until_then_rm_withdraws(outbox_env):
         assert t0 + 60 <= e[eid]["next_attempt"] <= int(time.time()) + 60
         assert e[undo]["next_attempt"] >= t0 + 3600
         assert b"(held)" in run("outbox", "list", "-C", cfg).stdout
+        assert e[eid]["held"] is True and e[eid]["hold_until"] == e[eid]["next_attempt"]
+        assert e[undo]["held"] is True and e[undo]["hold_until"] == e[undo]["next_attempt"]
         r = run("sendmail", "-C", cfg, "-q")
         assert r.returncode == 0, r.stderr
         assert srv.messages == []                   # not before its time
@@ -305,6 +307,31 @@ def test_queue_flush_on_run(outbox_env):
         while entries(run, cfg) and time.monotonic() < end:
             time.sleep(0.05)
         assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+def test_queue_flush_on_run_flushes_only_the_runs_account(outbox_env):
+    """The detached flush of a run sends the due entries of that run's account, not those of
+    the other accounts sharing the outbox (their runs, or -q, send those)."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        acc = "account %s\nhost 127.0.0.1\nport %d\nfrom %s\n"
+        cfg = make(port=srv.port, queue_flush_on_run="on")
+        with open(cfg, "a") as f:
+            f.write(acc % ("two", srv.port, "two@x.test") + "outbox %s\n" % box)
+        assert run("sendmail", "-C", cfg, "-a", "two", "-odq", "b@y.test",
+                   input=msg(1)).returncode == 0
+        assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(2)).returncode == 0
+        assert sorted(e["account"] for e in entries(run, cfg)) == ["test", "two"]
+        assert run("sendmail", "-C", cfg, "c@y.test", input=msg(3)).returncode == 0
+        end = time.monotonic() + 10
+        while len(srv.messages) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert sorted(t.data for t in srv.messages) == [msg(2), msg(3)]
+        assert [e["account"] for e in entries(run, cfg)] == ["two"]
     finally:
         srv.stop()
 
@@ -418,6 +445,32 @@ def test_bounce_reports_a_550_to_the_sender(outbox_env):
         srv.stop()
 
 
+def test_bounce_carries_each_recipients_reply(outbox_env):
+    """Each refused recipient's block in the report quotes the server's reply to it, not the
+    entry's last error; the state file keeps each recipient's reply too."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv, bounce="on")
+        r = run("sendmail", "-C", cfg, "-odq", "reject1@y.test", "reject2@y.test", input=msg(1))
+        assert r.returncode == 0, r.stderr
+        eid = entries(run, cfg)[0]["id"]
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        assert len(srv.messages) == 1, r.stderr
+        d = srv.messages[0].data
+        for n in (1, 2):
+            block = (b"Final-Recipient: rfc822; reject%d@y.test\r\nAction: failed\r\n"
+                     b"Status: 5.0.0\r\nDiagnostic-Code: smtp; 550 5.1.1 <reject%d@y.test>: "
+                     b"Recipient address rejected\r\n" % (n, n))
+            assert block in d, d
+            assert (b"<reject%d@y.test>: 550 5.1.1 <reject%d@y.test>" % (n, n)) in d
+        state = (box / "failed" / (eid + ".st")).read_text()
+        assert "reply 550 5.1.1 <reject2@y.test>: Recipient address rejected" in state
+    finally:
+        srv.stop()
+
+
 def test_bounce_through_aiosmtpd(outbox_env, smtp_server):
     """The same report against the aiosmtpd server: MAIL FROM:<> accepted, the reply in it."""
     make, box, run = outbox_env
@@ -473,6 +526,8 @@ def test_451_stays_queued_with_a_later_attempt(outbox_env):
         assert r.returncode == 75 and b"deferred" in r.stderr, r.stderr
         e = entries(run, cfg)
         assert len(e) == 1 and e[0]["attempts"] == 1
+        # waiting for a retry is not held (nothing holds it back but the back-off)
+        assert e[0]["held"] is False and e[0]["hold_until"] is None
         assert e[0]["last_code"] == 451 and "451 4.3.0 try again later" in e[0]["last_error"]
         assert e[0]["next_attempt"] >= e[0]["created"] + 300
         r = run("outbox", "list", "-C", cfg)
@@ -512,6 +567,98 @@ def test_flush_reconnects_after_421(outbox_env):
         assert r.returncode == 0, r.stderr
         assert [t.data for t in srv.messages] == [msg(1), msg(2), msg(3)]
         assert len(srv.conns) == 3
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+class VerdictBySubject(RawServer):
+    """Answers the end of a message's data by its subject ("m2": "554 ..."), else 250;
+    with close_after, closes the connection after that reply."""
+
+    def __init__(self, verdicts, close_after=(), **kw):
+        super().__init__(**kw)
+        self.verdicts = verdicts
+        self.close_after = close_after
+
+    def _finish(self, s, data):
+        subj = re.search(rb"^Subject: (\S+)\r$", data, re.M).group(1).decode()
+        if subj in self.verdicts:
+            self.replies["DOT"] = self.verdicts[subj]
+        else:
+            self.replies.pop("DOT", None)
+        super()._finish(s, data)
+        if subj in self.close_after:
+            raise OSError("closed after the verdict on %s" % subj)
+
+
+def test_flush_pipelines_across_messages_and_attributes_verdicts(outbox_env):
+    """The next message's commands go out before the verdict on the previous one; each
+    verdict still settles its own entry: 554 to failed/, 451 stays queued, 250 removed."""
+    make, box, run = outbox_env
+    srv = VerdictBySubject({"m2": "554 5.6.0 m2 refused", "m3": "451 4.3.0 m3 later"}).start()
+    try:
+        cfg = make(srv)
+        ids = []
+        for n in (1, 2, 3, 4):
+            assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(n)).returncode == 0
+            ids.append([e["id"] for e in entries(run, cfg) if e["id"] not in ids][0])
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode != 0, r.stderr
+        assert [t.data for t in srv.messages] == [msg(1), msg(4)]
+        assert len(srv.conns) == 1
+        conn = srv.conns[0]
+        assert conn.pipelining_violations == []
+        # MAIL of messages 2-4 arrived before the verdict on the message before
+        assert sum(1 for l in conn.sent_ahead if l.upper().startswith(b"MAIL")) >= 3
+        left = entries(run, cfg)
+        assert [e["id"] for e in left] == [ids[2]]
+        assert left[0]["last_code"] == 451 and "m3 later" in left[0]["last_error"]
+        state = (box / "failed" / (ids[1] + ".st")).read_text()
+        assert "554 5.6.0 m2 refused" in state
+        assert sorted(listing(box / "failed")) == sorted([ids[1] + ".st", ids[1] + ".msg"])
+    finally:
+        srv.stop()
+
+
+def test_flush_421_verdict_mid_batch_reconnects(outbox_env):
+    """421 as the verdict on message 2 while message 3's commands are out: 2 stays
+    queued (never counted delivered), 3 goes over a new connection, 1 and 3 delivered."""
+    make, box, run = outbox_env
+    srv = VerdictBySubject({"m2": "421 4.3.2 m2 shutting down"}, close_after=("m2",)).start()
+    try:
+        cfg = make(srv)
+        for n in (1, 2, 3):
+            assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(n)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 75, r.stderr
+        assert [t.data for t in srv.messages] == [msg(1), msg(3)]
+        assert len(srv.conns) == 2
+        left = entries(run, cfg)
+        assert len(left) == 1 and left[0]["last_code"] == 421
+        # the server is fine again: the entry goes, once
+        srv.verdicts.clear()
+        srv.close_after = ()
+        assert run("outbox", "retry", left[0]["id"], "-C", cfg).returncode == 0
+        assert run("sendmail", "-C", cfg, "-q").returncode == 0
+        assert [t.data for t in srv.messages] == [msg(1), msg(3), msg(2)]
+        assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+def test_flush_without_pipelining_is_lockstep(outbox_env):
+    make, box, run = outbox_env
+    srv = VerdictBySubject({}, pipelining=False).start()
+    try:
+        cfg = make(srv)
+        for n in (1, 2, 3):
+            assert run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(n)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert [t.data for t in srv.messages] == [msg(1), msg(2), msg(3)]
+        assert len(srv.conns) == 1
+        assert srv.conns[0].sent_ahead == [] and srv.conns[0].pipelining_violations == []
         assert entries(run, cfg) == []
     finally:
         srv.stop()
@@ -643,7 +790,7 @@ def test_kill_during_enqueue(outbox_env):
 def test_kill_during_flush(outbox_env):
     """kill -9 at random points of a flush against a server that stalls at random commands:
     after a final clean flush every queued message was delivered, exactly once except when
-    the kill fell after the server accepted the data (that message, only)."""
+    the kill fell after the server accepted the data (the last two such messages, only)."""
     make, box, run = outbox_env
     srv = StallServer(stall=0.02).start()
     rnd = random.Random(int(os.environ.get("BA_OUTBOX_SEED", "12")))
@@ -666,8 +813,11 @@ def test_kill_during_flush(outbox_env):
             time.sleep(0.05)   # the server records what reached it before the close
             during = srv.messages[before:]
             if during and p.returncode == -signal.SIGKILL:
-                # the message in flight at the kill may have been accepted unacknowledged
-                justified[msgid_of(during[-1].data)] += 1
+                # the message in flight at the kill may have been accepted unacknowledged;
+                # with pipelining across messages so may the one before it (its verdict
+                # is read with the next message's replies and recorded after the next write)
+                for t in during[-2:]:
+                    justified[msgid_of(t.data)] += 1
         r = run("sendmail", "-C", cfg, "-q")
         assert r.returncode == 0, r.stderr
         assert entries(run, cfg) == []

@@ -30,6 +30,8 @@ static struct ba_outbox_entry sample(void)
 	e.rcpt[0].state = BA_OUTBOX_RCPT_SENT;
 	e.rcpt[0].code = 250;
 	e.rcpt[1].addr = strdup("b@example.net");
+	e.rcpt[1].code = 452;
+	e.rcpt[1].reply = strdup("452 4.2.2 mailbox full\r\n(try later)");
 	e.notify = 6;
 	e.ret = 2;
 	e.envid = strdup("QQ314159");
@@ -62,6 +64,11 @@ static void test_outbox__round_trip(void **state)
 	assert_int_equal(f.rcpt[0].state, BA_OUTBOX_RCPT_SENT);
 	assert_int_equal(f.rcpt[0].code, 250);
 	assert_int_equal(f.rcpt[1].state, BA_OUTBOX_RCPT_PENDING);
+	assert_null(f.rcpt[0].reply);
+	/* a recipient's reply follows its rcpt line, on one line */
+	assert_non_null(strstr(b.data, "rcpt pending 452 b@example.net\n"
+	                               "reply 452 4.2.2 mailbox full  (try later)\n"));
+	assert_string_equal(f.rcpt[1].reply, "452 4.2.2 mailbox full  (try later)");
 	assert_int_equal(f.notify, 6);
 	assert_int_equal(f.ret, 2);
 	assert_string_equal(f.envid, "QQ314159");
@@ -71,6 +78,31 @@ static void test_outbox__round_trip(void **state)
 	assert_int_equal(f.attempts, 1);
 	assert_int_equal(f.error_class, 75);
 	assert_int_equal(f.error_code, 451);
+	assert_int_equal(ba_outbox_entry_format(&c, &f), 0);
+	assert_string_equal(b.data, c.data);
+	ba_outbox_entry_release(&f);
+	ba_outbox_entry_release(&e);
+	ba_buf_release(&b);
+	ba_buf_release(&c);
+}
+
+/* The in-flight and cancelled marks next to a recipient's reply: parsed and written back alike. */
+static void test_outbox__marks_and_replies_round_trip(void **state)
+{
+	(void)state;
+	struct ba_outbox_entry e = sample(), f;
+	e.inflight = 1733500123;
+	e.cancelled = 1;
+	struct ba_buf b = BA_BUF_INIT, c = BA_BUF_INIT;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_entry_format(&b, &e), 0);
+	assert_non_null(strstr(b.data, "inflight 1733500123\n"));
+	assert_non_null(strstr(b.data, "cancelled 1\n"));
+	assert_int_equal(ba_outbox_entry_parse(&f, b.data, b.len, &err), 0);
+	assert_int_equal(f.inflight, 1733500123);
+	assert_true(f.cancelled);
+	assert_null(f.rcpt[0].reply);
+	assert_string_equal(f.rcpt[1].reply, "452 4.2.2 mailbox full  (try later)");
 	assert_int_equal(ba_outbox_entry_format(&c, &f), 0);
 	assert_string_equal(b.data, c.data);
 	ba_outbox_entry_release(&f);
@@ -120,6 +152,10 @@ static void test_outbox__corrupt(void **state)
 		"created 5\nend\n", /* a key twice */
 		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
 		"created 5\nend\nid 2\n", /* text after end */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nreply 550 no\n"
+		"rcpt pending 0 c@d\ncreated 5\nend\n", /* a reply before any recipient */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"reply 550 no\nreply 551 no\ncreated 5\nend\n", /* two replies for one */
 	};
 	struct ba_outbox_entry e;
 	struct ba_err err = BA_ERR_INIT;
@@ -454,6 +490,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_outbox__round_trip),
+		cmocka_unit_test(test_outbox__marks_and_replies_round_trip),
 		cmocka_unit_test(test_outbox__minimal),
 		cmocka_unit_test(test_outbox__corrupt),
 		cmocka_unit_test(test_outbox__directory),

@@ -559,7 +559,7 @@ static void test_smtp__pipelined_send(void **state)
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
 	struct ba_rcpt r2[] = { { "a@x.test", BA_NOTIFY_SUCCESS | BA_NOTIFY_FAILURE, "A+b=c@x.test" },
 		                { "b@x.test", BA_NOTIFY_NEVER, NULL } };
-	struct ba_envelope env = { "me@x.test", r2, 2, 1234, BA_BODY_7BIT, 0, BA_RET_HDRS, "id 1" };
+	struct ba_envelope env = { "me@x.test", r2, 2, 1234, BA_BODY_7BIT, 0, BA_RET_HDRS, "id 1", NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "Subject: x\n\n.hi\n", &res, &err), 0);
 	assert_int_equal(res->naccepted, 2);
@@ -567,7 +567,7 @@ static void test_smtp__pipelined_send(void **state)
 	assert_string_equal(res->text, "queued");
 	assert_int_equal(res->rcpts[1].code, 251);
 	ba_result_free(res);
-	struct ba_envelope env1 = { "", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env1 = { "", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &env1, "x", &res, &err), 0);
 	ba_result_free(res);
 	ba_session_free(s);
@@ -581,6 +581,228 @@ static void test_smtp__pipelined_send(void **state)
 	                    "Subject: x\r\n\r\n..hi\r\n.\r\n"
 	                    "MAIL FROM:<>\r\nRCPT TO:<a@x.test>\r\nDATA\r\nx\r\n.\r\n"
 	                    "QUIT\r\n");
+	peer_free(p);
+}
+
+/* What the done callback of pipelining across messages saw, in order. */
+struct verdicts {
+	int n;
+	int rc[4], code[4], cls[4], smtp[4];
+	size_t naccepted[4];
+	char text[4][64];
+};
+
+static void on_done(void *ctx, struct ba_result *res, int rc, const struct ba_err *err)
+{
+	struct verdicts *v = ctx;
+	assert_true(v->n < 4);
+	size_t acc = 0;
+	for (size_t i = 0; i < res->nrcpts; i++)
+		acc += res->rcpts[i].accepted;
+	v->rc[v->n] = rc;
+	v->code[v->n] = res->code;
+	v->cls[v->n] = rc < 0 ? err->code : 0;
+	v->smtp[v->n] = rc < 0 ? err->smtp_code : 0;
+	v->naccepted[v->n] = acc;
+	snprintf(v->text[v->n], sizeof v->text[0], "%s", res->text);
+	v->n++;
+	ba_result_free(res);
+}
+
+static void test_smtp__pipelined_across_messages(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n",
+		"G:3", "C:MAIL", "C:RCPT", "C:DATA", "S:250 ok\r\n250 ok\r\n354 go\r\n",
+		/* the first message's data and end travel with the second's commands */
+		"G:5", "D", "C:MAIL FROM:<two@", "C:RCPT", "C:DATA",
+		"S:250 first queued\r\n550 5.7.1 sender refused\r\n503 need MAIL\r\n"
+		"503 need MAIL\r\n",
+		/* the third: RSET, as after any refusal; its verdict comes when the session ends */
+		"G:4", "C:RSET", "C:MAIL", "C:RCPT", "C:DATA", "S:250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+		"G:2", "D", "S:451 4.3.0 try later\r\n", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_envelope e2 = e1, e3 = e1;
+	e2.from = "two@x.test";
+	e3.from = "three@x.test";
+	struct ba_result *res = (struct ba_result *)&v;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	assert_null(res);
+	assert_int_equal(v.n, 0); /* no verdict yet */
+	/* the second's refusal is its own; the first's 250 is the first's */
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_UNAVAILABLE);
+	assert_int_equal(err.smtp_code, 550);
+	assert_non_null(res);
+	assert_int_equal(res->naccepted, 0);
+	ba_result_free(res);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], 0);
+	assert_int_equal(v.code[0], 250);
+	assert_int_equal(v.naccepted[0], 1);
+	assert_string_equal(v.text[0], "first queued");
+	ba_err_clear(&err);
+	assert_int_equal(send_msg(s, &e3, "z", &res, &err), 1);
+	assert_int_equal(v.n, 1);
+	ba_session_free(s); /* reads the third's verdict, then QUIT */
+	assert_int_equal(v.n, 2);
+	assert_int_equal(v.rc[1], -1);
+	assert_int_equal(v.cls[1], EX_TEMPFAIL);
+	assert_int_equal(v.smtp[1], 451);
+	assert_int_equal(v.naccepted[1], 0);
+	const char *got = peer_end(p);
+	assert_string_equal(got,
+	                    "EHLO client.test\r\n"
+	                    "MAIL FROM:<one@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	                    "x\r\n.\r\nMAIL FROM:<two@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	                    "RSET\r\nMAIL FROM:<three@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	                    "z\r\n.\r\nQUIT\r\n");
+	peer_free(p);
+}
+
+/* 421 as the verdict on the first message: neither it nor the second counts as delivered. */
+static void test_smtp__pipelined_across_421(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n",
+		"G:3", "C:MAIL", "C:RCPT", "C:DATA", "S:250 ok\r\n250 ok\r\n354 go\r\n",
+		"G:5", "D", "S:421 4.3.2 shutting down\r\n", "X", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_envelope e2 = e1;
+	struct ba_result *res = NULL;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_true(res == NULL || res->naccepted == 0);
+	ba_result_free(res);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], -1);
+	assert_int_equal(v.code[0], 421);
+	assert_int_equal(v.cls[0], EX_TEMPFAIL);
+	assert_int_equal(v.naccepted[0], 0);
+	/* the session is dead: the next send fails at once, nothing pending is left */
+	ba_err_clear(&err);
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	ba_session_free(s);
+	assert_int_equal(v.n, 1);
+	peer_end(p);
+	peer_free(p);
+}
+
+/* The connection closes before the verdict: the message is not delivered (not known). */
+static void test_smtp__pipelined_across_lost(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n",
+		"G:4", "C:MAIL", "C:RCPT", "C:RCPT", "C:DATA",
+		"S:250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n", "X", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_result *res = NULL;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	ba_session_free(s);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], -1);
+	assert_int_equal(v.cls[0], EX_TEMPFAIL);
+	assert_int_equal(v.naccepted[0], 0);
+	peer_end(p);
+	peer_free(p);
+}
+
+/* A send refused before it writes (over SIZE) still hands over the earlier verdict first. */
+static void test_smtp__pipelined_across_local_refusal(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250-SIZE 100\r\n250 PIPELINING\r\n",
+		"G:3", "C:MAIL", "C:RCPT", "C:DATA", "S:250 ok\r\n250 ok\r\n354 go\r\n",
+		"G:2", "D", "S:250 first queued\r\n", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_envelope e2 = e1;
+	e2.size = 1000;
+	struct ba_result *res = NULL;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(err.code, EX_DATAERR);
+	ba_result_free(res);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], 0);
+	assert_string_equal(v.text[0], "first queued");
+	ba_session_free(s);
+	assert_int_equal(v.n, 1);
+	peer_end(p);
+	peer_free(p);
+}
+
+/* Without PIPELINING a done callback changes nothing: lock-step, the verdict awaited. */
+static void test_smtp__pipelined_across_lockstep(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 8BITMIME\r\n",
+		"G:1", "C:MAIL", "S:250 ok\r\n", "G:1", "C:RCPT", "S:250 ok\r\n", "G:1", "C:DATA",
+		"S:354 go\r\n", "D", "S:250 queued\r\n",
+		"G:1", "C:MAIL", "S:250 ok\r\n", "G:1", "C:RCPT", "S:250 ok\r\n", "G:1", "C:DATA",
+		"S:354 go\r\n", "D", "S:250 queued\r\n", "G:1", "C:QUIT", "S:221 bye\r\n", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_result *res = NULL;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(send_msg(s, &e1, "x", &res, &err), 0);
+		assert_non_null(res);
+		assert_int_equal(res->naccepted, 1);
+		ba_result_free(res);
+	}
+	ba_session_free(s);
+	assert_int_equal(v.n, 0);
+	peer_end(p);
 	peer_free(p);
 }
 
@@ -604,7 +826,7 @@ static void test_smtp__refused_recipients(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
 	assert_int_equal(err.code, EX_NOUSER);
@@ -645,7 +867,7 @@ static void test_smtp__pipelined_refusal_drops(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "secret body\n", &res, &err), -1);
 	assert_int_equal(err.code, EX_TEMPFAIL);
@@ -672,7 +894,7 @@ static void test_smtp__lost_after_data_delivers_to_no_one(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
 	assert_non_null(res);
@@ -701,7 +923,7 @@ static void test_smtp__lmtp_lost_after_first_verdict(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
 	assert_non_null(res);
@@ -728,7 +950,7 @@ static void test_smtp__lmtp(void **state)
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
 	struct ba_rcpt three[] = { { "a@x", 0, NULL }, { "b@x", 0, NULL }, { "c@x", 0, NULL } };
-	struct ba_envelope env = { "me@x", three, 3, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", three, 3, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	pp.flags = BA_SMTP_PARTIAL_DELIVERY;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), 0);
@@ -764,7 +986,7 @@ static void test_smtp__bdat(void **state)
 	for (size_t i = 0; i < n; i++)
 		body[i] = i % 100 == 99 ? '\n' : (i % 100 == 0 ? '.' : 'a');
 	body[n] = '\0';
-	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, body, &res, &err), 0);
 	assert_string_equal(res->text, "done");
@@ -800,31 +1022,31 @@ static void test_smtp__envelope_checks(void **state)
 		                           "a@b\x01" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct ba_rcpt r = { bad[i], 0, NULL };
-		struct ba_envelope env = { "me@x", &r, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env = { "me@x", &r, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		assert_int_equal(send_msg(s, &env, "x", &res, &err), -1);
 		assert_int_equal(err.code, EX_DATAERR);
 		ba_result_free(res);
-		struct ba_envelope env2 = { bad[i], two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env2 = { bad[i], two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		assert_int_equal(send_msg(s, &env2, "x", &res, &err), -1);
 		assert_int_equal(err.code, EX_DATAERR);
 		ba_result_free(res);
 	}
 	/* RFC 5321 §4.1.1.3: a null reverse-path is fine, a null forward-path is not */
 	struct ba_rcpt empty = { "", 0, NULL };
-	struct ba_envelope enve = { "", &empty, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope enve = { "", &empty, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &enve, "x", &res, &err), -1);
 	assert_int_equal(err.code, EX_DATAERR);
 	ba_result_free(res);
 	struct ba_rcpt u = { "j\xc3\xb6rg@x", 0, NULL };
-	struct ba_envelope envu = { "me@x", &u, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope envu = { "me@x", &u, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &envu, "x", &res, &err), -1);
 	assert_non_null(strstr(err.text, "SMTPUTF8"));
 	ba_result_free(res);
-	struct ba_envelope env8 = { "me@x", two, 1, 0, BA_BODY_8BITMIME, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env8 = { "me@x", two, 1, 0, BA_BODY_8BITMIME, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &env8, "x", &res, &err), -1);
 	assert_non_null(strstr(err.text, "8BITMIME"));
 	ba_result_free(res);
-	struct ba_envelope big = { "me@x", two, 1, 1001, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope big = { "me@x", two, 1, 1001, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	assert_int_equal(send_msg(s, &big, "x", &res, &err), -1);
 	assert_int_equal(err.code, EX_DATAERR);
 	assert_int_equal(err.smtp_code, 552);
@@ -853,7 +1075,7 @@ static void test_smtp__bad_body_drops(void **state)
 		memset(body, 'a', sizeof body - 1);
 		if (k == 0)
 			memcpy(body, "ok\n\xe9t\xe9\n", 8);
-		struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		struct ba_result *res;
 		assert_int_equal(send_msg(s, &env, body, &res, &err), -1);
 		assert_int_equal(err.code, EX_DATAERR);
@@ -925,7 +1147,7 @@ static void mail_refused_case(const char *reply, int want_class, int want_code, 
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x.test", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "x\n", &res, &err), -1);
 	assert_int_equal(err.code, want_class);
@@ -973,7 +1195,7 @@ static void bdat_refused_case(const char *reply, int want_class, const char *wan
 	for (size_t i = 0; i < n; i++)
 		body[i] = i % 100 == 99 ? '\n' : 'a';
 	body[n] = '\0';
-	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, body, &res, &err), -1);
 	assert_int_equal(err.code, want_class);
@@ -1036,7 +1258,7 @@ static void test_smtp__opportunistic_tls(void **state)
 	assert_int_equal(open_with(none, &pp, &p, &s, &err), 0);
 	assert_int_equal(fake_tls_calls, 0);
 	assert_false(ba_session_caps(s) & BA_CAP_TLS_ACTIVE);
-	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "hi\n", &res, &err), 0);
 	ba_result_free(res);
@@ -1174,7 +1396,7 @@ static void test_smtp__progress(void **state)
 		ba_session *s;
 		struct ba_err err = BA_ERR_INIT;
 		assert_int_equal(open_with(chunking ? bdat : data, &pp, &p, &s, &err), 0);
-		struct ba_envelope env = { "me@x", two, 1, n, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+		struct ba_envelope env = { "me@x", two, 1, n, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 		struct ba_result *res;
 		assert_int_equal(send_msg(s, &env, body, &res, &err), 0);
 		ba_result_free(res);
@@ -1214,7 +1436,7 @@ static void test_smtp__lmtp_extra_reply(void **state)
 	ba_session *s;
 	struct ba_err err = BA_ERR_INIT;
 	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
-	struct ba_envelope env = { "me@x", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL };
+	struct ba_envelope env = { "me@x", two, 2, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL, NULL, NULL };
 	struct ba_result *res;
 	assert_int_equal(send_msg(s, &env, "hi\n", &res, &err), -1);
 	assert_int_equal(err.code, EX_PROTOCOL);
@@ -1261,6 +1483,11 @@ int main(void)
 		cmocka_unit_test(test_smtp__cancel_stalled),
 		cmocka_unit_test(test_smtp__progress),
 		cmocka_unit_test(test_smtp__lmtp_extra_reply),
+		cmocka_unit_test(test_smtp__pipelined_across_messages),
+		cmocka_unit_test(test_smtp__pipelined_across_421),
+		cmocka_unit_test(test_smtp__pipelined_across_lost),
+		cmocka_unit_test(test_smtp__pipelined_across_lockstep),
+		cmocka_unit_test(test_smtp__pipelined_across_local_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,7 +82,7 @@ static void *worker_main(void *arg)
 	if (w->open_rc == 0) {
 		static const struct ba_rcpt rc[] = { { "b@example.test", 0, NULL } };
 		struct ba_envelope env = { "a@example.test", rc, 1, MESSAGE_SIZE, BA_BODY_7BIT,
-			                   0, BA_RET_NONE, NULL };
+			                   0, BA_RET_NONE, NULL, NULL, NULL };
 		struct gen_reader g = { { &gen_ops }, 0, MESSAGE_SIZE };
 		struct ba_result *res = NULL;
 		w->send_rc = ba_session_send(s, &env, &g.base, &res, &w->err);

@@ -57,6 +57,8 @@ struct ba_outbox_rcpt {
 	char *addr;                  /* the envelope recipient (after aliases) */
 	enum ba_outbox_rcpt_state state;
 	int code;                    /* the server's last reply to it; 0 = none yet */
+	char *reply;                 /* that reply when it refused the recipient ("550 5.1.1
+	                                no such user", cleaned); NULL = none */
 };
 
 /* One entry's envelope and state.  Strings are malloc'd; release with ba_outbox_entry_release(). */
@@ -252,7 +254,13 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	unsigned smtp_flags;        /* extra enum ba_smtp_flags */
 	ba_route_ask_password_fn *ask_password;
 	void *ask_password_ctx;
-	/* optional: called after each entry, with the error of a failed attempt (else NULL) */
+	/*
+	 * optional: called once per entry when its outcome is recorded (in the
+	 * order of the entries but for one that fails before it reaches the
+	 * server; with PIPELINING, unless lock-step (interactive below), during
+	 * the next entry's send), with the
+	 * error of a failed attempt (else NULL)
+	 */
 	void (*done)(void *ctx, const struct ba_outbox_entry *e, enum ba_outbox_outcome outcome,
 	             const struct ba_err *err);
 	void *done_ctx;
@@ -264,7 +272,9 @@ struct ba_outbox_flush_opts {   /* zero = defaults; every pointer is borrowed */
 	 * neither this nor any later flush sends the message again unless
 	 * ba_outbox_retry() is called.  The bulk flush (0) keeps at-least-once:
 	 * such a message is deferred and sent again.  Entries marked in flight or
-	 * cancelled are never selected, interactive or not.
+	 * cancelled are never selected, interactive or not.  An interactive flush,
+	 * and one with cancel_fd, phase or result, sends lock-step: no pipelining
+	 * across messages, each verdict awaited before the next message.
 	 */
 	int interactive;
 	const int *cancel_fd;       /* optional: cancels the send in progress (smtp.h); that entry
@@ -288,8 +298,13 @@ struct ba_outbox_flush_stats {
 /*
  * Delivers the entries o selects, oldest first, grouped by account: one
  * connection per account carries every message (ba_submit_send() with a
- * kept route), reconnecting after a failure.  Each outcome is recorded
- * before the next message: delivered entries are removed (the directory is
+ * kept route), reconnecting after a failure.  With PIPELINING (and not
+ * lock-step: o->interactive, cancel_fd, phase, result) the end of
+ * a message's data goes out with the next message's commands and its
+ * outcome is recorded when the server's reply to it is read, during the
+ * next message's send (an entry counts as delivered only on the 250 to
+ * its own data; a connection lost before it leaves the entry queued, to
+ * be sent again).  Delivered entries are removed (the directory is
  * fsync'd once per 256 removals and at the end: a removal lost to a power
  * failure only sends that message again), deferred ones get attempts + 1, the error and a next attempt 5 minutes * 2^attempts
  * later (at most 4 hours), permanent failures (5xx, a refused

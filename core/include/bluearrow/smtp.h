@@ -211,6 +211,16 @@ struct ba_rcpt {
 	const char *orcpt;  /* original recipient (sent as "rfc822;" + xtext); NULL = none */
 };
 
+struct ba_result;
+/*
+ * The outcome of a message whose final reply was left for later (see
+ * ba_envelope.done): res (the callee owns it and frees it with
+ * ba_result_free()), and rc and err as ba_session_send() would have
+ * returned them (err is borrowed for the call; rc is 0 or -1).  It must
+ * not call into the session.
+ */
+typedef void ba_smtp_done_fn(void *ctx, struct ba_result *res, int rc, const struct ba_err *err);
+
 struct ba_envelope {
 	const char *from;          /* reverse-path without brackets; "" = null sender <> */
 	const struct ba_rcpt *rcpts;
@@ -220,6 +230,27 @@ struct ba_envelope {
 	int smtputf8;              /* the envelope or headers hold UTF-8 (RFC 6531) */
 	enum ba_smtp_ret ret;      /* DSN RET=; ignored without DSN */
 	const char *envid;         /* DSN ENVID=; NULL = none; ignored without DSN */
+	/*
+	 * Optional: pipelining across messages (RFC 2920 §3.1: message content
+	 * may begin a group).  When set and the session pipelines (PIPELINING
+	 * offered, no BA_SMTP_NO_PIPELINING, not LMTP, no BA_SMTP_CANCEL),
+	 * ba_session_send() returns 1 once the data is sent but for its end,
+	 * with *out NULL, without waiting for the server's verdict.  The end of
+	 * the data waits in the session for the next ba_session_send(), which
+	 * writes it together with its own commands (one write) and reads the
+	 * verdict ahead of their replies.  done(done_ctx, ...) gets the outcome
+	 * exactly once, in the order of the messages: from within a later
+	 * ba_session_send() (right after its next write, so the caller's work
+	 * on it overlaps the server's; or before it returns 0 or -1) or from
+	 * ba_session_free(), which writes the end, reads the verdict, then
+	 * QUITs.  So the caller must go on with the next message (or free the
+	 * session) without delay.  A connection lost before the verdict gives
+	 * rc -1, EX_TEMPFAIL, no recipient accepted: nothing counts as
+	 * delivered without its 250.  Without PIPELINING the call behaves as
+	 * when done is NULL (lock-step, the verdict awaited).
+	 */
+	ba_smtp_done_fn *done;
+	void *done_ctx;
 };
 
 /* The outcome for one recipient.  Strings are owned by the result. */
@@ -282,7 +313,8 @@ const char *ba_session_auth_mech(const ba_session *s);
  * the data phase is reached.
  *
  * Returns 0 when the message was delivered to every recipient (or, with
- * partial delivery, to at least one); else -1 with err set:
+ * partial delivery, to at least one); 1 when its verdict was left for later
+ * (env->done, above); else -1 with err set:
  *  EX_TEMPFAIL  a 4xx anywhere, a timeout, the connection lost;
  *  EX_NOUSER    every recipient refused permanently (5xx);
  *  EX_DATAERR   the message is too big (SIZE, 552), needs 8BITMIME or
@@ -308,7 +340,11 @@ const char *ba_session_auth_mech(const ba_session *s);
 int ba_session_send(ba_session *s, const struct ba_envelope *env, ba_reader *body,
                     struct ba_result **out, struct ba_err *err);
 
-/* Sends QUIT (if the connection is usable), closes the stream and frees.  NULL is a no-op. */
+/*
+ * Reads the verdict of a message left pending (ba_envelope.done) and hands it
+ * over, sends QUIT (if the connection is usable), closes the stream and
+ * frees.  NULL is a no-op.
+ */
 void ba_session_free(ba_session *s);
 
 /*

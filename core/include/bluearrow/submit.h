@@ -194,6 +194,16 @@ int ba_submit_parse_return(const char *s, int *out);
  */
 int ba_submit_check_envid(const char *s, struct ba_err *err);
 
+struct ba_submit_result;
+/*
+ * The outcome of a message ba_submit_send() returned 1 for: res as
+ * ba_submit_send() would have filled it (borrowed for the call: the log
+ * line is written already), rc 0 or -1 and err (borrowed) as it would have
+ * returned them.  It must not use the route.
+ */
+typedef void ba_submit_done_fn(void *ctx, const struct ba_submit_result *res, int rc,
+                               const struct ba_err *err);
+
 /* One message to deliver.  Transparent; zero = defaults; every pointer is borrowed. */
 struct ba_submit {
 	const struct ba_account *acc;
@@ -233,6 +243,18 @@ struct ba_submit {
 	                                 when *route is NULL the route opened is left there.
 	                                 After a failure *route is freed and set to NULL.  The
 	                                 caller frees the last one with ba_route_free() */
+	ba_submit_done_fn *done;      /* optional, with route (and repeat <= 1): pipelining
+	                                 across messages.  When the session pipelines (never
+	                                 with cancel_fd, nor for direct delivery, whose routes
+	                                 are not kept), ba_submit_send() returns 1 once the data
+	                                 is out (data_end called, the end held for the next
+	                                 message's commands), without
+	                                 the server's verdict; done(done_ctx, ...) gets the outcome
+	                                 exactly once, from within a later ba_submit_send() over
+	                                 the same route or its ba_route_free().  Until then
+	                                 everything this struct points to (spool, rcpt, from)
+	                                 must stay valid; the struct itself may go */
+	void *done_ctx;
 };
 
 /* The outcome of ba_submit_send().  Release with ba_submit_result_release(). */
@@ -259,7 +281,8 @@ struct ba_submit_result {
  * writes the account's logfile line and syslog entry in msmtp's format,
  * also on failure.  *res is filled in both cases (release it).
  * Returns 0 when the server accepted the message (with partial_delivery:
- * for at least one recipient; res->result says which were refused), else
+ * for at least one recipient; res->result says which were refused), 1 when
+ * its verdict is left for later (s->done: nothing in *res but server), else
  * -1 with err set to the failure (classes as ba_route_open() and
  * ba_session_send(); the text is the reason, without the account or
  * server: res->server and s->acc->name give those).
