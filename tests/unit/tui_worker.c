@@ -47,6 +47,7 @@ struct srv {
 	atomic_int drop_after_dot; /* close after the final dot without a reply */
 	atomic_int hang_in_data;  /* stop reading after 354 */
 	atomic_int down;          /* greet with 421 and close */
+	atomic_int pipelining;    /* offer PIPELINING */
 	atomic_long rate;         /* data bytes per second; 0 = as fast as possible */
 	int rcvbuf;               /* SO_RCVBUF of accepted connections; 0 = default */
 	/* what it saw */
@@ -176,7 +177,9 @@ static void serve(struct srv *sv, int fd)
 	say(fd, "220 mx.test ESMTP\r\n");
 	while (get_line(sv, c, line, sizeof line)) {
 		if (!strncmp(line, "EHLO", 4)) {
-			say(fd, "250-mx.test\r\n250-SIZE 100000000\r\n250 8BITMIME\r\n");
+			say(fd, atomic_load(&sv->pipelining)
+			        ? "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250 8BITMIME\r\n"
+			        : "250-mx.test\r\n250-SIZE 100000000\r\n250 8BITMIME\r\n");
 		} else if (!strncmp(line, "MAIL", 4) || !strncmp(line, "RSET", 4)) {
 			say(fd, "250 2.1.0 ok\r\n");
 		} else if (!strncmp(line, "RCPT", 4)) {
@@ -784,6 +787,82 @@ static void test_size_limit(void **state)
 	fix_stop(&f);
 }
 
+/*
+ * The interactive flush under the worker, against a server that offers
+ * PIPELINING and drops the connection after the final dot: lock-step, the
+ * entry's verdict awaited on its own send, so it is sent-unknown with its
+ * in-flight mark kept (a verdict left to the next message would have made
+ * it a deferred entry, sent again).  Without cancel_fd, as any caller may.
+ */
+static void test_interactive_flush_lockstep(void **state)
+{
+	(void)state;
+	struct srv sv;
+	memset(&sv, 0, sizeof(sv));
+	atomic_store(&sv.pipelining, 1);
+	atomic_store(&sv.drop_after_dot, 1);
+	srv_start(&sv);
+	char dir[64], box[96], text[512];
+	snprintf(dir, sizeof(dir), "/tmp/ba-tuiw-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(box, sizeof(box), "%s/outbox", dir);
+	int n = snprintf(text, sizeof(text),
+	                 "account t\nhost 127.0.0.1\nport %u\nfrom me@example.org\ntls off\n"
+	                 "auth off\ntimeout 10\noutbox %s\n", sv.port, box);
+	struct ba_err err = BA_ERR_INIT;
+	ba_config *cfg;
+	if (ba_config_parse(&cfg, "test", text, (size_t)n, &err) < 0)
+		fail_msg("config: %s", err.text);
+	ba_outbox *ob;
+	assert_int_equal(ba_outbox_open(&ob, box, NULL, &err), 0);
+	char ids[2][BA_OUTBOX_ID_MAX];
+	for (int k = 0; k < 2; k++) {
+		struct ba_outbox_entry e;
+		memset(&e, 0, sizeof(e));
+		e.account = strdup("t");
+		e.from = strdup("me@example.org");
+		e.nrcpt = 1;
+		e.rcpt = calloc(1, sizeof(*e.rcpt));
+		assert_non_null(e.rcpt);
+		e.rcpt[0].addr = strdup("a@example.org");
+		e.created = e.next = (int64_t)time(NULL) - 10 + k;
+		const char *msg = "From: me@example.org\nSubject: lock-step\n\nhello\n";
+		struct ba_mem_reader mr;
+		ba_mem_reader_init(&mr, msg, strlen(msg));
+		assert_int_equal(ba_outbox_add(ob, &e, &mr.base, NULL, &err), 0);
+		memcpy(ids[k], e.id, sizeof(ids[k]));
+		ba_outbox_entry_release(&e);
+	}
+	struct ba_outbox_flush_opts o;
+	memset(&o, 0, sizeof(o));
+	o.cfg = cfg;
+	o.interactive = 1;
+	struct ba_outbox_flush_stats st;
+	assert_int_equal(ba_outbox_flush(ob, &o, &st, &err), 0);
+	/* each message alone on its connection, each dropped after its dot */
+	assert_int_equal(st.unknown, 2);
+	assert_int_equal(st.deferred, 0);
+	assert_int_equal(st.delivered, 0);
+	assert_int_equal(atomic_load(&sv.ends), 2);
+	assert_int_equal(atomic_load(&sv.conns), 2);
+	for (int k = 0; k < 2; k++) {
+		struct ba_outbox_entry e;
+		assert_int_equal(ba_outbox_get(ob, ids[k], &e, NULL, NULL, &err), 0);
+		assert_true(e.inflight != 0);
+		ba_outbox_entry_release(&e);
+	}
+	/* and no flush sends them again */
+	atomic_store(&sv.drop_after_dot, 0);
+	o.interactive = 0;
+	assert_int_equal(ba_outbox_flush(ob, &o, &st, &err), 0);
+	assert_int_equal(st.delivered + st.deferred + st.unknown, 0);
+	assert_int_equal(atomic_load(&sv.deliveries), 0);
+	ba_outbox_free(ob);
+	ba_config_free(cfg);
+	srv_stop(&sv);
+	rm_tree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -799,6 +878,7 @@ int main(void)
 		cmocka_unit_test(test_size_limit),
 		cmocka_unit_test(test_server_back),
 		cmocka_unit_test(test_locked_elsewhere),
+		cmocka_unit_test(test_interactive_flush_lockstep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
