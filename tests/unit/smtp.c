@@ -670,6 +670,72 @@ static void test_smtp__pipelined_across_messages(void **state)
 	peer_free(p);
 }
 
+/* A data_end hook that fails at its fail_at-th call (1-based; 0 = never). */
+struct ends {
+	int n, fail_at;
+};
+
+static int on_data_end(void *ctx, struct ba_err *err)
+{
+	struct ends *d = ctx;
+	if (++d->n == d->fail_at)
+		return ba_err_set(err, EX_IOERR, "in-flight mark not written");
+	return 0;
+}
+
+/*
+ * data_end with pipelining across messages: called once per message before
+ * its end of data is held for the next message's commands; failing there
+ * drops the send as a cancel does (neither that message's data nor its end
+ * reach the server), and the earlier message's verdict is still handed over.
+ */
+static void test_smtp__pipelined_across_data_end(void **state)
+{
+	(void)state;
+	static const char *const sc[] = {
+		GREET, "C:EHLO", "S:250-mx\r\n250 PIPELINING\r\n",
+		"G:3", "C:MAIL", "C:RCPT", "C:DATA", "S:250 ok\r\n250 ok\r\n354 go\r\n",
+		"G:5", "D", "C:MAIL FROM:<two@", "C:RCPT", "C:DATA",
+		"S:250 first queued\r\n250 ok\r\n250 ok\r\n354 go\r\n", "E", NULL
+	};
+	struct ba_smtp_params pp = params();
+	struct ends d = { 0, 2 };
+	pp.data_end = on_data_end;
+	pp.data_end_ctx = &d;
+	struct peer *p;
+	ba_session *s;
+	struct ba_err err = BA_ERR_INIT;
+	struct verdicts v;
+	memset(&v, 0, sizeof v);
+	assert_int_equal(open_with(sc, &pp, &p, &s, &err), 0);
+	struct ba_envelope e1 = { "one@x.test", two, 1, 0, BA_BODY_7BIT, 0, BA_RET_NONE, NULL,
+		                  on_done, &v };
+	struct ba_envelope e2 = e1;
+	e2.from = "two@x.test";
+	struct ba_result *res = NULL;
+	assert_int_equal(send_msg(s, &e1, "x", &res, &err), 1);
+	assert_int_equal(d.n, 1); /* before its end was held */
+	assert_int_equal(send_msg(s, &e2, "y", &res, &err), -1);
+	assert_int_equal(d.n, 2);
+	assert_int_equal(err.code, EX_IOERR);
+	assert_non_null(res);
+	assert_int_equal(res->naccepted, 0);
+	assert_int_equal(res->rcpts[0].accepted, 0);
+	ba_result_free(res);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(v.rc[0], 0);
+	assert_int_equal(v.code[0], 250);
+	assert_int_equal(v.naccepted[0], 1);
+	ba_session_free(s);
+	assert_int_equal(v.n, 1);
+	const char *got = peer_end(p);
+	assert_string_equal(got,
+	                    "EHLO client.test\r\n"
+	                    "MAIL FROM:<one@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	                    "x\r\n.\r\nMAIL FROM:<two@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n");
+	peer_free(p);
+}
+
 /* 421 as the verdict on the first message: neither it nor the second counts as delivered. */
 static void test_smtp__pipelined_across_421(void **state)
 {
@@ -1484,6 +1550,7 @@ int main(void)
 		cmocka_unit_test(test_smtp__progress),
 		cmocka_unit_test(test_smtp__lmtp_extra_reply),
 		cmocka_unit_test(test_smtp__pipelined_across_messages),
+		cmocka_unit_test(test_smtp__pipelined_across_data_end),
 		cmocka_unit_test(test_smtp__pipelined_across_421),
 		cmocka_unit_test(test_smtp__pipelined_across_lost),
 		cmocka_unit_test(test_smtp__pipelined_across_lockstep),
