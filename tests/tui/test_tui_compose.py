@@ -130,7 +130,7 @@ def test_undo_within_the_window_never_contacts_the_server(smtp_server, tui):
     time.sleep(4)
     assert srv.conns == []
     t.keys("o")
-    s = t.wait_for("Outbox")
+    s = t.wait_for("-- Outbox")  # the status line: "Outbox" is on the composer's key line too
     assert "held" not in s and "take me back" not in s
     # from the composer too: u after sending takes it back
     t.keys("m")
@@ -284,7 +284,9 @@ def test_body_in_the_external_editor(tmp_path, smtp_server, tui):
     t.field("s", "edited")
     t.keys("e")
     t.wait_for("EDITOR RUNNING")         # the editor has the terminal (endwin)
-    s = t.wait_for("-- Compose")         # and the screen comes back
+    # and the screen comes back with the text read in (tmux shows the saved screen
+    # first, before the composer has redrawn it)
+    s = t.wait_for(lambda s: "-- Compose" in s and "written by the editor" in s)
     assert "written by the editor: 한글" in s
     t.keys("e")
     t.wait_for("EDITOR RUNNING")

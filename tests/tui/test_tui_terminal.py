@@ -73,7 +73,7 @@ def test_no_color_and_vt100_keep_states_readable(tui, tmp_path):
         t = tui(NO_SERVER, name="nc%d" % i, env=env)
         compose(t)
         t.keys("o")
-        s = t.wait_for("Outbox")
+        s = t.wait_for("-- Outbox")
         esc = t.screen(escapes=True)
         # no colour sequences (SGR 30-37, 38;5, 90-97); reverse video and bold are allowed
         assert not re.search(r"\x1b\[[0-9;]*(3[0-8]|9[0-7])[;m]", esc), repr(esc[:400])
