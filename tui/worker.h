@@ -162,6 +162,29 @@ int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *acco
                        int64_t hold_until, char *id_out, size_t idlen, struct ba_err *err);
 
 /*
+ * As tui_worker_enqueue(), but only the quick part runs in the calling
+ * thread (the message's structure, the account, the recipients: the errors
+ * of those come back here); a thread of its own reads the files, writes the
+ * message into the outbox and makes it durable, so a large attachment never
+ * holds up the caller.  d is copied: the caller may change or free it at
+ * once.  *ticket names the enqueue for tui_worker_enqueue_poll(); the
+ * descriptor of tui_worker_fd() becomes readable when it is done.  A
+ * message being written when tui_worker_stop() is called is finished first.
+ * Errors: as tui_worker_enqueue() for the quick part, EX_OSERR (thread).
+ */
+int tui_worker_enqueue_start(struct tui_worker *w, const ba_draft *d, const char *account,
+                             int64_t hold_until, unsigned *ticket, struct ba_err *err);
+/*
+ * The outcome of ticket: 1 while the message is being written; 0 when it
+ * is durable in the outbox, its id in id_out (idlen bytes); -1 with err
+ * when writing it failed (the errors of tui_worker_enqueue(), nothing of
+ * the entry left) or there is no such ticket (EX_NOINPUT).  Once 0 or -1
+ * was returned the ticket is gone.
+ */
+int tui_worker_enqueue_poll(struct tui_worker *w, unsigned ticket, char *id_out, size_t idlen,
+                            struct ba_err *err);
+
+/*
  * Cancels the send of id: a send in progress is stopped within a second
  * and the server never sees the end of the data (once the end is out, the
  * reply is awaited and the outcome stands, see smtp.h); the entry stays in
