@@ -7,8 +7,12 @@
  * at most the last quarter second.  A recalled draft is saved over its own
  * file: the old version stays on disk until the new one replaces it.
  *
- * Send hands the draft to the worker (tui_worker_enqueue(): durable in the
- * outbox when it returns), held for the undo window.  A copy of the draft
+ * Send hands the draft to the worker (tui_worker_enqueue_start(): a thread
+ * of the worker reads the files and writes the message into the outbox),
+ * held for the undo window.  The composer closes once the message is
+ * durable, or after ENQUEUE_WAIT_MS with the message still being written
+ * ("Queuing"); its draft file stays until the message is durable, and stays
+ * when it could not be written (tui_enqueue_check()).  A copy of the draft
  * is kept in drafts/outbox/ID.draft so that the message can be taken back
  * or a failed one reopened with its attachments as they were chosen.
  */

@@ -1183,7 +1183,13 @@ int tui_worker_enqueue_start(struct tui_worker *w, const ba_draft *d, const char
 	q->next = w->jobs;
 	w->jobs = q;
 	pthread_mutex_unlock(&w->mu);
-	if (pthread_create(&q->th, NULL, enq_main, q) != 0) {
+	/* signals go to the UI thread, as for the worker's */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int prc = pthread_create(&q->th, NULL, enq_main, q);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (prc != 0) {
 		pthread_mutex_lock(&w->mu);
 		w->jobs = q->next;
 		pthread_mutex_unlock(&w->mu);

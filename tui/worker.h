@@ -5,8 +5,9 @@
  * the same core path as `bluearrow outbox flush` (ba_outbox_flush() with
  * explicit ids, so every send is recorded in the outbox exactly as a flush
  * records it).  The UI thread never waits for the network: it enqueues
- * (durable before the call returns), asks for cancels, retries, removals,
- * and reads snapshots of every entry's live state.
+ * (durable before the call returns, or written by a thread of its own and
+ * polled for, tui_worker_enqueue_start()), asks for cancels, retries,
+ * removals, and reads snapshots of every entry's live state.
  *
  * The worker publishes its state under a mutex and writes a byte to a pipe
  * whenever it changes; the UI polls tui_worker_fd() together with standard
@@ -20,8 +21,9 @@
  *
  * Thread safety: every function here is called from one thread (the UI
  * thread), except that tui_worker_fd() may be polled anywhere.  The log
- * callback of the options is called from the worker thread, which blocks
- * every signal: they reach the UI thread.
+ * callback of the options is called from the worker thread and from the
+ * threads of tui_worker_enqueue_start(), which block every signal: they
+ * reach the UI thread.
  */
 #ifndef BLUEARROW_TUI_WORKER_H
 #define BLUEARROW_TUI_WORKER_H
