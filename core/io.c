@@ -299,6 +299,10 @@ struct fd_stream {
 	int cancel_fd;  /* -1: none */
 	int is_sock; /* wfd is a socket: write with MSG_NOSIGNAL */
 	int is_tcp;  /* ... an IPv4 or IPv6 one (its send queue counts bytes) */
+	ba_stream_wait_fn *wait_fn; /* NULL: none */
+	void *wait_ctx;
+	int wait_ms;
+	size_t wait_done, wait_len; /* the write under way, for wait_fn */
 	char name[64];
 };
 
@@ -318,11 +322,14 @@ static int cancelled(const struct fd_stream *s, struct ba_err *err)
 /*
  * Waits for fd to become ready for events before deadline, or for the
  * cancel descriptor to become readable (in the same poll, so a stalled
- * peer cannot delay a cancel).  Returns 0, or -1 with err set.
+ * peer cannot delay a cancel).  A write waiting calls the wait hook every
+ * wait_ms.  Returns 0, or -1 with err set.
  */
 static int wait_fd(const struct fd_stream *s, int fd, short events, int64_t deadline,
                    struct ba_err *err)
 {
+	/* a writer waiting calls the wait hook at each interval */
+	int hook = (events & POLLOUT) && s->wait_fn;
 	for (;;) {
 		int timeout = -1;
 		if (deadline) {
@@ -331,12 +338,16 @@ static int wait_fd(const struct fd_stream *s, int fd, short events, int64_t dead
 				return ba_err_set(err, EX_TEMPFAIL, "%s: timed out", s->name);
 			timeout = left > 60000 ? 60000 : (int)left;
 		}
+		if (hook && (timeout < 0 || timeout > s->wait_ms))
+			timeout = s->wait_ms;
 		struct pollfd pfd[2] = { { fd, events, 0 }, { s->cancel_fd, POLLIN, 0 } };
 		int r = poll(pfd, s->cancel_fd >= 0 ? 2 : 1, timeout);
 		if (r > 0 && s->cancel_fd >= 0 && pfd[1].revents)
 			return cancelled(s, err);
 		if (r > 0)
 			return 0;
+		if (r == 0 && hook)
+			s->wait_fn(s->wait_ctx, s->wait_done, s->wait_len);
 		if (r < 0 && errno != EINTR)
 			return ba_err_set(err, EX_IOERR, "%s: poll: %s", s->name, ba_strerror_t(errno));
 	}
@@ -370,12 +381,15 @@ static int fd_stream_write(ba_stream *base, const void *p, size_t n, int64_t dea
 	const unsigned char *q = p;
 	if (ba_cancel_pending(s->cancel_fd))
 		return cancelled(s, err);
+	s->wait_len = n;
+	s->wait_done = 0;
 	while (n) {
 		/* a socket peer that went away must give EPIPE, not kill the process */
 		ssize_t k = s->is_sock ? send(s->wfd, q, n, MSG_NOSIGNAL) : write(s->wfd, q, n);
 		if (k >= 0) {
 			q += k;
 			n -= (size_t)k;
+			s->wait_done += (size_t)k;
 			continue;
 		}
 		if (errno == EINTR)
@@ -400,6 +414,16 @@ static void fd_stream_free(ba_stream *base)
 static int fd_stream_set_cancel(ba_stream *base, int fd)
 {
 	((struct fd_stream *)base)->cancel_fd = fd < 0 ? -1 : fd;
+	return 0;
+}
+
+static int fd_stream_set_wait_hook(ba_stream *base, ba_stream_wait_fn *fn, void *ctx,
+                                   int interval_ms)
+{
+	struct fd_stream *s = (struct fd_stream *)base;
+	s->wait_fn = fn;
+	s->wait_ctx = ctx;
+	s->wait_ms = interval_ms > 0 ? interval_ms : 100;
 	return 0;
 }
 
@@ -431,7 +455,8 @@ static int fd_stream_readable(ba_stream *base, int timeout_ms)
 
 static const struct ba_stream_ops fd_stream_ops = { fd_stream_read, fd_stream_write, NULL,
 	                                            fd_stream_free, fd_stream_set_cancel,
-	                                            fd_stream_unsent, fd_stream_readable };
+	                                            fd_stream_unsent, fd_stream_readable,
+	                                            fd_stream_set_wait_hook };
 
 ba_stream *ba_fd_stream_new(int rfd, int wfd, const char *name)
 {

@@ -99,6 +99,8 @@ struct ba_session {
 		ba_smtp_done_fn *done;
 		void *ctx;
 	} ready;
+	uint64_t data_read;    /* body bytes read in this data phase (for data_waiting()) */
+	uint64_t data_total;   /* ... and its expected total */
 };
 
 static int pend_finish(ba_session *s, int more, struct ba_err *err);
@@ -1209,6 +1211,7 @@ static void progress(ba_session *s, uint64_t sent, uint64_t total)
 }
 
 #define ACK_POLL_MS 100
+#define WAIT_PROGRESS_MS 150
 
 /*
  * After the end of the data, before its reply: reports the progress every
@@ -1230,6 +1233,29 @@ static void progress_until_acked(ba_session *s, uint64_t sent, uint64_t total)
 	}
 	if (waited || s->acked < sent)
 		progress(s, sent, total);
+}
+
+/*
+ * The stream's wait hook while a data write waits for room (a slow
+ * server): the progress of the bytes of the write that went out, so the
+ * figure moves every WAIT_PROGRESS_MS however large the socket's buffer.
+ */
+static void data_waiting(void *ctx, size_t done, size_t len)
+{
+	ba_session *s = ctx;
+	if (!s->p->progress || !s->stream)
+		return;
+	uint64_t wire = s->wire_data + len, out = s->wire_data + done, acked = 0;
+	uint64_t unsent = ba_stream_unsent(s->stream);
+	uint64_t sent = (uint64_t)((double)s->data_read * (double)out / (double)wire);
+	if (out > unsent)
+		acked = (uint64_t)((double)s->data_read * (double)(out - unsent) / (double)wire);
+	if (acked > sent)
+		acked = sent;
+	if (acked < s->acked)
+		acked = s->acked;
+	s->acked = acked;
+	s->p->progress(s->p->progress_ctx, sent, acked, s->data_total);
 }
 
 /*
@@ -1282,7 +1308,7 @@ static int pump_write(ba_session *s, const struct framing *f, int last, struct b
  * interrupted pump never completes a message.  Returns 0, 1 when a BDAT
  * chunk was refused (the reply in s->r), -1 on error.
  */
-static int send_body(ba_session *s, const struct framing *f, ba_reader *body, uint64_t total,
+static int pump_body(ba_session *s, const struct framing *f, ba_reader *body, uint64_t total,
                      int seven_bit, unsigned char *in, struct ba_err *err)
 {
 	struct ba_smtp_data_state st = { 0 };
@@ -1303,6 +1329,7 @@ static int send_body(ba_session *s, const struct framing *f, ba_reader *body, ui
 		if (k == 0)
 			break;
 		sent += (uint64_t)k;
+		s->data_read = sent;
 		if (ba_smtp_data_add(&s->dbuf, &st, !f->bdat, in, (size_t)k, err) < 0)
 			return -1;
 		if (s->dbuf.len - f->reserve < f->chunk)
@@ -1331,7 +1358,20 @@ static int send_body(ba_session *s, const struct framing *f, ba_reader *body, ui
 	return 0;
 }
 
-/* Replies after the data: one, or for LMTP one per accepted recipient (RFC 2033 §4.2). */
+/* The pump above with the progress reported while a write waits too. */
+static int send_body(ba_session *s, const struct framing *f, ba_reader *body, uint64_t total,
+                     int seven_bit, unsigned char *in, struct ba_err *err)
+{
+	s->data_read = 0;
+	s->data_total = total;
+	int hook = s->p->progress && ba_stream_set_wait_hook(s->stream, data_waiting, s,
+	                                                     WAIT_PROGRESS_MS) == 0;
+	int rc = pump_body(s, f, body, total, seven_bit, in, err);
+	if (hook && s->stream)
+		ba_stream_set_wait_hook(s->stream, NULL, NULL, 0);
+	return rc;
+}
+
 /*
  * Recipients from index `from` on did not get the message: accepted at
  * RCPT, but the data or its verdict never came through (a lost connection,
@@ -1343,6 +1383,7 @@ static void undelivered(struct ba_result *res, size_t from)
 		res->rcpts[i].accepted = 0;
 }
 
+/* Replies after the data: one, or for LMTP one per accepted recipient (RFC 2033 §4.2). */
 static int read_final(ba_session *s, struct ba_result *res, struct ba_err *err)
 {
 	smtp_set_state(s, ST_DATA_END);

@@ -48,6 +48,9 @@ struct tls_stream {
 	char host[256];
 	char dane_alt[256];        /* DANE-TA: another acceptable name, or "" */
 	int cancel_fd;             /* -1: none; also watched by the inner stream */
+	ba_stream_wait_fn *wait_fn; /* NULL: none; the inner stream calls tls_waiting() */
+	void *wait_ctx;
+	size_t wait_done, wait_len; /* plaintext of the write under way */
 	const struct ba_tls_tlsa *tlsa; /* DANE: during ba_tls_start only */
 	size_t ntlsa;
 	int dane_usage;            /* the usage of the TLSA record that matched */
@@ -820,12 +823,15 @@ static int tls_write(ba_stream *base, const void *p, size_t n, int64_t deadline,
 		t->broken = 1;
 		return ba_err_cancel(err, "%s: cancelled", t->host);
 	}
+	t->wait_len = n;
+	t->wait_done = 0;
 	while (n) {
 		size_t chunk = n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX;
 		ssize_t r = gnutls_record_send(t->sess, q, chunk);
 		if (r > 0) {
 			q += r;
 			n -= (size_t)r;
+			t->wait_done += (size_t)r;
 			continue;
 		}
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
@@ -874,6 +880,27 @@ static int tls_set_cancel(ba_stream *base, int fd)
 	return ba_stream_set_cancel(t->inner, fd);
 }
 
+/* The inner stream waits in the middle of a record: the plaintext before it went out. */
+static void tls_waiting(void *ctx, size_t done, size_t len)
+{
+	struct tls_stream *t = ctx;
+	(void)done;
+	(void)len;
+	if (t->wait_fn)
+		t->wait_fn(t->wait_ctx, t->wait_done, t->wait_len);
+}
+
+static int tls_set_wait_hook(ba_stream *base, ba_stream_wait_fn *fn, void *ctx, int interval_ms)
+{
+	struct tls_stream *t = (struct tls_stream *)base;
+	t->wait_fn = fn;
+	t->wait_ctx = ctx;
+	if (!t->inner)
+		return -1;
+	return ba_stream_set_wait_hook(t->inner, fn ? tls_waiting : NULL, fn ? t : NULL,
+	                               interval_ms);
+}
+
 /* The ciphertext the peer has not acknowledged, as plaintext bytes (records add < 1%). */
 static uint64_t tls_unsent(ba_stream *base)
 {
@@ -891,7 +918,8 @@ static int tls_readable(ba_stream *base, int timeout_ms)
 }
 
 static const struct ba_stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_free,
-	                                      tls_set_cancel, tls_unsent, tls_readable };
+	                                      tls_set_cancel, tls_unsent, tls_readable,
+	                                      tls_set_wait_hook };
 
 int ba_tls_is_tls(ba_stream *s)
 {

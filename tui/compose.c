@@ -7,8 +7,12 @@
  * at most the last quarter second.  A recalled draft is saved over its own
  * file: the old version stays on disk until the new one replaces it.
  *
- * Send hands the draft to the worker (tui_worker_enqueue(): durable in the
- * outbox when it returns), held for the undo window.  A copy of the draft
+ * Send hands the draft to the worker (tui_worker_enqueue_start(): a thread
+ * of the worker reads the files and writes the message into the outbox),
+ * held for the undo window.  The composer closes once the message is
+ * durable, or after ENQUEUE_WAIT_MS with the message still being written
+ * ("Queuing"); its draft file stays until the message is durable, and stays
+ * when it could not be written (tui_enqueue_check()).  A copy of the draft
  * is kept in drafts/outbox/ID.draft so that the message can be taken back
  * or a failed one reopened with its attachments as they were chosen.
  */
@@ -18,6 +22,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -708,10 +713,79 @@ static void send_checks(struct tui *t, int stage)
 	tui_do_send(t);
 }
 
+/*
+ * The message being queued is durable in the outbox (rc 0, id) or could
+ * not be written (rc -1, err): the draft file goes only in the first case.
+ */
+static void enqueue_done(struct tui *t, int rc, const char *id, struct ba_err *qerr)
+{
+	struct ba_err err = BA_ERR_INIT;
+	ba_draft *d = t->enq_d;
+	char *path = t->enq_path;
+	int64_t send_at = t->enq_send_at;
+	t->enq_ticket = 0;
+	t->enq_d = NULL;
+	t->enq_path = NULL;
+	if (rc < 0) {
+		tui_message(t, 1, "not queued: %s (the draft is kept: reopen it from the drafts)",
+		            qerr->text[0] ? qerr->text : "failed");
+		ba_draft_free(d);
+		free(path);
+		return;
+	}
+	/* the copy to take it back or reopen it, before the draft goes */
+	struct ba_buf copy = BA_BUF_INIT;
+	if (tui_copy_path(&copy, id) == 0)
+		ba_draft_save(d, ba_buf_str(&copy), &err);
+	ba_buf_release(&copy);
+	tui_history_add(d);
+	tui_saver_sync(t->saver, &err);   /* no late write may bring the file back */
+	if (path && ba_draft_delete(path, &err) < 0 && err.code != EX_NOINPUT)
+		tui_error(t, &err);
+	ba_draft_free(d);
+	free(path);
+	snprintf(t->sel_id, sizeof t->sel_id, "%s", id);
+	if (!send_at && t->conf.undo_seconds) {
+		snprintf(t->undo_id, sizeof t->undo_id, "%s", id);
+		t->undo_until_ms = tui_now_ms() + t->conf.undo_seconds * 1000LL;
+		char k[32];
+		tui_message(t, 0, "Queued. %s takes it back within %d s.",
+		            tui_func_key(&t->conf, MENU_OUTBOX, F_CANCEL, k, sizeof k), t->conf.undo_seconds);
+	} else if (send_at) {
+		char when[64];
+		time_t w = (time_t)send_at;
+		struct tm tm;
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime_r(&w, &tm));
+		tui_message(t, 0, "Queued for %s.", when);
+	} else {
+		tui_message(t, 0, "Queued.");
+	}
+}
+
+int tui_enqueue_check(struct tui *t, int wait)
+{
+	struct ba_err err = BA_ERR_INIT;
+	char id[TUI_ID_MAX] = "";
+	if (!t->enq_ticket || !t->worker)
+		return 0;
+	int rc;
+	while ((rc = tui_worker_enqueue_poll(t->worker, t->enq_ticket, id, sizeof id, &err)) == 1) {
+		if (!wait)
+			return 1;
+		struct pollfd p = { tui_worker_fd(t->worker), POLLIN, 0 };
+		poll(&p, 1, 100);
+		tui_worker_drain(t->worker);
+	}
+	enqueue_done(t, rc, id, &err);
+	return 0;
+}
+
+/* How long Send waits for the message to be durable before the composer closes anyway. */
+#define ENQUEUE_WAIT_MS 100
+
 void tui_do_send(struct tui *t)
 {
 	struct ba_err err = BA_ERR_INIT;
-	char id[TUI_ID_MAX];
 	int64_t now = (int64_t)time(NULL);
 	int64_t hold = t->send_at ? t->send_at :
 	               (t->conf.undo_seconds ? now + t->conf.undo_seconds : 0);
@@ -719,43 +793,42 @@ void tui_do_send(struct tui *t)
 		tui_message(t, 1, "cannot send: the outbox is not available");
 		return;
 	}
+	if (t->enq_ticket) {
+		tui_message(t, 1, "the last message is still being written into the outbox: "
+		            "send this one when it is queued");
+		return;
+	}
 	int64_t t0 = tui_now_ms();
-	int rc = tui_worker_enqueue(t->worker, t->d, NULL, hold, id, sizeof id, &err);
-	/* Writing a large message into the outbox takes a moment: keys typed meanwhile were
-	 * meant for a screen that was not there, so they are dropped, never run as commands. */
-	int dropped = tui_now_ms() - t0 > 150 && flushinp() == OK;
-	if (rc < 0) {
+	unsigned ticket;
+	/* the files are read and the message written by a thread of the worker */
+	if (tui_worker_enqueue_start(t->worker, t->d, NULL, hold, &ticket, &err) < 0) {
 		tui_error(t, &err);
 		t->send_at = 0;
 		return;
 	}
-	/* the copy to take it back or reopen it, before the draft goes */
-	struct ba_buf copy = BA_BUF_INIT;
-	if (tui_copy_path(&copy, id) == 0)
-		ba_draft_save(t->d, ba_buf_str(&copy), &err);
-	ba_buf_release(&copy);
-	tui_history_add(t->d);
-	tui_compose_discard(t);
-	snprintf(t->sel_id, sizeof t->sel_id, "%s", id);
-	if (!t->send_at && t->conf.undo_seconds) {
-		snprintf(t->undo_id, sizeof t->undo_id, "%s", id);
-		t->undo_until_ms = tui_now_ms() + t->conf.undo_seconds * 1000LL;
-		char k[32];
-		tui_message(t, 0, "Queued. %s takes it back within %d s.",
-		            tui_func_key(&t->conf, MENU_OUTBOX, F_CANCEL, k, sizeof k), t->conf.undo_seconds);
-	} else if (t->send_at) {
-		char when[64];
-		time_t w = (time_t)t->send_at;
-		struct tm tm;
-		strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime_r(&w, &tm));
-		tui_message(t, 0, "Queued for %s.", when);
-	} else {
-		tui_message(t, 0, "Queued.");
+	/* the composition is kept, and its draft file on disk, until the message is durable */
+	tui_compose_autosave(t, 1);
+	t->enq_ticket = ticket;
+	t->enq_d = t->d;
+	t->enq_path = t->draft_path;
+	t->enq_send_at = t->send_at;
+	t->d = NULL;
+	t->draft_path = NULL;
+	t->send_at = 0;
+	int left;
+	while (tui_enqueue_check(t, 0) && (left = (int)(t0 + ENQUEUE_WAIT_MS - tui_now_ms())) > 0) {
+		struct pollfd p = { tui_worker_fd(t->worker), POLLIN, 0 };
+		poll(&p, 1, left);
+		tui_worker_drain(t->worker);
 	}
+	/* Keys typed while Send waited were meant for a screen that was not there: they are
+	 * dropped, never run as commands. */
+	int dropped = tui_now_ms() - t0 > 150 && flushinp() == OK;
+	if (t->enq_ticket)
+		tui_message(t, 0, "Queuing: the message is being written into the outbox...");
 	if (dropped)
 		snprintf(t->msg + strlen(t->msg), sizeof t->msg - strlen(t->msg),
 		         " (keys typed while it was written were dropped)");
-	t->send_at = 0;
 	tui_compose_new(t);
 	t->screen = SCR_OUTBOX;
 	tui_refresh_outbox(t);

@@ -311,8 +311,10 @@ static void loop(struct tui *t)
 					t->quit = 3;
 			}
 		}
-		if (p[2].revents & POLLIN)
+		if (p[2].revents & POLLIN) {
 			tui_refresh_outbox(t);
+			tui_enqueue_check(t, 0);
+		}
 		if (p[0].revents & (POLLHUP | POLLERR) && !(p[0].revents & POLLIN))
 			t->quit = 3;   /* the terminal is gone: like SIGHUP */
 		wint_t wc;
@@ -416,6 +418,7 @@ int main(int argc, char **argv)
 	loop(&t);
 	int code = 0;
 	endwin();
+	tui_enqueue_check(&t, 1); /* a message being written is finished, its draft dropped */
 	tui_worker_stop(t.worker);
 	tui_saver_stop(t.saver);
 	if (t.quit == 3)

@@ -209,6 +209,10 @@ struct tui {
 	size_t nent, sel, top;
 	char sel_id[TUI_ID_MAX];
 	char undo_id[TUI_ID_MAX];  /* the last message sent, while it may be taken back */
+	unsigned enq_ticket;       /* a message being written into the outbox (0 = none): */
+	ba_draft *enq_d;           /* ... its composition, */
+	char *enq_path;            /* ... its draft file (NULL = none), */
+	int64_t enq_send_at;       /* ... and its send_at */
 	int64_t undo_until_ms;
 
 	/* the drafts picker */
@@ -248,6 +252,13 @@ void tui_ask_answer(struct tui *t, int key);
 void tui_compose_discard(struct tui *t);
 char *tui_field_str(const ba_draft *d, enum ba_draft_field f);
 void tui_do_send(struct tui *t);
+/*
+ * A message being written into the outbox (Send returned before it was
+ * durable): when it is, its draft file goes and the undo window starts;
+ * when it failed, the error is shown and the draft file stays.  wait: until
+ * it is done.  Returns 1 while still being written (wait 0), else 0.
+ */
+int tui_enqueue_check(struct tui *t, int wait);
 void tui_drafts_load(struct tui *t);
 void tui_drafts_draw(struct tui *t, int rows, int cols);
 void tui_drafts_key(struct tui *t, int key);

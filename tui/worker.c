@@ -46,6 +46,10 @@ const char *tui_state_name(enum tui_state s)
 }
 
 /* One outbox directory, with a handle per thread. */
+struct enq;
+static void enq_reap(struct enq *q);
+static struct enq *enq_next(const struct enq *q);
+
 struct box {
 	char *dir;
 	ba_outbox *ui, *wk;
@@ -99,6 +103,8 @@ struct tui_worker {
 	int rescan_now;
 	struct probe *probes;
 	size_t nprobes;
+	struct enq *jobs;     /* tui_worker_enqueue_start() under way or not yet polled */
+	unsigned tickets;     /* the last ticket given */
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -911,6 +917,12 @@ void tui_worker_stop(struct tui_worker *w)
 		wake_worker(w);
 		pthread_join(w->th, NULL);
 	}
+	/* a message being written is finished: it was promised to the user */
+	while (w->jobs) {
+		struct enq *q = w->jobs;
+		w->jobs = enq_next(q);
+		enq_reap(q);
+	}
 	for (size_t i = 0; i < w->nboxes; i++) {
 		ba_outbox_free(w->boxes[i]->ui);
 		ba_outbox_free(w->boxes[i]->wk);
@@ -991,31 +1003,50 @@ void tui_worker_snapshot_free(struct tui_entry *v, size_t n)
 	free(v);
 }
 
-int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *account,
-                       int64_t hold_until, char *id_out, size_t idlen, struct ba_err *err)
+/* An enqueue: made ready in the caller's thread, written by commit(). */
+struct enq {
+	struct enq *next;       /* w->jobs */
+	struct tui_worker *w;
+	unsigned ticket;
+	ba_draft *copy;         /* tui_worker_enqueue_start(): the draft, the caller's copy */
+	ba_msg *m;
+	struct ba_outbox_entry e;
+	size_t box;
+	char *subject;
+	int own_box;            /* commit() opens the outbox itself (another thread) */
+	pthread_t th;
+	int done, rc;           /* under w->mu */
+	struct ba_err err;
+};
+
+static void enq_release(struct enq *q)
 {
-	ba_msg *m = NULL;
-	ba_spool *spool = NULL;
+	ba_outbox_entry_release(&q->e);
+	ba_msg_free(q->m);
+	ba_draft_free(q->copy);
+	free(q->subject);
+	memset(q, 0, sizeof(*q));
+}
+
+/* The message, account, envelope and outbox of d: the quick part (no file is read). */
+static int prepare(struct tui_worker *w, const ba_draft *d, const char *account,
+                   int64_t hold_until, struct enq *q, struct ba_err *err)
+{
 	char **rcpt = NULL;
 	size_t nrcpt = 0;
 	struct ba_buf env_from = BA_BUF_INIT, from_field = BA_BUF_INIT, dir = BA_BUF_INIT;
 	const char **mr = NULL;
-	struct ba_outbox_entry e;
-	memset(&e, 0, sizeof(e));
 	int rc = -1;
-	if (ba_draft_build(&m, d, err) < 0)
+	q->w = w;
+	if (ba_draft_build(&q->m, d, err) < 0)
 		goto out;
+	ba_msg *m = q->m;
 	const char *from = ba_msg_from(m);
 	const struct ba_account *acc = ba_submit_account(w->cfg, account, from, NULL, err);
 	if (!acc || ba_submit_envelope_from(&env_from, acc, from, err) < 0)
 		goto out;
 	if (!from && (ba_submit_from_field(&from_field, acc, ba_buf_str(&env_from), NULL, err) < 0 ||
 	              ba_msg_add_from(m, ba_buf_str(&from_field), err) < 0))
-		goto out;
-	struct ba_msg_opts mo;
-	memset(&mo, 0, sizeof(mo));
-	mo.mime.eol = "\n";
-	if (ba_spool_new(&spool, 0, err) < 0 || ba_msg_write(m, ba_spool_writer(spool), &mo, err) < 0)
 		goto out;
 	size_t nmsg = ba_msg_rcpt_count(m);
 	mr = calloc(nmsg ? nmsg : 1, sizeof(*mr));
@@ -1027,41 +1058,69 @@ int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *acco
 		mr[i] = ba_msg_rcpt(m, i);
 	if (ba_submit_recipients(&rcpt, &nrcpt, acc, NULL, 0, mr, nmsg, err) < 0)
 		goto out;
-	size_t box;
-	if (ba_outbox_account_dir(&dir, acc, err) < 0 || open_box(w, ba_buf_str(&dir), &box, err) < 0)
+	if (ba_outbox_account_dir(&dir, acc, err) < 0 ||
+	    open_box(w, ba_buf_str(&dir), &q->box, err) < 0)
 		goto out;
-	e.account = strdup(acc->name);
-	e.from = strdup(ba_buf_str(&env_from));
-	e.rcpt = calloc(nrcpt ? nrcpt : 1, sizeof(*e.rcpt));
-	if (!e.account || !e.from || !e.rcpt) {
+	struct ba_outbox_entry *e = &q->e;
+	e->account = strdup(acc->name);
+	e->from = strdup(ba_buf_str(&env_from));
+	e->rcpt = calloc(nrcpt ? nrcpt : 1, sizeof(*e->rcpt));
+	q->subject = xstrdup(ba_draft_get(d, BA_DRAFT_SUBJECT, 0));
+	if (!e->account || !e->from || !e->rcpt || !q->subject) {
 		ba_err_set(err, EX_OSERR, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < nrcpt; i++) {
-		if (!(e.rcpt[i].addr = strdup(rcpt[i]))) {
+		if (!(e->rcpt[i].addr = strdup(rcpt[i]))) {
 			ba_err_set(err, EX_OSERR, "out of memory");
 			goto out;
 		}
-		e.nrcpt++;
+		e->nrcpt++;
 	}
 	int64_t now = (int64_t)time(NULL);
-	e.next = hold_until > now ? hold_until : now;
-	if (ba_outbox_add(w->boxes[box]->ui, &e, ba_spool_reader(spool), NULL, err) < 0)
+	e->next = hold_until > now ? hold_until : now;
+	rc = 0;
+out:
+	free(mr);
+	ba_submit_recipients_free(rcpt, nrcpt);
+	ba_buf_release(&env_from);
+	ba_buf_release(&from_field);
+	ba_buf_release(&dir);
+	return rc;
+}
+
+/* Writes the message of q into its outbox (durable) and shows the entry: the slow part. */
+static int commit(struct enq *q, struct ba_err *err)
+{
+	struct tui_worker *w = q->w;
+	ba_spool *spool = NULL;
+	ba_outbox *own = NULL;
+	struct ba_outbox_entry *e = &q->e;
+	int rc = -1;
+	struct ba_msg_opts mo;
+	memset(&mo, 0, sizeof(mo));
+	mo.mime.eol = "\n";
+	if (ba_spool_new(&spool, 0, err) < 0 ||
+	    ba_msg_write(q->m, ba_spool_writer(spool), &mo, err) < 0)
 		goto out;
-	if (id_out && idlen)
-		snprintf(id_out, idlen, "%s", e.id);
+	/* the box's handle belongs to the UI thread: another thread opens its own */
+	struct box *bx = wk_box(w, q->box);
+	if (q->own_box && ba_outbox_open(&own, bx->dir, w->log, err) < 0)
+		goto out;
+	int64_t now = (int64_t)time(NULL);
+	if (ba_outbox_add(own ? own : bx->ui, e, ba_spool_reader(spool), NULL, err) < 0)
+		goto out;
 	/* shown at once; the worker's rescan fills in the rest */
-	const char *subject = ba_draft_get(d, BA_DRAFT_SUBJECT, 0);
 	pthread_mutex_lock(&w->mu);
-	struct rec *r = find(w, e.id);
-	if (!r && (r = add_rec(w, e.id, box)) != NULL) {
-		fill_static(w, r, &e);
-		set_str(&r->e.subject, subject);
-		r->e.created = e.created;
-		r->e.size = e.size;
-		r->e.state = e.next > now ? TUI_HELD : TUI_QUEUED;
-		r->e.hold_until = e.next > now ? e.next : 0;
-		r->e.next_try = e.next;
+	struct rec *r = find(w, e->id);
+	if (!r && (r = add_rec(w, e->id, q->box)) != NULL) {
+		fill_static(w, r, e);
+		set_str(&r->e.subject, q->subject);
+		r->e.created = e->created;
+		r->e.size = e->size;
+		r->e.state = e->next > now ? TUI_HELD : TUI_QUEUED;
+		r->e.hold_until = e->next > now ? e->next : 0;
+		r->e.next_try = e->next;
 		r->seen = 1;
 		touch(r);
 	}
@@ -1070,15 +1129,114 @@ int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *acco
 	signal_ui(w);
 	rc = 0;
 out:
-	ba_outbox_entry_release(&e);
-	free(mr);
-	ba_submit_recipients_free(rcpt, nrcpt);
+	ba_outbox_free(own);
 	ba_spool_free(spool);
-	ba_msg_free(m);
-	ba_buf_release(&env_from);
-	ba_buf_release(&from_field);
-	ba_buf_release(&dir);
 	return rc;
+}
+
+int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *account,
+                       int64_t hold_until, char *id_out, size_t idlen, struct ba_err *err)
+{
+	struct enq q;
+	memset(&q, 0, sizeof(q));
+	int rc = prepare(w, d, account, hold_until, &q, err) < 0 || commit(&q, err) < 0 ? -1 : 0;
+	if (rc == 0 && id_out && idlen)
+		snprintf(id_out, idlen, "%s", q.e.id);
+	enq_release(&q);
+	return rc;
+}
+
+static void *enq_main(void *arg)
+{
+	struct enq *q = arg;
+	struct ba_err err = BA_ERR_INIT;
+	int rc = commit(q, &err);
+	pthread_mutex_lock(&q->w->mu);
+	q->rc = rc;
+	q->err = err;
+	q->done = 1;
+	pthread_mutex_unlock(&q->w->mu);
+	signal_ui(q->w);
+	return NULL;
+}
+
+int tui_worker_enqueue_start(struct tui_worker *w, const ba_draft *d, const char *account,
+                             int64_t hold_until, unsigned *ticket, struct ba_err *err)
+{
+	struct enq *q = calloc(1, sizeof(*q));
+	struct ba_buf f = BA_BUF_INIT;
+	if (!q)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	/* a copy of d: the caller may change or free it at once */
+	if (ba_draft_format(&f, d, err) < 0 ||
+	    ba_draft_parse(&q->copy, f.data, f.len, "draft", err) < 0 ||
+	    prepare(w, q->copy, account, hold_until, q, err) < 0) {
+		ba_buf_release(&f);
+		enq_release(q);
+		free(q);
+		return -1;
+	}
+	ba_buf_release(&f);
+	q->own_box = 1;
+	pthread_mutex_lock(&w->mu);
+	q->ticket = ++w->tickets ? w->tickets : ++w->tickets;
+	q->next = w->jobs;
+	w->jobs = q;
+	pthread_mutex_unlock(&w->mu);
+	/* signals go to the UI thread, as for the worker's */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int prc = pthread_create(&q->th, NULL, enq_main, q);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (prc != 0) {
+		pthread_mutex_lock(&w->mu);
+		w->jobs = q->next;
+		pthread_mutex_unlock(&w->mu);
+		enq_release(q);
+		free(q);
+		return ba_err_set(err, EX_OSERR, "cannot start a thread to write the message");
+	}
+	*ticket = q->ticket;
+	return 0;
+}
+
+static struct enq *enq_next(const struct enq *q)
+{
+	return q->next;
+}
+
+/* Joins and frees the job (taken off w->jobs). */
+static void enq_reap(struct enq *q)
+{
+	pthread_join(q->th, NULL);
+	enq_release(q);
+	free(q);
+}
+
+int tui_worker_enqueue_poll(struct tui_worker *w, unsigned ticket, char *id_out, size_t idlen,
+                            struct ba_err *err)
+{
+	pthread_mutex_lock(&w->mu);
+	struct enq **pp = &w->jobs;
+	while (*pp && (*pp)->ticket != ticket)
+		pp = &(*pp)->next;
+	struct enq *q = *pp;
+	if (!q || !q->done) {
+		pthread_mutex_unlock(&w->mu);
+		if (!q)
+			return ba_err_set(err, EX_NOINPUT, "no message being queued as %u", ticket);
+		return 1;
+	}
+	*pp = q->next;
+	pthread_mutex_unlock(&w->mu);
+	int rc = q->rc;
+	if (rc < 0)
+		*err = q->err;
+	else if (id_out && idlen)
+		snprintf(id_out, idlen, "%s", q->e.id);
+	enq_reap(q);
+	return rc < 0 ? -1 : 0;
 }
 
 /* The record's box and state, copied under the mutex.  Returns 0, or -1 (EX_NOINPUT). */

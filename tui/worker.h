@@ -5,8 +5,9 @@
  * the same core path as `bluearrow outbox flush` (ba_outbox_flush() with
  * explicit ids, so every send is recorded in the outbox exactly as a flush
  * records it).  The UI thread never waits for the network: it enqueues
- * (durable before the call returns), asks for cancels, retries, removals,
- * and reads snapshots of every entry's live state.
+ * (durable before the call returns, or written by a thread of its own and
+ * polled for, tui_worker_enqueue_start()), asks for cancels, retries,
+ * removals, and reads snapshots of every entry's live state.
  *
  * The worker publishes its state under a mutex and writes a byte to a pipe
  * whenever it changes; the UI polls tui_worker_fd() together with standard
@@ -20,8 +21,9 @@
  *
  * Thread safety: every function here is called from one thread (the UI
  * thread), except that tui_worker_fd() may be polled anywhere.  The log
- * callback of the options is called from the worker thread, which blocks
- * every signal: they reach the UI thread.
+ * callback of the options is called from the worker thread and from the
+ * threads of tui_worker_enqueue_start(), which block every signal: they
+ * reach the UI thread.
  */
 #ifndef BLUEARROW_TUI_WORKER_H
 #define BLUEARROW_TUI_WORKER_H
@@ -160,6 +162,29 @@ void tui_worker_snapshot_free(struct tui_entry *v, size_t n);
  */
 int tui_worker_enqueue(struct tui_worker *w, const ba_draft *d, const char *account,
                        int64_t hold_until, char *id_out, size_t idlen, struct ba_err *err);
+
+/*
+ * As tui_worker_enqueue(), but only the quick part runs in the calling
+ * thread (the message's structure, the account, the recipients: the errors
+ * of those come back here); a thread of its own reads the files, writes the
+ * message into the outbox and makes it durable, so a large attachment never
+ * holds up the caller.  d is copied: the caller may change or free it at
+ * once.  *ticket names the enqueue for tui_worker_enqueue_poll(); the
+ * descriptor of tui_worker_fd() becomes readable when it is done.  A
+ * message being written when tui_worker_stop() is called is finished first.
+ * Errors: as tui_worker_enqueue() for the quick part, EX_OSERR (thread).
+ */
+int tui_worker_enqueue_start(struct tui_worker *w, const ba_draft *d, const char *account,
+                             int64_t hold_until, unsigned *ticket, struct ba_err *err);
+/*
+ * The outcome of ticket: 1 while the message is being written; 0 when it
+ * is durable in the outbox, its id in id_out (idlen bytes); -1 with err
+ * when writing it failed (the errors of tui_worker_enqueue(), nothing of
+ * the entry left) or there is no such ticket (EX_NOINPUT).  Once 0 or -1
+ * was returned the ticket is gone.
+ */
+int tui_worker_enqueue_poll(struct tui_worker *w, unsigned ticket, char *id_out, size_t idlen,
+                            struct ba_err *err);
 
 /*
  * Cancels the send of id: a send in progress is stopped within a second

@@ -3,6 +3,7 @@ attachment changes that never touch the files, the undo window, completion from 
 pre-send checks, and the compose screen's start-up time."""
 import email
 import email.policy
+import glob
 import os
 import stat
 import time
@@ -295,3 +296,54 @@ def test_body_in_the_external_editor(tmp_path, smtp_server, tui):
     txn = srv.wait_txn(timeout=10 * tuilib.SLOW)
     body = parse(txn.data).get_body(("plain",)).get_content()
     assert body == "written by the editor: 한글\nwritten by the editor: 한글\n"
+
+
+def test_large_attachment_is_queued_without_freezing_the_screen(tmp_path, tui):
+    """Send with a ~100 MB attachment: the file is read and written into the outbox by the
+    worker, so the screen answers keys at once meanwhile; the message goes out intact, once."""
+    from sinks import Sink
+    size = int(os.environ.get("BA_TUI_ENQUEUE_BYTES", str(100 << 20)))
+    big = tmp_path / "huge.bin"
+    with open(big, "wb") as f:
+        for _ in range(size // (1 << 20)):
+            f.write(os.urandom(1 << 20))
+    sink = Sink(size=1 << 30).start()
+    try:
+        t = tui(sink.port)
+        box = os.path.join(t.root, "state", "bluearrow", "outbox")
+        t.field("t", "bob@example.test")
+        t.field("s", "huge")
+        t.keys("a")
+        t.type(str(big))
+        t.keys("Enter")
+        t.wait_for("huge.bin")
+        t0 = time.monotonic()
+        t.keys("y")
+        # a new composition answers while the message is still being written
+        t.keys("m")
+        t.wait_for("-- Compose", timeout=10 * tuilib.SLOW)
+        opened = time.monotonic() - t0
+        t.keys("s")
+        t1 = time.monotonic()
+        t.type("x")
+        t.wait_for(lambda s: s.rstrip("\n").split("\n")[-1].endswith("x"), timeout=10)
+        echo = time.monotonic() - t1
+        # ... still being written: the entry is not in the outbox yet
+        assert not glob.glob(os.path.join(box, "**", "q", "*.st"), recursive=True), \
+            "queued before the screen answered"
+        assert opened < 0.5 * tuilib.SLOW, opened
+        assert echo < 0.2 * tuilib.SLOW, echo
+        t.keys("Escape")
+        deadline = time.monotonic() + 120 * tuilib.SLOW
+        while not sink.messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+        t.keys("o")
+        assert sink.messages, "not delivered in time: " + t.screen()
+        time.sleep(2)
+        assert len(sink.messages) == 1
+        m = parse(sink.messages[0])
+        parts = list(m.iter_attachments())
+        assert [p.get_filename() for p in parts] == ["huge.bin"]
+        assert parts[0].get_content() == big.read_bytes()
+    finally:
+        sink.stop()

@@ -196,12 +196,10 @@ def test_progress_follows_the_server_while_a_second_composition_echoes(tmp_path,
         assert len(samples) >= 3, samples
         off = [(shown, round(read * 100 / total, 1)) for shown, read in samples
                if abs(shown - read * 100 / total) > 10]
-        if off:
-            # Linux wakes a writer blocked on a full send buffer only once a third of it is
-            # free, and the engine reports progress after each write: on a slow link the
-            # figure moves in steps of about 1 MiB
-            pytest.xfail("progress off by more than 10 points at %s of %d samples"
-                         % (off, len(samples)))
+        # the engine reports progress while a write waits for room too: not in steps of a
+        # third of the socket's send buffer (about 1 MiB on a slow link)
+        assert not off, "progress off by more than 10 points at %s of %d samples" % (
+            off, len(samples))
     finally:
         sink.stop()
 
@@ -323,7 +321,7 @@ def test_rss_stays_small_while_100mb_is_sent(tmp_path, tui):
         t.keys("Enter")
         t.wait_for("big.bin")
         t.keys("y")
-        t.keys("m", "t")    # typed while the message is written into the outbox
+        t.keys("m", "t")    # typed while the message is written into the outbox: handled then
         peak = 0
         deadline = time.monotonic() + 120 * SLOW
         while not sink.messages and time.monotonic() < deadline:
@@ -331,10 +329,11 @@ def test_rss_stays_small_while_100mb_is_sent(tmp_path, tui):
             time.sleep(0.05)
         assert sink.messages, "not delivered in time"
         assert len(sink.messages[0]) > mb << 20
-        s = t.wait_for("sent ", timeout=10)
-        if "were dropped" in s:
-            # the keys came while the screen was busy writing: dropped, not run later
-            assert "-- Outbox" in s and "\nTo: " not in s
+        # a new composition, its To field being edited: the keys were never dropped
+        s = t.screen()
+        assert "were dropped" not in s and s.rstrip("\n").split("\n")[-1].startswith("To:"), s
+        t.keys("Escape", "o")
+        t.wait_for("sent ", timeout=10)
         if not tuilib._sanitized():   # ASan's shadow memory is no measure of ours
             assert peak < 30 * 1024, "peak RSS %d KiB" % peak
     finally:

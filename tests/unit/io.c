@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -172,6 +173,47 @@ static void test_io__stream_cancel(void **state)
 }
 
 /* ba_strerror: the text of an errno value, thread-safe, truncated to the buffer. */
+/* A write waiting for room calls the wait hook at its interval, with what went out so far. */
+struct waits {
+	int calls;
+	size_t done, len;
+};
+static void on_wait(void *ctx, size_t done, size_t len)
+{
+	struct waits *w = ctx;
+	w->calls++;
+	w->done = done;
+	w->len = len;
+}
+
+static void test_io__stream_wait_hook(void **state)
+{
+	(void)state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ba_stream *s = ba_fd_stream_new(sv[0], sv[0], "peer");
+	struct waits w = { 0, 0, 0 };
+	assert_int_equal(ba_stream_set_wait_hook(s, on_wait, &w, 50), 0);
+	size_t n = 8u << 20; /* more than the socket buffers take: nobody reads */
+	char *big = calloc(1, n);
+	assert_non_null(big);
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_stream_write(s, big, n, ba_deadline(400), &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_true(w.calls >= 4);
+	assert_true(w.calls <= 10);
+	assert_int_equal(w.len, n);
+	assert_true(w.done > 0 && w.done < n);
+	/* stopped: no more calls */
+	assert_int_equal(ba_stream_set_wait_hook(s, NULL, NULL, 0), 0);
+	int before = w.calls;
+	assert_int_equal(ba_stream_write(s, big, n, ba_deadline(200), &err), -1);
+	assert_int_equal(w.calls, before);
+	free(big);
+	close(sv[1]);
+	ba_stream_free(s);
+}
+
 static void test_io__strerror(void **state)
 {
 	(void)state;
@@ -250,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_io__stream_cancel),
 		cmocka_unit_test(test_io__strerror),
 		cmocka_unit_test(test_io__stream_unsent),
+		cmocka_unit_test(test_io__stream_wait_hook),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -442,6 +442,45 @@ static void test_tls__cancel(void **state)
 	close(pfd[1]);
 }
 
+/* The wait hook set on the TLS stream is called from the wait of the stream under it. */
+struct waits {
+	int calls;
+	size_t done, len;
+};
+static void on_wait(void *ctx, size_t done, size_t len)
+{
+	struct waits *w = ctx;
+	w->calls++;
+	w->done = done;
+	w->len = len;
+}
+
+static void test_tls__wait_hook(void **state)
+{
+	(void)state;
+	struct ba_tls_params p = { .host = "localhost", .trust_file = ca_file, .certcheck = 1 };
+	struct ba_tls_info info;
+	struct ba_err err = BA_ERR_INIT;
+	struct server sv = { .cert = &certs[C_GOOD] };
+	ba_stream *inner = start_server(&sv);
+	ba_stream *t = NULL;
+	assert_int_equal(ba_tls_start(&t, inner, &p, &info, &err), 0);
+	struct waits w = { 0, 0, 0 };
+	assert_int_equal(ba_stream_set_wait_hook(t, on_wait, &w, 50), 0);
+	/* the echo server's replies are never read: both sides' buffers fill and the write waits */
+	size_t n = 16u << 20;
+	char *big = calloc(1, n);
+	assert_non_null(big);
+	assert_int_equal(ba_stream_write(t, big, n, ba_deadline(500), &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	assert_true(w.calls >= 3);
+	assert_int_equal(w.len, n);
+	assert_true(w.done > 0 && w.done < n);
+	free(big);
+	ba_stream_free(t);
+	pthread_join(sv.thread, NULL);
+}
+
 /* readable() waits without reading: a wait that ends with nothing leaves the session usable. */
 static void test_tls__readable(void **state)
 {
@@ -1075,6 +1114,7 @@ int main(void)
 		cmocka_unit_test(test_tls__over_net_connect),
 		cmocka_unit_test(test_tls__cancel),
 		cmocka_unit_test(test_tls__readable),
+		cmocka_unit_test(test_tls__wait_hook),
 		cmocka_unit_test(test_tls__handshake_timeout),
 		cmocka_unit_test(test_tls__peer_not_speaking_tls),
 		cmocka_unit_test(test_tls__not_tls),

@@ -497,6 +497,68 @@ static void test_enqueue_message(void **state)
 	fix_stop(&f);
 }
 
+/*
+ * The asynchronous enqueue: the draft is copied (freed at once here), the
+ * ticket says "under way" until the message is durable, then gives its id
+ * once; the entry is in the outbox and the snapshot.
+ */
+static void test_enqueue_async(void **state)
+{
+	(void)state;
+	struct fix f;
+	memset(&f, 0, sizeof(f));
+	fix_start(&f);
+	ba_draft *d = draft("a@example.org", "written by the worker", 200000);
+	struct ba_err err = BA_ERR_INIT;
+	unsigned ticket = 0;
+	if (tui_worker_enqueue_start(f.w, d, NULL, (int64_t)time(NULL) + 60, &ticket, &err) < 0)
+		fail_msg("enqueue_start: %s", err.text);
+	ba_draft_free(d);
+	assert_int_not_equal(ticket, 0);
+	char id[TUI_ID_MAX] = "";
+	int rc, polls = 0;
+	while ((rc = tui_worker_enqueue_poll(f.w, ticket, id, sizeof id, &err)) == 1 &&
+	       polls++ < 500)
+		msleep(10);
+	if (rc < 0)
+		fail_msg("enqueue_poll: %s", err.text);
+	assert_int_equal(rc, 0);
+	assert_true(id[0]);
+	int found;
+	struct ba_outbox_entry e = on_disk(&f, id, &found);
+	assert_true(found);
+	assert_int_equal(e.nrcpt, 1);
+	ba_outbox_entry_release(&e);
+	const struct tui_entry *x = get(&f, id);
+	assert_non_null(x);
+	assert_int_equal(x->state, TUI_HELD);
+	assert_string_equal(x->subject, "written by the worker");
+	/* the ticket is gone once its outcome was given */
+	assert_int_equal(tui_worker_enqueue_poll(f.w, ticket, id, sizeof id, &err), -1);
+	assert_int_equal(err.code, EX_NOINPUT);
+	/* a draft that cannot be built fails at once, in the caller */
+	d = draft("a@example.org", "no such file", 10);
+	char gone[128];
+	snprintf(gone, sizeof gone, "%s/gone.bin", f.dir);
+	FILE *g = fopen(gone, "w");
+	assert_non_null(g);
+	fclose(g);
+	assert_int_equal(ba_draft_attach_add(d, gone, NULL, NULL, &err), 0);
+	unlink(gone);
+	ba_err_clear(&err);
+	assert_int_equal(tui_worker_enqueue_start(f.w, d, NULL, 0, &ticket, &err), -1);
+	assert_int_equal(err.code, EX_NOINPUT);
+	ba_draft_free(d);
+	/* one still being written when the worker stops is finished first */
+	d = draft("a@example.org", "at the stop", 500000);
+	ba_err_clear(&err);
+	assert_int_equal(tui_worker_enqueue_start(f.w, d, NULL, (int64_t)time(NULL) + 60, &ticket,
+	                                          &err), 0);
+	ba_draft_free(d);
+	release_snap();
+	fix_stop(&f);
+}
+
 /* A held entry goes out by itself when the hold ends. */
 static void test_hold_then_sent(void **state)
 {
@@ -869,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_enqueue_delivered_once),
 		cmocka_unit_test(test_hold_remove),
 		cmocka_unit_test(test_enqueue_message),
+		cmocka_unit_test(test_enqueue_async),
 		cmocka_unit_test(test_hold_then_sent),
 		cmocka_unit_test(test_451_deferred_retried),
 		cmocka_unit_test(test_one_recipient_refused),

@@ -145,6 +145,11 @@ void ba_count_writer_init(struct ba_count_writer *w);
 /* ---- streams (bidirectional: sockets, TLS sessions) --------------------- */
 
 typedef struct ba_stream ba_stream;
+/*
+ * Called while a write waits for the peer to make room: done of the len
+ * bytes the write was given have gone out so far.
+ */
+typedef void ba_stream_wait_fn(void *ctx, size_t done, size_t len);
 struct ba_stream_ops {
 	/*
 	 * Reads what is available, at most n bytes, waiting no later than
@@ -174,6 +179,8 @@ struct ba_stream_ops {
 	 * at once.
 	 */
 	int (*readable)(ba_stream *s, int timeout_ms);
+	/* Calls a hook while a write waits (see ba_stream_set_wait_hook()).  May be NULL. */
+	int (*set_wait_hook)(ba_stream *s, ba_stream_wait_fn *fn, void *ctx, int interval_ms);
 };
 struct ba_stream {
 	const struct ba_stream_ops *ops;
@@ -220,6 +227,20 @@ void ba_stream_free(ba_stream *s);
 static inline int ba_stream_set_cancel(ba_stream *s, int fd)
 {
 	return s->ops->set_cancel ? s->ops->set_cancel(s, fd) : -1;
+}
+/*
+ * While a write waits for room to write (a slow peer), calls fn(ctx, done,
+ * len) about every interval_ms (> 0), from inside the write, in the
+ * writing thread, e.g. to report progress from ba_stream_unsent(); fn must
+ * not use the stream but for ba_stream_unsent().  The wait for the cancel
+ * descriptor and the deadline are unchanged.  fn NULL stops.  A TLS stream
+ * passes the hook to the stream under it, done and len counting its
+ * plaintext.  Returns 0, or -1 when the stream has no such op.
+ */
+static inline int ba_stream_set_wait_hook(ba_stream *s, ba_stream_wait_fn *fn, void *ctx,
+                                          int interval_ms)
+{
+	return s->ops->set_wait_hook ? s->ops->set_wait_hook(s, fn, ctx, interval_ms) : -1;
 }
 /* 1 when fd (>= 0) is readable now, i.e. a cancel was asked for; 0 otherwise. */
 int ba_cancel_pending(int fd);
