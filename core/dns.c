@@ -23,7 +23,6 @@
 
 #define DNS_DEFAULT_TIMEOUT_MS 30000
 #define DNS_PACKET_MAX 65535
-#define DNS_CANCEL_SLICE_MS 20
 /* libunbound is loaded only when a trust anchor is configured: sendmail never maps it otherwise */
 #define UNBOUND_SONAME "libunbound.so.8"
 
@@ -301,33 +300,6 @@ static int req_start(struct dns_req *q)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	return r == 0 ? 0 : -1;
-}
-
-/* Waits for q until deadline or the cancel descriptor; returns 1 when it answered. */
-static int req_wait(struct dns_req *q, int64_t deadline, int cfd)
-{
-	pthread_mutex_lock(&q->mu);
-	while (!q->done) {
-		if (ba_cancel_pending(cfd))
-			break;
-		int64_t left = deadline - ba_now_ms();
-		if (left <= 0)
-			break;
-		if (cfd >= 0 && left > DNS_CANCEL_SLICE_MS)
-			left = DNS_CANCEL_SLICE_MS;
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)(left / 1000);
-		ts.tv_nsec += (long)(left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-	}
-	int done = q->done;
-	pthread_mutex_unlock(&q->mu);
-	return done;
 }
 
 /* ---- names --------------------------------------------------------------- */
@@ -667,7 +639,7 @@ static int ask(struct ba_dns_answer *out, const char *ascii, int type,
 	}
 	ba_log(o->log, BA_LOG_DEBUG, "dns: %s %s?", ascii, type_name(type));
 	int rc = -1;
-	if (!req_wait(q, deadline, cfd)) {
+	if (!ba_wait_done(&q->mu, &q->cv, &q->done, deadline, cfd)) {
 		if (ba_cancel_pending(cfd))
 			ba_err_cancel(err, "looking up '%s' %s: cancelled", ascii, type_name(type));
 		else

@@ -314,6 +314,34 @@ int ba_cancel_pending(int fd)
 	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
 }
 
+#define CANCEL_SLICE_MS 20
+int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64_t deadline,
+                 int cfd)
+{
+	pthread_mutex_lock(mu);
+	while (!*done) {
+		if (ba_cancel_pending(cfd))
+			break;
+		int64_t left = deadline - ba_now_ms();
+		if (left <= 0)
+			break;
+		if (cfd >= 0 && left > CANCEL_SLICE_MS)
+			left = CANCEL_SLICE_MS;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(cv, mu, &ts);
+	}
+	int d = *done;
+	pthread_mutex_unlock(mu);
+	return d;
+}
+
 static int cancelled(const struct fd_stream *s, struct ba_err *err)
 {
 	return ba_err_cancel(err, "%s: cancelled", s->name);

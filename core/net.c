@@ -221,39 +221,6 @@ static struct gai_req *gai_begin(const char *host, const char *service,
 }
 
 /*
- * Waits for q until deadline; returns 1 when it answered, 0 when the time
- * is up or the cancel descriptor cfd (if >= 0) became readable.  A condition
- * variable cannot be polled with a descriptor, so with cfd the wait is cut
- * into slices of CANCEL_SLICE_MS.
- */
-#define CANCEL_SLICE_MS 20
-static int gai_wait(struct gai_req *q, int64_t deadline, int cfd)
-{
-	pthread_mutex_lock(&q->mu);
-	while (!q->done) {
-		if (ba_cancel_pending(cfd))
-			break;
-		int64_t left = deadline - ba_now_ms();
-		if (left <= 0)
-			break;
-		if (cfd >= 0 && left > CANCEL_SLICE_MS)
-			left = CANCEL_SLICE_MS;
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)(left / 1000);
-		ts.tv_nsec += (long)(left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-	}
-	int done = q->done;
-	pthread_mutex_unlock(&q->mu);
-	return done;
-}
-
-/*
  * Resolves host:service like getaddrinfo(), giving up at deadline (0: none)
  * with EAI_AGAIN and *timed_out set.  *sys_errno is errno for EAI_SYSTEM.
  * Numeric addresses need no resolver and no thread.
@@ -276,7 +243,7 @@ static int resolve_deadline(const char *host, const char *service, const struct 
 		*sys_errno = errno;
 		return rc;
 	}
-	if (gai_wait(q, deadline, cfd)) { /* done: nobody writes q any more */
+	if (ba_wait_done(&q->mu, &q->cv, &q->done, deadline, cfd)) { /* done: nobody writes q any more */
 		rc = q->rc;
 		*sys_errno = q->sys_errno;
 		*res = q->res;

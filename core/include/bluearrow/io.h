@@ -12,6 +12,7 @@
 #ifndef BLUEARROW_IO_H
 #define BLUEARROW_IO_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -244,6 +245,17 @@ static inline int ba_stream_set_wait_hook(ba_stream *s, ba_stream_wait_fn *fn, v
 }
 /* 1 when fd (>= 0) is readable now, i.e. a cancel was asked for; 0 otherwise. */
 int ba_cancel_pending(int fd);
+
+/*
+ * Waits on cv (initialised with CLOCK_MONOTONIC) under mu until *done is set
+ * (by another thread, under mu), the monotonic deadline (ba_now_ms()) passes,
+ * or the cancel descriptor cfd (if >= 0) becomes readable.  A condition
+ * variable cannot be polled with a descriptor, so with cfd the wait is cut
+ * into slices of 20 ms.  Returns *done as it was seen last (1: answered).
+ * Takes and releases mu itself.
+ */
+int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64_t deadline,
+                 int cfd);
 
 /*
  * A stream over a connected file descriptor (socket, socketpair, pipe
