@@ -286,22 +286,6 @@ static void *query_thread(void *arg)
 	return NULL;
 }
 
-static int req_start(struct dns_req *q)
-{
-	pthread_attr_t attr;
-	if (pthread_attr_init(&attr) != 0)
-		return -1;
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the caller */
-	pthread_t t;
-	int r = pthread_create(&t, &attr, query_thread, q);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return r == 0 ? 0 : -1;
-}
-
 /* ---- names --------------------------------------------------------------- */
 
 /* name as the A-label form, lowercase, without a trailing dot, into out[256]. */
@@ -632,7 +616,7 @@ static int ask(struct ba_dns_answer *out, const char *ascii, int type,
 	int64_t left = deadline - ba_now_ms();
 	q->retrans = left > 4000 ? 2 : 1;
 	q->refs = 2;
-	if (req_start(q) < 0) {
+	if (ba_thread_detached(query_thread, q) < 0) {
 		q->refs = 1;
 		req_unref(q);
 		return ba_err_set(err, EX_OSERR, "cannot start a thread to look up '%s'", ascii);

@@ -929,34 +929,6 @@ int ba_draft_save(const ba_draft *d, const char *path, struct ba_err *err)
 	return rc;
 }
 
-static int mkdir_p(char *path, struct ba_err *err)
-{
-	for (char *s = path + 1;; s++) {
-		if (*s != '/' && *s)
-			continue;
-		char c = *s;
-		*s = '\0';
-		struct stat st;
-		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-			int e = errno;
-			ba_err_set(err, EX_CANTCREAT, "cannot create directory '%s': %s", path,
-			           ba_strerror_t(e));
-			*s = c;
-			return -1;
-		}
-		int st_rc = stat(path, &st);
-		if (st_rc < 0 || !S_ISDIR(st.st_mode)) {
-			ba_err_set(err, EX_CANTCREAT, "cannot use '%s' as a directory: %s", path,
-			           st_rc < 0 ? ba_strerror_t(errno) : "not a directory");
-			*s = c;
-			return -1;
-		}
-		*s = c;
-		if (!c)
-			return 0;
-	}
-}
-
 int ba_draft_dir(struct ba_buf *out, int create, struct ba_err *err)
 {
 	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
@@ -973,7 +945,7 @@ int ba_draft_dir(struct ba_buf *out, int create, struct ba_err *err)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	if (!create)
 		return 0;
-	if (mkdir_p(out->data + before, err) < 0) {
+	if (ba_mkdirs(out->data + before, err) < 0) {
 		ba_buf_truncate(out, before);
 		return -1;
 	}

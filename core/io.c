@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +341,55 @@ int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64
 	int d = *done;
 	pthread_mutex_unlock(mu);
 	return d;
+}
+
+int ba_thread_detached(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	if (pthread_attr_init(&attr) != 0)
+		return -1;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t t;
+	int r = pthread_create(&t, &attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return r == 0 ? 0 : -1;
+}
+
+int ba_mkdirs(const char *path, struct ba_err *err)
+{
+	char *p = strdup(path);
+	if (!p)
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = '\0';
+		struct stat st;
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			int e = errno;
+			ba_err_set(err, EX_CANTCREAT, "cannot create directory '%s': %s", p,
+			           ba_strerror_t(e));
+			free(p);
+			return -1;
+		}
+		int st_rc = stat(p, &st);
+		if (st_rc < 0 || !S_ISDIR(st.st_mode)) {
+			ba_err_set(err, EX_CANTCREAT, "cannot use '%s' as a directory: %s", p,
+			           st_rc < 0 ? ba_strerror_t(errno) : "not a directory");
+			free(p);
+			return -1;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return 0;
 }
 
 static int cancelled(const struct fd_stream *s, struct ba_err *err)

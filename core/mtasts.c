@@ -22,6 +22,7 @@
 
 #include "bluearrow/buf.h"
 #include "bluearrow/http.h"
+#include "bluearrow/io.h"
 
 #define CACHE_MAGIC "bluearrow-mta-sts 1"
 #define HOST_MAX 253
@@ -353,19 +354,7 @@ static int cache_dir(struct ba_buf *out, const struct ba_mtasts_params *p, int c
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	if (!create)
 		return 0;
-	for (size_t i = 1; i <= out->len; i++) {
-		if (i < out->len && out->data[i] != '/')
-			continue;
-		char c = out->data[i];
-		out->data[i] = '\0';
-		int rc = mkdir(out->data, 0700);
-		int e = errno;
-		out->data[i] = c;
-		if (rc < 0 && e != EEXIST)
-			return ba_err_set(err, EX_CANTCREAT, "cannot create '%.*s': %s", (int)i, out->data,
-			                  ba_strerror_t(e));
-	}
-	return 0;
+	return ba_mkdirs(ba_buf_str(out), err);
 }
 
 /*

@@ -174,23 +174,6 @@ static void *gai_thread(void *arg)
 	return NULL;
 }
 
-/* Starts q's thread with every signal blocked (they stay with the caller). Returns 0 or -1. */
-static int gai_start(struct gai_req *q)
-{
-	pthread_attr_t attr;
-	if (pthread_attr_init(&attr) != 0)
-		return -1;
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_t t;
-	int r = pthread_create(&t, &attr, gai_thread, q);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return r == 0 ? 0 : -1;
-}
-
 /* A started gai_thread() for host:service, or NULL when none could be started. */
 static struct gai_req *gai_begin(const char *host, const char *service,
                                  const struct addrinfo *hints)
@@ -212,7 +195,7 @@ static struct gai_req *gai_begin(const char *host, const char *service,
 	q->hints = *hints;
 	snprintf(q->service, sizeof(q->service), "%s", service);
 	q->refs = 2; /* the caller's and the thread's */
-	if (gai_start(q) < 0) {
+	if (ba_thread_detached(gai_thread, q) < 0) {
 		q->refs = 1;
 		gai_req_unref(q);
 		return NULL;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "bluearrow/http.h"
+#include "bluearrow/io.h"
 #include "bluearrow/json.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -162,21 +163,7 @@ static int state_dir(struct ba_buf *out, int create, struct ba_err *err)
 		return ba_err_set(err, EX_OSERR, "out of memory");
 	if (!create)
 		return 0;
-	for (size_t i = 1; i <= out->len; i++) {
-		if (i < out->len && out->data[i] != '/')
-			continue;
-		char c = out->data[i];
-		out->data[i] = '\0';
-		int rc = mkdir(out->data, 0700);
-		int e = errno;
-		out->data[i] = c;
-		if (rc < 0 && e != EEXIST) {
-			ba_buf_truncate(out, i);
-			return ba_err_set(err, EX_CANTCREAT, "cannot create '%s': %s", ba_buf_str(out),
-			                  ba_strerror_t(e));
-		}
-	}
-	return 0;
+	return ba_mkdirs(ba_buf_str(out), err);
 }
 
 /* The name tokens are kept under: "account default : gmail" shares gmail's. */

@@ -258,6 +258,20 @@ int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64
                  int cfd);
 
 /*
+ * Starts fn(arg) on a detached thread with every signal blocked (signals
+ * stay with the calling thread).  Returns 0, or -1 when no thread could be
+ * started (fn is then not called; arg stays the caller's).
+ */
+int ba_thread_detached(void *(*fn)(void *), void *arg);
+
+/*
+ * Creates path and each missing directory above it with mode 0700 (as
+ * `mkdir -p`), checking that each component is a directory.  Returns 0, or
+ * -1 with EX_CANTCREAT naming the component that failed.
+ */
+int ba_mkdirs(const char *path, struct ba_err *err);
+
+/*
  * A stream over a connected file descriptor (socket, socketpair, pipe
  * pair).  Takes ownership of the descriptors: ba_stream_free() closes them
  * (once, if rfd == wfd).  The descriptors are made non-blocking.  Returns
