@@ -392,6 +392,90 @@ int ba_mkdirs(const char *path, struct ba_err *err)
 	return 0;
 }
 
+int ba_read_private(struct ba_buf *out, const char *path, struct ba_err *err)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : ba_err_set(err, EX_IOERR, "cannot open '%s': %s", path,
+		                                        ba_strerror_t(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077) != 0) {
+		close(fd);
+		return 0;
+	}
+	char chunk[4096];
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof chunk)) > 0)
+		if (ba_buf_add(out, chunk, (size_t)n) < 0)
+			break;
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", path, ba_strerror_t(e));
+	if (ba_buf_failed(out))
+		return ba_err_set(err, EX_DATAERR, "'%s' is too large", path);
+	return 1;
+}
+
+int ba_write_private(const char *path, const struct ba_buf *data, struct ba_err *err)
+{
+	struct ba_buf tmp = BA_BUF_INIT;
+	ba_buf_addf(&tmp, "%s.tmp.XXXXXX", path);
+	if (ba_buf_failed(&tmp))
+		return ba_err_set(err, EX_OSERR, "out of memory");
+	int rc = -1;
+	int fd = mkstemp(tmp.data); /* 0600, O_EXCL */
+	if (fd < 0) {
+		ba_err_set(err, EX_CANTCREAT, "cannot create '%s': %s", ba_buf_str(&tmp),
+		           ba_strerror_t(errno));
+		goto out;
+	}
+	size_t off = 0;
+	while (off < data->len) {
+		ssize_t n = write(fd, data->data + off, data->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	int e = errno;
+	if (off < data->len || fsync(fd) < 0) {
+		if (off == data->len)
+			e = errno;
+		close(fd);
+		unlink(ba_buf_str(&tmp));
+		ba_err_set(err, EX_IOERR, "cannot write '%s': %s", ba_buf_str(&tmp), ba_strerror_t(e));
+		goto out;
+	}
+	close(fd);
+	if (rename(ba_buf_str(&tmp), path) < 0) {
+		e = errno;
+		unlink(ba_buf_str(&tmp));
+		ba_err_set(err, EX_CANTCREAT, "cannot rename '%s' to '%s': %s", ba_buf_str(&tmp), path,
+		           ba_strerror_t(e));
+		goto out;
+	}
+	/* the rename itself is durable once the directory is synced */
+	const char *slash = strrchr(path, '/');
+	if (slash) {
+		ba_buf_reset(&tmp);
+		ba_buf_add(&tmp, path, (size_t)(slash - path));
+		int dfd = ba_buf_failed(&tmp)
+		                  ? -1
+		                  : open(ba_buf_str(&tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	rc = 0;
+out:
+	ba_buf_release(&tmp);
+	return rc;
+}
+
 static int cancelled(const struct fd_stream *s, struct ba_err *err)
 {
 	return ba_err_cancel(err, "%s: cancelled", s->name);

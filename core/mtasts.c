@@ -364,23 +364,10 @@ static int cache_dir(struct ba_buf *out, const struct ba_mtasts_params *p, int c
  */
 static int cache_read(struct ba_mtasts_policy *pol, const char *path, struct ba_err *err)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	struct stat st;
 	struct ba_buf b;
 	ba_buf_init(&b, BA_MTASTS_POLICY_MAX + 512);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & 077) != 0) {
-		close(fd);
-		return 0;
-	}
-	char chunk[4096];
-	ssize_t n;
-	while ((n = read(fd, chunk, sizeof chunk)) > 0)
-		if (ba_buf_add(&b, chunk, (size_t)n) < 0)
-			break;
-	close(fd);
+	struct ba_err rerr = BA_ERR_INIT;
+	int n = ba_read_private(&b, path, &rerr) == 1 ? 0 : -1; /* unreadable: no cache */
 	int rc = 0;
 	const char *s = ba_buf_str(&b);
 	const char *body = strstr(s, "\n\n");
@@ -413,53 +400,14 @@ out:
 }
 
 /* Writes the policy text fetched under id at time now, atomically. */
-static int cache_write(const char *dir, const char *path, const char *id, time_t now,
+static int cache_write(const char *path, const char *id, time_t now,
                        const struct ba_buf *text, struct ba_err *err)
 {
-	struct ba_buf tmp = BA_BUF_INIT, data = BA_BUF_INIT;
-	ba_buf_addf(&tmp, "%s/.tmp.XXXXXX", dir);
+	struct ba_buf data = BA_BUF_INIT;
 	ba_buf_addf(&data, CACHE_MAGIC "\nid %s\nfetched %lld\n\n", id, (long long)now);
 	ba_buf_add(&data, text->data, text->len);
-	int rc = -1;
-	if (ba_buf_failed(&tmp) || ba_buf_failed(&data)) {
-		ba_err_set(err, EX_OSERR, "out of memory");
-		goto out;
-	}
-	int fd = mkstemp(tmp.data); /* 0600 */
-	if (fd < 0) {
-		ba_err_set(err, EX_CANTCREAT, "cannot create a file in '%s': %s", dir,
-		           ba_strerror_t(errno));
-		goto out;
-	}
-	size_t off = 0;
-	while (off < data.len) {
-		ssize_t n = write(fd, data.data + off, data.len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
-	int e = errno;
-	if (off < data.len || fsync(fd) < 0) {
-		if (off == data.len)
-			e = errno;
-		close(fd);
-		unlink(tmp.data);
-		ba_err_set(err, EX_IOERR, "cannot write '%s': %s", tmp.data, ba_strerror_t(e));
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp.data, path) < 0) {
-		e = errno;
-		unlink(tmp.data);
-		ba_err_set(err, EX_CANTCREAT, "cannot rename '%s' to '%s': %s", tmp.data, path,
-		           ba_strerror_t(e));
-		goto out;
-	}
-	rc = 0;
-out:
-	ba_buf_release(&tmp);
+	int rc = ba_buf_failed(&data) ? ba_err_set(err, EX_OSERR, "out of memory")
+	                              : ba_write_private(path, &data, err);
 	ba_buf_release(&data);
 	return rc;
 }
@@ -605,7 +553,7 @@ int ba_mtasts_lookup(struct ba_mtasts_result *out, const char *domain,
 		struct ba_err werr = BA_ERR_INIT;
 		ba_buf_reset(&dir);
 		if (cache_dir(&dir, p, 1, &werr) < 0 ||
-		    cache_write(ba_buf_str(&dir), ba_buf_str(&path), id, now, &text, &werr) < 0)
+		    cache_write(ba_buf_str(&path), id, now, &text, &werr) < 0)
 			ba_log(p->log, BA_LOG_WARNING, "mta-sts: cannot cache the policy of '%s': %s",
 			       name, werr.text);
 	}

@@ -194,97 +194,6 @@ static int state_file(struct ba_buf *out, const struct ba_account *acc, const ch
 }
 
 /*
- * Reads a private state file into out (capped).  Returns 1, 0 when it does
- * not exist or is not safe to trust (not a regular file of ours, mode not
- * 0600-ish), -1 on a read error.
- */
-static int read_private(struct ba_buf *out, const char *path, struct ba_err *err)
-{
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : ba_err_set(err, EX_IOERR, "cannot open '%s': %s", path,
-		                                        ba_strerror_t(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & 077) != 0) {
-		close(fd);
-		return 0;
-	}
-	char chunk[4096];
-	ssize_t n;
-	while ((n = read(fd, chunk, sizeof chunk)) > 0)
-		if (ba_buf_add(out, chunk, (size_t)n) < 0)
-			break;
-	int e = errno;
-	close(fd);
-	if (n < 0)
-		return ba_err_set(err, EX_IOERR, "cannot read '%s': %s", path, ba_strerror_t(e));
-	if (ba_buf_failed(out))
-		return ba_err_set(err, EX_DATAERR, "'%s' is too large", path);
-	return 1;
-}
-
-/* Writes data to path atomically: path.tmp.PID (0600), fsync, rename, fsync of the directory. */
-static int write_private(const char *path, const struct ba_buf *data, struct ba_err *err)
-{
-	struct ba_buf tmp = BA_BUF_INIT;
-	ba_buf_addf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-	if (ba_buf_failed(&tmp))
-		return ba_err_set(err, EX_OSERR, "out of memory");
-	int rc = -1;
-	unlink(ba_buf_str(&tmp));
-	int fd = open(ba_buf_str(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		ba_err_set(err, EX_CANTCREAT, "cannot create '%s': %s", ba_buf_str(&tmp),
-		           ba_strerror_t(errno));
-		goto out;
-	}
-	size_t off = 0;
-	while (off < data->len) {
-		ssize_t n = write(fd, data->data + off, data->len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
-	int e = errno;
-	if (off < data->len || fsync(fd) < 0) {
-		if (off == data->len)
-			e = errno;
-		close(fd);
-		unlink(ba_buf_str(&tmp));
-		ba_err_set(err, EX_IOERR, "cannot write '%s': %s", ba_buf_str(&tmp), ba_strerror_t(e));
-		goto out;
-	}
-	close(fd);
-	if (rename(ba_buf_str(&tmp), path) < 0) {
-		e = errno;
-		unlink(ba_buf_str(&tmp));
-		ba_err_set(err, EX_CANTCREAT, "cannot rename '%s' to '%s': %s", ba_buf_str(&tmp), path,
-		           ba_strerror_t(e));
-		goto out;
-	}
-	/* the rename itself is durable once the directory is synced */
-	const char *slash = strrchr(path, '/');
-	if (slash) {
-		ba_buf_reset(&tmp);
-		ba_buf_add(&tmp, path, (size_t)(slash - path));
-		int dfd = ba_buf_failed(&tmp)
-		                  ? -1
-		                  : open(ba_buf_str(&tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
-	rc = 0;
-out:
-	ba_buf_release(&tmp);
-	return rc;
-}
-
-/*
  * The cache file: lines "KEY VALUE" (endpoint, client, expires, token).
  * Returns the line's value for key, or NULL; the text is modified (NULs).
  */
@@ -340,7 +249,7 @@ static int cache_write(const struct ba_account *acc, const char *endpoint, const
 		ba_buf_addf(&data, "endpoint %s\nclient %s\nexpires %lld\ntoken %s\n", endpoint,
 		            acc->oauth2_client_id, expires, token);
 		rc = ba_buf_failed(&data) ? ba_err_set(err, EX_OSERR, "out of memory")
-		                          : write_private(ba_buf_str(&path), &data, err);
+		                          : ba_write_private(ba_buf_str(&path), &data, err);
 	}
 	ba_buf_release(&path);
 	ba_buf_release_secret(&data);
@@ -358,7 +267,7 @@ int ba_oauth2_store_refresh(const struct ba_account *acc, const char *token, str
 	} else if (rc == 0) {
 		ba_buf_addf(&data, "%s\n", token);
 		rc = ba_buf_failed(&data) ? ba_err_set(err, EX_OSERR, "out of memory")
-		                          : write_private(ba_buf_str(&path), &data, err);
+		                          : ba_write_private(ba_buf_str(&path), &data, err);
 	}
 	ba_buf_release(&path);
 	ba_buf_release_secret(&data);
@@ -372,7 +281,7 @@ static int stored_refresh(struct ba_buf *out, const struct ba_account *acc, stru
 	ba_buf_init(&text, STATE_MAX);
 	int rc = state_file(&path, acc, ".refresh", 0, err);
 	if (rc == 0)
-		rc = read_private(&text, ba_buf_str(&path), err);
+		rc = ba_read_private(&text, ba_buf_str(&path), err);
 	if (rc == 1) {
 		size_t n = strcspn(ba_buf_str(&text), "\r\n");
 		if (n == 0)
@@ -395,7 +304,7 @@ int ba_oauth2_state(struct ba_oauth2_state *st, const struct ba_account *acc, st
 	ba_buf_init(&rt, STATE_MAX);
 	st->refresh_configured = acc->oauth2_refresh_token || acc->oauth2_refresh_token_eval;
 	int rc = state_file(&path, acc, "", 0, err);
-	if (rc == 0 && (rc = read_private(&text, ba_buf_str(&path), err)) == 1) {
+	if (rc == 0 && (rc = ba_read_private(&text, ba_buf_str(&path), err)) == 1) {
 		struct cache c;
 		cache_parse(&c, text.data);
 		if (c.token && c.endpoint && c.client && e.token && strcmp(c.endpoint, e.token) == 0 &&
@@ -582,7 +491,7 @@ static int cached_token(struct ba_buf *out, const struct ba_account *acc, const 
 	struct ba_buf path = BA_BUF_INIT, text;
 	ba_buf_init(&text, STATE_MAX);
 	int rc = state_file(&path, acc, "", 0, err);
-	if (rc == 0 && (rc = read_private(&text, ba_buf_str(&path), err)) == 1) {
+	if (rc == 0 && (rc = ba_read_private(&text, ba_buf_str(&path), err)) == 1) {
 		struct cache c;
 		cache_parse(&c, text.data);
 		rc = 0;

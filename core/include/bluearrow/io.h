@@ -272,6 +272,21 @@ int ba_thread_detached(void *(*fn)(void *), void *arg);
 int ba_mkdirs(const char *path, struct ba_err *err);
 
 /*
+ * Reads the private file path into out (its capacity caps the size).
+ * Returns 1; 0 when it does not exist or is not safe to trust (a symlink,
+ * not a regular file of ours, group or other permissions); -1 on an error
+ * (EX_IOERR naming path; EX_DATAERR when it exceeds out's capacity).
+ */
+int ba_read_private(struct ba_buf *out, const char *path, struct ba_err *err);
+
+/*
+ * Replaces path with data atomically: a unique path.tmp.XXXXXX (0600) in the
+ * same directory, fsync, rename, fsync of the directory.  Returns 0, or -1
+ * (EX_CANTCREAT, EX_IOERR, EX_OSERR) with nothing partial left at path.
+ */
+int ba_write_private(const char *path, const struct ba_buf *data, struct ba_err *err);
+
+/*
  * A stream over a connected file descriptor (socket, socketpair, pipe
  * pair).  Takes ownership of the descriptors: ba_stream_free() closes them
  * (once, if rfd == wfd).  The descriptors are made non-blocking.  Returns
