@@ -70,3 +70,12 @@ int cli_account_option(struct cli_kv *kv, const char *cmd, int *i, int argc, cha
 	kv->n++;
 	return 0;
 }
+
+const char **cli_file_or_account(const char *opt, const char **file, const char **account)
+{
+	if (strcmp(opt, "-C") == 0 || strcmp(opt, "--file") == 0)
+		return file;
+	if (strcmp(opt, "-a") == 0 || strcmp(opt, "--account") == 0)
+		return account;
+	return NULL;
+}

@@ -169,16 +169,13 @@ int cli_cmd_check(int argc, char **argv)
 	int verbose = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *s = argv[i];
-		const char **dst = NULL;
+		const char **dst;
 		if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0) {
 			verbose = 1;
 			continue;
 		}
-		if (strcmp(s, "-C") == 0 || strcmp(s, "--file") == 0)
-			dst = &file;
-		else if (strcmp(s, "-a") == 0 || strcmp(s, "--account") == 0)
-			dst = &account;
-		else
+		dst = cli_file_or_account(s, &file, &account);
+		if (!dst)
 			return cli_usage_error("check", "unknown argument '%s'", s);
 		if (i + 1 >= argc)
 			return cli_usage_error("check", "option '%s' needs a value", s);

@@ -64,6 +64,13 @@ void cli_kv_release(struct cli_kv *kv);
  * Returns -1 when NAME is no such key, else an exit code after a usage error.
  */
 int cli_account_option(struct cli_kv *kv, const char *cmd, int *i, int argc, char **argv);
+
+/*
+ * The config-file and account options every subcommand takes: for opt "-C"
+ * or "--file" returns file, for "-a" or "--account" returns account (where
+ * the caller stores the option's value), else NULL.
+ */
+const char **cli_file_or_account(const char *opt, const char **file, const char **account);
 /* bluearrow sendmail (sendmail.c); also the program under the names sendmail, bluearrow-sendmail */
 extern const char cli_sendmail_usage[];
 int cli_cmd_sendmail(int argc, char **argv);

@@ -262,7 +262,7 @@ int cli_cmd_mx(int argc, char **argv)
 	int verbose = 0, do_probe = 0, first = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *s = argv[i];
-		const char **dst = NULL;
+		const char **dst;
 		if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0) {
 			verbose = 1;
 			continue;
@@ -279,11 +279,8 @@ int cli_cmd_mx(int argc, char **argv)
 			first = i;
 			break;
 		}
-		if (strcmp(s, "-C") == 0 || strcmp(s, "--file") == 0)
-			dst = &file;
-		else if (strcmp(s, "-a") == 0 || strcmp(s, "--account") == 0)
-			dst = &account;
-		else
+		dst = cli_file_or_account(s, &file, &account);
+		if (!dst)
 			return cli_usage_error("mx", "unknown argument '%s'", s);
 		if (i + 1 >= argc)
 			return cli_usage_error("mx", "option '%s' needs a value", s);

@@ -244,7 +244,7 @@ static int authorize(int argc, char **argv)
 	int device = 0, print = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *s = argv[i];
-		const char **dst = NULL;
+		const char **dst;
 		if (strcmp(s, "--device") == 0) {
 			device = 1;
 			continue;
@@ -253,13 +253,10 @@ static int authorize(int argc, char **argv)
 			print = 1;
 			continue;
 		}
-		if (strcmp(s, "-C") == 0 || strcmp(s, "--file") == 0)
-			dst = &file;
-		else if (strcmp(s, "-a") == 0 || strcmp(s, "--account") == 0)
-			dst = &account;
-		else if (strcmp(s, "--timeout") == 0)
+		dst = cli_file_or_account(s, &file, &account);
+		if (!dst && strcmp(s, "--timeout") == 0)
 			dst = &timeout_arg;
-		else
+		if (!dst)
 			return cli_usage_error("oauth2", "unknown argument '%s'", s);
 		if (i + 1 >= argc)
 			return cli_usage_error("oauth2", "option '%s' needs a value", s);
