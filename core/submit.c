@@ -537,6 +537,24 @@ static void mx_fail(struct mx_fate *f, const struct ba_err *e)
 	}
 }
 
+/* The route options of a send: one mapping for a relay's route and each MX domain's. */
+static void route_opts(struct ba_route_opts *ro, struct ba_route_report *report,
+                       const struct ba_submit *s)
+{
+	memset(report, 0, sizeof(*report));
+	memset(ro, 0, sizeof(*ro));
+	ro->log = s->log;
+	ro->smtp_flags = s->smtp_flags;
+	ro->report = report;
+	ro->progress = s->progress;
+	ro->progress_ctx = s->progress_ctx;
+	ro->data_end = s->data_end;
+	ro->data_end_ctx = s->data_end_ctx;
+	ro->cancel_fd = s->cancel_fd;
+	ro->ask_password = s->ask_password;
+	ro->ask_password_ctx = s->ask_password_ctx;
+}
+
 /* One domain: its MX plan, one route, the recipients of that domain. */
 static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, const char *domain,
                       const size_t *idx, size_t n, struct mx_fate *fate)
@@ -598,17 +616,10 @@ static void mx_domain(struct ba_submit_result *res, const struct ba_submit *s, c
 		plan[i].naddrs = sec.t[i].naddrs;
 	}
 	struct ba_route_report report;
-	memset(&report, 0, sizeof(report));
 	struct ba_route_opts ro;
-	memset(&ro, 0, sizeof(ro));
-	ro.log = s->log;
-	ro.smtp_flags = s->smtp_flags;
-	ro.report = &report;
+	route_opts(&ro, &report, s);
 	ro.plan = plan;
 	ro.nplan = mxl.n;
-	ro.progress = s->progress;
-	ro.progress_ctx = s->progress_ctx;
-	ro.cancel_fd = s->cancel_fd;
 	rc = ba_route_open(&r, acc, &ro, &err);
 	if (report.server[0])
 		memcpy(res->server, report.server, sizeof(res->server));
@@ -804,19 +815,8 @@ int ba_submit_send(struct ba_submit_result *res, const struct ba_submit *s, stru
 	if (ba_config_delivers_mx(s->acc))
 		return submit_mx(res, s, err);
 	struct ba_route_report report;
-	memset(&report, 0, sizeof(report));
 	struct ba_route_opts ro;
-	memset(&ro, 0, sizeof(ro));
-	ro.log = s->log;
-	ro.smtp_flags = s->smtp_flags;
-	ro.report = &report;
-	ro.progress = s->progress;
-	ro.progress_ctx = s->progress_ctx;
-	ro.data_end = s->data_end;
-	ro.data_end_ctx = s->data_end_ctx;
-	ro.cancel_fd = s->cancel_fd;
-	ro.ask_password = s->ask_password;
-	ro.ask_password_ctx = s->ask_password_ctx;
+	route_opts(&ro, &report, s);
 	ba_route *r = s->route ? *s->route : NULL;
 	int reused = r != NULL, rc = 0;
 	memset(&report, 0, sizeof(report));
