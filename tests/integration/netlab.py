@@ -566,3 +566,32 @@ class Postfix:
                 pass
             time.sleep(0.2)  # the daemons leave after the master
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postfix_for_one_test(lab, slow):
+    """The body of a per-test pytest fixture: a Postfix for one test only (left running, it
+    would retry its deferred recipients while later tests count connections); skipped
+    under valgrind (slow) and, loudly, when its package cannot be unpacked."""
+    if slow:
+        pytest.skip("the Postfix reference runs in the normal pass only (not under valgrind)")
+    try:
+        pf = Postfix(lab)
+    except Exception as e:  # noqa: BLE001 - a missing package must not hide the other cases
+        pytest.skip("NO POSTFIX REFERENCE: %s" % e)
+    yield pf
+    pf.close()
+
+
+def assert_postfix_fates(lab, postfix, cases, msg, delivered):
+    """Sends msg through Postfix to every case's recipient and checks each fate: cases are
+    (name, rcpt, "sent" | "bounced" | "deferred", server address or None); a sent one must
+    have reached that server (delivered(server, rcpt))."""
+    rcpts = [c[1] for c in cases]
+    postfix.send(rcpts, msg)
+    fates = postfix.fates(rcpts)
+    by_addr = {s.host: s for s in lab.servers}
+    for name, rcpt, want, server in cases:
+        assert fates.get(rcpt) == want, "%s: Postfix said %s\n%s" % (
+            name, fates.get(rcpt), open(postfix.log).read()[-3000:])
+        if want == "sent":
+            assert delivered(by_addr[server], rcpt), name

@@ -359,27 +359,12 @@ POSTFIX_CASES = [
 def postfix(lab):
     """Per test: a Postfix left running would retry its deferred recipients (server T)
     while later tests count connections."""
-    if SLOW:
-        pytest.skip("the Postfix reference runs in the normal pass only (not under valgrind)")
-    try:
-        pf = netlab.Postfix(lab)
-    except Exception as e:  # noqa: BLE001 - a missing package must not hide the other cases
-        pytest.skip("NO POSTFIX REFERENCE: %s" % e)
-    yield pf
-    pf.close()
+    yield from netlab.postfix_for_one_test(lab, SLOW)
 
 
 def test_postfix_reference(lab, postfix):
     reset(lab)
-    rcpts = [c[1] for c in POSTFIX_CASES]
-    postfix.send(rcpts, MSG)
-    fates = postfix.fates(rcpts)
-    by_addr = {s.host: s for s in lab.servers}
-    for name, rcpt, want, server in POSTFIX_CASES:
-        assert fates.get(rcpt) == want, "%s: Postfix said %s\n%s" % (
-            name, fates.get(rcpt), open(postfix.log).read()[-3000:])
-        if want == "sent":
-            assert delivered(by_addr[server], rcpt), name
+    netlab.assert_postfix_fates(lab, postfix, POSTFIX_CASES, MSG, delivered)
     # Postfix never connected for the null MX domain (its A record points at server C,
     # which saw only pf2's connection)
     assert len(lab.c.conns) == 1

@@ -387,27 +387,12 @@ POSTFIX_CASES = [
 @pytest.fixture
 def postfix(lab):
     """Postfix for its own test only: it retries deferred mail in the background."""
-    if SLOW:
-        pytest.skip("the Postfix reference runs in the normal pass only (not under valgrind)")
-    try:
-        pf = netlab.Postfix(lab)
-    except Exception as e:  # noqa: BLE001 - a missing package must not hide the other cases
-        pytest.skip("NO POSTFIX REFERENCE: %s" % e)
-    yield pf
-    pf.close()
+    yield from netlab.postfix_for_one_test(lab, SLOW)
 
 
 def test_postfix_reference(lab, postfix):
     reset(lab)
-    rcpts = [c[1] for c in POSTFIX_CASES]
-    postfix.send(rcpts, MSG)
-    fates = postfix.fates(rcpts)
-    by_addr = {s.host: s for s in lab.servers}
-    for name, rcpt, want, server in POSTFIX_CASES:
-        assert fates.get(rcpt) == want, "%s: Postfix said %s\n%s" % (
-            name, fates.get(rcpt), open(postfix.log).read()[-3000:])
-        if want == "sent":
-            assert delivered(by_addr[server], rcpt), name
+    netlab.assert_postfix_fates(lab, postfix, POSTFIX_CASES, MSG, delivered)
     for rcpt in ("pf3@danebad.test", "pf4@danenotls.test", "pf5@danebogus.test",
                  "pf9@cnamebad.test"):
         assert not any(delivered(s, rcpt) for s in lab.servers if hasattr(s, "txns")), rcpt
