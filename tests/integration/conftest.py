@@ -24,7 +24,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from certs import make_certs  # noqa: E402
-from servers import SMTPServer  # noqa: E402
+from servers import SMTPServer, started_servers  # noqa: E402
 
 
 def build_dir():
@@ -100,17 +100,8 @@ def tls_certs(tmp_path_factory):
 def smtp_server(request):
     """Factory: smtp_server(**opts) -> started servers.SMTPServer, stopped after
     the test.  TLS options get the session's certificates automatically."""
-    started = []
-
-    def make(**opts):
-        if "certs" not in opts:
-            opts["certs"] = request.getfixturevalue("tls_certs")
-        srv = SMTPServer(**opts).start()
-        started.append(srv)
-        return srv
-    yield make
-    for s in started:
-        s.stop()
+    yield from started_servers(SMTPServer,
+                               lambda: {"certs": request.getfixturevalue("tls_certs")})
 
 
 @pytest.fixture
@@ -118,17 +109,8 @@ def raw_server(request):
     """Factory: raw_server(**opts) -> started servers.RawServer (own parser:
     CHUNKING/BDAT, BINARYMIME, LMTP, scripted replies)."""
     from servers import RawServer
-    started = []
-
-    def make(**opts):
-        if "certs" not in opts:
-            opts["certs"] = request.getfixturevalue("tls_certs")
-        srv = RawServer(**opts).start()
-        started.append(srv)
-        return srv
-    yield make
-    for s in started:
-        s.stop()
+    yield from started_servers(RawServer,
+                               lambda: {"certs": request.getfixturevalue("tls_certs")})
 
 
 @pytest.fixture

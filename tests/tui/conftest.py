@@ -10,7 +10,7 @@ for p in (HERE, INTEGRATION):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from servers import RawServer, SMTPServer  # noqa: E402
+from servers import RawServer, SMTPServer, started_servers  # noqa: E402
 import tuilib  # noqa: E402
 
 
@@ -42,30 +42,12 @@ def account_config(port, **keys):
 
 @pytest.fixture
 def smtp_server():
-    servers = []
-
-    def make(**opts):
-        s = SMTPServer(**opts)
-        s.start()
-        servers.append(s)
-        return s
-    yield make
-    for s in servers:
-        s.stop()
+    yield from started_servers(SMTPServer)
 
 
 @pytest.fixture
 def raw_server():
-    servers = []
-
-    def make(**opts):
-        s = RawServer(**opts)
-        s.start()
-        servers.append(s)
-        return s
-    yield make
-    for s in servers:
-        s.stop()
+    yield from started_servers(RawServer)
 
 
 @pytest.fixture
