@@ -518,9 +518,8 @@ static int one(const char *config, const char *id, enum one_op op)
 			continue;
 		}
 		struct ba_outbox_entry e;
-		struct ba_buf path = BA_BUF_INIT;
-		int failed = 0;
-		int rc = ba_outbox_get(ob, id, &e, &failed, &path, &err);
+		int failed = 0, mfd = -1;
+		int rc = ba_outbox_get(ob, id, &e, &failed, op == ONE_SHOW ? &mfd : NULL, &err);
 		if (rc == 0) {
 			if (op == ONE_SHOW) {
 				print_text(stdout, &e, (int64_t)time(NULL));
@@ -528,14 +527,13 @@ static int one(const char *config, const char *id, enum one_op op)
 					printf("  failed: kept in %s/failed\n", dirs[i]);
 				if (e.msgid)
 					printf("  message-id %s\n", e.msgid);
-				printf("  message %s\n\n", ba_buf_str(&path));
-				FILE *m = fopen(ba_buf_str(&path), "re");
-				char buf[8192];
-				size_t k;
-				while (m && (k = fread(buf, 1, sizeof(buf), m)) > 0)
-					fwrite(buf, 1, k, stdout);
-				if (m)
-					fclose(m);
+				printf("\n");
+				fflush(stdout);
+				char buf[65536];
+				ssize_t k;
+				while ((k = read(mfd, buf, sizeof(buf))) > 0 && fwrite(buf, 1, (size_t)k, stdout))
+					;
+				close(mfd);
 				code = 0;
 			} else {
 				rc = op == ONE_RETRY ? ba_outbox_retry(ob, id, &err)
@@ -546,7 +544,6 @@ static int one(const char *config, const char *id, enum one_op op)
 		} else if (err.code != EX_NOINPUT) {
 			code = cli_fail(&err);
 		}
-		ba_buf_release(&path);
 		ba_outbox_free(ob);
 		if (rc == 0 || err.code != EX_NOINPUT)
 			break;

@@ -33,6 +33,33 @@
 enum { D_TMP, D_Q, D_FAILED, D_CORRUPT, D_COUNT };
 static const char *const sub_names[D_COUNT] = { "tmp", "q", "failed", "corrupt" };
 
+/*
+ * The two forms of an entry (bluearrow/outbox.h): one file ID.entry, its
+ * state block then its message, with ID.up once its state changed; or the
+ * pair ID.msg and ID.st that earlier versions wrote.  `one` below is 1 for
+ * the first form.  Every suffix is listed here.
+ */
+#define SUF_ENTRY ".entry"
+#define SUF_UP ".up"
+#define SUF_MSG ".msg"
+#define SUF_ST ".st"
+#define NAME_MAX_ID (BA_OUTBOX_ID_MAX + 8)
+#define UP_ORPHAN_AGE 600 /* a q/ID.up without its entry this old is a removal a crash cut */
+
+/* The name of id's message-carrying file into name. */
+static const char *msg_name(char *name, const char *id, int one)
+{
+	snprintf(name, NAME_MAX_ID, "%s%s", id, one ? SUF_ENTRY : SUF_MSG);
+	return name;
+}
+
+/* The name of id's state file (ID.up or ID.st) into name. */
+static const char *state_name(char *name, const char *id, int one)
+{
+	snprintf(name, NAME_MAX_ID, "%s%s", id, one ? SUF_UP : SUF_ST);
+	return name;
+}
+
 struct ba_outbox {
 	char *dir;
 	int dfd;
@@ -426,14 +453,14 @@ static int write_all(int fd, const void *p, size_t n)
 }
 
 /*
- * Writes e's state as tmp/ID.st, fsyncs it, renames it to sub/ID.st and
- * fsyncs sub: the one durable state update.
+ * Writes e's state as tmp/NAME (ID.up, or ID.st for the pair form), fsyncs
+ * it, renames it to sub/NAME and fsyncs sub: the one durable state update.
  */
-static int write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub,
+static int write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, int one,
                        struct ba_err *err)
 {
-	char name[BA_OUTBOX_ID_MAX + 8];
-	snprintf(name, sizeof(name), "%s.st", e->id);
+	char name[NAME_MAX_ID];
+	state_name(name, e->id, one);
 	struct ba_buf b = BA_BUF_INIT;
 	if (ba_outbox_entry_format(&b, e) < 0) {
 		ba_buf_release(&b);
@@ -508,55 +535,75 @@ int ba_outbox_add(ba_outbox *ob, struct ba_outbox_entry *e, ba_reader *msg, int 
 {
 	if (hold)
 		*hold = -1;
-	char mname[BA_OUTBOX_ID_MAX + 8], sname[BA_OUTBOX_ID_MAX + 8];
+	char name[NAME_MAX_ID];
 	int fd = -1, rc = -1, renamed = 0;
 	for (int tries = 0; fd < 0; tries++) {
 		if (!e->id[0] || tries)
 			make_id(e->id, sizeof(e->id));
-		snprintf(mname, sizeof(mname), "%s.msg", e->id);
-		fd = openat(ob->sub[D_TMP], mname,
+		msg_name(name, e->id, 1);
+		fd = openat(ob->sub[D_TMP], name,
 		            O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && (errno != EEXIST || tries > 5))
-			return io_err(ob, "create", "tmp", mname, errno, err);
+			return io_err(ob, "create", "tmp", name, errno, err);
 	}
-	snprintf(sname, sizeof(sname), "%s.st", e->id);
 	flock(fd, LOCK_EX); /* a new file: no one else holds it */
-	struct ba_buf head = BA_BUF_INIT;
+	/*
+	 * The state block comes first and names the Message-ID, so the start
+	 * of the message (at most MSGID_SCAN bytes: memory does not grow with
+	 * the message) is read before anything is written.
+	 */
+	struct ba_buf head = BA_BUF_INIT, state = BA_BUF_INIT;
 	char buf[65536];
-	uint64_t size = 0;
-	for (;;) {
-		ssize_t k = ba_read(msg, buf, sizeof(buf), err);
+	int eof = 0;
+	while (!eof && head.len < MSGID_SCAN) {
+		ssize_t k = ba_read(msg, buf, MSGID_SCAN - head.len < sizeof(buf)
+		                                  ? MSGID_SCAN - head.len : sizeof(buf), err);
 		if (k < 0)
 			goto fail;
-		if (k == 0)
-			break;
-		if (head.len < MSGID_SCAN)
-			ba_buf_add(&head, buf, (size_t)k);
-		if (write_all(fd, buf, (size_t)k) < 0) {
-			io_err(ob, "write", "tmp", mname, errno, err);
-			goto fail;
-		}
-		size += (uint64_t)k;
+		eof = k == 0;
+		ba_buf_add(&head, buf, (size_t)k);
 	}
-	if (fsync(fd) < 0) {
-		io_err(ob, "write", "tmp", mname, errno, err);
-		goto fail;
-	}
-	e->size = size;
 	if (!e->msgid && head.len)
 		e->msgid = find_msgid(head.data, head.len);
 	if (!e->created)
 		e->created = (int64_t)time(NULL);
 	if (!e->next)
 		e->next = e->created;
-	if (renameat(ob->sub[D_TMP], mname, ob->sub[D_Q], mname) < 0) {
-		io_err(ob, "rename", "tmp", mname, errno, err);
+	if (ba_buf_failed(&head) || ba_outbox_entry_format(&state, e) < 0) {
+		ba_err_set(err, EX_OSERR, "out of memory");
+		goto fail;
+	}
+	uint64_t size = head.len;
+	if (write_all(fd, state.data, state.len) < 0 || write_all(fd, head.data, head.len) < 0) {
+		io_err(ob, "write", "tmp", name, errno, err);
+		goto fail;
+	}
+	while (!eof) {
+		ssize_t k = ba_read(msg, buf, sizeof(buf), err);
+		if (k < 0)
+			goto fail;
+		eof = k == 0;
+		if (k > 0 && write_all(fd, buf, (size_t)k) < 0) {
+			io_err(ob, "write", "tmp", name, errno, err);
+			goto fail;
+		}
+		size += (uint64_t)k;
+	}
+	if (fsync(fd) < 0) {
+		io_err(ob, "write", "tmp", name, errno, err);
+		goto fail;
+	}
+	e->size = size;
+	/* the entry exists from this rename on, complete */
+	if (renameat(ob->sub[D_TMP], name, ob->sub[D_Q], name) < 0) {
+		io_err(ob, "rename", "tmp", name, errno, err);
 		goto fail;
 	}
 	renamed = 1;
-	/* the state last: until it is in q/ there is no entry, only a locked message file */
-	if (write_state(ob, e, D_Q, err) < 0)
+	if (fsync(ob->sub[D_Q]) < 0) {
+		io_err(ob, "sync", "q", ".", errno, err);
 		goto fail;
+	}
 	rc = 0;
 	if (hold) {
 		*hold = fd;
@@ -564,14 +611,14 @@ int ba_outbox_add(ba_outbox *ob, struct ba_outbox_entry *e, ba_reader *msg, int 
 	}
 	goto out;
 fail:
-	unlinkat(renamed ? ob->sub[D_Q] : ob->sub[D_TMP], mname, 0);
-	unlinkat(ob->sub[D_TMP], sname, 0);
+	unlinkat(renamed ? ob->sub[D_Q] : ob->sub[D_TMP], name, 0);
 	if (renamed)
 		fsync(ob->sub[D_Q]);
 out:
 	if (fd >= 0)
 		close(fd);
 	ba_buf_release(&head);
+	ba_buf_release(&state);
 	return rc;
 }
 
@@ -633,31 +680,161 @@ static void set_aside(ba_outbox *ob, int sub, const char *name, const char *why)
 	}
 }
 
+/* Where an entry's parts are, as load() found them. */
+struct loc {
+	int one;             /* its form: ID.entry (+ ID.up) 1, ID.msg + ID.st 0 */
+	int up;              /* one: ID.up holds its state (changed since the enqueue) */
+	int fd;              /* its message-carrying file, open; -1 = none */
+	uint64_t off;        /* where the message starts in that file */
+	struct ba_buf head;  /* one: the file's first bytes as read: the state block, then the
+	                        start of the message (a small message whole) */
+};
+#define LOC_INIT { 0, 0, -1, 0, BA_BUF_INIT }
+
+static void loc_release(struct loc *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	ba_buf_release(&l->head);
+}
+
 /*
- * Reads the state of ID in sub; a state that does not parse is moved aside.
- * msg_st: the message file's status when the caller holds it open, else
- * NULL (it is looked up).  1 = gone.
+ * Opens id's message-carrying file in sub into l (form: 1 ID.entry, 0
+ * ID.msg, -1 whichever there is).  Returns 0, or -1 with *eno (ENOENT:
+ * there is none).
  */
-static int load(ba_outbox *ob, int sub, const char *id, const struct stat *msg_st,
+static int open_msg(ba_outbox *ob, int sub, const char *id, int form, struct loc *l, int *eno)
+{
+	char name[NAME_MAX_ID];
+	for (int one = 1; one >= 0; one--) {
+		if (form >= 0 && form != one)
+			continue;
+		l->fd = openat(ob->sub[sub], msg_name(name, id, one),
+		               O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (l->fd >= 0) {
+			l->one = one;
+			return 0;
+		}
+		if (errno != ENOENT)
+			break;
+	}
+	*eno = errno;
+	return -1;
+}
+
+/*
+ * The first bytes of the ID.entry file l->fd (size bytes) into l->head,
+ * at least to the end of its state block (the line "end"), whose length
+ * goes to l->off.  One read for a small entry.  Returns 0, or -1 with *eno
+ * (EINVAL: no state block ends within STATE_MAX bytes).
+ */
+static int read_head(struct loc *l, uint64_t size, int *eno)
+{
+	ba_buf_reset(&l->head);
+	size_t chunk = size < (64u << 10) ? (size_t)size : (64u << 10);
+	for (;;) {
+		size_t had = l->head.len;
+		if (ba_buf_grow(&l->head, chunk) < 0) {
+			*eno = ENOMEM;
+			return -1;
+		}
+		ssize_t k = pread(l->fd, l->head.data + had, chunk, (off_t)had);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			*eno = errno;
+			return -1;
+		}
+		l->head.len += (size_t)k;
+		size_t from = had > 4 ? had - 4 : 0;
+		const char *end = l->head.len > from
+		                          ? memmem(l->head.data + from, l->head.len - from, "\nend\n", 5)
+		                          : NULL;
+		if (end) {
+			l->off = (uint64_t)(end + 5 - l->head.data);
+			return 0;
+		}
+		if (k == 0 || l->head.len > STATE_MAX) {
+			*eno = EINVAL;
+			return -1;
+		}
+		chunk = 64u << 10;
+	}
+}
+
+/* Moves the files of entry id in sub (of either form) to corrupt/. */
+static void set_aside_entry(ba_outbox *ob, int sub, const char *id, const char *why)
+{
+	char name[NAME_MAX_ID];
+	for (int one = 1; one >= 0; one--) {
+		if (faccessat(ob->sub[sub], state_name(name, id, one), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			set_aside(ob, sub, name, why);
+		if (faccessat(ob->sub[sub], msg_name(name, id, one), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			set_aside(ob, sub, name, one ? why : "belongs to a corrupt state file");
+	}
+}
+
+/*
+ * Reads the state of entry id in sub (form: as open_msg()) into *e; with
+ * l->fd open already (the caller's lock) that file is the message's.  A
+ * state that does not parse is moved aside with its message.  On success
+ * l says where the message is, its file left open in l->fd (the caller
+ * releases l in any case).  1 = gone.
+ */
+static int load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
                 struct ba_outbox_entry *e, struct ba_err *err)
 {
-	char name[BA_OUTBOX_ID_MAX + 8];
-	snprintf(name, sizeof(name), "%s.st", id);
+	memset(e, 0, sizeof(*e));
+	char name[NAME_MAX_ID];
+	int eno = 0;
+	if (l->fd < 0 && open_msg(ob, sub, id, form, l, &eno) < 0) {
+		if (eno == ELOOP) {
+			set_aside_entry(ob, sub, id, "is a symbolic link");
+			return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt", ob->dir,
+			                  id);
+		}
+		if (eno != ENOENT)
+			return io_err(ob, "open", sub_names[sub], id, eno, err);
+		l->one = form == 1; /* no message file: a state alone is corrupt, none is gone */
+	}
+	struct stat st;
+	memset(&st, 0, sizeof(st));
+	if (l->fd >= 0 && (fstat(l->fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		set_aside_entry(ob, sub, id, "is not a regular file");
+		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt", ob->dir, id);
+	}
+	if (l->one && l->fd < 0)
+		return 1;
+	l->off = 0;
+	l->up = 0;
+	if (l->one && read_head(l, (uint64_t)st.st_size, &eno) < 0) {
+		if (eno != EINVAL)
+			return io_err(ob, "read", sub_names[sub], msg_name(name, id, 1), eno, err);
+		set_aside_entry(ob, sub, id, "has no state block");
+		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt", ob->dir, id);
+	}
+	/* the state: ID.up or ID.st when there is one, else ID.entry's block */
 	struct ba_buf b = BA_BUF_INIT;
-	int eno = 0, rc;
-	if (read_small(&b, ob->sub[sub], name, &eno) < 0) {
+	const char *text = l->head.data;
+	size_t len = (size_t)l->off;
+	if (read_small(&b, ob->sub[sub], state_name(name, id, l->one), &eno) == 0) {
+		text = b.data ? b.data : "";
+		len = b.len;
+		l->up = l->one;
+	} else if (eno != ENOENT || !l->one) {
 		ba_buf_release(&b);
 		if (eno == ENOENT)
-			return 1;
+			return 1; /* a message without its state: not an entry (scan() tidies) */
 		if (eno == EINVAL || eno == ELOOP) {
-			set_aside(ob, sub, name, "is not a regular file of at most 1 MB");
+			set_aside_entry(ob, sub, id, "is not a regular file of at most 1 MB");
 			return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt", ob->dir,
 			                  id);
 		}
 		return io_err(ob, "read", sub_names[sub], name, eno, err);
 	}
 	struct ba_err perr = BA_ERR_INIT;
-	rc = ba_outbox_entry_parse(e, b.data ? b.data : "", b.len, &perr);
+	int rc = ba_outbox_entry_parse(e, text, len, &perr);
 	ba_buf_release(&b);
 	if (rc == 0 && strcmp(e->id, id) != 0) {
 		ba_outbox_entry_release(e);
@@ -670,28 +847,17 @@ static int load(ba_outbox *ob, int sub, const char *id, const struct stat *msg_s
 		}
 		char why[BA_ERR_TEXT_MAX + 32];
 		snprintf(why, sizeof(why), "does not parse (%s)", perr.text);
-		set_aside(ob, sub, name, why);
-		char mname[BA_OUTBOX_ID_MAX + 8];
-		snprintf(mname, sizeof(mname), "%s.msg", id);
-		if (faccessat(ob->sub[sub], mname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-			set_aside(ob, sub, mname, "belongs to a corrupt state file");
+		set_aside_entry(ob, sub, id, why);
 		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt: %s", ob->dir,
 		                  id, perr.text);
 	}
-	struct stat st;
-	char mname[BA_OUTBOX_ID_MAX + 8];
-	snprintf(mname, sizeof(mname), "%s.msg", id);
-	if (msg_st)
-		st = *msg_st;
-	else if (fstatat(ob->sub[sub], mname, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		st.st_mode = 0;
-	if (!S_ISREG(st.st_mode)) {
+	if (l->fd < 0) {
 		ba_outbox_entry_release(e);
-		set_aside(ob, sub, name, "has no message file");
+		set_aside(ob, sub, state_name(name, id, 0), "has no message file");
 		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' has no message", ob->dir,
 		                  id);
 	}
-	e->size = (uint64_t)st.st_size;
+	e->size = (uint64_t)st.st_size - l->off;
 	return 0;
 }
 
@@ -703,21 +869,27 @@ static int cmp_entry(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-/* ID of a name "ID.st" / "ID.msg" into id; the suffix's kind: 1 st, 2 msg, 0 neither. */
+enum { K_NONE, K_ST, K_MSG, K_ENTRY, K_UP };
+
+/* ID of a name "ID.SUFFIX" into id; the suffix's kind (K_NONE: no outbox file's). */
 static int name_kind(const char *name, char *id, size_t n)
 {
+	static const struct {
+		const char *suffix;
+		int kind;
+	} kinds[] = { { SUF_ST, K_ST }, { SUF_MSG, K_MSG }, { SUF_ENTRY, K_ENTRY }, { SUF_UP, K_UP } };
 	size_t len = strlen(name);
-	int kind = 0;
-	size_t cut = 0;
-	if (len > 3 && strcmp(name + len - 3, ".st") == 0)
-		kind = 1, cut = 3;
-	else if (len > 4 && strcmp(name + len - 4, ".msg") == 0)
-		kind = 2, cut = 4;
-	if (!kind || len - cut >= n || name[0] == '.')
-		return 0;
-	memcpy(id, name, len - cut);
-	id[len - cut] = '\0';
-	return kind;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t cut = strlen(kinds[i].suffix);
+		if (len <= cut || strcmp(name + len - cut, kinds[i].suffix) != 0)
+			continue;
+		if (len - cut >= n || name[0] == '.')
+			return K_NONE;
+		memcpy(id, name, len - cut);
+		id[len - cut] = '\0';
+		return kinds[i].kind;
+	}
+	return K_NONE;
 }
 
 /* Removes leftovers in tmp/ older than Maildir's 36 hours. */
@@ -747,8 +919,8 @@ static void clean_tmp(ba_outbox *ob)
 /* A message file without its state: removed if no one holds it (a crash left it). */
 static void drop_orphan(ba_outbox *ob, const char *id, const char *mname)
 {
-	char sname[BA_OUTBOX_ID_MAX + 8];
-	snprintf(sname, sizeof(sname), "%s.st", id);
+	char sname[NAME_MAX_ID];
+	state_name(sname, id, 0);
 	int fd = openat(ob->sub[D_Q], mname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return;
@@ -765,6 +937,25 @@ static void drop_orphan(ba_outbox *ob, const char *id, const char *mname)
 		}
 	}
 	close(fd);
+}
+
+/*
+ * A q/ID.up without its ID.entry: the state of an entry whose removal (or
+ * move to failed/) a crash cut short.  Removed once it is old enough that
+ * no move back from failed/ (which renames the entry, then writes its
+ * state) can be under way.
+ */
+static void drop_lone_up(ba_outbox *ob, const char *id, const char *uname)
+{
+	char ename[NAME_MAX_ID];
+	struct stat st;
+	if (faccessat(ob->sub[D_Q], msg_name(ename, id, 1), F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno == ENOENT && fstatat(ob->sub[D_Q], uname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    time(NULL) - st.st_mtime > UP_ORPHAN_AGE) {
+		unlinkat(ob->sub[D_Q], uname, 0);
+		ba_log(ob->log, BA_LOG_DEBUG, "outbox %s: removed 'q/%s', a state without its entry",
+		       ob->dir, uname);
+	}
 }
 
 /*
@@ -788,9 +979,10 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 	int rc = 0;
 	size_t nmsg = 0, paired = 0;
 	/*
-	 * Pass 1 loads the states; pass 2 looks for messages without a state
-	 * (an enqueue or a move a crash interrupted), one system call each, and
-	 * is needed only when there are more messages than states that had one.
+	 * Pass 1 loads the entries; pass 2 looks for ID.msg files without a
+	 * state (an enqueue of an earlier version or a move a crash
+	 * interrupted), one system call each, and is needed only when there are
+	 * more of them than states that had one.
 	 */
 	for (int pass = 1; pass <= 2 && rc == 0; pass++) {
 		if (pass == 2) {
@@ -803,20 +995,24 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 				continue;
 			int kind = name_kind(de->d_name, id, sizeof(id));
-			if (kind == 0 && pass == 1) {
+			if (kind == K_NONE && pass == 1) {
 				set_aside(ob, D_Q, de->d_name, "is no outbox file");
-			} else if (kind == 2 && pass == 2) {
-				char sname[BA_OUTBOX_ID_MAX + 8];
-				snprintf(sname, sizeof(sname), "%s.st", id);
-				if (faccessat(ob->sub[D_Q], sname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+			} else if (kind == K_MSG && pass == 2) {
+				char sname[NAME_MAX_ID];
+				if (faccessat(ob->sub[D_Q], state_name(sname, id, 0), F_OK,
+				              AT_SYMLINK_NOFOLLOW) < 0)
 					drop_orphan(ob, id, de->d_name);
-			} else if (kind == 2) {
+			} else if (kind == K_MSG) {
 				nmsg++;
-			} else if (kind == 1 && pass == 1) {
+			} else if (kind == K_UP && pass == 1) {
+				drop_lone_up(ob, id, de->d_name);
+			} else if ((kind == K_ST || kind == K_ENTRY) && pass == 1) {
 				struct ba_err lerr = BA_ERR_INIT;
 				struct ba_outbox_entry e;
-				int r = load(ob, D_Q, id, NULL, &e, &lerr);
-				paired += r == 0; /* a state with its message */
+				struct loc l = LOC_INIT;
+				int r = load(ob, D_Q, id, kind == K_ENTRY, &l, &e, &lerr);
+				loc_release(&l);
+				paired += r == 0 && kind == K_ST; /* a state with its message */
 				if (r == 0)
 					rc = fn(ctx, &e, err);
 				else if (r < 0 && lerr.code == EX_OSERR)
@@ -884,11 +1080,14 @@ int ba_outbox_list_failed(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n,
 	int rc = 0;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		char id[BA_OUTBOX_ID_MAX];
-		if (name_kind(de->d_name, id, sizeof(id)) != 1)
-			continue; /* only state files name entries; list() tidies q/, not this */
+		int kind = name_kind(de->d_name, id, sizeof(id));
+		if (kind != K_ST && kind != K_ENTRY)
+			continue; /* only these name entries; list() tidies q/, not this */
 		struct ba_err lerr = BA_ERR_INIT;
 		struct ba_outbox_entry e;
-		int r = load(ob, D_FAILED, id, NULL, &e, &lerr);
+		struct loc lc = LOC_INIT;
+		int r = load(ob, D_FAILED, id, kind == K_ENTRY, &lc, &e, &lerr);
+		loc_release(&lc);
 		if (r == 0)
 			rc = list_add(&l, &e, err);
 		else if (r < 0 && lerr.code == EX_OSERR)
@@ -921,69 +1120,83 @@ static int check_id(const ba_outbox *ob, const char *id, struct ba_err *err)
 }
 
 int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *failed,
-                  struct ba_buf *path, struct ba_err *err)
+                  int *msg_fd, struct ba_err *err)
 {
 	memset(e, 0, sizeof(*e));
+	if (msg_fd)
+		*msg_fd = -1;
 	if (check_id(ob, id, err) < 0)
 		return -1;
 	for (int sub = D_Q; sub <= D_FAILED; sub++) {
-		int r = load(ob, sub, id, NULL, e, err);
+		struct loc l = LOC_INIT;
+		int r = load(ob, sub, id, -1, &l, e, err);
+		if (r == 0 && msg_fd) {
+			if (lseek(l.fd, (off_t)l.off, SEEK_SET) < 0) {
+				ba_outbox_entry_release(e);
+				r = io_err(ob, "read", sub_names[sub], id, errno, err);
+			} else {
+				*msg_fd = l.fd;
+				l.fd = -1;
+			}
+		}
+		loc_release(&l);
 		if (r < 0)
 			return -1;
 		if (r == 1)
 			continue;
 		if (failed)
 			*failed = sub == D_FAILED;
-		if (path) {
-			ba_buf_reset(path);
-			ba_buf_addf(path, "%s/%s/%s.msg", ob->dir, sub_names[sub], id);
-		}
 		return 0;
 	}
 	return ba_err_set(err, EX_NOINPUT, "outbox %s: no entry '%s'", ob->dir, id);
 }
 
 /*
- * Opens and locks ID's message file in sub (without waiting), its status
- * into *st when st is not NULL.  1 = it is gone.
+ * Opens and locks ID's message-carrying file in sub (without waiting) into
+ * l, its status into *st when st is not NULL.  1 = it is gone.
  */
-static int lock_entry(ba_outbox *ob, int sub, const char *id, int *fd, struct stat *st,
+static int lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct stat *st,
                       struct ba_err *err)
 {
-	char mname[BA_OUTBOX_ID_MAX + 8];
-	snprintf(mname, sizeof(mname), "%s.msg", id);
-	*fd = openat(ob->sub[sub], mname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (*fd < 0)
-		return errno == ENOENT ? 1 : io_err(ob, "open", sub_names[sub], mname, errno, err);
-	if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
-		close(*fd);
-		*fd = -1;
+	int eno = 0;
+	if (open_msg(ob, sub, id, -1, l, &eno) < 0)
+		return eno == ENOENT ? 1 : io_err(ob, "open", sub_names[sub], id, eno, err);
+	if (flock(l->fd, LOCK_EX | LOCK_NB) < 0) {
+		close(l->fd);
+		l->fd = -1;
 		return ba_err_set(err, EX_TEMPFAIL, "outbox %s: entry '%s' is being sent", ob->dir,
 		                  id);
 	}
 	struct stat own;
 	if (!st)
 		st = &own;
-	if (fstat(*fd, st) < 0 || st->st_nlink == 0) { /* removed while we waited */
-		close(*fd);
-		*fd = -1;
+	if (fstat(l->fd, st) < 0 || st->st_nlink == 0) { /* removed while we waited */
+		close(l->fd);
+		l->fd = -1;
 		return 1;
 	}
 	return 0;
 }
 
 /*
- * Removes ID from sub: the state first (the entry is gone), then the
- * message; with sync the directory is fsync'd too (else the caller does it
- * later, for a batch of removals).
+ * Removes ID from sub: the part that makes it an entry first (ID.entry;
+ * ID.st), then the other; with sync the directory is fsync'd too (else the
+ * caller does it later, for a batch of removals).
  */
-static int remove_files(ba_outbox *ob, int sub, const char *id, int sync, struct ba_err *err)
+static int remove_files(ba_outbox *ob, int sub, const char *id, int one, int sync,
+                        struct ba_err *err)
 {
-	char name[BA_OUTBOX_ID_MAX + 8];
-	snprintf(name, sizeof(name), "%s.st", id);
+	char name[NAME_MAX_ID];
+	if (one)
+		msg_name(name, id, 1);
+	else
+		state_name(name, id, 0);
 	if (unlinkat(ob->sub[sub], name, 0) < 0 && errno != ENOENT)
 		return io_err(ob, "remove", sub_names[sub], name, errno, err);
-	snprintf(name, sizeof(name), "%s.msg", id);
+	if (one)
+		state_name(name, id, 1);
+	else
+		msg_name(name, id, 0);
 	unlinkat(ob->sub[sub], name, 0);
 	if (sync && fsync(ob->sub[sub]) < 0)
 		return io_err(ob, "sync", sub_names[sub], ".", errno, err);
@@ -993,56 +1206,62 @@ static int remove_files(ba_outbox *ob, int sub, const char *id, int sync, struct
 /*
  * Moves a locked entry between q/ and failed/ with the state e, in an order
  * that never shows q/ a state without its message (a flush or list would
- * set it aside as corrupt).  Into failed/: the new state there, the state
- * in q/ removed (the entry leaves the queue), the message moved; a crash
- * before the move leaves a message in q/ that the next list moves on
- * (drop_orphan()).  Into q/: the message first (locked, so no list removes
- * it), then the state, then the old state removed.
+ * set it aside as corrupt).
+ * One file: into failed/, the state written there first (ID.up alone in
+ * failed/ is no entry), then ID.entry moved, then the old ID.up removed;
+ * into q/, ID.entry moved first (locked, so no flush takes it), then its
+ * state written.
+ * A pair: into failed/, the new state there, the state in q/ removed (the
+ * entry leaves the queue), the message moved; a crash before the move
+ * leaves a message in q/ that the next list moves on (drop_orphan()).
+ * Into q/: the message first, then the state, then the old state removed.
  */
-static int move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e,
+static int move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e, int one,
                       struct ba_err *err)
 {
-	char mname[BA_OUTBOX_ID_MAX + 8], sname[BA_OUTBOX_ID_MAX + 8];
-	snprintf(mname, sizeof(mname), "%s.msg", e->id);
-	snprintf(sname, sizeof(sname), "%s.st", e->id);
+	char mname[NAME_MAX_ID], sname[NAME_MAX_ID];
+	msg_name(mname, e->id, one);
+	state_name(sname, e->id, one);
 	if (to == D_FAILED) {
-		if (write_state(ob, e, to, err) < 0)
+		if (write_state(ob, e, to, one, err) < 0)
 			return -1;
-		if (unlinkat(ob->sub[from], sname, 0) < 0 && errno != ENOENT)
+		if (!one && unlinkat(ob->sub[from], sname, 0) < 0 && errno != ENOENT)
 			return io_err(ob, "remove", sub_names[from], sname, errno, err);
 	}
 	if (renameat(ob->sub[from], mname, ob->sub[to], mname) < 0)
 		return io_err(ob, "move", sub_names[from], mname, errno, err);
 	if (to != D_FAILED) {
-		if (write_state(ob, e, to, err) < 0)
+		if (write_state(ob, e, to, one, err) < 0)
 			return -1;
 		unlinkat(ob->sub[from], sname, 0);
-	} else if (fsync(ob->sub[to]) < 0) {
-		return io_err(ob, "sync", sub_names[to], ".", errno, err);
+	} else {
+		if (one)
+			unlinkat(ob->sub[from], sname, 0);
+		if (fsync(ob->sub[to]) < 0)
+			return io_err(ob, "sync", sub_names[to], ".", errno, err);
 	}
 	if (fsync(ob->sub[from]) < 0)
 		return io_err(ob, "sync", sub_names[from], ".", errno, err);
 	return 0;
 }
 
-/* Finds, locks and loads ID (q/ first, then failed/): its subdirectory, or -1. */
-static int take(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *fd,
+/* Finds, locks and loads ID (q/ first, then failed/) into e and l: its subdirectory, or -1. */
+static int take(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, struct loc *l,
                 struct ba_err *err)
 {
 	memset(e, 0, sizeof(*e));
 	if (check_id(ob, id, err) < 0)
 		return -1;
 	for (int sub = D_Q; sub <= D_FAILED; sub++) {
-		int r = lock_entry(ob, sub, id, fd, NULL, err);
+		int r = lock_entry(ob, sub, id, l, NULL, err);
 		if (r < 0)
 			return -1;
 		if (r == 1)
 			continue;
-		r = load(ob, sub, id, NULL, e, err);
+		r = load(ob, sub, id, l->one, l, e, err);
 		if (r == 0)
 			return sub;
-		close(*fd);
-		*fd = -1;
+		loc_release(l);
 		if (r < 0)
 			return -1;
 	}
@@ -1052,21 +1271,21 @@ static int take(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *f
 int ba_outbox_remove(ba_outbox *ob, const char *id, struct ba_err *err)
 {
 	struct ba_outbox_entry e;
-	int fd = -1;
-	int sub = take(ob, id, &e, &fd, err);
+	struct loc l = LOC_INIT;
+	int sub = take(ob, id, &e, &l, err);
 	if (sub < 0)
 		return -1;
-	int rc = remove_files(ob, sub, id, 1, err);
+	int rc = remove_files(ob, sub, id, l.one, 1, err);
 	ba_outbox_entry_release(&e);
-	close(fd);
+	loc_release(&l);
 	return rc;
 }
 
 int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 {
 	struct ba_outbox_entry e;
-	int fd = -1;
-	int sub = take(ob, id, &e, &fd, err);
+	struct loc l = LOC_INIT;
+	int sub = take(ob, id, &e, &l, err);
 	if (sub < 0)
 		return -1;
 	int64_t now = (int64_t)time(NULL);
@@ -1079,20 +1298,20 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 			if (e.rcpt[i].state == BA_OUTBOX_RCPT_FAILED)
 				e.rcpt[i].state = BA_OUTBOX_RCPT_PENDING;
 		e.created = now; /* a fresh max age */
-		rc = move_entry(ob, D_FAILED, D_Q, &e, err);
+		rc = move_entry(ob, D_FAILED, D_Q, &e, l.one, err);
 	} else {
-		rc = write_state(ob, &e, D_Q, err);
+		rc = write_state(ob, &e, D_Q, l.one, err);
 	}
 	ba_outbox_entry_release(&e);
-	close(fd);
+	loc_release(&l);
 	return rc;
 }
 
 int ba_outbox_cancel(ba_outbox *ob, const char *id, struct ba_err *err)
 {
 	struct ba_outbox_entry e;
-	int fd = -1;
-	int sub = take(ob, id, &e, &fd, err);
+	struct loc l = LOC_INIT;
+	int sub = take(ob, id, &e, &l, err);
 	if (sub < 0)
 		return -1;
 	int rc;
@@ -1101,10 +1320,10 @@ int ba_outbox_cancel(ba_outbox *ob, const char *id, struct ba_err *err)
 		                ob->dir, id);
 	} else {
 		e.cancelled = 1;
-		rc = write_state(ob, &e, D_Q, err);
+		rc = write_state(ob, &e, D_Q, l.one, err);
 	}
 	ba_outbox_entry_release(&e);
-	close(fd);
+	loc_release(&l);
 	return rc;
 }
 
@@ -1245,36 +1464,42 @@ static void set_error(struct ba_outbox_entry *e, const struct ba_err *err, const
 #define SPOOL_COPY_MAX (64u << 10) /* a message up to this size is copied, not referred to */
 
 /*
- * Spools the locked message file fd of size bytes for sending: read once
- * here for the flags; a small one is kept in memory (the send then costs
- * no further system calls), a larger one is read again from fd.
+ * Spools the message of the locked entry l (size bytes) for sending: read
+ * once here for the flags; a small one is kept in memory (the send then
+ * costs no further system calls), a larger one is read again from its file.
+ * What load() read of it already is not read again.
  */
-static int spool_file(ba_spool **out, int fd, const ba_outbox *ob, const char *id,
+static int spool_file(ba_spool **out, const struct loc *l, const ba_outbox *ob, const char *id,
                       uint64_t size, struct ba_err *err)
 {
 	if (ba_spool_new(out, 0, err) < 0)
 		return -1;
 	if (size > SPOOL_COPY_MAX)
-		ba_spool_refer(*out, fd, 0);
+		ba_spool_refer(*out, l->fd, (off_t)l->off);
 	ba_writer *w = ba_spool_writer(*out);
+	uint64_t end = l->off + size, pos = l->off;
+	if (l->head.len > pos) {
+		size_t n = l->head.len - pos < size ? l->head.len - (size_t)pos : (size_t)size;
+		if (ba_write(w, l->head.data + pos, n, err) < 0)
+			goto fail;
+		pos += n;
+	}
 	char buf[65536];
-	off_t off = 0;
-	for (;;) {
-		ssize_t k = pread(fd, buf, sizeof(buf), off);
+	while (pos < end) {
+		ssize_t k = pread(l->fd, buf, sizeof(buf), (off_t)pos);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			ba_err_set(err, EX_IOERR, "outbox %s: cannot read 'q/%s.msg': %s", ob->dir, id,
-			           ba_strerror_t(errno));
+			char name[NAME_MAX_ID];
+			ba_err_set(err, EX_IOERR, "outbox %s: cannot read 'q/%s': %s", ob->dir,
+			           msg_name(name, id, l->one), ba_strerror_t(errno));
 			goto fail;
 		}
 		if (k == 0)
 			break;
 		if (ba_write(w, buf, (size_t)k, err) < 0)
 			goto fail;
-		off += k;
-		if ((size_t)k < sizeof(buf) && (uint64_t)off >= size)
-			break; /* the end: no read for the zero */
+		pos += (uint64_t)k;
 	}
 	if (ba_flush(w, err) < 0)
 		goto fail;
@@ -1296,15 +1521,15 @@ fail:
 
 /*
  * Removing a delivered entry frees its blocks, which on a file system
- * mounted with online discard (common on virtual machines) costs
- * milliseconds per file, nearly all of it waiting for the journal, while
- * removals made at the same time share one journal commit.  So a flush
- * takes the entry out of the queue at once (its state renamed to
- * tmp/ID.sent: cheap, no blocks freed) and hands the removal of the files
- * to a few threads while it goes on sending.  A crash before they are done
- * leaves a message without a state in q/ (dropped by the next scan) and a
- * file in tmp/ (cleaned after 36 hours), never an entry sent again.  The
- * entry stays locked until its files are gone.
+ * mounted with online discard (common on virtual machines) waits for the
+ * device to discard them: about 0.1 ms per file, mostly waiting, and
+ * removals made at the same time overlap.  So a flush takes the entry out
+ * of the queue at once (ID.entry, or the state ID.st of the pair form,
+ * renamed to tmp/ID.sent: cheap, no blocks freed) and hands the removal of
+ * the files to a few threads while it goes on sending.  A crash before they
+ * are done leaves a file in tmp/ (cleaned after 36 hours) and perhaps an
+ * ID.up or ID.msg without its entry in q/ (dropped by a later scan), never
+ * an entry sent again.  The entry stays locked until its files are gone.
  */
 #define REAPERS 8
 #define REAP_QUEUE 256
@@ -1313,6 +1538,7 @@ fail:
 struct reap_item {
 	char id[BA_OUTBOX_ID_MAX];
 	int fd;                      /* the entry's locked message file, closed last; or -1 */
+	int one, up;                 /* its form and whether it has a q/ID.up (struct loc) */
 };
 
 struct reaper {
@@ -1338,11 +1564,13 @@ static void *reaper_main(void *arg)
 		r->n--;
 		pthread_cond_signal(&r->room);
 		pthread_mutex_unlock(&r->mu);
-		char name[BA_OUTBOX_ID_MAX + 8];
+		char name[NAME_MAX_ID];
 		snprintf(name, sizeof(name), "%s.sent", it.id);
 		unlinkat(r->tmpfd, name, 0);
-		snprintf(name, sizeof(name), "%s.msg", it.id);
-		unlinkat(r->qfd, name, 0);
+		if (!it.one)
+			unlinkat(r->qfd, msg_name(name, it.id, 0), 0);
+		else if (it.up)
+			unlinkat(r->qfd, state_name(name, it.id, 1), 0);
 		if (it.fd >= 0)
 			close(it.fd);
 		pthread_mutex_lock(&r->mu);
@@ -1358,6 +1586,7 @@ struct flush_ctx {
 	int64_t now;
 	unsigned unsynced;       /* removals since q/ was last fsync'd */
 	struct ba_outbox_entry *cur; /* the entry being sent (its phase, its in-flight mark) */
+	struct loc *cur_loc;     /* where its files are */
 	int end_sent;            /* its end of the data may have reached the server */
 	int stopped;             /* a send was cancelled: the flush ends */
 	struct job *jobs;        /* sent, the server's verdict still to come */
@@ -1372,11 +1601,12 @@ struct flush_ctx {
 };
 
 /*
- * Takes delivered entry id out of the queue and hands the removal of its
- * files (fd: its locked message file, closed last) to the reaper.  -1 when
- * that cannot be done: the caller removes the entry itself.
+ * Takes delivered entry id (its files where l says) out of the queue and
+ * hands the removal of its files to the reaper, and fd (its locked message
+ * file, or -1) to close last.  -1 when that cannot be done: the caller
+ * removes the entry itself.
  */
-static int reap(struct flush_ctx *c, const char *id, int fd)
+static int reap(struct flush_ctx *c, const char *id, const struct loc *l, int fd)
 {
 	struct reaper *r = c->reaper;
 	if (!r && !c->reaper_failed) {
@@ -1404,8 +1634,11 @@ static int reap(struct flush_ctx *c, const char *id, int fd)
 	}
 	if (!r)
 		return -1;
-	char name[BA_OUTBOX_ID_MAX + 8], sent[BA_OUTBOX_ID_MAX + 8];
-	snprintf(name, sizeof(name), "%s.st", id);
+	char name[NAME_MAX_ID], sent[NAME_MAX_ID];
+	if (l->one)
+		msg_name(name, id, 1);
+	else
+		state_name(name, id, 0);
 	snprintf(sent, sizeof(sent), "%s.sent", id);
 	if (renameat(c->ob->sub[D_Q], name, c->ob->sub[D_TMP], sent) < 0 && errno != ENOENT)
 		return -1;
@@ -1415,6 +1648,8 @@ static int reap(struct flush_ctx *c, const char *id, int fd)
 	struct reap_item *it = &r->q[(r->head + r->n) % REAP_QUEUE];
 	snprintf(it->id, sizeof(it->id), "%s", id);
 	it->fd = fd;
+	it->one = l->one;
+	it->up = l->up;
 	if (++r->n % REAP_BATCH == 0)
 		pthread_cond_broadcast(&r->more);
 	pthread_mutex_unlock(&r->mu);
@@ -1553,14 +1788,14 @@ static void add_ascii(struct ba_buf *b, const char *s)
 
 #define BOUNCE_HEADER_MAX (64u << 10) /* of the original header, at most this is quoted */
 
-/* The original message's header (up to its blank line) from its file fd, into b. */
-static void add_header_of(struct ba_buf *b, int fd)
+/* The original message's header (up to its blank line) from the entry's file l, into b. */
+static void add_header_of(struct ba_buf *b, const struct loc *l)
 {
 	char *buf = malloc(BOUNCE_HEADER_MAX);
 	ssize_t k;
 	if (!buf)
 		return;
-	while ((k = pread(fd, buf, BOUNCE_HEADER_MAX, 0)) < 0 && errno == EINTR)
+	while ((k = pread(l->fd, buf, BOUNCE_HEADER_MAX, (off_t)l->off)) < 0 && errno == EINTR)
 		;
 	size_t n = k > 0 ? (size_t)k : 0, end = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1580,11 +1815,11 @@ static void add_header_of(struct ba_buf *b, int fd)
  * sender through its account with the null sender (so a report never causes
  * another): an RFC 3464 multipart/report with a text part, the
  * message/delivery-status part (one block per recipient not delivered, with
- * the reason) and the original header.  fd is the entry's message file.  A
- * report that cannot be sent is logged and left: it is not queued.
+ * the reason) and the original header.  l says where the entry's message
+ * is.  A report that cannot be sent is logged and left: it is not queued.
  */
-static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, int fd,
-                        const struct ba_account *acc, ba_route **route)
+static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e,
+                        const struct loc *l, const struct ba_account *acc, ba_route **route)
 {
 	const struct ba_outbox_flush_opts *o = c->o;
 	struct ba_err err = BA_ERR_INIT;
@@ -1632,7 +1867,7 @@ static void send_bounce(struct flush_ctx *c, const struct ba_outbox_entry *e, in
 		ba_buf_addf(&b, "\r\nLast-Attempt-Date: %s\r\n", ba_buf_str(&now));
 	}
 	ba_buf_addf(&b, "\r\n--=_bluearrow-%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", e->id);
-	add_header_of(&b, fd);
+	add_header_of(&b, l);
 	ba_buf_addf(&b, "\r\n--=_bluearrow-%s--\r\n", e->id);
 	ba_buf_release(&now);
 	ba_buf_release(&arrival);
@@ -1689,10 +1924,11 @@ static int flush_data_end(void *ctx, struct ba_err *err)
 		return 0;
 	if (c->o->interactive) {
 		c->cur->inflight = (int64_t)time(NULL);
-		if (write_state(c->ob, c->cur, D_Q, err) < 0) {
+		if (write_state(c->ob, c->cur, D_Q, c->cur_loc->one, err) < 0) {
 			c->cur->inflight = 0;
 			return -1;
 		}
+		c->cur_loc->up = c->cur_loc->one;
 	}
 	c->end_sent = 1;
 	if (c->o->phase)
@@ -1701,7 +1937,8 @@ static int flush_data_end(void *ctx, struct ba_err *err)
 }
 
 /* Before a send: its cancel descriptor and the callbacks above; the connecting phase. */
-static void watch_begin(struct flush_ctx *c, struct ba_submit *sub, struct ba_outbox_entry *e)
+static void watch_begin(struct flush_ctx *c, struct ba_submit *sub, struct ba_outbox_entry *e,
+                        struct loc *l)
 {
 	const struct ba_outbox_flush_opts *o = c->o;
 	sub->cancel_fd = o->cancel_fd;
@@ -1712,6 +1949,7 @@ static void watch_begin(struct flush_ctx *c, struct ba_submit *sub, struct ba_ou
 		sub->data_end_ctx = c;
 	}
 	c->cur = e;
+	c->cur_loc = l;
 	c->end_sent = 0;
 	if (o->phase)
 		o->phase(o->phase_ctx, e->id, BA_OUTBOX_CONNECTING, 0, 0, 0);
@@ -1721,8 +1959,10 @@ static void watch_begin(struct flush_ctx *c, struct ba_submit *sub, struct ba_ou
 static void watch_end(struct flush_ctx *c, const struct ba_outbox_entry *e,
                       const struct ba_submit_result *res)
 {
-	if (c->cur == e) /* pipelined, the next entry's send may be the current one */
+	if (c->cur == e) { /* pipelined, the next entry's send may be the current one */
 		c->cur = NULL;
+		c->cur_loc = NULL;
+	}
 	if (c->o->result)
 		c->o->result(c->o->result_ctx, e, res);
 }
@@ -1761,7 +2001,8 @@ struct job {
 	char id[BA_OUTBOX_ID_MAX];
 	struct ba_outbox_entry e;
 	const struct ba_account *acc;
-	int fd, own_fd;
+	struct loc loc;         /* its files; loc.fd locked (this process's hold_fd: not own_fd) */
+	int own_fd;
 	size_t *idx;
 	const char **rcpt;
 	size_t nidx;
@@ -1789,23 +2030,23 @@ static void job_settle(struct job *j, int sent, const struct ba_submit_result *r
 	struct ba_err serr = BA_ERR_INIT;
 	int wr;
 	if (out == BA_OUTBOX_DELIVERED) {
-		if (reap(c, j->id, j->own_fd ? j->fd : -1) == 0) {
+		if (reap(c, j->id, &j->loc, j->own_fd ? j->loc.fd : -1) == 0) {
 			wr = 0;
 			if (j->own_fd)
-				j->fd = -1; /* the reaper closes it once the files are gone */
+				j->loc.fd = -1; /* the reaper closes it once the files are gone */
 		} else {
-			wr = remove_files(ob, D_Q, j->id, 0, &serr);
+			wr = remove_files(ob, D_Q, j->id, j->loc.one, 0, &serr);
 		}
 		if (++c->unsynced >= REMOVE_SYNC_EVERY)
 			sync_removals(c);
 	}
 	else if (out == BA_OUTBOX_FAILED) {
-		wr = move_entry(ob, D_Q, D_FAILED, &j->e, &serr);
+		wr = move_entry(ob, D_Q, D_FAILED, &j->e, j->loc.one, &serr);
 		/* never a report of a report */
 		j->bounce = wr == 0 && j->acc && j->acc->bounce && j->e.from[0];
 	}
-	else
-		wr = write_state(ob, &j->e, D_Q, &serr);
+	else if ((wr = write_state(ob, &j->e, D_Q, j->loc.one, &serr)) == 0)
+		j->loc.up = j->loc.one;
 	if (wr < 0) {
 		ba_log(o->log, BA_LOG_ERROR, "%s", serr.text);
 		if (out == BA_OUTBOX_DELIVERED)
@@ -1853,13 +2094,14 @@ static void job_done(void *ctx, const struct ba_submit_result *res, int rc,
 static void job_end(struct job *j, ba_route **route)
 {
 	if (j->bounce)
-		send_bounce(j->c, &j->e, j->fd, j->acc, route);
+		send_bounce(j->c, &j->e, &j->loc, j->acc, route);
 	ba_spool_free(j->spool);
 	free(j->idx);
 	free(j->rcpt);
 	ba_outbox_entry_release(&j->e);
-	if (j->own_fd && j->fd >= 0)
-		close(j->fd);
+	if (!j->own_fd)
+		j->loc.fd = -1;
+	loc_release(&j->loc);
 	free(j);
 }
 
@@ -1895,36 +2137,33 @@ static struct job *job_prepare(struct flush_ctx *c, const char *id,
 	}
 	j->c = c;
 	j->acc = acc;
-	j->fd = -1;
+	j->loc = (struct loc)LOC_INIT;
 	j->own_fd = 1;
 	ba_err_clear(&j->err);
 	snprintf(j->id, sizeof(j->id), "%s", id);
 	if (o->hold_fd > 0) {
 		/* the entry this process added and still holds (sendmail -odb) */
-		char mname[BA_OUTBOX_ID_MAX + 8];
+		char mname[NAME_MAX_ID];
 		struct stat a, b;
-		snprintf(mname, sizeof(mname), "%s.msg", id);
 		if (fstat(o->hold_fd, &a) == 0 &&
-		    fstatat(ob->sub[D_Q], mname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    fstatat(ob->sub[D_Q], msg_name(mname, id, 1), &b, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
-			j->fd = o->hold_fd;
+			j->loc.fd = o->hold_fd;
+			j->loc.one = 1;
 			j->own_fd = 0;
 		}
 	}
-	struct stat mst, *msg_st = NULL;
-	if (j->fd < 0) {
-		int r = lock_entry(ob, D_Q, id, &j->fd, &mst, &j->err);
+	if (j->loc.fd < 0) {
+		int r = lock_entry(ob, D_Q, id, &j->loc, NULL, &j->err);
 		if (r != 0) {
 			if (r < 0)
 				c->st->skipped++;
-			j->fd = -1;
 			job_end(j, NULL); /* locked by another flush, or already gone */
 			return NULL;
 		}
 	}
-	if (j->own_fd)
-		msg_st = &mst; /* locked: no need to look it up again */
-	if (load(ob, D_Q, id, msg_st, &j->e, &j->err) != 0 || j->e.inflight || j->e.cancelled) {
+	if (load(ob, D_Q, id, j->loc.one, &j->loc, &j->e, &j->err) != 0 || j->e.inflight ||
+	    j->e.cancelled) {
 		/* gone, or marked sent-unknown or cancelled since the queue was read */
 		job_end(j, NULL);
 		return NULL;
@@ -1947,8 +2186,9 @@ static struct job *job_prepare(struct flush_ctx *c, const char *id,
 		j->err = *acc_err;
 	else if (j->nidx == 0)
 		j->ready = 0; /* nothing left to send: settle it */
-	else if (spool_file(&j->spool, j->fd, ob, id, e->size, &j->err) == 0)
+	else if (spool_file(&j->spool, &j->loc, ob, id, e->size, &j->err) == 0)
 		j->ready = 1;
+	ba_buf_release(&j->loc.head); /* spooled: what was read of the file is not needed */
 	return j;
 }
 
@@ -2002,7 +2242,7 @@ static void flush_one(struct flush_ctx *c, const char *id, const char *next_id,
 		 * alone.  The bulk flush pipelines across messages (job_done()).
 		 */
 		int lockstep = o->interactive || o->cancel_fd || o->phase || o->result;
-		watch_begin(c, &sub, e);
+		watch_begin(c, &sub, e, &j->loc);
 		if (!lockstep) {
 			sub.done = job_done;
 			sub.done_ctx = j;

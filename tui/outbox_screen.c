@@ -252,17 +252,11 @@ void tui_outbox_draw(struct tui *t, int rows, int cols)
 
 static void view(struct tui *t, const struct tui_entry *e)
 {
-	struct ba_buf p = BA_BUF_INIT, text = BA_BUF_INIT;
+	struct ba_buf text = BA_BUF_INIT;
 	struct ba_err err = BA_ERR_INIT;
-	if (tui_worker_message_path(t->worker, e->id, &p, &err) < 0) {
+	int fd = -1;
+	if (tui_worker_message_open(t->worker, e->id, &fd, &err) < 0) {
 		tui_error(t, &err);
-		ba_buf_release(&p);
-		return;
-	}
-	int fd = open(ba_buf_str(&p), O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		tui_message(t, 1, "cannot open '%s'", ba_buf_str(&p));
-		ba_buf_release(&p);
 		return;
 	}
 	char tmp[65536];
@@ -278,7 +272,6 @@ static void view(struct tui *t, const struct tui_entry *e)
 	char title[128];
 	snprintf(title, sizeof title, "Message %s (as sent: no Bcc)", e->id);
 	tui_pager_show(t, title, s, len);
-	ba_buf_release(&p);
 }
 
 /* Takes the saved composition of e back into the composer; with remove, the entry goes. */

@@ -250,10 +250,9 @@ static void touch(struct rec *r)
 }
 
 /* The Subject field of the message file at path, RFC 2047 decoded, into out; "" when none. */
-static void read_subject(struct ba_buf *out, const char *path)
+static void read_subject(struct ba_buf *out, int fd)
 {
 	ba_buf_reset(out);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return;
 	char buf[16384];
@@ -404,15 +403,15 @@ static char **subjects(struct tui_worker *w, ba_outbox *ob, const struct ba_outb
 		pthread_mutex_unlock(&w->mu);
 		if (known)
 			continue;
-		struct ba_buf path = BA_BUF_INIT, s = BA_BUF_INIT;
+		struct ba_buf s = BA_BUF_INIT;
 		struct ba_outbox_entry tmp;
 		struct ba_err gerr = BA_ERR_INIT;
-		if (ba_outbox_get(ob, v[i].id, &tmp, NULL, &path, &gerr) == 0) {
-			read_subject(&s, ba_buf_str(&path));
+		int mfd = -1;
+		if (ba_outbox_get(ob, v[i].id, &tmp, NULL, &mfd, &gerr) == 0) {
+			read_subject(&s, mfd);
 			ba_outbox_entry_release(&tmp);
 		}
 		subj[i] = strdup(ba_buf_str(&s));
-		ba_buf_release(&path);
 		ba_buf_release(&s);
 	}
 	return subj;
@@ -1392,8 +1391,7 @@ int tui_worker_ack(struct tui_worker *w, const char *id)
 	return r ? 0 : -1;
 }
 
-int tui_worker_message_path(struct tui_worker *w, const char *id, struct ba_buf *out,
-                            struct ba_err *err)
+int tui_worker_message_open(struct tui_worker *w, const char *id, int *fd, struct ba_err *err)
 {
 	size_t box;
 	enum tui_state st;
@@ -1401,7 +1399,7 @@ int tui_worker_message_path(struct tui_worker *w, const char *id, struct ba_buf 
 	if (lookup(w, id, &box, &st, &current, err) < 0)
 		return -1;
 	struct ba_outbox_entry e;
-	if (ba_outbox_get(w->boxes[box]->ui, id, &e, NULL, out, err) < 0)
+	if (ba_outbox_get(w->boxes[box]->ui, id, &e, NULL, fd, err) < 0)
 		return -1;
 	ba_outbox_entry_release(&e);
 	return 0;

@@ -215,12 +215,11 @@ int tui_worker_remove(struct tui_worker *w, const char *id, struct ba_err *err);
 int tui_worker_ack(struct tui_worker *w, const char *id);
 
 /*
- * The path of id's message file (as sent: Bcc removed; in q/ or failed/)
- * into out (reset first), to view it or reopen it in the composer.
- * Errors: EX_NOINPUT (no such entry, or sent).
+ * Opens id's message (as sent: Bcc removed; in q/ or failed/) for reading
+ * into *fd, at its first byte, to view it or reopen it in the composer;
+ * the caller closes *fd.  Errors: EX_NOINPUT (no such entry, or sent).
  */
-int tui_worker_message_path(struct tui_worker *w, const char *id, struct ba_buf *out,
-                            struct ba_err *err);
+int tui_worker_message_open(struct tui_worker *w, const char *id, int *fd, struct ba_err *err);
 
 /*
  * The SIZE limit the server of account announced (RFC 1870), for the check

@@ -81,6 +81,31 @@ def listing(path):
     return os.listdir(str(path)) if os.path.isdir(str(path)) else []
 
 
+def state_of(box, sub, eid):
+    """An entry's state as the outbox reads it: its ID.up, else the block that starts its
+    ID.entry, else (the pair of files of earlier versions) its ID.st."""
+    d = box / sub
+    if (d / (eid + ".up")).exists():
+        return (d / (eid + ".up")).read_text()
+    if (d / (eid + ".entry")).exists():
+        data = (d / (eid + ".entry")).read_bytes()
+        return data[:data.index(b"\nend\n") + 5].decode()
+    return (d / (eid + ".st")).read_text()
+
+
+def message_of(box, sub, eid):
+    """The message of a one-file entry: what follows its state block."""
+    data = (box / sub / (eid + ".entry")).read_bytes()
+    return data[data.index(b"\nend\n") + 5:]
+
+
+def set_state(box, eid, text):
+    """Writes a queued entry's state as an update does: ID.up, which wins over the block."""
+    p = box / "q" / (eid + ".up")
+    p.write_text(text)
+    os.chmod(str(p), 0o600)
+
+
 def entries(run, cfg):
     r = run("outbox", "list", "--json", "-C", cfg)
     assert r.returncode == 0, r.stderr
@@ -210,10 +235,9 @@ def test_send_queues_on_failure_too(outbox_env):
 
 def make_due(box, eid):
     """Moves a held entry's next attempt into the past in its state file, as time would."""
-    st = box / "q" / (eid + ".st")
-    text = st.read_text()
+    text = state_of(box, "q", eid)
     assert re.search(r"^next \d+$", text, flags=re.M), text
-    st.write_text(re.sub(r"^next \d+$", "next %d" % (time.time() - 1), text, flags=re.M))
+    set_state(box, eid, re.sub(r"^next \d+$", "next %d" % (time.time() - 1), text, flags=re.M))
 
 
 def test_send_at_holds_until_then_rm_withdraws(outbox_env):
@@ -401,16 +425,16 @@ def test_550_during_flush_goes_to_failed(outbox_env):
         r = run("sendmail", "-C", cfg, "-q")
         assert r.returncode == 69 and b"failed" in r.stderr, r.stderr
         assert entries(run, cfg) == []
-        state = (box / "failed" / (eid + ".st")).read_text()
+        state = state_of(box, "failed", eid)
         assert "550 5.1.1 <reject@y.test>: Recipient address rejected" in state
-        assert (box / "failed" / (eid + ".msg")).read_bytes() == msg(1)
+        assert message_of(box, "failed", eid) == msg(1)
         r = run("outbox", "show", eid, "-C", cfg)
         assert r.returncode == 0 and b"550" in r.stdout and b"failed" in r.stdout
         # retry brings it back, its recipient pending again
         assert run("outbox", "retry", eid, "-C", cfg).returncode == 0
         e = entries(run, cfg)
         assert [x["id"] for x in e] == [eid] and e[0]["recipients"][0]["state"] == "pending"
-        assert not os.path.exists(str(box / "failed" / (eid + ".st")))
+        assert listing(box / "failed") == []
         assert listing(box / "corrupt") == []
     finally:
         srv.stop()
@@ -440,7 +464,7 @@ def test_bounce_reports_a_550_to_the_sender(outbox_env):
         assert b"Message-ID: <1@x.test>" in d and b"\r\nSubject: m1\r\n" in d
         assert b"body\r\nEND" not in d                 # the header only
         assert b"MAILER-DAEMON@x.test" in d and eid.encode() in d
-        assert (box / "failed" / (eid + ".st")).exists()
+        assert (box / "failed" / (eid + ".entry")).exists()
     finally:
         srv.stop()
 
@@ -465,7 +489,7 @@ def test_bounce_carries_each_recipients_reply(outbox_env):
                      b"Recipient address rejected\r\n" % (n, n))
             assert block in d, d
             assert (b"<reject%d@y.test>: 550 5.1.1 <reject%d@y.test>" % (n, n)) in d
-        state = (box / "failed" / (eid + ".st")).read_text()
+        state = state_of(box, "failed", eid)
         assert "reply 550 5.1.1 <reject2@y.test>: Recipient address rejected" in state
     finally:
         srv.stop()
@@ -614,9 +638,9 @@ def test_flush_pipelines_across_messages_and_attributes_verdicts(outbox_env):
         left = entries(run, cfg)
         assert [e["id"] for e in left] == [ids[2]]
         assert left[0]["last_code"] == 451 and "m3 later" in left[0]["last_error"]
-        state = (box / "failed" / (ids[1] + ".st")).read_text()
+        state = state_of(box, "failed", ids[1])
         assert "554 5.6.0 m2 refused" in state
-        assert sorted(listing(box / "failed")) == sorted([ids[1] + ".st", ids[1] + ".msg"])
+        assert sorted(listing(box / "failed")) == sorted([ids[1] + ".entry", ids[1] + ".up"])
     finally:
         srv.stop()
 
@@ -674,7 +698,7 @@ def test_queue_max_age_fails_an_old_entry(outbox_env):
         time.sleep(1.1)
         r = run("sendmail", "-C", cfg, "-q")
         assert r.returncode == 69, r.stderr
-        state = (box / "failed" / (eid + ".st")).read_text()
+        state = state_of(box, "failed", eid)
         assert "queue_max_age" in state and "451 4.3.0 try again later" in state
     finally:
         srv.stop()
@@ -718,6 +742,56 @@ def test_two_concurrent_flushes_send_nothing_twice(outbox_env):
         assert got == sorted("<%d@x.test>" % n for n in range(20))
         assert len(srv.conns) >= 1
         assert entries(run, cfg) == []
+    finally:
+        srv.stop()
+
+
+def to_pair_form(box, eid):
+    """Rewrites a queued one-file entry as the pair of files earlier versions wrote."""
+    entry = box / "q" / (eid + ".entry")
+    data = entry.read_bytes()
+    cut = data.index(b"\nend\n") + 5
+    for suffix, part in ((".msg", data[cut:]), (".st", data[:cut])):
+        p = box / "q" / (eid + suffix)
+        p.write_bytes(part)
+        os.chmod(str(p), 0o600)
+    entry.unlink()
+
+
+def test_entries_of_earlier_versions_are_still_sent(outbox_env):
+    """A queue an earlier version wrote (each entry as ID.msg and ID.st) is listed, shown
+    and flushed beside one-file entries: the delivered one removed, the refused one moved
+    to failed/ and the deferred one updated, each in its own form, nothing set aside."""
+    make, box, run = outbox_env
+    srv = RawServer().start()
+    try:
+        cfg = make(srv)
+        for rcpt, k in (("ok@y.test", 1), ("reject@y.test", 2), ("temp@y.test", 3),
+                        ("new@y.test", 4)):
+            assert run("sendmail", "-C", cfg, "-odq", rcpt, input=msg(k)).returncode == 0
+        ids = [e["id"] for e in entries(run, cfg)]
+        assert len(ids) == 4
+        for eid in ids[:3]:
+            to_pair_form(box, eid)
+        r = run("outbox", "show", ids[0], "-C", cfg)
+        assert r.returncode == 0 and r.stdout.endswith(msg(1)), r.stdout
+        assert b"bluearrow-outbox" not in r.stdout
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 69, r.stderr
+        assert sorted(t.data for t in srv.messages) == sorted([msg(1), msg(4)])
+        assert sorted(listing(box / "q")) == sorted([ids[2] + ".msg", ids[2] + ".st"])
+        assert "451 4.2.0" in state_of(box, "q", ids[2])
+        assert sorted(listing(box / "failed")) == sorted([ids[1] + ".msg", ids[1] + ".st"])
+        assert "550 5.1.1" in state_of(box, "failed", ids[1])
+        assert (box / "failed" / (ids[1] + ".msg")).read_bytes() == msg(2)
+        assert listing(box / "corrupt") == []
+        # retry brings the failed one back in its form; rm removes both files
+        assert run("outbox", "retry", ids[1], "-C", cfg).returncode == 0
+        assert sorted(listing(box / "q")) == sorted(
+            [ids[1] + ".msg", ids[1] + ".st", ids[2] + ".msg", ids[2] + ".st"])
+        for eid in ids[1:3]:
+            assert run("outbox", "rm", eid, "-C", cfg).returncode == 0
+        assert listing(box / "q") == [] and listing(box / "failed") == []
     finally:
         srv.stop()
 
@@ -871,7 +945,7 @@ echo "after=$(ls '{box}/q' | tr '\\n' ' ')"
         err = (tmp_path / "big.err").read_text()
         assert "No space left on device" in err and "cannot queue" in err, err
         q = out["q"].split()
-        assert len(q) == 2 and all(x.endswith((".st", ".msg")) for x in q), out
+        assert len(q) == 1 and q[0].endswith(".entry"), out
         assert out["tmp"].strip() == ""
         assert out["flush"] == "0" and out["after"].strip() == ""
         assert [t.data for t in srv.messages] == [msg(1)]
@@ -890,8 +964,7 @@ def test_sent_unknown_and_cancelled_wait_for_retry(outbox_env, mark):
         r = run("sendmail", "-C", cfg, "-odq", "b@y.test", input=msg(1))
         assert r.returncode == 0, r.stderr
         (eid,) = [x["id"] for x in entries(run, cfg)]
-        st = box / "q" / (eid + ".st")
-        st.write_text(st.read_text().replace("\nend\n", "\n%s\nend\n" % mark))
+        set_state(box, eid, state_of(box, "q", eid).replace("\nend\n", "\n%s\nend\n" % mark))
         e = entries(run, cfg)[0]
         key = "sent_unknown" if mark.startswith("inflight") else "cancelled"
         assert e[key] is True

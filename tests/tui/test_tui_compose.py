@@ -329,7 +329,7 @@ def test_large_attachment_is_queued_without_freezing_the_screen(tmp_path, tui):
         t.wait_for(lambda s: s.rstrip("\n").split("\n")[-1].endswith("x"), timeout=10)
         echo = time.monotonic() - t1
         # ... still being written: the entry is not in the outbox yet
-        assert not glob.glob(os.path.join(box, "**", "q", "*.st"), recursive=True), \
+        assert not glob.glob(os.path.join(box, "**", "q", "*.entry"), recursive=True), \
             "queued before the screen answered"
         assert opened < 0.5 * tuilib.SLOW, opened
         assert echo < 0.2 * tuilib.SLOW, echo

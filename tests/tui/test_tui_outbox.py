@@ -205,7 +205,8 @@ def test_progress_follows_the_server_while_a_second_composition_echoes(tmp_path,
 
 
 def write_entries(box, n):
-    """n outbox entries held a day ahead (never sent), written as the outbox writes them."""
+    """n outbox entries held a day ahead (never sent), written as the outbox writes them
+    (ID.entry: the state block, then the message)."""
     q = os.path.join(box, "q")
     for d in ("q", "tmp", "failed", "corrupt"):
         os.makedirs(os.path.join(box, d), mode=0o700, exist_ok=True)
@@ -213,15 +214,14 @@ def write_entries(box, n):
     now = int(time.time())
     for i in range(n):
         ident = "%d.%06d.P1R%08x" % (now, i, i)
-        with open(os.path.join(q, ident + ".msg"), "w") as f:
-            f.write("From: me@example.test\nTo: r%d@example.test\nSubject: entry %d\n\nbody\n"
-                    % (i, i))
-        with open(os.path.join(q, ident + ".st"), "w") as f:
+        path = os.path.join(q, ident + ".entry")
+        with open(path, "w") as f:
             f.write("bluearrow-outbox 1\nid %s\naccount test\nfrom me@example.test\n"
                     "rcpt pending 0 r%d@example.test\nnotify 0\nret 0\ncreated %d\nnext %d\n"
                     "attempts 0\nend\n" % (ident, i, now, now + 86400))
-        for ext in (".msg", ".st"):
-            os.chmod(os.path.join(q, ident + ext), 0o600)
+            f.write("From: me@example.test\nTo: r%d@example.test\nSubject: entry %d\n\nbody\n"
+                    % (i, i))
+        os.chmod(path, 0o600)
 
 
 def test_ten_thousand_entries_scroll_without_delay(tui):

@@ -229,9 +229,21 @@ static void test_outbox__directory(void **state)
 	assert_int_equal(ba_outbox_remove(ob, e.id, &err), -1);
 	assert_int_equal(err.code, EX_TEMPFAIL);
 	close(hold);
-	snprintf(path, sizeof(path), "%s/q/%s.msg", dir, e.id);
+	/* one file: the state block, then the message */
+	snprintf(path, sizeof(path), "%s/q/%s.entry", dir, e.id);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+	char text[4096];
+	FILE *ef = fopen(path, "r");
+	size_t tlen = fread(text, 1, sizeof(text) - 1, ef);
+	fclose(ef);
+	text[tlen] = '\0';
+	const char *endl = strstr(text, "\nend\n");
+	assert_non_null(endl);
+	assert_int_equal(strncmp(text, "bluearrow-outbox 1\n", 19), 0);
+	assert_string_equal(endl + 5, msg);
+	snprintf(path, sizeof(path), "%s/q/%s.msg", dir, e.id);
+	assert_int_equal(access(path, F_OK), -1);
 
 	/* foreign and corrupt files */
 	snprintf(path, sizeof(path), "%s/q/notes.txt", dir);
@@ -354,6 +366,138 @@ static void test_outbox__marks(void **state)
 	                  "created 5\ncancelled 2\nend\n";
 	assert_int_equal(ba_outbox_entry_parse(&g, bad, strlen(bad), &err), -1);
 	assert_int_equal(err.code, EX_DATAERR);
+	ba_outbox_entry_release(&e);
+	ba_outbox_free(ob);
+	rm_rf(root);
+	free(root);
+}
+
+/* The whole message of entry id through ba_outbox_get()'s descriptor, into buf. */
+static void read_message(ba_outbox *ob, const char *id, char *buf, size_t n, int *failed)
+{
+	struct ba_outbox_entry g;
+	struct ba_err err = BA_ERR_INIT;
+	int fd = -1;
+	assert_int_equal(ba_outbox_get(ob, id, &g, failed, &fd, &err), 0);
+	assert_true(fd >= 0);
+	ssize_t k = read(fd, buf, n - 1);
+	close(fd);
+	assert_true(k >= 0);
+	buf[k] = '\0';
+	assert_int_equal((size_t)k, g.size);
+	ba_outbox_entry_release(&g);
+}
+
+static int count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	for (struct dirent *de; d && (de = readdir(d)) != NULL;)
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * Both forms of an entry: one file (ID.entry, its later states in ID.up,
+ * which win) and the pair of files an earlier version wrote (ID.msg and
+ * ID.st): each is listed, read, updated in its own form, moved to failed/
+ * and back, and removed; a state left alone by a cut removal is dropped once
+ * old; an ID.entry without a state block is set aside.
+ */
+static void test_outbox__forms(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	char path[600], buf[4096];
+	ba_outbox *ob;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_open(&ob, root, NULL, &err), 0);
+	/* an entry an earlier version queued */
+	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.st", root);
+	write_file(path, "bluearrow-outbox 1\nid 1.2.P3R4\naccount d\nfrom a@b\n"
+	                 "rcpt pending 0 c@d\ncreated 5\nnext 5\nend\n");
+	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.msg", root);
+	write_file(path, "Subject: old\n\nbody\n");
+	/* and one of now, with a message far larger than one read */
+	struct ba_outbox_entry e = sample();
+	e.id[0] = '\0';
+	size_t big = 200000;
+	char *msg = malloc(big + 1);
+	memcpy(msg, "Subject: new\n\n", 14);
+	for (size_t i = 14; i < big; i++)
+		msg[i] = i % 77 == 76 ? '\n' : (char)('a' + i % 26);
+	msg[big] = '\0';
+	struct ba_mem_reader mr;
+	ba_mem_reader_init(&mr, msg, big);
+	assert_int_equal(ba_outbox_add(ob, &e, &mr.base, NULL, &err), 0);
+
+	struct ba_outbox_entry *v;
+	size_t n;
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].id, "1.2.P3R4");
+	assert_int_equal(v[0].size, strlen("Subject: old\n\nbody\n"));
+	assert_int_equal(v[1].size, big);
+	ba_outbox_list_free(v, n);
+	read_message(ob, "1.2.P3R4", buf, sizeof(buf), NULL);
+	assert_string_equal(buf, "Subject: old\n\nbody\n");
+	char *back = malloc(big + 1);
+	read_message(ob, e.id, back, big + 1, NULL);
+	assert_memory_equal(back, msg, big);
+
+	/* updates: each form keeps its own; ID.up wins over the block in ID.entry */
+	assert_int_equal(ba_outbox_cancel(ob, "1.2.P3R4", &err), 0);
+	assert_int_equal(ba_outbox_cancel(ob, e.id, &err), 0);
+	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.up", root);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/q/%s.up", root, e.id);
+	assert_int_equal(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/q/%s.st", root, e.id);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_true(v[0].cancelled && v[1].cancelled);
+	ba_outbox_list_free(v, n);
+	read_message(ob, e.id, back, big + 1, NULL);
+	assert_memory_equal(back, msg, big);
+
+	/* a state left without its entry: kept while young, dropped once old */
+	snprintf(path, sizeof(path), "%s/q/9.9.P9R9.up", root);
+	write_file(path, "bluearrow-outbox 1\nid 9.9.P9R9\n");
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 2);
+	ba_outbox_list_free(v, n);
+	assert_int_equal(access(path, F_OK), 0);
+	struct timespec old[2] = { { time(NULL) - 3600, 0 }, { time(NULL) - 3600, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	ba_outbox_list_free(v, n);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/corrupt", root);
+	assert_int_equal(count_files(path), 0);
+
+	/* an ID.entry that is no entry (no state block) is set aside */
+	snprintf(path, sizeof(path), "%s/q/7.7.P7R7.entry", root);
+	write_file(path, "Subject: no state\n\nx\n");
+	assert_int_equal(ba_outbox_list(ob, &v, &n, &err), 0);
+	assert_int_equal(n, 2);
+	ba_outbox_list_free(v, n);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/corrupt", root);
+	assert_int_equal(count_files(path), 1);
+
+	/* remove: nothing of either form is left */
+	assert_int_equal(ba_outbox_remove(ob, "1.2.P3R4", &err), 0);
+	assert_int_equal(ba_outbox_remove(ob, e.id, &err), 0);
+	snprintf(path, sizeof(path), "%s/q", root);
+	assert_int_equal(count_files(path), 0);
+	struct ba_outbox_entry g;
+	assert_int_equal(ba_outbox_get(ob, e.id, &g, NULL, NULL, &err), -1);
+	assert_int_equal(err.code, EX_NOINPUT);
+	free(back);
+	free(msg);
 	ba_outbox_entry_release(&e);
 	ba_outbox_free(ob);
 	rm_rf(root);
@@ -495,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_outbox__corrupt),
 		cmocka_unit_test(test_outbox__directory),
 		cmocka_unit_test(test_outbox__interrupted_move_to_failed),
+		cmocka_unit_test(test_outbox__forms),
 		cmocka_unit_test(test_outbox__parse_time),
 		cmocka_unit_test(test_outbox__account_dir),
 		cmocka_unit_test(test_outbox__list_again),

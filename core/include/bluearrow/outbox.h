@@ -5,30 +5,38 @@
  *
  * The directory (0700, owned by the effective user; refused otherwise):
  *
- *   tmp/        files being written; nothing here is an entry
- *   q/ID.msg    the message as it is sent (after Bcc removal and the added
- *               From, Date, Message-ID)
- *   q/ID.st     its envelope and state (ba_outbox_entry_format()); the
- *               entry exists exactly when this file exists
- *   failed/     entries that failed for good (ID.msg, ID.st with the reason)
- *   corrupt/    files set aside because they could not be read as an entry
+ *   tmp/         files being written; nothing here is an entry
+ *   q/ID.entry   an entry in one file: its envelope and state as written
+ *                when it was queued (ba_outbox_entry_format(), up to the
+ *                line "end"), then the message as it is sent (after Bcc
+ *                removal and the added From, Date, Message-ID); the entry
+ *                exists exactly when this file exists
+ *   q/ID.up      its state once it changed (an attempt, a mark): it
+ *                replaces the one in ID.entry
+ *   q/ID.msg     the message and its state, the pair of files that
+ *   q/ID.st      earlier versions wrote (such an entry exists exactly when
+ *                its ID.st exists); read, updated and sent as before
+ *   failed/      entries that failed for good (the same files, the state
+ *                with the reason)
+ *   corrupt/     files set aside because they could not be read as an entry
  *
- * An entry is written to tmp/, each file fsync'd, renamed into q/ (the
- * message first, the state last) and q/ fsync'd before ba_outbox_add()
- * returns, so a crash at any point leaves either no entry or a complete one
- * (at worst a message file without state, which is not an entry and is
- * removed later).  A state update is written the same way.  Every file is
- * 0600 and opened with O_NOFOLLOW.
+ * An entry is written to tmp/ID.entry, fsync'd, renamed into q/ and q/
+ * fsync'd before ba_outbox_add() returns, so a crash at any point leaves
+ * either no entry or a complete one.  One file per entry halves what a
+ * flush opens, reads and removes per message.  A state update is written
+ * to tmp/ID.up, fsync'd, renamed into place and the directory fsync'd.
+ * Every file is 0600 and opened with O_NOFOLLOW.
  *
- * Whoever works on an entry holds flock(LOCK_EX) on its q/ID.msg: the
- * enqueuing process from the creation of the file until the state is in
- * place, a flush from before it reads the state until the entry is updated
- * or removed.  A flush skips an entry that is locked, so two concurrent
- * flushes never send one message twice.  A crash after the server accepted
- * the data but before the entry was removed sends the message again on the
- * next flush (at-least-once); its Message-ID, kept in the state, makes the
- * duplicate recognisable.  So does a power failure before the removals of
- * a flush were synced (ba_outbox_flush()).
+ * Whoever works on an entry holds flock(LOCK_EX) on the file that carries
+ * its message (ID.entry, or ID.msg): the enqueuing process from the
+ * creation of the file until it is in place, a flush from before it reads
+ * the state until the entry is updated or removed.  A flush skips an entry
+ * that is locked, so two concurrent flushes never send one message twice.
+ * A crash after the server accepted the data but before the entry was
+ * removed sends the message again on the next flush (at-least-once); its
+ * Message-ID, kept in the state, makes the duplicate recognisable.  So does
+ * a power failure before the removals of a flush were synced
+ * (ba_outbox_flush()).
  *
  * Nothing here prints: problems found in the directory (a corrupt state
  * file, set aside) go to the log callback as warnings.
@@ -148,7 +156,7 @@ const char *ba_outbox_dir(const ba_outbox *ob);
  * and *hold receives the descriptor (for ba_outbox_flush()'s hold_fd: the
  * -odb child delivers it without a second flush taking it); else -1 or
  * NULL.  Errors: EX_IOERR (a write or fsync failed: "outbox DIR: cannot
- * write 'tmp/ID.msg': No space left on device"), EX_CANTCREAT, msg's read
+ * write 'tmp/ID.entry': No space left on device"), EX_CANTCREAT, msg's read
  * errors, EX_OSERR.
  */
 int ba_outbox_add(ba_outbox *ob, struct ba_outbox_entry *e, ba_reader *msg, int *hold,
@@ -175,12 +183,14 @@ int ba_outbox_list_failed(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n,
 
 /*
  * Reads one entry (ID as shown by list); failed/ is searched too (*failed
- * is then 1; failed may be NULL).  path, when not NULL, receives the path of
- * its message file.  Errors: EX_NOINPUT "outbox DIR: no entry 'ID'";
- * EX_DATAERR (corrupt state); EX_USAGE (an ID with '/' or a leading dot).
+ * is then 1; failed may be NULL).  msg_fd, when not NULL, receives a
+ * descriptor open for reading on its message, at the message's first byte
+ * (e->size bytes follow), which the caller closes; -1 on failure.
+ * Errors: EX_NOINPUT "outbox DIR: no entry 'ID'"; EX_DATAERR (corrupt
+ * state); EX_USAGE (an ID with '/' or a leading dot).
  */
 int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int *failed,
-                  struct ba_buf *path, struct ba_err *err);
+                  int *msg_fd, struct ba_err *err);
 /*
  * Removes an entry (queued or failed) under its lock.  Errors as
  * ba_outbox_get(), EX_TEMPFAIL "entry 'ID' is being sent" when it is locked.
