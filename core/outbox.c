@@ -685,17 +685,21 @@ struct loc {
 	int one;             /* its form: ID.entry (+ ID.up) 1, ID.msg + ID.st 0 */
 	int up;              /* one: ID.up holds its state (changed since the enqueue) */
 	int fd;              /* its message-carrying file, open; -1 = none */
+	int have_st;         /* st is that file's status already (lock_entry()) */
+	struct stat st;
+	int no_up;           /* scan(): the directory listed no ID.up, so none is looked for */
 	uint64_t off;        /* where the message starts in that file */
 	struct ba_buf head;  /* one: the file's first bytes as read: the state block, then the
 	                        start of the message (a small message whole) */
 };
-#define LOC_INIT { 0, 0, -1, 0, BA_BUF_INIT }
+#define LOC_INIT { .fd = -1, .head = BA_BUF_INIT }
 
 static void loc_release(struct loc *l)
 {
 	if (l->fd >= 0)
 		close(l->fd);
 	l->fd = -1;
+	l->have_st = 0;
 	ba_buf_release(&l->head);
 }
 
@@ -798,9 +802,11 @@ static int load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 			return io_err(ob, "open", sub_names[sub], id, eno, err);
 		l->one = form == 1; /* no message file: a state alone is corrupt, none is gone */
 	}
-	struct stat st;
-	memset(&st, 0, sizeof(st));
-	if (l->fd >= 0 && (fstat(l->fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+	const struct stat *st = &l->st;
+	if (l->fd >= 0 && !l->have_st && fstat(l->fd, &l->st) < 0)
+		return io_err(ob, "read", sub_names[sub], id, errno, err);
+	l->have_st = l->fd >= 0;
+	if (l->fd >= 0 && !S_ISREG(st->st_mode)) {
 		set_aside_entry(ob, sub, id, "is not a regular file");
 		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt", ob->dir, id);
 	}
@@ -808,7 +814,7 @@ static int load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 		return 1;
 	l->off = 0;
 	l->up = 0;
-	if (l->one && read_head(l, (uint64_t)st.st_size, &eno) < 0) {
+	if (l->one && read_head(l, (uint64_t)st->st_size, &eno) < 0) {
 		if (eno != EINVAL)
 			return io_err(ob, "read", sub_names[sub], msg_name(name, id, 1), eno, err);
 		set_aside_entry(ob, sub, id, "has no state block");
@@ -818,7 +824,10 @@ static int load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 	struct ba_buf b = BA_BUF_INIT;
 	const char *text = l->head.data;
 	size_t len = (size_t)l->off;
-	if (read_small(&b, ob->sub[sub], state_name(name, id, l->one), &eno) == 0) {
+	state_name(name, id, l->one);
+	if (l->one && l->no_up) {
+		eno = ENOENT;
+	} else if (read_small(&b, ob->sub[sub], name, &eno) == 0) {
 		text = b.data ? b.data : "";
 		len = b.len;
 		l->up = l->one;
@@ -857,7 +866,7 @@ static int load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' has no message", ob->dir,
 		                  id);
 	}
-	e->size = (uint64_t)st.st_size - l->off;
+	e->size = (uint64_t)st->st_size - l->off;
 	return 0;
 }
 
@@ -958,6 +967,51 @@ static void drop_lone_up(ba_outbox *ob, const char *id, const char *uname)
 	}
 }
 
+/* A sorted set of entry IDs: those with an ID.up in q/ (few: entries whose state changed). */
+struct idset {
+	char **v;
+	size_t n, cap;
+	int failed;          /* out of memory: membership is unknown */
+};
+
+static void idset_add(struct idset *x, const char *id)
+{
+	if (x->failed)
+		return;
+	if (x->n == x->cap) {
+		size_t nc = x->cap ? x->cap * 2 : 16;
+		char **nv = realloc(x->v, nc * sizeof(*nv));
+		if (!nv) {
+			x->failed = 1;
+			return;
+		}
+		x->v = nv;
+		x->cap = nc;
+	}
+	if (!(x->v[x->n] = strdup(id)))
+		x->failed = 1;
+	else
+		x->n++;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 1 when id is surely not in x (set up with qsort(cmp_str) after the last idset_add()). */
+static int idset_lacks(const struct idset *x, const char *id)
+{
+	return !x->failed && (!x->n || !bsearch(&id, x->v, x->n, sizeof(*x->v), cmp_str));
+}
+
+static void idset_free(struct idset *x)
+{
+	for (size_t i = 0; i < x->n; i++)
+		free(x->v[i]);
+	free(x->v);
+}
+
 /*
  * Reads every entry of q/ and hands each to fn (which owns it from then on
  * and returns 0, or -1 with err set to stop); sets aside what is no entry
@@ -978,6 +1032,21 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 	struct dirent *de;
 	int rc = 0;
 	size_t nmsg = 0, paired = 0;
+	/*
+	 * A first look at the names notes which entries have an ID.up, so
+	 * that those without one (nearly all) cost no lookup of it.  One that
+	 * appears meanwhile is missed, as any change after a listing is: a
+	 * flush reads the entry again under its lock.
+	 */
+	struct idset ups = { NULL, 0, 0, 0 };
+	while ((de = readdir(d)) != NULL) {
+		char id[BA_OUTBOX_ID_MAX];
+		if (name_kind(de->d_name, id, sizeof(id)) == K_UP)
+			idset_add(&ups, id);
+	}
+	if (ups.n)
+		qsort(ups.v, ups.n, sizeof(*ups.v), cmp_str);
+	rewinddir(d);
 	/*
 	 * Pass 1 loads the entries; pass 2 looks for ID.msg files without a
 	 * state (an enqueue of an earlier version or a move a crash
@@ -1010,6 +1079,7 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 				struct ba_err lerr = BA_ERR_INIT;
 				struct ba_outbox_entry e;
 				struct loc l = LOC_INIT;
+				l.no_up = kind == K_ENTRY && idset_lacks(&ups, id);
 				int r = load(ob, D_Q, id, kind == K_ENTRY, &l, &e, &lerr);
 				loc_release(&l);
 				paired += r == 0 && kind == K_ST; /* a state with its message */
@@ -1021,6 +1091,7 @@ static int scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 		}
 	}
 	closedir(d);
+	idset_free(&ups);
 	return rc;
 }
 
@@ -1153,10 +1224,9 @@ int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int 
 
 /*
  * Opens and locks ID's message-carrying file in sub (without waiting) into
- * l, its status into *st when st is not NULL.  1 = it is gone.
+ * l, with its status.  1 = it is gone.
  */
-static int lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct stat *st,
-                      struct ba_err *err)
+static int lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct ba_err *err)
 {
 	int eno = 0;
 	if (open_msg(ob, sub, id, -1, l, &eno) < 0)
@@ -1167,14 +1237,12 @@ static int lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, str
 		return ba_err_set(err, EX_TEMPFAIL, "outbox %s: entry '%s' is being sent", ob->dir,
 		                  id);
 	}
-	struct stat own;
-	if (!st)
-		st = &own;
-	if (fstat(l->fd, st) < 0 || st->st_nlink == 0) { /* removed while we waited */
+	if (fstat(l->fd, &l->st) < 0 || l->st.st_nlink == 0) { /* removed while we waited */
 		close(l->fd);
 		l->fd = -1;
 		return 1;
 	}
+	l->have_st = 1;
 	return 0;
 }
 
@@ -1253,7 +1321,7 @@ static int take(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, struct
 	if (check_id(ob, id, err) < 0)
 		return -1;
 	for (int sub = D_Q; sub <= D_FAILED; sub++) {
-		int r = lock_entry(ob, sub, id, l, NULL, err);
+		int r = lock_entry(ob, sub, id, l, err);
 		if (r < 0)
 			return -1;
 		if (r == 1)
@@ -2154,7 +2222,7 @@ static struct job *job_prepare(struct flush_ctx *c, const char *id,
 		}
 	}
 	if (j->loc.fd < 0) {
-		int r = lock_entry(ob, D_Q, id, &j->loc, NULL, &j->err);
+		int r = lock_entry(ob, D_Q, id, &j->loc, &j->err);
 		if (r != 0) {
 			if (r < 0)
 				c->st->skipped++;
