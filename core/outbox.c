@@ -949,7 +949,8 @@ static void idset_free(struct idset *x)
 }
 
 int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, struct ba_err *err),
-                void *ctx, struct ba_err *err)
+                int (*id_fn)(void *ctx, const char *id, struct ba_err *err), void *ctx,
+                struct ba_err *err)
 {
 	clean_tmp(ob);
 	int fd = dup(ob->sub[D_Q]);
@@ -970,7 +971,7 @@ int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 	 * flush reads the entry again under its lock.
 	 */
 	struct idset ups = { NULL, 0, 0, 0 };
-	while ((de = readdir(d)) != NULL) {
+	while (fn && (de = readdir(d)) != NULL) {
 		char id[BA_OUTBOX_ID_MAX];
 		if (name_kind(de->d_name, id, sizeof(id)) == K_UP)
 			idset_add(&ups, id);
@@ -979,10 +980,10 @@ int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 		qsort(ups.v, ups.n, sizeof(*ups.v), cmp_str);
 	rewinddir(d);
 	/*
-	 * Pass 1 loads the entries; pass 2 looks for ID.msg files without a
-	 * state (an enqueue of an earlier version or a move a crash
-	 * interrupted), one system call each, and is needed only when there are
-	 * more of them than states that had one.
+	 * Pass 1 loads the entries (or only names them); pass 2 looks for
+	 * ID.msg files without a state (an enqueue of an earlier version or a
+	 * move a crash interrupted), one system call each, and is needed only
+	 * when there are more of them than states that had one.
 	 */
 	for (int pass = 1; pass <= 2 && rc == 0; pass++) {
 		if (pass == 2) {
@@ -1006,6 +1007,9 @@ int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 				nmsg++;
 			} else if (kind == K_UP && pass == 1) {
 				drop_lone_up(ob, id, de->d_name);
+			} else if ((kind == K_ST || kind == K_ENTRY) && pass == 1 && id_fn) {
+				paired += kind == K_ST;
+				rc = id_fn(ctx, id, err);
 			} else if ((kind == K_ST || kind == K_ENTRY) && pass == 1) {
 				struct ba_err lerr = BA_ERR_INIT;
 				struct ba_outbox_entry e;
@@ -1053,7 +1057,7 @@ int ba_outbox_list(ba_outbox *ob, struct ba_outbox_entry **v, size_t *n, struct 
 	*v = NULL;
 	*n = 0;
 	struct list_ctx l = { NULL, 0, 0 };
-	if (outbox_scan(ob, list_add, &l, err) < 0) {
+	if (outbox_scan(ob, list_add, NULL, &l, err) < 0) {
 		ba_outbox_list_free(l.v, l.n);
 		return -1;
 	}
@@ -1114,9 +1118,14 @@ void ba_outbox_list_free(struct ba_outbox_entry *v, size_t n)
 	free(v);
 }
 
+int outbox_id_ok(const char *id)
+{
+	return *id && *id != '.' && !strchr(id, '/') && strlen(id) < BA_OUTBOX_ID_MAX;
+}
+
 static int check_id(const ba_outbox *ob, const char *id, struct ba_err *err)
 {
-	if (!*id || *id == '.' || strchr(id, '/') || strlen(id) >= BA_OUTBOX_ID_MAX)
+	if (!outbox_id_ok(id))
 		return ba_err_set(err, EX_USAGE, "outbox %s: '%s' is no entry id", ob->dir, id);
 	return 0;
 }

@@ -160,6 +160,25 @@ static void *reaper_main(void *arg)
 	return NULL;
 }
 
+/*
+ * What a flush keeps of each entry until it reaches it: its ID and, once
+ * read, its account (a few dozen bytes, so a long queue costs little
+ * memory).  The entry itself is read once, under its lock, when its turn
+ * comes: the listing reads no file.
+ */
+struct due {
+	char id[BA_OUTBOX_ID_MAX];
+	int account;                /* index into flush_index.accounts; -1 = not read yet */
+	int done;                   /* sent, settled, or not to be sent by this flush */
+};
+
+struct flush_index {
+	struct due *v;              /* in the order they are sent: by ID, which is by age */
+	size_t n, cap;
+	char **accounts;            /* the accounts met so far */
+	int naccounts;
+};
+
 struct flush_ctx {
 	ba_outbox *ob;
 	const struct ba_outbox_flush_opts *o;
@@ -171,10 +190,16 @@ struct flush_ctx {
 	int end_sent;            /* its end of the data may have reached the server */
 	int stopped;             /* a send was cancelled: the flush ends */
 	struct job *jobs;        /* sent, the server's verdict still to come */
+	/*
+	 * One pass over the index sends one account's entries over one route:
+	 * the account of the first entry of the pass that is to be sent.
+	 */
+	struct flush_index *x;
+	int pass_account;        /* index into x->accounts; -1 = none yet */
+	const struct ba_account *acc; /* it in the configuration; NULL: acc_err says why */
+	struct ba_err acc_err;
 	/* the entry after the one being sent, prepared while the server works (job_done()) */
-	const char *ahead_id;
-	const struct ba_account *ahead_acc;
-	const struct ba_err *ahead_acc_err;
+	struct due *ahead_d;
 	struct job *ahead;
 	int ahead_tried;
 	struct reaper *reaper;   /* removes delivered entries; NULL until the first (or none) */
@@ -647,8 +672,7 @@ static void job_settle(struct job *j, int sent, const struct ba_submit_result *r
 	j->settled = 1;
 }
 
-static struct job *job_prepare(struct flush_ctx *c, const char *id,
-                               const struct ba_account *acc, const struct ba_err *acc_err);
+static struct job *job_prepare(struct flush_ctx *c, struct due *d);
 
 /*
  * ba_submit_send() returned 1 for j: its outcome, once the server's verdict
@@ -665,9 +689,9 @@ static void job_done(void *ctx, const struct ba_submit_result *res, int rc,
 		e = *err;
 	watch_end(c, &j->e, res);
 	job_settle(j, rc, res, &e);
-	if (c->ahead_id && !c->ahead_tried) {
+	if (c->ahead_d && !c->ahead_tried) {
 		c->ahead_tried = 1;
-		c->ahead = job_prepare(c, c->ahead_id, c->ahead_acc, c->ahead_acc_err);
+		c->ahead = job_prepare(c, c->ahead_d);
 	}
 }
 
@@ -701,23 +725,54 @@ static void jobs_reap(struct flush_ctx *c, ba_route **route)
 	}
 }
 
+static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox_entry *e,
+                    int64_t now)
+{
+	if (e->inflight || e->cancelled) /* sent-unknown or cancelled: only after a retry */
+		return 0;
+	if (o->account && strcmp(o->account, e->account) != 0)
+		return 0;
+	if (o->nids)
+		return 1; /* the entries asked for (the index holds only those), due or not */
+	/* -q sends every entry, but not one held for later and never tried yet */
+	return e->next <= now || (o->all && e->attempts > 0);
+}
+
+/* The index of account name in x->accounts, added when new; -1 when out of memory. */
+static int account_index(struct flush_index *x, const char *name)
+{
+	for (int a = 0; a < x->naccounts; a++)
+		if (strcmp(x->accounts[a], name) == 0)
+			return a;
+	char **na = realloc(x->accounts, ((size_t)x->naccounts + 1) * sizeof(*na));
+	if (!na)
+		return -1;
+	x->accounts = na;
+	if (!(na[x->naccounts] = strdup(name)))
+		return -1;
+	return x->naccounts++;
+}
+
 /*
- * One entry locked and read for sending: its state, its recipients still to
- * do, its message spooled.  NULL when it is gone, locked by another flush or
- * unreadable (counted and logged here).
+ * Entry d locked and read for sending: its state, its recipients still to
+ * do, its message spooled.  NULL when it is gone, locked by another flush,
+ * unreadable (counted and logged here), not to be sent by this flush (not
+ * due, marked, another account than o->account: d->done set), or of
+ * another account than this pass's (d->account set: a later pass sends it).
+ * The first entry a pass reads that is to be sent chooses the pass's account.
  */
-static struct job *job_prepare(struct flush_ctx *c, const char *id,
-                               const struct ba_account *acc, const struct ba_err *acc_err)
+static struct job *job_prepare(struct flush_ctx *c, struct due *d)
 {
 	const struct ba_outbox_flush_opts *o = c->o;
 	ba_outbox *ob = c->ob;
+	const char *id = d->id;
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j) {
 		c->st->skipped++;
+		d->done = 1;
 		return NULL;
 	}
 	j->c = c;
-	j->acc = acc;
 	j->loc = (struct loc)LOC_INIT;
 	j->own_fd = 1;
 	ba_err_clear(&j->err);
@@ -734,21 +789,39 @@ static struct job *job_prepare(struct flush_ctx *c, const char *id,
 			j->own_fd = 0;
 		}
 	}
-	if (j->loc.fd < 0) {
-		int r = outbox_lock_entry(ob, D_Q, id, &j->loc, &j->err);
-		if (r != 0) {
-			if (r < 0)
-				c->st->skipped++;
-			job_end(j, NULL); /* locked by another flush, or already gone */
-			return NULL;
-		}
+	int r = 0;
+	if (j->loc.fd < 0 && (r = outbox_lock_entry(ob, D_Q, id, &j->loc, &j->err)) < 0)
+		c->st->skipped++; /* locked by another flush */
+	if (r == 1) { /* no message file: gone, or a state alone, which is set aside */
+		struct ba_outbox_entry gone;
+		struct ba_err lerr = BA_ERR_INIT;
+		if (outbox_load(ob, D_Q, id, 0, &j->loc, &gone, &lerr) == 0)
+			ba_outbox_entry_release(&gone);
 	}
-	if (outbox_load(ob, D_Q, id, j->loc.one, &j->loc, &j->e, &j->err) != 0 || j->e.inflight ||
-	    j->e.cancelled) {
-		/* gone, or marked sent-unknown or cancelled since the queue was read */
+	if (r != 0 || outbox_load(ob, D_Q, id, j->loc.one, &j->loc, &j->e, &j->err) != 0 ||
+	    !selected(o, &j->e, c->now)) {
+		/* gone, locked, corrupt (set aside), or not to be sent now */
+		d->done = 1;
 		job_end(j, NULL);
 		return NULL;
 	}
+	if ((d->account = account_index(c->x, j->e.account)) < 0) {
+		c->st->skipped++;
+		d->done = 1;
+		job_end(j, NULL);
+		return NULL;
+	}
+	if (c->pass_account < 0) {
+		c->pass_account = d->account;
+		ba_err_clear(&c->acc_err);
+		c->acc = ba_config_account(o->cfg, j->e.account, &c->acc_err);
+	}
+	if (d->account != c->pass_account) {
+		job_end(j, NULL); /* another account's: its own pass sends it */
+		return NULL;
+	}
+	const struct ba_account *acc = c->acc;
+	j->acc = acc;
 	struct ba_outbox_entry *e = &j->e;
 	j->idx = calloc(e->nrcpt, sizeof(*j->idx));
 	j->rcpt = calloc(e->nrcpt, sizeof(*j->rcpt));
@@ -764,7 +837,7 @@ static struct job *job_prepare(struct flush_ctx *c, const char *id,
 		}
 	j->ready = -1;
 	if (!acc)
-		j->err = *acc_err;
+		j->err = c->acc_err;
 	else if (j->nidx == 0)
 		j->ready = 0; /* nothing left to send: settle it */
 	else if (spool_file(&j->spool, &j->loc, ob, id, e->size, &j->err) == 0)
@@ -774,27 +847,28 @@ static struct job *job_prepare(struct flush_ctx *c, const char *id,
 }
 
 /*
- * One entry: lock, reload, send over *route; its outcome now or from
- * job_done().  next_id: the entry to send after it (same account), prepared
- * while the server answers, or NULL.
+ * One entry: lock, read, send over *route; its outcome now or from
+ * job_done().  next: the entry to try after it, prepared while the server
+ * answers, or NULL.
  */
-static void flush_one(struct flush_ctx *c, const char *id, const char *next_id,
-                      const struct ba_account *acc, const struct ba_err *acc_err,
-                      ba_route **route)
+static void flush_one(struct flush_ctx *c, struct due *d, struct due *next, ba_route **route)
 {
 	const struct ba_outbox_flush_opts *o = c->o;
 	struct job *j;
-	if (c->ahead_tried && c->ahead_id && strcmp(c->ahead_id, id) == 0)
-		j = c->ahead; /* prepared already (NULL: it was gone or locked) */
-	else
-		j = job_prepare(c, id, acc, acc_err);
-	c->ahead_id = next_id;
-	c->ahead_acc = acc;
-	c->ahead_acc_err = acc_err;
+	if (c->ahead_tried && c->ahead_d == d) {
+		j = c->ahead; /* prepared already (NULL: not to be sent now) */
+	} else {
+		if (c->ahead)
+			job_end(c->ahead, NULL);
+		j = d->done ? NULL : job_prepare(c, d);
+	}
+	c->ahead_d = next;
 	c->ahead = NULL;
 	c->ahead_tried = 0;
 	if (!j)
 		return;
+	d->done = 1;
+	const struct ba_account *acc = j->acc;
 	struct ba_submit_result res;
 	memset(&res, 0, sizeof(res));
 	int sent = j->ready < 0 ? -1 : 0;
@@ -848,90 +922,33 @@ static void flush_one(struct flush_ctx *c, const char *id, const char *next_id,
 	jobs_reap(c, route);
 }
 
-/*
- * What a flush keeps of each entry until it sends it (the entry itself is
- * read again under its lock): a few dozen bytes, so a long queue costs
- * little memory.
- */
-struct due {
-	char id[BA_OUTBOX_ID_MAX];
-	int64_t created;
-	size_t account;             /* index into flush_index.accounts */
-	int done;
-};
-
-struct flush_index {
-	const struct ba_outbox_flush_opts *o;
-	int64_t now;
-	struct due *v;
-	size_t n, cap;
-	char **accounts;
-	size_t naccounts;
-};
-
-static int selected(const struct ba_outbox_flush_opts *o, const struct ba_outbox_entry *e,
-                    int64_t now)
-{
-	if (e->inflight || e->cancelled) /* sent-unknown or cancelled: only after a retry */
-		return 0;
-	if (o->account && strcmp(o->account, e->account) != 0)
-		return 0;
-	if (o->nids) {
-		for (size_t k = 0; k < o->nids; k++)
-			if (strcmp(o->ids[k], e->id) == 0)
-				return 1;
-		return 0;
-	}
-	/* -q sends every entry, but not one held for later and never tried yet */
-	return e->next <= now || (o->all && e->attempts > 0);
-}
-
-static int index_add(void *ctx, struct ba_outbox_entry *e, struct ba_err *err)
+static int index_add(void *ctx, const char *id, struct ba_err *err)
 {
 	struct flush_index *x = ctx;
-	int rc = 0;
-	if (!selected(x->o, e, x->now))
-		goto out;
-	size_t a = 0;
-	while (a < x->naccounts && strcmp(x->accounts[a], e->account) != 0)
-		a++;
-	if (a == x->naccounts) {
-		char **na = realloc(x->accounts, (a + 1) * sizeof(*na));
-		if (!na || !(na[a] = strdup(e->account))) {
-			if (na)
-				x->accounts = na;
-			rc = ba_err_set(err, EX_OSERR, "out of memory");
-			goto out;
-		}
-		x->accounts = na;
-		x->naccounts++;
-	}
 	if (x->n == x->cap) {
 		size_t nc = x->cap ? x->cap * 2 : 64;
 		struct due *nv = realloc(x->v, nc * sizeof(*nv));
-		if (!nv) {
-			rc = ba_err_set(err, EX_OSERR, "out of memory");
-			goto out;
-		}
+		if (!nv)
+			return ba_err_set(err, EX_OSERR, "out of memory");
 		x->v = nv;
 		x->cap = nc;
 	}
 	struct due *d = &x->v[x->n++];
-	memcpy(d->id, e->id, sizeof(d->id));
-	d->created = e->created;
-	d->account = a;
+	snprintf(d->id, sizeof(d->id), "%s", id);
+	d->account = -1;
 	d->done = 0;
-out:
-	ba_outbox_entry_release(e);
-	return rc;
+	return 0;
 }
 
 static int cmp_due(const void *a, const void *b)
 {
-	const struct due *x = a, *y = b;
-	if (x->created != y->created)
-		return x->created < y->created ? -1 : 1;
-	return strcmp(x->id, y->id);
+	return strcmp(((const struct due *)a)->id, ((const struct due *)b)->id);
+}
+
+/* Whether d is to be tried in this pass (not done; its account this pass's, or not known). */
+static int candidate(const struct flush_ctx *c, const struct due *d)
+{
+	return !d->done && (d->account < 0 || c->pass_account < 0 || d->account == c->pass_account);
 }
 
 int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
@@ -946,40 +963,52 @@ int ba_outbox_flush(ba_outbox *ob, const struct ba_outbox_flush_opts *o,
 	c.now = o->now ? o->now : (int64_t)time(NULL);
 	struct flush_index x;
 	memset(&x, 0, sizeof(x));
-	x.o = o;
-	x.now = c.now;
-	int rc = outbox_scan(ob, index_add, &x, err);
-	if (rc == 0 && x.n)
+	c.x = &x;
+	int rc = 0;
+	/* the entries asked for, in the order given; else every entry, by ID (by age) */
+	for (size_t k = 0; k < o->nids && rc == 0; k++) {
+		size_t seen = 0;
+		while (seen < k && strcmp(o->ids[seen], o->ids[k]) != 0)
+			seen++;
+		if (seen == k && outbox_id_ok(o->ids[k])) /* each once */
+			rc = index_add(&x, o->ids[k], err);
+	}
+	if (!o->nids && (rc = outbox_scan(ob, NULL, index_add, &x, err)) == 0 && x.n)
 		qsort(x.v, x.n, sizeof(*x.v), cmp_due);
-	/* by account, in the order of each account's oldest entry; oldest first within one */
-	for (size_t i = 0; rc == 0 && i < x.n; i++) {
-		if (x.v[i].done)
-			continue;
-		const char *name = x.accounts[x.v[i].account];
-		struct ba_err acc_err = BA_ERR_INIT;
-		const struct ba_account *acc = ba_config_account(o->cfg, name, &acc_err);
+	/*
+	 * One pass per account, in the order of each account's oldest entry:
+	 * a pass reads the entries it meets until one is to be sent, whose
+	 * account it then sends over one route; the others' accounts are noted
+	 * for later passes, so an entry is read once, or twice when accounts
+	 * interleave.
+	 */
+	while (rc == 0 && !c.stopped) {
+		c.pass_account = -1;
+		c.acc = NULL;
 		ba_route *route = NULL;
-		for (size_t j = i; j < x.n && !c.stopped;) {
-			size_t k = j + 1; /* the account's next entry */
-			while (k < x.n && (x.v[k].done || x.v[k].account != x.v[i].account))
+		for (size_t i = 0; i < x.n && !c.stopped; i++) {
+			if (!candidate(&c, &x.v[i]))
+				continue;
+			size_t k = i + 1; /* the entry to prepare while the server answers */
+			while (k < x.n && !candidate(&c, &x.v[k]))
 				k++;
-			x.v[j].done = 1;
-			flush_one(&c, x.v[j].id, k < x.n ? x.v[k].id : NULL, acc, &acc_err, &route);
-			j = k;
+			flush_one(&c, &x.v[i], k < x.n ? &x.v[k] : NULL, &route);
 		}
 		ba_route_free(route); /* reads the last verdict */
 		if (c.ahead) /* not sent after all: unlock it */
 			job_end(c.ahead, NULL);
 		c.ahead = NULL;
-		c.ahead_id = NULL;
+		c.ahead_d = NULL;
 		route = NULL;
 		jobs_reap(&c, &route);
 		ba_route_free(route);
+		if (c.pass_account < 0)
+			break; /* no entry was to be sent: all done */
 	}
 	reap_wait(&c);
 	sync_removals(&c);
 	free(x.v);
-	for (size_t a = 0; a < x.naccounts; a++)
+	for (int a = 0; a < x.naccounts; a++)
 		free(x.accounts[a]);
 	free(x.accounts);
 	return rc;

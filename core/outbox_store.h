@@ -114,10 +114,15 @@ int outbox_move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_en
 
 /*
  * Reads every entry of q/ and hands each to fn (which owns it from then on
- * and returns 0, or -1 with err set to stop); sets aside what is no entry
- * and removes crash leftovers.
+ * and returns 0, or -1 with err set to stop); or, with id_fn instead (fn
+ * NULL), only names each entry's ID to it, reading no entry.  Either way
+ * sets aside what is no entry and removes crash leftovers.
  */
 int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, struct ba_err *err),
-                void *ctx, struct ba_err *err);
+                int (*id_fn)(void *ctx, const char *id, struct ba_err *err), void *ctx,
+                struct ba_err *err);
+
+/* Whether id can name an entry (not empty, no '/', no leading dot, not too long). */
+int outbox_id_ok(const char *id);
 
 #endif

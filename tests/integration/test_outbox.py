@@ -580,6 +580,31 @@ class CloseAfterOne(RawServer):
         return super().cmd_MAIL(s, arg)
 
 
+def test_flush_interleaved_accounts_one_connection_each_in_order(outbox_env):
+    """Entries of two accounts queued in turns: one flush sends each account's entries
+    over one connection to its own server, oldest first, each exactly once."""
+    make, box, run = outbox_env
+    one, two = RawServer().start(), RawServer().start()
+    try:
+        cfg = make(one)
+        with open(cfg, "a") as f:
+            f.write("account two\nhost 127.0.0.1\nport %d\nfrom two@x.test\noutbox %s\n"
+                    % (two.port, box))
+        for k in range(6):
+            args = ("-a", "two") if k % 2 else ()
+            assert run("sendmail", "-C", cfg, *args, "-odq", "b@y.test",
+                       input=msg(k)).returncode == 0
+        r = run("sendmail", "-C", cfg, "-q")
+        assert r.returncode == 0, r.stderr
+        assert [t.data for t in one.messages] == [msg(0), msg(2), msg(4)]
+        assert [t.data for t in two.messages] == [msg(1), msg(3), msg(5)]
+        assert len(one.conns) == 1 and len(two.conns) == 1
+        assert entries(run, cfg) == []
+    finally:
+        one.stop()
+        two.stop()
+
+
 def test_flush_reconnects_after_421(outbox_env):
     make, box, run = outbox_env
     srv = CloseAfterOne().start()
