@@ -306,9 +306,12 @@ struct ba_outbox_flush_stats {
 };
 
 /*
- * Delivers the entries o selects, oldest first, grouped by account: one
+ * Delivers the entries o selects, oldest first (by ID: the order they were
+ * queued in; with o->ids, in the order given), grouped by account: one
  * connection per account carries every message (ba_submit_send() with a
- * kept route), reconnecting after a failure.  With PIPELINING (and not
+ * kept route), reconnecting after a failure.  Each entry is read once,
+ * under its lock, when its turn comes (twice when accounts interleave):
+ * a flush of o->ids reads no other entry.  With PIPELINING (and not
  * lock-step: o->interactive, cancel_fd, phase, result) the end of
  * a message's data goes out with the next message's commands and its
  * outcome is recorded when the server's reply to it is read, during the
@@ -316,8 +319,9 @@ struct ba_outbox_flush_stats {
  * its own data; a connection lost before it leaves the entry queued, to
  * be sent again).  Delivered entries are removed (the directory is
  * fsync'd once per 256 removals and at the end: a removal lost to a power
- * failure only sends that message again), deferred ones get attempts + 1, the error and a next attempt 5 minutes * 2^attempts
- * later (at most 4 hours), permanent failures (5xx, a refused
+ * failure only sends that message again), deferred ones get attempts + 1,
+ * the error and a next attempt 5 minutes * 2^attempts later (at most 4
+ * hours), permanent failures (5xx, a refused
  * recipient, the data refused) and entries older than the account's
  * queue_max_age move to failed/; with the account's `bounce on` and a
  * sender that is not <>, a report of the failure (RFC 3464
