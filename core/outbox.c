@@ -413,11 +413,13 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-int outbox_write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, int one,
+int outbox_write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, struct loc *l,
                        struct ba_err *err)
 {
 	char name[NAME_MAX_ID];
-	outbox_state_name(name, e->id, one);
+	outbox_state_name(name, e->id, l->one);
+	if (l->one && !l->up && fchmod(l->fd, ENTRY_MODE_UPDATED) < 0)
+		return io_err(ob, "mark", outbox_sub_names[sub], e->id, errno, err);
 	struct ba_buf b = BA_BUF_INIT;
 	if (ba_outbox_entry_format(&b, e) < 0) {
 		ba_buf_release(&b);
@@ -447,6 +449,7 @@ int outbox_write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, 
 		io_err(ob, "sync", outbox_sub_names[sub], ".", errno, err);
 		goto out;
 	}
+	l->up = l->one;
 	rc = 0;
 out:
 	ba_buf_release(&b);
@@ -504,6 +507,12 @@ int ba_outbox_add(ba_outbox *ob, struct ba_outbox_entry *e, ba_reader *msg, int 
 			return io_err(ob, "create", "tmp", name, errno, err);
 	}
 	flock(fd, LOCK_EX); /* a new file: no one else holds it */
+	if (fchmod(fd, ENTRY_MODE_FRESH) < 0) { /* exactly: the mode says it has no ID.up */
+		io_err(ob, "create", "tmp", name, errno, err);
+		close(fd);
+		unlinkat(ob->sub[D_TMP], name, 0);
+		return -1;
+	}
 	/*
 	 * The state block comes first and names the Message-ID, so the start
 	 * of the message (at most MSGID_SCAN bytes: memory does not grow with
@@ -761,8 +770,8 @@ int outbox_load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 	const char *text = l->head.data;
 	size_t len = (size_t)l->off;
 	outbox_state_name(name, id, l->one);
-	if (l->one && l->no_up) {
-		eno = ENOENT;
+	if (l->one && (st->st_mode & 07777) == ENTRY_MODE_FRESH) {
+		eno = ENOENT; /* never updated: there is no ID.up */
 	} else if (read_small(&b, ob->sub[sub], name, &eno) == 0) {
 		text = b.data ? b.data : "";
 		len = b.len;
@@ -903,51 +912,6 @@ static void drop_lone_up(ba_outbox *ob, const char *id, const char *uname)
 	}
 }
 
-/* A sorted set of entry IDs: those with an ID.up in q/ (few: entries whose state changed). */
-struct idset {
-	char **v;
-	size_t n, cap;
-	int failed;          /* out of memory: membership is unknown */
-};
-
-static void idset_add(struct idset *x, const char *id)
-{
-	if (x->failed)
-		return;
-	if (x->n == x->cap) {
-		size_t nc = x->cap ? x->cap * 2 : 16;
-		char **nv = realloc(x->v, nc * sizeof(*nv));
-		if (!nv) {
-			x->failed = 1;
-			return;
-		}
-		x->v = nv;
-		x->cap = nc;
-	}
-	if (!(x->v[x->n] = strdup(id)))
-		x->failed = 1;
-	else
-		x->n++;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* 1 when id is surely not in x (set up with qsort(cmp_str) after the last idset_add()). */
-static int idset_lacks(const struct idset *x, const char *id)
-{
-	return !x->failed && (!x->n || !bsearch(&id, x->v, x->n, sizeof(*x->v), cmp_str));
-}
-
-static void idset_free(struct idset *x)
-{
-	for (size_t i = 0; i < x->n; i++)
-		free(x->v[i]);
-	free(x->v);
-}
-
 int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, struct ba_err *err),
                 int (*id_fn)(void *ctx, const char *id, struct ba_err *err), void *ctx,
                 struct ba_err *err)
@@ -964,21 +928,6 @@ int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 	struct dirent *de;
 	int rc = 0;
 	size_t nmsg = 0, paired = 0;
-	/*
-	 * A first look at the names notes which entries have an ID.up, so
-	 * that those without one (nearly all) cost no lookup of it.  One that
-	 * appears meanwhile is missed, as any change after a listing is: a
-	 * flush reads the entry again under its lock.
-	 */
-	struct idset ups = { NULL, 0, 0, 0 };
-	while (fn && (de = readdir(d)) != NULL) {
-		char id[BA_OUTBOX_ID_MAX];
-		if (name_kind(de->d_name, id, sizeof(id)) == K_UP)
-			idset_add(&ups, id);
-	}
-	if (ups.n)
-		qsort(ups.v, ups.n, sizeof(*ups.v), cmp_str);
-	rewinddir(d);
 	/*
 	 * Pass 1 loads the entries (or only names them); pass 2 looks for
 	 * ID.msg files without a state (an enqueue of an earlier version or a
@@ -1014,7 +963,6 @@ int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 				struct ba_err lerr = BA_ERR_INIT;
 				struct ba_outbox_entry e;
 				struct loc l = LOC_INIT;
-				l.no_up = kind == K_ENTRY && idset_lacks(&ups, id);
 				int r = outbox_load(ob, D_Q, id, kind == K_ENTRY, &l, &e, &lerr);
 				outbox_loc_release(&l);
 				paired += r == 0 && kind == K_ST; /* a state with its message */
@@ -1026,7 +974,6 @@ int outbox_scan(ba_outbox *ob, int (*fn)(void *ctx, struct ba_outbox_entry *e, s
 		}
 	}
 	closedir(d);
-	idset_free(&ups);
 	return rc;
 }
 
@@ -1202,14 +1149,15 @@ int outbox_remove_files(ba_outbox *ob, int sub, const char *id, int one, int syn
 	return 0;
 }
 
-int outbox_move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e, int one,
-                      struct ba_err *err)
+int outbox_move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e,
+                      struct loc *l, struct ba_err *err)
 {
+	int one = l->one;
 	char mname[NAME_MAX_ID], sname[NAME_MAX_ID];
 	outbox_msg_name(mname, e->id, one);
 	outbox_state_name(sname, e->id, one);
 	if (to == D_FAILED) {
-		if (outbox_write_state(ob, e, to, one, err) < 0)
+		if (outbox_write_state(ob, e, to, l, err) < 0)
 			return -1;
 		if (!one && unlinkat(ob->sub[from], sname, 0) < 0 && errno != ENOENT)
 			return io_err(ob, "remove", outbox_sub_names[from], sname, errno, err);
@@ -1217,7 +1165,7 @@ int outbox_move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_en
 	if (renameat(ob->sub[from], mname, ob->sub[to], mname) < 0)
 		return io_err(ob, "move", outbox_sub_names[from], mname, errno, err);
 	if (to != D_FAILED) {
-		if (outbox_write_state(ob, e, to, one, err) < 0)
+		if (outbox_write_state(ob, e, to, l, err) < 0)
 			return -1;
 		unlinkat(ob->sub[from], sname, 0);
 	} else {
@@ -1284,9 +1232,9 @@ int ba_outbox_retry(ba_outbox *ob, const char *id, struct ba_err *err)
 			if (e.rcpt[i].state == BA_OUTBOX_RCPT_FAILED)
 				e.rcpt[i].state = BA_OUTBOX_RCPT_PENDING;
 		e.created = now; /* a fresh max age */
-		rc = outbox_move_entry(ob, D_FAILED, D_Q, &e, l.one, err);
+		rc = outbox_move_entry(ob, D_FAILED, D_Q, &e, &l, err);
 	} else {
-		rc = outbox_write_state(ob, &e, D_Q, l.one, err);
+		rc = outbox_write_state(ob, &e, D_Q, &l, err);
 	}
 	ba_outbox_entry_release(&e);
 	outbox_loc_release(&l);
@@ -1306,7 +1254,7 @@ int ba_outbox_cancel(ba_outbox *ob, const char *id, struct ba_err *err)
 		                ob->dir, id);
 	} else {
 		e.cancelled = 1;
-		rc = outbox_write_state(ob, &e, D_Q, l.one, err);
+		rc = outbox_write_state(ob, &e, D_Q, &l, err);
 	}
 	ba_outbox_entry_release(&e);
 	outbox_loc_release(&l);

@@ -105,12 +105,14 @@ fail:
  * mounted with online discard (common on virtual machines) waits for the
  * device to discard them: about 0.1 ms per file, mostly waiting, and
  * removals made at the same time overlap.  So a flush takes the entry out
- * of the queue at once (ID.entry, or the state ID.st of the pair form,
- * renamed to tmp/ID.sent: cheap, no blocks freed) and hands the removal of
- * the files to a few threads while it goes on sending.  A crash before they
- * are done leaves a file in tmp/ (cleaned after 36 hours) and perhaps an
- * ID.up or ID.msg without its entry in q/ (dropped by a later scan), never
- * an entry sent again.  The entry stays locked until its files are gone.
+ * of the queue at once, cheaply, without freeing a block: ID.entry is
+ * unlinked while it is still open (its blocks are freed at its last
+ * close), the state ID.st of the pair form renamed to tmp/ID.sent.  It
+ * hands the rest to a few threads while it goes on sending: closing the
+ * file, removing ID.up, or tmp/ID.sent and ID.msg.  A crash before they are
+ * done leaves perhaps an ID.up or ID.msg without its entry in q/ (dropped
+ * by a later scan) and a file in tmp/ (cleaned after 36 hours), never an
+ * entry sent again.  The entry stays locked until its files are gone.
  */
 #define REAPERS 8
 #define REAP_QUEUE 256
@@ -146,12 +148,13 @@ static void *reaper_main(void *arg)
 		pthread_cond_signal(&r->room);
 		pthread_mutex_unlock(&r->mu);
 		char name[NAME_MAX_ID];
-		snprintf(name, sizeof(name), "%s.sent", it.id);
-		unlinkat(r->tmpfd, name, 0);
-		if (!it.one)
+		if (!it.one) {
+			snprintf(name, sizeof(name), "%s.sent", it.id);
+			unlinkat(r->tmpfd, name, 0);
 			unlinkat(r->qfd, outbox_msg_name(name, it.id, 0), 0);
-		else if (it.up)
+		} else if (it.up) {
 			unlinkat(r->qfd, outbox_state_name(name, it.id, 1), 0);
+		}
 		if (it.fd >= 0)
 			close(it.fd);
 		pthread_mutex_lock(&r->mu);
@@ -241,13 +244,16 @@ static int reap(struct flush_ctx *c, const char *id, const struct loc *l, int fd
 	if (!r)
 		return -1;
 	char name[NAME_MAX_ID], sent[NAME_MAX_ID];
-	if (l->one)
-		outbox_msg_name(name, id, 1);
-	else
-		outbox_state_name(name, id, 0);
 	snprintf(sent, sizeof(sent), "%s.sent", id);
-	if (renameat(c->ob->sub[D_Q], name, c->ob->sub[D_TMP], sent) < 0 && errno != ENOENT)
+	if (l->one) {
+		/* open (locked) here or in the caller: its blocks are freed at the last close */
+		if (unlinkat(c->ob->sub[D_Q], outbox_msg_name(name, id, 1), 0) < 0 && errno != ENOENT)
+			return -1;
+	} else if (renameat(c->ob->sub[D_Q], outbox_state_name(name, id, 0), c->ob->sub[D_TMP],
+	                    sent) < 0 &&
+	           errno != ENOENT) {
 		return -1;
+	}
 	pthread_mutex_lock(&r->mu);
 	while (r->n == REAP_QUEUE)
 		pthread_cond_wait(&r->room, &r->mu);
@@ -530,11 +536,10 @@ static int flush_data_end(void *ctx, struct ba_err *err)
 		return 0;
 	if (c->o->interactive) {
 		c->cur->inflight = (int64_t)time(NULL);
-		if (outbox_write_state(c->ob, c->cur, D_Q, c->cur_loc->one, err) < 0) {
+		if (outbox_write_state(c->ob, c->cur, D_Q, c->cur_loc, err) < 0) {
 			c->cur->inflight = 0;
 			return -1;
 		}
-		c->cur_loc->up = c->cur_loc->one;
 	}
 	c->end_sent = 1;
 	if (c->o->phase)
@@ -647,12 +652,12 @@ static void job_settle(struct job *j, int sent, const struct ba_submit_result *r
 			sync_removals(c);
 	}
 	else if (out == BA_OUTBOX_FAILED) {
-		wr = outbox_move_entry(ob, D_Q, D_FAILED, &j->e, j->loc.one, &serr);
+		wr = outbox_move_entry(ob, D_Q, D_FAILED, &j->e, &j->loc, &serr);
 		/* never a report of a report */
 		j->bounce = wr == 0 && j->acc && j->acc->bounce && j->e.from[0];
 	}
-	else if ((wr = outbox_write_state(ob, &j->e, D_Q, j->loc.one, &serr)) == 0)
-		j->loc.up = j->loc.one;
+	else
+		wr = outbox_write_state(ob, &j->e, D_Q, &j->loc, &serr);
 	if (wr < 0) {
 		ba_log(o->log, BA_LOG_ERROR, "%s", serr.text);
 		if (out == BA_OUTBOX_DELIVERED)

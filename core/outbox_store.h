@@ -32,6 +32,12 @@ struct ba_outbox {
 #define SUF_MSG ".msg"
 #define SUF_ST ".st"
 #define NAME_MAX_ID (BA_OUTBOX_ID_MAX + 8)
+/*
+ * ID.entry is written 0600 and made 0400 before its first ID.up is: whoever
+ * holds its lock and finds it 0600 knows without a lookup that it has none.
+ */
+#define ENTRY_MODE_FRESH 0600
+#define ENTRY_MODE_UPDATED 0400
 
 /* The name of id's message-carrying file (ID.entry or ID.msg) into name[NAME_MAX_ID]. */
 static inline const char *outbox_msg_name(char *name, const char *id, int one)
@@ -54,7 +60,6 @@ struct loc {
 	int fd;              /* its message-carrying file, open; -1 = none */
 	int have_st;         /* st is that file's status already (outbox_lock_entry()) */
 	struct stat st;
-	int no_up;           /* the directory listed no ID.up, so none is looked for */
 	uint64_t off;        /* where the message starts in that file */
 	struct ba_buf head;  /* one: the file's first bytes as read: the state block, then the
 	                        start of the message (a small message whole) */
@@ -82,10 +87,12 @@ int outbox_load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 int outbox_lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct ba_err *err);
 
 /*
- * Writes e's state as tmp/NAME (ID.up, or ID.st for the pair form), fsyncs
- * it, renames it to sub/NAME and fsyncs sub: the one durable state update.
+ * Writes e's state as tmp/NAME (ID.up, or ID.st for the pair form of l),
+ * fsyncs it, renames it to sub/NAME and fsyncs sub: the one durable state
+ * update.  For ID.up the entry's file l->fd (locked) is made 0400 first:
+ * an ID.entry still 0600 has no ID.up, which then costs no lookup.
  */
-int outbox_write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, int one,
+int outbox_write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, struct loc *l,
                        struct ba_err *err);
 
 /*
@@ -109,8 +116,8 @@ int outbox_remove_files(ba_outbox *ob, int sub, const char *id, int one, int syn
  * leaves a message in q/ that the next list moves on.  Into q/: the
  * message first, then the state, then the old state removed.
  */
-int outbox_move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e, int one,
-                      struct ba_err *err);
+int outbox_move_entry(ba_outbox *ob, int from, int to, const struct ba_outbox_entry *e,
+                      struct loc *l, struct ba_err *err);
 
 /*
  * Reads every entry of q/ and hands each to fn (which owns it from then on

@@ -100,7 +100,9 @@ def message_of(box, sub, eid):
 
 
 def set_state(box, eid, text):
-    """Writes a queued entry's state as an update does: ID.up, which wins over the block."""
+    """Writes a queued entry's state as an update does: ID.entry made 0400 (it has an
+    ID.up), then ID.up, which wins over the block."""
+    os.chmod(str(box / "q" / (eid + ".entry")), 0o400)
     p = box / "q" / (eid + ".up")
     p.write_text(text)
     os.chmod(str(p), 0o600)

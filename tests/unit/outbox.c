@@ -448,8 +448,14 @@ static void test_outbox__forms(void **state)
 	assert_memory_equal(back, msg, big);
 
 	/* updates: each form keeps its own; ID.up wins over the block in ID.entry */
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/q/%s.entry", root, e.id);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600); /* never updated: no ID.up to look for */
 	assert_int_equal(ba_outbox_cancel(ob, "1.2.P3R4", &err), 0);
 	assert_int_equal(ba_outbox_cancel(ob, e.id, &err), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0400); /* it has one now */
 	snprintf(path, sizeof(path), "%s/q/1.2.P3R4.up", root);
 	assert_int_equal(access(path, F_OK), -1);
 	snprintf(path, sizeof(path), "%s/q/%s.up", root, e.id);
