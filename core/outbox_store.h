@@ -42,14 +42,14 @@ struct ba_outbox {
 /* The name of id's message-carrying file (ID.entry or ID.msg) into name[NAME_MAX_ID]. */
 static inline const char *outbox_msg_name(char *name, const char *id, int one)
 {
-	snprintf(name, NAME_MAX_ID, "%s%s", id, one ? SUF_ENTRY : SUF_MSG);
+	snprintf(name, NAME_MAX_ID, "%.*s%s", BA_OUTBOX_ID_MAX - 1, id, one ? SUF_ENTRY : SUF_MSG);
 	return name;
 }
 
 /* The name of id's state file (ID.up or ID.st) into name[NAME_MAX_ID]. */
 static inline const char *outbox_state_name(char *name, const char *id, int one)
 {
-	snprintf(name, NAME_MAX_ID, "%s%s", id, one ? SUF_UP : SUF_ST);
+	snprintf(name, NAME_MAX_ID, "%.*s%s", BA_OUTBOX_ID_MAX - 1, id, one ? SUF_UP : SUF_ST);
 	return name;
 }
 
