@@ -111,10 +111,11 @@ fail:
  * hands the rest to helper threads while it goes on sending: closing the
  * file, removing ID.up, or tmp/ID.sent and ID.msg (the device discards for
  * several threads at once: a flush with 16 ran about a tenth faster than
- * with 8 on a virtual machine whose kernel discards synchronously).  A crash before they are
- * done leaves perhaps an ID.up or ID.msg without its entry in q/ (dropped
- * by a later scan) and a file in tmp/ (cleaned after 36 hours), never an
- * entry sent again.  The entry stays locked until its files are gone.
+ * with 8 on a virtual machine whose kernel discards synchronously).  A
+ * crash before they are done leaves perhaps an ID.up or ID.msg without its
+ * entry in q/ (dropped by a later scan) and a file in tmp/ (cleaned after
+ * 36 hours), never an entry sent again.  The entry stays locked until its
+ * files are gone.
  */
 #define REAPERS 16
 #define REAP_QUEUE 256
