@@ -761,7 +761,8 @@ int outbox_load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 	l->up = 0;
 	if (l->one && read_head(l, (uint64_t)st->st_size, &eno) < 0) {
 		if (eno != EINVAL)
-			return io_err(ob, "read", outbox_sub_names[sub], outbox_msg_name(name, id, 1), eno, err);
+			return io_err(ob, "read", outbox_sub_names[sub], outbox_msg_name(name, id, 1),
+			              eno, err);
 		set_aside_entry(ob, sub, id, "has no state block");
 		return ba_err_set(err, EX_DATAERR, "outbox %s: entry '%s' is corrupt", ob->dir, id);
 	}

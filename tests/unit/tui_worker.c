@@ -478,7 +478,8 @@ static void test_enqueue_message(void **state)
 	assert_true(k > 0);
 	buf[k] = '\0';
 	assert_null(strstr(buf, "hidden@"));
-	assert_true(strncmp(buf, "From: me@example.org", 20) == 0 || strstr(buf, "\nFrom: me@example.org"));
+	assert_true(strncmp(buf, "From: me@example.org", 20) == 0 ||
+	            strstr(buf, "\nFrom: me@example.org"));
 	assert_null(strstr(buf, "bluearrow-outbox")); /* the message, not the entry's state */
 	/* after a rescan the subject comes from the file, decoded */
 	msleep(400);
