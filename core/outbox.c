@@ -1110,24 +1110,33 @@ int ba_outbox_get(ba_outbox *ob, const char *id, struct ba_outbox_entry *e, int 
 	return ba_err_set(err, EX_NOINPUT, "outbox %s: no entry '%s'", ob->dir, id);
 }
 
-int outbox_lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct ba_err *err)
+int outbox_open_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct ba_err *err)
 {
 	int eno = 0;
 	if (open_msg(ob, sub, id, -1, l, &eno) < 0)
 		return eno == ENOENT ? 1 : io_err(ob, "open", outbox_sub_names[sub], id, eno, err);
-	if (flock(l->fd, LOCK_EX | LOCK_NB) < 0) {
-		close(l->fd);
-		l->fd = -1;
+	return 0;
+}
+
+int outbox_lock_loc(ba_outbox *ob, const char *id, struct loc *l, struct ba_err *err)
+{
+	if (flock(l->fd, LOCK_EX | LOCK_NB) < 0)
 		return ba_err_set(err, EX_TEMPFAIL, "outbox %s: entry '%s' is being sent", ob->dir,
 		                  id);
-	}
-	if (fstat(l->fd, &l->st) < 0 || l->st.st_nlink == 0) { /* removed while we waited */
-		close(l->fd);
-		l->fd = -1;
+	if (fstat(l->fd, &l->st) < 0 || l->st.st_nlink == 0) /* removed while we waited */
 		return 1;
-	}
 	l->have_st = 1;
 	return 0;
+}
+
+int outbox_lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct ba_err *err)
+{
+	int r = outbox_open_entry(ob, sub, id, l, err);
+	if (r == 0 && (r = outbox_lock_loc(ob, id, l, err)) != 0) {
+		close(l->fd);
+		l->fd = -1;
+	}
+	return r;
 }
 
 int outbox_remove_files(ba_outbox *ob, int sub, const char *id, int one, int sync,

@@ -805,9 +805,15 @@ static struct job *job_prepare(struct flush_ctx *c, struct due *d)
 			j->own_fd = 0;
 		}
 	}
+	/*
+	 * Read before it is locked, so that an entry this flush does not send
+	 * (not due, another account's) is never locked against an `outbox rm`
+	 * or the TUI; locked only then, and read again only when its state
+	 * changed meanwhile (its mode, outbox_store.h).
+	 */
 	int r = 0;
-	if (j->loc.fd < 0 && (r = outbox_lock_entry(ob, D_Q, id, &j->loc, &j->err)) < 0)
-		c->st->skipped++; /* locked by another flush */
+	if (j->loc.fd < 0 && (r = outbox_open_entry(ob, D_Q, id, &j->loc, &j->err)) < 0)
+		c->st->skipped++;
 	if (r == 1) { /* no message file: gone, or a state alone, which is set aside */
 		struct ba_outbox_entry gone;
 		struct ba_err lerr = BA_ERR_INIT;
@@ -816,7 +822,7 @@ static struct job *job_prepare(struct flush_ctx *c, struct due *d)
 	}
 	if (r != 0 || outbox_load(ob, D_Q, id, j->loc.one, &j->loc, &j->e, &j->err) != 0 ||
 	    !selected(o, &j->e, c->now)) {
-		/* gone, locked, corrupt (set aside), or not to be sent now */
+		/* gone, corrupt (set aside), or not to be sent now */
 		d->done = 1;
 		job_end(j, NULL);
 		return NULL;
@@ -835,6 +841,26 @@ static struct job *job_prepare(struct flush_ctx *c, struct due *d)
 	if (d->account != c->pass_account) {
 		job_end(j, NULL); /* another account's: its own pass sends it */
 		return NULL;
+	}
+	if (j->own_fd) {
+		mode_t seen = j->loc.st.st_mode;
+		r = outbox_lock_loc(ob, id, &j->loc, &j->err);
+		if (r < 0)
+			c->st->skipped++; /* another flush has it */
+		if (r == 0 && (!j->loc.one || (j->loc.st.st_mode & 07777) != ENTRY_MODE_FRESH ||
+		               j->loc.st.st_mode != seen)) {
+			/* its state may have changed before the lock: read it again */
+			ba_outbox_entry_release(&j->e);
+			ba_buf_release(&j->loc.head);
+			r = outbox_load(ob, D_Q, id, j->loc.one, &j->loc, &j->e, &j->err);
+			if (r == 0 && !selected(o, &j->e, c->now))
+				r = 1;
+		}
+		if (r != 0) {
+			d->done = 1;
+			job_end(j, NULL);
+			return NULL;
+		}
 	}
 	const struct ba_account *acc = c->acc;
 	j->acc = acc;

@@ -82,9 +82,16 @@ int outbox_load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 /*
  * Opens and locks ID's message-carrying file in sub (without waiting) into
  * l, with its status.  1 = it is gone; EX_TEMPFAIL "entry 'ID' is being
- * sent" when another process holds it.
+ * sent" when another process holds it.  The two steps apart:
+ * outbox_open_entry() opens it (1 = there is none), outbox_lock_loc()
+ * locks l->fd and reads its status (1 = removed meanwhile; on 1 or -1 the
+ * caller still owns l->fd).  Between them the entry may be read, without
+ * a lock: ID.entry never changes, and a state that did in the meantime
+ * shows in the status (the mode, or the file gone).
  */
 int outbox_lock_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct ba_err *err);
+int outbox_open_entry(ba_outbox *ob, int sub, const char *id, struct loc *l, struct ba_err *err);
+int outbox_lock_loc(ba_outbox *ob, const char *id, struct loc *l, struct ba_err *err);
 
 /*
  * Writes e's state as tmp/NAME (ID.up, or ID.st for the pair form of l),

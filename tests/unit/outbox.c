@@ -510,6 +510,62 @@ static void test_outbox__forms(void **state)
 	free(root);
 }
 
+/*
+ * A flush locks only what it sends: entries held for later are read, not
+ * locked (an `outbox rm` or the TUI meanwhile never finds them "being
+ * sent"), so one that another process holds is not counted as skipped.
+ */
+static void test_outbox__flush_locks_only_what_it_sends(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	char path[600];
+	ba_outbox *ob;
+	struct ba_err err = BA_ERR_INIT;
+	assert_int_equal(ba_outbox_open(&ob, root, NULL, &err), 0);
+	const char *rc = "account work\nhost 127.0.0.1\nport 1\nfrom me@example.org\n";
+	ba_config *cfg = NULL;
+	assert_int_equal(ba_config_parse(&cfg, "t.rc", rc, strlen(rc), &err), 0);
+	char ids[2][BA_OUTBOX_ID_MAX];
+	for (int k = 0; k < 2; k++) {
+		struct ba_outbox_entry e = sample();
+		e.id[0] = '\0';
+		e.attempts = 0;
+		e.created = (int64_t)time(NULL);
+		e.next = e.created + 3600; /* held for an hour */
+		const char *msg = "Subject: later\n\nx\n";
+		struct ba_mem_reader mr;
+		ba_mem_reader_init(&mr, msg, strlen(msg));
+		assert_int_equal(ba_outbox_add(ob, &e, &mr.base, NULL, &err), 0);
+		snprintf(ids[k], sizeof(ids[k]), "%s", e.id);
+		ba_outbox_entry_release(&e);
+	}
+	/* another process (here: another open file) holds the first */
+	snprintf(path, sizeof(path), "%s/q/%s.entry", root, ids[0]);
+	int held = open(path, O_RDONLY);
+	assert_true(held >= 0);
+	assert_int_equal(flock(held, LOCK_EX | LOCK_NB), 0);
+	struct ba_outbox_flush_opts o;
+	memset(&o, 0, sizeof(o));
+	o.cfg = cfg;
+	o.all = 1; /* sendmail -q: every entry but those held and never tried */
+	struct ba_outbox_flush_stats st;
+	assert_int_equal(ba_outbox_flush(ob, &o, &st, &err), 0);
+	assert_int_equal(st.skipped, 0);
+	assert_int_equal(st.delivered + st.deferred + st.failed, 0);
+	/* and the second, which the flush read, is free: removed at once */
+	assert_int_equal(ba_outbox_remove(ob, ids[1], &err), 0);
+	/* the held one is refused while held */
+	assert_int_equal(ba_outbox_remove(ob, ids[0], &err), -1);
+	assert_int_equal(err.code, EX_TEMPFAIL);
+	close(held);
+	assert_int_equal(ba_outbox_remove(ob, ids[0], &err), 0);
+	ba_config_free(cfg);
+	ba_outbox_free(ob);
+	rm_rf(root);
+	free(root);
+}
+
 /* A crash between the two steps of a move to failed/ is finished by the next list. */
 static void test_outbox__interrupted_move_to_failed(void **state)
 {
@@ -646,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_outbox__directory),
 		cmocka_unit_test(test_outbox__interrupted_move_to_failed),
 		cmocka_unit_test(test_outbox__forms),
+		cmocka_unit_test(test_outbox__flush_locks_only_what_it_sends),
 		cmocka_unit_test(test_outbox__parse_time),
 		cmocka_unit_test(test_outbox__account_dir),
 		cmocka_unit_test(test_outbox__list_again),
