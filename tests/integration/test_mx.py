@@ -92,6 +92,7 @@ def lab():
         """ % A, signed=True, corrupt="MX")
         lab.zone_servfail("servfail.test")
         lab.zone_blackhole("slow.test")
+        lab.zone("slowaddr.test", "@ MX 10 mx.slow.test.")   # its MX's address never comes
         lab.zone("xn--bcher-kva.test", "@ A %s" % C)     # bücher.test: implicit MX
         lab.host("down", DOWN)
         lab.a = lab.smtp(A, hostname="mx-a.pref.test")
@@ -219,6 +220,22 @@ def test_dns_deadline(lab, tmp_path):
     assert code == 75, err
     assert "no DNS answer in time" in err, err
     assert took < (25 if SLOW else 6), took
+
+
+def test_address_lookup_deadline(lab, tmp_path):
+    """The MX answers, the lookup of its host's address never does: the deadline ends the
+    wait with a temporary failure, and nothing is connected to."""
+    reset(lab)
+    cfg = config(tmp_path)
+    with open(cfg, "a") as f:
+        f.write("timeout 2\n")
+    t0 = time.monotonic()
+    code, err = send(lab, cfg, "d@slowaddr.test")
+    took = time.monotonic() - t0
+    assert code == 75, err
+    assert "no DNS answer in time" in err and "mx.slow.test" in err, err
+    assert took < (25 if SLOW else 6), took
+    assert all(n == 0 for n in lab.connections().values())
 
 
 def test_idn_domain_as_a_label(lab, tmp_path):
