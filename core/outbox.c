@@ -240,6 +240,11 @@ int ba_outbox_entry_parse(struct ba_outbox_entry *e, const char *text, size_t le
 			rc = ba_err_set(err, EX_DATAERR, "line %u: text after 'end'", lineno);
 			goto out;
 		}
+		for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+			if (*c < 0x20 || *c == 0x7f) { /* never written (add_text()): not ours */
+				rc = ba_err_set(err, EX_DATAERR, "line %u: a control character", lineno);
+				goto out;
+			}
 		if (lineno == 1) {
 			if (strcmp(p, STATE_MAGIC) != 0) {
 				rc = ba_err_set(err, EX_DATAERR, "line 1: not a bluearrow outbox state "

@@ -156,6 +156,10 @@ static void test_outbox__corrupt(void **state)
 		"rcpt pending 0 c@d\ncreated 5\nend\n", /* a reply before any recipient */
 		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
 		"reply 550 no\nreply 551 no\ncreated 5\nend\n", /* two replies for one */
+		"bluearrow-outbox 1\nid 1.2.P3R4\naccount default\nfrom a\022@b\nrcpt pending 0 c@d\n"
+		"created 5\nend\n", /* a control character: never written */
+		"bluearrow-outbox 1\r\nid 1.2.P3R4\naccount default\nfrom a@b\nrcpt pending 0 c@d\n"
+		"created 5\nend\n", /* CRLF */
 	};
 	struct ba_outbox_entry e;
 	struct ba_err err = BA_ERR_INIT;

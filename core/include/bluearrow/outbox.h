@@ -110,7 +110,8 @@ int ba_outbox_entry_format(struct ba_buf *out, const struct ba_outbox_entry *e);
  * Parses a state file (text[0..len)) into *e (zeroed first; on success the
  * caller releases it).  The first line must be "bluearrow-outbox 1" and the
  * last "end"; every key is known, the required ones (id, account, from,
- * at least one rcpt, created) are present, numbers are numbers.
+ * at least one rcpt, created) are present, numbers are numbers, and no
+ * line holds a control character (the format never writes one).
  * Errors: EX_DATAERR "line N: ..." for anything else; EX_OSERR.
  */
 int ba_outbox_entry_parse(struct ba_outbox_entry *e, const char *text, size_t len,
