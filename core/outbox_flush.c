@@ -869,6 +869,7 @@ static struct job *job_prepare(struct flush_ctx *c, struct due *d)
 	j->rcpt = calloc(e->nrcpt, sizeof(*j->rcpt));
 	if (!j->idx || !j->rcpt) {
 		c->st->skipped++;
+		d->done = 1;
 		job_end(j, NULL);
 		return NULL;
 	}
