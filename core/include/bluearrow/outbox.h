@@ -25,13 +25,17 @@
  * either no entry or a complete one.  One file per entry halves what a
  * flush opens, reads and removes per message.  A state update is written
  * to tmp/ID.up, fsync'd, renamed into place and the directory fsync'd.
- * Every file is 0600 and opened with O_NOFOLLOW.
+ * Every file is 0600 and opened with O_NOFOLLOW, but for ID.entry once its
+ * state has changed: it is made 0400 before its first ID.up is written, so
+ * an ID.entry still 0600 has no ID.up (no lookup needed).
  *
  * Whoever works on an entry holds flock(LOCK_EX) on the file that carries
  * its message (ID.entry, or ID.msg): the enqueuing process from the
- * creation of the file until it is in place, a flush from before it reads
- * the state until the entry is updated or removed.  A flush skips an entry
- * that is locked, so two concurrent flushes never send one message twice.
+ * creation of the file until it is in place, a flush from when it decides
+ * to send the entry (it reads it first without the lock, and again under
+ * it when its state changed meanwhile) until the entry is updated or
+ * removed.  A flush skips an entry that is locked, so two concurrent
+ * flushes never send one message twice.
  * A crash after the server accepted the data but before the entry was
  * removed sends the message again on the next flush (at-least-once); its
  * Message-ID, kept in the state, makes the duplicate recognisable.  So does
