@@ -165,9 +165,7 @@ static struct ub_ctx *ub_context(const char *anchor, struct ba_err *err)
  * the caller gave up) frees it.
  */
 struct dns_req {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int refs, done;
+	struct ba_job job;       /* first: the request is the job */
 	char name[256];
 	int type;
 	int retrans;            /* seconds per try (resolv.conf's timeout) */
@@ -180,16 +178,10 @@ struct dns_req {
 	char why[160];
 };
 
-static void req_unref(struct dns_req *q)
+static void req_free(struct ba_job *j)
 {
-	pthread_mutex_lock(&q->mu);
-	int last = --q->refs == 0;
-	pthread_mutex_unlock(&q->mu);
-	if (!last)
-		return;
+	struct dns_req *q = (struct dns_req *)j;
 	free(q->pkt);
-	pthread_cond_destroy(&q->cv);
-	pthread_mutex_destroy(&q->mu);
 	free(q);
 }
 
@@ -274,15 +266,12 @@ static void *query_thread(void *arg)
 	} else {
 		query_system(q, ans);
 	}
-	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&q->job.mu);
 	if (q->len > 0)
 		q->pkt = ans;
 	else
 		free(ans);
-	q->done = 1;
-	pthread_cond_signal(&q->cv);
-	pthread_mutex_unlock(&q->mu);
-	req_unref(q);
+	ba_job_finish(&q->job);
 	return NULL;
 }
 
@@ -604,26 +593,16 @@ static int ask(struct ba_dns_answer *out, const char *ascii, int type,
 	struct dns_req *q = calloc(1, sizeof(*q));
 	if (!q)
 		return ba_err_set(err, EX_OSERR, "out of memory");
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_mutex_init(&q->mu, NULL);
 	snprintf(q->name, sizeof(q->name), "%s", ascii);
 	q->type = type;
 	q->ub = ub;
 	int64_t left = deadline - ba_now_ms();
 	q->retrans = left > 4000 ? 2 : 1;
-	q->refs = 2;
-	if (ba_thread_detached(query_thread, q) < 0) {
-		q->refs = 1;
-		req_unref(q);
+	if (ba_job_start(&q->job, query_thread, req_free) < 0)
 		return ba_err_set(err, EX_OSERR, "cannot start a thread to look up '%s'", ascii);
-	}
 	ba_log(o->log, BA_LOG_DEBUG, "dns: %s %s?", ascii, type_name(type));
 	int rc = -1;
-	if (!ba_wait_done(&q->mu, &q->cv, &q->done, deadline, cfd)) {
+	if (!ba_job_wait(&q->job, deadline, cfd)) {
 		if (ba_cancel_pending(cfd))
 			ba_err_cancel(err, "looking up '%s' %s: cancelled", ascii, type_name(type));
 		else
@@ -676,7 +655,7 @@ static int ask(struct ba_dns_answer *out, const char *ascii, int type,
 	       out->n, out->nxdomain ? " (NXDOMAIN)" : "", ba_dns_status_name(out->status));
 	rc = 0;
 out:
-	req_unref(q);
+	ba_job_release(&q->job);
 	return rc;
 }
 

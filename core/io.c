@@ -359,6 +359,50 @@ int ba_thread_detached(void *(*fn)(void *), void *arg)
 	return r == 0 ? 0 : -1;
 }
 
+int ba_job_start(struct ba_job *j, void *(*fn)(void *), void (*free_fn)(struct ba_job *j))
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* ba_wait_done()'s clock */
+	pthread_cond_init(&j->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&j->mu, NULL);
+	j->done = 0;
+	j->free_fn = free_fn;
+	j->refs = 2; /* the caller's and the thread's */
+	if (ba_thread_detached(fn, j) < 0) {
+		j->refs = 1;
+		ba_job_release(j);
+		return -1;
+	}
+	return 0;
+}
+
+void ba_job_finish(struct ba_job *j)
+{
+	j->done = 1;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	ba_job_release(j);
+}
+
+int ba_job_wait(struct ba_job *j, int64_t deadline, int cfd)
+{
+	return ba_wait_done(&j->mu, &j->cv, &j->done, deadline, cfd);
+}
+
+void ba_job_release(struct ba_job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	int last = --j->refs == 0;
+	pthread_mutex_unlock(&j->mu);
+	if (!last)
+		return;
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	j->free_fn(j);
+}
+
 int ba_mkdirs(const char *path, struct ba_err *err)
 {
 	char *p = strdup(path);

@@ -134,25 +134,18 @@ static int bind_source(int fd, int family, const char *source_ip, struct ba_err 
  * that answers after the caller gave up) frees it.
  */
 struct gai_req {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int refs, done, rc, sys_errno;
+	struct ba_job job;       /* first: the request is the job */
+	int rc, sys_errno;
 	struct addrinfo hints, *res;
 	char *host;
 	char service[16];
 };
 
-static void gai_req_unref(struct gai_req *q)
+static void gai_req_free(struct ba_job *j)
 {
-	pthread_mutex_lock(&q->mu);
-	int last = --q->refs == 0;
-	pthread_mutex_unlock(&q->mu);
-	if (!last)
-		return;
+	struct gai_req *q = (struct gai_req *)j;
 	if (q->res)
 		freeaddrinfo(q->res);
-	pthread_cond_destroy(&q->cv);
-	pthread_mutex_destroy(&q->mu);
 	free(q->host);
 	free(q);
 }
@@ -163,14 +156,11 @@ static void *gai_thread(void *arg)
 	struct addrinfo *res = NULL;
 	int rc = getaddrinfo(q->host, q->service, &q->hints, &res);
 	int e = errno;
-	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&q->job.mu);
 	q->rc = rc;
 	q->sys_errno = e;
 	q->res = res;
-	q->done = 1;
-	pthread_cond_signal(&q->cv);
-	pthread_mutex_unlock(&q->mu);
-	gai_req_unref(q);
+	ba_job_finish(&q->job);
 	return NULL;
 }
 
@@ -186,21 +176,9 @@ static struct gai_req *gai_begin(const char *host, const char *service,
 		free(q);
 		return NULL;
 	}
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_mutex_init(&q->mu, NULL);
 	q->hints = *hints;
 	snprintf(q->service, sizeof(q->service), "%s", service);
-	q->refs = 2; /* the caller's and the thread's */
-	if (ba_thread_detached(gai_thread, q) < 0) {
-		q->refs = 1;
-		gai_req_unref(q);
-		return NULL;
-	}
-	return q;
+	return ba_job_start(&q->job, gai_thread, gai_req_free) == 0 ? q : NULL;
 }
 
 /*
@@ -226,7 +204,7 @@ static int resolve_deadline(const char *host, const char *service, const struct 
 		*sys_errno = errno;
 		return rc;
 	}
-	if (ba_wait_done(&q->mu, &q->cv, &q->done, deadline, cfd)) { /* done: nobody writes q any more */
+	if (ba_job_wait(&q->job, deadline, cfd)) {
 		rc = q->rc;
 		*sys_errno = q->sys_errno;
 		*res = q->res;
@@ -235,7 +213,7 @@ static int resolve_deadline(const char *host, const char *service, const struct 
 		rc = EAI_AGAIN;
 		*timed_out = 1;
 	}
-	gai_req_unref(q);
+	ba_job_release(&q->job);
 	return rc;
 }
 

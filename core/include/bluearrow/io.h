@@ -265,6 +265,40 @@ int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64
 int ba_thread_detached(void *(*fn)(void *), void *arg);
 
 /*
+ * Work done on a detached thread that the caller may stop waiting for (a
+ * name lookup, which cannot be interrupted, under the account's deadline).
+ * Put it first in the request the thread works on.  The request is shared:
+ * whoever is done with it last (the caller after ba_job_wait(), or a thread
+ * that answers after the caller gave up) frees it, through free_fn.
+ */
+struct ba_job {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs, done;
+	void (*free_fn)(struct ba_job *j); /* frees the request (j's mutex and cv are gone) */
+};
+/*
+ * Starts fn(j) on a detached thread (ba_thread_detached()).  Returns 0, or
+ * -1 when no thread could be started: the request is then freed already.
+ */
+int ba_job_start(struct ba_job *j, void *(*fn)(void *), void (*free_fn)(struct ba_job *j));
+/*
+ * The thread's end: called with j->mu held, once its results are stored in
+ * the request; marks j done, wakes the caller, releases j->mu and the
+ * thread's share of the request.
+ */
+void ba_job_finish(struct ba_job *j);
+/*
+ * Waits for j as ba_wait_done() does (deadline, cancel descriptor cfd).
+ * 1: done, and the results are the caller's to read (nobody writes them
+ * any more); 0: not in time.  Either way the caller then calls
+ * ba_job_release().
+ */
+int ba_job_wait(struct ba_job *j, int64_t deadline, int cfd);
+/* Gives up the caller's share of the request. */
+void ba_job_release(struct ba_job *j);
+
+/*
  * Creates path and each missing directory above it with mode 0700 (as
  * `mkdir -p`), checking that each component is a directory.  Returns 0, or
  * -1 with EX_CANTCREAT naming the component that failed.
