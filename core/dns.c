@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <ctype.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <idn2.h>
 #include <netinet/in.h>
@@ -71,18 +70,12 @@ static char *g_ub_anchor;
 
 static void ub_load(void)
 {
-	void *h = dlopen(UNBOUND_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
+	static const char *const names[] = { "ub_ctx_create", "ub_ctx_resolvconf",
+		                             "ub_ctx_add_ta_file", "ub_resolve", "ub_resolve_free",
+		                             "ub_strerror", "ub_ctx_set_option", "ub_ctx_zone_add" };
+	void *sym[8];
+	if (!ba_dl_open(UNBOUND_SONAME, names, sym, 8))
 		return;
-	void *sym[8] = { dlsym(h, "ub_ctx_create"), dlsym(h, "ub_ctx_resolvconf"),
-		         dlsym(h, "ub_ctx_add_ta_file"), dlsym(h, "ub_resolve"),
-		         dlsym(h, "ub_resolve_free"), dlsym(h, "ub_strerror"),
-		         dlsym(h, "ub_ctx_set_option"), dlsym(h, "ub_ctx_zone_add") };
-	for (int i = 0; i < 8; i++)
-		if (!sym[i]) {
-			dlclose(h);
-			return;
-		}
 	struct ub_api a;
 	memcpy(&a.create, &sym[0], sizeof(a.create));
 	memcpy(&a.resolvconf, &sym[1], sizeof(a.resolvconf));

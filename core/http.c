@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bluearrow/io.h"
 #include "bluearrow/version.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -35,21 +36,15 @@ static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 
 static void curl_load(void)
 {
-	/* RTLD_LOCAL: nothing else resolves against it; the handle is kept for the process */
-	void *h = dlopen(BA_HTTP_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+	static const char *const names[] = {
+		"curl_easy_init", "curl_easy_setopt", "curl_easy_perform", "curl_easy_getinfo",
+		"curl_easy_cleanup", "curl_easy_strerror", "curl_global_init", "curl_slist_append",
+		"curl_slist_free_all"
+	};
+	void *sym[9];
+	void *h = ba_dl_open(BA_HTTP_LIBRARY, names, sym, 9);
 	if (!h)
 		return;
-	enum { NSYM = 9 };
-	void *sym[NSYM] = { dlsym(h, "curl_easy_init"), dlsym(h, "curl_easy_setopt"),
-		            dlsym(h, "curl_easy_perform"), dlsym(h, "curl_easy_getinfo"),
-		            dlsym(h, "curl_easy_cleanup"), dlsym(h, "curl_easy_strerror"),
-		            dlsym(h, "curl_global_init"), dlsym(h, "curl_slist_append"),
-		            dlsym(h, "curl_slist_free_all") };
-	for (int i = 0; i < NSYM; i++)
-		if (!sym[i]) {
-			dlclose(h);
-			return;
-		}
 	struct curl_api a;
 	/* POSIX dlsym() returns void *; conversion to a function pointer goes through memcpy */
 	memcpy(&a.init, &sym[0], sizeof(a.init));

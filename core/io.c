@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* O_TMPFILE */
 #include "bluearrow/io.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -357,6 +358,17 @@ int ba_thread_detached(void *(*fn)(void *), void *arg)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	return r == 0 ? 0 : -1;
+}
+
+void *ba_dl_open(const char *soname, const char *const *names, void **sym, size_t n)
+{
+	void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+	for (size_t i = 0; h && i < n; i++)
+		if (!(sym[i] = dlsym(h, names[i]))) {
+			dlclose(h);
+			h = NULL;
+		}
+	return h;
 }
 
 int ba_job_start(struct ba_job *j, void *(*fn)(void *), void (*free_fn)(struct ba_job *j))

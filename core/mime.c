@@ -25,6 +25,7 @@
 
 #include "bluearrow/encode.h"
 #include "bluearrow/header.h"
+#include "bluearrow/io.h"
 
 /* RFC 5322 §2.1.1: a line is at most 998 octets, excluding the CRLF */
 #define LINE_MAX_OCTETS 998
@@ -405,18 +406,14 @@ static pthread_mutex_t g_magic_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void magic_init(void)
 {
-	/* RTLD_LOCAL: nothing else resolves against it; the handle is kept for the process */
-	void *h = dlopen(MAGIC_SONAME, RTLD_NOW | RTLD_LOCAL);
+	static const char *const names[] = { "magic_open", "magic_load", "magic_buffer",
+		                             "magic_close" };
+	void *sym[4];
+	void *h = ba_dl_open(MAGIC_SONAME, names, sym, 4);
 	if (!h)
 		return;
 	struct magic_api a;
 	/* POSIX dlsym() returns void *; conversion to a function pointer goes through memcpy */
-	void *sym[4] = { dlsym(h, "magic_open"), dlsym(h, "magic_load"), dlsym(h, "magic_buffer"),
-	                 dlsym(h, "magic_close") };
-	if (!sym[0] || !sym[1] || !sym[2] || !sym[3]) {
-		dlclose(h);
-		return;
-	}
 	memcpy(&a.open, &sym[0], sizeof(a.open));
 	memcpy(&a.load, &sym[1], sizeof(a.load));
 	memcpy(&a.buffer, &sym[2], sizeof(a.buffer));

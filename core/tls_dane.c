@@ -15,7 +15,6 @@
  */
 #include "tls_dane.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,8 @@
 
 #include <gnutls/dane.h>
 #include <gnutls/x509.h>
+
+#include "bluearrow/io.h"
 
 #define DANE_SONAME "libgnutls-dane.so.0"
 
@@ -42,17 +43,12 @@ static pthread_once_t g_dane_once = PTHREAD_ONCE_INIT;
 
 static void dane_load(void)
 {
-	void *h = dlopen(DANE_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
+	static const char *const names[] = { "dane_state_init", "dane_state_deinit",
+		                             "dane_raw_tlsa", "dane_query_deinit",
+		                             "dane_verify_crt_raw" };
+	void *sym[5];
+	if (!ba_dl_open(DANE_SONAME, names, sym, 5))
 		return;
-	void *sym[5] = { dlsym(h, "dane_state_init"), dlsym(h, "dane_state_deinit"),
-		         dlsym(h, "dane_raw_tlsa"), dlsym(h, "dane_query_deinit"),
-		         dlsym(h, "dane_verify_crt_raw") };
-	for (int i = 0; i < 5; i++)
-		if (!sym[i]) {
-			dlclose(h);
-			return;
-		}
 	struct dane_api a;
 	/* POSIX dlsym() returns void *; conversion to a function pointer goes through memcpy */
 	memcpy(&a.state_init, &sym[0], sizeof(a.state_init));

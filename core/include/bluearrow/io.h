@@ -265,6 +265,16 @@ int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64
 int ba_thread_detached(void *(*fn)(void *), void *arg);
 
 /*
+ * Loads the shared library soname (dlopen(), RTLD_NOW | RTLD_LOCAL: nothing
+ * else resolves against it) and its n symbols names[] into sym[], all or
+ * nothing.  Returns the handle (kept for the life of the process), or NULL
+ * when the library or any symbol is missing (nothing stays loaded).  A
+ * caller copies each sym[i] into its typed function pointer with memcpy()
+ * (POSIX dlsym() returns void *).
+ */
+void *ba_dl_open(const char *soname, const char *const *names, void **sym, size_t n);
+
+/*
  * Work done on a detached thread that the caller may stop waiting for (a
  * name lookup, which cannot be interrupted, under the account's deadline).
  * Put it first in the request the thread works on.  The request is shared:
