@@ -172,7 +172,6 @@ static void test_io__stream_cancel(void **state)
 	close(pfd[1]);
 }
 
-/* ba_strerror: the text of an errno value, thread-safe, truncated to the buffer. */
 /* A write waiting for room calls the wait hook at its interval, with what went out so far. */
 struct waits {
 	int calls;
@@ -214,6 +213,7 @@ static void test_io__stream_wait_hook(void **state)
 	ba_stream_free(s);
 }
 
+/* ba_strerror: the text of an errno value, thread-safe, truncated to the buffer. */
 static void test_io__strerror(void **state)
 {
 	(void)state;
