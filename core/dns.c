@@ -652,18 +652,31 @@ out:
 	return rc;
 }
 
+/*
+ * What every lookup starts with: the options (none: the defaults), the
+ * name as A-labels into ascii, and the deadline.  0, or -1 (err set).
+ */
+static int lookup_begin(const struct ba_dns_opts **opts, char ascii[256], const char *name,
+                        int64_t *deadline, struct ba_err *err)
+{
+	static const struct ba_dns_opts none;
+	if (!*opts)
+		*opts = &none;
+	if (to_alabel(ascii, name, err) < 0)
+		return -1;
+	*deadline = ba_now_ms() + ((*opts)->timeout_ms > 0 ? (*opts)->timeout_ms
+	                                                   : DNS_DEFAULT_TIMEOUT_MS);
+	return 0;
+}
+
 int ba_dns_query(struct ba_dns_answer *out, const char *name, enum ba_dns_type type,
                  const struct ba_dns_opts *opts, struct ba_err *err)
 {
-	static const struct ba_dns_opts none;
 	memset(out, 0, sizeof(*out));
-	if (!opts)
-		opts = &none;
 	char ascii[256];
-	if (to_alabel(ascii, name, err) < 0)
+	int64_t deadline;
+	if (lookup_begin(&opts, ascii, name, &deadline, err) < 0)
 		return -1;
-	int64_t deadline = ba_now_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms
-	                                                        : DNS_DEFAULT_TIMEOUT_MS);
 	return ask(out, ascii, (int)type, opts, deadline, err);
 }
 
@@ -723,15 +736,11 @@ static int implicit_mx(struct ba_dns_mx_list *out, const char *ascii,
 int ba_dns_mx(struct ba_dns_mx_list *out, const char *domain, const struct ba_dns_opts *opts,
               struct ba_err *err)
 {
-	static const struct ba_dns_opts none;
 	memset(out, 0, sizeof(*out));
-	if (!opts)
-		opts = &none;
 	char ascii[256];
-	if (to_alabel(ascii, domain, err) < 0)
+	int64_t deadline;
+	if (lookup_begin(&opts, ascii, domain, &deadline, err) < 0)
 		return -1;
-	int64_t deadline = ba_now_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms
-	                                                        : DNS_DEFAULT_TIMEOUT_MS);
 	struct ba_dns_answer a;
 	if (ask(&a, ascii, BA_DNS_MX, opts, deadline, err) < 0)
 		return -1;

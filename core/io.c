@@ -344,20 +344,33 @@ int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64
 	return d;
 }
 
+/* pthread_create() with every signal blocked in the new thread (they stay with the caller). */
+static int start_thread(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+                        void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_create(t, attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r == 0 ? 0 : -1;
+}
+
 int ba_thread_detached(void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
 	if (pthread_attr_init(&attr) != 0)
 		return -1;
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_t t;
-	int r = pthread_create(&t, &attr, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int r = start_thread(&t, &attr, fn, arg);
 	pthread_attr_destroy(&attr);
-	return r == 0 ? 0 : -1;
+	return r;
+}
+
+int ba_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	return start_thread(t, NULL, fn, arg);
 }
 
 void *ba_dl_open(const char *soname, const char *const *names, void **sym, size_t n)

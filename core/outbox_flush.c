@@ -237,7 +237,7 @@ static int reap(struct flush_ctx *c, const char *id, const struct loc *l, int fd
 			r->qfd = c->ob->sub[D_Q];
 			r->tmpfd = c->ob->sub[D_TMP];
 			while (r->nth < REAPERS &&
-			       pthread_create(&r->th[r->nth], NULL, reaper_main, r) == 0)
+			       ba_thread_start(&r->th[r->nth], reaper_main, r) == 0)
 				r->nth++;
 		}
 		if (!r || !r->nth) {

@@ -62,7 +62,7 @@ int tui_saver_start(struct tui_saver **out)
 		return -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	if (pthread_create(&s->thread, NULL, run, s) != 0) {
+	if (ba_thread_start(&s->thread, run, s) < 0) { /* signals stay with the UI thread */
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
 		free(s);

@@ -884,12 +884,7 @@ int tui_worker_start(struct tui_worker **out, const struct tui_worker_opts *o,
 	ba_buf_release(&dir);
 	/* the first reading of the outboxes is the thread's: a long queue does not delay the UI */
 	/* signals (SIGWINCH, SIGINT, SIGTSTP...) go to the UI thread, never to this one */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int prc = pthread_create(&w->th, NULL, run, w);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (prc != 0) {
+	if (ba_thread_start(&w->th, run, w) < 0) {
 		ba_err_set(err, EX_OSERR, "cannot start the delivery thread");
 		goto fail;
 	}
@@ -1183,12 +1178,7 @@ int tui_worker_enqueue_start(struct tui_worker *w, const ba_draft *d, const char
 	w->jobs = q;
 	pthread_mutex_unlock(&w->mu);
 	/* signals go to the UI thread, as for the worker's */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int prc = pthread_create(&q->th, NULL, enq_main, q);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (prc != 0) {
+	if (ba_thread_start(&q->th, enq_main, q) < 0) {
 		pthread_mutex_lock(&w->mu);
 		w->jobs = q->next;
 		pthread_mutex_unlock(&w->mu);

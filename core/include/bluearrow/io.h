@@ -263,6 +263,8 @@ int ba_wait_done(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done, int64
  * started (fn is then not called; arg stays the caller's).
  */
 int ba_thread_detached(void *(*fn)(void *), void *arg);
+/* As ba_thread_detached(), a thread to join: its id into *t.  Returns 0, or -1. */
+int ba_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /*
  * Loads the shared library soname (dlopen(), RTLD_NOW | RTLD_LOCAL: nothing
