@@ -423,8 +423,11 @@ int outbox_write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, 
 {
 	char name[NAME_MAX_ID];
 	outbox_state_name(name, e->id, l->one);
-	if (l->one && !l->up && fchmod(l->fd, ENTRY_MODE_UPDATED) < 0)
-		return io_err(ob, "mark", outbox_sub_names[sub], e->id, errno, err);
+	if (l->one && !outbox_loc_updated(l)) {
+		if (fchmod(l->fd, ENTRY_MODE_UPDATED) < 0)
+			return io_err(ob, "mark", outbox_sub_names[sub], e->id, errno, err);
+		l->st.st_mode = (l->st.st_mode & ~(mode_t)07777) | ENTRY_MODE_UPDATED;
+	}
 	struct ba_buf b = BA_BUF_INIT;
 	if (ba_outbox_entry_format(&b, e) < 0) {
 		ba_buf_release(&b);
@@ -454,7 +457,6 @@ int outbox_write_state(ba_outbox *ob, const struct ba_outbox_entry *e, int sub, 
 		io_err(ob, "sync", outbox_sub_names[sub], ".", errno, err);
 		goto out;
 	}
-	l->up = l->one;
 	rc = 0;
 out:
 	ba_buf_release(&b);
@@ -763,7 +765,6 @@ int outbox_load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 	if (l->one && l->fd < 0)
 		return 1;
 	l->off = 0;
-	l->up = 0;
 	if (l->one && read_head(l, (uint64_t)st->st_size, &eno) < 0) {
 		if (eno != EINVAL)
 			return io_err(ob, "read", outbox_sub_names[sub], outbox_msg_name(name, id, 1),
@@ -776,12 +777,11 @@ int outbox_load(ba_outbox *ob, int sub, const char *id, int form, struct loc *l,
 	const char *text = l->head.data;
 	size_t len = (size_t)l->off;
 	outbox_state_name(name, id, l->one);
-	if (l->one && (st->st_mode & 07777) == ENTRY_MODE_FRESH) {
+	if (l->one && !outbox_loc_updated(l)) {
 		eno = ENOENT; /* never updated: there is no ID.up */
 	} else if (read_small(&b, ob->sub[sub], name, &eno) == 0) {
 		text = b.data ? b.data : "";
 		len = b.len;
-		l->up = l->one;
 	} else if (eno != ENOENT || !l->one) {
 		ba_buf_release(&b);
 		if (eno == ENOENT)

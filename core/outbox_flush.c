@@ -272,7 +272,7 @@ static int reap(struct flush_ctx *c, const char *id, const struct loc *l, int fd
 	snprintf(it->id, sizeof(it->id), "%s", id);
 	it->fd = fd;
 	it->one = l->one;
-	it->up = l->up;
+	it->up = outbox_loc_updated(l);
 	if (++r->n % REAP_BATCH == 0)
 		pthread_cond_signal(&r->more); /* one thread takes the batch */
 	pthread_mutex_unlock(&r->mu);
@@ -847,7 +847,7 @@ static struct job *job_prepare(struct flush_ctx *c, struct due *d)
 		r = outbox_lock_loc(ob, id, &j->loc, &j->err);
 		if (r < 0)
 			c->st->skipped++; /* another flush has it */
-		if (r == 0 && (!j->loc.one || (j->loc.st.st_mode & 07777) != ENTRY_MODE_FRESH ||
+		if (r == 0 && (!j->loc.one || outbox_loc_updated(&j->loc) ||
 		               j->loc.st.st_mode != seen)) {
 			/* its state may have changed before the lock: read it again */
 			ba_outbox_entry_release(&j->e);

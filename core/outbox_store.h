@@ -56,7 +56,6 @@ static inline const char *outbox_state_name(char *name, const char *id, int one)
 /* Where an entry's parts are, as outbox_load() found them. */
 struct loc {
 	int one;             /* its form: ID.entry (+ ID.up) 1, ID.msg + ID.st 0 */
-	int up;              /* one: ID.up holds its state (changed since the enqueue) */
 	int fd;              /* its message-carrying file, open; -1 = none */
 	int have_st;         /* st is that file's status already (outbox_lock_entry()) */
 	struct stat st;
@@ -65,6 +64,12 @@ struct loc {
 	                        start of the message (a small message whole) */
 };
 #define LOC_INIT { .fd = -1, .head = BA_BUF_INIT }
+
+/* Whether l's entry may have an ID.up: its ID.entry is no longer 0600 (l->st is read). */
+static inline int outbox_loc_updated(const struct loc *l)
+{
+	return l->one && (l->st.st_mode & 07777) != ENTRY_MODE_FRESH;
+}
 
 /* Closes l's file and frees what was read; l can be used again. */
 void outbox_loc_release(struct loc *l);
